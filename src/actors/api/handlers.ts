@@ -1,0 +1,111 @@
+/**
+ * API v1 operations (ARCHITECTURE §5): validate with the message's schema, then
+ * hand over to the catalog, the writer or the read router. Each handler takes
+ * the decoded JSON body and returns the result; errors are thrown as JadeError
+ * and turned into `{ok:false,error}` replies by the gateway.
+ */
+import { dimensionMismatch, parse, type ClusterStatus, type ReplicaStatus, CountRequest, DeleteRequest, EmptyRequest, GetRequest, NameRequest, SearchRequest, UpsertRequest } from "../../runtime/schemas.ts";
+import { invalidArgument } from "../../runtime/errors.ts";
+import { parseFilter } from "../../runtime/filter.ts";
+import { isCollectionName, type ApiRoute } from "../../runtime/subjects.ts";
+import type { Catalog } from "../catalog.ts";
+import type { ReplicaHost } from "../replica/host.ts";
+import type { ReadRouter } from "../router.ts";
+import type { Writer } from "../writer.ts";
+
+export interface ApiDeps {
+  nodeId: string;
+  catalog: Catalog;
+  writer: Writer;
+  router: ReadRouter;
+  host: ReplicaHost;
+}
+
+export async function handle(route: ApiRoute, body: unknown, deps: ApiDeps): Promise<unknown> {
+  switch (route.kind) {
+    case "catalog":
+      switch (route.op) {
+        case "create":
+          return deps.catalog.create(body);
+        case "list":
+          parse(EmptyRequest, body);
+          return { collections: await deps.catalog.list() };
+        case "get":
+          return deps.catalog.require(parse(NameRequest, body).name);
+        case "drop":
+          return deps.catalog.drop(parse(NameRequest, body).name);
+      }
+      break;
+    case "cluster":
+      parse(EmptyRequest, body);
+      return clusterStatus(deps);
+    case "collection":
+      return collectionOp(route, body, deps);
+    case "unknown":
+      throw invalidArgument(`unknown API subject ${route.subject}`);
+  }
+}
+
+async function collectionOp(route: Extract<ApiRoute, { kind: "collection" }>, body: unknown, deps: ApiDeps): Promise<unknown> {
+  if (!isCollectionName(route.collection)) throw invalidArgument(`invalid collection name ${JSON.stringify(route.collection)}`);
+  const config = await deps.catalog.require(route.collection);
+  switch (route.op) {
+    case "upsert": {
+      const req = parse(UpsertRequest, body);
+      return deps.writer.upsert(config, req.points, req);
+    }
+    case "delete": {
+      const req = parse(DeleteRequest, body);
+      return deps.writer.delete(config, req.ids, req);
+    }
+    case "get": {
+      const req = parse(GetRequest, body);
+      return deps.router.get(config, req.ids, req.withVectors, req);
+    }
+    case "search": {
+      const req = parse(SearchRequest, body);
+      if (req.vector.length !== config.dimension) throw dimensionMismatch(config.dimension, req.vector.length, "vector");
+      const filter = req.filter === undefined ? undefined : parseFilter(req.filter);
+      return deps.router.search(
+        config,
+        { vector: Float32Array.from(req.vector), k: req.k, filter, withPayload: req.withPayload, withVectors: req.withVectors },
+        req,
+      );
+    }
+    case "count": {
+      const req = parse(CountRequest, body);
+      const filter = req.filter === undefined ? undefined : parseFilter(req.filter);
+      return deps.router.count(config, filter, req);
+    }
+  }
+}
+
+async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
+  const collections = await Promise.all(
+    deps.catalog.cached().map(async (config) => ({
+      name: config.name,
+      dimension: config.dimension,
+      metric: config.metric,
+      shards: await Promise.all(
+        deps.host.replicas(config.name).map(async (replica, shard) => {
+          if (!replica) return { shard, replicas: [] as ReplicaStatus[] };
+          const stats = await replica.stats().catch(() => undefined);
+          return {
+            shard,
+            replicas: [
+              {
+                node: deps.nodeId,
+                state: replica.state,
+                appliedSeq: replica.appliedSeq,
+                lastSeq: replica.lastSeq,
+                lag: Math.max(0, replica.lastSeq - replica.appliedSeq),
+                count: stats?.count,
+              },
+            ],
+          };
+        }),
+      ),
+    })),
+  );
+  return { nodes: [{ id: deps.nodeId, self: true }], coordinator: deps.nodeId, collections };
+}

@@ -1,0 +1,89 @@
+/**
+ * The API gateway: serves `jade.v1.>` in the queue group `jade-api`, so any
+ * node answers any request. Every reply is `{ok:true,result}` or
+ * `{ok:false,error}`; bad input is answered and logged, never thrown.
+ */
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply } from "../runtime/errors.ts";
+import { limits } from "../runtime/limits.ts";
+import type { Logger } from "../runtime/log.ts";
+import { apiQueueGroup, parseApiSubject, subjects } from "../runtime/subjects.ts";
+import { handle, type ApiDeps } from "./api/handlers.ts";
+
+/** Requests handled at once; past this a request is answered `rate_limited` at once. */
+export const inflightMax = 512;
+
+const decoder = new TextDecoder();
+
+export class Gateway {
+  readonly #deps: ApiDeps;
+  readonly #log: Logger;
+  #sub: Subscription | undefined;
+  #inflight = 0;
+
+  constructor(deps: ApiDeps, log: Logger) {
+    this.#deps = deps;
+    this.#log = log.child({ actor: "gateway" });
+  }
+
+  start(nc: NatsConnection): void {
+    this.#sub = nc.subscribe(subjects.apiWildcard, {
+      queue: apiQueueGroup,
+      callback: (err, msg) => {
+        if (err) {
+          this.#log.error({ err }, "api subscription error");
+          return;
+        }
+        void this.#serve(msg);
+      },
+    });
+  }
+
+  /** Stops taking requests and waits for those in flight (bounded by their own deadlines). */
+  async stop(): Promise<void> {
+    await this.#sub?.drain();
+  }
+
+  async #serve(msg: Msg): Promise<void> {
+    if (!msg.reply) return;
+    const started = performance.now();
+    let reply: Reply<unknown>;
+    if (this.#inflight >= inflightMax) {
+      reply = fail(new JadeError(ErrorCode.RateLimited, `more than ${inflightMax} requests in flight on this node`));
+    } else {
+      this.#inflight++;
+      try {
+        reply = ok(await handle(parseApiSubject(msg.subject), decodeBody(msg.data), this.#deps));
+      } catch (err) {
+        reply = fail(err);
+      } finally {
+        this.#inflight--;
+      }
+    }
+    if (!reply.ok) {
+      const level = reply.error.code === ErrorCode.Internal ? "error" : "warn";
+      this.#log[level]({ subject: msg.subject, error: reply.error, ms: Math.round(performance.now() - started) }, "request failed");
+    }
+    let text = JSON.stringify(reply);
+    if (Buffer.byteLength(text) > limits.natsPayloadBytesMax) {
+      text = JSON.stringify(
+        fail(new JadeError(ErrorCode.PayloadTooLarge, `reply exceeds ${limits.natsPayloadBytesMax} bytes: ask for fewer points, or without vectors`)),
+      );
+    }
+    try {
+      msg.respond(text);
+    } catch (err) {
+      this.#log.error({ err, subject: msg.subject }, "could not send reply");
+    }
+  }
+}
+
+function decodeBody(data: Uint8Array): unknown {
+  if (data.byteLength === 0) return {};
+  const text = decoder.decode(data);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw invalidArgument(`malformed JSON: ${(err as Error).message}`);
+  }
+}

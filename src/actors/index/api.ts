@@ -1,0 +1,72 @@
+/**
+ * The index actor's interface: what a worker thread exposes through comlink.
+ * One worker hosts the usearch indexes of every shard pinned to it; a shard is
+ * addressed by its `shardKey` (see shardKeyOf). All calls for one shard run in
+ * order on that worker's thread, so apply/search/save never interleave.
+ */
+import type { IndexParams, Metric, Payload, StoredPoint } from "../../runtime/schemas.ts";
+import type { Filter } from "../../runtime/filter.ts";
+
+export interface ShardIndexConfig {
+  dimension: number;
+  metric: Metric;
+  index: IndexParams;
+}
+
+/** One shard-log message as it came from JetStream: its stream sequence and raw msgpack body. */
+export interface LogRecord {
+  seq: number;
+  data: Uint8Array;
+}
+
+export interface ApplyResult {
+  /** Highest sequence applied so far (records at or below the previous value are skipped). */
+  appliedSeq: number;
+  count: number;
+}
+
+export interface ShardSearchRequest {
+  vector: Float32Array;
+  k: number;
+  filter?: Filter;
+  withPayload: boolean;
+  withVectors: boolean;
+}
+
+export interface ShardHit {
+  id: string;
+  distance: number;
+  payload?: Payload;
+  vector?: number[];
+}
+
+export interface ShardStats {
+  count: number;
+  appliedSeq: number;
+  /** Approximate bytes held for this shard (vectors, graph, payloads). */
+  memoryBytes: number;
+}
+
+export interface SavedSnapshot {
+  appliedSeq: number;
+  bytes: number;
+}
+
+export interface IndexWorkerApi {
+  /** Creates an empty shard index, replacing any index already open under this key. */
+  open(shardKey: string, config: ShardIndexConfig): void;
+  close(shardKey: string): void;
+  apply(shardKey: string, records: LogRecord[]): ApplyResult;
+  search(shardKey: string, request: ShardSearchRequest): ShardHit[];
+  get(shardKey: string, ids: string[], withVectors: boolean): StoredPoint[];
+  count(shardKey: string, filter?: Filter): number;
+  /** Writes the whole shard (index, ids, keys, payloads, vectors, appliedSeq) to one file. */
+  save(shardKey: string, path: string): SavedSnapshot;
+  /** Replaces the shard with the contents of a file written by save. */
+  load(shardKey: string, config: ShardIndexConfig, path: string): ApplyResult;
+  stats(shardKey: string): ShardStats;
+}
+
+export function shardKeyOf(collectionUid: string, shard: number): string {
+  return `${collectionUid}/${shard}`;
+}

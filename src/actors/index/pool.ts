@@ -1,0 +1,274 @@
+/**
+ * A fixed pool of index worker threads. Each shard is pinned to one worker (the one
+ * with the fewest shards when first pinned) and stays there until unpinned, so its
+ * calls run in order on one thread. `pin()` returns a ShardIndexClient bound to the
+ * shard key.
+ *
+ * A worker that dies is logged and replaced; the shards pinned to it stay pinned to
+ * its replacement but their in-memory state is gone: calls in flight reject with an
+ * `unavailable` JadeError, later calls fail with "not open" until the owner reopens
+ * or reloads the shard (`onWorkerExit` tells it which shards were lost). comlink
+ * itself never settles a call whose worker died, so every call races the worker's
+ * death.
+ */
+import os from "node:os";
+import { Worker } from "node:worker_threads";
+import * as Comlink from "comlink";
+import nodeEndpoint from "comlink/dist/umd/node-adapter.js";
+import { pino } from "pino";
+import { unavailable } from "../../runtime/errors.ts";
+import type { Filter } from "../../runtime/filter.ts";
+import type { StoredPoint } from "../../runtime/schemas.ts";
+import type {
+  ApplyResult,
+  IndexWorkerApi,
+  LogRecord,
+  SavedSnapshot,
+  ShardHit,
+  ShardIndexConfig,
+  ShardSearchRequest,
+  ShardStats,
+} from "./api.ts";
+
+/** Delay before replacing a worker that died before it ever answered, so a broken build cannot spin. */
+const respawnDelayMs = 1_000;
+const pingKey = "jade-pool-ping";
+
+export interface WorkerExit {
+  worker: number;
+  exitCode: number;
+  error?: Error;
+  /** Shards pinned to the dead worker: their index state is lost. */
+  shardKeys: string[];
+}
+
+export interface PoolLogger {
+  warn(details: object, message: string): void;
+  error(details: object, message: string): void;
+}
+
+export interface IndexPoolOptions {
+  /** Worker threads; default os.availableParallelism(). */
+  workers?: number;
+  onWorkerExit?: (exit: WorkerExit) => void;
+  logger?: PoolLogger;
+}
+
+type Remote = Comlink.Remote<IndexWorkerApi>;
+
+/** One incarnation of a worker thread in a pool position. */
+interface WorkerHandle {
+  readonly worker: Worker;
+  readonly remote: Remote;
+  /** Rejects when this incarnation exits; every call races it. */
+  readonly died: Promise<never>;
+  ready: boolean;
+}
+
+/** How a module that is run by tsx (`.ts`) or from a build (`.js`) starts its worker. */
+function workerSpec(): { url: URL; execArgv?: string[] } {
+  if (import.meta.url.endsWith(".ts")) {
+    return {
+      url: new URL("./worker.ts", import.meta.url),
+      execArgv: ["--import", new URL("./register.mjs", import.meta.url).href],
+    };
+  }
+  return { url: new URL("./worker.js", import.meta.url) };
+}
+
+/**
+ * Copies the records' bytes into one fresh buffer and transfers it: one memcpy instead
+ * of a structured clone per record, and the caller's buffers (often views into NATS
+ * read buffers) are neither detached nor copied whole.
+ */
+function packRecords(records: readonly LogRecord[]): LogRecord[] {
+  const total = records.reduce((sum, r) => sum + r.data.byteLength, 0);
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  const packed = records.map(({ seq, data }) => {
+    bytes.set(data, offset);
+    const view = bytes.subarray(offset, offset + data.byteLength);
+    offset += data.byteLength;
+    return { seq, data: view };
+  });
+  return Comlink.transfer(packed, [bytes.buffer]);
+}
+
+type Invoke = <T>(call: (remote: Remote) => Promise<T>) => Promise<T>;
+
+/** One shard's index, reached through the worker it is pinned to. */
+export class ShardIndexClient {
+  readonly shardKey: string;
+  readonly #invoke: Invoke;
+
+  constructor(shardKey: string, invoke: Invoke) {
+    this.shardKey = shardKey;
+    this.#invoke = invoke;
+  }
+
+  open(config: ShardIndexConfig): Promise<void> {
+    return this.#invoke((r) => r.open(this.shardKey, config));
+  }
+
+  close(): Promise<void> {
+    return this.#invoke((r) => r.close(this.shardKey));
+  }
+
+  apply(records: readonly LogRecord[]): Promise<ApplyResult> {
+    return this.#invoke((r) => r.apply(this.shardKey, packRecords(records)));
+  }
+
+  search(request: ShardSearchRequest): Promise<ShardHit[]> {
+    // A copy of the query is moved rather than cloned: cloning a view clones its whole buffer.
+    const vector = request.vector.slice();
+    return this.#invoke((r) => r.search(this.shardKey, Comlink.transfer({ ...request, vector }, [vector.buffer])));
+  }
+
+  get(ids: string[], withVectors: boolean): Promise<StoredPoint[]> {
+    return this.#invoke((r) => r.get(this.shardKey, ids, withVectors));
+  }
+
+  count(filter?: Filter): Promise<number> {
+    return this.#invoke((r) => r.count(this.shardKey, filter));
+  }
+
+  save(path: string): Promise<SavedSnapshot> {
+    return this.#invoke((r) => r.save(this.shardKey, path));
+  }
+
+  load(config: ShardIndexConfig, path: string): Promise<ApplyResult> {
+    return this.#invoke((r) => r.load(this.shardKey, config, path));
+  }
+
+  stats(): Promise<ShardStats> {
+    return this.#invoke((r) => r.stats(this.shardKey));
+  }
+}
+
+export class IndexPool {
+  readonly #handles: WorkerHandle[] = [];
+  readonly #pinnedTo = new Map<string, number>();
+  readonly #shardCounts: number[];
+  readonly #options: IndexPoolOptions;
+  readonly #logger: PoolLogger;
+  #closing: Promise<void> | undefined;
+
+  private constructor(workers: number, options: IndexPoolOptions) {
+    this.#options = options;
+    this.#logger = options.logger ?? pino({ name: "index-pool" }, pino.destination(2));
+    this.#shardCounts = new Array<number>(workers).fill(0);
+  }
+
+  static async start(options: IndexPoolOptions = {}): Promise<IndexPool> {
+    const workers = options.workers ?? os.availableParallelism();
+    if (!Number.isInteger(workers) || workers < 1) throw new Error(`IndexPool needs at least one worker, got ${workers}`);
+    const pool = new IndexPool(workers, options);
+    for (let i = 0; i < workers; i++) pool.#handles.push(pool.#spawn(i));
+    try {
+      await Promise.all(pool.#handles.map((h) => pool.#ping(h)));
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    return pool;
+  }
+
+  get size(): number {
+    return this.#handles.length;
+  }
+
+  /** Binds `shardKey` to a worker (sticky until unpin) and returns its client. */
+  pin(shardKey: string): ShardIndexClient {
+    if (this.#closing) throw unavailable("index pool is closed");
+    if (!this.#pinnedTo.has(shardKey)) {
+      let best = 0;
+      this.#shardCounts.forEach((n, i) => {
+        if (n < this.#shardCounts[best]!) best = i;
+      });
+      this.#pinnedTo.set(shardKey, best);
+      this.#shardCounts[best]! += 1;
+    }
+    return new ShardIndexClient(shardKey, (call) => this.#invoke(shardKey, call));
+  }
+
+  /** Forgets the binding; close the shard first, or its index stays in the worker's memory. */
+  unpin(shardKey: string): void {
+    const worker = this.#pinnedTo.get(shardKey);
+    if (worker === undefined) return;
+    this.#pinnedTo.delete(shardKey);
+    this.#shardCounts[worker]! -= 1;
+  }
+
+  /** The worker position a shard is pinned to (for tests and diagnostics). */
+  workerOf(shardKey: string): number | undefined {
+    return this.#pinnedTo.get(shardKey);
+  }
+
+  /**
+   * Terminates one worker as if it had crashed (fault injection for tests and chaos):
+   * its calls in flight reject, its shards' state is lost and it is replaced.
+   */
+  async killWorker(position: number): Promise<void> {
+    const handle = this.#handles[position];
+    if (handle === undefined) throw new Error(`no index worker at position ${position}`);
+    await handle.worker.terminate();
+    await handle.died.catch(() => undefined);
+  }
+
+  /** Terminates every worker; calls in flight reject with `unavailable`. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= Promise.all(this.#handles.map((h) => h.worker.terminate())).then(() => undefined);
+    return this.#closing;
+  }
+
+  async #invoke<T>(shardKey: string, call: (remote: Remote) => Promise<T>): Promise<T> {
+    if (this.#closing) throw unavailable("index pool is closed");
+    const position = this.#pinnedTo.get(shardKey);
+    if (position === undefined) throw new Error(`shard ${shardKey} is not pinned to the index pool`);
+    const handle = this.#handles[position]!;
+    return Promise.race([call(handle.remote), handle.died]);
+  }
+
+  async #ping(handle: WorkerHandle): Promise<void> {
+    await Promise.race([handle.remote.close(pingKey), handle.died]);
+    handle.ready = true;
+  }
+
+  #spawn(position: number): WorkerHandle {
+    const { url, execArgv } = workerSpec();
+    const worker = new Worker(url, { execArgv, name: `jade-index-${position}` });
+    let reject: (err: Error) => void = () => undefined;
+    const died = new Promise<never>((_, r) => (reject = r));
+    // Nobody may be waiting on it when the worker dies.
+    died.catch(() => undefined);
+    const handle: WorkerHandle = { worker, remote: Comlink.wrap<IndexWorkerApi>(nodeEndpoint(worker)), died, ready: false };
+    let error: Error | undefined;
+    worker.on("error", (err) => {
+      error = err;
+      this.#logger.error({ worker: position, err }, "index worker failed");
+    });
+    worker.on("exit", (exitCode) => {
+      if (this.#closing) {
+        reject(unavailable("index pool is closed"));
+        return;
+      }
+      reject(unavailable(`index worker ${position} exited (code ${exitCode})`, error));
+      this.#onDeath(position, handle, exitCode, error);
+    });
+    return handle;
+  }
+
+  #onDeath(position: number, dead: WorkerHandle, exitCode: number, error: Error | undefined): void {
+    const shardKeys = [...this.#pinnedTo].filter(([, p]) => p === position).map(([key]) => key);
+    this.#logger.warn({ worker: position, exitCode, shardKeys }, "index worker exited; replacing it");
+    this.#options.onWorkerExit?.({ worker: position, exitCode, error, shardKeys });
+    const replace = (): void => {
+      if (this.#closing) return;
+      const handle = this.#spawn(position);
+      this.#handles[position] = handle;
+      this.#ping(handle).catch(() => undefined);
+    };
+    if (dead.ready) replace();
+    else setTimeout(replace, respawnDelayMs).unref();
+  }
+}

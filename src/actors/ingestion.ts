@@ -1,0 +1,157 @@
+/**
+ * JetStream ingestion: producers publish `{id, vector, payload?}` or
+ * `{points:[…]}` to `jade.ingest.<collection>` (work-queue stream JADE_INGEST).
+ * Every node pulls from the shared durable consumer. A record is acked only
+ * after its shard logs acked; an invalid point goes to `jade.dlq.<collection>`
+ * with the reason while the valid ones flow on; a transient failure is nak'ed
+ * and redelivered. Shard-log writes reuse the ingest sequence as the request id,
+ * so a redelivered record is deduplicated by JetStream, not applied twice.
+ */
+import type { Consumer, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import { JadeError, ErrorCode, toWireError, type WireError } from "../runtime/errors.ts";
+import type { Logger } from "../runtime/log.ts";
+import { publishDurable, type NatsContext } from "../runtime/nats.ts";
+import { IngestBatch, Point, parse, type CollectionConfig } from "../runtime/schemas.ts";
+import { isCollectionName, names, parseIngestSubject, subjects } from "../runtime/subjects.ts";
+import type { Catalog } from "./catalog.ts";
+import type { Writer } from "./writer.ts";
+
+export interface IngestionLimits {
+  /** Ingest messages buffered from the consumer. */
+  bufferMessagesMax: number;
+  /** Ingest messages processed at once (each one is one log entry per shard it touches). */
+  concurrencyMax: number;
+  /** Redelivery delay after a transient failure. */
+  retryDelayMs: number;
+}
+
+export const defaultIngestionLimits: IngestionLimits = { bufferMessagesMax: 1_024, concurrencyMax: 64, retryDelayMs: 1_000 };
+
+export interface DeadLetter {
+  collection: string | null;
+  subject: string;
+  ingestSeq: number;
+  /** Position in a `{points:[…]}` record, when one point of it was rejected. */
+  index?: number;
+  error: WireError;
+  record: unknown;
+}
+
+const decoder = new TextDecoder();
+
+export class Ingestion {
+  readonly #nats: NatsContext;
+  readonly #catalog: Catalog;
+  readonly #writer: Writer;
+  readonly #log: Logger;
+  readonly #limits: IngestionLimits;
+  #messages: ConsumerMessages | undefined;
+  #loop: Promise<void> | undefined;
+  readonly #inflight = new Set<Promise<void>>();
+
+  constructor(nats: NatsContext, catalog: Catalog, writer: Writer, log: Logger, limits = defaultIngestionLimits) {
+    this.#nats = nats;
+    this.#catalog = catalog;
+    this.#writer = writer;
+    this.#log = log.child({ actor: "ingestion" });
+    this.#limits = limits;
+  }
+
+  async start(): Promise<void> {
+    const consumer: Consumer = await this.#nats.js.consumers.get(names.ingestStream, names.ingestConsumer);
+    this.#messages = await consumer.consume({ max_messages: this.#limits.bufferMessagesMax });
+    this.#loop = this.#run(this.#messages);
+  }
+
+  async stop(): Promise<void> {
+    this.#messages?.stop();
+    await this.#loop;
+    await Promise.all(this.#inflight);
+  }
+
+  async #run(messages: ConsumerMessages): Promise<void> {
+    for await (const m of messages) {
+      while (this.#inflight.size >= this.#limits.concurrencyMax) await Promise.race(this.#inflight);
+      const task = this.#process(m).finally(() => this.#inflight.delete(task));
+      this.#inflight.add(task);
+    }
+  }
+
+  async #process(m: JsMsg): Promise<void> {
+    const collection = parseIngestSubject(m.subject);
+    const deadLetters: DeadLetter[] = [];
+    const reject = (error: unknown, record: unknown, index?: number) =>
+      deadLetters.push({ collection: collection ?? null, subject: m.subject, ingestSeq: m.seq, index, error: toWireError(error), record });
+    try {
+      let record: unknown = undefined;
+      try {
+        record = JSON.parse(decoder.decode(m.data));
+      } catch (err) {
+        throw new JadeError(ErrorCode.InvalidArgument, `malformed JSON: ${(err as Error).message}`);
+      }
+      if (collection === undefined || !isCollectionName(collection)) {
+        reject(new JadeError(ErrorCode.InvalidArgument, `subject ${m.subject} does not name a collection`), record);
+      } else {
+        const config = await this.#catalog.require(collection);
+        const points = this.#validPoints(config, record, reject);
+        if (points.length > 0) {
+          await this.#writer.upsert(config, points, { consistency: "log", requestId: `ingest-${m.seq}` });
+        }
+      }
+    } catch (err) {
+      if (err instanceof JadeError && err.retryable) {
+        this.#log.warn({ err: err.message, seq: m.seq }, "ingest record will be retried");
+        m.nak(this.#limits.retryDelayMs);
+        return;
+      }
+      if (err instanceof JadeError) reject(err, safeText(m.data));
+      else {
+        this.#log.error({ err, seq: m.seq }, "ingest failed unexpectedly; will retry");
+        m.nak(this.#limits.retryDelayMs);
+        return;
+      }
+    }
+    try {
+      for (const letter of deadLetters) await this.#deadLetter(letter);
+      m.ack();
+    } catch (err) {
+      this.#log.warn({ err, seq: m.seq }, "dead-lettering failed; record will be redelivered");
+      m.nak(this.#limits.retryDelayMs);
+    }
+  }
+
+  #validPoints(
+    config: CollectionConfig,
+    record: unknown,
+    reject: (error: unknown, record: unknown, index?: number) => void,
+  ): Point[] {
+    const isBatch = typeof record === "object" && record !== null && !Array.isArray(record) && "points" in record;
+    const candidates: unknown[] = isBatch ? parse(IngestBatch, record).points : [record];
+    const valid: Point[] = [];
+    candidates.forEach((candidate, index) => {
+      try {
+        const point = parse(Point, candidate);
+        if (point.vector.length !== config.dimension) {
+          throw new JadeError(ErrorCode.DimensionMismatch, `vector: expected dimension ${config.dimension}, got ${point.vector.length}`);
+        }
+        valid.push(point);
+      } catch (err) {
+        reject(err, candidate, isBatch ? index : undefined);
+      }
+    });
+    return valid;
+  }
+
+  async #deadLetter(letter: DeadLetter): Promise<void> {
+    this.#log.warn({ subject: letter.subject, seq: letter.ingestSeq, index: letter.index, error: letter.error }, "ingest record dead-lettered");
+    const subject = letter.collection && isCollectionName(letter.collection) ? subjects.dlq(letter.collection) : subjects.dlqUnroutable;
+    await publishDurable(this.#nats.js, subject, new TextEncoder().encode(JSON.stringify(letter)), {
+      msgID: `dlq-${letter.ingestSeq}-${letter.index ?? "all"}`,
+      deadlineMs: 10_000,
+    });
+  }
+}
+
+function safeText(data: Uint8Array): string {
+  return decoder.decode(data.subarray(0, 4096));
+}

@@ -1,0 +1,67 @@
+/**
+ * Shard snapshots in the object store `jade_snapshots`, named
+ * `<collection>/<shard>/<seq>` and tagged with the collection's uid (its
+ * description) so a re-created collection never restores its predecessor.
+ * Files move through disk on both sides: the index worker writes/reads a file,
+ * and we stream it to/from JetStream without holding it in memory.
+ */
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import type { ObjectInfo, ObjectStore } from "@nats-io/obj";
+import { names, parseSnapshotObject } from "../../runtime/subjects.ts";
+
+export interface SnapshotRef {
+  name: string;
+  seq: number;
+}
+
+/** Snapshots kept per shard: the newest plus one fallback in case the newest is unreadable. */
+export const snapshotsKeptPerShard = 2;
+
+export class SnapshotStore {
+  readonly #store: ObjectStore;
+
+  constructor(store: ObjectStore) {
+    this.#store = store;
+  }
+
+  /** This incarnation's snapshots of the shard, newest first. */
+  async list(collection: string, uid: string, shard: number): Promise<SnapshotRef[]> {
+    const prefix = names.snapshotPrefix(collection, shard);
+    const infos: ObjectInfo[] = await this.#store.list();
+    return infos
+      .filter((i) => !i.deleted && i.name.startsWith(prefix) && i.description === uid)
+      .map((i) => ({ name: i.name, seq: parseSnapshotObject(i.name)?.seq ?? -1 }))
+      .filter((r) => r.seq >= 0)
+      .sort((a, b) => b.seq - a.seq);
+  }
+
+  async upload(collection: string, uid: string, shard: number, seq: number, file: string): Promise<SnapshotRef> {
+    const name = names.snapshotObject(collection, shard, seq);
+    const body = Readable.toWeb(createReadStream(file)) as unknown as ReadableStream<Uint8Array>;
+    await this.#store.put({ name, description: uid }, body);
+    return { name, seq };
+  }
+
+  async download(name: string, file: string): Promise<void> {
+    const result = await this.#store.get(name);
+    if (!result) throw new Error(`snapshot ${name} disappeared`);
+    await pipeline(Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>), createWriteStream(file));
+    const error = await result.error;
+    if (error) {
+      await rm(file, { force: true });
+      throw error;
+    }
+  }
+
+  /** Deletes all but the newest `snapshotsKeptPerShard` of the shard's snapshots. */
+  async prune(collection: string, uid: string, shard: number): Promise<number> {
+    const refs = await this.list(collection, uid, shard);
+    const stale = refs.slice(snapshotsKeptPerShard);
+    for (const ref of stale) await this.#store.delete(ref.name);
+    return stale.length;
+  }
+}

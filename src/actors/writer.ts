@@ -1,0 +1,118 @@
+/**
+ * The write path shared by the API gateway and ingestion: validate against the
+ * collection, group points by shard, append ONE log entry per shard (vectors as
+ * float32 bytes), and answer once JetStream acknowledged every entry — plus,
+ * for consistency one|quorum|all, once that many replicas applied it.
+ */
+import { randomUUID } from "node:crypto";
+import { limits } from "../runtime/limits.ts";
+import { encodeEntry, EntryKind } from "../runtime/log-entry.ts";
+import { publishDurable, type NatsContext } from "../runtime/nats.ts";
+import {
+  dimensionMismatch,
+  type CollectionConfig,
+  type Payload,
+  type Point,
+  type SessionToken,
+  type WriteConsistency,
+} from "../runtime/schemas.ts";
+import { resolveSharding } from "../runtime/sharding/index.ts";
+import { subjects } from "../runtime/subjects.ts";
+import { unavailable } from "../runtime/errors.ts";
+import type { AppliedTracker } from "./applied-tracker.ts";
+
+export interface WriteOptions {
+  consistency: WriteConsistency;
+  /** Makes a retried request idempotent (JetStream dedup by msg id, per shard). */
+  requestId?: string;
+  timeoutMs?: number;
+}
+
+interface ShardBatch {
+  ids: string[];
+  payloads: (Payload | null)[];
+  vectors: number[][];
+}
+
+export class Writer {
+  readonly #nats: NatsContext;
+  readonly #tracker: AppliedTracker;
+
+  constructor(nats: NatsContext, tracker: AppliedTracker) {
+    this.#nats = nats;
+    this.#tracker = tracker;
+  }
+
+  async upsert(config: CollectionConfig, points: Point[], options: WriteOptions): Promise<{ upserted: number; token: SessionToken }> {
+    points.forEach((p, i) => {
+      if (p.vector.length !== config.dimension) throw dimensionMismatch(config.dimension, p.vector.length, `points.${i}.vector`);
+    });
+    const sharding = resolveSharding(config);
+    const batches = new Map<number, ShardBatch>();
+    for (const p of points) {
+      const shard = sharding.shardOf(p.id);
+      let batch = batches.get(shard);
+      if (!batch) batches.set(shard, (batch = { ids: [], payloads: [], vectors: [] }));
+      batch.ids.push(p.id);
+      batch.payloads.push(p.payload ?? null);
+      batch.vectors.push(p.vector);
+    }
+    const entries = [...batches].map(([shard, b]) => {
+      const vectors = new Float32Array(b.ids.length * config.dimension);
+      b.vectors.forEach((v, i) => vectors.set(v, i * config.dimension));
+      const data = encodeEntry({ kind: EntryKind.Upsert, ids: b.ids, payloads: b.payloads, dimension: config.dimension, vectors });
+      return { shard, data };
+    });
+    const token = await this.#append(config, entries, options);
+    return { upserted: points.length, token };
+  }
+
+  async delete(config: CollectionConfig, ids: string[], options: WriteOptions): Promise<{ deleted: number; token: SessionToken }> {
+    const sharding = resolveSharding(config);
+    const byShard = new Map<number, string[]>();
+    for (const id of new Set(ids)) {
+      const shard = sharding.shardOf(id);
+      byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
+    }
+    const entries = [...byShard].map(([shard, shardIds]) => ({ shard, data: encodeEntry({ kind: EntryKind.Delete, ids: shardIds }) }));
+    const token = await this.#append(config, entries, options);
+    return { deleted: byShard.size === 0 ? 0 : new Set(ids).size, token };
+  }
+
+  async #append(config: CollectionConfig, entries: { shard: number; data: Uint8Array }[], options: WriteOptions): Promise<SessionToken> {
+    const requestId = options.requestId ?? randomUUID();
+    const timeoutMs = options.timeoutMs ?? limits.writeTimeoutMsDefault;
+    const acks = await Promise.all(
+      entries.map(async ({ shard, data }) => {
+        try {
+          const ack = await publishDurable(this.#nats.js, subjects.log(config.name, shard), data, {
+            msgID: `${config.uid}:${requestId}:${shard}`,
+            deadlineMs: timeoutMs,
+          });
+          return [shard, ack.seq] as const;
+        } catch (err) {
+          throw unavailable(`shard ${shard} log of ${config.name} did not acknowledge the write`, err);
+        }
+      }),
+    );
+    const token: SessionToken = Object.fromEntries(acks.map(([shard, seq]) => [String(shard), seq]));
+    const replicas = requiredReplicas(options.consistency, config.replicas);
+    if (replicas > 0) {
+      await Promise.all(acks.map(([shard, seq]) => this.#tracker.wait(config.name, shard, seq, replicas, timeoutMs)));
+    }
+    return token;
+  }
+}
+
+export function requiredReplicas(consistency: WriteConsistency, replicationFactor: number): number {
+  switch (consistency) {
+    case "log":
+      return 0;
+    case "one":
+      return 1;
+    case "quorum":
+      return Math.floor(replicationFactor / 2) + 1;
+    case "all":
+      return replicationFactor;
+  }
+}

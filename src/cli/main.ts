@@ -1,0 +1,41 @@
+/** The `jade` command line (commander). */
+import { Command, InvalidArgumentError } from "commander";
+import { runDev, runStart } from "./serve.ts";
+import { registerClientCommands } from "./commands.ts";
+
+function int(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError("must be an integer");
+  return n;
+}
+
+export function natsUrls(value: string): string[] {
+  return value.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+const program = new Command()
+  .name("jade")
+  .description("JadeVectorDB: a distributed vector database on NATS")
+  .showHelpAfterError();
+
+program
+  .command("dev")
+  .description("run one node with an embedded nats-server (JetStream store under --data)")
+  .option("--data <dir>", "data directory", "./data")
+  .option("--nats-port <port>", "client port of the embedded nats-server", int, 4222)
+  .option("--node-id <id>", "node identity")
+  .option("--workers <n>", "index worker threads (default: one per core)", int)
+  .action((o) => runDev({ data: o.data, natsPort: o.natsPort, nodeId: o.nodeId, workers: o.workers }));
+
+program
+  .command("start")
+  .description("run a node against an existing NATS (JetStream enabled)")
+  .requiredOption("--nats <urls>", "NATS URL[,URL…]", natsUrls)
+  .option("--data <dir>", "scratch directory", "./data")
+  .option("--node-id <id>", "node identity")
+  .option("--workers <n>", "index worker threads (default: one per core)", int)
+  .action((o) => runStart({ nats: o.nats, data: o.data, nodeId: o.nodeId, workers: o.workers }));
+
+registerClientCommands(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,65 @@
+/**
+ * `jade dev` (embedded nats-server + one node) and `jade start` (a node on an
+ * existing NATS). Both print one line containing `ready` and the NATS URL once
+ * the API answers, and stop cleanly on SIGINT/SIGTERM.
+ */
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { JadeClient } from "../client/client.ts";
+import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../runtime/embedded-nats.ts";
+import { rootLogger } from "../runtime/log.ts";
+import { JadeNode } from "../node.ts";
+
+export interface ServeOptions {
+  data: string;
+  nodeId?: string;
+  workers?: number;
+}
+
+export async function runDev(options: ServeOptions & { natsPort?: number }): Promise<void> {
+  const dataDir = path.resolve(options.data);
+  await mkdir(dataDir, { recursive: true });
+  let nats: EmbeddedNats;
+  try {
+    nats = await startEmbeddedNats({ dataDir: path.join(dataDir, "nats"), port: options.natsPort ?? 4222, serverName: "jade-dev" });
+  } catch (err) {
+    if (err instanceof NatsServerMissingError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  await serve([nats.url], dataDir, options, () => nats.stop());
+}
+
+export async function runStart(options: ServeOptions & { nats: string[] }): Promise<void> {
+  const dataDir = path.resolve(options.data);
+  await mkdir(dataDir, { recursive: true });
+  await serve(options.nats, dataDir, options, async () => undefined);
+}
+
+async function serve(servers: string[], dataDir: string, options: ServeOptions, stopNats: () => Promise<void>): Promise<void> {
+  let node: JadeNode | undefined;
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    rootLogger.info({ signal }, "shutting down");
+    await node?.stop().catch((err) => rootLogger.error({ err }, "node stop failed"));
+    await stopNats();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  try {
+    node = await JadeNode.start({ servers, nodeId: options.nodeId, dataDir, workers: options.workers });
+    const client = await JadeClient.connect({ servers, name: "jade-readiness" });
+    await client.listCollections();
+    await client.close();
+  } catch (err) {
+    rootLogger.error({ err }, "node failed to start");
+    await stopNats();
+    process.exit(1);
+  }
+  process.stdout.write(`jade ready nats=${servers.join(",")} node=${node.nodeId}\n`);
+}

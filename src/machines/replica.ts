@@ -1,0 +1,419 @@
+/**
+ * replicaMachine — the lifecycle of one shard replica (ARCHITECTURE §1.3, §2, §4).
+ *
+ * The replica is a deterministic follower of its shard's JetStream log. This machine
+ * only decides: every effect (restore a snapshot into a fresh index, follow the log,
+ * save a snapshot, publish status) is a named actor/action declared in `setup()` with a
+ * placeholder implementation, bound with `.provide()` by the node that assembles it.
+ * No NATS, no worker, no clock access here: delays are named and computed from context,
+ * and the actor system's clock (real or SimulatedClock) schedules them.
+ *
+ * ```
+ *             ┌────────── onError ─────────────┐
+ *  restoring ─┤                                ▼
+ *      ▲      └─ onDone ─► active ─ FOLLOW_FAILED / follow error ─► failed
+ *      │                   ║ readiness: replaying ─► serving ⇄ lagging
+ *      │                   ║ snapshots: idle ⇄ saving
+ *      └──── after retryDelay (retries+1) ──────────────────────── failed
+ *  STOP (any state) ─► stopped (final)
+ * ```
+ */
+import {
+  assign,
+  fromCallback,
+  fromPromise,
+  raise,
+  setup,
+  type ActorRefFrom,
+  type EventObject,
+  type SnapshotFrom,
+} from "xstate";
+
+// ───────────────────────────── states ─────────────────────────────
+
+export const ReplicaState = {
+  Restoring: "restoring",
+  Replaying: "replaying",
+  Serving: "serving",
+  Lagging: "lagging",
+  Failed: "failed",
+  Stopped: "stopped",
+} as const;
+export type ReplicaState = (typeof ReplicaState)[keyof typeof ReplicaState];
+
+function assertNever(x: never): never {
+  throw new Error(`unhandled replica state: ${String(x)}`);
+}
+
+/** May this replica answer reads (searches, gets)? */
+export function isReadable(state: ReplicaState): boolean {
+  switch (state) {
+    case ReplicaState.Serving:
+    case ReplicaState.Lagging:
+      return true;
+    case ReplicaState.Restoring:
+    case ReplicaState.Replaying:
+    case ReplicaState.Failed:
+    case ReplicaState.Stopped:
+      return false;
+    default:
+      return assertNever(state);
+  }
+}
+
+/** Is this replica following its log and applying entries? */
+export function isApplying(state: ReplicaState): boolean {
+  switch (state) {
+    case ReplicaState.Replaying:
+    case ReplicaState.Serving:
+    case ReplicaState.Lagging:
+      return true;
+    case ReplicaState.Restoring:
+    case ReplicaState.Failed:
+    case ReplicaState.Stopped:
+      return false;
+    default:
+      return assertNever(state);
+  }
+}
+
+// ───────────────────────────── types ─────────────────────────────
+
+export interface ReplicaInput {
+  collection: string;
+  shard: number;
+  /** serving while lastSeq - appliedSeq <= this; lagging above it */
+  lagThresholdEntries: number;
+  /** save a snapshot once this many entries were applied since the last one; <= 0 disables */
+  snapshotEveryEntries: number;
+  /** save a snapshot this often if anything was applied since the last one; <= 0 disables */
+  snapshotIntervalMs: number;
+  /** first retry delay after a failure; doubles per consecutive failure */
+  retryDelayMs: number;
+  /** cap of the retry delay */
+  retryDelayMaxMs: number;
+}
+
+export interface ReplicaContext extends ReplicaInput {
+  /** highest log sequence applied to the index */
+  appliedSeq: number;
+  /** last known sequence of the shard stream */
+  lastSeq: number;
+  /** sequence covered by the newest snapshot (loaded or saved) */
+  snapshotSeq: number;
+  /** consecutive failures since the replica last reached serving */
+  retries: number;
+  /** message of the last failure (kept until serving) */
+  error?: string;
+}
+
+/** Sent by the `follow` actor after each applied batch and when idle (to report lastSeq). */
+export interface ProgressEvent {
+  type: "PROGRESS";
+  appliedSeq: number;
+  lastSeq: number;
+}
+/** Sent by the `follow` actor when following can't continue (the replica restarts from a snapshot). */
+export interface FollowFailedEvent {
+  type: "FOLLOW_FAILED";
+  error: string;
+}
+export interface StopEvent {
+  type: "STOP";
+}
+/** Internal: raised after context absorbed a PROGRESS so the regions re-evaluate. */
+interface CheckEvent {
+  type: "replica.check";
+}
+export type ReplicaEvent = ProgressEvent | FollowFailedEvent | StopEvent;
+type ReplicaInternalEvent = ReplicaEvent | CheckEvent;
+
+export interface RestoreInput {
+  collection: string;
+  shard: number;
+}
+export interface RestoreOutput {
+  /** sequence covered by the loaded snapshot; 0 if none (fresh empty index) */
+  snapshotSeq: number;
+}
+export interface FollowInput {
+  collection: string;
+  shard: number;
+  /** first log sequence to apply (appliedSeq + 1) */
+  fromSeq: number;
+}
+export type FollowSentEvent = ProgressEvent | FollowFailedEvent;
+export interface SnapshotInput {
+  collection: string;
+  shard: number;
+}
+export interface SnapshotOutput {
+  /** sequence actually covered by the saved snapshot */
+  seq: number;
+}
+
+export interface NotifyStateParams {
+  state: ReplicaState;
+}
+export interface NotifyProgressParams {
+  appliedSeq: number;
+  lastSeq: number;
+}
+export interface ReportFailureParams {
+  error: string;
+  retries: number;
+}
+export interface ReportSnapshotErrorParams {
+  error: string;
+}
+
+// ───────────────────────────── helpers ─────────────────────────────
+
+/** setTimeout fires almost at once for delays above 2^31-1 ms: never schedule more. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (typeof err === "string") return err;
+  try {
+    return JSON.stringify(err) ?? String(err);
+  } catch {
+    return String(err);
+  }
+}
+
+/** min(retryDelayMs * 2^retries, retryDelayMaxMs), safe against overflow. */
+export function retryDelayFor(ctx: Pick<ReplicaContext, "retries" | "retryDelayMs" | "retryDelayMaxMs">): number {
+  const exp = Math.min(Math.max(0, ctx.retries), 40);
+  const base = Math.max(0, ctx.retryDelayMs);
+  const cap = Math.max(0, ctx.retryDelayMaxMs);
+  return Math.min(base * 2 ** exp, cap, MAX_TIMER_MS);
+}
+
+const lagOf = (c: ReplicaContext) => c.lastSeq - c.appliedSeq;
+
+const unboundEffect = (what: string) => (): never => {
+  throw new Error(`replicaMachine: effect '${what}' was not provided`);
+};
+
+// ───────────────────────────── machine ─────────────────────────────
+
+export const replicaMachine = setup({
+  types: {
+    input: {} as ReplicaInput,
+    context: {} as ReplicaContext,
+    events: {} as ReplicaInternalEvent,
+  },
+  actors: {
+    restore: fromPromise<RestoreOutput, RestoreInput>(async () => unboundEffect("restore")()),
+    follow: fromCallback<EventObject, FollowInput>(() => unboundEffect("follow")()),
+    snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async () => unboundEffect("snapshot")()),
+  },
+  actions: {
+    notifyState: (_, _params: NotifyStateParams) => {},
+    notifyProgress: (_, _params: NotifyProgressParams) => {},
+    reportFailure: (_, _params: ReportFailureParams) => {},
+    reportSnapshotError: (_, _params: ReportSnapshotErrorParams) => {},
+  },
+  guards: {
+    /** a PROGRESS whose appliedSeq is behind what we applied is stale (e.g. reordered) */
+    isFreshProgress: ({ context, event }) =>
+      event.type === "PROGRESS" && Number.isFinite(event.appliedSeq) && event.appliedSeq >= context.appliedSeq,
+    caughtUp: ({ context }) => lagOf(context) <= context.lagThresholdEntries,
+    behind: ({ context }) => lagOf(context) > context.lagThresholdEntries,
+    snapshotDueByEntries: ({ context }) =>
+      context.snapshotEveryEntries > 0 && context.appliedSeq - context.snapshotSeq >= context.snapshotEveryEntries,
+    snapshotIntervalEnabled: ({ context }) => context.snapshotIntervalMs > 0,
+    hasUnsnapshottedEntries: ({ context }) => context.appliedSeq > context.snapshotSeq,
+  },
+  delays: {
+    retryDelay: ({ context }) => retryDelayFor(context),
+    snapshotInterval: ({ context }) => Math.min(Math.max(1, context.snapshotIntervalMs), MAX_TIMER_MS),
+  },
+}).createMachine({
+  id: "replica",
+  context: ({ input }) => ({
+    ...input,
+    appliedSeq: 0,
+    lastSeq: 0,
+    snapshotSeq: 0,
+    retries: 0,
+  }),
+  initial: "restoring",
+  on: {
+    STOP: ".stopped",
+  },
+  states: {
+    restoring: {
+      entry: { type: "notifyState", params: { state: ReplicaState.Restoring } },
+      invoke: {
+        id: "restore",
+        src: "restore",
+        input: ({ context }) => ({ collection: context.collection, shard: context.shard }),
+        onDone: {
+          target: "active",
+          actions: assign(({ context, event }) => {
+            const seq = Math.max(0, Math.trunc(event.output.snapshotSeq));
+            return { appliedSeq: seq, snapshotSeq: seq, lastSeq: Math.max(context.lastSeq, seq) };
+          }),
+        },
+        onError: {
+          target: "failed",
+          actions: assign({ error: ({ event }) => `restore failed: ${errorMessage(event.error)}` }),
+        },
+      },
+    },
+
+    active: {
+      type: "parallel",
+      // Runs for the whole of `active`, across readiness/snapshot substates; xstate stops it
+      // (runs the callback's cleanup) on leaving `active`, and drops its late sendBack events.
+      invoke: {
+        id: "follow",
+        src: "follow",
+        input: ({ context }) => ({
+          collection: context.collection,
+          shard: context.shard,
+          fromSeq: context.appliedSeq + 1,
+        }),
+        onError: {
+          target: "failed",
+          actions: assign({ error: ({ event }) => `follow crashed: ${errorMessage(event.error)}` }),
+        },
+      },
+      on: {
+        PROGRESS: {
+          guard: "isFreshProgress",
+          actions: [
+            assign(({ context, event }) => {
+              const appliedSeq = Math.max(context.appliedSeq, event.appliedSeq);
+              const lastSeq = Math.max(context.lastSeq, Number.isFinite(event.lastSeq) ? event.lastSeq : 0, appliedSeq);
+              return { appliedSeq, lastSeq };
+            }),
+            {
+              type: "notifyProgress",
+              params: ({ context }) => ({ appliedSeq: context.appliedSeq, lastSeq: context.lastSeq }),
+            },
+            raise({ type: "replica.check" }),
+          ],
+        },
+        FOLLOW_FAILED: {
+          target: "failed",
+          actions: assign({ error: ({ event }) => `follow failed: ${event.error}` }),
+        },
+      },
+      states: {
+        readiness: {
+          initial: "replaying",
+          states: {
+            replaying: {
+              entry: { type: "notifyState", params: { state: ReplicaState.Replaying } },
+              // Only on a PROGRESS (via replica.check): lastSeq is unknown until follow reports it.
+              on: { "replica.check": { guard: "caughtUp", target: "serving" } },
+            },
+            serving: {
+              entry: [
+                assign({ retries: 0, error: undefined }),
+                { type: "notifyState", params: { state: ReplicaState.Serving } },
+              ],
+              on: { "replica.check": { guard: "behind", target: "lagging" } },
+            },
+            lagging: {
+              entry: { type: "notifyState", params: { state: ReplicaState.Lagging } },
+              on: { "replica.check": { guard: "caughtUp", target: "serving" } },
+            },
+          },
+        },
+        snapshots: {
+          initial: "idle",
+          states: {
+            idle: {
+              // Entry-count trigger: checked on each PROGRESS only (not eventless), so a failed
+              // snapshot is retried on the next trigger rather than in a loop.
+              on: { "replica.check": { guard: "snapshotDueByEntries", target: "saving" } },
+              initial: "choosing",
+              states: {
+                choosing: {
+                  always: [{ guard: "snapshotIntervalEnabled", target: "timed" }, { target: "untimed" }],
+                },
+                timed: {
+                  after: {
+                    snapshotInterval: [
+                      { guard: "hasUnsnapshottedEntries", target: "#replica.active.snapshots.saving" },
+                      { target: "timed", reenter: true },
+                    ],
+                  },
+                },
+                untimed: {},
+              },
+            },
+            saving: {
+              invoke: {
+                id: "snapshot",
+                src: "snapshot",
+                input: ({ context }) => ({ collection: context.collection, shard: context.shard }),
+                onDone: {
+                  target: "idle",
+                  actions: assign({
+                    snapshotSeq: ({ context, event }) =>
+                      Number.isFinite(event.output.seq) ? Math.max(context.snapshotSeq, event.output.seq) : context.snapshotSeq,
+                  }),
+                },
+                onError: {
+                  target: "idle",
+                  actions: {
+                    type: "reportSnapshotError",
+                    params: ({ event }) => ({ error: errorMessage(event.error) }),
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+
+    failed: {
+      entry: [
+        { type: "notifyState", params: { state: ReplicaState.Failed } },
+        {
+          type: "reportFailure",
+          params: ({ context }) => ({ error: context.error ?? "unknown error", retries: context.retries }),
+        },
+      ],
+      after: {
+        retryDelay: {
+          target: "restoring",
+          actions: assign({ retries: ({ context }) => context.retries + 1 }),
+        },
+      },
+    },
+
+    stopped: {
+      type: "final",
+      entry: { type: "notifyState", params: { state: ReplicaState.Stopped } },
+    },
+  },
+});
+
+export type ReplicaMachine = typeof replicaMachine;
+export type ReplicaSnapshot = SnapshotFrom<ReplicaMachine>;
+export type ReplicaActorRef = ActorRefFrom<ReplicaMachine>;
+
+/** Map a machine snapshot (nested states included) to the public state union. */
+export function replicaStateOf(snapshot: ReplicaSnapshot): ReplicaState {
+  if (snapshot.status === "stopped" || snapshot.status === "done") return ReplicaState.Stopped;
+  if (snapshot.status === "error") return ReplicaState.Failed;
+  if (snapshot.matches("restoring")) return ReplicaState.Restoring;
+  if (snapshot.matches("failed")) return ReplicaState.Failed;
+  if (snapshot.matches("stopped")) return ReplicaState.Stopped;
+  if (snapshot.matches({ active: { readiness: "serving" } })) return ReplicaState.Serving;
+  if (snapshot.matches({ active: { readiness: "lagging" } })) return ReplicaState.Lagging;
+  if (snapshot.matches({ active: { readiness: "replaying" } })) return ReplicaState.Replaying;
+  throw new Error(`replicaStateOf: unmapped state ${JSON.stringify(snapshot.value)}`);
+}
+
+/** Replication lag in entries as last reported by the follower. */
+export function replicaLag(snapshot: ReplicaSnapshot): number {
+  return Math.max(0, snapshot.context.lastSeq - snapshot.context.appliedSeq);
+}

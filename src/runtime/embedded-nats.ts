@@ -1,0 +1,139 @@
+/**
+ * Runs a `nats-server` child with JetStream: the embedded default of `jade dev`
+ * and the server the test harness starts. The server picks a free port itself
+ * (port -1) and we read the port it chose from its log, so there is no race on
+ * ports; readiness is the server's own "Server is ready" line.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { limits } from "./limits.ts";
+
+export interface EmbeddedNatsOptions {
+  /** JetStream store and config live here. */
+  dataDir: string;
+  /** Client port; -1 (default) lets the server choose a free one. */
+  port?: number;
+  host?: string;
+  serverName?: string;
+  /** Cluster settings for multi-server harnesses. */
+  cluster?: { name: string; port: number; routes: string[] };
+  startTimeoutMs?: number;
+  /** Called with each line the server logs (for debugging). */
+  onLog?: (line: string) => void;
+}
+
+export class NatsServerMissingError extends Error {
+  override readonly name = "NatsServerMissingError";
+  readonly code = "nats_server_missing";
+  constructor(cause?: unknown) {
+    super(
+      "nats-server was not found on PATH. Install it (Debian/Ubuntu: `apt-get update && apt-get install -y nats-server`) " +
+        "or run `jade start --nats URL` against an existing NATS server with JetStream enabled.",
+      { cause },
+    );
+  }
+}
+
+export class NatsServerStartError extends Error {
+  override readonly name = "NatsServerStartError";
+  readonly code = "nats_server_start_failed";
+}
+
+export interface EmbeddedNats {
+  url: string;
+  port: number;
+  process: ChildProcess;
+  /** SIGTERM, then SIGKILL after graceMs; resolves when the process has exited. */
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL at once (crash simulation). */
+  kill(): Promise<void>;
+}
+
+export function natsServerAvailable(): boolean {
+  const probe = spawnSync("nats-server", ["--version"], { stdio: "ignore" });
+  return probe.error === undefined && probe.status === 0;
+}
+
+function configText(options: EmbeddedNatsOptions, storeDir: string): string {
+  const host = options.host ?? "127.0.0.1";
+  const lines = [
+    `server_name: ${JSON.stringify(options.serverName ?? "jade-embedded")}`,
+    `host: ${JSON.stringify(host)}`,
+    `port: ${options.port ?? -1}`,
+    `max_payload: ${limits.natsPayloadBytesMax}`,
+    `jetstream {`,
+    `  store_dir: ${JSON.stringify(storeDir)}`,
+    `}`,
+  ];
+  if (options.cluster) {
+    lines.push(
+      `cluster {`,
+      `  name: ${JSON.stringify(options.cluster.name)}`,
+      `  host: ${JSON.stringify(host)}`,
+      `  port: ${options.cluster.port}`,
+      `  routes: [${options.cluster.routes.map((r) => JSON.stringify(r)).join(", ")}]`,
+      `}`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<EmbeddedNats> {
+  if (!natsServerAvailable()) throw new NatsServerMissingError();
+  const storeDir = path.join(options.dataDir, "jetstream");
+  await mkdir(storeDir, { recursive: true });
+  const configPath = path.join(options.dataDir, "nats-server.conf");
+  await writeFile(configPath, configText(options, storeDir));
+
+  const child = spawn("nats-server", ["-c", configPath], { stdio: ["ignore", "ignore", "pipe"] });
+  const timeoutMs = options.startTimeoutMs ?? 20_000;
+  const logTail: string[] = [];
+
+  const port = await new Promise<number>((resolve, reject) => {
+    let chosen: number | undefined;
+    const timer = setTimeout(() => fail(new NatsServerStartError(`nats-server not ready after ${timeoutMs} ms`)), timeoutMs);
+    const lines = createInterface({ input: child.stderr! });
+    function fail(err: Error) {
+      clearTimeout(timer);
+      child.kill("SIGKILL");
+      reject(new NatsServerStartError(`${err.message}\n${logTail.join("\n")}`, { cause: err }));
+    }
+    child.once("error", (err) => fail(err));
+    child.once("exit", (code, signal) => fail(new Error(`nats-server exited early (code ${code}, signal ${signal})`)));
+    lines.on("line", (line) => {
+      options.onLog?.(line);
+      logTail.push(line);
+      if (logTail.length > 40) logTail.shift();
+      const listening = /Listening for client connections on .*:(\d+)\s*$/.exec(line);
+      if (listening) chosen = Number(listening[1]);
+      if (line.includes("Server is ready") && chosen !== undefined) {
+        clearTimeout(timer);
+        child.removeAllListeners("exit");
+        child.removeAllListeners("error");
+        resolve(chosen);
+      }
+    });
+  });
+
+  const host = options.host ?? "127.0.0.1";
+  const stop = async (graceMs = 5_000) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+    await exited(child);
+    clearTimeout(timer);
+  };
+  const kill = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGKILL");
+    await exited(child);
+  };
+  return { url: `nats://${host}:${port}`, port, process: child, stop, kill };
+}

@@ -1,0 +1,87 @@
+/**
+ * Errors are values at the API boundary: every reply is `{ok:true,result}` or
+ * `{ok:false,error:{code,message,retryable,details?}}`. Inside the process a
+ * `JadeError` carries the same fields so a handler can throw it and the gateway
+ * turns it into a reply; anything else that escapes a handler is a bug and is
+ * reported as `internal`.
+ */
+export const ErrorCode = {
+  InvalidArgument: "invalid_argument",
+  NotFound: "not_found",
+  AlreadyExists: "already_exists",
+  DimensionMismatch: "dimension_mismatch",
+  PayloadTooLarge: "payload_too_large",
+  Unavailable: "unavailable",
+  Timeout: "timeout",
+  Conflict: "conflict",
+  Unauthorized: "unauthorized",
+  RateLimited: "rate_limited",
+  Internal: "internal",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const retryableCodes: ReadonlySet<ErrorCode> = new Set([
+  ErrorCode.Unavailable,
+  ErrorCode.Timeout,
+  ErrorCode.RateLimited,
+]);
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  retryable: boolean;
+  details?: unknown;
+}
+
+export type Reply<T> = { ok: true; result: T } | { ok: false; error: WireError };
+
+export class JadeError extends Error {
+  override readonly name = "JadeError";
+  readonly code: ErrorCode;
+  readonly details: unknown;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.code = code;
+    this.details = options.details;
+    this.retryable = retryableCodes.has(code);
+  }
+
+  toWire(): WireError {
+    const wire: WireError = { code: this.code, message: this.message, retryable: this.retryable };
+    if (this.details !== undefined) wire.details = this.details;
+    return wire;
+  }
+
+  static fromWire(error: WireError): JadeError {
+    return new JadeError(error.code, error.message, { details: error.details });
+  }
+}
+
+export function invalidArgument(message: string, details?: unknown): JadeError {
+  return new JadeError(ErrorCode.InvalidArgument, message, { details });
+}
+
+export function notFound(message: string): JadeError {
+  return new JadeError(ErrorCode.NotFound, message);
+}
+
+export function unavailable(message: string, cause?: unknown): JadeError {
+  return new JadeError(ErrorCode.Unavailable, message, { cause });
+}
+
+/** Any thrown value as a wire error; non-Jade errors are internal (their text is kept for operators). */
+export function toWireError(err: unknown): WireError {
+  if (err instanceof JadeError) return err.toWire();
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: ErrorCode.Internal, message, retryable: false };
+}
+
+export function ok<T>(result: T): Reply<T> {
+  return { ok: true, result };
+}
+
+export function fail(err: unknown): Reply<never> {
+  return { ok: false, error: toWireError(err) };
+}

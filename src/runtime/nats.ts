@@ -1,0 +1,171 @@
+/**
+ * NATS connection and the JetStream objects every node relies on. Creation is
+ * idempotent (any node may run it at start). Works on nats-server 2.9: no
+ * per-message TTL, no subject transforms, no filter_subjects arrays.
+ */
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  AckPolicy,
+  DiscardPolicy,
+  jetstream,
+  jetstreamManager,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamClient,
+  type JetStreamManager,
+  type PubAck,
+} from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { Objm, type ObjectStore } from "@nats-io/obj";
+import { nanos } from "@nats-io/nats-core";
+import { limits } from "./limits.ts";
+import { names, subjects } from "./subjects.ts";
+import type { Logger } from "./log.ts";
+
+export interface NatsContext {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  collections: KV;
+  nodes: KV;
+  snapshots: ObjectStore;
+  /** Number of replicas for streams/buckets we create (1 on one server, 3 on a cluster). */
+  streamReplicas: number;
+}
+
+export interface ConnectOptions {
+  servers: string[];
+  name: string;
+  streamReplicas?: number;
+  /** Timeout of JetStream API requests and publishes; short so a leader election surfaces quickly. */
+  jsTimeoutMs?: number;
+}
+
+const dedupWindowMs = 2 * 60_000;
+
+export async function connectNats(options: ConnectOptions, log: Logger): Promise<NatsContext> {
+  const nc = await connect({
+    servers: options.servers,
+    name: options.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    pingInterval: 5_000,
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect") log.warn({ status: s.type }, "nats connection status");
+    }
+  })();
+  const timeout = options.jsTimeoutMs ?? 5_000;
+  const js = jetstream(nc, { timeout });
+  const jsm = await jetstreamManager(nc, { timeout });
+  const replicas = options.streamReplicas ?? 1;
+  const kvm = new Kvm(js);
+  const collections = await kvm.create(names.collectionsBucket, { history: 10, replicas });
+  const nodes = await kvm.create(names.nodesBucket, { history: 1, replicas, ttl: 30_000 });
+  const snapshots = await new Objm(js).create(names.snapshotsBucket, { replicas, storage: StorageType.File });
+  await ensureStream(jsm, {
+    name: names.ingestStream,
+    subjects: [subjects.ingestWildcard],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    num_replicas: replicas,
+    duplicate_window: nanos(dedupWindowMs),
+    max_msg_size: limits.natsPayloadBytesMax,
+  });
+  await ensureStream(jsm, {
+    name: names.dlqStream,
+    subjects: [subjects.dlqWildcard],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: replicas,
+    max_age: nanos(7 * 24 * 3_600_000),
+    discard: DiscardPolicy.Old,
+  });
+  await jsm.consumers
+    .add(names.ingestStream, {
+      durable_name: names.ingestConsumer,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(30_000),
+      max_ack_pending: 10_000,
+    })
+    .catch((err) => {
+      // Another node created it concurrently with the same config: fine.
+      if (!(err instanceof JetStreamApiError)) throw err;
+    });
+  return { nc, js, jsm, collections, nodes, snapshots, streamReplicas: replicas };
+}
+
+type StreamConfigInput = Parameters<JetStreamManager["streams"]["add"]>[0];
+
+/** Creates the stream, or leaves an existing one with that name as it is. */
+export async function ensureStream(jsm: JetStreamManager, config: StreamConfigInput): Promise<void> {
+  try {
+    await jsm.streams.add(config);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && (await streamExists(jsm, config.name!))) return;
+    throw err;
+  }
+}
+
+export async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
+  try {
+    await jsm.streams.info(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function shardStreamConfig(collection: string, shard: number, replicas: number): StreamConfigInput {
+  return {
+    name: names.logStream(collection, shard),
+    subjects: [subjects.log(collection, shard)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: replicas,
+    duplicate_window: nanos(dedupWindowMs),
+    max_msg_size: limits.natsPayloadBytesMax,
+    discard: DiscardPolicy.New,
+  };
+}
+
+export interface PublishOptions {
+  msgID: string;
+  /** Overall deadline including retries. */
+  deadlineMs: number;
+}
+
+/**
+ * Publishes to a stream, retrying with backoff while JetStream is briefly
+ * unavailable (leader election, reconnect). The same msgID on every attempt
+ * lets the stream's dedup window drop a duplicate if an earlier attempt landed.
+ */
+export async function publishDurable(
+  js: JetStreamClient,
+  subject: string,
+  data: Uint8Array,
+  options: PublishOptions,
+): Promise<PubAck> {
+  const deadline = performance.now() + options.deadlineMs;
+  let backoffMs = 50;
+  for (;;) {
+    const remaining = deadline - performance.now();
+    try {
+      return await js.publish(subject, data, { msgID: options.msgID, timeout: Math.max(250, Math.min(remaining, 5_000)) });
+    } catch (err) {
+      if (!isTransient(err) || performance.now() + backoffMs >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, backoffMs));
+      backoffMs = Math.min(backoffMs * 2, 1_000);
+    }
+  }
+}
+
+function isTransient(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  // Only an API error with a definite answer (e.g. wrong stream) is final; no-responders, timeouts and
+  // "jetstream is not enabled" during elections are worth another try.
+  if (err instanceof JetStreamApiError) return err.code >= 500;
+  return true;
+}

@@ -1,0 +1,213 @@
+/**
+ * One zod schema per API message; TypeScript types are derived from them.
+ * `parse(schema, raw)` turns a zod failure into an `invalid_argument` JadeError
+ * whose details list the offending paths.
+ */
+import { z } from "zod";
+import { invalidArgument, JadeError, ErrorCode } from "./errors.ts";
+import { limits } from "./limits.ts";
+import { collectionNamePattern, reservedNames } from "./subjects.ts";
+
+export const Metric = z.enum(["cosine", "l2", "ip"]);
+export type Metric = z.infer<typeof Metric>;
+
+export const Quantization = z.enum(["f32", "f16", "i8"]);
+export type Quantization = z.infer<typeof Quantization>;
+
+export const ShardingName = z.enum(["hash"]);
+export type ShardingName = z.infer<typeof ShardingName>;
+
+export const CollectionName = z
+  .string()
+  .regex(collectionNamePattern, "must match ^[a-zA-Z0-9_-]{1,64}$ (a NATS subject token)")
+  .refine((n) => !reservedNames.has(n), "is a reserved word");
+
+export const IndexParams = z
+  .object({
+    connectivity: z.number().int().min(2).max(128).default(16),
+    expansionAdd: z.number().int().min(1).max(4096).default(128),
+    expansionSearch: z.number().int().min(1).max(4096).default(64),
+    quantization: Quantization.default("f32"),
+  })
+  .strict();
+export type IndexParams = z.infer<typeof IndexParams>;
+
+export const SnapshotPolicy = z
+  .object({
+    everyEntries: z.number().int().min(1).max(1_000_000).default(1_000),
+    intervalMs: z.number().int().min(100).max(86_400_000).default(30_000),
+  })
+  .strict();
+export type SnapshotPolicy = z.infer<typeof SnapshotPolicy>;
+
+export const CreateCollectionRequest = z
+  .object({
+    name: CollectionName,
+    dimension: z.number().int().min(1).max(limits.dimensionMax),
+    metric: Metric,
+    shards: z.number().int().min(1).max(limits.shardsMax).default(2),
+    replicas: z.number().int().min(1).max(limits.replicasMax).default(1),
+    sharding: ShardingName.default("hash"),
+    index: IndexParams.default(IndexParams.parse({})),
+    snapshot: SnapshotPolicy.default(SnapshotPolicy.parse({})),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.index.quantization === "i8" && c.metric !== "cosine") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["index", "quantization"],
+        message: "i8 quantization normalises vectors, so it is only valid with metric cosine",
+      });
+    }
+  });
+export type CreateCollectionRequest = z.input<typeof CreateCollectionRequest>;
+
+/** What is stored in KV `jade_collections` and returned by collections.get. */
+export const CollectionConfig = z.object({
+  name: z.string(),
+  dimension: z.number().int(),
+  metric: Metric,
+  shards: z.number().int(),
+  replicas: z.number().int(),
+  sharding: ShardingName,
+  index: IndexParams,
+  snapshot: SnapshotPolicy,
+  createdAt: z.string(),
+  /** A new incarnation per create, so a re-created collection never reads an old one's snapshots. */
+  uid: z.string(),
+});
+export type CollectionConfig = z.infer<typeof CollectionConfig>;
+
+export const NameRequest = z.object({ name: CollectionName }).strict();
+export const EmptyRequest = z.object({}).strict();
+
+export const PointId = z
+  .string()
+  .min(1, "must be a non-empty string")
+  .refine((s) => Buffer.byteLength(s) <= limits.idBytesMax, `must be at most ${limits.idBytesMax} bytes`);
+
+export const Vector = z
+  .array(z.number({ error: "must be a finite number" }).refine(Number.isFinite, "must be finite (no NaN/Infinity)"))
+  .min(1, "must not be empty")
+  .max(limits.dimensionMax);
+
+export const Payload = z
+  .record(z.string(), z.unknown())
+  .refine(
+    (p) => Buffer.byteLength(JSON.stringify(p)) <= limits.payloadBytesMax,
+    `must be at most ${limits.payloadBytesMax} bytes as JSON`,
+  );
+export type Payload = z.infer<typeof Payload>;
+
+export const Point = z.object({ id: PointId, vector: Vector, payload: Payload.optional() }).strict();
+export type Point = z.infer<typeof Point>;
+
+export const WriteConsistency = z.enum(["log", "one", "quorum", "all"]);
+export type WriteConsistency = z.infer<typeof WriteConsistency>;
+export const ReadConsistency = z.enum(["eventual", "session", "strong"]);
+export type ReadConsistency = z.infer<typeof ReadConsistency>;
+
+/** `{<shard>: seq}`: the log position a write reached on each shard it touched. */
+export const SessionToken = z.record(z.string().regex(/^\d+$/), z.number().int().min(0));
+export type SessionToken = z.infer<typeof SessionToken>;
+
+export const UpsertRequest = z
+  .object({
+    points: z.array(Point).min(1).max(limits.pointsPerRequestMax),
+    consistency: WriteConsistency.default("log"),
+    /** Client-chosen id: a retried request with the same id is applied once (JetStream dedup window). */
+    requestId: z.string().min(1).max(128).optional(),
+    timeoutMs: z.number().int().min(1).max(limits.searchTimeoutMsMax).optional(),
+  })
+  .strict();
+export type UpsertRequest = z.input<typeof UpsertRequest>;
+
+export const DeleteRequest = z
+  .object({
+    ids: z.array(PointId).min(1).max(limits.idsPerRequestMax),
+    consistency: WriteConsistency.default("log"),
+    requestId: z.string().min(1).max(128).optional(),
+    timeoutMs: z.number().int().min(1).max(limits.searchTimeoutMsMax).optional(),
+  })
+  .strict();
+export type DeleteRequest = z.input<typeof DeleteRequest>;
+
+const ReadOptions = {
+  consistency: ReadConsistency.default("eventual"),
+  token: SessionToken.optional(),
+  timeoutMs: z.number().int().min(1).max(limits.searchTimeoutMsMax).optional(),
+};
+
+export const GetRequest = z
+  .object({ ids: z.array(PointId).min(1).max(limits.idsPerRequestMax), withVectors: z.boolean().default(false), ...ReadOptions })
+  .strict();
+export type GetRequest = z.input<typeof GetRequest>;
+
+export const SearchRequest = z
+  .object({
+    vector: Vector,
+    k: z.number().int().min(1, "must be at least 1").max(limits.kMax, `must be at most ${limits.kMax}`),
+    filter: z.record(z.string(), z.unknown()).optional(),
+    withPayload: z.boolean().default(false),
+    withVectors: z.boolean().default(false),
+    ...ReadOptions,
+  })
+  .strict();
+export type SearchRequest = z.input<typeof SearchRequest>;
+
+export const CountRequest = z
+  .object({ filter: z.record(z.string(), z.unknown()).optional(), ...ReadOptions })
+  .strict();
+export type CountRequest = z.input<typeof CountRequest>;
+
+/** An ingestion record is one point or `{points:[…]}`; each point of a batch is validated (and dead-lettered) alone. */
+export const IngestBatch = z.object({ points: z.array(z.unknown()).min(1).max(limits.pointsPerRequestMax) }).strict();
+
+export interface Hit {
+  id: string;
+  distance: number;
+  payload?: Payload;
+  vector?: number[];
+}
+
+export interface SearchResult {
+  hits: Hit[];
+  partial: boolean;
+  shards: { total: number; answered: number };
+}
+
+export interface StoredPoint {
+  id: string;
+  vector?: number[];
+  payload?: Payload;
+}
+
+export interface ReplicaStatus {
+  node: string;
+  state: string;
+  appliedSeq: number;
+  lastSeq: number;
+  lag: number;
+  count?: number;
+}
+
+export interface ClusterStatus {
+  nodes: { id: string; self?: boolean }[];
+  coordinator: string | null;
+  collections: { name: string; dimension: number; metric: string; shards: { shard: number; replicas: ReplicaStatus[] }[] }[];
+}
+
+export function parse<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
+  const result = schema.safeParse(raw);
+  if (result.success) return result.data;
+  const issues = result.error.issues.slice(0, 10).map((i) => ({ path: i.path.join("."), message: i.message }));
+  const first = issues[0];
+  throw invalidArgument(first ? `${first.path || "request"}: ${first.message}` : "invalid request", { issues });
+}
+
+export function dimensionMismatch(expected: number, got: number, where: string): JadeError {
+  return new JadeError(ErrorCode.DimensionMismatch, `${where}: expected dimension ${expected}, got ${got}`, {
+    details: { expected, got },
+  });
+}

@@ -1,0 +1,112 @@
+/**
+ * The one module that owns the subject grammar and the names of NATS objects.
+ * Subjects and stream/bucket names are built and parsed here and nowhere else.
+ */
+export const collectionNamePattern = /^[a-zA-Z0-9_-]{1,64}$/;
+
+export function isCollectionName(name: string): boolean {
+  return collectionNamePattern.test(name);
+}
+
+export const apiPrefix = "jade.v1";
+export const apiQueueGroup = "jade-api";
+
+/** Collection-scoped API operations: `jade.v1.<collection>.<op>`. */
+export const CollectionOp = {
+  Upsert: "upsert",
+  Delete: "delete",
+  Get: "get",
+  Search: "search",
+  Count: "count",
+} as const;
+export type CollectionOp = (typeof CollectionOp)[keyof typeof CollectionOp];
+
+/** Collection management: `jade.v1.collections.<op>`. */
+export const CatalogOp = {
+  Create: "create",
+  List: "list",
+  Get: "get",
+  Drop: "drop",
+} as const;
+export type CatalogOp = (typeof CatalogOp)[keyof typeof CatalogOp];
+
+/** Reserved first tokens after `jade.v1.`: no collection may use them as its name. */
+export const reservedNames: ReadonlySet<string> = new Set(["collections", "cluster", "admin"]);
+
+export const subjects = {
+  apiWildcard: `${apiPrefix}.>`,
+  catalog: (op: CatalogOp) => `${apiPrefix}.collections.${op}`,
+  collection: (collection: string, op: CollectionOp) => `${apiPrefix}.${collection}.${op}`,
+  clusterStatus: `${apiPrefix}.cluster.status`,
+
+  log: (collection: string, shard: number) => `jade.log.${collection}.${shard}`,
+  ingest: (collection: string) => `jade.ingest.${collection}`,
+  ingestWildcard: "jade.ingest.>",
+  dlq: (collection: string) => `jade.dlq.${collection}`,
+  dlqWildcard: "jade.dlq.>",
+  /** Dead letters whose subject names no valid collection (`$` cannot start a collection name). */
+  dlqUnroutable: "jade.dlq.$unroutable",
+  applied: (collection: string, shard: number) => `jade.applied.${collection}.${shard}`,
+  appliedWildcard: "jade.applied.>",
+  replicaSearch: (nodeId: string, collection: string, shard: number) =>
+    `jade.replica.${nodeId}.${collection}.${shard}.search`,
+} as const;
+
+export type ApiRoute =
+  | { kind: "catalog"; op: CatalogOp }
+  | { kind: "collection"; collection: string; op: CollectionOp }
+  | { kind: "cluster"; op: "status" }
+  | { kind: "unknown"; subject: string };
+
+const catalogOps: ReadonlySet<string> = new Set(Object.values(CatalogOp));
+const collectionOps: ReadonlySet<string> = new Set(Object.values(CollectionOp));
+
+export function parseApiSubject(subject: string): ApiRoute {
+  const parts = subject.split(".");
+  if (parts.length !== 4 || parts[0] !== "jade" || parts[1] !== "v1") return { kind: "unknown", subject };
+  const [, , scope, op] = parts as [string, string, string, string];
+  if (scope === "collections" && catalogOps.has(op)) return { kind: "catalog", op: op as CatalogOp };
+  if (scope === "cluster" && op === "status") return { kind: "cluster", op: "status" };
+  if (!reservedNames.has(scope) && collectionOps.has(op)) {
+    return { kind: "collection", collection: scope, op: op as CollectionOp };
+  }
+  return { kind: "unknown", subject };
+}
+
+/** `jade.ingest.<collection>` → collection, or undefined for anything else. */
+export function parseIngestSubject(subject: string): string | undefined {
+  const parts = subject.split(".");
+  if (parts.length !== 3 || parts[0] !== "jade" || parts[1] !== "ingest") return undefined;
+  return parts[2];
+}
+
+export function parseAppliedSubject(subject: string): { collection: string; shard: number } | undefined {
+  const parts = subject.split(".");
+  if (parts.length !== 4 || parts[0] !== "jade" || parts[1] !== "applied") return undefined;
+  const shard = Number(parts[3]);
+  if (!Number.isInteger(shard) || shard < 0) return undefined;
+  return { collection: parts[2]!, shard };
+}
+
+/** JetStream and KV / object store names. */
+export const names = {
+  logStream: (collection: string, shard: number) => `jade-log-${collection}-${shard}`,
+  ingestStream: "JADE_INGEST",
+  ingestConsumer: "jade-ingest",
+  dlqStream: "JADE_DLQ",
+  collectionsBucket: "jade_collections",
+  nodesBucket: "jade_nodes",
+  snapshotsBucket: "jade_snapshots",
+  snapshotObject: (collection: string, shard: number, seq: number) => `${collection}/${shard}/${seq}`,
+  snapshotPrefix: (collection: string, shard: number) => `${collection}/${shard}/`,
+} as const;
+
+/** Parses `<collection>/<shard>/<seq>` back; undefined for foreign objects. */
+export function parseSnapshotObject(name: string): { collection: string; shard: number; seq: number } | undefined {
+  const parts = name.split("/");
+  if (parts.length !== 3) return undefined;
+  const shard = Number(parts[1]);
+  const seq = Number(parts[2]);
+  if (!Number.isInteger(shard) || !Number.isInteger(seq)) return undefined;
+  return { collection: parts[0]!, shard, seq };
+}

@@ -1,0 +1,163 @@
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LogRecord, ShardIndexConfig } from "../src/actors/index/api.ts";
+import { IndexPool, type WorkerExit } from "../src/actors/index/pool.ts";
+import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
+import { parseFilter } from "../src/runtime/filter.ts";
+import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
+import { randomVectors, seededRandom } from "./support/random.ts";
+
+const dim = 16;
+const config: ShardIndexConfig = {
+  dimension: dim,
+  metric: "l2",
+  index: { connectivity: 16, expansionAdd: 64, expansionSearch: 64, quantization: "f32" },
+};
+
+function upsertRecords(vectors: Float32Array, batch: number, firstSeq = 1, prefix = "p"): LogRecord[] {
+  const count = vectors.length / dim;
+  const records: LogRecord[] = [];
+  for (let start = 0, seq = firstSeq; start < count; start += batch, seq++) {
+    const end = Math.min(count, start + batch);
+    const ids = Array.from({ length: end - start }, (_, i) => `${prefix}${start + i}`);
+    const data = encodeEntry({
+      kind: EntryKind.Upsert,
+      ids,
+      payloads: ids.map((_, i) => ({ n: start + i, odd: (start + i) % 2 === 1 })),
+      dimension: dim,
+      vectors: vectors.slice(start * dim, end * dim),
+    });
+    records.push({ seq, data });
+  }
+  return records;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("IndexPool", () => {
+  let pool: IndexPool;
+  let dir: string;
+  const exits: WorkerExit[] = [];
+  const random = seededRandom(99);
+  const vectors = randomVectors(random, 2000, dim);
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "jade-index-pool-"));
+    pool = await IndexPool.start({
+      workers: 2,
+      onWorkerExit: (exit) => exits.push(exit),
+      logger: { warn: () => undefined, error: () => undefined },
+    });
+  });
+
+  afterAll(async () => {
+    await pool.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("pins shards to the least loaded worker, stickily", () => {
+    expect(pool.size).toBe(2);
+    pool.pin("col/0");
+    pool.pin("col/1");
+    expect(pool.workerOf("col/0")).not.toBe(pool.workerOf("col/1"));
+    pool.pin("col/0");
+    expect(pool.workerOf("col/0")).toBe(0);
+    pool.unpin("col/1");
+    expect(pool.workerOf("col/1")).toBeUndefined();
+  });
+
+  it("applies, searches, counts, gets and reports stats through a worker", async () => {
+    const shard = pool.pin("col/0");
+    await shard.open(config);
+    const records = upsertRecords(vectors, 500);
+    const callerBytes = records.map((r) => r.data.byteLength);
+    expect(await shard.apply(records)).toEqual({ appliedSeq: 4, count: 2000 });
+    // The caller's buffers are copied, not detached.
+    expect(records.map((r) => r.data.byteLength)).toEqual(callerBytes);
+    expect(await shard.apply(records)).toEqual({ appliedSeq: 4, count: 2000 });
+
+    const query = vectors.subarray(7 * dim, 8 * dim);
+    const hits = await shard.search({ vector: query, k: 5, withPayload: true, withVectors: true });
+    expect(hits).toHaveLength(5);
+    expect(hits[0]).toMatchObject({ id: "p7", distance: 0, payload: { n: 7, odd: true } });
+    expect(hits[0]?.vector).toEqual(Array.from(query));
+    expect(query.length).toBe(dim);
+
+    const odd = await shard.search({ vector: query, k: 5, filter: parseFilter({ odd: false }), withPayload: true, withVectors: false });
+    expect(odd).toHaveLength(5);
+    expect(odd.every((h) => h.payload?.odd === false)).toBe(true);
+
+    expect(await shard.count()).toBe(2000);
+    expect(await shard.count(parseFilter({ n: { $lt: 10 } }))).toBe(10);
+    expect(await shard.get(["p1", "nope"], false)).toEqual([{ id: "p1", payload: { n: 1, odd: true } }]);
+    const stats = await shard.stats();
+    expect(stats).toMatchObject({ count: 2000, appliedSeq: 4 });
+    expect(stats.memoryBytes).toBeGreaterThan(2000 * dim * 4);
+  });
+
+  it("saves on one worker and loads on another", async () => {
+    const source = pool.pin("col/0");
+    const file = path.join(dir, "col-0.snap");
+    const saved = await source.save(file);
+    expect(saved.appliedSeq).toBe(4);
+    expect(saved.bytes).toBe((await stat(file)).size);
+
+    const target = pool.pin("copy/0");
+    expect(pool.workerOf("copy/0")).not.toBe(pool.workerOf("col/0"));
+    expect(await target.load(config, file)).toEqual({ appliedSeq: 4, count: 2000 });
+    for (const i of [0, 500, 1999]) {
+      const request = { vector: vectors.slice(i * dim, (i + 1) * dim), k: 10, withPayload: true, withVectors: false };
+      expect(await target.search(request)).toEqual(await source.search(request));
+    }
+    const more = upsertRecords(randomVectors(random, 10, dim), 10, 5, "q");
+    await source.apply(more);
+    expect(await target.apply(more)).toEqual({ appliedSeq: 5, count: 2010 });
+    await target.close();
+    pool.unpin("copy/0");
+  });
+
+  it("rejects calls for shards that are not open or not pinned", async () => {
+    const shard = pool.pin("col/9");
+    expect(String(await rejection(shard.count()))).toMatch(/col\/9 is not open/);
+    pool.unpin("col/9");
+    expect(String(await rejection(shard.count()))).toMatch(/not pinned/);
+  });
+
+  it("rejects calls in flight when a worker dies and replaces the worker", async () => {
+    const shard = pool.pin("col/0");
+    const position = pool.workerOf("col/0")!;
+    const big = upsertRecords(randomVectors(random, 20_000, dim), 5_000, 100, "big");
+    const inFlight = shard.apply(big);
+    await pool.killWorker(position);
+    const err = await rejection(inFlight);
+    expect(err).toBeInstanceOf(JadeError);
+    expect((err as JadeError).code).toBe(ErrorCode.Unavailable);
+    expect(exits).toEqual([expect.objectContaining({ worker: position, shardKeys: ["col/0"] })]);
+
+    // The replacement serves the same pinned shard once it is reopened.
+    expect(String(await rejection(shard.count()))).toMatch(/not open/);
+    await shard.open(config);
+    expect(await shard.apply(upsertRecords(vectors.slice(0, 10 * dim), 10))).toEqual({ appliedSeq: 1, count: 10 });
+  });
+
+  it("close terminates the workers, settles calls in flight and is idempotent", async () => {
+    const other = await IndexPool.start({ workers: 1, logger: { warn: () => undefined, error: () => undefined } });
+    const shard = other.pin("x/0");
+    await shard.open(config);
+    const inFlight = shard.apply(upsertRecords(randomVectors(random, 5_000, dim), 5_000));
+    await Promise.all([other.close(), other.close()]);
+    const [settled] = await Promise.allSettled([inFlight]);
+    if (settled?.status === "rejected") expect((settled.reason as JadeError).code).toBe(ErrorCode.Unavailable);
+    expect((await rejection(shard.count())) as JadeError).toMatchObject({ code: ErrorCode.Unavailable });
+    expect(() => other.pin("x/1")).toThrow(/closed/);
+  });
+});

@@ -1,0 +1,382 @@
+import { mkdtemp, rm, readFile, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LogRecord, ShardHit, ShardIndexConfig } from "../src/actors/index/api.ts";
+import { exactScanMax, ShardIndex } from "../src/actors/index/shard-index.ts";
+import { compileFilter, parseFilter } from "../src/runtime/filter.ts";
+import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
+import type { Metric, Payload, Quantization } from "../src/runtime/schemas.ts";
+import { randomVectors, seededRandom } from "./support/random.ts";
+
+const indexParams = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+
+function config(dimension: number, metric: Metric = "l2", quantization: Quantization = "f32"): ShardIndexConfig {
+  return { dimension, metric, index: { ...indexParams, quantization } };
+}
+
+interface TestPoint {
+  id: string;
+  vector: ArrayLike<number>;
+  payload?: Payload;
+}
+
+function upsert(seq: number, dimension: number, points: TestPoint[]): LogRecord {
+  const vectors = new Float32Array(points.length * dimension);
+  points.forEach((p, i) => vectors.set(p.vector, i * dimension));
+  const data = encodeEntry({
+    kind: EntryKind.Upsert,
+    ids: points.map((p) => p.id),
+    payloads: points.map((p) => p.payload ?? null),
+    dimension,
+    vectors,
+  });
+  return { seq, data };
+}
+
+function remove(seq: number, ids: string[]): LogRecord {
+  return { seq, data: encodeEntry({ kind: EntryKind.Delete, ids }) };
+}
+
+/** Entries of `batch` points from a flat vector array, with payloads from `payloadOf`. */
+function records(vectors: Float32Array, dimension: number, batch: number, payloadOf: (i: number) => Payload, firstSeq = 1): LogRecord[] {
+  const count = vectors.length / dimension;
+  const out: LogRecord[] = [];
+  for (let start = 0, seq = firstSeq; start < count; start += batch, seq++) {
+    const points: TestPoint[] = [];
+    for (let i = start; i < Math.min(count, start + batch); i++) {
+      points.push({ id: `p${i}`, vector: vectors.subarray(i * dimension, (i + 1) * dimension), payload: payloadOf(i) });
+    }
+    out.push(upsert(seq, dimension, points));
+  }
+  return out;
+}
+
+function referenceDistance(metric: Metric, a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let aa = 0;
+  let bb = 0;
+  let l2 = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+    l2 += (a[i]! - b[i]!) ** 2;
+  }
+  if (metric === "l2") return l2;
+  if (metric === "ip") return 1 - dot;
+  return 1 - dot / Math.sqrt(aa * bb);
+}
+
+/** Brute-force top-k over the points passing `filter`, ordered like ShardIndex (distance, then id). */
+function bruteForce(
+  metric: Metric,
+  vectors: Float32Array,
+  dimension: number,
+  payloadOf: (i: number) => Payload,
+  query: Float32Array,
+  k: number,
+  filter: unknown,
+): { id: string; distance: number }[] {
+  const predicate = compileFilter(parseFilter(filter));
+  const all: { id: string; distance: number }[] = [];
+  for (let i = 0; i < vectors.length / dimension; i++) {
+    if (!predicate(payloadOf(i))) continue;
+    const distance = Math.fround(referenceDistance(metric, query, vectors.subarray(i * dimension, (i + 1) * dimension)));
+    all.push({ id: `p${i}`, distance });
+  }
+  all.sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return all.slice(0, k);
+}
+
+function ids(hits: { id: string }[]): string[] {
+  return hits.map((h) => h.id);
+}
+
+describe("ShardIndex writes", () => {
+  const dim = 4;
+  const a = [1, 0, 0, 0];
+  const b = [0, 1, 0, 0];
+  const c = [0, 0, 1, 0];
+
+  it("upserts, replaces and deletes", () => {
+    const shard = new ShardIndex(config(dim));
+    expect(shard.apply([upsert(1, dim, [{ id: "a", vector: a, payload: { n: 1 } }, { id: "b", vector: b }])])).toEqual({
+      appliedSeq: 1,
+      count: 2,
+    });
+    expect(shard.get(["b", "zz", "a"], true)).toEqual([
+      { id: "b", vector: b },
+      { id: "a", vector: a, payload: { n: 1 } },
+    ]);
+
+    shard.apply([upsert(2, dim, [{ id: "a", vector: c, payload: { n: 2 } }])]);
+    expect(shard.count()).toBe(2);
+    expect(shard.get(["a"], true)).toEqual([{ id: "a", vector: c, payload: { n: 2 } }]);
+    const hits = shard.search({ vector: new Float32Array(a), k: 10, withPayload: true, withVectors: false });
+    // The replaced vector is gone from the graph: only two points, "a" now at c.
+    expect(hits).toEqual([
+      { id: "a", distance: 2, payload: { n: 2 } },
+      { id: "b", distance: 2 },
+    ]);
+
+    expect(shard.apply([remove(3, ["a", "unknown"])])).toEqual({ appliedSeq: 3, count: 1 });
+    expect(shard.get(["a"], false)).toEqual([]);
+    expect(ids(shard.search({ vector: new Float32Array(a), k: 10, withPayload: false, withVectors: false }))).toEqual(["b"]);
+
+    // The freed slot is reused and the point is searchable again.
+    shard.apply([upsert(4, dim, [{ id: "d", vector: a }])]);
+    expect(shard.search({ vector: new Float32Array(a), k: 1, withPayload: false, withVectors: true })).toEqual([
+      { id: "d", distance: 0, vector: a },
+    ]);
+  });
+
+  it("lets a later duplicate id in one entry win", () => {
+    const shard = new ShardIndex(config(dim));
+    shard.apply([upsert(1, dim, [{ id: "x", vector: a, payload: { v: 1 } }, { id: "y", vector: b }, { id: "x", vector: c, payload: { v: 2 } }])]);
+    expect(shard.count()).toBe(2);
+    expect(shard.get(["x"], true)).toEqual([{ id: "x", vector: c, payload: { v: 2 } }]);
+    expect(shard.search({ vector: new Float32Array(a), k: 5, withPayload: false, withVectors: false })).toHaveLength(2);
+  });
+
+  it("skips records at or below the applied sequence", () => {
+    const shard = new ShardIndex(config(dim));
+    const batch = [upsert(1, dim, [{ id: "a", vector: a }]), upsert(2, dim, [{ id: "b", vector: b }]), remove(3, ["a"])];
+    shard.apply(batch);
+    const digest = shard.digest();
+    expect(shard.apply(batch)).toEqual({ appliedSeq: 3, count: 1 });
+    expect(shard.apply([upsert(2, dim, [{ id: "z", vector: c }])])).toEqual({ appliedSeq: 3, count: 1 });
+    expect(shard.digest()).toBe(digest);
+    // A batch straddling the applied sequence applies only the new part.
+    expect(shard.apply([remove(3, ["b"]), upsert(4, dim, [{ id: "c", vector: c }])])).toEqual({ appliedSeq: 4, count: 2 });
+  });
+
+  it("rejects an entry of the wrong dimension", () => {
+    const shard = new ShardIndex(config(dim));
+    expect(() => shard.apply([upsert(1, 3, [{ id: "a", vector: [1, 2, 3] }])])).toThrow(/dimension 3/);
+    expect(shard.count()).toBe(0);
+  });
+
+  it("decodes records that are views into a larger buffer", () => {
+    const record = upsert(1, dim, [{ id: "a", vector: a }]);
+    const big = new Uint8Array(record.data.byteLength + 13);
+    big.set(record.data, 13);
+    const shard = new ShardIndex(config(dim));
+    shard.apply([{ seq: 1, data: big.subarray(13) }]);
+    expect(shard.get(["a"], true)).toEqual([{ id: "a", vector: a }]);
+  });
+
+  it("digests content only, independent of payload key order and history", () => {
+    const one = new ShardIndex(config(dim));
+    const two = new ShardIndex(config(dim));
+    one.apply([upsert(1, dim, [{ id: "a", vector: a, payload: { x: 1, y: 2 } }, { id: "b", vector: b }])]);
+    two.apply([
+      upsert(5, dim, [{ id: "b", vector: c }]),
+      upsert(6, dim, [{ id: "b", vector: b }, { id: "a", vector: a, payload: { y: 2, x: 1 } }]),
+    ]);
+    expect(two.digest()).toBe(one.digest());
+    two.apply([remove(7, ["a"])]);
+    expect(two.digest()).not.toBe(one.digest());
+  });
+});
+
+describe("ShardIndex search", () => {
+  const metrics: [Metric, Quantization][] = [
+    ["l2", "f32"],
+    ["cosine", "f32"],
+    ["ip", "f32"],
+    ["l2", "f16"],
+    ["cosine", "i8"],
+  ];
+  it.each(metrics)("finds a stored vector as top-1 under %s/%s", (metric, quantization) => {
+    const dim = 32;
+    const count = 500;
+    const random = seededRandom(7);
+    const vectors = randomVectors(random, count, dim);
+    // ip ranks by dot product, so only on unit vectors is a point its own nearest neighbour.
+    for (let i = 0; i < count; i++) {
+      const v = vectors.subarray(i * dim, (i + 1) * dim);
+      const norm = Math.hypot(...v);
+      for (let j = 0; j < dim; j++) v[j]! /= norm;
+    }
+    const shard = new ShardIndex(config(dim, metric, quantization));
+    shard.apply(records(vectors, dim, 100, () => ({})));
+    for (const i of [0, 123, 499]) {
+      const query = vectors.slice(i * dim, (i + 1) * dim);
+      const [top] = shard.search({ vector: query, k: 3, withPayload: false, withVectors: false });
+      expect(top?.id).toBe(`p${i}`);
+      expect(top?.distance).toBeCloseTo(0, quantization === "f32" ? 5 : 2);
+    }
+  });
+
+  it.each(["l2", "cosine", "ip"] as const)("reports usearch distances for %s equal to exact ones", (metric) => {
+    const dim = 24;
+    const random = seededRandom(11);
+    const vectors = randomVectors(random, 300, dim);
+    const shard = new ShardIndex(config(dim, metric));
+    shard.apply(records(vectors, dim, 300, (i) => ({ i })));
+    const query = randomVectors(random, 1, dim);
+    const graph = shard.search({ vector: query, k: 10, withPayload: false, withVectors: false });
+    // Filter matching every point but given explicitly: the exact scan path (300 <= exactScanMax).
+    const exact = shard.search({ vector: query, k: 10, filter: parseFilter({ i: { $gte: 0 } }), withPayload: false, withVectors: false });
+    expect(ids(exact)).toEqual(ids(graph));
+    exact.forEach((hit, n) => expect(hit.distance).toBeCloseTo(graph[n]!.distance, 4));
+  });
+
+  describe("filtered search against brute force", () => {
+    const dim = 16;
+    const count = 6000;
+    const random = seededRandom(42);
+    const vectors = randomVectors(random, count, dim);
+    const payloadOf = (i: number): Payload => ({
+      group: i % 100,
+      bucket: i % 3,
+      tag: i % 2 === 0 ? "even" : "odd",
+      side: vectors[i * dim]! > 0.3 ? "right" : "left",
+    });
+    const shard = new ShardIndex(config(dim, "l2"));
+    shard.apply(records(vectors, dim, 1000, payloadOf));
+    const defaultQueries = Array.from({ length: 20 }, () => randomVectors(random, 1, dim));
+
+    function check(filter: unknown, k: number, recallMin: number, queries = defaultQueries): void {
+      const parsed = parseFilter(filter);
+      const predicate = compileFilter(parsed);
+      let found = 0;
+      let expectedTotal = 0;
+      for (const query of queries) {
+        const hits: ShardHit[] = shard.search({ vector: query, k, filter: parsed, withPayload: true, withVectors: false });
+        const expected = bruteForce("l2", vectors, dim, payloadOf, query, k, filter);
+        expect(hits).toHaveLength(expected.length);
+        for (const hit of hits) expect(predicate(hit.payload)).toBe(true);
+        const distances = hits.map((h) => h.distance);
+        expect(distances).toEqual([...distances].sort((x, y) => x - y));
+        const truth = new Map(expected.map((e) => [e.id, e.distance]));
+        for (const hit of hits) {
+          if (truth.has(hit.id)) {
+            found++;
+            expect(hit.distance).toBeCloseTo(truth.get(hit.id)!, 4);
+          }
+        }
+        expectedTotal += expected.length;
+      }
+      expect(found / expectedTotal).toBeGreaterThanOrEqual(recallMin);
+    }
+
+    it("is exact when few points match", () => {
+      check({ group: 7 }, 10, 1);
+      check({ $or: [{ group: { $lt: 10 } }, { tag: "none" }] }, 25, 1);
+    });
+
+    it("returns every match when fewer than k match", () => {
+      check({ group: 7 }, 100, 1);
+    });
+
+    it("oversamples the graph when many points match", () => {
+      const matching = shard.count(parseFilter({ bucket: { $in: [0, 1] } }));
+      expect(matching).toBeGreaterThan(exactScanMax);
+      check({ bucket: { $in: [0, 1] } }, 10, 0.95);
+      check({ tag: "even" }, 50, 0.95);
+    });
+
+    it("widens the oversampling when the matches lie far from the query", () => {
+      expect(shard.count(parseFilter({ side: "right" }))).toBeGreaterThan(exactScanMax);
+      const leftQueries = defaultQueries.map((q) => {
+        const moved = q.slice();
+        moved[0] = -1;
+        return moved;
+      });
+      check({ side: "right" }, 10, 0.9, leftQueries);
+    });
+
+    it("counts with a filter", () => {
+      expect(shard.count()).toBe(count);
+      expect(shard.count(parseFilter({ group: 7 }))).toBe(60);
+      expect(shard.count(parseFilter({ bucket: { $ne: 0 } }))).toBe(4000);
+      expect(shard.count(parseFilter({ missing: 1 }))).toBe(0);
+      expect(shard.search({ vector: defaultQueries[0]!, k: 5, filter: parseFilter({ missing: 1 }), withPayload: false, withVectors: false })).toEqual([]);
+    });
+  });
+});
+
+describe("ShardIndex snapshots", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "jade-shard-index-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("round-trips through save and load", async () => {
+    const dim = 32;
+    const random = seededRandom(3);
+    const vectors = randomVectors(random, 3000, dim);
+    const payloadOf = (i: number): Payload => ({ i, kind: i % 5 === 0 ? "five" : "other", nested: { deep: [i] } });
+    const cfg = config(dim, "cosine", "f16");
+    const original = new ShardIndex(cfg);
+    const log = records(vectors, dim, 500, payloadOf);
+    original.apply(log);
+    original.apply([remove(log.length + 1, ["p1", "p2", "p3"])]);
+
+    const file = path.join(dir, "shard.snap");
+    const saved = original.save(file);
+    expect(saved.appliedSeq).toBe(log.length + 1);
+    expect(saved.bytes).toBe((await readFile(file)).byteLength);
+
+    const loaded = ShardIndex.load(cfg, file);
+    expect(loaded.digest()).toBe(original.digest());
+    expect(loaded.stats().count).toBe(2997);
+    expect(loaded.stats().appliedSeq).toBe(log.length + 1);
+    const queries = Array.from({ length: 10 }, () => randomVectors(random, 1, dim));
+    const filter = parseFilter({ kind: "five" });
+    for (const query of queries) {
+      for (const request of [
+        { vector: query, k: 10, withPayload: true, withVectors: true },
+        { vector: query, k: 10, filter, withPayload: false, withVectors: false },
+      ]) {
+        expect(loaded.search(request)).toEqual(original.search(request));
+      }
+    }
+
+    // Later entries behave identically on both: replacing an id removes its old key.
+    const more = [
+      upsert(log.length + 2, dim, [{ id: "p10", vector: vectors.subarray(0, dim) }, { id: "new", vector: vectors.subarray(dim, 2 * dim) }]),
+      remove(log.length + 3, ["p20"]),
+    ];
+    original.apply(more);
+    loaded.apply(more);
+    expect(loaded.count()).toBe(2997);
+    expect(loaded.digest()).toBe(original.digest());
+    for (const query of queries) {
+      const request = { vector: query, k: 20, withPayload: false, withVectors: false };
+      expect(loaded.search(request)).toEqual(original.search(request));
+    }
+    expect(loaded.search({ vector: vectors.slice(0, dim), k: 2, withPayload: false, withVectors: false }).map((h) => h.id).sort()).toEqual([
+      "p0",
+      "p10",
+    ]);
+  });
+
+  it("saves and loads an empty shard", () => {
+    const file = path.join(dir, "empty.snap");
+    new ShardIndex(config(8)).save(file);
+    const loaded = ShardIndex.load(config(8), file);
+    expect(loaded.stats()).toMatchObject({ count: 0, appliedSeq: 0 });
+    loaded.apply([upsert(1, 8, [{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }])]);
+    expect(loaded.get(["a"], false)).toEqual([{ id: "a" }]);
+  });
+
+  it("refuses a snapshot of another shape or a corrupted file", async () => {
+    const file = path.join(dir, "small.snap");
+    const shard = new ShardIndex(config(4));
+    shard.apply([upsert(1, 4, [{ id: "a", vector: [1, 0, 0, 0] }])]);
+    shard.save(file);
+    expect(() => ShardIndex.load(config(4, "ip"), file)).toThrow(/expected 4\/ip\/f32/);
+    const bytes = await readFile(file);
+    bytes[bytes.byteLength - 1]! ^= 0xff;
+    await writeFile(file, bytes);
+    expect(() => ShardIndex.load(config(4), file)).toThrow(/checksum/);
+    await writeFile(file, bytes.subarray(0, bytes.byteLength - 10));
+    expect(() => ShardIndex.load(config(4), file)).toThrow(/bytes/);
+  });
+});
