@@ -53,6 +53,7 @@ describe("filter evaluation", () => {
     ["$and next to a field", { $and: [{ size: { $gt: 1 } }], color: "blue" }, ["blue"]],
     ["equality on an object never matches", { meta: { $eq: "ann" } }, []],
     ["prototype properties are not fields", { constructor: { $ne: null }, toString: { $nin: ["x"] } }, ["red", "blue", "bare", "none"]],
+    ["__proto__ paths read nothing", { "__proto__.__proto__": null }, []],
     ["inherited property does not match equality", { "meta.hasOwnProperty": { $in: [null] } }, []],
   ];
   it.each(cases)("%s", (_name, filter, expected) => {

@@ -1,4 +1,17 @@
+/**
+ * The client commands of `jade` (collections, upsert, import, search, count,
+ * get, delete, status). Each takes `--nats URL[,URL…]` and `--json`; they all
+ * talk to the cluster through JadeClient. See docs/cli.md.
+ */
 import type { Command } from "commander";
+import { registerCollectionCommands } from "./commands/collections.ts";
+import { registerReadCommands } from "./commands/read.ts";
+import { registerStatusCommand } from "./commands/status.ts";
+import { registerWriteCommands } from "./commands/write.ts";
 
-/** Client commands (collections, upsert, import, search, count, status). */
-export function registerClientCommands(_program: Command): void {}
+export function registerClientCommands(program: Command): void {
+  registerCollectionCommands(program);
+  registerWriteCommands(program);
+  registerReadCommands(program);
+  registerStatusCommand(program);
+}

@@ -35,6 +35,11 @@ export interface Coverage {
 
 const encoder = new TextEncoder();
 
+/** A request with its own server-side deadline waits a little longer than it for the reply. */
+function replyTimeout(requestTimeoutMs: number | undefined): number | undefined {
+  return requestTimeoutMs === undefined ? undefined : requestTimeoutMs + 1_000;
+}
+
 export class JadeClient {
   readonly nc: NatsConnection;
   readonly #timeoutMs: number;
@@ -105,11 +110,11 @@ export class JadeClient {
   }
 
   upsert(collection: string, request: UpsertRequest): Promise<{ upserted: number; token: SessionToken }> {
-    return this.#op(collection, "upsert", request);
+    return this.#op(collection, "upsert", request, replyTimeout(request.timeoutMs));
   }
 
   delete(collection: string, request: DeleteRequest): Promise<{ deleted: number; token: SessionToken }> {
-    return this.#op(collection, "delete", request);
+    return this.#op(collection, "delete", request, replyTimeout(request.timeoutMs));
   }
 
   get(collection: string, request: GetRequest): Promise<{ points: StoredPoint[] } & Coverage> {
@@ -117,7 +122,7 @@ export class JadeClient {
   }
 
   search(collection: string, request: SearchRequest): Promise<SearchResult> {
-    return this.#op(collection, "search", request, request.timeoutMs === undefined ? undefined : request.timeoutMs + 1_000);
+    return this.#op(collection, "search", request, replyTimeout(request.timeoutMs));
   }
 
   count(collection: string, request: CountRequest = {}): Promise<{ count: number } & Coverage> {

@@ -5,7 +5,7 @@
  * ports; readiness is the server's own "Server is ready" line.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { limits } from "./limits.ts";
@@ -13,7 +13,7 @@ import { limits } from "./limits.ts";
 export interface EmbeddedNatsOptions {
   /** JetStream store and config live here. */
   dataDir: string;
-  /** Client port; -1 (default) lets the server choose a free one. */
+  /** Client port; 0 or -1 (default) lets the server choose a free one. */
   port?: number;
   host?: string;
   serverName?: string;
@@ -61,8 +61,9 @@ function configText(options: EmbeddedNatsOptions, storeDir: string): string {
   const lines = [
     `server_name: ${JSON.stringify(options.serverName ?? "jade-embedded")}`,
     `host: ${JSON.stringify(host)}`,
-    `port: ${options.port ?? -1}`,
+    `port: ${options.port === undefined || options.port === 0 ? -1 : options.port}`,
     `max_payload: ${limits.natsPayloadBytesMax}`,
+    `pid_file: ${JSON.stringify(pidFile(options.dataDir))}`,
     `jetstream {`,
     `  store_dir: ${JSON.stringify(storeDir)}`,
     `}`,
@@ -80,6 +81,28 @@ function configText(options: EmbeddedNatsOptions, storeDir: string): string {
   return lines.join("\n") + "\n";
 }
 
+function pidFile(dataDir: string): string {
+  return path.join(dataDir, "nats-server.pid");
+}
+
+/**
+ * A previous `jade dev` that was killed with -9 leaves its nats-server running on
+ * the same store; stop that one (only if it really is a nats-server) before starting.
+ */
+async function stopStaleServer(dataDir: string): Promise<void> {
+  const pid = Number((await readFile(pidFile(dataDir), "utf8").catch(() => "")).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  if (!cmdline.includes("nats-server") || !cmdline.includes(dataDir)) return;
+  process.kill(pid, "SIGTERM");
+  const deadline = performance.now() + 10_000;
+  while (performance.now() < deadline) {
+    if (!(await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => ""))) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.kill(pid, "SIGKILL");
+}
+
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once("exit", () => resolve()));
@@ -89,6 +112,7 @@ export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<E
   if (!natsServerAvailable()) throw new NatsServerMissingError();
   const storeDir = path.join(options.dataDir, "jetstream");
   await mkdir(storeDir, { recursive: true });
+  await stopStaleServer(options.dataDir);
   const configPath = path.join(options.dataDir, "nats-server.conf");
   await writeFile(configPath, configText(options, storeDir));
 

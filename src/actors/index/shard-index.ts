@@ -16,6 +16,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Index, MetricKind, ScalarKind } from "usearch";
 import { compileFilter, type Filter } from "../../runtime/filter.ts";
 import { decodeEntry, EntryKind, keyOf, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
+import { positionsPerEntry } from "../../runtime/limits.ts";
 import type { Metric, Payload, Quantization, StoredPoint } from "../../runtime/schemas.ts";
 import type { ApplyResult, LogRecord, SavedSnapshot, ShardHit, ShardIndexConfig, ShardSearchRequest, ShardStats } from "./api.ts";
 import { distanceFn, exactTopK, type DistanceFn, type Scored } from "./distance.ts";
@@ -71,7 +72,7 @@ export class ShardIndex {
   private readonly dimension: number;
   private readonly distance: DistanceFn;
   private readonly index: Index;
-  private appliedSeq = 0;
+  private lastSeq = 0;
   private readonly slotById = new Map<string, number>();
   private readonly slotByKey = new Map<bigint, number>();
   private readonly ids: (string | undefined)[] = [];
@@ -106,16 +107,21 @@ export class ShardIndex {
     return this.slotById.size;
   }
 
+  /** The sequence of the last log record applied (0 when none). */
+  get appliedSeq(): number {
+    return this.lastSeq;
+  }
+
   /** Applies records in order, skipping any at or below the applied sequence (replays are idempotent). */
   apply(records: readonly LogRecord[]): ApplyResult {
     for (const record of records) {
-      if (record.seq <= this.appliedSeq) continue;
+      if (record.seq <= this.lastSeq) continue;
       const entry = decodeEntry(record.data);
       if (entry.kind === EntryKind.Upsert) this.applyUpsert(record.seq, entry, record.data.byteLength);
       else this.applyDelete(entry);
-      this.appliedSeq = record.seq;
+      this.lastSeq = record.seq;
     }
-    return { appliedSeq: this.appliedSeq, count: this.size };
+    return { appliedSeq: this.lastSeq, count: this.size };
   }
 
   private applyUpsert(seq: number, entry: UpsertEntry, entryBytes: number): void {
@@ -125,6 +131,8 @@ export class ShardIndex {
     }
     const n = entry.ids.length;
     if (n === 0) return;
+    // Checked before any change, so a bad entry leaves the shard as it was.
+    if (n > positionsPerEntry) throw new Error(`log entry ${seq} has ${n} points, at most ${positionsPerEntry} fit its keys`);
     const lastPosition = new Map<string, number>();
     entry.ids.forEach((id, p) => lastPosition.set(id, p));
     const count = lastPosition.size;
@@ -292,7 +300,7 @@ export class ShardIndex {
     // usearch: the quantized vector, the key, and about 2 × connectivity u32 neighbours at level 0.
     const graphBytes = this.index.size() * (this.dimension * scalarBytes[q] + 8 + 8 * this.config.index.connectivity);
     const memoryBytes = this.arena.byteLength + this.keys.byteLength + this.metaBytesTotal * 2 + this.size * 64 + graphBytes;
-    return { count: this.size, appliedSeq: this.appliedSeq, memoryBytes: Math.round(memoryBytes) };
+    return { count: this.size, appliedSeq: this.lastSeq, memoryBytes: Math.round(memoryBytes) };
   }
 
   /** sha256 hex over every point in id order (id, key-sorted payload JSON, vector bytes): equal on converged replicas. */
@@ -328,7 +336,7 @@ export class ShardIndex {
     const slots = [...this.slotById.values()].sort((a, b) => a - b);
     const keys = BigUint64Array.from(slots, (slot) => this.keys[slot]!);
     const meta: SnapshotMeta = {
-      appliedSeq: this.appliedSeq,
+      appliedSeq: this.lastSeq,
       dimension: this.dimension,
       metric: this.config.metric,
       quantization: this.config.index.quantization,
@@ -340,7 +348,7 @@ export class ShardIndex {
     };
     const vectors = new Uint8Array(this.arena.buffer, 0, this.slotCount * this.dimension * 4);
     const bytes = writeSnapshotFile(path, { meta, vectors, index: indexBytes });
-    return { appliedSeq: this.appliedSeq, bytes };
+    return { appliedSeq: this.lastSeq, bytes };
   }
 
   /** Restores a shard written by save: same keys, so later log entries apply identically. */
@@ -367,7 +375,7 @@ export class ShardIndex {
   }
 
   private restore(meta: SnapshotMeta, vectorBytes: Uint8Array): void {
-    this.appliedSeq = meta.appliedSeq;
+    this.lastSeq = meta.appliedSeq;
     this.slotCount = meta.slotCount;
     this.grow(Math.max(1024, meta.slotCount));
     // Copies: the file's bytes may sit at an offset that is not a multiple of 4 or 8.

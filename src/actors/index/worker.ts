@@ -45,7 +45,7 @@ const api: IndexWorkerApi = {
   load(shardKey: string, config: ShardIndexConfig, path: string) {
     const loaded = ShardIndex.load(config, path);
     shards.set(shardKey, loaded);
-    return { appliedSeq: loaded.stats().appliedSeq, count: loaded.size };
+    return { appliedSeq: loaded.appliedSeq, count: loaded.size };
   },
   stats(shardKey: string) {
     return shard(shardKey).stats();

@@ -1,0 +1,55 @@
+/** `jade status`: nodes, coordinator, and per collection the shard × replica grid. */
+import type { Command } from "commander";
+import type { ClusterStatus, ReplicaStatus } from "../../runtime/schemas.ts";
+import { formatCount, plural, printJson, printLine, table, type Cell } from "../format.ts";
+import { runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
+
+function replicaCell(r: ReplicaStatus | undefined): string {
+  if (!r) return "";
+  const count = r.count === undefined ? "?" : formatCount(r.count);
+  return `${r.state} @${r.appliedSeq} lag ${r.lag} n=${count} (${r.node})`;
+}
+
+/** The human rendering of a cluster status. */
+export function renderStatus(status: ClusterStatus): string {
+  const out: string[] = [];
+  out.push(`coordinator: ${status.coordinator ?? "(none)"}`);
+  out.push(
+    `nodes (${status.nodes.length}): ` +
+      status.nodes
+        .map((n) => {
+          const notes = [n.id === status.coordinator ? "coordinator" : "", n.self ? "answered" : ""].filter(Boolean);
+          return notes.length > 0 ? `${n.id} (${notes.join(", ")})` : n.id;
+        })
+        .join(", "),
+  );
+  if (status.collections.length === 0) {
+    out.push("", "no collections");
+    return out.join("\n");
+  }
+  for (const c of status.collections) {
+    const replicas = Math.max(1, ...c.shards.map((s) => s.replicas.length));
+    const total = c.shards.reduce((sum, s) => sum + (s.replicas[0]?.count ?? 0), 0);
+    out.push("");
+    out.push(`collection ${c.name}: dimension ${c.dimension}, ${c.metric}, ${plural(c.shards.length, "shard")}, ${plural(total, "point")}`);
+    const headers = ["shard", ...Array.from({ length: replicas }, (_, i) => `replica ${i}`)];
+    const rows: Cell[][] = c.shards.map((s) => [
+      s.shard,
+      ...Array.from({ length: replicas }, (_, i) => (s.replicas.length === 0 && i === 0 ? "(not hosted)" : replicaCell(s.replicas[i]))),
+    ]);
+    out.push(table(headers, rows));
+  }
+  out.push("", "cells: state @applied-sequence lag <entries behind the log> n=<points> (node)");
+  return out.join("\n");
+}
+
+export function registerStatusCommand(program: Command): void {
+  withClientOptions(program.command("status").description("show nodes, coordinator and the state of every shard replica")).action(
+    (o: ClientOptions) =>
+      runWithClient(o, async (client) => {
+        const status = await client.clusterStatus();
+        if (o.json) return printJson(status);
+        printLine(renderStatus(status));
+      }),
+  );
+}

@@ -1,0 +1,117 @@
+/**
+ * `.fvecs` files (the TEXMEX / ANN-benchmarks format): vectors back to back,
+ * each a little-endian int32 dimension followed by that many little-endian
+ * float32 values. The reader streams the file in chunks, so a file of any
+ * size is read in bounded memory.
+ */
+import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
+
+export interface FvecsRow {
+  /** 0-based position of the vector in the file. */
+  row: number;
+  vector: Float32Array;
+}
+
+export interface FvecsInfo {
+  dimension: number;
+  rows: number;
+  bytes: number;
+}
+
+/** Upper bound on a vector's dimension, to report a corrupt (or non-fvecs) file instead of allocating garbage. */
+export const fvecsDimensionMax = 1 << 20;
+
+export class FvecsFormatError extends Error {
+  override readonly name = "FvecsFormatError";
+}
+
+/**
+ * Reads the first header and the file size: the dimension and the number of
+ * rows, assuming every row has the first row's dimension (the reader checks).
+ */
+export async function fvecsInfo(file: string): Promise<FvecsInfo> {
+  const handle = await open(file, "r");
+  try {
+    const { size } = await handle.stat();
+    if (size === 0) return { dimension: 0, rows: 0, bytes: 0 };
+    const header = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(header, 0, 4, 0);
+    if (bytesRead < 4) throw new FvecsFormatError(`${file}: truncated header (${size} bytes)`);
+    const dimension = header.readInt32LE(0);
+    checkDimension(dimension, 0, file);
+    const rowBytes = 4 + 4 * dimension;
+    if (size % rowBytes !== 0) {
+      throw new FvecsFormatError(
+        `${file}: size ${size} is not a multiple of ${rowBytes} bytes (a dimension-${dimension} row); the file is truncated or rows differ in dimension`,
+      );
+    }
+    return { dimension, rows: size / rowBytes, bytes: size };
+  } finally {
+    await handle.close();
+  }
+}
+
+function checkDimension(dimension: number, row: number, file: string): void {
+  if (!(dimension >= 1 && dimension <= fvecsDimensionMax)) {
+    throw new FvecsFormatError(`${file}: row ${row} has dimension ${dimension}; not an .fvecs file, or it is corrupt`);
+  }
+}
+
+/** Yields the vectors of an .fvecs file in order, reading `chunkBytes` at a time. */
+export async function* readFvecs(file: string, options: { chunkBytes?: number } = {}): AsyncGenerator<FvecsRow> {
+  const stream = createReadStream(file, { highWaterMark: options.chunkBytes ?? 1 << 20 });
+  let pending: Buffer = Buffer.alloc(0);
+  let row = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      const buf = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      let offset = 0;
+      for (;;) {
+        if (buf.length - offset < 4) break;
+        const dimension = buf.readInt32LE(offset);
+        checkDimension(dimension, row, file);
+        const end = offset + 4 + 4 * dimension;
+        if (buf.length < end) break;
+        const vector = new Float32Array(dimension);
+        for (let i = 0; i < dimension; i++) vector[i] = buf.readFloatLE(offset + 4 + 4 * i);
+        yield { row, vector };
+        row++;
+        offset = end;
+      }
+      // Copy the tail so the (large) chunk it came from can be collected.
+      pending = Buffer.from(buf.subarray(offset));
+    }
+  } finally {
+    stream.destroy();
+  }
+  if (pending.length > 0) {
+    throw new FvecsFormatError(`${file}: ${pending.length} trailing bytes after row ${row - 1}: the last vector is truncated`);
+  }
+}
+
+/** Encodes vectors as .fvecs bytes (tests, tools). */
+export function encodeFvecs(vectors: ArrayLike<number>[]): Buffer {
+  const size = vectors.reduce((sum, v) => sum + 4 + 4 * v.length, 0);
+  const buf = Buffer.alloc(size);
+  let offset = 0;
+  for (const v of vectors) {
+    buf.writeInt32LE(v.length, offset);
+    offset += 4;
+    for (let i = 0; i < v.length; i++, offset += 4) buf.writeFloatLE(v[i]!, offset);
+  }
+  return buf;
+}
+
+/**
+ * A float32 value as the shortest decimal that reads back to the same float32
+ * (JSON of a widened float32 would otherwise carry ~17 digits of noise).
+ */
+export function shortestFloat32(x: number): number {
+  if (Number.isInteger(x) || !Number.isFinite(x)) return x;
+  for (let p = 6; p < 9; p++) {
+    const y = Number(x.toPrecision(p));
+    if (Math.fround(y) === x) return y;
+  }
+  return Number(x.toPrecision(9));
+}

@@ -1,0 +1,124 @@
+/**
+ * The one small harness every integration test uses: real nats-servers and
+ * real nodes (in this process or as child processes) on free ports, temp dirs,
+ * and cleanup of everything started, even when a test fails.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { JadeClient } from "../../src/client/client.ts";
+import { startEmbeddedNats, type EmbeddedNats } from "../../src/runtime/embedded-nats.ts";
+import { JadeNode, type NodeOptions } from "../../src/node.ts";
+import { randomVectors, seededRandom } from "./random.ts";
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const jadeBin = path.join(repoRoot, "bin/jade.mjs");
+
+/** Polls `check` until it returns a value other than undefined/false, or throws after the deadline. */
+export async function waitFor<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  options: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<T> {
+  const deadline = performance.now() + (options.timeoutMs ?? 30_000);
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value as T;
+    } catch (err) {
+      lastError = err;
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`timed out waiting for ${options.what ?? "condition"}${lastError ? `: ${String(lastError)}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 50));
+  }
+}
+
+export interface ChildNode {
+  process: ChildProcess;
+  /** The line with `ready`. */
+  readyLine: string;
+  natsUrl: string;
+  output: string[];
+  kill9(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class Harness {
+  readonly #cleanups: (() => Promise<unknown>)[] = [];
+
+  async tempDir(prefix = "jade-test-"): Promise<string> {
+    const dir = await mkdtemp(path.join(tmpdir(), prefix));
+    this.#cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  async nats(dataDir?: string): Promise<EmbeddedNats> {
+    const server = await startEmbeddedNats({ dataDir: dataDir ?? (await this.tempDir("jade-nats-")) });
+    this.#cleanups.push(() => server.kill());
+    return server;
+  }
+
+  async node(servers: string[], options: Partial<NodeOptions> = {}): Promise<JadeNode> {
+    const node = await JadeNode.start({ servers, dataDir: await this.tempDir("jade-node-"), ...options });
+    this.#cleanups.push(() => node.stop());
+    return node;
+  }
+
+  async client(servers: string | string[]): Promise<JadeClient> {
+    const client = await JadeClient.connect({ servers, timeoutMs: 30_000 });
+    this.#cleanups.push(() => client.close());
+    return client;
+  }
+
+  /** Runs `jade <args>` as a child process and resolves once it prints its `ready` line. */
+  async spawnJade(args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ChildNode> {
+    const child = spawn(process.execPath, [jadeBin, ...args], {
+      cwd: repoRoot,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, JADE_LOG_LEVEL: "warn", ...options.env },
+    });
+    const output: string[] = [];
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    const kill = async (signal: NodeJS.Signals) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    };
+    this.#cleanups.push(() => kill("SIGKILL"));
+    createInterface({ input: child.stderr! }).on("line", (l) => output.push(l));
+    const readyLine = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`jade ${args[0]} not ready:\n${output.slice(-20).join("\n")}`)), options.timeoutMs ?? 60_000);
+      createInterface({ input: child.stdout! }).on("line", (line) => {
+        output.push(line);
+        if (line.includes("ready")) {
+          clearTimeout(timer);
+          resolve(line);
+        }
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`jade ${args[0]} exited with ${code} before ready:\n${output.slice(-20).join("\n")}`));
+      });
+    });
+    const natsUrl = /nats=([^\s,]+)/.exec(readyLine)?.[1] ?? "";
+    return { process: child, readyLine, natsUrl, output, kill9: () => kill("SIGKILL"), stop: () => kill("SIGTERM") };
+  }
+
+  /** Stops everything this harness started, newest first. */
+  async close(): Promise<void> {
+    for (const cleanup of this.#cleanups.reverse()) {
+      await cleanup().catch(() => undefined);
+    }
+    this.#cleanups.length = 0;
+  }
+}
+
+/** `count` seeded random vectors as plain arrays (the API's JSON shape). */
+export function randomPoints(count: number, dimension: number, seed: number): number[][] {
+  const flat = randomVectors(seededRandom(seed), count, dimension);
+  return Array.from({ length: count }, (_, i) => Array.from(flat.subarray(i * dimension, (i + 1) * dimension)));
+}
