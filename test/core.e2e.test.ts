@@ -192,3 +192,26 @@ describe("bad input", () => {
     expect(result.hits[0]!.id).toBe("keep");
   });
 });
+
+describe("replication log following", () => {
+  it("applies every acknowledged entry of a concurrent burst without waiting for a later write", async () => {
+    await client.createCollection({ name: "burst", dimension: 16, metric: "l2", shards: 4 });
+    const vectors = randomPoints(6_000, 16, 11);
+    const token: Record<string, number> = {};
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < vectors.length) {
+          const start = next;
+          next += 50;
+          const points = vectors.slice(start, start + 50).map((vector, i) => ({ id: `b${start + i}`, vector }));
+          const reply = await client.upsert("burst", { points });
+          for (const [shard, seq] of Object.entries(reply.token)) token[shard] = Math.max(token[shard] ?? 0, seq);
+        }
+      }),
+    );
+    const { count, partial } = await client.count("burst", { consistency: "session", token, timeoutMs: 30_000 });
+    expect(partial).toBe(false);
+    expect(count).toBe(6_000);
+  });
+});

@@ -114,11 +114,15 @@ export class ReadRouter {
         return 0;
       case "session":
         return options.token?.[String(shard)] ?? 0;
-      case "strong": {
-        const info = await this.#nats.jsm.streams.info(names.logStream(config.name, shard));
-        return info.state.last_seq;
-      }
+      case "strong":
+        return this.streamLastSeq(config, shard);
     }
+  }
+
+  /** The shard log's last sequence now: what a strong read must see, and what lag is measured against. */
+  async streamLastSeq(config: CollectionConfig, shard: number): Promise<number> {
+    const info = await this.#nats.jsm.streams.info(names.logStream(config.name, shard));
+    return info.state.last_seq;
   }
 }
 

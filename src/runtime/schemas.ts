@@ -87,10 +87,22 @@ export const PointId = z
   .min(1, "must be a non-empty string")
   .refine((s) => Buffer.byteLength(s) <= limits.idBytesMax, `must be at most ${limits.idBytesMax} bytes`);
 
-export const Vector = z
-  .array(z.number({ error: "must be a finite number" }).refine(Number.isFinite, "must be finite (no NaN/Infinity)"))
-  .min(1, "must not be empty")
-  .max(limits.dimensionMax);
+/**
+ * A vector: a non-empty array of finite numbers. Checked with one plain loop
+ * rather than a zod schema per element: a 1,000 × 784 upsert holds 784k numbers,
+ * and per-element schemas cost ~0.8 µs each.
+ */
+export const Vector = z.custom<number[]>(
+  (value) => {
+    if (!Array.isArray(value) || value.length === 0 || value.length > limits.dimensionMax) return false;
+    for (let i = 0; i < value.length; i++) {
+      const x = value[i];
+      if (typeof x !== "number" || !Number.isFinite(x)) return false;
+    }
+    return true;
+  },
+  { message: `must be a non-empty array of at most ${limits.dimensionMax} finite numbers (no NaN/Infinity)` },
+);
 
 export const Payload = z
   .record(z.string(), z.unknown())

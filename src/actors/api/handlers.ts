@@ -89,7 +89,10 @@ async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
       shards: await Promise.all(
         deps.host.replicas(config.name).map(async (replica, shard) => {
           if (!replica) return { shard, replicas: [] as ReplicaStatus[] };
-          const stats = await replica.stats().catch(() => undefined);
+          const [stats, lastSeq] = await Promise.all([
+            replica.stats().catch(() => undefined),
+            deps.router.streamLastSeq(config, shard).catch(() => replica.lastSeq),
+          ]);
           return {
             shard,
             replicas: [
@@ -97,8 +100,8 @@ async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
                 node: deps.nodeId,
                 state: replica.state,
                 appliedSeq: replica.appliedSeq,
-                lastSeq: replica.lastSeq,
-                lag: Math.max(0, replica.lastSeq - replica.appliedSeq),
+                lastSeq,
+                lag: Math.max(0, lastSeq - replica.appliedSeq),
                 count: stats?.count,
               },
             ],

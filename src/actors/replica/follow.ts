@@ -1,8 +1,8 @@
 /**
  * The replica's hot path: consume the shard log in order from a sequence and
- * apply it to the index actor in batches. Whatever the NATS client has already
- * buffered while the previous batch was applied becomes the next batch, so
- * batches grow under load and stay small (low latency) when idle.
+ * apply it to the index actor in batches. Whatever arrived while the previous
+ * batch was applied becomes the next batch, so batches grow under load and stay
+ * small (low latency) when idle.
  */
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { ApplyResult, LogRecord } from "../index/api.ts";
@@ -11,14 +11,18 @@ export interface FollowLimits {
   /** Entries handed to the index actor in one call. */
   batchEntriesMax: number;
   batchBytesMax: number;
-  /** Bytes the consumer may buffer ahead of the apply loop. */
-  bufferBytesMax: number;
+  /**
+   * Entries the consumer may buffer ahead of the apply loop (an entry is at most one
+   * request, 8 MiB). Counted in messages: byte-bounded pulls of an ordered consumer
+   * stalled on nats-server 2.9 with entries left unpulled until the next write.
+   */
+  bufferEntriesMax: number;
 }
 
 export const defaultFollowLimits: FollowLimits = {
   batchEntriesMax: 512,
   batchBytesMax: 16 * 1024 * 1024,
-  bufferBytesMax: 64 * 1024 * 1024,
+  bufferEntriesMax: 64,
 };
 
 export interface FollowOptions {
@@ -49,29 +53,85 @@ export async function followLog(options: FollowOptions): Promise<void> {
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: options.fromSeq,
   });
-  const messages = await consumer.consume({ max_bytes: limits.bufferBytesMax });
-  const stop = () => void messages.stop();
+  const messages = await consumer.consume({ max_messages: limits.bufferEntriesMax });
+  const buffer = new RecordBuffer(limits);
+  const stop = () => {
+    void messages.stop();
+    buffer.end();
+  };
   options.signal.addEventListener("abort", stop, { once: true });
-  try {
-    let batch: LogRecord[] = [];
-    let bytes = 0;
-    let lastSeq = 0;
+  // The pump moves messages into the buffer; the apply loop takes whatever has
+  // accumulated whenever the index actor is free (bounded by the limits).
+  const pump = (async () => {
     for await (const m of messages) {
-      if (options.signal.aborted) break;
-      batch.push({ seq: m.seq, data: m.data });
-      bytes += m.data.byteLength;
-      lastSeq = m.seq + m.info.pending;
-      const moreBuffered = messages.getPending() > 0;
-      if (moreBuffered && batch.length < limits.batchEntriesMax && bytes < limits.batchBytesMax) continue;
-      const result = await options.apply(batch);
-      batch = [];
-      bytes = 0;
-      if (options.signal.aborted) break;
-      options.onProgress(result.appliedSeq, Math.max(lastSeq, result.appliedSeq));
+      await buffer.push({ seq: m.seq, data: m.data }, m.seq + m.info.pending);
     }
+  })().finally(() => buffer.end());
+  try {
+    for (;;) {
+      const taken = await buffer.take();
+      if (!taken || options.signal.aborted) break;
+      const result = await options.apply(taken.records);
+      if (options.signal.aborted) break;
+      options.onProgress(result.appliedSeq, Math.max(taken.lastSeq, result.appliedSeq));
+    }
+    await pump;
   } finally {
     options.signal.removeEventListener("abort", stop);
-    messages.stop();
+    stop();
   }
 }
 
+/** A bounded hand-off between the consumer and the apply loop. */
+class RecordBuffer {
+  readonly #limits: FollowLimits;
+  #records: LogRecord[] = [];
+  #lastSeq = 0;
+  #ended = false;
+  #wakeTaker: (() => void) | undefined;
+  #wakePusher: (() => void) | undefined;
+
+  constructor(limits: FollowLimits) {
+    this.#limits = limits;
+  }
+
+  /** Adds a record; waits while the buffer is full. */
+  async push(record: LogRecord, lastSeq: number): Promise<void> {
+    while (this.#records.length >= this.#limits.bufferEntriesMax && !this.#ended) {
+      await new Promise<void>((r) => (this.#wakePusher = r));
+    }
+    this.#records.push(record);
+    this.#lastSeq = Math.max(this.#lastSeq, lastSeq);
+    this.#wake("taker");
+  }
+
+  /** The next batch (as much as the batch limits allow), or undefined once ended and empty. */
+  async take(): Promise<{ records: LogRecord[]; lastSeq: number } | undefined> {
+    while (this.#records.length === 0) {
+      if (this.#ended) return undefined;
+      await new Promise<void>((r) => (this.#wakeTaker = r));
+    }
+    let count = 0;
+    let bytes = 0;
+    while (count < this.#records.length && count < this.#limits.batchEntriesMax && (count === 0 || bytes < this.#limits.batchBytesMax)) {
+      bytes += this.#records[count]!.data.byteLength;
+      count++;
+    }
+    const records = this.#records.splice(0, count);
+    this.#wake("pusher");
+    return { records, lastSeq: this.#lastSeq };
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake("taker");
+    this.#wake("pusher");
+  }
+
+  #wake(which: "taker" | "pusher"): void {
+    const wake = which === "taker" ? this.#wakeTaker : this.#wakePusher;
+    if (which === "taker") this.#wakeTaker = undefined;
+    else this.#wakePusher = undefined;
+    wake?.();
+  }
+}

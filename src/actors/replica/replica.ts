@@ -172,9 +172,14 @@ export class ShardReplica {
             apply: (records) => this.#index.apply(records),
             onProgress: (appliedSeq, lastSeq) => sendBack({ type: "PROGRESS", appliedSeq, lastSeq }),
             signal: abort.signal,
-          }).catch((err: unknown) => {
-            if (!abort.signal.aborted) sendBack({ type: "FOLLOW_FAILED", error: String((err as Error)?.message ?? err) });
-          });
+          }).then(
+            () => {
+              if (!abort.signal.aborted) sendBack({ type: "FOLLOW_FAILED", error: "the log consumer ended" });
+            },
+            (err: unknown) => {
+              if (!abort.signal.aborted) sendBack({ type: "FOLLOW_FAILED", error: String((err as Error)?.message ?? err) });
+            },
+          );
           return () => abort.abort();
         }),
         snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async () => ({ seq: await this.#snapshot() })),

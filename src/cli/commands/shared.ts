@@ -69,7 +69,11 @@ export function choice<T extends string>(flags: string, description: string, val
 export function withClientOptions(command: Command): Command {
   const fromEnv = (process.env["JADE_NATS_URL"] ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   return command
-    .option("--nats <urls>", "NATS URL[,URL…] (default: $JADE_NATS_URL, else " + defaultNatsUrl + ")", natsUrlList, fromEnv.length > 0 ? fromEnv : [defaultNatsUrl])
+    .addOption(
+      new Option("--nats <urls>", "NATS URL[,URL…]")
+        .argParser(natsUrlList)
+        .default(fromEnv.length > 0 ? fromEnv : [defaultNatsUrl], `$JADE_NATS_URL, else ${defaultNatsUrl}`),
+    )
     .option("--json", "print the raw JSON result instead of a table");
 }
 

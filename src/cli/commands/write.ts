@@ -125,7 +125,7 @@ async function sendAll(sender: BatchSender, input: Readable | undefined, produce
   } catch (err) {
     input?.destroy();
     await sender.abandon();
-    printNote(`${formatCount(sender.acked)} points were written before the error`);
+    if (sender.sent > 0) printNote(`${plural(sender.acked, "point")} of this run were written before the error`);
     throw err;
   }
 }

@@ -1,0 +1,10 @@
+import { JadeClient } from "../src/client/client.ts";
+const c = await JadeClient.connect({ servers: process.argv[2]! });
+const got = await c.get("bench", { ids: ["0", "1", "2", "3"], withVectors: true });
+console.log("got", got.points.length);
+const r = await c.upsert("bench", { points: got.points.map((p) => ({ id: p.id, vector: p.vector! })) });
+console.log("upsert token", r.token);
+await new Promise((res) => setTimeout(res, 3000));
+const s = await c.clusterStatus();
+for (const sh of s.collections[0]!.shards) console.log(sh.shard, JSON.stringify(sh.replicas[0]));
+await c.close();
