@@ -69,14 +69,16 @@ export class Writer {
 
   async delete(config: CollectionConfig, ids: string[], options: WriteOptions): Promise<{ deleted: number; token: SessionToken }> {
     const sharding = resolveSharding(config);
+    const unique = new Set(ids);
     const byShard = new Map<number, string[]>();
-    for (const id of new Set(ids)) {
+    for (const id of unique) {
       const shard = sharding.shardOf(id);
       byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
     }
     const entries = [...byShard].map(([shard, shardIds]) => ({ shard, data: encodeEntry({ kind: EntryKind.Delete, ids: shardIds }) }));
     const token = await this.#append(config, entries, options);
-    return { deleted: byShard.size === 0 ? 0 : new Set(ids).size, token };
+    // The log does not know which ids exist: `deleted` counts the distinct ids whose deletion is now durable.
+    return { deleted: unique.size, token };
   }
 
   async #append(config: CollectionConfig, entries: { shard: number; data: Uint8Array }[], options: WriteOptions): Promise<SessionToken> {
