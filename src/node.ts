@@ -7,6 +7,11 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { AppliedTracker } from "./actors/applied-tracker.ts";
 import { Catalog } from "./actors/catalog.ts";
+import { Coordinator, defaultCoordinatorSettings, type CoordinatorSettings } from "./actors/coordinator.ts";
+import { defaultMembershipSettings, Membership, type MembershipSettings } from "./actors/membership.ts";
+import { PlacementStore } from "./actors/placement-store.ts";
+import { ReplicaServer } from "./actors/replica/server.ts";
+import type { SelectionName } from "./actors/selection/index.ts";
 import { Gateway } from "./actors/gateway.ts";
 import { IndexPool } from "./actors/index/pool.ts";
 import { Ingestion } from "./actors/ingestion.ts";
@@ -17,6 +22,7 @@ import { ReadRouter } from "./actors/router.ts";
 import { Writer } from "./actors/writer.ts";
 import { rootLogger, type Logger } from "./runtime/log.ts";
 import { connectNats, type NatsContext } from "./runtime/nats.ts";
+import { nodeIdPattern } from "./runtime/subjects.ts";
 
 export interface NodeOptions {
   servers: string[];
@@ -26,16 +32,26 @@ export interface NodeOptions {
   dataDir: string;
   /** Index worker threads; default: one per core. */
   workers?: number;
+  /** Replicas of the streams and buckets this node creates: 1 on one NATS server, 3 on a cluster. */
+  streamReplicas?: number;
+  /** How a router picks among a shard's replicas. */
+  selection?: SelectionName;
   replica?: Partial<ReplicaSettings>;
+  membership?: Partial<MembershipSettings>;
+  coordinator?: Partial<CoordinatorSettings>;
   log?: Logger;
 }
 
 interface NodeParts {
   pool: IndexPool;
   catalog: Catalog;
+  placements: PlacementStore;
   host: ReplicaHost;
+  membership: Membership;
+  coordinator: Coordinator;
   tracker: AppliedTracker;
   gateway: Gateway;
+  replicaServer: ReplicaServer;
   ingestion: Ingestion;
 }
 
@@ -54,11 +70,18 @@ export class JadeNode {
   }
 
   static async start(options: NodeOptions): Promise<JadeNode> {
-    const nodeId = options.nodeId ?? `${hostname()}-${process.pid}`;
+    const nodeId = options.nodeId ?? `${hostname()}-${process.pid}`.replace(/[^a-zA-Z0-9_-]/g, "_");
+    if (!nodeIdPattern.test(nodeId)) throw new Error(`node id ${JSON.stringify(nodeId)} must match ${nodeIdPattern}`);
     const log = (options.log ?? rootLogger).child({ node: nodeId });
-    const nats = await connectNats({ servers: options.servers, name: `jade-${nodeId}` }, log);
+    const coordinatorSettings = { ...defaultCoordinatorSettings, ...options.coordinator };
+    const nats = await connectNats(
+      { servers: options.servers, name: `jade-${nodeId}`, streamReplicas: options.streamReplicas, leaseTtlMs: coordinatorSettings.leaseTtlMs },
+      log,
+    );
     const catalog = new Catalog(nats, log);
     await catalog.start();
+    const placements = new PlacementStore(nats.placement, log);
+    await placements.start();
     let host: ReplicaHost | undefined;
     const pool = await IndexPool.start({
       workers: options.workers,
@@ -74,33 +97,56 @@ export class JadeNode {
       log,
       settings: { ...defaultReplicaSettings, ...options.replica },
     });
-    host.start(catalog);
+    host.start(catalog, placements);
     const tracker = new AppliedTracker();
     tracker.start(nats.nc);
     catalog.onChange((change) => {
       if (change.type === "delete") tracker.forget(change.name);
     });
+    const replicaServer = new ReplicaServer(host, nodeId, log);
+    let gateway: Gateway | undefined;
+    const replicas = host;
+    const membership = new Membership(
+      nats.nodes,
+      nodeId,
+      () => ({
+        replicas: replicas.all().map((r) => ({ collection: r.config.name, uid: r.config.uid, shard: r.shard, state: r.state, appliedSeq: r.appliedSeq, count: r.pointCount })),
+        load: replicaServer.inflight + (gateway?.inflight ?? 0),
+      }),
+      log,
+      { ...defaultMembershipSettings, ...options.membership },
+    );
+    await membership.start();
+    const coordinator = new Coordinator({ nodeId, leases: nats.leases, catalog, membership, placements, log, settings: coordinatorSettings });
+    await coordinator.start();
     const writer = new Writer(nats, tracker);
-    const router = new ReadRouter(host, nats);
-    const gateway = new Gateway({ nodeId, catalog, writer, router, host }, log);
+    const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? "least-loaded" });
+    replicaServer.start(nats.nc);
+    gateway = new Gateway({ nodeId, catalog, writer, router, host, membership, placements, coordinator }, log);
     gateway.start(nats.nc);
     const ingestion = new Ingestion(nats, catalog, writer, log);
     await ingestion.start();
     await nats.nc.flush();
     log.info({ servers: options.servers }, "node started");
-    return new JadeNode(nodeId, nats, { pool, catalog, host, tracker, gateway, ingestion }, log);
+    return new JadeNode(nodeId, nats, { pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion }, log);
   }
 
   /** Stops taking work, finishes what is in flight, then closes workers and the connection. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, ingestion, host, tracker, catalog, pool } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool } = this.#parts;
+    // Say goodbye first so peers stop routing here, and hand the coordinator lease over.
+    await membership.beat(true).catch(() => undefined);
+    await coordinator.stop().catch((err) => this.#log.warn({ err }, "coordinator stop"));
     await gateway.stop().catch((err) => this.#log.warn({ err }, "gateway stop"));
     await ingestion.stop().catch((err) => this.#log.warn({ err }, "ingestion stop"));
+    await replicaServer.stop().catch((err) => this.#log.warn({ err }, "replica server stop"));
     await host.stop();
+    await membership.stop();
     tracker.stop();
     catalog.stop();
+    placements.stop();
     await pool.close();
     await this.nats.nc.drain().catch(() => this.nats.nc.close());
     this.#log.info("node stopped");

@@ -10,6 +10,7 @@ import { ErrorCode, JadeError, notFound } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import { ensureStream, shardStreamConfig, type NatsContext } from "../runtime/nats.ts";
 import { CollectionConfig, CreateCollectionRequest, parse } from "../runtime/schemas.ts";
+import { planSharding } from "../runtime/sharding/index.ts";
 import { names } from "../runtime/subjects.ts";
 
 export type CatalogChange = { type: "put"; config: CollectionConfig } | { type: "delete"; name: string };
@@ -77,8 +78,10 @@ export class Catalog {
   }
 
   async create(raw: unknown): Promise<CollectionConfig> {
-    const request = parse(CreateCollectionRequest, raw);
-    const config: CollectionConfig = { ...request, createdAt: new Date().toISOString(), uid: randomUUID() };
+    const { sharding, splitPoints, sample, centroids, ...request } = parse(CreateCollectionRequest, raw);
+    // auto is resolved and a sample trained into centroids here, once; the sample is not stored.
+    const plan = planSharding({ ...request, sharding, splitPoints, sample, centroids });
+    const config: CollectionConfig = { ...request, ...plan, createdAt: new Date().toISOString(), uid: randomUUID() };
     try {
       await this.#kv.create(config.name, encoder.encode(JSON.stringify(config)));
     } catch (err) {

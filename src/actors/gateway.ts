@@ -21,6 +21,10 @@ export class Gateway {
   #sub: Subscription | undefined;
   #inflight = 0;
 
+  get inflight(): number {
+    return this.#inflight;
+  }
+
   constructor(deps: ApiDeps, log: Logger) {
     this.#deps = deps;
     this.#log = log.child({ actor: "gateway" });

@@ -1,23 +1,33 @@
 /**
- * Reads: fan a request out to one readable replica per shard, each with the
- * request's deadline, and merge. A shard that cannot answer in time makes the
- * result `partial` instead of failing or hanging the whole request.
+ * Reads: fan a request out to one readable replica per shard — on this node
+ * in-process, elsewhere over `jade.replica.<node>.…` — each with the request's
+ * deadline, retrying another replica on timeout or error, and merge. A shard no
+ * replica can answer in time makes the result `partial`; it never hangs.
+ * No master on the read path: every node's router does this.
  */
+import type { NatsConnection } from "@nats-io/nats-core";
 import { ErrorCode, JadeError } from "../runtime/errors.ts";
 import type { Filter } from "../runtime/filter.ts";
 import { limits } from "../runtime/limits.ts";
 import type { NatsContext } from "../runtime/nats.ts";
 import type { CollectionConfig, Hit, ReadConsistency, SearchResult, SessionToken, StoredPoint } from "../runtime/schemas.ts";
-import { resolveSharding } from "../runtime/sharding/index.ts";
-import { names } from "../runtime/subjects.ts";
+import { allShards, resolveSharding } from "../runtime/sharding/index.ts";
+import { names, subjects, type ReplicaOp } from "../runtime/subjects.ts";
+import { isReadable, type ReplicaState } from "../machines/replica.ts";
 import type { ShardSearchRequest } from "./index/api.ts";
+import type { Membership } from "./membership.ts";
+import type { PlacementStore } from "./placement-store.ts";
 import type { ReplicaHost } from "./replica/host.ts";
+import { decodeReplicaMessage, encodeReplicaMessage, vectorBytes, type ReplicaReadReply, type ReplicaReadRequest } from "./replica/protocol.ts";
 import type { ShardReplica } from "./replica/replica.ts";
+import { resolveSelection, type ReplicaSelection, type SelectionName } from "./selection/index.ts";
 
 export interface ReadOptions {
   consistency: ReadConsistency;
   token?: SessionToken;
   timeoutMs?: number;
+  /** Vector sharding: probe only the shards of the nprobe nearest centroids. */
+  nprobe?: number;
 }
 
 interface ShardOutcome<T> {
@@ -26,86 +36,154 @@ interface ShardOutcome<T> {
   error?: JadeError;
 }
 
-export class ReadRouter {
-  readonly #host: ReplicaHost;
-  readonly #nats: NatsContext;
+/** One read, as it runs on a local replica and as it is sent to a remote one. */
+interface ReadOp<T> {
+  op: ReplicaOp;
+  local: (replica: ShardReplica, minSeq: number, timeoutMs: number) => Promise<T>;
+  remote: (shard: number) => Pick<ReplicaReadRequest, "search" | "get" | "count">;
+}
 
-  constructor(host: ReplicaHost, nats: NatsContext) {
-    this.#host = host;
-    this.#nats = nats;
+export interface RouterDeps {
+  nodeId: string;
+  nats: NatsContext;
+  host: ReplicaHost;
+  placements: PlacementStore;
+  membership: Membership;
+  selection: SelectionName;
+}
+
+export class ReadRouter {
+  readonly #deps: RouterDeps;
+  readonly #nc: NatsConnection;
+  readonly #selection: ReplicaSelection;
+
+  constructor(deps: RouterDeps) {
+    this.#deps = deps;
+    this.#nc = deps.nats.nc;
+    this.#selection = resolveSelection(deps.selection);
   }
 
   async search(config: CollectionConfig, request: ShardSearchRequest, options: ReadOptions): Promise<SearchResult> {
-    const shards = Array.from({ length: config.shards }, (_, s) => s);
-    const outcomes = await this.#fanOut(config, shards, options, (replica, minSeq, timeoutMs) =>
-      replica.search(request, minSeq, timeoutMs),
-    );
-    const hits: Hit[] = outcomes.flatMap((o) => o.value ?? []);
+    const shards = resolveSharding(config).searchShards(request.vector, options.nprobe);
+    const { vector, ...rest } = request;
+    const outcomes = await this.#fanOut(config, shards, options, {
+      op: "search",
+      local: (replica, minSeq, timeoutMs) => replica.search(request, minSeq, timeoutMs),
+      remote: () => ({ search: { ...rest, vector: vectorBytes(vector) } }),
+    });
+    const hits: Hit[] = outcomes.flatMap((o) => (o.value as Hit[] | undefined) ?? []);
     hits.sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return { hits: hits.slice(0, request.k), ...this.#coverage(outcomes) };
+    return { hits: hits.slice(0, request.k), ...coverage(outcomes) };
   }
 
   async get(config: CollectionConfig, ids: string[], withVectors: boolean, options: ReadOptions) {
     const sharding = resolveSharding(config);
     const byShard = new Map<number, string[]>();
-    for (const id of ids) {
-      const shard = sharding.shardOf(id);
-      byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
+    for (const id of new Set(ids)) {
+      for (const shard of sharding.shardsForId(id)) byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
     }
-    const outcomes = await this.#fanOut(config, [...byShard.keys()], options, (replica, minSeq, timeoutMs) =>
-      replica.get(byShard.get(replica.shard)!, withVectors, minSeq, timeoutMs),
-    );
+    const outcomes = await this.#fanOut<StoredPoint[]>(config, [...byShard.keys()], options, {
+      op: "get",
+      local: (replica, minSeq, timeoutMs) => replica.get(byShard.get(replica.shard)!, withVectors, minSeq, timeoutMs),
+      remote: (shard) => ({ get: { ids: byShard.get(shard)!, withVectors } }),
+    });
     const found = new Map<string, StoredPoint>();
     for (const o of outcomes) for (const p of o.value ?? []) found.set(p.id, p);
-    const points = ids.filter((id, i) => ids.indexOf(id) === i && found.has(id)).map((id) => found.get(id)!);
-    return { points, ...this.#coverage(outcomes) };
+    const points = [...new Set(ids)].filter((id) => found.has(id)).map((id) => found.get(id)!);
+    return { points, ...coverage(outcomes) };
   }
 
   async count(config: CollectionConfig, filter: Filter | undefined, options: ReadOptions) {
-    const shards = Array.from({ length: config.shards }, (_, s) => s);
-    const outcomes = await this.#fanOut(config, shards, options, (replica, minSeq, timeoutMs) =>
-      replica.count(filter, minSeq, timeoutMs),
-    );
-    return { count: outcomes.reduce((sum, o) => sum + (o.value ?? 0), 0), ...this.#coverage(outcomes) };
+    const outcomes = await this.#fanOut<number>(config, allShards(config), options, {
+      op: "count",
+      local: (replica, minSeq, timeoutMs) => replica.count(filter, minSeq, timeoutMs),
+      remote: () => ({ count: { filter } }),
+    });
+    return { count: outcomes.reduce((sum, o) => sum + (o.value ?? 0), 0), ...coverage(outcomes) };
   }
 
-  #coverage(outcomes: ShardOutcome<unknown>[]) {
-    const answered = outcomes.filter((o) => o.error === undefined).length;
-    const result: { partial: boolean; shards: { total: number; answered: number }; errors?: { shard: number; code: string; message: string }[] } = {
-      partial: answered < outcomes.length,
-      shards: { total: outcomes.length, answered },
-    };
-    const errors = outcomes.filter((o) => o.error).map((o) => ({ shard: o.shard, code: o.error!.code, message: o.error!.message }));
-    if (errors.length > 0) result.errors = errors;
-    return result;
+  /** The shard log's last sequence now: what a strong read must see, and what lag is measured against. */
+  async streamLastSeq(config: CollectionConfig, shard: number): Promise<number> {
+    const info = await this.#deps.nats.jsm.streams.info(names.logStream(config.name, shard));
+    return info.state.last_seq;
   }
 
-  async #fanOut<T>(
-    config: CollectionConfig,
-    shards: number[],
-    options: ReadOptions,
-    call: (replica: ShardReplica, minSeq: number, timeoutMs: number) => Promise<T>,
-  ): Promise<ShardOutcome<T>[]> {
+  async #fanOut<T>(config: CollectionConfig, shards: number[], options: ReadOptions, read: ReadOp<T>): Promise<ShardOutcome<T>[]> {
     const timeoutMs = options.timeoutMs ?? limits.searchTimeoutMsDefault;
     const deadline = performance.now() + timeoutMs;
-    const replicas = this.#host.replicas(config.name);
     return Promise.all(
       shards.map(async (shard): Promise<ShardOutcome<T>> => {
-        const replica = replicas[shard];
-        if (!replica || replica.config.uid !== config.uid) {
-          return { shard, error: new JadeError(ErrorCode.Unavailable, `no replica of shard ${shard} is hosted`) };
-        }
         try {
           const minSeq = await this.#minSeq(config, shard, options);
-          const remaining = Math.max(1, deadline - performance.now());
-          const value = await withDeadline(call(replica, minSeq, remaining), remaining, shard);
-          return { shard, value };
+          return { shard, value: await this.#readShard(config, shard, minSeq, deadline, read) };
         } catch (err) {
           if (err instanceof JadeError) return { shard, error: err };
           return { shard, error: new JadeError(ErrorCode.Internal, String((err as Error)?.message ?? err), { cause: err }) };
         }
       }),
     );
+  }
+
+  /** Tries the shard's candidate replicas in the selection order until one answers or the deadline passes. */
+  async #readShard<T>(config: CollectionConfig, shard: number, minSeq: number, deadline: number, read: ReadOp<T>): Promise<T> {
+    const candidates = this.#candidates(config, shard);
+    if (candidates.length === 0) throw new JadeError(ErrorCode.Unavailable, `no live replica of shard ${shard}`);
+    let lastError: JadeError | undefined;
+    for (let i = 0; i < candidates.length; i++) {
+      const remaining = deadline - performance.now();
+      if (remaining <= 1) break;
+      // Leave time for the next candidate: a hung node must not eat the whole deadline.
+      const attemptMs = i === candidates.length - 1 ? remaining : Math.max(remaining / 2, Math.min(remaining, 250));
+      const node = candidates[i]!;
+      try {
+        return await this.#readOn(node, config, shard, minSeq, attemptMs, read);
+      } catch (err) {
+        lastError = err instanceof JadeError ? err : new JadeError(ErrorCode.Unavailable, String((err as Error)?.message ?? err));
+      }
+    }
+    throw lastError ?? new JadeError(ErrorCode.Timeout, `shard ${shard} did not answer in time`);
+  }
+
+  async #readOn<T>(node: string, config: CollectionConfig, shard: number, minSeq: number, timeoutMs: number, read: ReadOp<T>): Promise<T> {
+    if (node === this.#deps.nodeId) {
+      const replica = this.#deps.host.replicas(config.name)[shard];
+      if (!replica || replica.config.uid !== config.uid) throw new JadeError(ErrorCode.Unavailable, `replica of shard ${shard} not hosted here`);
+      return withDeadline(read.local(replica, minSeq, timeoutMs), timeoutMs, shard);
+    }
+    const request: ReplicaReadRequest = { uid: config.uid, minSeq, timeoutMs: Math.max(1, Math.floor(timeoutMs - 5)), ...read.remote(shard) };
+    let reply: ReplicaReadReply;
+    try {
+      const msg = await this.#nc.request(subjects.replica(node, config.name, shard, read.op), encodeReplicaMessage(request), {
+        timeout: Math.max(1, Math.ceil(timeoutMs)),
+      });
+      reply = decodeReplicaMessage<ReplicaReadReply>(msg.data);
+    } catch (err) {
+      throw new JadeError(ErrorCode.Timeout, `replica of shard ${shard} on ${node} did not answer: ${(err as Error).message}`);
+    }
+    if (!reply.ok) throw JadeError.fromWire(reply.error);
+    return reply.result as T;
+  }
+
+  /** Nodes holding a replica of the shard, live and readable ones first, in the selection strategy's order. */
+  #candidates(config: CollectionConfig, shard: number): string[] {
+    const { placements, membership, host, nodeId } = this.#deps;
+    const stored = placements.get(config.name);
+    const placed = stored && stored.record.uid === config.uid ? (stored.record.shards[shard]?.replicas ?? []) : [];
+    const live = placed.filter((n) => membership.isLive(n));
+    const stateOf = (node: string): string | undefined => {
+      if (node === nodeId) return host.replicas(config.name)[shard]?.state;
+      return membership.member(node)?.heartbeat.replicas.find((r) => r.uid === config.uid && r.shard === shard)?.state;
+    };
+    const readable = live.filter((n) => {
+      const state = stateOf(n);
+      return state !== undefined && isReadableState(state);
+    });
+    const ordered = this.#selection.order(readable.length > 0 ? readable : live, {
+      key: `${config.uid}/${shard}`,
+      loadOf: (node) => membership.member(node)?.heartbeat.load ?? 0,
+      self: nodeId,
+    });
+    return ordered;
   }
 
   async #minSeq(config: CollectionConfig, shard: number, options: ReadOptions): Promise<number> {
@@ -118,12 +196,25 @@ export class ReadRouter {
         return this.streamLastSeq(config, shard);
     }
   }
+}
 
-  /** The shard log's last sequence now: what a strong read must see, and what lag is measured against. */
-  async streamLastSeq(config: CollectionConfig, shard: number): Promise<number> {
-    const info = await this.#nats.jsm.streams.info(names.logStream(config.name, shard));
-    return info.state.last_seq;
+function isReadableState(state: string): boolean {
+  try {
+    return isReadable(state as ReplicaState);
+  } catch {
+    return false;
   }
+}
+
+function coverage(outcomes: ShardOutcome<unknown>[]) {
+  const answered = outcomes.filter((o) => o.error === undefined).length;
+  const result: { partial: boolean; shards: { total: number; answered: number }; errors?: { shard: number; code: string; message: string }[] } = {
+    partial: answered < outcomes.length,
+    shards: { total: outcomes.length, answered },
+  };
+  const errors = outcomes.filter((o) => o.error).map((o) => ({ shard: o.shard, code: o.error!.code, message: o.error!.message }));
+  if (errors.length > 0) result.errors = errors;
+  return result;
 }
 
 function withDeadline<T>(promise: Promise<T>, timeoutMs: number, shard: number): Promise<T> {

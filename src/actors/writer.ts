@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { limits } from "../runtime/limits.ts";
-import { encodeEntry, EntryKind } from "../runtime/log-entry.ts";
+import { encodeEntry, EntryKind, type UpsertEntry } from "../runtime/log-entry.ts";
 import { publishDurable, type NatsContext } from "../runtime/nats.ts";
 import {
   dimensionMismatch,
@@ -49,19 +49,34 @@ export class Writer {
     });
     const sharding = resolveSharding(config);
     const batches = new Map<number, ShardBatch>();
-    for (const p of points) {
-      const shard = sharding.shardOf(p.id);
+    // A strategy that is not id-stable places a point by its vector: an id written twice in one
+    // request could land on two shards, so only its last occurrence is placed (what a shard keeps anyway).
+    const placed = sharding.idStable ? points : lastOccurrences(points);
+    const shardOfPlaced = placed.map((p) => sharding.shardOf(p));
+    placed.forEach((p, i) => {
+      const shard = shardOfPlaced[i]!;
       let batch = batches.get(shard);
       if (!batch) batches.set(shard, (batch = { ids: [], payloads: [], vectors: [] }));
       batch.ids.push(p.id);
       batch.payloads.push(p.payload ?? null);
       batch.vectors.push(p.vector);
+    });
+    if (!sharding.idStable) {
+      // Every shard gets an entry: its points, after deleting the request's ids placed elsewhere
+      // (an earlier version of a point may sit on any shard). A shard without points gets a pure delete.
+      for (let shard = 0; shard < config.shards; shard++) {
+        if (!batches.has(shard)) batches.set(shard, { ids: [], payloads: [], vectors: [] });
+      }
     }
     const entries = [...batches].map(([shard, b]) => {
       const vectors = new Float32Array(b.ids.length * config.dimension);
       b.vectors.forEach((v, i) => vectors.set(v, i * config.dimension));
-      const data = encodeEntry({ kind: EntryKind.Upsert, ids: b.ids, payloads: b.payloads, dimension: config.dimension, vectors });
-      return { shard, data };
+      const entry: UpsertEntry = { kind: EntryKind.Upsert, ids: b.ids, payloads: b.payloads, dimension: config.dimension, vectors };
+      if (!sharding.idStable) {
+        const deleteIds = placed.filter((_, i) => shardOfPlaced[i] !== shard).map((p) => p.id);
+        if (deleteIds.length > 0) entry.deleteIds = deleteIds;
+      }
+      return { shard, data: encodeEntry(entry) };
     });
     const token = await this.#append(config, entries, options);
     return { upserted: points.length, token };
@@ -72,8 +87,11 @@ export class Writer {
     const unique = new Set(ids);
     const byShard = new Map<number, string[]>();
     for (const id of unique) {
-      const shard = sharding.shardOf(id);
-      byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
+      for (const shard of sharding.shardsForId(id)) {
+        const shardIds = byShard.get(shard);
+        if (shardIds) shardIds.push(id);
+        else byShard.set(shard, [id]);
+      }
     }
     const entries = [...byShard].map(([shard, shardIds]) => ({ shard, data: encodeEntry({ kind: EntryKind.Delete, ids: shardIds }) }));
     const token = await this.#append(config, entries, options);
@@ -104,6 +122,13 @@ export class Writer {
     }
     return token;
   }
+}
+
+/** Each id's last occurrence, in request order of those occurrences. */
+function lastOccurrences(points: Point[]): Point[] {
+  const last = new Map<string, number>();
+  points.forEach((p, i) => last.set(p.id, i));
+  return last.size === points.length ? points : points.filter((p, i) => last.get(p.id) === i);
 }
 
 export function requiredReplicas(consistency: WriteConsistency, replicationFactor: number): number {

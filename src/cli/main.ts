@@ -34,7 +34,11 @@ program
   .option("--data <dir>", "scratch directory", "./data")
   .option("--node-id <id>", "node identity")
   .option("--workers <n>", "index worker threads (default: one per core)", int)
-  .action((o) => runStart({ nats: o.nats, data: o.data, nodeId: o.nodeId, workers: o.workers }));
+  .option("--stream-replicas <n>", "replicas of the streams and buckets created (3 on a NATS cluster)", int, 1)
+  .option("--selection <name>", "replica selection for reads: least-loaded | round-robin", "least-loaded")
+  .action((o) =>
+    runStart({ nats: o.nats, data: o.data, nodeId: o.nodeId, workers: o.workers, streamReplicas: o.streamReplicas, selection: o.selection }),
+  );
 
 registerClientCommands(program);
 

@@ -9,11 +9,14 @@ import { JadeClient } from "../client/client.ts";
 import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../runtime/embedded-nats.ts";
 import { rootLogger } from "../runtime/log.ts";
 import { JadeNode } from "../node.ts";
+import type { SelectionName } from "../actors/selection/index.ts";
 
 export interface ServeOptions {
   data: string;
   nodeId?: string;
   workers?: number;
+  streamReplicas?: number;
+  selection?: SelectionName;
 }
 
 export async function runDev(options: ServeOptions & { natsPort?: number }): Promise<void> {
@@ -52,7 +55,14 @@ async function serve(servers: string[], dataDir: string, options: ServeOptions, 
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   try {
-    node = await JadeNode.start({ servers, nodeId: options.nodeId, dataDir, workers: options.workers });
+    node = await JadeNode.start({
+      servers,
+      nodeId: options.nodeId,
+      dataDir,
+      workers: options.workers,
+      streamReplicas: options.streamReplicas,
+      selection: options.selection,
+    });
     const client = await JadeClient.connect({ servers, name: "jade-readiness" });
     await client.listCollections();
     await client.close();

@@ -16,6 +16,10 @@ export const limits = {
   /** A point's payload, JSON-encoded. */
   payloadBytesMax: 64 * 1024,
   kMax: 1_000,
+  /** Vectors in a vector-sharding training sample (create request; the 8 MiB request limit also applies). */
+  shardingSampleVectorsMax: 10_000,
+  /** Numbers (vectors × dimension) in a training sample: bounds k-means work at create time. */
+  shardingSampleValuesMax: 1_000_000,
   /** Depth of nested $and/$or in a filter. */
   filterDepthMax: 8,
   filterClausesMax: 256,

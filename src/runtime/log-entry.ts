@@ -20,6 +20,12 @@ export interface UpsertEntry {
   dimension: number;
   /** ids.length × dimension float32 values. */
   vectors: Float32Array;
+  /**
+   * Ids to delete from the shard BEFORE the points are applied: with a sharding
+   * strategy that is not id-stable (vector), an upsert may move an id to another
+   * shard, and this removes the old copy. Absent for hash/range (not on the wire).
+   */
+  deleteIds?: string[];
 }
 
 export interface DeleteEntry {
@@ -31,13 +37,15 @@ export type LogEntry = UpsertEntry | DeleteEntry;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
-interface WireUpsert { k: "u"; i: string[]; p: (Payload | null)[]; d: number; v: Uint8Array }
+interface WireUpsert { k: "u"; i: string[]; p: (Payload | null)[]; d: number; v: Uint8Array; x?: string[] }
 interface WireDelete { k: "d"; i: string[] }
 
 export function encodeEntry(entry: LogEntry): Uint8Array {
   if (entry.kind === EntryKind.Delete) return packr.pack({ k: "d", i: entry.ids } satisfies WireDelete);
   const v = new Uint8Array(entry.vectors.buffer, entry.vectors.byteOffset, entry.vectors.byteLength);
-  return packr.pack({ k: "u", i: entry.ids, p: entry.payloads, d: entry.dimension, v } satisfies WireUpsert);
+  const wire: WireUpsert = { k: "u", i: entry.ids, p: entry.payloads, d: entry.dimension, v };
+  if (entry.deleteIds !== undefined) wire.x = entry.deleteIds;
+  return packr.pack(wire);
 }
 
 export function decodeEntry(bytes: Uint8Array): LogEntry {
@@ -49,7 +57,9 @@ export function decodeEntry(bytes: Uint8Array): LogEntry {
   aligned.set(wire.v);
   const vectors = new Float32Array(aligned.buffer);
   if (vectors.length !== wire.i.length * wire.d) throw new Error("log entry vector bytes do not match ids × dimension");
-  return { kind: EntryKind.Upsert, ids: wire.i, payloads: wire.p, dimension: wire.d, vectors };
+  const entry: UpsertEntry = { kind: EntryKind.Upsert, ids: wire.i, payloads: wire.p, dimension: wire.d, vectors };
+  if (wire.x !== undefined) entry.deleteIds = wire.x;
+  return entry;
 }
 
 /** usearch key of the point at `position` in the entry at stream sequence `seq`. */

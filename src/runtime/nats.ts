@@ -29,6 +29,8 @@ export interface NatsContext {
   jsm: JetStreamManager;
   collections: KV;
   nodes: KV;
+  leases: KV;
+  placement: KV;
   snapshots: ObjectStore;
   /** Number of replicas for streams/buckets we create (1 on one server, 3 on a cluster). */
   streamReplicas: number;
@@ -40,6 +42,8 @@ export interface ConnectOptions {
   streamReplicas?: number;
   /** Timeout of JetStream API requests and publishes; short so a leader election surfaces quickly. */
   jsTimeoutMs?: number;
+  /** Coordinator lease lifetime: the bucket's max age (2.9 has no per-key TTL). */
+  leaseTtlMs: number;
 }
 
 const dedupWindowMs = 2 * 60_000;
@@ -63,7 +67,9 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
   const replicas = options.streamReplicas ?? 1;
   const kvm = new Kvm(js);
   const collections = await kvm.create(names.collectionsBucket, { history: 10, replicas });
-  const nodes = await kvm.create(names.nodesBucket, { history: 1, replicas, ttl: 30_000 });
+  const nodes = await kvm.create(names.nodesBucket, { history: 1, replicas, ttl: 60_000 });
+  const leases = await kvm.create(names.leasesBucket, { history: 1, replicas, ttl: options.leaseTtlMs });
+  const placement = await kvm.create(names.placementBucket, { history: 5, replicas });
   const snapshots = await new Objm(js).create(names.snapshotsBucket, { replicas, storage: StorageType.File });
   await ensureStream(jsm, {
     name: names.ingestStream,
@@ -94,7 +100,7 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
       // Another node created it concurrently with the same config: fine.
       if (!(err instanceof JetStreamApiError)) throw err;
     });
-  return { nc, js, jsm, collections, nodes, snapshots, streamReplicas: replicas };
+  return { nc, js, jsm, collections, nodes, leases, placement, snapshots, streamReplicas: replicas };
 }
 
 type StreamConfigInput = Parameters<JetStreamManager["streams"]["add"]>[0];
@@ -166,6 +172,6 @@ function isTransient(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   // Only an API error with a definite answer (e.g. wrong stream) is final; no-responders, timeouts and
   // "jetstream is not enabled" during elections are worth another try.
-  if (err instanceof JetStreamApiError) return err.code >= 500;
+  if (err instanceof JetStreamApiError) return err.status >= 500;
   return true;
 }

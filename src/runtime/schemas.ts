@@ -14,8 +14,12 @@ export type Metric = z.infer<typeof Metric>;
 export const Quantization = z.enum(["f32", "f16", "i8"]);
 export type Quantization = z.infer<typeof Quantization>;
 
-export const ShardingName = z.enum(["hash"]);
+/** A concrete sharding strategy: what a stored CollectionConfig holds (see docs/sharding.md). */
+export const ShardingName = z.enum(["hash", "range", "vector"]);
 export type ShardingName = z.infer<typeof ShardingName>;
+/** What a create request may ask for: a strategy, or `auto`, which is resolved to one at create time. */
+export const ShardingRequestName = z.enum(["hash", "range", "vector", "auto"]);
+export type ShardingRequestName = z.infer<typeof ShardingRequestName>;
 
 export const CollectionName = z
   .string()
@@ -40,48 +44,6 @@ export const SnapshotPolicy = z
   .strict();
 export type SnapshotPolicy = z.infer<typeof SnapshotPolicy>;
 
-export const CreateCollectionRequest = z
-  .object({
-    name: CollectionName,
-    dimension: z.number().int().min(1).max(limits.dimensionMax),
-    metric: Metric,
-    shards: z.number().int().min(1).max(limits.shardsMax).default(2),
-    replicas: z.number().int().min(1).max(limits.replicasMax).default(1),
-    sharding: ShardingName.default("hash"),
-    index: IndexParams.default(IndexParams.parse({})),
-    snapshot: SnapshotPolicy.default(SnapshotPolicy.parse({})),
-  })
-  .strict()
-  .superRefine((c, ctx) => {
-    if (c.index.quantization === "i8" && c.metric !== "cosine") {
-      ctx.addIssue({
-        code: "custom",
-        path: ["index", "quantization"],
-        message: "i8 quantization normalises vectors, so it is only valid with metric cosine",
-      });
-    }
-  });
-export type CreateCollectionRequest = z.input<typeof CreateCollectionRequest>;
-
-/** What is stored in KV `jade_collections` and returned by collections.get. */
-export const CollectionConfig = z.object({
-  name: z.string(),
-  dimension: z.number().int(),
-  metric: Metric,
-  shards: z.number().int(),
-  replicas: z.number().int(),
-  sharding: ShardingName,
-  index: IndexParams,
-  snapshot: SnapshotPolicy,
-  createdAt: z.string(),
-  /** A new incarnation per create, so a re-created collection never reads an old one's snapshots. */
-  uid: z.string(),
-});
-export type CollectionConfig = z.infer<typeof CollectionConfig>;
-
-export const NameRequest = z.object({ name: CollectionName }).strict();
-export const EmptyRequest = z.object({}).strict();
-
 export const PointId = z
   .string()
   .min(1, "must be a non-empty string")
@@ -103,6 +65,124 @@ export const Vector = z.custom<number[]>(
   },
   { message: `must be a non-empty array of at most ${limits.dimensionMax} finite numbers (no NaN/Infinity)` },
 );
+
+export const CreateCollectionRequest = z
+  .object({
+    name: CollectionName,
+    dimension: z.number().int().min(1).max(limits.dimensionMax),
+    metric: Metric,
+    shards: z.number().int().min(1).max(limits.shardsMax).default(2),
+    replicas: z.number().int().min(1).max(limits.replicasMax).default(1),
+    sharding: ShardingRequestName.default("hash"),
+    /** range: shards − 1 strictly increasing ids; shard = number of split points ≤ id. */
+    splitPoints: z.array(PointId).max(limits.shardsMax - 1).optional(),
+    /** vector/auto: training vectors for k-means (not stored). */
+    sample: z.array(Vector).max(limits.shardingSampleVectorsMax).optional(),
+    /** vector/auto: the shards' centroids, instead of a sample. */
+    centroids: z.array(Vector).max(limits.shardsMax).optional(),
+    index: IndexParams.default(IndexParams.parse({})),
+    snapshot: SnapshotPolicy.default(SnapshotPolicy.parse({})),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.index.quantization === "i8" && c.metric !== "cosine") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["index", "quantization"],
+        message: "i8 quantization normalises vectors, so it is only valid with metric cosine",
+      });
+    }
+    checkShardingFields(c, (path, message) => ctx.addIssue({ code: "custom", path, message }));
+  });
+export type CreateCollectionRequest = z.input<typeof CreateCollectionRequest>;
+/** A create request after defaults: what the catalog turns into a CollectionConfig. */
+export type CreateCollectionParsed = z.output<typeof CreateCollectionRequest>;
+
+/** The sharding fields' rules, one issue per broken rule (the first offending element only). */
+function checkShardingFields(
+  c: {
+    dimension: number;
+    metric: Metric;
+    shards: number;
+    sharding: ShardingRequestName;
+    splitPoints?: string[] | undefined;
+    sample?: number[][] | undefined;
+    centroids?: number[][] | undefined;
+  },
+  issue: (path: (string | number)[], message: string) => void,
+): void {
+  if (c.sharding === "range") {
+    if (c.splitPoints === undefined) {
+      issue(["splitPoints"], `is required with sharding range: ${c.shards - 1} strictly increasing ids (shards − 1)`);
+    } else if (c.splitPoints.length !== c.shards - 1) {
+      issue(["splitPoints"], `must hold shards − 1 = ${c.shards - 1} ids, got ${c.splitPoints.length}`);
+    } else {
+      const bad = c.splitPoints.findIndex((p, i) => i > 0 && !(c.splitPoints![i - 1]! < p));
+      if (bad > 0) issue(["splitPoints", bad], "must be strictly increasing (JS string order): greater than the previous split point");
+    }
+  } else if (c.splitPoints !== undefined) {
+    issue(["splitPoints"], "is only valid with sharding range");
+  }
+
+  const byVector = c.sharding === "vector" || c.sharding === "auto";
+  for (const field of ["sample", "centroids"] as const) {
+    if (c[field] !== undefined && !byVector) issue([field], "is only valid with sharding vector or auto");
+  }
+  if (!byVector) return;
+  if (c.sample !== undefined && c.centroids !== undefined) {
+    issue(["sample"], "give either sample or centroids, not both");
+    return;
+  }
+  if (c.sharding === "vector" && c.sample === undefined && c.centroids === undefined) {
+    issue(["sample"], "sharding vector needs a sample (training vectors for k-means) or centroids");
+  }
+  const checkDimensions = (field: "sample" | "centroids", vectors: number[][]) => {
+    const bad = vectors.findIndex((v) => v.length !== c.dimension);
+    if (bad >= 0) issue([field, bad], `expected dimension ${c.dimension}, got ${vectors[bad]!.length}`);
+    return bad < 0;
+  };
+  if (c.sample !== undefined) {
+    if (c.sample.length < c.shards) issue(["sample"], `must hold at least shards = ${c.shards} vectors, got ${c.sample.length}`);
+    else if (c.sample.length * c.dimension > limits.shardingSampleValuesMax) {
+      issue(
+        ["sample"],
+        `holds ${c.sample.length * c.dimension} numbers (vectors × dimension), at most ${limits.shardingSampleValuesMax} are allowed`,
+      );
+    } else checkDimensions("sample", c.sample);
+  }
+  if (c.centroids !== undefined) {
+    if (c.centroids.length !== c.shards) issue(["centroids"], `must hold exactly shards = ${c.shards} vectors, got ${c.centroids.length}`);
+    else if (checkDimensions("centroids", c.centroids) && c.metric !== "l2") {
+      const zero = c.centroids.findIndex((v) => v.every((x) => x === 0));
+      if (zero >= 0) issue(["centroids", zero], `must not be all zeros with metric ${c.metric} (it has no direction)`);
+    }
+  }
+}
+
+/** What is stored in KV `jade_collections` and returned by collections.get. */
+export const CollectionConfig = z.object({
+  name: z.string(),
+  dimension: z.number().int(),
+  metric: Metric,
+  shards: z.number().int(),
+  replicas: z.number().int(),
+  sharding: ShardingName,
+  /** Set when the request asked for `auto`; `sharding` holds what it resolved to. */
+  shardingRequested: ShardingRequestName.optional(),
+  /** range: the shards − 1 split points. */
+  splitPoints: z.array(z.string()).optional(),
+  /** vector: one centroid per shard (unit length for cosine/ip when trained). */
+  centroids: z.array(z.array(z.number())).optional(),
+  index: IndexParams,
+  snapshot: SnapshotPolicy,
+  createdAt: z.string(),
+  /** A new incarnation per create, so a re-created collection never reads an old one's snapshots. */
+  uid: z.string(),
+});
+export type CollectionConfig = z.infer<typeof CollectionConfig>;
+
+export const NameRequest = z.object({ name: CollectionName }).strict();
+export const EmptyRequest = z.object({}).strict();
 
 export const Payload = z
   .record(z.string(), z.unknown())
@@ -163,6 +243,8 @@ export const SearchRequest = z
     filter: z.record(z.string(), z.unknown()).optional(),
     withPayload: z.boolean().default(false),
     withVectors: z.boolean().default(false),
+    /** Vector sharding: probe only the shards of the nprobe nearest centroids (all when absent); ignored otherwise. */
+    nprobe: z.number().int().min(1, "must be at least 1").max(limits.shardsMax, `must be at most ${limits.shardsMax}`).optional(),
     ...ReadOptions,
   })
   .strict();
@@ -205,9 +287,17 @@ export interface ReplicaStatus {
 }
 
 export interface ClusterStatus {
-  nodes: { id: string; self?: boolean }[];
+  nodes: { id: string; self: boolean; live: boolean; load: number; rssBytes: number; lastSeenMs: number }[];
   coordinator: string | null;
-  collections: { name: string; dimension: number; metric: string; shards: { shard: number; replicas: ReplicaStatus[] }[] }[];
+  collections: {
+    name: string;
+    dimension: number;
+    metric: string;
+    replicas: number;
+    /** Placement epoch: bumped on every placement change. */
+    epoch: number;
+    shards: { shard: number; replicas: ReplicaStatus[] }[];
+  }[];
 }
 
 export function parse<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {

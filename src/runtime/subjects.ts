@@ -48,9 +48,25 @@ export const subjects = {
   dlqUnroutable: "jade.dlq.$unroutable",
   applied: (collection: string, shard: number) => `jade.applied.${collection}.${shard}`,
   appliedWildcard: "jade.applied.>",
-  replicaSearch: (nodeId: string, collection: string, shard: number) =>
-    `jade.replica.${nodeId}.${collection}.${shard}.search`,
+  /** Requests to one node's replica of a shard: `jade.replica.<node>.<collection>.<shard>.<op>`. */
+  replica: (nodeId: string, collection: string, shard: number, op: ReplicaOp) => `jade.replica.${nodeId}.${collection}.${shard}.${op}`,
+  replicaWildcard: (nodeId: string) => `jade.replica.${nodeId}.>`,
 } as const;
+
+export const ReplicaOp = { Search: "search", Get: "get", Count: "count" } as const;
+export type ReplicaOp = (typeof ReplicaOp)[keyof typeof ReplicaOp];
+const replicaOps: ReadonlySet<string> = new Set(Object.values(ReplicaOp));
+
+export function parseReplicaSubject(subject: string): { nodeId: string; collection: string; shard: number; op: ReplicaOp } | undefined {
+  const parts = subject.split(".");
+  if (parts.length !== 6 || parts[0] !== "jade" || parts[1] !== "replica") return undefined;
+  const shard = Number(parts[4]);
+  if (!Number.isInteger(shard) || shard < 0 || !replicaOps.has(parts[5]!)) return undefined;
+  return { nodeId: parts[2]!, collection: parts[3]!, shard, op: parts[5] as ReplicaOp };
+}
+
+/** Node ids become subject tokens. */
+export const nodeIdPattern = /^[a-zA-Z0-9_-]{1,64}$/;
 
 export type ApiRoute =
   | { kind: "catalog"; op: CatalogOp }
@@ -96,6 +112,9 @@ export const names = {
   dlqStream: "JADE_DLQ",
   collectionsBucket: "jade_collections",
   nodesBucket: "jade_nodes",
+  leasesBucket: "jade_leases",
+  coordinatorLease: "coordinator",
+  placementBucket: "jade_placement",
   snapshotsBucket: "jade_snapshots",
   snapshotObject: (collection: string, shard: number, seq: number) => `${collection}/${shard}/${seq}`,
   snapshotPrefix: (collection: string, shard: number) => `${collection}/${shard}/`,

@@ -4,12 +4,16 @@
  * the decoded JSON body and returns the result; errors are thrown as JadeError
  * and turned into `{ok:false,error}` replies by the gateway.
  */
-import { dimensionMismatch, parse, type ClusterStatus, type ReplicaStatus, CountRequest, DeleteRequest, EmptyRequest, GetRequest, NameRequest, SearchRequest, UpsertRequest } from "../../runtime/schemas.ts";
+import { dimensionMismatch, parse, CountRequest, DeleteRequest, EmptyRequest, GetRequest, NameRequest, SearchRequest, UpsertRequest } from "../../runtime/schemas.ts";
 import { invalidArgument } from "../../runtime/errors.ts";
 import { parseFilter } from "../../runtime/filter.ts";
 import { isCollectionName, type ApiRoute } from "../../runtime/subjects.ts";
 import type { Catalog } from "../catalog.ts";
+import type { Coordinator } from "../coordinator.ts";
+import type { Membership } from "../membership.ts";
+import type { PlacementStore } from "../placement-store.ts";
 import type { ReplicaHost } from "../replica/host.ts";
+import { clusterStatus } from "./status.ts";
 import type { ReadRouter } from "../router.ts";
 import type { Writer } from "../writer.ts";
 
@@ -19,6 +23,9 @@ export interface ApiDeps {
   writer: Writer;
   router: ReadRouter;
   host: ReplicaHost;
+  membership: Membership;
+  placements: PlacementStore;
+  coordinator: Coordinator;
 }
 
 export async function handle(route: ApiRoute, body: unknown, deps: ApiDeps): Promise<unknown> {
@@ -78,37 +85,4 @@ async function collectionOp(route: Extract<ApiRoute, { kind: "collection" }>, bo
       return deps.router.count(config, filter, req);
     }
   }
-}
-
-async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
-  const collections = await Promise.all(
-    deps.catalog.cached().map(async (config) => ({
-      name: config.name,
-      dimension: config.dimension,
-      metric: config.metric,
-      shards: await Promise.all(
-        deps.host.replicas(config.name).map(async (replica, shard) => {
-          if (!replica) return { shard, replicas: [] as ReplicaStatus[] };
-          const [stats, lastSeq] = await Promise.all([
-            replica.stats().catch(() => undefined),
-            deps.router.streamLastSeq(config, shard).catch(() => replica.lastSeq),
-          ]);
-          return {
-            shard,
-            replicas: [
-              {
-                node: deps.nodeId,
-                state: replica.state,
-                appliedSeq: replica.appliedSeq,
-                lastSeq,
-                lag: Math.max(0, lastSeq - replica.appliedSeq),
-                count: stats?.count,
-              },
-            ],
-          };
-        }),
-      ),
-    })),
-  );
-  return { nodes: [{ id: deps.nodeId, self: true }], coordinator: deps.nodeId, collections };
 }

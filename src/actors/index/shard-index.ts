@@ -130,9 +130,11 @@ export class ShardIndex {
       throw new Error(`log entry ${seq} has dimension ${entry.dimension}, the shard has ${dim}`);
     }
     const n = entry.ids.length;
-    if (n === 0) return;
     // Checked before any change, so a bad entry leaves the shard as it was.
     if (n > positionsPerEntry) throw new Error(`log entry ${seq} has ${n} points, at most ${positionsPerEntry} fit its keys`);
+    // Ids that moved to another shard (vector sharding) go first; an entry may hold nothing else.
+    if (entry.deleteIds !== undefined) this.applyDelete({ kind: EntryKind.Delete, ids: entry.deleteIds });
+    if (n === 0) return;
     const lastPosition = new Map<string, number>();
     entry.ids.forEach((id, p) => lastPosition.set(id, p));
     const count = lastPosition.size;

@@ -1,41 +1,50 @@
 /**
- * Runs the shard replicas this node should host. On a single node that is
- * every shard of every collection; the catalog watch starts and stops them
- * (reconcile, don't script).
+ * Runs the shard replicas the placement assigns to this node (reconcile,
+ * don't script): on every catalog or placement change, start the replicas this
+ * node should host and stop the others. The first replica listed for a shard
+ * is the one that writes snapshots.
  */
 import type { Logger } from "../../runtime/log.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { Catalog } from "../catalog.ts";
 import { shardKeyOf } from "../index/api.ts";
+import type { PlacementStore } from "../placement-store.ts";
 import { ShardReplica, type ReplicaDeps } from "./replica.ts";
 
 export class ReplicaHost {
   readonly #deps: ReplicaDeps;
   readonly #log: Logger;
-  /** collection name → shard → replica. */
-  readonly #replicas = new Map<string, ShardReplica[]>();
-  #unsubscribe: (() => void) | undefined;
+  /** collection name → shard → replica (sparse: only the shards hosted here). */
+  readonly #replicas = new Map<string, (ShardReplica | undefined)[]>();
+  readonly #unsubscribe: (() => void)[] = [];
+  #catalog: Catalog | undefined;
+  #placements: PlacementStore | undefined;
+  #reconciling = Promise.resolve();
 
   constructor(deps: ReplicaDeps) {
     this.#deps = deps;
     this.#log = deps.log.child({ actor: "replica-host" });
   }
 
-  start(catalog: Catalog): void {
-    for (const config of catalog.cached()) this.#startCollection(config);
-    this.#unsubscribe = catalog.onChange((change) => {
-      if (change.type === "put") this.#startCollection(change.config);
-      else void this.#stopCollection(change.name);
-    });
+  start(catalog: Catalog, placements: PlacementStore): void {
+    this.#catalog = catalog;
+    this.#placements = placements;
+    this.#unsubscribe.push(catalog.onChange(() => this.#schedule()), placements.onChange(() => this.#schedule()));
+    this.#schedule();
   }
 
-  /** Replicas of a collection by shard (undefined where this node hosts none). */
+  /** Replicas of a collection hosted here, indexed by shard (undefined where not hosted). */
   replicas(collection: string): readonly (ShardReplica | undefined)[] {
     return this.#replicas.get(collection) ?? [];
   }
 
   all(): ShardReplica[] {
-    return [...this.#replicas.values()].flat();
+    return [...this.#replicas.values()].flat().filter((r): r is ShardReplica => r !== undefined);
+  }
+
+  /** Whether this node is the shard's designated snapshot writer (first replica in the placement). */
+  designated(collection: string, shard: number): boolean {
+    return this.#placements?.get(collection)?.record.shards[shard]?.replicas[0] === this.#deps.nodeId;
   }
 
   /** A worker died: the replicas whose index lived there rebuild from snapshot + log. */
@@ -47,24 +56,46 @@ export class ReplicaHost {
   }
 
   async stop(): Promise<void> {
-    this.#unsubscribe?.();
-    await Promise.all([...this.#replicas.keys()].map((name) => this.#stopCollection(name)));
+    this.#unsubscribe.forEach((off) => off());
+    await this.#reconciling;
+    await Promise.all(this.all().map((r) => r.stop()));
+    this.#replicas.clear();
   }
 
-  #startCollection(config: CollectionConfig): void {
-    const existing = this.#replicas.get(config.name);
-    if (existing?.[0]?.config.uid === config.uid) return;
-    const replicas = Array.from({ length: config.shards }, (_, shard) => new ShardReplica(config, shard, this.#deps));
-    this.#replicas.set(config.name, replicas);
-    for (const r of replicas) r.start();
-    this.#log.info({ collection: config.name, shards: config.shards }, "hosting replicas");
+  #schedule(): void {
+    this.#reconciling = this.#reconciling.then(() => this.#reconcile()).catch((err) => this.#log.error({ err }, "replica reconcile failed"));
   }
 
-  async #stopCollection(name: string): Promise<void> {
-    const replicas = this.#replicas.get(name);
-    if (!replicas) return;
-    this.#replicas.delete(name);
-    await Promise.all(replicas.map((r) => r.stop()));
-    this.#log.info({ collection: name }, "stopped replicas");
+  async #reconcile(): Promise<void> {
+    const configs = new Map((this.#catalog?.cached() ?? []).map((c) => [c.name, c]));
+    for (const [name, replicas] of [...this.#replicas]) {
+      const config = configs.get(name);
+      const wanted = config ? this.#wantedShards(config) : new Set<number>();
+      for (const replica of replicas) {
+        if (replica && (replica.config.uid !== config?.uid || !wanted.has(replica.shard))) {
+          replicas[replica.shard] = undefined;
+          await replica.stop();
+          this.#log.info({ collection: name, shard: replica.shard }, "stopped replica");
+        }
+      }
+      if (replicas.every((r) => r === undefined)) this.#replicas.delete(name);
+    }
+    for (const config of configs.values()) {
+      for (const shard of this.#wantedShards(config)) {
+        let replicas = this.#replicas.get(config.name);
+        if (!replicas) this.#replicas.set(config.name, (replicas = []));
+        if (replicas[shard]) continue;
+        const replica = new ShardReplica(config, shard, this.#deps, () => this.designated(config.name, shard));
+        replicas[shard] = replica;
+        replica.start();
+        this.#log.info({ collection: config.name, shard }, "hosting replica");
+      }
+    }
+  }
+
+  #wantedShards(config: CollectionConfig): Set<number> {
+    const stored = this.#placements?.get(config.name);
+    if (!stored || stored.record.uid !== config.uid) return new Set();
+    return new Set(stored.record.shards.filter((s) => s.replicas.includes(this.#deps.nodeId)).map((s) => s.shard));
   }
 }

@@ -64,11 +64,16 @@ export class ShardReplica {
   readonly #actor: ReplicaActorRef;
   #subscription: Subscription | undefined;
   #state: ReplicaState = ReplicaState.Restoring;
+  readonly #designated: () => boolean;
+  /** Points in the index after the last apply or restore (for heartbeats and status). */
+  #count = 0;
 
-  constructor(config: CollectionConfig, shard: number, deps: ReplicaDeps) {
+  /** `designated` tells whether this replica is the one of its shard that writes snapshots. */
+  constructor(config: CollectionConfig, shard: number, deps: ReplicaDeps, designated: () => boolean) {
     this.config = config;
     this.shard = shard;
     this.#deps = deps;
+    this.#designated = designated;
     this.#log = deps.log.child({ actor: "replica", collection: config.name, shard });
     this.#index = deps.pool.pin(shardKeyOf(config.uid, shard));
     this.#actor = createActor(this.#machine(), {
@@ -98,6 +103,10 @@ export class ShardReplica {
 
   get appliedSeq(): number {
     return this.#actor.getSnapshot().context.appliedSeq;
+  }
+
+  get pointCount(): number {
+    return this.#count;
   }
 
   get lastSeq(): number {
@@ -169,7 +178,11 @@ export class ShardReplica {
             jsm: nats.jsm,
             stream: names.logStream(name, shard),
             fromSeq: input.fromSeq,
-            apply: (records) => this.#index.apply(records),
+            apply: async (records) => {
+              const result = await this.#index.apply(records);
+              this.#count = result.count;
+              return result;
+            },
             onProgress: (appliedSeq, lastSeq) => sendBack({ type: "PROGRESS", appliedSeq, lastSeq }),
             signal: abort.signal,
           }).then(
@@ -203,12 +216,14 @@ export class ShardReplica {
     const { snapshots, scratchDir } = this.#deps;
     const { name, uid } = this.config;
     await this.#index.open(this.#indexConfig());
+    this.#count = 0;
     await mkdir(scratchDir, { recursive: true });
     for (const ref of await snapshots.list(name, uid, this.shard)) {
       const file = path.join(scratchDir, `restore-${uid}-${this.shard}-${ref.seq}.snap`);
       try {
         await snapshots.download(ref.name, file);
         const loaded = await this.#index.load(this.#indexConfig(), file);
+        this.#count = loaded.count;
         this.#log.info({ snapshot: ref.name, appliedSeq: loaded.appliedSeq, count: loaded.count }, "restored snapshot");
         return loaded.appliedSeq;
       } catch (err) {
@@ -224,6 +239,8 @@ export class ShardReplica {
   async #snapshot(): Promise<number> {
     const { snapshots, scratchDir } = this.#deps;
     const { name, uid } = this.config;
+    // Only one replica per shard uploads; the others just record that the cut is covered.
+    if (!this.#designated()) return this.appliedSeq;
     await mkdir(scratchDir, { recursive: true });
     const file = path.join(scratchDir, `save-${uid}-${this.shard}-${process.hrtime.bigint()}.snap`);
     try {

@@ -1,21 +1,76 @@
 /**
  * Sharding strategies (moleculer style): a small interface and `resolve(name)`.
- * A strategy maps a point id to a shard of a collection.
+ * A strategy decides which shard a point is written to, which shards may hold
+ * an id, and which shards a search must probe.
  */
-import type { CollectionConfig, ShardingName } from "../schemas.ts";
+import type { CollectionConfig, CreateCollectionParsed, ShardingName } from "../schemas.ts";
 import { hashSharding } from "./hash.ts";
+import { kmeans } from "./kmeans.ts";
+import { rangeSharding } from "./range.ts";
+import { vectorSharding } from "./vector.ts";
 
 export interface ShardingStrategy {
   readonly name: ShardingName;
-  shardOf(id: string): number;
+  /** The shard a point is written to. */
+  shardOf(point: { id: string; vector: ArrayLike<number> }): number;
+  /** Shards that may hold this id: one for id-based strategies, every shard when placement follows the vector. */
+  shardsForId(id: string): number[];
+  /** Shards a search must probe (all of them unless the strategy can prune, e.g. by `nprobe`). */
+  searchShards(vector: ArrayLike<number>, nprobe?: number): number[];
+  /**
+   * True when an id always maps to the same shard. When false, an upsert may move a
+   * point to another shard, so the writer deletes the id from the other shards.
+   */
+  readonly idStable: boolean;
 }
 
-type Factory = (config: Pick<CollectionConfig, "shards">) => ShardingStrategy;
+type Factory = (config: CollectionConfig) => ShardingStrategy;
 
 const strategies: Record<ShardingName, Factory> = {
   hash: hashSharding,
+  range: rangeSharding,
+  vector: vectorSharding,
 };
 
-export function resolveSharding(config: Pick<CollectionConfig, "shards" | "sharding">): ShardingStrategy {
-  return strategies[config.sharding](config);
+/** Configs are immutable once stored, so a strategy (e.g. prepared centroids) is built once per config object. */
+const resolved = new WeakMap<CollectionConfig, ShardingStrategy>();
+
+export function resolveSharding(config: CollectionConfig): ShardingStrategy {
+  let strategy = resolved.get(config);
+  if (!strategy) resolved.set(config, (strategy = strategies[config.sharding](config)));
+  return strategy;
+}
+
+/** The sharding fields a CollectionConfig stores. */
+export type ShardingConfig = Pick<CollectionConfig, "sharding" | "shardingRequested" | "splitPoints" | "centroids">;
+
+/**
+ * Decides a new collection's sharding once, at create time, so replicas and routers
+ * never re-decide: `auto` becomes a concrete strategy and a sample becomes centroids
+ * (the sample itself is not stored).
+ *
+ * The auto rule: `vector` when a sample or centroids are given and shards > 1,
+ * otherwise `hash`.
+ */
+export function planSharding(request: CreateCollectionParsed): ShardingConfig {
+  const { sharding, shards } = request;
+  if (sharding === "auto") {
+    const byVector = shards > 1 && (request.sample !== undefined || request.centroids !== undefined);
+    return { ...planSharding({ ...request, sharding: byVector ? "vector" : "hash" }), shardingRequested: "auto" };
+  }
+  switch (sharding) {
+    case "hash":
+      return { sharding };
+    case "range":
+      return { sharding, splitPoints: request.splitPoints ?? [] };
+    case "vector": {
+      const centroids =
+        request.centroids ?? kmeans(request.sample ?? [], { k: shards, metric: request.metric }).centroids;
+      return { sharding, centroids };
+    }
+  }
+}
+
+export function allShards(config: Pick<CollectionConfig, "shards">): number[] {
+  return Array.from({ length: config.shards }, (_, s) => s);
 }

@@ -1,0 +1,48 @@
+/**
+ * `jade.v1.cluster.status`: the cluster as this node sees it — live nodes from
+ * heartbeats, the coordinator, and per collection the shard × replica grid from
+ * the placement, with each replica's state and applied sequence from its node's
+ * heartbeat (our own replicas first-hand) and lag against the shard log.
+ */
+import type { ClusterStatus, ReplicaStatus } from "../../runtime/schemas.ts";
+import type { ApiDeps } from "./handlers.ts";
+
+export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
+  const { membership, placements, catalog, host, router, nodeId } = deps;
+  const nodes = membership
+    .members()
+    .map((m) => ({
+      id: m.heartbeat.nodeId,
+      self: m.heartbeat.nodeId === nodeId,
+      live: membership.isLive(m.heartbeat.nodeId),
+      load: m.heartbeat.load,
+      rssBytes: m.heartbeat.rssBytes,
+      lastSeenMs: Math.round(performance.now() - m.seenAtMs),
+    }))
+    .sort((a, b) => (a.id < b.id ? -1 : 1));
+  const collections = await Promise.all(
+    catalog.cached().map(async (config) => {
+      const stored = placements.get(config.name);
+      const placed = stored && stored.record.uid === config.uid ? stored.record.shards : [];
+      const shards = await Promise.all(
+        Array.from({ length: config.shards }, async (_, shard) => {
+          const lastSeq = await router.streamLastSeq(config, shard).catch(() => undefined);
+          const replicas = await Promise.all(
+            (placed[shard]?.replicas ?? []).map(async (node): Promise<ReplicaStatus> => {
+              const local = node === nodeId ? host.replicas(config.name)[shard] : undefined;
+              const beat = membership.member(node)?.heartbeat.replicas.find((r) => r.uid === config.uid && r.shard === shard);
+              const state = local?.state ?? (membership.isLive(node) ? (beat?.state ?? "starting") : "unreachable");
+              const appliedSeq = local?.appliedSeq ?? beat?.appliedSeq ?? 0;
+              const count = local?.pointCount ?? beat?.count;
+              const last = lastSeq ?? appliedSeq;
+              return { node, state, appliedSeq, lastSeq: last, lag: Math.max(0, last - appliedSeq), ...(count === undefined ? {} : { count }) };
+            }),
+          );
+          return { shard, replicas };
+        }),
+      );
+      return { name: config.name, dimension: config.dimension, metric: config.metric, replicas: config.replicas, epoch: stored?.record.epoch ?? 0, shards };
+    }),
+  );
+  return { nodes, coordinator: deps.coordinator.leader, collections };
+}

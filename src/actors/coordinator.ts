@@ -1,0 +1,225 @@
+/**
+ * The coordinator actor: `coordinatorMachine` bound to the lease in KV
+ * `jade_leases`, and, while leader, the reconcile loop — compare desired state
+ * (collections × shards × replication factor) with the live nodes and the
+ * placement records, and write the difference by CAS (a deposed leader's write
+ * fails, and it steps down).
+ */
+import { createActor, fromCallback, fromPromise, type EventObject } from "xstate";
+import { JetStreamApiError } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import {
+  coordinatorMachine,
+  coordinatorStateOf,
+  isLeader,
+  LeaseError,
+  type AcquireInput,
+  type AcquireOutput,
+  type CoordinatorActorRef,
+  type ReconcileInput,
+  type ReleaseInput,
+  type RenewInput,
+  type RenewOutput,
+} from "../machines/coordinator.ts";
+import type { Logger } from "../runtime/log.ts";
+import { loadOf, planPlacement } from "../runtime/placement.ts";
+import { names } from "../runtime/subjects.ts";
+import type { Catalog } from "./catalog.ts";
+import type { Membership } from "./membership.ts";
+import { toPlacement, type PlacementStore } from "./placement-store.ts";
+
+export interface CoordinatorSettings {
+  leaseTtlMs: number;
+  renewIntervalMs: number;
+  acquireIntervalMs: number;
+  /** The leader re-checks placement this often (and at once on membership or catalog changes). */
+  reconcileIntervalMs: number;
+}
+
+export const defaultCoordinatorSettings: CoordinatorSettings = {
+  leaseTtlMs: 6_000,
+  renewIntervalMs: 1_500,
+  acquireIntervalMs: 1_000,
+  reconcileIntervalMs: 1_000,
+};
+
+interface Deps {
+  nodeId: string;
+  leases: KV;
+  catalog: Catalog;
+  membership: Membership;
+  placements: PlacementStore;
+  log: Logger;
+  settings: CoordinatorSettings;
+}
+
+const decoder = new TextDecoder();
+
+/** JetStream's "wrong last sequence" (10071) or "key exists" answer to a KV create/update CAS. */
+function isCasConflict(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === 10071 || err.code === 10164;
+  return /wrong last sequence|key exists/i.test(String((err as Error)?.message ?? err));
+}
+
+export class Coordinator {
+  readonly #deps: Deps;
+  readonly #log: Logger;
+  readonly #actor: CoordinatorActorRef;
+  #stopWatch: (() => void) | undefined;
+
+  constructor(deps: Deps) {
+    this.#deps = deps;
+    this.#log = deps.log.child({ actor: "coordinator" });
+    this.#actor = createActor(this.#machine(), {
+      input: {
+        nodeId: deps.nodeId,
+        leaseTtlMs: deps.settings.leaseTtlMs,
+        renewIntervalMs: deps.settings.renewIntervalMs,
+        acquireIntervalMs: deps.settings.acquireIntervalMs,
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    this.#actor.start();
+    const watch = await this.#deps.leases.watch({ key: names.coordinatorLease });
+    this.#stopWatch = () => watch.stop();
+    void (async () => {
+      for await (const entry of watch) {
+        const holder = entry.operation === "PUT" ? decoder.decode(entry.value) : null;
+        this.#actor.send({ type: "LEASE_OBSERVED", holder, revision: entry.revision });
+      }
+    })().catch((err) => this.#log.warn({ err }, "lease watch ended"));
+  }
+
+  get isLeader(): boolean {
+    return isLeader(coordinatorStateOf(this.#actor.getSnapshot()));
+  }
+
+  /** The node we believe leads (ourselves when leader), or null. */
+  get leader(): string | null {
+    return this.isLeader ? this.#deps.nodeId : this.#actor.getSnapshot().context.leader;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopWatch?.();
+    this.#actor.send({ type: "STOP" });
+    // Releasing the lease lets a successor take over at once instead of after the TTL.
+    await new Promise<void>((resolve) => {
+      const done = () => coordinatorStateOf(this.#actor.getSnapshot()) === "stopped";
+      if (done()) return resolve();
+      const sub = this.#actor.subscribe(() => {
+        if (done()) {
+          sub.unsubscribe();
+          resolve();
+        }
+      });
+      setTimeout(resolve, this.#deps.settings.renewIntervalMs).unref();
+    });
+    this.#actor.stop();
+  }
+
+  #machine() {
+    const { leases, nodeId } = this.#deps;
+    const key = names.coordinatorLease;
+    return coordinatorMachine.provide({
+      actors: {
+        acquire: fromPromise<AcquireOutput, AcquireInput>(async () => {
+          try {
+            return { revision: await leases.create(key, nodeId) };
+          } catch (err) {
+            const entry = await leases.get(key);
+            if (entry && entry.operation === "PUT") return { heldBy: decoder.decode(entry.value) };
+            throw err;
+          }
+        }),
+        renew: fromPromise<RenewOutput, RenewInput>(async ({ input }) => {
+          try {
+            return { revision: await leases.update(key, nodeId, input.revision) };
+          } catch (err) {
+            const entry = await leases.get(key).catch(() => undefined);
+            if (entry === null || (entry && entry.revision !== input.revision)) throw new LeaseError("deposed", "the lease moved");
+            throw new LeaseError("unavailable", String((err as Error)?.message ?? err));
+          }
+        }),
+        release: fromPromise<void, ReleaseInput>(async ({ input }) => {
+          await leases.delete(key, { previousSeq: input.revision });
+        }),
+        reconcile: fromCallback<EventObject, ReconcileInput>(({ input, sendBack }) => this.#reconcileLoop(input.epoch, () => sendBack({ type: "FENCED" }))),
+      },
+      actions: {
+        notifyState: (_, params) => this.#log.info({ state: params.state, epoch: params.epoch, leader: params.leader }, "coordinator state"),
+        reportError: (_, params) => this.#log.warn({ during: params.during, error: params.error }, "coordinator effect failed"),
+      },
+    });
+  }
+
+  /** Runs while leader; returns its cleanup. */
+  #reconcileLoop(epoch: number, fenced: () => void): () => void {
+    const { catalog, membership, placements, settings } = this.#deps;
+    let stopped = false;
+    let running = false;
+    let again = false;
+    const run = async () => {
+      if (stopped) return;
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        do {
+          again = false;
+          await this.#reconcileOnce(epoch);
+        } while (again && !stopped);
+      } catch (err) {
+        if (stopped) return;
+        if (isCasConflict(err)) {
+          this.#log.warn({ err: String((err as Error)?.message ?? err) }, "placement CAS failed: another coordinator wrote; stepping down");
+          fenced();
+        } else {
+          this.#log.warn({ err: String((err as Error)?.message ?? err) }, "reconcile failed; will retry");
+        }
+      } finally {
+        running = false;
+      }
+    };
+    const timer = setInterval(() => void run(), settings.reconcileIntervalMs);
+    const offMembers = membership.onChange(() => void run());
+    const offCatalog = catalog.onChange(() => void run());
+    void run();
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+      offMembers();
+      offCatalog();
+    };
+  }
+
+  async #reconcileOnce(epoch: number): Promise<void> {
+    const { catalog, membership, placements } = this.#deps;
+    const live = membership.liveNodes();
+    if (live.length === 0) return;
+    const configs = catalog.cached();
+    const wanted = new Set(configs.map((c) => c.name));
+    for (const stored of placements.all()) {
+      if (!wanted.has(stored.record.collection)) await placements.remove(stored.record.collection, stored.revision);
+    }
+    for (const config of configs) {
+      const stored = placements.get(config.name);
+      const current = stored && stored.record.uid === config.uid ? toPlacement(stored.record) : undefined;
+      const others = placements.all().filter((p) => p.record.collection !== config.name).map((p) => toPlacement(p.record));
+      const planned = planPlacement({
+        collection: config.name,
+        shards: config.shards,
+        replicas: config.replicas,
+        nodes: live,
+        current,
+        load: loadOf(others, config.name, live),
+      });
+      if (planned === current) continue;
+      await placements.write({ ...planned, uid: config.uid, leaderEpoch: epoch }, stored?.revision);
+      this.#log.info({ collection: config.name, epoch: planned.epoch, shards: planned.shards }, "placement written");
+    }
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Membership: every node writes a heartbeat into KV `jade_nodes` every second
+ * (its replicas' states and applied sequences, load, memory) and watches the
+ * others'. Liveness is judged by when WE last received a node's heartbeat (our
+ * own monotonic clock), so clock skew between machines cannot make a node look
+ * dead or alive.
+ */
+import { EventEmitter } from "node:events";
+import type { KV } from "@nats-io/kv";
+import { z } from "zod";
+import type { Logger } from "../runtime/log.ts";
+
+export const ReplicaBeat = z.object({
+  collection: z.string(),
+  uid: z.string(),
+  shard: z.number().int(),
+  state: z.string(),
+  appliedSeq: z.number().int(),
+  count: z.number().int(),
+});
+export type ReplicaBeat = z.infer<typeof ReplicaBeat>;
+
+export const NodeHeartbeat = z.object({
+  nodeId: z.string(),
+  startedAt: z.string(),
+  beat: z.number().int(),
+  replicas: z.array(ReplicaBeat),
+  /** Requests in flight on this node (gateway + replica reads): the least-loaded router's signal. */
+  load: z.number(),
+  rssBytes: z.number(),
+  leaving: z.boolean().default(false),
+});
+export type NodeHeartbeat = z.infer<typeof NodeHeartbeat>;
+
+export interface MembershipSettings {
+  heartbeatIntervalMs: number;
+  /** A node silent this long is skipped by routers and not given new replicas. */
+  failureTimeoutMs: number;
+}
+
+export const defaultMembershipSettings: MembershipSettings = { heartbeatIntervalMs: 1_000, failureTimeoutMs: 3_000 };
+
+export interface Member {
+  heartbeat: NodeHeartbeat;
+  /** performance.now() when we received it. */
+  seenAtMs: number;
+}
+
+export class Membership {
+  readonly nodeId: string;
+  readonly #kv: KV;
+  readonly #log: Logger;
+  readonly #settings: MembershipSettings;
+  readonly #describe: () => Pick<NodeHeartbeat, "replicas" | "load">;
+  readonly #members = new Map<string, Member>();
+  readonly #events = new EventEmitter();
+  readonly #startedAt = new Date().toISOString();
+  #beat = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopWatch: (() => void) | undefined;
+  #live = new Set<string>();
+
+  constructor(kv: KV, nodeId: string, describe: () => Pick<NodeHeartbeat, "replicas" | "load">, log: Logger, settings = defaultMembershipSettings) {
+    this.#kv = kv;
+    this.nodeId = nodeId;
+    this.#describe = describe;
+    this.#log = log.child({ actor: "membership" });
+    this.#settings = settings;
+  }
+
+  async start(): Promise<void> {
+    const watch = await this.#kv.watch();
+    this.#stopWatch = () => watch.stop();
+    void (async () => {
+      for await (const entry of watch) {
+        if (entry.operation !== "PUT") {
+          this.#members.delete(entry.key);
+          continue;
+        }
+        try {
+          const heartbeat = NodeHeartbeat.parse(entry.json());
+          this.#members.set(heartbeat.nodeId, { heartbeat, seenAtMs: performance.now() });
+        } catch (err) {
+          this.#log.warn({ err, key: entry.key }, "unreadable heartbeat");
+        }
+      }
+    })().catch((err) => this.#log.error({ err }, "membership watch ended"));
+    await this.beat();
+    this.#timer = setInterval(() => void this.beat().catch((err) => this.#log.warn({ err: String(err) }, "heartbeat failed")), this.#settings.heartbeatIntervalMs);
+    this.#timer.unref();
+  }
+
+  async beat(leaving = false): Promise<void> {
+    const heartbeat: NodeHeartbeat = {
+      nodeId: this.nodeId,
+      startedAt: this.#startedAt,
+      beat: ++this.#beat,
+      rssBytes: process.memoryUsage.rss(),
+      leaving,
+      ...this.#describe(),
+    };
+    await this.#kv.put(this.nodeId, JSON.stringify(heartbeat));
+    this.#members.set(this.nodeId, { heartbeat, seenAtMs: performance.now() });
+    this.#checkLiveness();
+  }
+
+  /** Says goodbye (so peers stop routing here at once) and stops heart-beating. */
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#kv.delete(this.nodeId).catch(() => undefined);
+    this.#stopWatch?.();
+  }
+
+  isLive(nodeId: string): boolean {
+    if (nodeId === this.nodeId) return true;
+    const member = this.#members.get(nodeId);
+    return member !== undefined && !member.heartbeat.leaving && performance.now() - member.seenAtMs <= this.#settings.failureTimeoutMs;
+  }
+
+  liveNodes(): string[] {
+    return [...this.#members.keys()].filter((id) => this.isLive(id)).sort();
+  }
+
+  member(nodeId: string): Member | undefined {
+    return this.#members.get(nodeId);
+  }
+
+  members(): Member[] {
+    return [...this.#members.values()];
+  }
+
+  /** Called with the new live set whenever a node joins, leaves or goes silent. */
+  onChange(listener: (live: string[]) => void): () => void {
+    this.#events.on("change", listener);
+    return () => this.#events.off("change", listener);
+  }
+
+  #checkLiveness(): void {
+    const live = new Set(this.liveNodes());
+    const changed = live.size !== this.#live.size || [...live].some((id) => !this.#live.has(id));
+    this.#live = live;
+    if (changed) this.#events.emit("change", [...live]);
+  }
+}

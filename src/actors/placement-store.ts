@@ -1,0 +1,106 @@
+/**
+ * Placement records in KV `jade_placement`, one key per collection:
+ * `{collection, uid, epoch, leaderEpoch, shards:[{shard, replicas:[nodeId]}]}`.
+ * Only the coordinator writes them, always by CAS on the entry's revision; every
+ * node watches them to know which replicas to host and where to route reads.
+ */
+import { EventEmitter } from "node:events";
+import type { KV } from "@nats-io/kv";
+import { z } from "zod";
+import type { Logger } from "../runtime/log.ts";
+import type { Placement } from "../runtime/placement.ts";
+
+export const PlacementRecord = z.object({
+  collection: z.string(),
+  uid: z.string(),
+  epoch: z.number().int(),
+  /** The coordinator term that wrote it (its lease revision at acquisition). */
+  leaderEpoch: z.number().int(),
+  shards: z.array(z.object({ shard: z.number().int(), replicas: z.array(z.string()) })),
+});
+export type PlacementRecord = z.infer<typeof PlacementRecord>;
+
+export interface StoredPlacement {
+  record: PlacementRecord;
+  revision: number;
+}
+
+export function toPlacement(record: PlacementRecord): Placement {
+  return { collection: record.collection, epoch: record.epoch, shards: record.shards };
+}
+
+export class PlacementStore {
+  readonly #kv: KV;
+  readonly #log: Logger;
+  readonly #current = new Map<string, StoredPlacement>();
+  readonly #events = new EventEmitter();
+  #stopWatch: (() => void) | undefined;
+
+  constructor(kv: KV, log: Logger) {
+    this.#kv = kv;
+    this.#log = log.child({ actor: "placement" });
+  }
+
+  /** Starts the watch; resolves once the existing records are loaded. */
+  async start(): Promise<void> {
+    const watch = await this.#kv.watch();
+    this.#stopWatch = () => watch.stop();
+    let loaded: () => void;
+    const initial = new Promise<void>((r) => (loaded = r));
+    if ((await this.#kv.status()).values === 0) loaded!();
+    void (async () => {
+      for await (const entry of watch) {
+        if (entry.operation === "PUT") {
+          try {
+            const record = PlacementRecord.parse(entry.json());
+            // Our own writes are applied at once (see write); never step back to an older revision.
+            if ((this.#current.get(entry.key)?.revision ?? 0) < entry.revision) {
+              this.#current.set(entry.key, { record, revision: entry.revision });
+            }
+          } catch (err) {
+            this.#log.error({ err, key: entry.key }, "unreadable placement record");
+          }
+        } else {
+          this.#current.delete(entry.key);
+        }
+        this.#events.emit("change", entry.key);
+        if (entry.delta === 0) loaded!();
+      }
+    })().catch((err) => this.#log.error({ err }, "placement watch ended"));
+    await initial;
+  }
+
+  stop(): void {
+    this.#stopWatch?.();
+  }
+
+  get(collection: string): StoredPlacement | undefined {
+    return this.#current.get(collection);
+  }
+
+  all(): StoredPlacement[] {
+    return [...this.#current.values()];
+  }
+
+  onChange(listener: (collection: string) => void): () => void {
+    this.#events.on("change", listener);
+    return () => this.#events.off("change", listener);
+  }
+
+  /** CAS write: create when `revision` is undefined, else update only if the entry is still at `revision`. */
+  async write(record: PlacementRecord, revision: number | undefined): Promise<number> {
+    const value = JSON.stringify(record);
+    const written =
+      revision === undefined ? await this.#kv.create(record.collection, value) : await this.#kv.update(record.collection, value, revision);
+    // The writer's next decision must see its own write, before the watch delivers it.
+    if ((this.#current.get(record.collection)?.revision ?? 0) < written) {
+      this.#current.set(record.collection, { record, revision: written });
+      this.#events.emit("change", record.collection);
+    }
+    return written;
+  }
+
+  async remove(collection: string, revision: number): Promise<void> {
+    await this.#kv.delete(collection, { previousSeq: revision });
+  }
+}
