@@ -18,7 +18,7 @@ import {
 } from "../src/runtime/schemas.ts";
 import { kmeans } from "../src/runtime/sharding/kmeans.ts";
 import { rangeShardOf } from "../src/runtime/sharding/range.ts";
-import { planSharding, resolveSharding } from "../src/runtime/sharding/index.ts";
+import { planSharding, resolveSharding, trainingSet } from "../src/runtime/sharding/index.ts";
 import { seededRandom } from "./support/random.ts";
 
 /** A stored config the way the catalog builds it: parse the request, plan the sharding. */
@@ -250,6 +250,16 @@ describe("k-means", () => {
     expect(centroids.map((c) => c[0]).sort((a, b) => a! - b!)).toEqual([1, 5, 9]);
     // Fewer distinct points than k: still k centroids, nothing thrown.
     expect(kmeans(new Array<number[]>(5).fill([2, 2]), { k: 3, metric: "l2" }).centroids).toHaveLength(3);
+  });
+
+  it("trains on an evenly strided subset when the sample exceeds the work bound", () => {
+    const sample = Array.from({ length: 10_000 }, (_, i) => i);
+    expect(trainingSet(sample, 4, 128)).toHaveLength(10_000); // 8M / (4 × 128) = 15,625 ≥ 10,000
+    const strided = trainingSet(sample, 8, 768); // 8M / (8 × 768) = 1,302
+    expect(strided).toHaveLength(1_302);
+    expect(strided[0]).toBe(0);
+    expect(strided.at(-1)).toBeGreaterThan(9_990);
+    expect(trainingSet(sample, 64, 4_096)).toHaveLength(64); // never fewer than k
   });
 
   it("refuses fewer sample vectors than k", () => {

@@ -20,6 +20,11 @@ export const limits = {
   shardingSampleVectorsMax: 10_000,
   /** Numbers (vectors × dimension) in a training sample: bounds k-means work at create time. */
   shardingSampleValuesMax: 1_000_000,
+  /**
+   * k-means work per Lloyd iteration (training vectors × shards × dimension): a larger
+   * sample is strided down to fit, so training at create time stays around a second at worst.
+   */
+  kmeansWorkPerIterationMax: 8_000_000,
   /** Depth of nested $and/$or in a filter. */
   filterDepthMax: 8,
   filterClausesMax: 256,

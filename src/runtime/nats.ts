@@ -44,6 +44,8 @@ export interface ConnectOptions {
   jsTimeoutMs?: number;
   /** Coordinator lease lifetime: the bucket's max age (2.9 has no per-key TTL). */
   leaseTtlMs: number;
+  /** How long to keep retrying the setup while JetStream is not ready (cluster starting). */
+  setupDeadlineMs?: number;
 }
 
 const dedupWindowMs = 2 * 60_000;
@@ -63,8 +65,34 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
   })();
   const timeout = options.jsTimeoutMs ?? 5_000;
   const js = jetstream(nc, { timeout });
-  const jsm = await jetstreamManager(nc, { timeout });
+  // A NATS cluster that just started may still be electing its JetStream meta leader.
+  const jsm = await retryWhileStarting(() => jetstreamManager(nc, { timeout }), options.setupDeadlineMs ?? 60_000, log);
   const replicas = options.streamReplicas ?? 1;
+  return retryWhileStarting(() => setUp(nc, js, jsm, replicas, options), options.setupDeadlineMs ?? 60_000, log);
+}
+
+async function retryWhileStarting<T>(step: () => Promise<T>, deadlineMs: number, log: Logger): Promise<T> {
+  const deadline = performance.now() + deadlineMs;
+  let backoffMs = 100;
+  for (;;) {
+    try {
+      return await step();
+    } catch (err) {
+      if (performance.now() + backoffMs > deadline) throw err;
+      log.warn({ err: String((err as Error)?.message ?? err) }, "JetStream not ready yet; retrying");
+      await new Promise((r) => setTimeout(r, backoffMs));
+      backoffMs = Math.min(backoffMs * 2, 2_000);
+    }
+  }
+}
+
+async function setUp(
+  nc: NatsConnection,
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  replicas: number,
+  options: ConnectOptions,
+): Promise<NatsContext> {
   const kvm = new Kvm(js);
   const collections = await kvm.create(names.collectionsBucket, { history: 10, replicas });
   const nodes = await kvm.create(names.nodesBucket, { history: 1, replicas, ttl: 60_000 });

@@ -71,7 +71,7 @@ export const CreateCollectionRequest = z
     name: CollectionName,
     dimension: z.number().int().min(1).max(limits.dimensionMax),
     metric: Metric,
-    shards: z.number().int().min(1).max(limits.shardsMax).default(2),
+    shards: z.number().int().min(1).max(limits.shardsMax).default(1),
     replicas: z.number().int().min(1).max(limits.replicasMax).default(1),
     sharding: ShardingRequestName.default("hash"),
     /** range: shards − 1 strictly increasing ids; shard = number of split points ≤ id. */

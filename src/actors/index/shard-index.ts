@@ -13,6 +13,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { Index, MetricKind, ScalarKind } from "usearch";
 import { compileFilter, type Filter } from "../../runtime/filter.ts";
 import { decodeEntry, EntryKind, keyOf, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
@@ -26,8 +27,14 @@ import { readSnapshotFile, writeSnapshotFile } from "./snapshot-file.ts";
 export const exactScanMax = 2048;
 /** …or when they are at most this share of the shard; otherwise it oversamples the graph. */
 export const exactScanShare = 0.05;
-/** Each worker is one thread; an index added with 1 thread must also be searched with 1. */
-const threads = 1;
+/**
+ * A search runs on the worker's own thread (shards on other workers search in
+ * parallel). A batch add may use every core: the HNSW build is the write path's
+ * cost, and a lone shard would otherwise build at one core's speed. usearch only
+ * requires searches to use no more threads than adds did, which holds.
+ */
+const searchThreads = 1;
+const addThreads = availableParallelism();
 
 const metricKinds: Readonly<Record<Metric, MetricKind>> = { cosine: MetricKind.Cos, l2: MetricKind.L2sq, ip: MetricKind.IP };
 const scalarKinds: Readonly<Record<Quantization, ScalarKind>> = { f32: ScalarKind.F32, f16: ScalarKind.F16, i8: ScalarKind.I8 };
@@ -168,7 +175,7 @@ export class ShardIndex {
       addKeys[added++] = key;
     }
     if (replacedKeys.length > 0) this.index.remove(BigUint64Array.from(replacedKeys));
-    this.index.add(addKeys, addVectors, threads);
+    this.index.add(addKeys, addVectors, addThreads);
   }
 
   private applyDelete(entry: DeleteEntry): void {
@@ -234,7 +241,7 @@ export class ShardIndex {
   }
 
   private graphSearch(query: Float32Array, k: number): Scored[] {
-    const { keys, distances } = this.index.search(query, k, threads);
+    const { keys, distances } = this.index.search(query, k, searchThreads);
     const scored: Scored[] = [];
     for (let i = 0; i < keys.length; i++) {
       const slot = this.slotByKey.get(keys[i]!);

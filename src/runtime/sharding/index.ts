@@ -3,6 +3,7 @@
  * A strategy decides which shard a point is written to, which shards may hold
  * an id, and which shards a search must probe.
  */
+import { limits } from "../limits.ts";
 import type { CollectionConfig, CreateCollectionParsed, ShardingName } from "../schemas.ts";
 import { hashSharding } from "./hash.ts";
 import { kmeans } from "./kmeans.ts";
@@ -65,10 +66,21 @@ export function planSharding(request: CreateCollectionParsed): ShardingConfig {
       return { sharding, splitPoints: request.splitPoints ?? [] };
     case "vector": {
       const centroids =
-        request.centroids ?? kmeans(request.sample ?? [], { k: shards, metric: request.metric }).centroids;
+        request.centroids ?? kmeans(trainingSet(request.sample ?? [], shards, request.dimension), { k: shards, metric: request.metric }).centroids;
       return { sharding, centroids };
     }
   }
+}
+
+/**
+ * The sample vectors k-means trains on: all of them, or an evenly strided subset of
+ * max(k, ⌊kmeansWorkPerIterationMax / (k × dimension)⌋) so training stays bounded.
+ */
+export function trainingSet<T>(sample: readonly T[], k: number, dimension: number): T[] {
+  const size = Math.max(k, Math.floor(limits.kmeansWorkPerIterationMax / (k * dimension)));
+  if (sample.length <= size) return [...sample];
+  const step = sample.length / size;
+  return Array.from({ length: size }, (_, i) => sample[Math.floor(i * step)]!);
 }
 
 export function allShards(config: Pick<CollectionConfig, "shards">): number[] {

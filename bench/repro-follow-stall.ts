@@ -1,4 +1,15 @@
-// Replays the follow loop of src/actors/replica/follow.ts against a plain stream, with a fake apply.
+/**
+ * Reproduces the replica follow-loop stall seen in `npm run bench` (entries delivered to the
+ * replica but never applied until another write arrives): the loop of
+ * src/actors/replica/follow.ts, verbatim in its batching decision, against a plain stream with
+ * a fake apply. `messages.getPending()` of @nats-io/jetstream 3.4 consume() can stay > 0 after
+ * the last message was yielded (QueuedIteratorImpl.iterate does not decrement `inflight` for the
+ * pull-request callbacks it queues among messages), so the loop `continue`s waiting for a
+ * message that never comes. Timing-dependent: try a few settings.
+ *
+ *   npx tsx bench/repro-follow-stall.ts [applyMsPerEntry=150] [maxBytesMB=64]
+ *   e.g. `100 16` reproduced it here: "last delivered seq 60 (getPending() then: 3), applied through 54".
+ */
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
