@@ -49,8 +49,13 @@ const searchConcurrency = 8;
 const warmupQueries = 20;
 const index = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 } as const;
 const snapshot = { everyEntries: 100_000, intervalMs: 3_600_000 } as const;
-/** The node's pool has one worker per core, each adding single-threaded: the raw build gets as many threads. */
-const rawAddThreads = Math.max(1, os.availableParallelism());
+/**
+ * The node builds each shard on its own worker, single-threaded, with one worker per core: it
+ * builds with min(shards, cores) threads, and the raw build gets exactly as many ("same threads").
+ */
+function buildThreads(shards: number): number {
+  return Math.max(1, Math.min(shards, os.availableParallelism()));
+}
 const rawAddChunk = 1_000;
 
 function positiveInt(value: string): number {
@@ -512,7 +517,7 @@ interface RawResult {
   recall: number;
 }
 
-async function rawUsearch(train: VectorSet, queries: VectorSet, quantization: "f32" | "f16", truth: bigint[][]): Promise<RawResult> {
+async function rawUsearch(train: VectorSet, queries: VectorSet, quantization: "f32" | "f16", truth: bigint[][], addThreads: number): Promise<RawResult> {
   let raw: Index | undefined = new Index({
     dimensions: train.dimension,
     metric: MetricKind.L2sq,
@@ -531,7 +536,7 @@ async function rawUsearch(train: VectorSet, queries: VectorSet, quantization: "f
     const keys = new BigUint64Array(to - from);
     for (let i = from; i < to; i++) keys[i - from] = BigInt(i);
     // slice(): usearch reads typed arrays from the start of their buffer.
-    raw.add(keys, train.data.slice(from * train.dimension, to * train.dimension), rawAddThreads);
+    raw.add(keys, train.data.slice(from * train.dimension, to * train.dimension), addThreads);
     bar.update(to, { rate: `${fmt(to / ((performance.now() - started) / 1000))} vec/s` });
   }
   const buildSeconds = (performance.now() - started) / 1000;
@@ -689,9 +694,9 @@ async function main(): Promise<void> {
 
   let raw: RawResult | undefined;
   if (opts.raw) {
-    section(`raw usearch (same process, node stopped; add threads ${rawAddThreads}, search threads 1)`);
+    section(`raw usearch (same process, node stopped; add threads ${buildThreads(opts.shards)}, search threads 1)`);
     trackedPids = { bench: process.pid };
-    raw = await rawUsearch(train, queries, opts.quantization, truth);
+    raw = await rawUsearch(train, queries, opts.quantization, truth, buildThreads(opts.shards));
     kv("build", `${fmt(raw.buildSeconds, 2)} s → ${fmt(raw.ingestVps)} vec/s`);
     kv("latency", `p50 ${fmt(raw.latencies.p50, 3)} ms, p95 ${fmt(raw.latencies.p95, 3)}, p99 ${fmt(raw.latencies.p99, 3)} ms`);
     kv("QPS (c=1)", fmt(raw.qps));
@@ -756,6 +761,7 @@ async function main(): Promise<void> {
     acked_vps: round(ing.ackedVps, 1),
     ingest_vps: round(ing.ingestVps, 1),
     raw_ingest_vps: raw ? round(raw.ingestVps, 1) : null,
+    raw_add_threads: buildThreads(opts.shards),
     upsert_request_ms: { p50: round(ing.requestMs.p50, 2), p95: round(ing.requestMs.p95, 2), max: round(ing.requestMs.max, 2) },
     upsert_body_bytes_mean: Math.round(ing.bodyBytesMean),
     search_p50_ms: round(c1.latencies.p50, 3),
