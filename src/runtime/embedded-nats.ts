@@ -63,6 +63,10 @@ function configText(options: EmbeddedNatsOptions, storeDir: string): string {
     `host: ${JSON.stringify(host)}`,
     `port: ${options.port === undefined || options.port === 0 ? -1 : options.port}`,
     `max_payload: ${limits.natsPayloadBytesMax}`,
+    // Evict a client that stopped answering pings (a hung or SIGSTOPped node) within ~3 s, so
+    // its queue-group subscriptions stop receiving API requests.
+    `ping_interval: "1s"`,
+    `ping_max: 2`,
     `pid_file: ${JSON.stringify(pidFile(options.dataDir))}`,
     `jetstream {`,
     `  store_dir: ${JSON.stringify(storeDir)}`,

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -46,6 +47,9 @@ export interface ChildNode {
   output: string[];
   kill9(): Promise<void>;
   stop(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a hung node. */
+  pause(): void;
+  resume(): void;
 }
 
 export class Harness {
@@ -61,6 +65,28 @@ export class Harness {
     const server = await startEmbeddedNats({ dataDir: dataDir ?? (await this.tempDir("jade-nats-")) });
     this.#cleanups.push(() => server.kill());
     return server;
+  }
+
+  /**
+   * A NATS cluster of `size` servers with JetStream, routed to each other on free
+   * loopback ports. Resolves once every server is ready (JetStream may still be
+   * electing its meta leader: nodes retry their setup until it is).
+   */
+  async natsCluster(size = 3): Promise<EmbeddedNats[]> {
+    const clusterPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+    const routes = clusterPorts.map((p) => `nats://127.0.0.1:${p}`);
+    const servers = await Promise.all(
+      clusterPorts.map(async (port, i) => {
+        const server = await startEmbeddedNats({
+          dataDir: await this.tempDir(`jade-nats${i + 1}-`),
+          serverName: `s${i + 1}`,
+          cluster: { name: "jade", port, routes },
+        });
+        this.#cleanups.push(() => server.kill());
+        return server;
+      }),
+    );
+    return servers;
   }
 
   async node(servers: string[], options: Partial<NodeOptions> = {}): Promise<JadeNode> {
@@ -105,7 +131,16 @@ export class Harness {
       });
     });
     const natsUrl = /nats=([^\s,]+)/.exec(readyLine)?.[1] ?? "";
-    return { process: child, readyLine, natsUrl, output, kill9: () => kill("SIGKILL"), stop: () => kill("SIGTERM") };
+    return {
+      process: child,
+      readyLine,
+      natsUrl,
+      output,
+      kill9: () => kill("SIGKILL"),
+      stop: () => kill("SIGTERM"),
+      pause: () => void child.kill("SIGSTOP"),
+      resume: () => void child.kill("SIGCONT"),
+    };
   }
 
   /** Stops everything this harness started, newest first. */
@@ -115,6 +150,19 @@ export class Harness {
     }
     this.#cleanups.length = 0;
   }
+}
+
+/** A free TCP port on the loopback interface (for NATS cluster routes, which must be known up front). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 /** `count` seeded random vectors as plain arrays (the API's JSON shape). */

@@ -8,8 +8,8 @@
  * its replacement but their in-memory state is gone: calls in flight reject with an
  * `unavailable` JadeError, later calls fail with "not open" until the owner reopens
  * or reloads the shard (`onWorkerExit` tells it which shards were lost). comlink
- * itself never settles a call whose worker died, so every call races the worker's
- * death.
+ * itself never settles a call whose worker died, so the pool rejects the calls in
+ * flight on a worker when it exits.
  */
 import os from "node:os";
 import { Worker } from "node:worker_threads";
@@ -60,8 +60,12 @@ type Remote = Comlink.Remote<IndexWorkerApi>;
 interface WorkerHandle {
   readonly worker: Worker;
   readonly remote: Remote;
-  /** Rejects when this incarnation exits; every call races it. */
-  readonly died: Promise<never>;
+  /** Resolves when this incarnation has exited. */
+  readonly died: Promise<void>;
+  /** Why it exited, once it has: later calls reject with it. */
+  dead: Error | undefined;
+  /** Rejecters of the calls in flight on it. */
+  readonly inflight: Set<(err: Error) => void>;
   ready: boolean;
 }
 
@@ -212,7 +216,7 @@ export class IndexPool {
     const handle = this.#handles[position];
     if (handle === undefined) throw new Error(`no index worker at position ${position}`);
     await handle.worker.terminate();
-    await handle.died.catch(() => undefined);
+    await handle.died;
   }
 
   /** Terminates every worker; calls in flight reject with `unavailable`. Idempotent. */
@@ -225,23 +229,48 @@ export class IndexPool {
     if (this.#closing) throw unavailable("index pool is closed");
     const position = this.#pinnedTo.get(shardKey);
     if (position === undefined) throw new Error(`shard ${shardKey} is not pinned to the index pool`);
-    const handle = this.#handles[position]!;
-    return Promise.race([call(handle.remote), handle.died]);
+    return this.#call(this.#handles[position]!, call);
+  }
+
+  /**
+   * Runs a call on a worker, rejecting it if the worker dies first. The rejecter is
+   * registered only while the call is in flight: racing each call against one
+   * long-lived "died" promise would pile a reaction onto it per call, forever.
+   */
+  #call<T>(handle: WorkerHandle, call: (remote: Remote) => Promise<T>): Promise<T> {
+    if (handle.dead) return Promise.reject(handle.dead);
+    return new Promise<T>((resolve, reject) => {
+      handle.inflight.add(reject);
+      call(handle.remote)
+        .then(resolve, reject)
+        .finally(() => handle.inflight.delete(reject));
+    });
   }
 
   async #ping(handle: WorkerHandle): Promise<void> {
-    await Promise.race([handle.remote.close(pingKey), handle.died]);
+    await this.#call(handle, (remote) => remote.close(pingKey));
     handle.ready = true;
   }
 
   #spawn(position: number): WorkerHandle {
     const { url, execArgv } = workerSpec();
     const worker = new Worker(url, { execArgv, name: `jade-index-${position}` });
-    let reject: (err: Error) => void = () => undefined;
-    const died = new Promise<never>((_, r) => (reject = r));
-    // Nobody may be waiting on it when the worker dies.
-    died.catch(() => undefined);
-    const handle: WorkerHandle = { worker, remote: Comlink.wrap<IndexWorkerApi>(nodeEndpoint(worker)), died, ready: false };
+    let exited: () => void = () => undefined;
+    const died = new Promise<void>((r) => (exited = r));
+    const handle: WorkerHandle = {
+      worker,
+      remote: Comlink.wrap<IndexWorkerApi>(nodeEndpoint(worker)),
+      died,
+      dead: undefined,
+      inflight: new Set(),
+      ready: false,
+    };
+    const reject = (err: Error) => {
+      handle.dead = err;
+      for (const r of handle.inflight) r(err);
+      handle.inflight.clear();
+      exited();
+    };
     let error: Error | undefined;
     worker.on("error", (err) => {
       error = err;

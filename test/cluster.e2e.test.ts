@@ -1,0 +1,197 @@
+/**
+ * A real cluster on loopback: 3 clustered nats-servers (JetStream, streams and
+ * KV at R3) and 3 jade nodes as child processes. Election, placement, replicated
+ * writes with consistency levels, reads that survive a hung node, and takeover.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { JadeClient } from "../src/client/client.ts";
+import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
+import type { StoredPoint } from "../src/runtime/schemas.ts";
+import { names, subjects } from "../src/runtime/subjects.ts";
+import { Harness, randomPoints, waitFor, type ChildNode } from "./support/harness.ts";
+
+const harness = new Harness();
+let client: JadeClient;
+let urls: string[];
+const nodes = new Map<string, ChildNode>();
+
+beforeAll(async () => {
+  const servers = await harness.natsCluster(3);
+  urls = servers.map((s) => s.url);
+  await Promise.all(
+    ["n1", "n2", "n3"].map(async (id, i) => {
+      // Each node prefers a different server, as on three machines.
+      const order = [...urls.slice(i), ...urls.slice(0, i)].join(",");
+      const data = await harness.tempDir(`jade-${id}-`);
+      nodes.set(id, await harness.spawnJade(["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3"]));
+    }),
+  );
+  client = await harness.client(urls);
+  await waitFor(async () => {
+    const status = await client.clusterStatus();
+    return status.coordinator !== null && status.nodes.filter((n) => n.live).length === 3;
+  }, { what: "3 live nodes and a coordinator", timeoutMs: 60_000 });
+});
+afterAll(() => harness.close());
+
+async function leaseHolder(): Promise<string | null> {
+  const kv = await new Kvm(client.nc).open(names.leasesBucket);
+  const entry = await kv.get(names.coordinatorLease);
+  return entry && entry.operation === "PUT" ? entry.string() : null;
+}
+
+async function placementOf(collection: string) {
+  return waitFor(async () => {
+    const status = await client.clusterStatus();
+    const c = status.collections.find((x) => x.name === collection);
+    return c && c.shards.every((s) => s.replicas.length === c.replicas && s.replicas.every((r) => r.state === "serving")) ? c : undefined;
+  }, { what: `${collection} placed and serving`, timeoutMs: 60_000 });
+}
+
+/** Reads one node's replica of a shard directly, with no consistency wait. */
+async function readReplica(node: string, collection: string, uid: string, ids: string[]): Promise<string[]> {
+  const msg = await client.nc.request(
+    subjects.replica(node, collection, 0, "get"),
+    encodeReplicaMessage({ uid, minSeq: 0, timeoutMs: 2_000, get: { ids, withVectors: false } }),
+    { timeout: 3_000 },
+  );
+  const reply = decodeReplicaMessage<ReplicaReadReply>(msg.data);
+  if (!reply.ok) throw new Error(reply.error.message);
+  return (reply.result as StoredPoint[]).map((p) => p.id);
+}
+
+describe("membership and election", () => {
+  it("elects exactly one coordinator that every node agrees on", async () => {
+    const holder = await leaseHolder();
+    expect(["n1", "n2", "n3"]).toContain(holder);
+    for (let i = 0; i < 12; i++) {
+      // The API is a queue group: these land on different nodes.
+      expect((await client.clusterStatus()).coordinator).toBe(holder);
+    }
+  });
+});
+
+describe("placement and replication", () => {
+  it("spreads a 4-shard RF=2 collection evenly, never two replicas of a shard on one node", async () => {
+    await client.createCollection({ name: "spread", dimension: 8, metric: "l2", shards: 4, replicas: 2 });
+    const placed = await placementOf("spread");
+    const perNode = new Map<string, number>();
+    for (const shard of placed.shards) {
+      const holders = shard.replicas.map((r) => r.node);
+      expect(new Set(holders).size).toBe(2);
+      holders.forEach((n) => perNode.set(n, (perNode.get(n) ?? 0) + 1));
+    }
+    expect([...perNode.values()].sort()).toEqual([2, 3, 3]);
+  });
+
+  it("acknowledges `all` writes only once every replica applied them, and `quorum` once a majority did", async () => {
+    const config = await client.createCollection({ name: "rf3", dimension: 4, metric: "l2", shards: 1, replicas: 3 });
+    await placementOf("rf3");
+    for (let i = 0; i < 10; i++) {
+      await client.upsert("rf3", { points: [{ id: `all-${i}`, vector: [i, 1, 2, 3] }], consistency: "all" });
+      const seen = await Promise.all(["n1", "n2", "n3"].map((n) => readReplica(n, "rf3", config.uid, [`all-${i}`])));
+      expect(seen.filter((ids) => ids.includes(`all-${i}`))).toHaveLength(3);
+
+      await client.upsert("rf3", { points: [{ id: `q-${i}`, vector: [i, 3, 2, 1] }], consistency: "quorum" });
+      const quorum = await Promise.all(["n1", "n2", "n3"].map((n) => readReplica(n, "rf3", config.uid, [`q-${i}`])));
+      expect(quorum.filter((ids) => ids.includes(`q-${i}`)).length).toBeGreaterThanOrEqual(2);
+    }
+  });
+
+  it("reads its own writes with session consistency, whichever node answers", async () => {
+    await client.createCollection({ name: "session", dimension: 8, metric: "cosine", shards: 2, replicas: 2 });
+    await placementOf("session");
+    const vectors = randomPoints(40, 8, 5);
+    for (let i = 0; i < vectors.length; i++) {
+      const { token } = await client.upsert("session", { points: [{ id: `s${i}`, vector: vectors[i]! }] });
+      const hit = await client.search("session", { vector: vectors[i]!, k: 1, consistency: "session", token });
+      expect(hit.partial).toBe(false);
+      expect(hit.hits[0]?.id).toBe(`s${i}`);
+    }
+  });
+
+  it("answers a 4-shard RF=2 collection exactly like a single node", async () => {
+    const single = await harness.nats();
+    await harness.node([single.url]);
+    const alone = await harness.client(single.url);
+    const vectors = randomPoints(2_000, 24, 9);
+    for (const c of [client, alone]) {
+      await c.createCollection({ name: "same", dimension: 24, metric: "l2", shards: 4, replicas: c === client ? 2 : 1 });
+      for (let i = 0; i < vectors.length; i += 500) {
+        const points = vectors.slice(i, i + 500).map((vector, j) => ({ id: `v${i + j}`, vector, payload: { even: (i + j) % 2 === 0 } }));
+        await c.upsert("same", { points, consistency: "all" });
+      }
+    }
+    await placementOf("same");
+    for (let i = 0; i < 200; i += 7) {
+      const [a, b] = await Promise.all(
+        [client, alone].map((c) => c.search("same", { vector: vectors[i]!, k: 10, filter: { even: true } })),
+      );
+      expect(a!.partial).toBe(false);
+      expect(a!.hits.map((h) => h.id)).toEqual(b!.hits.map((h) => h.id));
+      expect(a!.hits[0]!.id).toBe(i % 2 === 0 ? `v${i}` : b!.hits[0]!.id);
+    }
+    expect((await client.count("same")).count).toBe(2_000);
+  });
+});
+
+describe("failures", () => {
+  it("keeps answering completely with one node hung (RF=2), and partially with RF=1", async () => {
+    await client.createCollection({ name: "rf1", dimension: 8, metric: "l2", shards: 3, replicas: 1 });
+    const rf1 = await placementOf("rf1");
+    const spread = await placementOf("spread");
+    const vectors = randomPoints(300, 8, 3);
+    for (const name of ["spread", "rf1"]) {
+      await client.upsert(name, { points: vectors.map((vector, i) => ({ id: `h${i}`, vector })), consistency: "all" });
+    }
+    // Hang a node that is not the coordinator and holds an RF=1 shard.
+    const coordinator = await leaseHolder();
+    const victim = rf1.shards.map((s) => s.replicas[0]!.node).find((n) => n !== coordinator)!;
+    expect(spread.shards.some((s) => s.replicas.some((r) => r.node === victim))).toBe(true);
+    nodes.get(victim)!.pause();
+    try {
+      await waitFor(async () => (await client.clusterStatus()).nodes.find((n) => n.id === victim)?.live === false, {
+        what: `${victim} seen as silent`,
+      });
+      for (let i = 0; i < 20; i++) {
+        const started = performance.now();
+        const full = await client.search("spread", { vector: vectors[i]!, k: 3, timeoutMs: 2_000 });
+        expect(full.partial).toBe(false);
+        expect(full.hits[0]!.id).toBe(`h${i}`);
+        const partial = await client.search("rf1", { vector: vectors[i]!, k: 3, timeoutMs: 1_000 });
+        expect(partial.partial).toBe(true);
+        expect(partial.shards).toEqual({ total: 3, answered: 2 });
+        expect(performance.now() - started).toBeLessThan(5_000);
+      }
+    } finally {
+      nodes.get(victim)!.resume();
+    }
+    await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 3, { what: "victim back" });
+  });
+
+  it("hands the coordinator role to another node when the leader dies", async () => {
+    const old = await leaseHolder();
+    expect(old).not.toBeNull();
+    await nodes.get(old!)!.kill9();
+    const next = await waitFor(async () => {
+      const holder = await leaseHolder();
+      return holder !== null && holder !== old ? holder : undefined;
+    }, { what: "a new coordinator", timeoutMs: 30_000 });
+    expect(["n1", "n2", "n3"].filter((n) => n !== old)).toContain(next);
+    // The new leader re-places the dead node's replicas on the survivors.
+    const placed = await waitFor(async () => {
+      const c = (await client.clusterStatus()).collections.find((x) => x.name === "spread");
+      return c && c.shards.every((s) => s.replicas.length === 2 && s.replicas.every((r) => r.node !== old && r.state === "serving")) ? c : undefined;
+    }, { what: "spread re-placed without the dead node", timeoutMs: 60_000 });
+    expect(placed.shards).toHaveLength(4);
+    expect((await client.count("spread", { consistency: "strong" })).count).toBe(300);
+  });
+});
+
+it("keeps the shard logs and KV replicated on every NATS server", async () => {
+  const jsm = await jetstreamManager(client.nc);
+  const info = await jsm.streams.info(names.logStream("spread", 0));
+  expect(info.config.num_replicas).toBe(3);
+});
