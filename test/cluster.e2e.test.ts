@@ -25,7 +25,9 @@ beforeAll(async () => {
       // Each node prefers a different server, as on three machines.
       const order = [...urls.slice(i), ...urls.slice(0, i)].join(",");
       const data = await harness.tempDir(`jade-${id}-`);
-      nodes.set(id, await harness.spawnJade(["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3"]));
+      // Replicas move off a silent node only after 30 s here, so the hung-node test sees reads route around it.
+      const args = ["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3", "--node-dead-after-ms", "30000"];
+      nodes.set(id, await harness.spawnJade(args));
     }),
   );
   client = await harness.client(urls);
@@ -155,15 +157,19 @@ describe("failures", () => {
       await waitFor(async () => (await client.clusterStatus()).nodes.find((n) => n.id === victim)?.live === false, {
         what: `${victim} seen as silent`,
       });
+      // The client addresses live nodes (from heartbeats), and routers skip the hung replicas:
+      // every search is answered within its own deadline, first time.
       for (let i = 0; i < 20; i++) {
-        const started = performance.now();
+        let started = performance.now();
         const full = await client.search("spread", { vector: vectors[i]!, k: 3, timeoutMs: 2_000 });
         expect(full.partial).toBe(false);
         expect(full.hits[0]!.id).toBe(`h${i}`);
+        expect(performance.now() - started).toBeLessThan(2_000 + 500);
+        started = performance.now();
         const partial = await client.search("rf1", { vector: vectors[i]!, k: 3, timeoutMs: 1_000 });
         expect(partial.partial).toBe(true);
         expect(partial.shards).toEqual({ total: 3, answered: 2 });
-        expect(performance.now() - started).toBeLessThan(5_000);
+        expect(performance.now() - started).toBeLessThan(1_000 + 500);
       }
     } finally {
       nodes.get(victim)!.resume();

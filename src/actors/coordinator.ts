@@ -34,6 +34,12 @@ export interface CoordinatorSettings {
   acquireIntervalMs: number;
   /** The leader re-checks placement this often (and at once on membership or catalog changes). */
   reconcileIntervalMs: number;
+  /**
+   * A node silent this long is declared dead and its replicas are placed elsewhere.
+   * Longer than the routers' failure timeout: a briefly hung node is routed around
+   * at once but only loses its replicas if it stays silent.
+   */
+  nodeDeadAfterMs: number;
 }
 
 export const defaultCoordinatorSettings: CoordinatorSettings = {
@@ -41,6 +47,7 @@ export const defaultCoordinatorSettings: CoordinatorSettings = {
   renewIntervalMs: 1_500,
   acquireIntervalMs: 1_000,
   reconcileIntervalMs: 1_000,
+  nodeDeadAfterMs: 8_000,
 };
 
 interface Deps {
@@ -198,7 +205,7 @@ export class Coordinator {
 
   async #reconcileOnce(epoch: number): Promise<void> {
     const { catalog, membership, placements } = this.#deps;
-    const live = membership.liveNodes();
+    const live = membership.liveNodes(this.#deps.settings.nodeDeadAfterMs);
     if (live.length === 0) return;
     const configs = catalog.cached();
     const wanted = new Set(configs.map((c) => c.name));

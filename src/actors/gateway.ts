@@ -7,7 +7,7 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply } from "../runtime/errors.ts";
 import { limits } from "../runtime/limits.ts";
 import type { Logger } from "../runtime/log.ts";
-import { apiQueueGroup, parseApiSubject, subjects } from "../runtime/subjects.ts";
+import { apiQueueGroup, nodeApiWildcard, parseApiSubject, subjects } from "../runtime/subjects.ts";
 import { handle, type ApiDeps } from "./api/handlers.ts";
 
 /** Requests handled at once; past this a request is answered `rate_limited` at once. */
@@ -18,7 +18,7 @@ const decoder = new TextDecoder();
 export class Gateway {
   readonly #deps: ApiDeps;
   readonly #log: Logger;
-  #sub: Subscription | undefined;
+  #subs: Subscription[] = [];
   #inflight = 0;
 
   get inflight(): number {
@@ -30,22 +30,24 @@ export class Gateway {
     this.#log = log.child({ actor: "gateway" });
   }
 
+  /** Serves the API in the shared queue group and on this node's own subjects. */
   start(nc: NatsConnection): void {
-    this.#sub = nc.subscribe(subjects.apiWildcard, {
-      queue: apiQueueGroup,
-      callback: (err, msg) => {
-        if (err) {
-          this.#log.error({ err }, "api subscription error");
-          return;
-        }
-        void this.#serve(msg);
-      },
-    });
+    const callback = (err: Error | null, msg: Msg) => {
+      if (err) {
+        this.#log.error({ err }, "api subscription error");
+        return;
+      }
+      void this.#serve(msg);
+    };
+    this.#subs = [
+      nc.subscribe(subjects.apiWildcard, { queue: apiQueueGroup, callback }),
+      nc.subscribe(nodeApiWildcard(this.#deps.nodeId), { callback }),
+    ];
   }
 
   /** Stops taking requests and waits for those in flight (bounded by their own deadlines). */
   async stop(): Promise<void> {
-    await this.#sub?.drain();
+    await Promise.all(this.#subs.map((s) => s.drain()));
   }
 
   async #serve(msg: Msg): Promise<void> {

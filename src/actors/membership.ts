@@ -111,14 +111,15 @@ export class Membership {
     this.#stopWatch?.();
   }
 
-  isLive(nodeId: string): boolean {
+  /** Heard from within `silentMs` (default: the failure timeout routers use) and not leaving. */
+  isLive(nodeId: string, silentMs = this.#settings.failureTimeoutMs): boolean {
     if (nodeId === this.nodeId) return true;
     const member = this.#members.get(nodeId);
-    return member !== undefined && !member.heartbeat.leaving && performance.now() - member.seenAtMs <= this.#settings.failureTimeoutMs;
+    return member !== undefined && !member.heartbeat.leaving && performance.now() - member.seenAtMs <= silentMs;
   }
 
-  liveNodes(): string[] {
-    return [...this.#members.keys()].filter((id) => this.isLive(id)).sort();
+  liveNodes(silentMs = this.#settings.failureTimeoutMs): string[] {
+    return [...this.#members.keys()].filter((id) => this.isLive(id, silentMs)).sort();
   }
 
   member(nodeId: string): Member | undefined {

@@ -1,5 +1,5 @@
 /** The `jade` command line (commander). */
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { runDev, runStart } from "./serve.ts";
 import { registerClientCommands } from "./commands.ts";
 
@@ -35,9 +35,18 @@ program
   .option("--node-id <id>", "node identity")
   .option("--workers <n>", "index worker threads (default: one per core)", int)
   .option("--stream-replicas <n>", "replicas of the streams and buckets created (3 on a NATS cluster)", int, 1)
-  .option("--selection <name>", "replica selection for reads: least-loaded | round-robin", "least-loaded")
+  .addOption(new Option("--selection <name>", "replica selection for reads").choices(["least-loaded", "round-robin"]).default("least-loaded"))
+  .option("--node-dead-after-ms <ms>", "a node silent this long loses its replicas to other nodes", int, 8_000)
   .action((o) =>
-    runStart({ nats: o.nats, data: o.data, nodeId: o.nodeId, workers: o.workers, streamReplicas: o.streamReplicas, selection: o.selection }),
+    runStart({
+      nats: o.nats,
+      data: o.data,
+      nodeId: o.nodeId,
+      workers: o.workers,
+      streamReplicas: o.streamReplicas,
+      selection: o.selection,
+      nodeDeadAfterMs: o.nodeDeadAfterMs,
+    }),
   );
 
 registerClientCommands(program);

@@ -17,6 +17,7 @@ export interface ServeOptions {
   workers?: number;
   streamReplicas?: number;
   selection?: SelectionName;
+  nodeDeadAfterMs?: number;
 }
 
 export async function runDev(options: ServeOptions & { natsPort?: number }): Promise<void> {
@@ -62,6 +63,7 @@ async function serve(servers: string[], dataDir: string, options: ServeOptions, 
       workers: options.workers,
       streamReplicas: options.streamReplicas,
       selection: options.selection,
+      coordinator: options.nodeDeadAfterMs === undefined ? undefined : { nodeDeadAfterMs: options.nodeDeadAfterMs },
     });
     const client = await JadeClient.connect({ servers, name: "jade-readiness" });
     await client.listCollections();

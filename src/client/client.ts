@@ -6,6 +6,7 @@
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, JadeError, type Reply } from "../runtime/errors.ts";
+import { limits } from "../runtime/limits.ts";
 import type {
   ClusterStatus,
   CollectionConfig,
@@ -19,7 +20,8 @@ import type {
   StoredPoint,
   UpsertRequest,
 } from "../runtime/schemas.ts";
-import { subjects, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
+import { nodeApiSubject, subjects, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
+import { NodeTracker } from "./nodes.ts";
 
 export interface JadeClientOptions {
   servers: string | string[];
@@ -35,6 +37,13 @@ export interface Coverage {
 
 const encoder = new TextEncoder();
 
+/** How long a read waits for a reply before asking again (a node can hang after taking a request). */
+const readAttemptMsDefault = 5_000;
+
+function readAttemptMs(requestTimeoutMs: number | undefined): number {
+  return (requestTimeoutMs ?? limits.searchTimeoutMsDefault) + 1_000;
+}
+
 /** A request with its own server-side deadline waits a little longer than it for the reply. */
 function replyTimeout(requestTimeoutMs: number | undefined): number | undefined {
   return requestTimeoutMs === undefined ? undefined : requestTimeoutMs + 1_000;
@@ -43,6 +52,7 @@ function replyTimeout(requestTimeoutMs: number | undefined): number | undefined 
 export class JadeClient {
   readonly nc: NatsConnection;
   readonly #timeoutMs: number;
+  readonly #nodes = new NodeTracker();
 
   private constructor(nc: NatsConnection, timeoutMs: number) {
     this.nc = nc;
@@ -51,11 +61,17 @@ export class JadeClient {
 
   static async connect(options: JadeClientOptions): Promise<JadeClient> {
     const nc = await connect({ servers: options.servers, name: options.name ?? "jade-client", maxReconnectAttempts: -1 });
-    return new JadeClient(nc, options.timeoutMs ?? 30_000);
+    const client = new JadeClient(nc, options.timeoutMs ?? 30_000);
+    await client.#nodes.start(nc);
+    return client;
   }
 
-  /** Sends a raw request body (already JSON-encoded or bytes) and returns the decoded reply envelope. */
-  async requestRaw(subject: string, body: string | Uint8Array, timeoutMs = this.#timeoutMs): Promise<Reply<unknown>> {
+  /**
+   * Sends a raw request body (already JSON-encoded or bytes) and returns the decoded reply
+   * envelope. The request goes to a live node directly when heartbeats are known (else to
+   * the queue group); a node that has no responder is marked and the next one is tried.
+   */
+  async requestRaw(subject: string, body: string | Uint8Array, timeoutMs = this.#timeoutMs, tried = new Set<string>()): Promise<Reply<unknown>> {
     const data = typeof body === "string" ? encoder.encode(body) : body;
     const max = this.nc.info?.max_payload ?? Infinity;
     if (data.byteLength > max) {
@@ -64,18 +80,30 @@ export class JadeClient {
         error: { code: ErrorCode.PayloadTooLarge, message: `request is ${data.byteLength} bytes; the server accepts at most ${max}`, retryable: false },
       };
     }
-    try {
-      const msg = await this.nc.request(subject, data, { timeout: timeoutMs });
-      return msg.json<Reply<unknown>>();
-    } catch (err) {
-      const e = err as Error;
-      const noResponders = e.name === "NoRespondersError" || /no responders/i.test(e.message);
-      return {
-        ok: false,
-        error: noResponders
-          ? { code: ErrorCode.Unavailable, message: "no JadeVectorDB node is serving the API", retryable: true }
-          : { code: ErrorCode.Timeout, message: `no reply within ${timeoutMs} ms: ${e.message}`, retryable: true },
-      };
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const node = this.#nodes.candidates(tried)[0];
+      const target = node === undefined ? subject : nodeApiSubject(node, subject);
+      const remaining = Math.max(1, deadline - performance.now());
+      try {
+        const msg = await this.nc.request(target, data, { timeout: remaining });
+        return msg.json<Reply<unknown>>();
+      } catch (err) {
+        const e = err as Error;
+        const noResponders = e.name === "NoRespondersError" || /no responders/i.test(e.message);
+        if (node !== undefined) {
+          tried.add(node);
+          this.#nodes.suspect(node);
+          // Nobody received it: safe to send elsewhere, whatever the operation.
+          if (noResponders && performance.now() < deadline) continue;
+        }
+        return {
+          ok: false,
+          error: noResponders
+            ? { code: ErrorCode.Unavailable, message: "no JadeVectorDB node is serving the API", retryable: true }
+            : { code: ErrorCode.Timeout, message: `no reply within ${Math.round(timeoutMs)} ms${node ? ` from ${node}` : ""}: ${e.message}`, retryable: true },
+        };
+      }
     }
   }
 
@@ -85,8 +113,28 @@ export class JadeClient {
     return reply.result as T;
   }
 
+  /**
+   * A read, which is safe to repeat: when no reply comes within `attemptMs` (the node
+   * that took it from the queue group may have hung), ask again — another node
+   * answers — until the client's timeout is spent.
+   */
+  async read<T>(subject: string, body: unknown, attemptMs = readAttemptMsDefault): Promise<T> {
+    const data = JSON.stringify(body ?? {});
+    const deadline = performance.now() + Math.max(this.#timeoutMs, attemptMs);
+    const tried = new Set<string>();
+    for (;;) {
+      const remaining = deadline - performance.now();
+      const reply = await this.requestRaw(subject, data, Math.max(1, Math.min(attemptMs, remaining)), tried);
+      if (reply.ok) return reply.result as T;
+      // Another node may answer: the tracker skips the ones that just failed.
+      const transportTimeout = reply.error.code === ErrorCode.Timeout && reply.error.message.startsWith("no reply");
+      if (!transportTimeout || performance.now() >= deadline) throw JadeError.fromWire(reply.error);
+    }
+  }
+
   #catalog<T>(op: CatalogOp, body: unknown): Promise<T> {
-    return this.request<T>(subjects.catalog(op), body);
+    const reads: CatalogOp[] = ["list", "get"];
+    return reads.includes(op) ? this.read<T>(subjects.catalog(op), body) : this.request<T>(subjects.catalog(op), body);
   }
 
   #op<T>(collection: string, op: CollectionOp, body: unknown, timeoutMs?: number): Promise<T> {
@@ -118,22 +166,23 @@ export class JadeClient {
   }
 
   get(collection: string, request: GetRequest): Promise<{ points: StoredPoint[] } & Coverage> {
-    return this.#op(collection, "get", request);
+    return this.read(subjects.collection(collection, "get"), request, readAttemptMs(request.timeoutMs));
   }
 
   search(collection: string, request: SearchRequest): Promise<SearchResult> {
-    return this.#op(collection, "search", request, replyTimeout(request.timeoutMs));
+    return this.read(subjects.collection(collection, "search"), request, readAttemptMs(request.timeoutMs));
   }
 
   count(collection: string, request: CountRequest = {}): Promise<{ count: number } & Coverage> {
-    return this.#op(collection, "count", request);
+    return this.read(subjects.collection(collection, "count"), request, readAttemptMs(request.timeoutMs));
   }
 
   clusterStatus(): Promise<ClusterStatus> {
-    return this.request<ClusterStatus>(subjects.clusterStatus, {});
+    return this.read<ClusterStatus>(subjects.clusterStatus, {});
   }
 
   async close(): Promise<void> {
+    this.#nodes.stop();
     await this.nc.drain().catch(() => this.nc.close());
   }
 }

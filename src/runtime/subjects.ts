@@ -77,7 +77,23 @@ export type ApiRoute =
 const catalogOps: ReadonlySet<string> = new Set(Object.values(CatalogOp));
 const collectionOps: ReadonlySet<string> = new Set(Object.values(CollectionOp));
 
+/**
+ * The same API addressed to one node: `jade.n.<nodeId>.v1.…`. Clients that track
+ * heartbeats use it to avoid a hung node, which a queue group would keep feeding.
+ */
+export function nodeApiSubject(nodeId: string, apiSubject: string): string {
+  return `jade.n.${nodeId}.${apiSubject.slice("jade.".length)}`;
+}
+
+export function nodeApiWildcard(nodeId: string): string {
+  return `jade.n.${nodeId}.v1.>`;
+}
+
 export function parseApiSubject(subject: string): ApiRoute {
+  if (subject.startsWith("jade.n.")) {
+    const rest = subject.split(".").slice(3).join(".");
+    return parseApiSubject(`jade.${rest}`);
+  }
   const parts = subject.split(".");
   if (parts.length !== 4 || parts[0] !== "jade" || parts[1] !== "v1") return { kind: "unknown", subject };
   const [, , scope, op] = parts as [string, string, string, string];
