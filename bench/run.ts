@@ -1,7 +1,10 @@
 /**
- * `npm run bench`: the core benchmark on Fashion-MNIST (784-d, L2).
+ * `npm run bench`: the JadeVectorDB benchmarks on Fashion-MNIST (784-d, L2).
  *
- * One run measures, through the NATS API of one JadeNode (1 shard by default, like a new collection):
+ *   npx tsx bench/run.ts [--suite core|cluster|all] [options]
+ *
+ * --suite core (the default) measures, through the NATS API of one JadeNode (1 shard by default,
+ * like a new collection):
  *   - ingest: upserts of B points (consistency "log"), C requests in flight →
  *     acked_vps (first request → last ack) and ingest_vps (first request → every
  *     point searchable: session-consistent count == N and replica lag 0);
@@ -11,587 +14,125 @@
  * process (the limit). It prints a comparison with the issue's targets and writes
  * bench/results/<timestamp>-core.json and bench/results/latest-core.json.
  *
- *   npx tsx bench/run.ts [--limit N] [--queries Q] [--shards S] [--quantization f32|f16]
- *                        [--batch B] [--concurrency C] [--node-mode inproc|child]
+ * --suite cluster (bench/cluster.ts): query fan-out cost over 1, 2, 4, 8 shards on one node vs
+ * raw usearch, and replicated ingest (RF=1, RF=2) on a 3-node cluster; writes
+ * bench/results/<timestamp>-cluster.json and bench/results/latest-cluster.json.
+ *
+ * --suite all: core, then cluster.
+ *
+ * Options left out take the suite's default (core / cluster):
+ *   --limit N          train vectors (60000 / 20000)
+ *   --queries Q        test queries (1000 / 300)
+ *   --batch B          points per upsert (1000 / 500)
+ *   --concurrency C    upserts in flight (4 / 4)
+ *   --node-mode M      inproc|child (inproc / child: the fan-out node)
+ *   --shards S         core only (1);  --fanout-shards LIST  cluster only (1,2,4,8)
+ *   --quantization Q   f32|f16 (f32);  --no-raw  skip the raw usearch baseline
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { createInterface } from "node:readline";
-import cliProgress from "cli-progress";
-import { Command, InvalidArgumentError, Option } from "commander";
-import { pino } from "pino";
-import { exactSearch, Index, MetricKind, ScalarKind, type BatchMatches, type Matches } from "usearch";
+import { Command, Option } from "commander";
 import { JadeClient } from "../src/client/client.ts";
 import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../src/runtime/embedded-nats.ts";
-import type { Reply } from "../src/runtime/errors.ts";
 import { limits } from "../src/runtime/limits.ts";
-import type { ClusterStatus, SearchResult, SessionToken } from "../src/runtime/schemas.ts";
-import { subjects } from "../src/runtime/subjects.ts";
-import { JadeNode } from "../src/node.ts";
-import { cpuDelta, cpuSnapshot, type CpuSnapshot } from "./cpu.ts";
-import { readIdxImages, type VectorSet } from "./datasets.ts";
+import {
+  buildThreads,
+  fmt,
+  groundTruth,
+  index,
+  ingest,
+  kv,
+  loadDataset,
+  log,
+  measured,
+  onCleanup,
+  phasesJson,
+  positiveInt,
+  positiveIntList,
+  printCpu,
+  rawUsearch,
+  recallOf,
+  resetCleanups,
+  round,
+  runCleanups,
+  searchApi,
+  searchBodies as makeSearchBodies,
+  searchConcurrency,
+  section,
+  setTrackedPids,
+  snapshot,
+  startNode,
+  upsertBody,
+  waitServing,
+  warmupQueries,
+  writeResults,
+  type NodeMode,
+  type Quantization,
+  type RawResult,
+} from "./common.ts";
+import { runCluster } from "./cluster.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Options
 
-const datasetDir = "/usr/share/datasets/fashion-mnist";
-const trainPath = path.join(datasetDir, "train-images-idx3-ubyte.gz");
-const testPath = path.join(datasetDir, "t10k-images-idx3-ubyte.gz");
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const resultsDir = path.join(repoRoot, "bench", "results");
 const collection = "bench";
-const k = 10;
-const searchConcurrency = 8;
-const warmupQueries = 20;
-const index = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 } as const;
-const snapshot = { everyEntries: 100_000, intervalMs: 3_600_000 } as const;
-/**
- * The node builds each shard on its own worker, single-threaded, with one worker per core: it
- * builds with min(shards, cores) threads, and the raw build gets exactly as many ("same threads").
- */
-function buildThreads(shards: number): number {
-  return Math.max(1, Math.min(shards, os.availableParallelism()));
-}
-const rawAddChunk = 1_000;
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
-  return n;
-}
 
 const program = new Command()
   .name("bench")
-  .description("JadeVectorDB core benchmark on Fashion-MNIST (ours vs raw usearch)")
-  .option("--limit <n>", "train vectors to ingest (max 60000)", positiveInt, 60_000)
-  .option("--queries <q>", "test vectors to search (max 10000)", positiveInt, 1_000)
-  .option("--shards <s>", "shards of the collection", positiveInt, 1)
+  .description("JadeVectorDB benchmarks on Fashion-MNIST (core: ours vs raw usearch; cluster: fan-out and replicated ingest)")
+  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "all"]).default("core"))
+  .option("--limit <n>", "train vectors to ingest, max 60000 (default: core 60000, cluster 20000)", positiveInt)
+  .option("--queries <q>", "test vectors to search, max 10000 (default: core 1000, cluster 300)", positiveInt)
+  .option("--shards <s>", "core: shards of the collection", positiveInt, 1)
+  .option("--fanout-shards <list>", "cluster: shard counts of the fan-out runs", positiveIntList, [1, 2, 4, 8])
   .addOption(new Option("--quantization <q>", "index quantization").choices(["f32", "f16"]).default("f32"))
-  .option("--batch <b>", "points per upsert request", positiveInt, 1_000)
+  .option("--batch <b>", "points per upsert request (default: core 1000, cluster 500)", positiveInt)
   .option("--concurrency <c>", "upsert requests in flight", positiveInt, 4)
-  .addOption(new Option("--node-mode <mode>", "run the node in this process or as a child process").choices(["inproc", "child"]).default("inproc"))
+  .addOption(new Option("--node-mode <mode>", "run the node in this process or as a child process (default: core inproc, cluster child)").choices(["inproc", "child"]))
   .option("--no-raw", "skip the raw usearch baseline")
   .showHelpAfterError();
+
+interface CliOptions {
+  suite: "core" | "cluster" | "all";
+  limit?: number;
+  queries?: number;
+  shards: number;
+  fanoutShards: number[];
+  quantization: Quantization;
+  batch?: number;
+  concurrency: number;
+  nodeMode?: NodeMode;
+  raw: boolean;
+}
 
 interface Options {
   limit: number;
   queries: number;
   shards: number;
-  quantization: "f32" | "f16";
+  quantization: Quantization;
   batch: number;
   concurrency: number;
-  nodeMode: "inproc" | "child";
+  nodeMode: NodeMode;
   raw: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers
+// Core suite
 
-function log(line = ""): void {
-  process.stdout.write(line + "\n");
-}
-
-function section(title: string): void {
-  log("");
-  log(`== ${title} ${"=".repeat(Math.max(0, 70 - title.length))}`);
-}
-
-function kv(key: string, value: unknown): void {
-  log(`  ${key.padEnd(26)} ${String(value)}`);
-}
-
-function fmt(n: number, digits = 0): string {
-  return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank]!;
-}
-
-function latencyStats(samples: readonly number[]) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const mean = sorted.reduce((s, x) => s + x, 0) / Math.max(1, sorted.length);
-  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), mean, max: sorted[sorted.length - 1] ?? NaN };
-}
-
-function round(n: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(n * f) / f;
-}
-
-/** Without a TTY (output piped to a log), print a progress line every 10 s instead of redrawing. */
-const notTty = { noTTYOutput: true, notTTYSchedule: 10_000 } as const;
-
-function progressBar(label: string): cliProgress.SingleBar {
-  return new cliProgress.SingleBar(
-    {
-      format: `  ${label.padEnd(14)} [{bar}] {percentage}% | {value}/{total} | {rate} | eta {eta_formatted}`,
-      barsize: 30,
-      hideCursor: true,
-      clearOnComplete: false,
-      stream: process.stderr,
-      fps: 5,
-      ...notTty,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * JSON text of float32 values, shortest form that parses back to the same float32.
- * JSON.stringify of a float32 widened to double prints up to 17 digits (0.003921568859368563);
- * 9 significant digits always round-trip a float32, usually fewer do. Memoised per value:
- * Fashion-MNIST has only 256 distinct values, so building a 1000-point request is cheap.
- */
-const numberText = new Map<number, string>();
-function float32Text(f: number): string {
-  let text = numberText.get(f);
-  if (text !== undefined) return text;
-  text = String(f);
-  for (let p = 1; p <= 9; p++) {
-    const candidate = Number(f.toPrecision(p));
-    if (Math.fround(candidate) === f) {
-      text = String(candidate);
-      break;
-    }
-  }
-  if (numberText.size < 1 << 16) numberText.set(f, text);
-  return text;
-}
-
-function vectorJson(data: Float32Array, row: number, dimension: number): string {
-  const parts = new Array<string>(dimension);
-  const base = row * dimension;
-  for (let j = 0; j < dimension; j++) parts[j] = float32Text(data[base + j]!);
-  return `[${parts.join(",")}]`;
-}
-
-function upsertBody(train: VectorSet, from: number, to: number): string {
-  const points = new Array<string>(to - from);
-  for (let i = from; i < to; i++) points[i - from] = `{"id":"${i}","vector":${vectorJson(train.data, i, train.dimension)}}`;
-  return `{"points":[${points.join(",")}],"consistency":"log","requestId":"bench-${from}"}`;
-}
-
-function mergeToken(into: SessionToken, token: SessionToken): void {
-  for (const [shard, seq] of Object.entries(token)) into[shard] = Math.max(into[shard] ?? 0, seq);
-}
-
-function matchesKeys(result: Matches | BatchMatches, query: number, count: number): bigint[] {
-  return Array.from(result.keys.subarray(query * count, (query + 1) * count));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cleanup (finally and SIGINT)
-
-const cleanups: (() => Promise<void>)[] = [];
-let cleaning: Promise<void> | undefined;
-
-function runCleanups(): Promise<void> {
-  cleaning ??= (async () => {
-    while (cleanups.length > 0) {
-      const step = cleanups.pop()!;
-      await step().catch((err: unknown) => process.stderr.write(`cleanup: ${(err as Error)?.message ?? err}\n`));
-    }
-  })();
-  return cleaning;
-}
-
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`\n${signal}: cleaning up…\n`);
-    void runCleanups().finally(() => process.exit(130));
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// The node: in this process, or a child `jade start`
-
-interface RunningNode {
-  mode: "inproc" | "child";
-  /** The child's pid (child mode). */
-  pid?: number;
-  stop(): Promise<void>;
-}
-
-async function startNode(mode: "inproc" | "child", natsUrl: string, dataDir: string): Promise<RunningNode> {
-  if (mode === "inproc") {
-    const node = await JadeNode.start({
-      servers: [natsUrl],
-      dataDir,
-      log: pino({ level: process.env.JADE_LOG_LEVEL ?? "warn", base: { pid: process.pid } }, pino.destination(2)),
-    });
-    return { mode, stop: () => node.stop() };
-  }
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...process.execArgv.filter((a) => a.startsWith("--cpu-prof")), path.join(repoRoot, "bin", "jade.mjs"), "start", "--nats", natsUrl, "--data", dataDir],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, JADE_LOG_LEVEL: process.env.JADE_LOG_LEVEL ?? "warn" } },
-  );
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const onExit = (code: number | null, signal: string | null) => {
-      clearTimeout(timer);
-      reject(new Error(`jade start exited early (code ${code}, signal ${signal})`));
-    };
-    const timer = setTimeout(() => {
-      child.off("exit", onExit);
-      child.kill("SIGKILL");
-      reject(new Error("jade start: not ready after 60 s"));
-    }, 60_000);
-    child.once("exit", onExit);
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (/\bready\b/.test(line)) {
-        clearTimeout(timer);
-        child.off("exit", onExit);
-        resolve();
-      }
-    });
-  });
-  return {
-    mode,
-    pid: child.pid,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPU accounting per phase
-
-interface PhaseCpu {
-  phase: string;
-  wallMs: number;
-  /** Units of work in the phase (vectors or queries), for per-unit figures. */
-  units: number;
-  unit: string;
-  cpu: CpuSnapshot;
-}
-
-const phases: PhaseCpu[] = [];
-let trackedPids: Record<string, number | undefined> = { bench: process.pid };
-
-async function measured<T>(phase: string, units: number, unit: string, body: () => Promise<T> | T): Promise<T> {
-  const before = cpuSnapshot(trackedPids);
-  const started = performance.now();
-  const value = await body();
-  phases.push({ phase, wallMs: performance.now() - started, units, unit, cpu: cpuDelta(before, cpuSnapshot(trackedPids)) });
-  return value;
-}
-
-function printCpu(): void {
-  section("CPU time per phase (from /proc; ms of CPU per 1000 units)");
-  const names = [...new Set(phases.flatMap((p) => Object.keys(p.cpu)))];
-  const header = ["phase", "wall s", ...names.flatMap((n) => [`${n} main`, `${n} other`]), "total", "cores busy"];
-  const widths = [16, 8, ...names.flatMap(() => [12, 12]), 10, 10];
-  const line = (cells: readonly string[]) => "  " + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" ");
-  log(line(header));
-  for (const p of phases) {
-    const per = (ms: number) => fmt((ms * 1000) / Math.max(1, p.units), 0);
-    let total = 0;
-    const cells = names.flatMap((n) => {
-      const c = p.cpu[n];
-      if (!c) return ["", ""];
-      total += c.mainMs + c.otherMs;
-      return [per(c.mainMs), per(c.otherMs)];
-    });
-    log(line([`${p.phase} (${p.unit})`, fmt(p.wallMs / 1000, 2), ...cells, per(total), fmt(total / p.wallMs, 2)]));
-  }
-  log("  (bench = this process: in inproc mode it hosts the node too; main = its JS main thread, other = worker/GC/libuv threads)");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Phases
-
-function groundTruth(train: VectorSet, queries: VectorSet): bigint[][] {
-  const bar = progressBar("ground truth");
-  bar.start(queries.count, 0, { rate: "" });
-  // exactSearch ignores byteOffset: hand it buffers that start at 0 (slice, not subarray). It also
-  // allocates 16 bytes × N × Q per call, so keep query batches small.
-  const dataset = train.data.byteOffset === 0 && train.data.length * 4 === train.data.buffer.byteLength ? train.data : train.data.slice();
-  const batch = 16;
-  const truth: bigint[][] = [];
-  const started = performance.now();
-  for (let q = 0; q < queries.count; q += batch) {
-    const n = Math.min(batch, queries.count - q);
-    const block = queries.data.slice(q * queries.dimension, (q + n) * queries.dimension);
-    const result = exactSearch(dataset, block, train.dimension, k, MetricKind.L2sq, 0);
-    for (let i = 0; i < n; i++) truth.push(matchesKeys(result, i, k));
-    bar.update(q + n, { rate: `${fmt((q + n) / ((performance.now() - started) / 1000))} q/s` });
-  }
-  bar.stop();
-  return truth;
-}
-
-function recallOf(found: readonly (readonly bigint[])[], truth: readonly bigint[][]): number {
-  let sum = 0;
-  truth.forEach((t, q) => {
-    const expected = new Set(t);
-    const hits = found[q] ?? [];
-    let n = 0;
-    for (const key of hits.slice(0, k)) if (expected.has(key)) n++;
-    sum += n / k;
-  });
-  return sum / truth.length;
-}
-
-interface IngestResult {
-  ackedVps: number;
-  ingestVps: number;
-  ackedSeconds: number;
-  searchableSeconds: number;
-  requestMs: ReturnType<typeof latencyStats>;
-  bodyBytesMean: number;
-  buildMs: number;
-  token: SessionToken;
-}
-
-async function ingest(client: JadeClient, train: VectorSet, opts: Options): Promise<IngestResult> {
-  const n = train.count;
-  const batches = Math.ceil(n / opts.batch);
-  const subject = subjects.collection(collection, "upsert");
-  const token: SessionToken = {};
-  const requestMs: number[] = [];
-  let next = 0;
-  let acked = 0;
-  let bodyBytes = 0;
-  let buildMs = 0;
-
-  const multibar = new cliProgress.MultiBar(
-    {
-      format: "  {label} [{bar}] {percentage}% | {value}/{total} | {rate}",
-      barsize: 30,
-      hideCursor: true,
-      clearOnComplete: false,
-      stream: process.stderr,
-      fps: 5,
-      ...notTty,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  const ackBar = multibar.create(n, 0, { label: "acked         ", rate: "" });
-  const appliedBar = multibar.create(n, 0, { label: "applied       ", rate: "" });
-
-  const started = performance.now();
-  const rate = (count: number) => `${fmt(count / ((performance.now() - started) / 1000))} vec/s`;
-
-  // Progress of the replicas (sum of shard counts), polled while writes go on; one poll at a time.
-  let polling = true;
-  const poller = (async () => {
-    while (polling) {
-      try {
-        const status = await client.clusterStatus();
-        const applied = sumCounts(status);
-        appliedBar.update(applied, { rate: rate(applied) });
-      } catch {
-        // The status is only for the progress bar.
-      }
-      await sleep(500);
-    }
-  })();
-
-  const writer = async () => {
-    for (;;) {
-      const b = next++;
-      if (b >= batches) return;
-      const from = b * opts.batch;
-      const to = Math.min(n, from + opts.batch);
-      const t0 = performance.now();
-      const body = Buffer.from(upsertBody(train, from, to));
-      const t1 = performance.now();
-      buildMs += t1 - t0;
-      bodyBytes += body.byteLength;
-      let reply: Reply<unknown> | undefined;
-      for (let attempt = 0; attempt < 5; attempt++) {
-        reply = await client.requestRaw(subject, body, 120_000);
-        if (reply.ok || !reply.error.retryable) break;
-        await sleep(200 * (attempt + 1));
-      }
-      if (!reply!.ok) throw new Error(`upsert of points ${from}..${to - 1} failed: ${reply!.error.code}: ${reply!.error.message}`);
-      requestMs.push(performance.now() - t1);
-      mergeToken(token, (reply!.result as { token: SessionToken }).token);
-      acked += to - from;
-      ackBar.update(acked, { rate: rate(acked) });
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: opts.concurrency }, writer));
-  } catch (err) {
-    polling = false;
-    multibar.stop();
-    throw err;
-  }
-  const ackedAt = performance.now();
-
-  // Searchable: a session-consistent count (each shard waits until it applied our last write) sees every point.
-  let searchableAt = 0;
-  const deadline = performance.now() + 30 * 60_000;
-  while (searchableAt === 0) {
-    if (performance.now() > deadline) throw new Error("points did not all become searchable within 30 minutes");
-    const result = await client.count(collection, { consistency: "session", token, timeoutMs: 5_000 }).catch(() => undefined);
-    if (result && !result.partial && result.count === n) searchableAt = performance.now();
-  }
-  polling = false;
-  await poller;
-  appliedBar.update(n, { rate: `${fmt(n / ((searchableAt - started) / 1000))} vec/s` });
-  multibar.stop();
-
-  return {
-    ackedVps: n / ((ackedAt - started) / 1000),
-    ingestVps: n / ((searchableAt - started) / 1000),
-    ackedSeconds: (ackedAt - started) / 1000,
-    searchableSeconds: (searchableAt - started) / 1000,
-    requestMs: latencyStats(requestMs),
-    bodyBytesMean: bodyBytes / batches,
-    buildMs,
-    token,
-  };
-}
-
-function sumCounts(status: ClusterStatus): number {
-  const c = status.collections.find((x) => x.name === collection);
-  if (!c) return 0;
-  return c.shards.reduce((sum, s) => sum + Math.max(0, ...s.replicas.map((r) => r.count ?? 0)), 0);
-}
-
-function allCaughtUp(status: ClusterStatus): boolean {
-  const c = status.collections.find((x) => x.name === collection);
-  return c !== undefined && c.shards.every((s) => s.replicas.length > 0 && s.replicas.every((r) => r.lag === 0 && r.state === "serving"));
-}
-
-interface SearchRun {
-  latencies: ReturnType<typeof latencyStats>;
-  qps: number;
-  found: bigint[][];
-}
-
-async function searchApi(client: JadeClient, bodies: readonly Buffer[], concurrency: number, label: string): Promise<SearchRun> {
-  const subject = subjects.collection(collection, "search");
-  const found: bigint[][] = new Array(bodies.length);
-  const samples: number[] = new Array(bodies.length);
-  const bar = progressBar(label);
-  bar.start(bodies.length, 0, { rate: "" });
-  let next = 0;
-  let done = 0;
-  const started = performance.now();
-  const loop = async () => {
-    for (;;) {
-      const q = next++;
-      if (q >= bodies.length) return;
-      const t0 = performance.now();
-      const reply = await client.requestRaw(subject, bodies[q]!, 30_000);
-      samples[q] = performance.now() - t0;
-      if (!reply.ok) throw new Error(`search ${q} failed: ${reply.error.code}: ${reply.error.message}`);
-      const result = reply.result as SearchResult;
-      if (result.partial) throw new Error(`search ${q} was partial: ${JSON.stringify(result.shards)}`);
-      found[q] = result.hits.map((h) => BigInt(h.id));
-      done++;
-      if (done % 25 === 0 || done === bodies.length) bar.update(done, { rate: `${fmt(done / ((performance.now() - started) / 1000))} q/s` });
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, loop));
-  const elapsed = (performance.now() - started) / 1000;
-  bar.stop();
-  return { latencies: latencyStats(samples), qps: bodies.length / elapsed, found };
-}
-
-interface RawResult {
-  ingestVps: number;
-  buildSeconds: number;
-  latencies: ReturnType<typeof latencyStats>;
-  qps: number;
-  recall: number;
-}
-
-async function rawUsearch(train: VectorSet, queries: VectorSet, quantization: "f32" | "f16", truth: bigint[][], addThreads: number): Promise<RawResult> {
-  let raw: Index | undefined = new Index({
-    dimensions: train.dimension,
-    metric: MetricKind.L2sq,
-    quantization: quantization === "f16" ? ScalarKind.F16 : ScalarKind.F32,
-    connectivity: index.connectivity,
-    expansion_add: index.expansionAdd,
-    expansion_search: index.expansionSearch,
-    multi: false,
-  });
-  const bar = progressBar("raw add");
-  bar.start(train.count, 0, { rate: "" });
-  const started = performance.now();
-  const before = cpuSnapshot(trackedPids);
-  for (let from = 0; from < train.count; from += rawAddChunk) {
-    const to = Math.min(train.count, from + rawAddChunk);
-    const keys = new BigUint64Array(to - from);
-    for (let i = from; i < to; i++) keys[i - from] = BigInt(i);
-    // slice(): usearch reads typed arrays from the start of their buffer.
-    raw.add(keys, train.data.slice(from * train.dimension, to * train.dimension), addThreads);
-    bar.update(to, { rate: `${fmt(to / ((performance.now() - started) / 1000))} vec/s` });
-  }
-  const buildSeconds = (performance.now() - started) / 1000;
-  phases.push({ phase: "raw add", wallMs: buildSeconds * 1000, units: train.count, unit: "vectors", cpu: cpuDelta(before, cpuSnapshot(trackedPids)) });
-  bar.stop();
-
-  const vectors = Array.from({ length: queries.count }, (_, q) => queries.data.slice(q * queries.dimension, (q + 1) * queries.dimension));
-  for (let q = 0; q < Math.min(warmupQueries, vectors.length); q++) raw.search(vectors[q]!, k, 1);
-  const samples: number[] = [];
-  const found: bigint[][] = [];
-  const searchBefore = cpuSnapshot(trackedPids);
-  const searchStarted = performance.now();
-  for (const v of vectors) {
-    const t0 = performance.now();
-    const result = raw.search(v, k, 1);
-    samples.push(performance.now() - t0);
-    found.push(Array.from(result.keys));
-  }
-  const qps = vectors.length / ((performance.now() - searchStarted) / 1000);
-  phases.push({ phase: "raw search c=1", wallMs: performance.now() - searchStarted, units: vectors.length, unit: "queries", cpu: cpuDelta(searchBefore, cpuSnapshot(trackedPids)) });
-  raw = undefined; // let the native index be collected
-  (globalThis as { gc?: () => void }).gc?.();
-  return { ingestVps: train.count / buildSeconds, buildSeconds, latencies: latencyStats(samples), qps, recall: recallOf(found, truth) };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Main
-
-async function main(): Promise<void> {
-  const opts = program.parse(process.argv).opts<Options>();
+async function runCore(opts: Options): Promise<void> {
   const startedAt = new Date();
   const loadAtStart = os.loadavg().map((x) => fmt(x, 2)).join(" ");
-
-  for (const file of [trainPath, testPath]) {
-    if (!existsSync(file)) {
-      process.stderr.write(
-        `error: ${file} is missing.\nThe benchmark uses Fashion-MNIST from the Debian package dataset-fashion-mnist:\n` +
-          `  apt-get update && apt-get install -y dataset-fashion-mnist\n`,
-      );
-      process.exit(2);
-    }
-  }
 
   section("JadeVectorDB core benchmark");
   kv("started_at", startedAt.toISOString());
   kv("machine", `${os.cpus().length} cpus (${os.cpus()[0]?.model ?? "?"}), ${fmt(os.totalmem() / 2 ** 30, 1)} GiB, node ${process.version}, ${os.platform()}-${os.arch()}`);
 
-  const fullTrain = await readIdxImages(trainPath);
-  const fullTest = await readIdxImages(testPath);
-  const n = Math.min(opts.limit, fullTrain.count);
-  const q = Math.min(opts.queries, fullTest.count);
-  const train: VectorSet = { count: n, dimension: fullTrain.dimension, data: fullTrain.data.slice(0, n * fullTrain.dimension) };
-  const queries: VectorSet = { count: q, dimension: fullTest.dimension, data: fullTest.data.slice(0, q * fullTest.dimension) };
+  const { train, queries, trainTotal } = await loadDataset(opts.limit, opts.queries);
+  const n = train.count;
+  const q = queries.count;
 
-  kv("dataset", `fashion-mnist ${fmt(n)} train × ${train.dimension} (of ${fmt(fullTrain.count)}), ${fmt(q)} test queries, pixels/255 float32, metric l2`);
+  kv("dataset", `fashion-mnist ${fmt(n)} train × ${train.dimension} (of ${fmt(trainTotal)}), ${fmt(q)} test queries, pixels/255 float32, metric l2`);
   kv("collection", `shards ${opts.shards}, index connectivity ${index.connectivity} expansionAdd ${index.expansionAdd} expansionSearch ${index.expansionSearch} quantization ${opts.quantization}`);
   kv("snapshots", `everyEntries ${fmt(snapshot.everyEntries)}, intervalMs ${fmt(snapshot.intervalMs)} (set high so snapshots stay out of the measurement)`);
   kv("ingest", `batch ${opts.batch} points/request, ${opts.concurrency} requests in flight, consistency log`);
@@ -604,10 +145,10 @@ async function main(): Promise<void> {
   kv("time", `${fmt((performance.now() - gtStarted) / 1000, 1)} s`);
 
   // Query bodies are built once, outside the timed loops.
-  const searchBodies = Array.from({ length: q }, (_, i) => Buffer.from(`{"vector":${vectorJson(queries.data, i, queries.dimension)},"k":${k}}`));
+  const searchBodies = makeSearchBodies(queries);
 
   const tmp = await mkdtemp(path.join(os.tmpdir(), "jade-bench-"));
-  cleanups.push(() => rm(tmp, { recursive: true, force: true }));
+  onCleanup(() => rm(tmp, { recursive: true, force: true }));
 
   section(`JadeVectorDB (${opts.nodeMode})`);
   let nats: EmbeddedNats;
@@ -621,20 +162,22 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  cleanups.push(() => nats.stop());
+  onCleanup(() => nats.stop());
   kv("nats-server", `${nats.url} (pid ${nats.process.pid}), store in ${tmp}`);
-  trackedPids = { bench: process.pid, nats: nats.process.pid };
+  let trackedPids: Record<string, number | undefined> = { bench: process.pid, nats: nats.process.pid };
+  setTrackedPids(trackedPids);
 
   await mkdir(path.join(tmp, "node"), { recursive: true });
   const node = await startNode(opts.nodeMode, nats.url, path.join(tmp, "node"));
   if (node.pid !== undefined) trackedPids = { ...trackedPids, node: node.pid };
+  setTrackedPids(trackedPids);
   let nodeStopped = false;
   const stopNode = async () => {
     if (nodeStopped) return;
     nodeStopped = true;
     await node.stop();
   };
-  cleanups.push(stopNode);
+  onCleanup(stopNode);
   const client = await JadeClient.connect({ servers: nats.url, name: "jade-bench", timeoutMs: 120_000 });
   let clientClosed = false;
   const closeClient = async () => {
@@ -642,7 +185,7 @@ async function main(): Promise<void> {
     clientClosed = true;
     await client.close();
   };
-  cleanups.push(closeClient);
+  onCleanup(closeClient);
 
   await client.createCollection({
     name: collection,
@@ -653,12 +196,7 @@ async function main(): Promise<void> {
     snapshot,
   });
   // Wait until every shard's replica serves (an empty collection).
-  for (let tries = 0; ; tries++) {
-    const status = await client.clusterStatus();
-    if (allCaughtUp(status)) break;
-    if (tries > 300) throw new Error(`collection ${collection} not served after 30 s: ${JSON.stringify(status)}`);
-    await sleep(100);
-  }
+  await waitServing(client, collection, 30_000);
 
   const firstBody = Buffer.byteLength(upsertBody(train, 0, Math.min(n, opts.batch)));
   if (firstBody > limits.natsPayloadBytesMax) {
@@ -666,7 +204,7 @@ async function main(): Promise<void> {
   }
 
   log("  ingest:");
-  const ing = await measured("ingest", n, "vectors", () => ingest(client, train, opts));
+  const ing = await measured("ingest", n, "vectors", () => ingest(client, train, { collection, batch: opts.batch, concurrency: opts.concurrency, consistency: "log" }));
   kv("acked", `${fmt(ing.ackedSeconds, 2)} s → ${fmt(ing.ackedVps)} vec/s`);
   kv("searchable", `${fmt(ing.searchableSeconds, 2)} s → ${fmt(ing.ingestVps)} vec/s`);
   kv("upsert request", `mean ${fmt(ing.requestMs.mean, 1)} ms, p50 ${fmt(ing.requestMs.p50, 1)}, p95 ${fmt(ing.requestMs.p95, 1)}, max ${fmt(ing.requestMs.max, 1)} ms; body ${fmt(ing.bodyBytesMean / 1e6, 2)} MB`);
@@ -675,10 +213,10 @@ async function main(): Promise<void> {
 
   log("  search:");
   // Warm up (not measured).
-  await searchApi(client, searchBodies.slice(0, warmupQueries), 1, "warm-up");
-  const c1 = await measured("search c=1", q, "queries", () => searchApi(client, searchBodies, 1, "search c=1"));
+  await searchApi(client, collection, searchBodies.slice(0, warmupQueries), 1, "warm-up");
+  const c1 = await measured("search c=1", q, "queries", () => searchApi(client, collection, searchBodies, 1, "search c=1"));
   const c8 = await measured(`search c=${searchConcurrency}`, q, "queries", () =>
-    searchApi(client, searchBodies, searchConcurrency, `search c=${searchConcurrency}`),
+    searchApi(client, collection, searchBodies, searchConcurrency, `search c=${searchConcurrency}`),
   );
   const recall = recallOf(c1.found, truth);
   const recallC8 = recallOf(c8.found, truth);
@@ -695,7 +233,7 @@ async function main(): Promise<void> {
   let raw: RawResult | undefined;
   if (opts.raw) {
     section(`raw usearch (same process, node stopped; add threads ${buildThreads(opts.shards)}, search threads 1)`);
-    trackedPids = { bench: process.pid };
+    setTrackedPids({ bench: process.pid });
     raw = await rawUsearch(train, queries, opts.quantization, truth, buildThreads(opts.shards));
     kv("build", `${fmt(raw.buildSeconds, 2)} s → ${fmt(raw.ingestVps)} vec/s`);
     kv("latency", `p50 ${fmt(raw.latencies.p50, 3)} ms, p95 ${fmt(raw.latencies.p95, 3)}, p99 ${fmt(raw.latencies.p99, 3)} ms`);
@@ -779,28 +317,45 @@ async function main(): Promise<void> {
     recall_at_10_c8: round(recallC8, 4),
     raw_recall_at_10: raw ? round(raw.recall, 4) : null,
     load_average: { at_start: loadAtStart, at_end: os.loadavg().map((x) => round(x, 2)) },
-    cpu_ms_per_1000_units: phases.map((p) => ({
-      phase: p.phase,
-      unit: p.unit,
-      wall_s: round(p.wallMs / 1000, 2),
-      ...Object.fromEntries(
-        Object.entries(p.cpu).flatMap(([name, c]) => [
-          [`${name}_main`, round((c.mainMs * 1000) / p.units, 1)],
-          [`${name}_other`, round((c.otherMs * 1000) / p.units, 1)],
-        ]),
-      ),
-    })),
+    cpu_ms_per_1000_units: phasesJson(),
     targets: Object.fromEntries(targets.map((t) => [t.name, t.pass === undefined ? "skip" : t.pass ? "pass" : "miss"])),
   };
-  await mkdir(resultsDir, { recursive: true });
-  const stamp = startedAt.toISOString().replace(/:/g, "-");
-  const file = path.join(resultsDir, `${stamp}-core.json`);
-  const text = JSON.stringify(result, null, 2) + "\n";
-  await writeFile(file, text);
-  await writeFile(path.join(resultsDir, "latest-core.json"), text);
+  const files = await writeResults("core", startedAt, result);
   section("written");
-  log(`  ${path.relative(repoRoot, file)}`);
-  log(`  ${path.relative(repoRoot, path.join(resultsDir, "latest-core.json"))}`);
+  for (const f of files) log(`  ${f}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+function suiteOptions(cli: CliOptions, suite: "core" | "cluster"): Options {
+  const core = suite === "core";
+  return {
+    limit: cli.limit ?? (core ? 60_000 : 20_000),
+    queries: cli.queries ?? (core ? 1_000 : 300),
+    shards: cli.shards,
+    quantization: cli.quantization,
+    batch: cli.batch ?? (core ? 1_000 : 500),
+    concurrency: cli.concurrency,
+    nodeMode: cli.nodeMode ?? (core ? "inproc" : "child"),
+    raw: cli.raw,
+  };
+}
+
+async function main(): Promise<void> {
+  const cli = program.parse(process.argv).opts<CliOptions>();
+  const suites: ("core" | "cluster")[] = cli.suite === "all" ? ["core", "cluster"] : [cli.suite];
+  for (const suite of suites) {
+    const opts = suiteOptions(cli, suite);
+    try {
+      if (suite === "core") await runCore(opts);
+      else await runCluster({ ...opts, fanoutShards: cli.fanoutShards });
+    } finally {
+      await runCleanups();
+      resetCleanups();
+    }
+    if (process.exitCode) return;
+  }
 }
 
 try {

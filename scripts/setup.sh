@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what JadeVectorDB needs on a fresh Debian machine (Node 20 and npm present):
-# npm packages from the lock file, and Debian's nats-server when it is missing.
+# npm packages from the lock file, and Debian's nats-server and fashion-mnist when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v nats-server >/dev/null 2>&1; then
+# Debian packages: the NATS server, and the fashion-mnist images the recall tests and the benchmark use.
+missing=()
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq nats-server >/dev/null
+  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

@@ -110,7 +110,7 @@ export class JadeNode {
       nats.nodes,
       nodeId,
       () => ({
-        replicas: replicas.all().map((r) => ({ collection: r.config.name, uid: r.config.uid, shard: r.shard, state: r.state, appliedSeq: r.appliedSeq, count: r.pointCount })),
+        replicas: replicas.all().map((r) => ({ collection: r.config.name, uid: r.config.uid, shard: r.shard, state: r.state, appliedSeq: r.appliedSeq, lag: Math.max(0, r.lastSeq - r.appliedSeq), count: r.pointCount })),
         load: replicaServer.inflight + (gateway?.inflight ?? 0),
       }),
       log,

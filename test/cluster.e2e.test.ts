@@ -10,7 +10,13 @@ import type { JadeClient } from "../src/client/client.ts";
 import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
 import type { StoredPoint } from "../src/runtime/schemas.ts";
 import { names, subjects } from "../src/runtime/subjects.ts";
+import { readIdxImages } from "../bench/datasets.ts";
 import { Harness, randomPoints, waitFor, type ChildNode } from "./support/harness.ts";
+
+const fashionMnist = {
+  train: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+  test: "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+};
 
 const harness = new Harness();
 let client: JadeClient;
@@ -136,6 +142,46 @@ describe("placement and replication", () => {
       expect(a!.hits[0]!.id).toBe(i % 2 === 0 ? `v${i}` : b!.hits[0]!.id);
     }
     expect((await client.count("same")).count).toBe(2_000);
+  });
+});
+
+describe("recall on a real data set", () => {
+  it("a 4-shard RF=2 cluster collection matches a single node's recall@10 on fashion-mnist", async () => {
+    const train = await readIdxImages(fashionMnist.train);
+    const test = await readIdxImages(fashionMnist.test);
+    const n = 4_000;
+    const dim = train.dimension;
+    const row = (set: typeof train, i: number) => Array.from(set.data.subarray(i * dim, (i + 1) * dim));
+    const queries = Array.from({ length: 40 }, (_, q) => row(test, q));
+    const truth = queries.map((query) => {
+      const scored: { i: number; d: number }[] = [];
+      for (let i = 0; i < n; i++) {
+        let d = 0;
+        for (let j = 0; j < dim; j++) d += (train.data[i * dim + j]! - query[j]!) ** 2;
+        scored.push({ i, d });
+      }
+      return new Set(scored.sort((a, b) => a.d - b.d).slice(0, 10).map(({ i }) => `f${i}`));
+    });
+    const single = await harness.nats();
+    await harness.node([single.url]);
+    const alone = await harness.client(single.url);
+    const recall: number[] = [];
+    for (const [c, replicas] of [[client, 2], [alone, 1]] as const) {
+      await c.createCollection({ name: "fashion", dimension: dim, metric: "l2", shards: 4, replicas });
+      for (let i = 0; i < n; i += 250) {
+        const points = Array.from({ length: Math.min(250, n - i) }, (_, j) => ({ id: `f${i + j}`, vector: row(train, i + j) }));
+        await c.upsert("fashion", { points, consistency: "all" });
+      }
+      let found = 0;
+      for (let q = 0; q < queries.length; q++) {
+        const result = await c.search("fashion", { vector: queries[q]!, k: 10 });
+        expect(result.partial).toBe(false);
+        found += result.hits.filter((h) => truth[q]!.has(h.id)).length;
+      }
+      recall.push(found / (queries.length * 10));
+    }
+    expect(recall[0]).toBeGreaterThan(0.9);
+    expect(Math.abs(recall[0]! - recall[1]!)).toBeLessThanOrEqual(0.01);
   });
 });
 

@@ -16,6 +16,8 @@ export const ReplicaBeat = z.object({
   shard: z.number().int(),
   state: z.string(),
   appliedSeq: z.number().int(),
+  /** Entries of the shard log known to the replica but not applied yet. */
+  lag: z.number().int(),
   count: z.number().int(),
 });
 export type ReplicaBeat = z.infer<typeof ReplicaBeat>;
