@@ -3,7 +3,9 @@
  * existing NATS). Both print one line containing `ready` and the NATS URL once
  * the API answers, and stop cleanly on SIGINT/SIGTERM.
  */
-import { mkdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import path from "node:path";
 import { JadeClient } from "../client/client.ts";
 import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../runtime/embedded-nats.ts";
@@ -42,6 +44,24 @@ export async function runStart(options: ServeOptions & { nats: string[] }): Prom
   await serve(options.nats, dataDir, options, async () => undefined);
 }
 
+/**
+ * The node id is kept in the data directory, so a restarted node is the same
+ * member of the cluster: it finds its replicas in the placement at once instead
+ * of waiting for its old identity to be declared dead.
+ */
+async function stableNodeId(dataDir: string, explicit: string | undefined): Promise<string> {
+  const file = path.join(dataDir, "node-id");
+  if (explicit) {
+    await writeFile(file, explicit);
+    return explicit;
+  }
+  const stored = (await readFile(file, "utf8").catch(() => "")).trim();
+  if (stored) return stored;
+  const generated = `${hostname().replace(/[^a-zA-Z0-9_-]/g, "_").slice(0, 40)}-${randomBytes(3).toString("hex")}`;
+  await writeFile(file, generated);
+  return generated;
+}
+
 async function serve(servers: string[], dataDir: string, options: ServeOptions, stopNats: () => Promise<void>): Promise<void> {
   let node: JadeNode | undefined;
   let stopping = false;
@@ -58,7 +78,7 @@ async function serve(servers: string[], dataDir: string, options: ServeOptions, 
   try {
     node = await JadeNode.start({
       servers,
-      nodeId: options.nodeId,
+      nodeId: await stableNodeId(dataDir, options.nodeId),
       dataDir,
       workers: options.workers,
       streamReplicas: options.streamReplicas,

@@ -15,13 +15,17 @@ export function renderStatus(status: ClusterStatus): string {
   const out: string[] = [];
   out.push(`coordinator: ${status.coordinator ?? "(none)"}`);
   out.push(
-    `nodes (${status.nodes.length}): ` +
-      status.nodes
-        .map((n) => {
-          const notes = [n.id === status.coordinator ? "coordinator" : "", n.self ? "answered" : ""].filter(Boolean);
-          return notes.length > 0 ? `${n.id} (${notes.join(", ")})` : n.id;
-        })
-        .join(", "),
+    "",
+    table(
+      ["node", "state", "load", "memory", "last heartbeat"],
+      status.nodes.map((n) => [
+        n.id + (n.id === status.coordinator ? " (coordinator)" : "") + (n.self ? " *" : ""),
+        n.live ? "live" : "silent",
+        n.load,
+        `${formatCount(Math.round(n.rssBytes / 1_048_576))} MiB`,
+        `${formatCount(n.lastSeenMs)} ms ago`,
+      ]),
+    ),
   );
   if (status.collections.length === 0) {
     out.push("", "no collections");
@@ -31,7 +35,9 @@ export function renderStatus(status: ClusterStatus): string {
     const replicas = Math.max(1, ...c.shards.map((s) => s.replicas.length));
     const total = c.shards.reduce((sum, s) => sum + (s.replicas[0]?.count ?? 0), 0);
     out.push("");
-    out.push(`collection ${c.name}: dimension ${c.dimension}, ${c.metric}, ${plural(c.shards.length, "shard")}, ${plural(total, "point")}`);
+    out.push(
+      `collection ${c.name}: dimension ${c.dimension}, ${c.metric}, ${plural(c.shards.length, "shard")} × RF ${c.replicas}, ${plural(total, "point")}, placement epoch ${c.epoch}`,
+    );
     const headers = ["shard", ...Array.from({ length: replicas }, (_, i) => `replica ${i}`)];
     const rows: Cell[][] = c.shards.map((s) => [
       s.shard,
@@ -39,7 +45,7 @@ export function renderStatus(status: ClusterStatus): string {
     ]);
     out.push(table(headers, rows));
   }
-  out.push("", "cells: state @applied-sequence lag <entries behind the log> n=<points> (node)");
+  out.push("", "cells: state @applied-sequence lag <entries behind the log> n=<points> (node); * = the node that answered");
   return out.join("\n");
 }
 
