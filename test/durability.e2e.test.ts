@@ -6,7 +6,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { JadeClient } from "../src/client/client.ts";
-import { Harness, randomPoints, waitFor } from "./support/harness.ts";
+import { Harness, jadeBin, randomPoints, waitFor } from "./support/harness.ts";
 
 const harness = new Harness();
 afterAll(() => harness.close());
@@ -114,5 +114,21 @@ describe("kill -9 and restart", () => {
     await assertAllPresentOnce(client, "devcrash", writer.acked, writer.attempted);
     await second.stop();
     expect(second.process.exitCode).toBe(0);
+  });
+});
+
+describe("jade dev without nats-server", () => {
+  it("says how to install it and exits with code 2", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const path = await import("node:path");
+    const data = await harness.tempDir();
+    // A PATH with node but no nats-server.
+    const result = spawnSync(process.execPath, [jadeBin, "dev", "--data", data], {
+      env: { ...process.env, PATH: path.dirname(process.execPath) },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/nats-server was not found on PATH.*apt-get install -y nats-server/s);
   });
 });
