@@ -1,0 +1,13 @@
+# JadeVectorDB node image. NATS runs in its own containers (see compose.yml).
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production JADE_LOG_LEVEL=info
+COPY package.json package-lock.json ./
+# usearch and msgpackr ship prebuilt linux-x64 binaries; no compiler is needed.
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY bin ./bin
+COPY src ./src
+COPY tsconfig.json ./
+VOLUME ["/data"]
+ENTRYPOINT ["node", "bin/jade.mjs"]
+CMD ["start", "--nats", "nats://nats1:4222", "--data", "/data"]
