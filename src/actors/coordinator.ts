@@ -225,7 +225,13 @@ export class Coordinator {
         load: loadOf(others, config.name, live),
       });
       if (planned === current) continue;
-      await placements.write({ ...planned, uid: config.uid, leaderEpoch: epoch }, stored?.revision);
+      // Migrations in flight keep their learners and draining replicas.
+      const inFlight = current ? stored!.record.shards : [];
+      const shards = planned.shards.map((s) => {
+        const { learners, draining } = inFlight[s.shard] ?? {};
+        return { ...s, ...(learners?.length ? { learners } : {}), ...(draining?.length ? { draining } : {}) };
+      });
+      await placements.write({ ...planned, shards, uid: config.uid, leaderEpoch: epoch }, stored?.revision);
       this.#log.info({ collection: config.name, epoch: planned.epoch, shards: planned.shards }, "placement written");
     }
   }

@@ -8,7 +8,7 @@ import type { Logger } from "../../runtime/log.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { Catalog } from "../catalog.ts";
 import { shardKeyOf } from "../index/api.ts";
-import type { PlacementStore } from "../placement-store.ts";
+import { hostsOf, type PlacementStore } from "../placement-store.ts";
 import { ShardReplica, type ReplicaDeps } from "./replica.ts";
 
 export class ReplicaHost {
@@ -96,6 +96,6 @@ export class ReplicaHost {
   #wantedShards(config: CollectionConfig): Set<number> {
     const stored = this.#placements?.get(config.name);
     if (!stored || stored.record.uid !== config.uid) return new Set();
-    return new Set(stored.record.shards.filter((s) => s.replicas.includes(this.#deps.nodeId)).map((s) => s.shard));
+    return new Set(stored.record.shards.filter((s) => hostsOf(s).includes(this.#deps.nodeId)).map((s) => s.shard));
   }
 }

@@ -12,6 +12,7 @@
  * centroid's norm and does not partition the space into useful regions.
  */
 import type { Metric } from "../schemas.ts";
+import { seededRandom } from "../random.ts";
 
 export interface KMeansOptions {
   k: number;
@@ -33,18 +34,6 @@ export interface KMeansResult {
 
 export const kmeansSeedDefault = 0x5eed;
 export const kmeansIterationsMax = 25;
-
-/** mulberry32: small, fast and seedable. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Clusters by direction (cosine) rather than position (l2)? */
 export function clustersByDirection(metric: Metric): boolean {
