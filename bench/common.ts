@@ -5,7 +5,7 @@
  * recall, the raw usearch baseline, CPU accounting per phase and the result files.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -16,6 +16,7 @@ import { InvalidArgumentError } from "commander";
 import { pino } from "pino";
 import { exactSearch, Index, MetricKind, ScalarKind, type BatchMatches, type Matches } from "usearch";
 import type { JadeClient } from "../src/client/client.ts";
+import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
 import type { Reply } from "../src/runtime/errors.ts";
 import type { ClusterStatus, SearchResult, SessionToken } from "../src/runtime/schemas.ts";
 import { subjects } from "../src/runtime/subjects.ts";
@@ -104,6 +105,36 @@ export function machineInfo() {
     platform: `${os.platform()}-${os.arch()}`,
   };
 }
+
+/** Busy CPU time of the whole machine (every process), ms, from /proc/stat; 0 elsewhere than Linux. */
+export function machineBusyMs(): number {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal …
+    const busy = (fields[0] ?? 0) + (fields[1] ?? 0) + (fields[2] ?? 0) + (fields[5] ?? 0) + (fields[6] ?? 0);
+    return busy * 10; // USER_HZ = 100
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Measures how busy the machine was during a phase, split into our processes (`pids`) and
+ * everything else (other jobs sharing the cores): in cores busy on average.
+ */
+export function contention(pids: Record<string, number | undefined>) {
+  const machine0 = machineBusyMs();
+  const ours0 = cpuSnapshot(pids);
+  const t0 = performance.now();
+  return () => {
+    const wall = Math.max(1, performance.now() - t0);
+    const ours = Object.values(cpuDelta(ours0, cpuSnapshot(pids))).reduce((s, c) => s + c.mainMs + c.otherMs, 0);
+    const machine = machineBusyMs() - machine0;
+    return { ours_cores: round(ours / wall, 2), others_cores: round(Math.max(0, machine - ours) / wall, 2) };
+  };
+}
+
+export type Contention = ReturnType<ReturnType<typeof contention>>;
 
 export function loadAverage(): number[] {
   return os.loadavg().map((x) => round(x, 2));
@@ -454,14 +485,32 @@ export async function waitServing(client: JadeClient, collection: string, timeou
   }
 }
 
-/** Every replica of every shard applied at least the token's sequence for its shard. */
-function allReplicasApplied(status: ClusterStatus, collection: string, token: SessionToken): boolean {
+/**
+ * Resolves once every replica of every shard applied at least the token's sequence for its
+ * shard: a count sent to each replica directly (`jade.replica.<node>.<collection>.<shard>.count`)
+ * with that minimum sequence, which the replica answers only once it applied it.
+ */
+async function waitAllReplicasApplied(client: JadeClient, collection: string, token: SessionToken, deadline: number): Promise<void> {
+  const config = await client.getCollection(collection);
+  const status = await client.clusterStatus();
   const c = collectionStatus(status, collection);
-  if (!c) return false;
-  return c.shards.every((s) => {
-    const need = token[String(s.shard)] ?? 0;
-    return s.replicas.length >= Math.max(1, c.replicas) && s.replicas.every((r) => r.appliedSeq >= need && r.state === "serving");
-  });
+  if (!c) throw new Error(`collection ${collection} is not in the cluster status`);
+  const waits = c.shards.flatMap((s) =>
+    s.replicas.map(async (r) => {
+      const body = encodeReplicaMessage({ uid: config.uid, minSeq: token[String(s.shard)] ?? 0, timeoutMs: 5_000, count: {} });
+      for (;;) {
+        if (performance.now() > deadline) throw new Error(`replica ${r.node} of ${collection}/${s.shard} did not apply the writes in time`);
+        try {
+          const msg = await client.nc.request(subjects.replica(r.node, collection, s.shard, "count"), body, { timeout: 6_000 });
+          if (decodeReplicaMessage<ReplicaReadReply>(msg.data).ok) return;
+        } catch {
+          // Timeout or no responder (replica still loading): ask again.
+        }
+        await sleep(20);
+      }
+    }),
+  );
+  await Promise.all(waits);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -584,12 +633,8 @@ export async function ingest(client: JadeClient, train: VectorSet, opts: IngestO
     }
     let replicatedAt: number | undefined;
     if (opts.waitAllReplicas) {
-      while (replicatedAt === undefined) {
-        if (performance.now() > deadline) throw new Error("replicas did not all apply the writes within 30 minutes");
-        const status = await client.clusterStatus().catch(() => undefined);
-        if (status && allReplicasApplied(status, opts.collection, token)) replicatedAt = performance.now();
-        else await sleep(100);
-      }
+      await waitAllReplicasApplied(client, opts.collection, token, deadline);
+      replicatedAt = performance.now();
     }
     await stopPolling();
     appliedBar.update(n, { rate: `${fmt(n / ((searchableAt - started) / 1000))} vec/s` });

@@ -42,6 +42,7 @@ import {
   groundTruth,
   index,
   ingest,
+  k,
   kv,
   loadDataset,
   log,
