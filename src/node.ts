@@ -117,7 +117,18 @@ export class JadeNode {
       { ...defaultMembershipSettings, ...options.membership },
     );
     await membership.start();
-    const coordinator = new Coordinator({ nodeId, leases: nats.leases, catalog, membership, placements, log, settings: coordinatorSettings });
+    const coordinator = new Coordinator({
+      nodeId,
+      nc: nats.nc,
+      leases: nats.leases,
+      migrations: nats.migrations,
+      config: nats.config,
+      catalog,
+      membership,
+      placements,
+      log,
+      settings: coordinatorSettings,
+    });
     await coordinator.start();
     const writer = new Writer(nats, tracker);
     const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? "least-loaded" });

@@ -222,7 +222,62 @@ describe("failures", () => {
     }
     await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 3, { what: "victim back" });
   });
+});
 
+describe("migrations", () => {
+  it("moves a shard replica to another node while searches keep answering completely", async () => {
+    await client.createCollection({ name: "moving", dimension: 8, metric: "l2", shards: 1, replicas: 1 });
+    const placed = await placementOf("moving");
+    const from = placed.shards[0]!.replicas[0]!.node;
+    const to = ["n1", "n2", "n3"].find((n) => n !== from)!;
+    const vectors = randomPoints(400, 8, 21);
+    await client.upsert("moving", { points: vectors.map((vector, i) => ({ id: `m${i}`, vector })), consistency: "all" });
+
+    let searching = true;
+    const outcomes = { complete: 0, incomplete: 0 };
+    const searches = (async () => {
+      for (let i = 0; searching && i < 5_000; i++) {
+        const r = await client.search("moving", { vector: vectors[i % 400]!, k: 1, timeoutMs: 2_000 });
+        if (!r.partial && r.hits[0]?.id === `m${i % 400}`) outcomes.complete++;
+        else outcomes.incomplete++;
+      }
+    })();
+    const view = await client.admin<{ id: string }>("move", { collection: "moving", shard: 0, from, to });
+    await waitFor(async () => {
+      const { migrations } = await client.admin<{ migrations: { id: string; state: string }[] }>("migrations");
+      return migrations.find((m) => m.id === view.id)?.state === "completed";
+    }, { what: "migration completed", timeoutMs: 60_000 });
+    searching = false;
+    await searches;
+    const after = await placementOf("moving");
+    expect(after.shards[0]!.replicas.map((r) => r.node)).toEqual([to]);
+    expect(outcomes.incomplete).toBe(0);
+    expect(outcomes.complete).toBeGreaterThan(0);
+    expect((await client.count("moving", { consistency: "strong" })).count).toBe(400);
+  });
+
+  it("drains a node: its replicas move away with no read left incomplete", { timeout: 240_000 }, async () => {
+    const status = await client.clusterStatus();
+    const coordinator = status.coordinator!;
+    const victim = ["n1", "n2", "n3"].find((n) => n !== coordinator)!;
+    await client.admin("drain", { node: victim });
+    try {
+      // Collections with RF 3 cannot leave a 3-node cluster's third node: only the others must move.
+      await waitFor(async () => {
+        const s = await client.clusterStatus();
+        return s.collections
+          .filter((c) => c.replicas < 3)
+          .every((c) => c.shards.every((sh) => sh.replicas.every((r) => r.node !== victim && r.state === "serving")));
+      }, { what: `${victim} drained`, timeoutMs: 200_000 });
+      const r = await client.search("spread", { vector: randomPoints(1, 8, 77)[0]!, k: 3, timeoutMs: 2_000 });
+      expect(r.partial).toBe(false);
+    } finally {
+      await client.admin("undrain", { node: victim });
+    }
+  });
+});
+
+describe("coordinator failover", () => {
   it("hands the coordinator role to another node when the leader dies", async () => {
     const old = await leaseHolder();
     expect(old).not.toBeNull();

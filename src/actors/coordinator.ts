@@ -23,9 +23,13 @@ import {
 } from "../machines/coordinator.ts";
 import type { Logger } from "../runtime/log.ts";
 import { loadOf, planPlacement } from "../runtime/placement.ts";
-import { names } from "../runtime/subjects.ts";
 import type { Catalog } from "./catalog.ts";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { ErrorCode, JadeError, type Reply } from "../runtime/errors.ts";
+import { names, subjects, type AdminOp } from "../runtime/subjects.ts";
+import { ClusterAdmin, NodeSets } from "./admin.ts";
 import type { Membership } from "./membership.ts";
+import { defaultMigrationSettings, MigrationRunner, type MigrationSettings } from "./migrations.ts";
 import { toPlacement, type PlacementStore } from "./placement-store.ts";
 
 export interface CoordinatorSettings {
@@ -40,6 +44,9 @@ export interface CoordinatorSettings {
    * at once but only loses its replicas if it stays silent.
    */
   nodeDeadAfterMs: number;
+  /** Move replicas onto a node that joins (zero-downtime migrations), so load spreads without an operator. */
+  autoRebalance: boolean;
+  migration: MigrationSettings;
 }
 
 export const defaultCoordinatorSettings: CoordinatorSettings = {
@@ -48,11 +55,19 @@ export const defaultCoordinatorSettings: CoordinatorSettings = {
   acquireIntervalMs: 1_000,
   reconcileIntervalMs: 1_000,
   nodeDeadAfterMs: 8_000,
+  autoRebalance: true,
+  migration: defaultMigrationSettings,
 };
+
+/** Load added to a drained node when placing new replicas: it is chosen only if nothing else can take them. */
+const drainedLoadPenalty = 1_000_000;
 
 interface Deps {
   nodeId: string;
+  nc: NatsConnection;
   leases: KV;
+  migrations: KV;
+  config: KV;
   catalog: Catalog;
   membership: Membership;
   placements: PlacementStore;
@@ -72,11 +87,32 @@ export class Coordinator {
   readonly #deps: Deps;
   readonly #log: Logger;
   readonly #actor: CoordinatorActorRef;
+  readonly #runner: MigrationRunner;
+  readonly #admin: ClusterAdmin;
   #stopWatch: (() => void) | undefined;
+  #poke: () => void = () => undefined;
+  #knownLive = new Set<string>();
 
   constructor(deps: Deps) {
     this.#deps = deps;
     this.#log = deps.log.child({ actor: "coordinator" });
+    this.#runner = new MigrationRunner({
+      kv: deps.migrations,
+      placements: deps.placements,
+      membership: deps.membership,
+      nodeDeadAfterMs: deps.settings.nodeDeadAfterMs,
+      log: deps.log,
+      settings: deps.settings.migration,
+    });
+    this.#admin = new ClusterAdmin({
+      nodeSets: new NodeSets(deps.config),
+      placements: deps.placements,
+      membership: deps.membership,
+      runner: this.#runner,
+      nodeDeadAfterMs: deps.settings.nodeDeadAfterMs,
+      poke: () => this.#poke(),
+      log: deps.log,
+    });
     this.#actor = createActor(this.#machine(), {
       input: {
         nodeId: deps.nodeId,
@@ -97,6 +133,19 @@ export class Coordinator {
         this.#actor.send({ type: "LEASE_OBSERVED", holder, revision: entry.revision });
       }
     })().catch((err) => this.#log.warn({ err }, "lease watch ended"));
+  }
+
+  /** Forwards an admin request to whichever node leads now. */
+  async forward(op: AdminOp, body: unknown, timeoutMs = 30_000): Promise<unknown> {
+    let reply: Reply<unknown>;
+    try {
+      const msg = await this.#deps.nc.request(subjects.coordinator(op), JSON.stringify(body ?? {}), { timeout: timeoutMs });
+      reply = msg.json<Reply<unknown>>();
+    } catch (err) {
+      throw new JadeError(ErrorCode.Unavailable, `no coordinator answered: ${(err as Error).message}`);
+    }
+    if (!reply.ok) throw JadeError.fromWire(reply.error);
+    return reply.result;
   }
 
   get isLeader(): boolean {
@@ -194,18 +243,25 @@ export class Coordinator {
     const timer = setInterval(() => void run(), settings.reconcileIntervalMs);
     const offMembers = membership.onChange(() => void run());
     const offCatalog = catalog.onChange(() => void run());
+    this.#poke = () => void run();
+    this.#knownLive = new Set(membership.liveNodes(settings.nodeDeadAfterMs));
+    this.#admin.serve(this.#deps.nc);
+    void this.#runner.start().catch((err) => this.#log.warn({ err: String(err) }, "could not resume migrations"));
     void run();
     return () => {
       stopped = true;
       clearInterval(timer);
       offMembers();
       offCatalog();
+      this.#poke = () => undefined;
+      this.#admin.stop();
+      this.#runner.stop();
     };
   }
 
   async #reconcileOnce(epoch: number): Promise<void> {
-    const { catalog, membership, placements } = this.#deps;
-    const live = membership.liveNodes(this.#deps.settings.nodeDeadAfterMs);
+    const { catalog, placements, settings } = this.#deps;
+    const { live, cordoned } = await this.#admin.eligibleNodes();
     if (live.length === 0) return;
     const configs = catalog.cached();
     const wanted = new Set(configs.map((c) => c.name));
@@ -222,7 +278,7 @@ export class Coordinator {
         replicas: config.replicas,
         nodes: live,
         current,
-        load: loadOf(others, config.name, live),
+        load: penalise(loadOf(others, config.name, live), cordoned),
       });
       if (planned === current) continue;
       // Migrations in flight keep their learners and draining replicas.
@@ -234,5 +290,20 @@ export class Coordinator {
       await placements.write({ ...planned, shards, uid: config.uid, leaderEpoch: epoch }, stored?.revision);
       this.#log.info({ collection: config.name, epoch: planned.epoch, shards: planned.shards }, "placement written");
     }
+    // Drained nodes are emptied by migrations; a node that joined gets its share when auto-rebalance is on.
+    const joined = live.filter((n) => !this.#knownLive.has(n));
+    this.#knownLive = new Set(live);
+    const drainedHold = cordoned.some((n) => placements.all().some((p) => p.record.shards.some((s) => s.replicas.includes(n))));
+    if (drainedHold) await this.#admin.rebalance("drain");
+    else if (joined.length > 0 && settings.autoRebalance) {
+      const moves = await this.#admin.rebalance("rebalance");
+      if (moves.length > 0) this.#log.info({ joined, moves: moves.length }, "rebalancing onto joined nodes");
+    }
   }
+}
+
+function penalise(load: Record<string, number>, drained: readonly string[]): Record<string, number> {
+  const out = { ...load };
+  for (const n of drained) out[n] = (out[n] ?? 0) + drainedLoadPenalty;
+  return out;
 }

@@ -1,9 +1,10 @@
 /**
  * The client commands of `jade` (collections, upsert, import, search, count,
- * get, delete, status). Each takes `--nats URL[,URL…]` and `--json`; they all
+ * get, delete, status; nodes, shards, rebalance, migrations). Each takes `--nats URL[,URL…]` and `--json`; they all
  * talk to the cluster through JadeClient. See docs/cli.md.
  */
 import type { Command } from "commander";
+import { registerAdminCommands } from "./commands/admin.ts";
 import { registerCollectionCommands } from "./commands/collections.ts";
 import { registerReadCommands } from "./commands/read.ts";
 import { registerStatusCommand } from "./commands/status.ts";
@@ -14,4 +15,5 @@ export function registerClientCommands(program: Command): void {
   registerWriteCommands(program);
   registerReadCommands(program);
   registerStatusCommand(program);
+  registerAdminCommands(program);
 }

@@ -20,7 +20,7 @@ import type {
   StoredPoint,
   UpsertRequest,
 } from "../runtime/schemas.ts";
-import { nodeApiSubject, subjects, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
+import { nodeApiSubject, subjects, type AdminOp, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
 import { NodeTracker } from "./nodes.ts";
 
 export interface JadeClientOptions {
@@ -175,6 +175,11 @@ export class JadeClient {
 
   count(collection: string, request: CountRequest = {}): Promise<{ count: number } & Coverage> {
     return this.read(subjects.collection(collection, "count"), request, readAttemptMs(request.timeoutMs));
+  }
+
+  /** Cluster administration (`jade.v1.admin.<op>`), carried out by the coordinator. */
+  admin<T = unknown>(op: AdminOp, body: unknown = {}): Promise<T> {
+    return op === "migrations" ? this.read<T>(subjects.admin(op), body) : this.request<T>(subjects.admin(op), body);
   }
 
   clusterStatus(): Promise<ClusterStatus> {

@@ -31,6 +31,8 @@ export interface NatsContext {
   nodes: KV;
   leases: KV;
   placement: KV;
+  migrations: KV;
+  config: KV;
   snapshots: ObjectStore;
   /** Number of replicas for streams/buckets we create (1 on one server, 3 on a cluster). */
   streamReplicas: number;
@@ -98,6 +100,8 @@ async function setUp(
   const nodes = await kvm.create(names.nodesBucket, { history: 1, replicas, ttl: 60_000 });
   const leases = await kvm.create(names.leasesBucket, { history: 1, replicas, ttl: options.leaseTtlMs });
   const placement = await kvm.create(names.placementBucket, { history: 5, replicas });
+  const migrations = await kvm.create(names.migrationsBucket, { history: 5, replicas });
+  const config = await kvm.create(names.configBucket, { history: 10, replicas });
   const snapshots = await new Objm(js).create(names.snapshotsBucket, { replicas, storage: StorageType.File });
   await ensureStream(jsm, {
     name: names.ingestStream,
@@ -128,7 +132,7 @@ async function setUp(
       // Another node created it concurrently with the same config: fine.
       if (!(err instanceof JetStreamApiError)) throw err;
     });
-  return { nc, js, jsm, collections, nodes, leases, placement, snapshots, streamReplicas: replicas };
+  return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, snapshots, streamReplicas: replicas };
 }
 
 type StreamConfigInput = Parameters<JetStreamManager["streams"]["add"]>[0];

@@ -30,6 +30,21 @@ export const CatalogOp = {
 } as const;
 export type CatalogOp = (typeof CatalogOp)[keyof typeof CatalogOp];
 
+/** Cluster administration: `jade.v1.admin.<op>`, carried out by the coordinator. */
+export const AdminOp = {
+  Drain: "drain",
+  Undrain: "undrain",
+  Remove: "remove",
+  Move: "move",
+  Rebalance: "rebalance",
+  Migrations: "migrations",
+  Pause: "pause",
+  Resume: "resume",
+  Cancel: "cancel",
+} as const;
+export type AdminOp = (typeof AdminOp)[keyof typeof AdminOp];
+const adminOps: ReadonlySet<string> = new Set(Object.values(AdminOp));
+
 /** Reserved first tokens after `jade.v1.`: no collection may use them as its name. */
 export const reservedNames: ReadonlySet<string> = new Set(["collections", "cluster", "admin"]);
 
@@ -38,6 +53,10 @@ export const subjects = {
   catalog: (op: CatalogOp) => `${apiPrefix}.collections.${op}`,
   collection: (collection: string, op: CollectionOp) => `${apiPrefix}.${collection}.${op}`,
   clusterStatus: `${apiPrefix}.cluster.status`,
+  admin: (op: AdminOp) => `${apiPrefix}.admin.${op}`,
+  /** Admin requests forwarded by any gateway to the current coordinator (only the leader subscribes). */
+  coordinator: (op: AdminOp) => `jade.coordinator.${op}`,
+  coordinatorWildcard: "jade.coordinator.>",
 
   log: (collection: string, shard: number) => `jade.log.${collection}.${shard}`,
   ingest: (collection: string) => `jade.ingest.${collection}`,
@@ -72,6 +91,7 @@ export type ApiRoute =
   | { kind: "catalog"; op: CatalogOp }
   | { kind: "collection"; collection: string; op: CollectionOp }
   | { kind: "cluster"; op: "status" }
+  | { kind: "admin"; op: AdminOp }
   | { kind: "unknown"; subject: string };
 
 const catalogOps: ReadonlySet<string> = new Set(Object.values(CatalogOp));
@@ -99,6 +119,7 @@ export function parseApiSubject(subject: string): ApiRoute {
   const [, , scope, op] = parts as [string, string, string, string];
   if (scope === "collections" && catalogOps.has(op)) return { kind: "catalog", op: op as CatalogOp };
   if (scope === "cluster" && op === "status") return { kind: "cluster", op: "status" };
+  if (scope === "admin" && adminOps.has(op)) return { kind: "admin", op: op as AdminOp };
   if (!reservedNames.has(scope) && collectionOps.has(op)) {
     return { kind: "collection", collection: scope, op: op as CollectionOp };
   }
@@ -131,6 +152,10 @@ export const names = {
   leasesBucket: "jade_leases",
   coordinatorLease: "coordinator",
   placementBucket: "jade_placement",
+  migrationsBucket: "jade_migrations",
+  configBucket: "jade_config",
+  cordonedKey: "cordoned",
+  removedKey: "removed",
   snapshotsBucket: "jade_snapshots",
   snapshotObject: (collection: string, shard: number, seq: number) => `${collection}/${shard}/${seq}`,
   snapshotPrefix: (collection: string, shard: number) => `${collection}/${shard}/`,

@@ -48,6 +48,8 @@ export async function handle(route: ApiRoute, body: unknown, deps: ApiDeps): Pro
       return clusterStatus(deps);
     case "collection":
       return collectionOp(route, body, deps);
+    case "admin":
+      return deps.coordinator.forward(route.op, body);
     case "unknown":
       throw invalidArgument(`unknown API subject ${route.subject}`);
   }

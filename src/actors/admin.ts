@@ -1,0 +1,169 @@
+/**
+ * Cluster administration, carried out by the coordinator while it leads:
+ * drain / undrain / remove nodes, move a shard replica, rebalance, and list or
+ * control migrations. Any gateway forwards `jade.v1.admin.<op>` to
+ * `jade.coordinator.<op>`, which only the leader serves.
+ */
+import type { KV } from "@nats-io/kv";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { z } from "zod";
+import { ErrorCode, fail, JadeError, ok, type Reply } from "../runtime/errors.ts";
+import type { Logger } from "../runtime/log.ts";
+import { rebalanceMoves, shardKey, type Move } from "../runtime/rebalance.ts";
+import { CollectionName, EmptyRequest, parse } from "../runtime/schemas.ts";
+import { names, nodeIdPattern, subjects, type AdminOp } from "../runtime/subjects.ts";
+import type { TransferReason } from "../runtime/transfer.ts";
+import type { Membership } from "./membership.ts";
+import type { MigrationRunner } from "./migrations.ts";
+import { toPlacement, type PlacementStore } from "./placement-store.ts";
+
+const NodeRequest = z.object({ node: z.string().regex(nodeIdPattern) }).strict();
+const MoveRequest = z
+  .object({ collection: CollectionName, shard: z.number().int().min(0), from: z.string().regex(nodeIdPattern), to: z.string().regex(nodeIdPattern) })
+  .strict();
+const MigrationRequest = z.object({ id: z.string().min(1).max(256) }).strict();
+
+const decoder = new TextDecoder();
+
+/** Node sets kept in KV `jade_config` (history kept): drained nodes get no replicas; removed ones count as dead. */
+export class NodeSets {
+  readonly #kv: KV;
+
+  constructor(kv: KV) {
+    this.#kv = kv;
+  }
+
+  async get(key: string): Promise<string[]> {
+    const entry = await this.#kv.get(key);
+    return entry?.operation === "PUT" ? (JSON.parse(decoder.decode(entry.value)) as string[]) : [];
+  }
+
+  /** Read-modify-write by CAS on the entry's revision. */
+  async update(key: string, change: (nodes: Set<string>) => void): Promise<string[]> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const entry = await this.#kv.get(key);
+      const nodes = new Set(entry?.operation === "PUT" ? (JSON.parse(decoder.decode(entry.value)) as string[]) : []);
+      change(nodes);
+      const value = JSON.stringify([...nodes].sort());
+      try {
+        if (entry) await this.#kv.update(key, value, entry.revision);
+        else await this.#kv.create(key, value);
+        return [...nodes].sort();
+      } catch {
+        // Someone else changed it: read again.
+      }
+    }
+    throw new JadeError(ErrorCode.Conflict, `${key} kept changing; try again`);
+  }
+}
+
+interface Deps {
+  nodeSets: NodeSets;
+  placements: PlacementStore;
+  membership: Membership;
+  runner: MigrationRunner;
+  nodeDeadAfterMs: number;
+  /** Re-run reconciliation now (after a change of the node sets). */
+  poke: () => void;
+  log: Logger;
+}
+
+export class ClusterAdmin {
+  readonly #deps: Deps;
+  #sub: Subscription | undefined;
+
+  constructor(deps: Deps) {
+    this.#deps = deps;
+  }
+
+  serve(nc: NatsConnection): void {
+    this.#sub = nc.subscribe(subjects.coordinatorWildcard, { callback: (_err, msg) => void this.#answer(msg) });
+  }
+
+  stop(): void {
+    this.#sub?.unsubscribe();
+  }
+
+  /** Nodes that may host replicas: live, not drained, not removed. */
+  async eligibleNodes(): Promise<{ live: string[]; eligible: string[]; cordoned: string[] }> {
+    const [cordoned, removed] = await Promise.all([this.#deps.nodeSets.get(names.cordonedKey), this.#deps.nodeSets.get(names.removedKey)]);
+    const live = this.#deps.membership.liveNodes(this.#deps.nodeDeadAfterMs).filter((n) => !removed.includes(n));
+    return { live, eligible: live.filter((n) => !cordoned.includes(n)), cordoned: cordoned.filter((n) => live.includes(n)) };
+  }
+
+  /** Plans transfers for the moves that even out replicas (and empty drained nodes). */
+  async rebalance(reason: TransferReason): Promise<Move[]> {
+    const { eligible, cordoned } = await this.eligibleNodes();
+    const busy = new Set(this.#deps.runner.pending().map((t) => shardKey(t.collection, t.shard)));
+    const placements = this.#deps.placements.all().map((p) => toPlacement(p.record));
+    const moves = rebalanceMoves({ placements, eligible, cordoned: reason === "drain" || reason === "rebalance" ? cordoned : [], busy });
+    for (const m of moves) await this.#plan(m, reason);
+    return moves;
+  }
+
+  async #plan(m: Move, reason: TransferReason) {
+    const stored = this.#deps.placements.get(m.collection);
+    if (!stored) throw new JadeError(ErrorCode.NotFound, `collection ${m.collection} has no placement`);
+    return this.#deps.runner.plan({ collection: m.collection, uid: stored.record.uid, shard: m.shard, from: m.from, to: m.to, reason });
+  }
+
+  async #answer(msg: Msg): Promise<void> {
+    let reply: Reply<unknown>;
+    try {
+      const op = msg.subject.split(".")[2] as AdminOp;
+      const body: unknown = msg.data.byteLength === 0 ? {} : JSON.parse(decoder.decode(msg.data));
+      reply = ok(await this.#handle(op, body));
+    } catch (err) {
+      reply = fail(err);
+    }
+    msg.respond(JSON.stringify(reply));
+  }
+
+  async #handle(op: AdminOp, body: unknown): Promise<unknown> {
+    const { nodeSets, runner, placements, poke } = this.#deps;
+    switch (op) {
+      case "drain": {
+        const { node } = parse(NodeRequest, body);
+        const cordoned = await nodeSets.update(names.cordonedKey, (s) => void s.add(node));
+        const moves = await this.rebalance("drain");
+        poke();
+        return { cordoned, moves };
+      }
+      case "undrain": {
+        const { node } = parse(NodeRequest, body);
+        return { cordoned: await nodeSets.update(names.cordonedKey, (s) => void s.delete(node)) };
+      }
+      case "remove": {
+        const { node } = parse(NodeRequest, body);
+        const holds = placements.all().some((p) => p.record.shards.some((s) => s.replicas.includes(node)));
+        if (holds && this.#deps.membership.isLive(node)) {
+          throw new JadeError(ErrorCode.Conflict, `node ${node} is live and still holds replicas: drain it first`);
+        }
+        const removed = await nodeSets.update(names.removedKey, (s) => void s.add(node));
+        await nodeSets.update(names.cordonedKey, (s) => void s.delete(node));
+        poke();
+        return { removed };
+      }
+      case "move": {
+        const m = parse(MoveRequest, body);
+        const stored = placements.get(m.collection);
+        const shard = stored?.record.shards[m.shard];
+        if (!stored || !shard) throw new JadeError(ErrorCode.NotFound, `no shard ${m.shard} in ${m.collection}`);
+        if (!shard.replicas.includes(m.from)) throw new JadeError(ErrorCode.InvalidArgument, `${m.from} holds no replica of ${m.collection}/${m.shard}`);
+        if (shard.replicas.includes(m.to)) throw new JadeError(ErrorCode.InvalidArgument, `${m.to} already holds a replica of ${m.collection}/${m.shard}`);
+        if (!this.#deps.membership.isLive(m.to)) throw new JadeError(ErrorCode.Unavailable, `node ${m.to} is not live`);
+        return this.#plan(m, "move");
+      }
+      case "rebalance":
+        parse(EmptyRequest, body);
+        return { moves: await this.rebalance("rebalance") };
+      case "migrations":
+        parse(EmptyRequest, body);
+        return { migrations: await runner.list() };
+      case "pause":
+      case "resume":
+      case "cancel":
+        return runner.control(parse(MigrationRequest, body).id, op);
+    }
+  }
+}
