@@ -175,7 +175,8 @@ describe.skipIf(!available)("jade CLI", { timeout: 120_000 }, () => {
     const out = await ok(["status"]);
     expect(out).toContain(`coordinator: ${node!.nodeId}`);
     expect(out).toMatch(/collection docs: dimension 3, cosine, 2 shards/);
-    expect(out).toMatch(/collection vecs: dimension 8, l2, 3 shards, 250 points/);
+    expect(out).toMatch(/collection vecs: dimension 8, l2, 3 shards × RF 1, 250 points, placement epoch \d+/);
+    expect(out).toMatch(new RegExp(`${node!.nodeId} \\(coordinator\\) \\*\\s+live`));
     expect(out).toMatch(/^\s+0\s+serving @\d+ lag \d+ n=\d+/m);
     const status = JSON.parse(await ok(["status", "--json"]));
     expect(status.collections.map((c: { name: string }) => c.name).sort()).toEqual(["docs", "vecs"]);

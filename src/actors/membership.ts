@@ -61,6 +61,8 @@ export class Membership {
   #timer: NodeJS.Timeout | undefined;
   #stopWatch: (() => void) | undefined;
   #live = new Set<string>();
+  /** When our watch last delivered anything (our own heartbeat comes back through it every interval). */
+  #lastEventMs = performance.now();
 
   constructor(kv: KV, nodeId: string, describe: () => Pick<NodeHeartbeat, "replicas" | "load">, log: Logger, settings = defaultMembershipSettings) {
     this.#kv = kv;
@@ -75,6 +77,7 @@ export class Membership {
     this.#stopWatch = () => watch.stop();
     void (async () => {
       for await (const entry of watch) {
+        this.#lastEventMs = performance.now();
         if (entry.operation !== "PUT") {
           this.#members.delete(entry.key);
           continue;
@@ -113,11 +116,19 @@ export class Membership {
     this.#stopWatch?.();
   }
 
-  /** Heard from within `silentMs` (default: the failure timeout routers use) and not leaving. */
+  /**
+   * Heard from within `silentMs` (default: the failure timeout routers use) and not leaving.
+   * Silence is measured up to when our own watch last delivered anything (plus two
+   * intervals): when our watch stalls (a NATS server we read from died, and the client
+   * has not noticed yet), we cannot tell, so nobody ages — a coordinator must not
+   * declare the whole cluster dead because it went deaf.
+   */
   isLive(nodeId: string, silentMs = this.#settings.failureTimeoutMs): boolean {
     if (nodeId === this.nodeId) return true;
     const member = this.#members.get(nodeId);
-    return member !== undefined && !member.heartbeat.leaving && performance.now() - member.seenAtMs <= silentMs;
+    if (member === undefined || member.heartbeat.leaving) return false;
+    const reference = Math.min(performance.now(), this.#lastEventMs + 2 * this.#settings.heartbeatIntervalMs);
+    return reference - member.seenAtMs <= silentMs;
   }
 
   liveNodes(silentMs = this.#settings.failureTimeoutMs): string[] {

@@ -17,12 +17,15 @@ export interface FollowLimits {
    * stalled on nats-server 2.9 with entries left unpulled until the next write.
    */
   bufferEntriesMax: number;
+  /** How often an idle consumer is checked against the log's last sequence. */
+  stallCheckMs: number;
 }
 
 export const defaultFollowLimits: FollowLimits = {
   batchEntriesMax: 512,
   batchBytesMax: 16 * 1024 * 1024,
   bufferEntriesMax: 64,
+  stallCheckMs: 2_000,
 };
 
 export interface FollowOptions {
@@ -47,23 +50,52 @@ export async function followLog(options: FollowOptions): Promise<void> {
   }
   // Report where the log ends now, so an idle shard is known to be caught up without any message.
   options.onProgress(options.fromSeq - 1, info.state.last_seq);
-  if (options.signal.aborted) return;
+  let next = options.fromSeq;
+  while (!options.signal.aborted) {
+    next = await followFrom(options, limits, next);
+  }
+}
 
+/**
+ * One consumer's life: follows from `fromSeq` until aborted, or until the watchdog
+ * finds the consumer stalled (the log grew, nothing arrived: after a NATS server
+ * or network fault an ordered consumer can take 30–60 s to notice by itself).
+ * Returns the next sequence to follow from.
+ */
+async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq: number): Promise<number> {
   const consumer = await options.js.consumers.get(options.stream, {
     deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: options.fromSeq,
+    opt_start_seq: fromSeq,
   });
   const messages = await consumer.consume({ max_messages: limits.bufferEntriesMax });
   const buffer = new RecordBuffer(limits);
+  let next = fromSeq;
+  let received = false;
   const stop = () => {
     void messages.stop();
     buffer.end();
   };
   options.signal.addEventListener("abort", stop, { once: true });
+  const watchdog = setInterval(() => {
+    if (received) {
+      received = false;
+      return;
+    }
+    options.jsm.streams
+      .info(options.stream)
+      .then((now) => {
+        if (now.state.last_seq < next) return;
+        // Entries exist that never arrived: show the lag, and start a fresh consumer.
+        options.onProgress(next - 1, now.state.last_seq);
+        stop();
+      })
+      .catch(() => undefined);
+  }, limits.stallCheckMs);
   // The pump moves messages into the buffer; the apply loop takes whatever has
   // accumulated whenever the index actor is free (bounded by the limits).
   const pump = (async () => {
     for await (const m of messages) {
+      received = true;
       await buffer.push({ seq: m.seq, data: m.data }, m.seq + m.info.pending);
     }
   })().finally(() => buffer.end());
@@ -72,14 +104,17 @@ export async function followLog(options: FollowOptions): Promise<void> {
       const taken = await buffer.take();
       if (!taken || options.signal.aborted) break;
       const result = await options.apply(taken.records);
+      next = result.appliedSeq + 1;
       if (options.signal.aborted) break;
       options.onProgress(result.appliedSeq, Math.max(taken.lastSeq, result.appliedSeq));
     }
     await pump;
   } finally {
+    clearInterval(watchdog);
     options.signal.removeEventListener("abort", stop);
     stop();
   }
+  return next;
 }
 
 /** A bounded hand-off between the consumer and the apply loop. */

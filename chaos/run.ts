@@ -1,0 +1,329 @@
+/**
+ * `npm run chaos`: the chaos harness on the local process driver.
+ *
+ *   npm run chaos                         CI-sized: 3 nats + 3 nodes, one round of the CI scenarios (a few minutes)
+ *   npm run chaos -- --long               soak: every scenario, several rounds in random order, longer holds
+ *   npm run chaos -- --seed 42            reproduce a run's random choices (the seed is printed)
+ *   npm run chaos -- --scenarios a,b      only these scenarios (names in chaos/scenarios.ts)
+ *   npm run chaos -- --rounds N           rounds of the scenario list
+ *
+ * A workload (chaos/workload.ts) runs throughout; after the last fault is healed the
+ * checker (chaos/checker.ts) verifies acknowledged writes, deletes, counts and
+ * replica digests. The JSON summary goes to chaos/results/<timestamp>.json and
+ * stdout; the exit code is 1 when anything was lost, resurrected, corrupt,
+ * divergent, unreadable, miscounted, hung, or the cluster never settled.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Command } from "commander";
+import { JadeClient } from "../src/client/client.ts";
+import { checkConvergence, checkWrites, failoverTimes, settle, StatusMonitor } from "./checker.ts";
+import type { Fault } from "./driver.ts";
+import { LocalDriver } from "./local-driver.ts";
+import { ciScenarios, scenarioByName, scenarios, type Scenario, type ScenarioContext } from "./scenarios.ts";
+import { now, progress, seededRandom, sleep, waitFor, withTimeout } from "./util.ts";
+import { Workload, type CollectionSpec } from "./workload.ts";
+
+const chaosDir = path.dirname(fileURLToPath(import.meta.url));
+
+const program = new Command()
+  .name("chaos")
+  .option("--long", "soak: every scenario, several rounds, longer holds", false)
+  .option("--seed <n>", "seed of every random choice (default: random, printed)")
+  .option("--scenarios <list>", "comma-separated scenario names")
+  .option("--rounds <n>", "rounds of the scenario list")
+  .option("--keep-logs", "keep the node and nats logs even when the run passes", false)
+  .option("--verify-checker", "sabotage a few ids behind the workload's back and expect the checker to report exactly them", false)
+  .parse();
+
+const opts = program.opts<{ long: boolean; seed?: string; scenarios?: string; rounds?: string; keepLogs: boolean; verifyChecker: boolean }>();
+const seed = opts.seed !== undefined ? Number(opts.seed) : Math.floor(Math.random() * 2 ** 31);
+if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got ${opts.seed}`);
+const long = opts.long;
+const rounds = opts.rounds !== undefined ? Number(opts.rounds) : long ? 3 : 1;
+const names = opts.scenarios ? opts.scenarios.split(",").map((s) => s.trim()).filter(Boolean) : long ? scenarios.map((s) => s.name) : ciScenarios;
+const chosen: Scenario[] = names.map(scenarioByName);
+const holdScale = long ? 2 : 1;
+const settleTimeoutMs = 120_000;
+const runDeadlineMs = long ? 3 * 3_600_000 : 20 * 60_000;
+
+const specs: CollectionSpec[] = [
+  { name: "chaos_rf2", replicas: 2, shards: 3, dimension: 16, idPool: 600 },
+  { name: "chaos_rf1", replicas: 1, shards: 2, dimension: 16, idPool: 300 },
+];
+
+interface FaultRecord {
+  scenario: string;
+  round: number;
+  target: string;
+  fault: Fault;
+  injectedAt: string;
+  healedAt: string | null;
+  settledAfterHealMs: number | null;
+  completeSearchesAfterMs: number | null;
+  completeSearchesRf1AfterMs: number | null;
+  rfRestoredAfterMs: number | null;
+  searchesDuring: Record<string, number>;
+  /** What the status samples and degraded searches said during the window, with counts. */
+  degradedReasons: Record<string, number>;
+  error?: string;
+  settleFailure?: string;
+}
+
+const driver = new LocalDriver({ nodeDeadAfterMs: 8_000, workers: 1 });
+let client: JadeClient | undefined;
+let exiting = false;
+
+// Last resort: whatever happens, no child outlives us.
+process.on("exit", () => {
+  for (const pid of driver.pids()) {
+    try {
+      process.kill(pid, "SIGCONT");
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+});
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (exiting) return;
+    exiting = true;
+    progress(`${signal}: stopping everything`);
+    void driver.stop().finally(() => process.exit(130));
+  });
+}
+
+async function main(): Promise<number> {
+  const runStarted = performance.now();
+  progress(`seed ${seed} · ${long ? "soak" : "CI"} · rounds ${rounds} · scenarios ${names.join(", ")}`);
+  const info = await driver.start({ nodes: 3, natsServers: 3 });
+  progress(`logs in ${driver.logDir}`);
+  client = await JadeClient.connect({ servers: info.natsUrls, timeoutMs: 10_000, name: "jade-chaos" });
+  await waitFor(async () => {
+    const s = await client!.clusterStatus();
+    return s.coordinator !== null && info.nodes.every((id) => s.nodes.find((n) => n.id === id)?.live);
+  }, { what: "a coordinator and every node live", timeoutMs: 60_000, intervalMs: 250 });
+
+  const workload = new Workload(client, {
+    collections: specs,
+    seed,
+    searchTimeoutMs: 2_000,
+    writeIntervalMs: 40,
+    searchIntervalMs: 100,
+    writeAttempts: 8,
+    writeTimeoutMs: 5_000,
+    maxOps: 1_000_000,
+    maxDurationMs: runDeadlineMs,
+  });
+  await workload.setup();
+  const placed = await settle(client, info.nodes, { timeoutMs: 60_000, zeroLag: false });
+  if (!placed.ok) throw new Error(`collections never placed: ${placed.reason}`);
+  const monitor = new StatusMonitor(client);
+  monitor.start();
+  workload.start();
+  progress("workload running");
+  await sleep(5_000);
+
+  const random = seededRandom(seed);
+  const ctx: ScenarioContext = { client, info, random, holdScale };
+  const faults: FaultRecord[] = [];
+  const settleFailures: string[] = [];
+  const windows: { record: FaultRecord; injectedAt: number; windowEnd: number }[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const order = long ? [...chosen].sort(() => random() - 0.5) : chosen;
+    for (const scenario of order) {
+      if (performance.now() - runStarted > runDeadlineMs) break;
+      let fault: Fault;
+      try {
+        fault = await scenario.fault(ctx);
+      } catch (err) {
+        progress(`${scenario.name}: could not pick a target: ${(err as Error).message}`);
+        continue;
+      }
+      const target = `${fault.target.kind}:${fault.target.id}`;
+      const record: FaultRecord = {
+        scenario: scenario.name,
+        round,
+        target,
+        fault,
+        injectedAt: "",
+        healedAt: null,
+        settledAfterHealMs: null,
+        completeSearchesAfterMs: null,
+        completeSearchesRf1AfterMs: null,
+        rfRestoredAfterMs: null,
+        searchesDuring: {},
+        degradedReasons: {},
+      };
+      const injectedAt = now();
+      record.injectedAt = new Date(injectedAt).toISOString();
+      progress(`round ${round} · ${scenario.name} → ${target}${fault.amount !== undefined ? ` (${fault.amount})` : ""}`);
+      try {
+        const heal = await driver.inject(fault);
+        await sleep(scenario.holdMs * holdScale);
+        await withTimeout(heal(), 120_000, `heal ${scenario.name}`);
+        record.healedAt = new Date(now()).toISOString();
+      } catch (err) {
+        record.error = (err as Error).message;
+        progress(`${scenario.name}: ${record.error}`);
+      }
+      const settled = await settle(client, info.nodes, { timeoutMs: settleTimeoutMs, zeroLag: false });
+      record.settledAfterHealMs = settled.ok ? settled.tookMs : null;
+      if (!settled.ok) {
+        record.settleFailure = settled.reason ?? "unknown";
+        settleFailures.push(`${scenario.name}: ${settled.reason}`);
+        progress(`${scenario.name}: cluster did not settle within ${settleTimeoutMs} ms: ${settled.reason}`);
+      } else {
+        progress(`${scenario.name}: healed, settled in ${settled.tookMs} ms`);
+      }
+      // Let the workload run on the settled cluster for a moment: it marks the end of the window.
+      await sleep(5_000);
+      faults.push(record);
+      windows.push({ record, injectedAt, windowEnd: now() });
+    }
+  }
+
+  progress("stopping the workload");
+  await workload.stop();
+  await monitor.stop();
+  for (const { record, injectedAt, windowEnd } of windows) {
+    const rf2 = failoverTimes(workload.searches, monitor.samples, "chaos_rf2", injectedAt, windowEnd);
+    const rf1 = failoverTimes(workload.searches, monitor.samples, "chaos_rf1", injectedAt, windowEnd);
+    record.completeSearchesAfterMs = rf2.completeSearchesAfterMs;
+    record.completeSearchesRf1AfterMs = rf1.completeSearchesAfterMs;
+    record.rfRestoredAfterMs = rf2.rfRestoredAfterMs;
+    record.searchesDuring = rf2.searchesDuring;
+    record.degradedReasons = rf2.degradedReasons;
+  }
+
+  progress("final settle (lag 0 everywhere)");
+  const final = await settle(client, info.nodes, { timeoutMs: settleTimeoutMs, zeroLag: true });
+  if (!final.ok) settleFailures.push(`final: ${final.reason}`);
+  progress(final.ok ? `settled in ${final.tookMs} ms; checking` : `final settle failed: ${final.reason}; checking anyway`);
+  const sabotaged = opts.verifyChecker ? await sabotage(client, workload) : undefined;
+  const writes = await checkWrites(client, workload, specs);
+  const convergence = await checkConvergence(client, workload, specs).catch((err) => ({
+    digests: [],
+    divergent_shards: [{ collection: "*", shard: -1, replicas: [], differingIds: [], error: (err as Error).message }],
+  }));
+
+  const searchCounts = workload.searchCounts();
+  const hungSearches = workload.searches.filter((s) => s.hung);
+  const problems = {
+    lost: writes.lost.length,
+    resurrected: writes.resurrected.length,
+    corrupt: writes.corrupt.length,
+    unreadable: writes.unreadable.length,
+    miscounted: writes.counts.filter((c) => !c.ok).length,
+    divergent: convergence.divergent_shards.length,
+    hung: hungSearches.length,
+    unsettled: settleFailures.length,
+    faultErrors: faults.filter((f) => f.error).length,
+  };
+  let ok = Object.values(problems).every((n) => n === 0);
+  let checkerVerification: Record<string, unknown> | undefined;
+  if (sabotaged) {
+    // The checker must report exactly the sabotaged ids (and the counts they skew), nothing else.
+    const got = {
+      lost: writes.lost.map((v) => v.id),
+      resurrected: writes.resurrected.map((v) => v.id),
+      corrupt: writes.corrupt.map((v) => v.id),
+    };
+    const expectedCountSkew = writes.counts.every((c) => !c.ok && c.count !== null);
+    ok =
+      JSON.stringify(got) === JSON.stringify({ lost: [sabotaged.lost], resurrected: [sabotaged.resurrected], corrupt: [sabotaged.corrupt] }) &&
+      expectedCountSkew &&
+      problems.divergent === 0 &&
+      problems.hung === 0;
+    checkerVerification = { sabotaged, reported: got, countSkewDetected: expectedCountSkew, detectedExactly: ok };
+  }
+  const summary = {
+    seed,
+    mode: long ? "soak" : "ci",
+    driver: driver.name,
+    cluster: { nats: info.natsServers.length, nodes: info.nodes.length, collections: specs },
+    durationMs: Math.round(performance.now() - runStarted),
+    faults,
+    ops: {
+      upserts_acked: workload.writes.upsertsAcked,
+      points_upserted_acked: workload.writes.pointsUpsertedAcked,
+      deletes_acked: workload.writes.deletesAcked,
+      ids_deleted_acked: workload.writes.idsDeletedAcked,
+      write_attempts_failed: workload.writes.attemptsFailed,
+      writes_retried_then_acked: workload.writes.retriedThenAcked,
+      writes_indeterminate: workload.writes.indeterminate,
+      write_errors: Object.fromEntries(workload.writeErrors),
+      searches: searchCounts,
+    },
+    checked: { ids: writes.idsChecked, ids_with_indeterminate_writes: writes.idsWithIndeterminateWrites, counts: writes.counts },
+    lost: writes.lost,
+    resurrected: writes.resurrected,
+    corrupt: writes.corrupt,
+    unreadable: writes.unreadable,
+    divergent_shards: convergence.divergent_shards,
+    hung_searches: hungSearches.slice(0, 50).map((s) => ({ ...s, startedAt: new Date(s.startedAt).toISOString(), tookMs: Math.round(s.endedAt - s.startedAt), endedAt: undefined })),
+    settle_failures: settleFailures,
+    digests: convergence.digests,
+    problems,
+    ...(checkerVerification ? { checker_verification: checkerVerification } : {}),
+    logs: ok && !opts.keepLogs ? null : driver.logDir,
+    ok,
+  };
+  // The raw timeline (every search, every status sample) next to the node logs, for post-mortems.
+  await writeFile(
+    path.join(driver.logDir, "timeline.json"),
+    JSON.stringify({ faults: windows.map((w) => ({ scenario: w.record.scenario, target: w.record.target, injectedAt: w.injectedAt, windowEnd: w.windowEnd })), searches: workload.searches, status: monitor.samples }),
+  ).catch(() => undefined);
+  const resultsDir = path.join(chaosDir, "results");
+  await mkdir(resultsDir, { recursive: true });
+  const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:]/g, "-")}.json`);
+  await writeFile(file, JSON.stringify(summary, null, 2) + "\n");
+  process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
+  progress(`summary written to ${path.relative(process.cwd(), file)} · ${ok ? "OK" : `FAILED ${JSON.stringify(problems)}`} · logs ${summary.logs ?? "removed"}`);
+  if (ok && !opts.keepLogs) await driver.removeLogs();
+  return ok ? 0 : 1;
+}
+
+/**
+ * --verify-checker: writes behind the workload's back (consistency all, so every
+ * replica applies them alike): on chaos_rf2 deletes an acked-live id (→ lost, count one
+ * low) and rewrites another with its own version but another vector (→ corrupt); on
+ * chaos_rf1 re-upserts an acked-deleted id (→ resurrected, count one high).
+ */
+async function sabotage(c: JadeClient, workload: Workload): Promise<{ lost: string; resurrected: string; corrupt: string }> {
+  const [rf2, rf1] = [specs[0]!, specs[1]!];
+  const settled = (name: string) => [...workload.histories.get(name)!.entries()].filter(([, h]) => h.indeterminate.length === 0);
+  const live = settled(rf2.name).filter(([, h]) => h.acked?.kind === "live");
+  const deleted = settled(rf1.name).find(([, h]) => h.acked?.kind === "deleted");
+  if (live.length < 2 || !deleted) throw new Error("--verify-checker: the workload wrote too little to sabotage");
+  const [lostId] = live[0]!;
+  const [corruptId, corruptHistory] = live[1]!;
+  const [resurrectedId] = deleted;
+  const version = (corruptHistory.acked as { version: number }).version;
+  await c.delete(rf2.name, { ids: [lostId], consistency: "all" });
+  await c.upsert(rf2.name, {
+    points: [{ id: corruptId, vector: Array.from({ length: rf2.dimension }, () => 0.25), payload: { v: version } }],
+    consistency: "all",
+  });
+  await c.upsert(rf1.name, {
+    points: [{ id: resurrectedId, vector: Array.from({ length: rf1.dimension }, () => 0.5), payload: { v: 0 } }],
+    consistency: "all",
+  });
+  progress(`--verify-checker: sabotaged lost=${rf2.name}/${lostId} corrupt=${rf2.name}/${corruptId} resurrected=${rf1.name}/${resurrectedId}`);
+  return { lost: lostId, resurrected: resurrectedId, corrupt: corruptId };
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  progress(`chaos run failed: ${(err as Error).stack ?? String(err)}`);
+  progress(`logs kept in ${driver.logDir}`);
+  code = 1;
+} finally {
+  await client?.close().catch(() => undefined);
+  await driver.stop().catch(() => undefined);
+}
+process.exit(code);
