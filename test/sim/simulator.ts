@@ -87,10 +87,10 @@ export const TIMING = {
   renewIntervalMs: 600,
   acquireIntervalMs: 400,
   requestTimeoutMs: 300,
-  heartbeatMs: 250,
-  nodeDeadAfterMs: 1500,
-  reconcileEveryMs: 300,
-  placementPollMs: 250,
+  heartbeatMs: 400,
+  nodeDeadAfterMs: 1600,
+  reconcileEveryMs: 500,
+  placementPollMs: 400,
 } as const;
 
 export interface SimOptions {
@@ -790,7 +790,7 @@ export class Simulation {
 
   async run(): Promise<SimResult> {
     const w = this.world;
-    const phaseMs = this.options.faultPhaseMs ?? 6000;
+    const phaseMs = this.options.faultPhaseMs ?? 4000;
     const convergeMs = this.options.convergeWithinMs ?? 20_000;
     w.log(`seed ${this.seed}: ${this.nodes.length} nodes, ${this.shardCount} shards, rf ${this.rf}`);
     this.nodes.forEach((n, i) => w.later(() => n.start(), i * w.int(0, 50)));

@@ -4,7 +4,7 @@
  * batch was applied becomes the next batch, so batches grow under load and stay
  * small (low latency) when idle.
  */
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { ApplyResult, LogRecord } from "../index/api.ts";
 
 export interface FollowLimits {
@@ -51,10 +51,23 @@ export async function followLog(options: FollowOptions): Promise<void> {
   // Report where the log ends now, so an idle shard is known to be caught up without any message.
   options.onProgress(options.fromSeq - 1, info.state.last_seq);
   let next = options.fromSeq;
+  let backoffMs = 100;
   while (!options.signal.aborted) {
-    next = await followFrom(options, limits, next);
+    try {
+      next = await followFrom(options, limits, next);
+      backoffMs = 100;
+    } catch (err) {
+      // The index is intact: a consumer that failed (NATS server lost, JetStream electing)
+      // is simply recreated from the next sequence. Only a log that is gone ends following.
+      if (err instanceof JetStreamApiError && err.code === streamNotFound) throw err;
+      await new Promise((r) => setTimeout(r, backoffMs));
+      backoffMs = Math.min(backoffMs * 2, 2_000);
+    }
   }
 }
+
+/** JetStream's "stream not found" API error code. */
+const streamNotFound = 10059;
 
 /**
  * One consumer's life: follows from `fromSeq` until aborted, or until the watchdog
