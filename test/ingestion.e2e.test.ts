@@ -14,9 +14,7 @@ const harness = new Harness();
 let client: JadeClient;
 
 beforeAll(async () => {
-  const nats = await harness.nats();
-  await harness.node([nats.url]);
-  client = await harness.client(nats.url);
+  client = await harness.singleNode();
   await client.createCollection({ name: "events", dimension: 3, metric: "l2", shards: 2 });
 });
 afterAll(() => harness.close());

@@ -14,9 +14,7 @@ const harness = new Harness();
 let client: JadeClient;
 
 beforeAll(async () => {
-  const nats = await harness.nats();
-  await harness.node([nats.url]);
-  client = await harness.client(nats.url);
+  client = await harness.singleNode();
 });
 afterAll(() => harness.close());
 

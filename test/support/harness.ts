@@ -95,6 +95,13 @@ export class Harness {
     return node;
   }
 
+  /** One nats-server and one in-process node on it; returns a client of it. */
+  async singleNode(options: Partial<NodeOptions> = {}): Promise<JadeClient> {
+    const nats = await this.nats();
+    await this.node([nats.url], options);
+    return this.client(nats.url);
+  }
+
   async client(servers: string | string[]): Promise<JadeClient> {
     const client = await JadeClient.connect({ servers, timeoutMs: 30_000 });
     this.#cleanups.push(() => client.close());
