@@ -82,22 +82,23 @@ export class Catalog {
     // auto is resolved and a sample trained into centroids here, once; the sample is not stored.
     const plan = planSharding({ ...request, sharding, splitPoints, sample, centroids });
     const config: CollectionConfig = { ...request, ...plan, createdAt: new Date().toISOString(), uid: randomUUID() };
-    try {
-      await this.#kv.create(config.name, encoder.encode(JSON.stringify(config)));
-    } catch (err) {
-      if (await this.#kv.get(config.name).then((e) => e?.operation === "PUT")) {
-        throw new JadeError(ErrorCode.AlreadyExists, `collection ${JSON.stringify(config.name)} already exists`);
-      }
-      throw err;
-    }
+    const exists = () => this.#kv.get(config.name).then((e) => e?.operation === "PUT");
+    const duplicate = () => new JadeError(ErrorCode.AlreadyExists, `collection ${JSON.stringify(config.name)} already exists`);
+    if (await exists()) throw duplicate();
+    // The shard logs exist before the collection does: replicas started by its appearance
+    // (on every node, through the watch) find their streams.
     try {
       for (let shard = 0; shard < config.shards; shard++) {
         await ensureStream(this.#ctx.jsm, shardStreamConfig(config.name, shard, this.#ctx.streamReplicas));
       }
     } catch (err) {
-      // Without its logs the collection cannot take writes: take the name back.
-      await this.#kv.delete(config.name).catch(() => undefined);
       throw new JadeError(ErrorCode.Unavailable, `could not create the shard logs of ${config.name}`, { cause: err });
+    }
+    try {
+      await this.#kv.create(config.name, encoder.encode(JSON.stringify(config)));
+    } catch (err) {
+      if (await exists()) throw duplicate();
+      throw err;
     }
     this.#apply({ type: "put", config });
     this.#log.info({ collection: config.name, shards: config.shards, dimension: config.dimension }, "collection created");
