@@ -136,10 +136,6 @@ export class ShardReplica {
     return this.#index.count(filter);
   }
 
-  async stats() {
-    return this.#index.stats();
-  }
-
   /** The index behind this replica was lost (its worker died): rebuild from snapshot + log. */
   indexLost(reason: string): void {
     this.#actor.send({ type: "FOLLOW_FAILED", error: reason });

@@ -1,0 +1,29 @@
+/**
+ * JadeVectorDB's public entry: the client SDK, the node, the embedded NATS
+ * server, and the API's message types and errors.
+ */
+export { JadeClient, type JadeClientOptions, type Coverage } from "./client/client.ts";
+export { JadeNode, type NodeOptions } from "./node.ts";
+export { startEmbeddedNats, NatsServerMissingError, NatsServerStartError, type EmbeddedNats, type EmbeddedNatsOptions } from "./runtime/embedded-nats.ts";
+export { ErrorCode, JadeError, type Reply, type WireError } from "./runtime/errors.ts";
+export { limits } from "./runtime/limits.ts";
+export type {
+  ClusterStatus,
+  CollectionConfig,
+  CountRequest,
+  CreateCollectionRequest,
+  DeleteRequest,
+  GetRequest,
+  Hit,
+  Payload,
+  Point,
+  ReadConsistency,
+  ReplicaStatus,
+  SearchRequest,
+  SearchResult,
+  SessionToken,
+  StoredPoint,
+  UpsertRequest,
+  WriteConsistency,
+} from "./runtime/schemas.ts";
+export { subjects } from "./runtime/subjects.ts";
