@@ -18,7 +18,11 @@
  * raw usearch, and replicated ingest (RF=1, RF=2) on a 3-node cluster; writes
  * bench/results/<timestamp>-cluster.json and bench/results/latest-cluster.json.
  *
- * --suite all: core, then cluster.
+ * --suite resilience (bench/resilience.ts): failover time after kill -9 of a node (RF=2 and RF=1) and
+ * search p95 / QPS during shard migrations vs before, on a 3-node cluster with default node settings;
+ * writes bench/results/<timestamp>-resilience.json and bench/results/latest-resilience.json.
+ *
+ * --suite all: core, then cluster, then resilience.
  *
  * Options left out take the suite's default (core / cluster):
  *   --limit N          train vectors (60000 / 20000)
@@ -73,6 +77,7 @@ import {
   type RawResult,
 } from "./common.ts";
 import { runCluster } from "./cluster.ts";
+import { runResilience } from "./resilience.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -82,7 +87,7 @@ const collection = "bench";
 const program = new Command()
   .name("bench")
   .description("JadeVectorDB benchmarks on Fashion-MNIST (core: ours vs raw usearch; cluster: fan-out and replicated ingest)")
-  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "all"]).default("core"))
+  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "resilience", "all"]).default("core"))
   .option("--limit <n>", "train vectors to ingest, max 60000 (default: core 60000, cluster 20000)", positiveInt)
   .option("--queries <q>", "test vectors to search, max 10000 (default: core 1000, cluster 300)", positiveInt)
   .option("--shards <s>", "core: shards of the collection", positiveInt, 1)
@@ -92,10 +97,16 @@ const program = new Command()
   .option("--concurrency <c>", "upsert requests in flight", positiveInt, 4)
   .addOption(new Option("--node-mode <mode>", "run the node in this process or as a child process (default: core inproc, cluster child)").choices(["inproc", "child"]))
   .option("--no-raw", "skip the raw usearch baseline")
+  .option("--rounds <r>", "resilience: failover rounds", positiveInt, 3)
+  .option("--failover-n <n>", "resilience: vectors per failover collection", positiveInt, 2_000)
+  .option("--rebalance-n <n>", "resilience: vectors of the rebalance collection", positiveInt, 10_000)
   .showHelpAfterError();
 
 interface CliOptions {
-  suite: "core" | "cluster" | "all";
+  suite: "core" | "cluster" | "resilience" | "all";
+  rounds: number;
+  failoverN: number;
+  rebalanceN: number;
   limit?: number;
   queries?: number;
   shards: number;
@@ -329,7 +340,7 @@ async function runCore(opts: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-function suiteOptions(cli: CliOptions, suite: "core" | "cluster"): Options {
+function suiteOptions(cli: CliOptions, suite: "core" | "cluster" | "resilience"): Options {
   const core = suite === "core";
   return {
     limit: cli.limit ?? (core ? 60_000 : 20_000),
@@ -345,12 +356,13 @@ function suiteOptions(cli: CliOptions, suite: "core" | "cluster"): Options {
 
 async function main(): Promise<void> {
   const cli = program.parse(process.argv).opts<CliOptions>();
-  const suites: ("core" | "cluster")[] = cli.suite === "all" ? ["core", "cluster"] : [cli.suite];
+  const suites: ("core" | "cluster" | "resilience")[] = cli.suite === "all" ? ["core", "cluster", "resilience"] : [cli.suite];
   for (const suite of suites) {
     const opts = suiteOptions(cli, suite);
     try {
       if (suite === "core") await runCore(opts);
-      else await runCluster({ ...opts, fanoutShards: cli.fanoutShards });
+      else if (suite === "cluster") await runCluster({ ...opts, fanoutShards: cli.fanoutShards });
+      else await runResilience({ failoverN: cli.failoverN, rebalanceN: cli.rebalanceN, rounds: cli.rounds, batch: cli.batch ?? 500, concurrency: cli.concurrency });
     } finally {
       await runCleanups();
       resetCleanups();

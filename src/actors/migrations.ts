@@ -36,6 +36,8 @@ export interface MigrationSettings {
   drainMs: number;
   /** How often the target's progress is read from heartbeats. */
   watchIntervalMs: number;
+  /** A target whose applied sequence does not move for this long while catching up is given up (rolled back). */
+  stallTimeoutMs: number;
 }
 
 export const defaultMigrationSettings: MigrationSettings = {
@@ -44,6 +46,7 @@ export const defaultMigrationSettings: MigrationSettings = {
   stepTimeoutMs: 10_000,
   drainMs: 2_000,
   watchIntervalMs: 500,
+  stallTimeoutMs: 120_000,
 };
 
 export interface MigrationView {
@@ -137,7 +140,13 @@ export class MigrationRunner {
     const actor = payload
       ? createActor(machine, resumeOptions(payload))
       : createActor(machine, {
-          input: { transfer: transfer!, catchUpLagMax: s.catchUpLagMax, stepTimeoutMs: s.stepTimeoutMs, drainMs: s.drainMs },
+          input: {
+            transfer: transfer!,
+            catchUpLagMax: s.catchUpLagMax,
+            stepTimeoutMs: s.stepTimeoutMs,
+            drainMs: s.drainMs,
+            stallTimeoutMs: s.stallTimeoutMs,
+          },
         });
     this.#actors.set(id, actor);
     actor.subscribe({
@@ -237,7 +246,9 @@ export class MigrationRunner {
           const t = input.transfer;
           let sourceDown = false;
           const timer = setInterval(() => {
-            if (!membership.isLive(t.to, nodeDeadAfterMs)) {
+            const stored = this.#deps.placements.get(t.collection);
+            // A dropped (or re-created) collection: the transfer has nothing left to move.
+            if (!membership.isLive(t.to, nodeDeadAfterMs) || !stored || stored.record.uid !== t.uid) {
               sendBack({ type: "TARGET_DOWN" });
               return;
             }
