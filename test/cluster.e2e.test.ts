@@ -263,12 +263,15 @@ describe("migrations", () => {
     await client.admin("drain", { node: victim });
     try {
       // Collections with RF 3 cannot leave a 3-node cluster's third node: only the others must move.
+      let seen: unknown;
       await waitFor(async () => {
         const s = await client.clusterStatus();
-        return s.collections
-          .filter((c) => c.replicas < 3)
-          .every((c) => c.shards.every((sh) => sh.replicas.every((r) => r.node !== victim && r.state === "serving")));
-      }, { what: `${victim} drained`, timeoutMs: 200_000 });
+        const pending = s.collections.filter((c) => c.replicas < 3 && c.shards.some((sh) => sh.replicas.some((r) => r.node === victim || r.state !== "serving")));
+        seen = { pending, migrations: (await client.admin<{ migrations: unknown[] }>("migrations")).migrations };
+        return pending.length === 0;
+      }, { what: `${victim} drained`, timeoutMs: 200_000 }).catch((err) => {
+        throw new Error(`${(err as Error).message}\n${JSON.stringify(seen, null, 1).slice(0, 6_000)}`);
+      });
       const r = await client.search("spread", { vector: randomPoints(1, 8, 77)[0]!, k: 3, timeoutMs: 2_000 });
       expect(r.partial).toBe(false);
     } finally {

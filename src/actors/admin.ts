@@ -95,6 +95,10 @@ export class ClusterAdmin {
   async rebalance(reason: TransferReason): Promise<Move[]> {
     const { eligible, cordoned } = await this.eligibleNodes();
     const busy = new Set(this.#deps.runner.pending().map((t) => shardKey(t.collection, t.shard)));
+    // A shard with a learner or a draining replica is still settling from a move: leave it for now.
+    for (const { record } of this.#deps.placements.all()) {
+      for (const s of record.shards) if (s.learners?.length || s.draining?.length) busy.add(shardKey(record.collection, s.shard));
+    }
     const placements = this.#deps.placements.all().map((p) => toPlacement(p.record));
     const moves = rebalanceMoves({ placements, eligible, cordoned: reason === "drain" || reason === "rebalance" ? cordoned : [], busy });
     for (const m of moves) await this.#plan(m, reason);

@@ -104,7 +104,9 @@ export class MigrationRunner {
   async plan(fields: { collection: string; uid: string; shard: number; from: string | null; to: string; reason: TransferReason }): Promise<MigrationView> {
     const transfer = makeTransfer({ ...fields, createdAt: new Date().toISOString() });
     const existing = this.#actors.get(transfer.id);
-    if (existing) return view(existing);
+    // The same move again: a running one is returned; a finished one (e.g. rolled back) is replaced.
+    if (existing && !isFinal(migrationStateOf(existing.getSnapshot()))) return view(existing);
+    existing?.stop();
     this.#spawn(transfer.id, undefined, transfer);
     this.#schedule();
     return view(this.#actors.get(transfer.id)!);
