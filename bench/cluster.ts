@@ -35,6 +35,7 @@ import {
   loadDataset,
   log,
   machineInfo,
+  once,
   onCleanup,
   phases,
   rawUsearch,
@@ -166,12 +167,7 @@ async function fanout(opts: ClusterOptions, train: VectorSet, bodies: Buffer[], 
   onCleanup(() => nats.stop());
   await mkdir(path.join(tmp, "node"), { recursive: true });
   const node = await startNode(opts.nodeMode, nats.url, path.join(tmp, "node"));
-  let nodeStopped = false;
-  const stopNode = async () => {
-    if (nodeStopped) return;
-    nodeStopped = true;
-    await node.stop();
-  };
+  const stopNode = once(() => node.stop());
   onCleanup(stopNode);
   kv("nats-server", `${nats.url} (pid ${nats.process.pid})`);
   kv("node", opts.nodeMode === "child" ? `child process pid ${node.pid} (bin/jade.mjs start, one index worker per core)` : "in this process (one index worker per core)");
@@ -179,12 +175,7 @@ async function fanout(opts: ClusterOptions, train: VectorSet, bodies: Buffer[], 
   setTrackedPids(pids);
 
   const client = await JadeClient.connect({ servers: nats.url, name: "jade-bench-fanout", timeoutMs: 120_000 });
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await client.close();
-  };
+  const close = once(() => client.close());
   onCleanup(close);
 
   const rows: FanoutRow[] = [];
@@ -267,12 +258,7 @@ async function replicated(opts: ClusterOptions, train: VectorSet, bodies: Buffer
   kv("nodes", clusterNodes.map((id) => `${id} pid ${nodePids[id]}`).join(", ") + ` (--stream-replicas 3, --node-dead-after-ms ${nodeDeadAfterMs})`);
 
   const client = await JadeClient.connect({ servers: urls, name: "jade-bench-cluster", timeoutMs: 120_000 });
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await client.close();
-  };
+  const close = once(() => client.close());
   onCleanup(close);
   await waitFor(
     async () => {

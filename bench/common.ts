@@ -238,6 +238,12 @@ function matchesKeys(result: Matches | BatchMatches, query: number, count: numbe
 const cleanups: (() => Promise<unknown>)[] = [];
 let cleaning: Promise<void> | undefined;
 
+/** An async step that runs at most once, however often it is called (early stop, then cleanup). */
+export function once(step: () => Promise<unknown>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= step().then(() => undefined));
+}
+
 export function onCleanup(step: () => Promise<unknown>): void {
   cleanups.push(step);
 }

@@ -51,6 +51,7 @@ import {
   loadDataset,
   log,
   measured,
+  once,
   onCleanup,
   phasesJson,
   positiveInt,
@@ -183,20 +184,10 @@ async function runCore(opts: Options): Promise<void> {
   const node = await startNode(opts.nodeMode, nats.url, path.join(tmp, "node"));
   if (node.pid !== undefined) trackedPids = { ...trackedPids, node: node.pid };
   setTrackedPids(trackedPids);
-  let nodeStopped = false;
-  const stopNode = async () => {
-    if (nodeStopped) return;
-    nodeStopped = true;
-    await node.stop();
-  };
+  const stopNode = once(() => node.stop());
   onCleanup(stopNode);
   const client = await JadeClient.connect({ servers: nats.url, name: "jade-bench", timeoutMs: 120_000 });
-  let clientClosed = false;
-  const closeClient = async () => {
-    if (clientClosed) return;
-    clientClosed = true;
-    await client.close();
-  };
+  const closeClient = once(() => client.close());
   onCleanup(closeClient);
 
   await client.createCollection({
