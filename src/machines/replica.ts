@@ -28,6 +28,7 @@ import {
   type EventObject,
   type SnapshotFrom,
 } from "xstate";
+import { errorMessage, MAX_TIMER_MS, unboundEffect as unbound, unhandledState } from "./common.ts";
 
 // ───────────────────────────── states ─────────────────────────────
 
@@ -41,9 +42,7 @@ export const ReplicaState = {
 } as const;
 export type ReplicaState = (typeof ReplicaState)[keyof typeof ReplicaState];
 
-function assertNever(x: never): never {
-  throw new Error(`unhandled replica state: ${String(x)}`);
-}
+const assertNever = (x: never): never => unhandledState("replica", x);
 
 /** May this replica answer reads (searches, gets)? */
 export function isReadable(state: ReplicaState): boolean {
@@ -169,18 +168,7 @@ export interface ReportSnapshotErrorParams {
 
 // ───────────────────────────── helpers ─────────────────────────────
 
-/** setTimeout fires almost at once for delays above 2^31-1 ms: never schedule more. */
-const MAX_TIMER_MS = 2_147_483_647;
-
-export function errorMessage(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  if (typeof err === "string") return err;
-  try {
-    return JSON.stringify(err) ?? String(err);
-  } catch {
-    return String(err);
-  }
-}
+export { errorMessage };
 
 /** min(retryDelayMs * 2^retries, retryDelayMaxMs), safe against overflow. */
 export function retryDelayFor(ctx: Pick<ReplicaContext, "retries" | "retryDelayMs" | "retryDelayMaxMs">): number {
@@ -192,9 +180,7 @@ export function retryDelayFor(ctx: Pick<ReplicaContext, "retries" | "retryDelayM
 
 const lagOf = (c: ReplicaContext) => c.lastSeq - c.appliedSeq;
 
-const unboundEffect = (what: string) => (): never => {
-  throw new Error(`replicaMachine: effect '${what}' was not provided`);
-};
+const unboundEffect = (what: string) => unbound("replica", what);
 
 // ───────────────────────────── machine ─────────────────────────────
 

@@ -1,5 +1,5 @@
 /**
- * The simulated world of the seeded simulation (test/simulation.test.ts): one SimulatedClock,
+ * The simulated world of the seeded simulation (test/simulation.test.ts): one simulated clock,
  * one seeded PRNG, an in-memory "network" with faults, the KV stores (lease, placement,
  * membership, migrations), the shard logs and the snapshot store. No real timers, no Date.now.
  *
@@ -7,10 +7,10 @@
  * one due timer to the next and drains promise callbacks in between, so a run is a pure
  * function of its seed.
  */
-import { SimulatedClock } from "xstate";
 import { LeaseError, type AcquireOutput, type RenewOutput } from "../../src/machines/coordinator.ts";
 import type { PlacementWithLearners } from "../../src/runtime/transfer.ts";
 import { seededRandom } from "../../src/runtime/random.ts";
+import { SimClock } from "./clock.ts";
 
 export const flush = () => new Promise<void>((r) => setImmediate(r));
 
@@ -231,7 +231,7 @@ export interface Endpoint {
 }
 
 export class World {
-  readonly clock = new SimulatedClock();
+  readonly clock = new SimClock();
   readonly rand: () => number;
   readonly lease: SimLeaseStore;
   readonly placement: SimPlacementStore;
@@ -364,13 +364,7 @@ export class World {
 
   /** earliest due time of a pending timer, or undefined */
   nextDue(): number | undefined {
-    const timeouts = (this.clock as unknown as { timeouts: Map<number, { start: number; timeout: number }> }).timeouts;
-    let min: number | undefined;
-    for (const t of timeouts.values()) {
-      const due = t.start + t.timeout;
-      if (min === undefined || due < min) min = due;
-    }
-    return min;
+    return this.clock.nextDue();
   }
 
   /**
