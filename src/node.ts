@@ -15,6 +15,8 @@ import type { SelectionName } from "./actors/selection/index.ts";
 import { Gateway } from "./actors/gateway.ts";
 import { IndexPool } from "./actors/index/pool.ts";
 import { Ingestion } from "./actors/ingestion.ts";
+import { LocalCheckpoints } from "./actors/replica/checkpoints.ts";
+import { RateLimiter, systemClock } from "./runtime/rate-limit.ts";
 import { ReplicaHost } from "./actors/replica/host.ts";
 import { defaultReplicaSettings, type ReplicaSettings } from "./actors/replica/replica.ts";
 import { SnapshotStore } from "./actors/replica/snapshots.ts";
@@ -88,14 +90,18 @@ export class JadeNode {
       logger: log.child({ actor: "index-pool" }),
       onWorkerExit: (exit) => host?.indexesLost(exit.shardKeys),
     });
+    const replicaSettings = { ...defaultReplicaSettings, ...options.replica };
     host = new ReplicaHost({
       nats,
       pool,
       snapshots: new SnapshotStore(nats.snapshots),
       nodeId,
       scratchDir: path.join(options.dataDir, "scratch"),
+      checkpoints: new LocalCheckpoints(path.join(options.dataDir, "checkpoints")),
       log,
-      settings: { ...defaultReplicaSettings, ...options.replica },
+      settings: replicaSettings,
+      // A one-second burst: a small shard moves without waiting at all.
+      transfer: new RateLimiter(replicaSettings.transferBytesPerSecMax, replicaSettings.transferBytesPerSecMax, systemClock),
     });
     host.start(catalog, placements);
     const tracker = new AppliedTracker();
@@ -110,7 +116,7 @@ export class JadeNode {
       nats.nodes,
       nodeId,
       () => ({
-        replicas: replicas.all().map((r) => ({ collection: r.config.name, uid: r.config.uid, shard: r.shard, state: r.state, appliedSeq: r.appliedSeq, lag: Math.max(0, r.lastSeq - r.appliedSeq), count: r.pointCount })),
+        replicas: replicas.all().map((r) => ({ collection: r.config.name, uid: r.config.uid, shard: r.shard, state: r.state, appliedSeq: r.appliedSeq, lag: Math.max(0, r.lastSeq - r.appliedSeq), count: r.pointCount, transferredBytes: r.transferredBytes, ...(r.restored ? { restored: r.restored } : {}) })),
         load: replicaServer.inflight + (gateway?.inflight ?? 0),
       }),
       log,
@@ -147,6 +153,7 @@ export class JadeNode {
     if (this.#stopped) return;
     this.#stopped = true;
     const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool } = this.#parts;
+    host.freeze();
     // Say goodbye first so peers stop routing here, and hand the coordinator lease over.
     await membership.beat(true).catch(() => undefined);
     await coordinator.stop().catch((err) => this.#log.warn({ err }, "coordinator stop"));

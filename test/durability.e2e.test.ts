@@ -4,6 +4,8 @@
  * from a snapshot plus the rest of the log. And the one-command `jade dev`
  * survives kill -9 of itself and its nats-server.
  */
+import { readdir, truncate } from "node:fs/promises";
+import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { JadeClient } from "../src/client/client.ts";
 import { Harness, jadeBin, randomPoints, waitFor } from "./support/harness.ts";
@@ -81,15 +83,18 @@ describe("kill -9 and restart", () => {
 
     const second = await harness.spawnJade(["start", "--nats", nats.url, "--data", data, "--node-id", "n1"]);
     let lastStatus: unknown;
-    await waitFor(async () => {
+    const restarted = await waitFor(async () => {
       const status = await client.clusterStatus();
       const shards = status.collections.find((c) => c.name === "crash")?.shards ?? [];
       lastStatus = shards;
-      return shards.length === 2 && shards.every((s) => s.replicas[0]?.state === "serving" && s.replicas[0].lag === 0);
+      return shards.length === 2 && shards.every((s) => s.replicas[0]?.state === "serving" && s.replicas[0].lag === 0) && shards;
     }, { what: "both shards serving after restart", timeoutMs: 90_000 }).catch((err) => {
       throw new Error(`${err.message}\nstatus: ${JSON.stringify(lastStatus)}\nnode output:\n${second.output.slice(-30).join("\n")}`);
     });
-    // The restart restored from snapshots rather than replaying everything from sequence 1.
+    // The restart started from its last periodic checkpoint (kill -9 leaves no shutdown one)
+    // rather than replaying everything from sequence 1.
+    for (const shard of restarted) expect(shard.replicas[0]!.restored).toMatchObject({ source: "checkpoint", seq: expect.any(Number) });
+    expect(restarted.every((s) => s.replicas[0]!.restored!.seq > 0)).toBe(true);
     expect(second.output.join("\n")).not.toContain("replica failed");
     await assertAllPresentOnce(client, "crash", writer.acked, writer.attempted);
   });
@@ -117,10 +122,71 @@ describe("kill -9 and restart", () => {
   });
 });
 
+describe("restart from the local checkpoint", () => {
+  it("a restarted node loads its own checkpoint and replays only the delta; a corrupt one is discarded", async () => {
+    const nats = await harness.nats();
+    const data = await harness.tempDir();
+    const start = () => harness.spawnJade(["start", "--nats", nats.url, "--data", data, "--node-id", "n1"], { env: { JADE_LOG_LEVEL: "info" } });
+    let n1 = await start();
+    // A second node takes the writes while n1 is down; RF=2 puts both shards on both nodes.
+    await harness.node([nats.url], { nodeId: "n2" });
+    const client = await harness.client(nats.url);
+    // No periodic snapshots: only n1's own shutdown checkpoint can spare it a full replay.
+    await client.createCollection({ name: "rejoin", dimension, metric: "l2", shards: 2, replicas: 2, snapshot: { everyEntries: 1_000_000, intervalMs: 86_400_000 } });
+    const shardsOf = async () => (await client.clusterStatus()).collections.find((c) => c.name === "rejoin")?.shards ?? [];
+    const replicaOn = (shards: Awaited<ReturnType<typeof shardsOf>>, node: string) =>
+      shards.map((s) => s.replicas.find((r) => r.node === node));
+    await waitFor(async () => replicaOn(await shardsOf(), "n1").every((r) => r?.state === "serving"), { what: "n1 serving both shards" });
+
+    // `all` while both nodes run; `log` (durable, applied later) while n1 is down.
+    const write = async (from: number, batches: number, consistency: "all" | "log") => {
+      for (let b = from; b < from + batches; b++) {
+        const points = randomPoints(20, dimension, 100 + b).map((vector, i) => ({ id: `r${b}-${i}`, vector }));
+        await client.upsert("rejoin", { points, consistency });
+      }
+    };
+    await write(0, 20, "all");
+    // Status may come from n2, which knows n1's progress from heartbeats: wait until it shows everything applied.
+    const atStop = await waitFor(async () => {
+      const mine = replicaOn(await shardsOf(), "n1");
+      return mine.every((r) => r && r.lastSeq > 0 && r.appliedSeq === r.lastSeq) && mine.map((r) => r!.appliedSeq);
+    }, { what: "n1 applied every write" });
+    await n1.stop();
+    expect(n1.process.exitCode).toBe(0);
+    await write(20, 10, "log"); // n1 misses these
+
+    // Rejoin: each shard starts from exactly the sequence n1 had applied when it stopped.
+    n1 = await start();
+    const settled = async () => {
+      const shards = await shardsOf();
+      const mine = replicaOn(shards, "n1");
+      const theirs = replicaOn(shards, "n2");
+      const ok = mine.every((r, i) => r?.state === "serving" && r.lag === 0 && r.count === theirs[i]?.count && r.restored);
+      return ok ? mine.map((r) => r!) : undefined;
+    };
+    const rejoined = await waitFor(settled, { what: "n1 rejoined and caught up", timeoutMs: 90_000 });
+    expect(rejoined.map((r) => r.restored)).toEqual(atStop.map((seq) => ({ source: "checkpoint", seq })));
+    expect(rejoined.every((r) => r.appliedSeq > r.restored!.seq)).toBe(true); // the delta was replayed
+    expect(n1.output.join("\n")).toContain("restored local checkpoint");
+
+    // A checkpoint that no longer reads back is discarded, and the log alone rebuilds the replica.
+    await n1.stop();
+    const dir = path.join(data, "checkpoints");
+    const files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith(".snap"));
+    expect(files).toHaveLength(2);
+    for (const f of files) await truncate(path.join(dir, f), 100);
+    await write(30, 5, "log");
+    n1 = await start();
+    const rebuilt = await waitFor(settled, { what: "n1 rebuilt from the log", timeoutMs: 90_000 });
+    expect(rebuilt.map((r) => r.restored?.source)).toEqual(["log", "log"]);
+    expect(rebuilt.reduce((sum, r) => sum + r.count!, 0)).toBe(35 * 20);
+    expect(n1.output.join("\n")).toContain("local checkpoint unreadable");
+  });
+});
+
 describe("jade dev without nats-server", () => {
   it("says how to install it and exits with code 2", async () => {
     const { spawnSync } = await import("node:child_process");
-    const path = await import("node:path");
     const data = await harness.tempDir();
     // A PATH with node but no nats-server.
     const result = spawnSync(process.execPath, [jadeBin, "dev", "--data", data], {

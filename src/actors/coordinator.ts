@@ -31,6 +31,7 @@ import { ClusterAdmin, NodeSets } from "./admin.ts";
 import type { Membership } from "./membership.ts";
 import { defaultMigrationSettings, MigrationRunner, type MigrationSettings } from "./migrations.ts";
 import { toPlacement, type PlacementStore } from "./placement-store.ts";
+import type { CollectionConfig } from "../runtime/schemas.ts";
 
 export interface CoordinatorSettings {
   leaseTtlMs: number;
@@ -97,6 +98,7 @@ export class Coordinator {
     this.#deps = deps;
     this.#log = deps.log.child({ actor: "coordinator" });
     this.#runner = new MigrationRunner({
+      nc: deps.nc,
       kv: deps.migrations,
       placements: deps.placements,
       membership: deps.membership,
@@ -259,37 +261,45 @@ export class Coordinator {
     };
   }
 
+  /** Plans one collection's placement from the live nodes and writes it if it changed (inside its `exclusive` section). */
+  async #placeCollection(config: CollectionConfig, live: string[], cordoned: string[], epoch: number): Promise<void> {
+    const { placements } = this.#deps;
+    const stored = placements.get(config.name);
+    const current = stored && stored.record.uid === config.uid ? toPlacement(stored.record) : undefined;
+    const others = placements.all().filter((p) => p.record.collection !== config.name).map((p) => toPlacement(p.record));
+    const planned = planPlacement({
+      collection: config.name,
+      shards: config.shards,
+      replicas: config.replicas,
+      nodes: live,
+      current,
+      load: penalise(loadOf(others, config.name, live), cordoned),
+    });
+    if (planned === current) return;
+    // Migrations in flight keep their learners and draining replicas.
+    const inFlight = current ? stored!.record.shards : [];
+    const shards = planned.shards.map((s) => {
+      const { learners, draining } = inFlight[s.shard] ?? {};
+      return { ...s, ...(learners?.length ? { learners } : {}), ...(draining?.length ? { draining } : {}) };
+    });
+    await placements.write({ ...planned, shards, uid: config.uid, leaderEpoch: epoch }, stored?.revision);
+    this.#log.info({ collection: config.name, epoch: planned.epoch, shards: planned.shards }, "placement written");
+  }
+
   async #reconcileOnce(epoch: number): Promise<void> {
     const { catalog, placements, settings } = this.#deps;
     const { live, cordoned } = await this.#admin.eligibleNodes();
     if (live.length === 0) return;
     const configs = catalog.cached();
     const wanted = new Set(configs.map((c) => c.name));
-    for (const stored of placements.all()) {
-      if (!wanted.has(stored.record.collection)) await placements.remove(stored.record.collection, stored.revision);
-    }
-    for (const config of configs) {
-      const stored = placements.get(config.name);
-      const current = stored && stored.record.uid === config.uid ? toPlacement(stored.record) : undefined;
-      const others = placements.all().filter((p) => p.record.collection !== config.name).map((p) => toPlacement(p.record));
-      const planned = planPlacement({
-        collection: config.name,
-        shards: config.shards,
-        replicas: config.replicas,
-        nodes: live,
-        current,
-        load: penalise(loadOf(others, config.name, live), cordoned),
+    for (const { record } of placements.all()) {
+      if (wanted.has(record.collection)) continue;
+      await placements.exclusive(record.collection, async () => {
+        const stored = placements.get(record.collection);
+        if (stored) await placements.remove(record.collection, stored.revision);
       });
-      if (planned === current) continue;
-      // Migrations in flight keep their learners and draining replicas.
-      const inFlight = current ? stored!.record.shards : [];
-      const shards = planned.shards.map((s) => {
-        const { learners, draining } = inFlight[s.shard] ?? {};
-        return { ...s, ...(learners?.length ? { learners } : {}), ...(draining?.length ? { draining } : {}) };
-      });
-      await placements.write({ ...planned, shards, uid: config.uid, leaderEpoch: epoch }, stored?.revision);
-      this.#log.info({ collection: config.name, epoch: planned.epoch, shards: planned.shards }, "placement written");
     }
+    for (const config of configs) await placements.exclusive(config.name, () => this.#placeCollection(config, live, cordoned, epoch));
     // Drained nodes are emptied by migrations; a node that joined gets its share when auto-rebalance is on.
     const joined = live.filter((n) => !this.#knownLive.has(n));
     this.#knownLive = new Set(live);

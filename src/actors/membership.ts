@@ -9,6 +9,7 @@ import { EventEmitter } from "node:events";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
 import type { Logger } from "../runtime/log.ts";
+import { RestoreInfo } from "../runtime/schemas.ts";
 
 export const ReplicaBeat = z.object({
   collection: z.string(),
@@ -19,6 +20,10 @@ export const ReplicaBeat = z.object({
   /** Entries of the shard log known to the replica but not applied yet. */
   lag: z.number().int(),
   count: z.number().int(),
+  /** Bytes copied into the replica since it started (snapshot or checkpoint, then log): a migration's progress. */
+  transferredBytes: z.number().int().default(0),
+  /** Where the replica's index came from at its last (re)start. */
+  restored: RestoreInfo.optional(),
 });
 export type ReplicaBeat = z.infer<typeof ReplicaBeat>;
 

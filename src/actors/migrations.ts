@@ -7,6 +7,7 @@
  */
 import { createActor, fromCallback, fromPromise, type EventObject } from "xstate";
 import type { KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
 import {
   migrationMachine,
   migrationStateOf,
@@ -25,8 +26,9 @@ import {
 } from "../machines/migration.ts";
 import { ErrorCode, JadeError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
-import { applyCutover, applyPrepare, applyRollback, makeTransfer, transferPhase, TransferError, type Transfer, type TransferReason } from "../runtime/transfer.ts";
+import { applyCutover, applyPrepare, applyRollback, makeTransfer, transferPhase, TransferError, type Transfer, type TransferProgress, type TransferReason } from "../runtime/transfer.ts";
 import type { Membership } from "./membership.ts";
+import { requestReplica } from "./replica/protocol.ts";
 import type { PlacementRecord, PlacementStore } from "./placement-store.ts";
 
 export interface MigrationSettings {
@@ -38,26 +40,36 @@ export interface MigrationSettings {
   watchIntervalMs: number;
   /** A target whose applied sequence does not move for this long while catching up is given up (rolled back). */
   stallTimeoutMs: number;
+  /**
+   * How long `prepare` waits for a serving replica to upload a fresh snapshot for the target
+   * to start from (loading a file is far cheaper than rebuilding the index from the log; the
+   * upload is paced by the source's transfer budget). Past it, the target starts from the
+   * newest snapshot there is and replays the rest.
+   */
+  seedTimeoutMs: number;
 }
 
 export const defaultMigrationSettings: MigrationSettings = {
   concurrentMax: 2,
   catchUpLagMax: 0,
-  stepTimeoutMs: 10_000,
+  // Above seedTimeoutMs: `prepare` includes waiting for the seed snapshot.
+  stepTimeoutMs: 40_000,
   drainMs: 2_000,
   watchIntervalMs: 500,
   stallTimeoutMs: 120_000,
+  seedTimeoutMs: 30_000,
 };
 
 export interface MigrationView {
   id: string;
   state: MigrationState;
   transfer: Transfer;
-  progress: unknown;
+  progress: TransferProgress;
   reason?: string;
 }
 
 interface Deps {
+  nc: NatsConnection;
   kv: KV;
   placements: PlacementStore;
   membership: Membership;
@@ -86,8 +98,7 @@ export class MigrationRunner {
     this.#running = true;
     for (const [id, payload] of await this.#records()) {
       if (this.#actors.has(id)) continue;
-      const state = stateOfPayload(payload);
-      if (state && isFinal(state)) continue;
+      if (isFinal(stateOfPayload(payload))) continue;
       this.#spawn(id, payload);
     }
     this.#schedule();
@@ -115,7 +126,7 @@ export class MigrationRunner {
   async list(): Promise<MigrationView[]> {
     const views = new Map<string, MigrationView>();
     for (const [id, payload] of await this.#records()) {
-      views.set(id, { id, state: stateOfPayload(payload) ?? "planned", transfer: payload.context.transfer, progress: payload.context.progress });
+      views.set(id, { id, state: stateOfPayload(payload), transfer: payload.context.transfer, progress: payload.context.progress });
     }
     for (const actor of this.#actors.values()) {
       const v = view(actor);
@@ -192,6 +203,10 @@ export class MigrationRunner {
 
   /** CAS on the shard's placement record: re-read and re-apply `change` on conflict. */
   async #updatePlacement(transfer: Transfer, change: (record: PlacementRecord) => PlacementRecord): Promise<PlacementRecord> {
+    return this.#deps.placements.exclusive(transfer.collection, () => this.#casPlacement(transfer, change));
+  }
+
+  async #casPlacement(transfer: Transfer, change: (record: PlacementRecord) => PlacementRecord): Promise<PlacementRecord> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const stored = this.#deps.placements.get(transfer.collection);
       if (!stored || stored.record.uid !== transfer.uid) throw new TransferError(`collection ${transfer.collection} is gone`);
@@ -199,12 +214,37 @@ export class MigrationRunner {
       if (next === stored.record) return next;
       try {
         await this.#deps.placements.write(next, stored.revision);
+        this.#log.info({ id: transfer.id, epoch: next.epoch, shard: next.shards[transfer.shard] }, "placement updated by a migration");
         return next;
       } catch (err) {
         this.#log.debug({ err: String(err) }, "placement CAS conflict; retrying");
       }
     }
     throw new Error("placement kept changing under the migration");
+  }
+
+  /**
+   * Best effort, before the target becomes a learner: a serving replica (the source if it is
+   * live) uploads a snapshot of what it applied, so the target restores it and replays only
+   * what came after. Failing or slow, the target starts from an older snapshot instead.
+   */
+  async #seed(t: Transfer, record: PlacementRecord): Promise<void> {
+    const { membership, nodeDeadAfterMs, settings, nc } = this.#deps;
+    const replicas = record.shards[t.shard]?.replicas ?? [];
+    const source = [...(t.from ? [t.from] : []), ...replicas].find((n) => n !== t.to && replicas.includes(n) && membership.isLive(n, nodeDeadAfterMs));
+    if (!source) return;
+    const started = performance.now();
+    try {
+      const { seq } = await requestReplica<{ seq: number }>(
+        nc,
+        { node: source, collection: t.collection, shard: t.shard, op: "snapshot" },
+        { uid: t.uid, minSeq: 0, timeoutMs: settings.seedTimeoutMs, snapshot: {} },
+        settings.seedTimeoutMs,
+      );
+      this.#log.info({ id: t.id, source, seq, ms: Math.round(performance.now() - started) }, "seeded the target with a fresh snapshot");
+    } catch (err) {
+      this.#log.warn({ id: t.id, source, err: String(err) }, "no fresh snapshot for the target; it replays from an older one");
+    }
   }
 
   #machine() {
@@ -216,6 +256,7 @@ export class MigrationRunner {
           const t = input.transfer;
           const current = this.#deps.placements.get(t.collection)?.record;
           if (current && transferPhase(current, t) === "cutOver") return { epoch: current.epoch, alreadyCutOver: true };
+          if (current && transferPhase(current, t) === "pending") await this.#seed(t, current);
           const record = await this.#updatePlacement(t, (r) => applyPrepare(r, t));
           return { epoch: record.epoch, alreadyCutOver: false };
         }),
@@ -259,8 +300,18 @@ export class MigrationRunner {
               sendBack({ type: "SOURCE_DOWN" });
             }
             const beat = membership.member(t.to)?.heartbeat.replicas.find((r) => r.uid === t.uid && r.shard === t.shard);
-            if (beat && (beat.state === "serving" || beat.state === "lagging")) {
-              sendBack({ type: "TARGET_PROGRESS", appliedSeq: beat.appliedSeq, lastSeq: beat.appliedSeq + beat.lag, bytes: 0, atMs: Date.now() });
+            // A serving or lagging target knows the log's end. A replaying one counts as progress
+            // only while it shows lag: right after its restore it reports none until it has
+            // asked the log, and that must never pass for caught up.
+            const counts = beat && (beat.state === "serving" || beat.state === "lagging" || (beat.state === "replaying" && beat.lag > settings.catchUpLagMax));
+            if (counts) {
+              sendBack({
+                type: "TARGET_PROGRESS",
+                appliedSeq: beat.appliedSeq,
+                lastSeq: beat.appliedSeq + beat.lag,
+                bytes: beat.transferredBytes,
+                atMs: Date.now(),
+              });
             }
           }, settings.watchIntervalMs);
           return () => clearInterval(timer);
@@ -284,14 +335,20 @@ function dropDraining(s: PlacementRecord["shards"][number], node: string): Place
   return draining.length > 0 ? { ...rest, draining } : rest;
 }
 
-function stateOfPayload(payload: PersistedMigration): MigrationState | undefined {
-  const value = (payload as { value?: unknown }).value;
-  const top = typeof value === "string" ? value : value && typeof value === "object" ? Object.keys(value)[0] : undefined;
-  return top as MigrationState | undefined;
+/**
+ * The state a persisted migration record is in, read the way the machine itself reads it
+ * (a running migration is a nested state value). A record it cannot restore reads as failed.
+ */
+export function stateOfPayload(payload: PersistedMigration): MigrationState {
+  try {
+    return migrationStateOf(createActor(migrationMachine, resumeOptions(payload)).getSnapshot());
+  } catch {
+    return "failed";
+  }
 }
 
 function view(actor: MigrationActorRef): MigrationView {
   const snapshot = actor.getSnapshot();
-  const context = snapshot.context as { transfer: Transfer; progress: unknown; reason?: string };
+  const context = snapshot.context as { transfer: Transfer; progress: TransferProgress; reason?: string };
   return { id: context.transfer.id, state: migrationStateOf(snapshot), transfer: context.transfer, progress: context.progress, reason: context.reason };
 }

@@ -50,6 +50,8 @@ export class PlacementStore {
   readonly #log: Logger;
   readonly #current = new Map<string, StoredPlacement>();
   readonly #events = new EventEmitter();
+  /** Per collection: the tail of this process's read-modify-write chain (see `exclusive`). */
+  readonly #locks = new Map<string, Promise<unknown>>();
   #stopWatch: (() => void) | undefined;
 
   constructor(kv: KV, log: Logger) {
@@ -101,6 +103,25 @@ export class PlacementStore {
   onChange(listener: (collection: string) => void): () => void {
     this.#events.on("change", listener);
     return () => this.#events.off("change", listener);
+  }
+
+  /**
+   * Runs `fn` (read the record, decide, `write`) with no other `exclusive` section of the same
+   * collection running in this process. The leader's reconcile loop and its migrations all
+   * write placements; on nats-server 2.9 a clustered KV's CAS is only a pre-check outside
+   * Raft (nats-server#4320), so two concurrent updates from the same revision can both
+   * succeed and one silently undoes the other (a migration lost its learner that way and
+   * stalled). Serializing the writers that share a process closes that window.
+   */
+  exclusive<T>(collection: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(collection) ?? Promise.resolve();
+    const run = previous.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.#locks.set(collection, tail);
+    void tail.then(() => {
+      if (this.#locks.get(collection) === tail) this.#locks.delete(collection);
+    });
+    return run;
   }
 
   /** CAS write: create when `revision` is undefined, else update only if the entry is still at `revision`. */

@@ -18,9 +18,10 @@ import type { ShardSearchRequest } from "./index/api.ts";
 import type { Membership } from "./membership.ts";
 import type { PlacementStore } from "./placement-store.ts";
 import type { ReplicaHost } from "./replica/host.ts";
-import { decodeReplicaMessage, encodeReplicaMessage, vectorBytes, type ReplicaReadReply, type ReplicaReadRequest } from "./replica/protocol.ts";
+import { requestReplica, vectorBytes, type ReplicaReadRequest } from "./replica/protocol.ts";
 import type { ShardReplica } from "./replica/replica.ts";
 import { resolveSelection, type ReplicaSelection, type SelectionName } from "./selection/index.ts";
+import { withDeadline } from "../runtime/deadline.ts";
 
 export interface ReadOptions {
   consistency: ReadConsistency;
@@ -148,20 +149,14 @@ export class ReadRouter {
     if (node === this.#deps.nodeId) {
       const replica = this.#deps.host.replicas(config.name)[shard];
       if (!replica || replica.config.uid !== config.uid) throw new JadeError(ErrorCode.Unavailable, `replica of shard ${shard} not hosted here`);
-      return withDeadline(read.local(replica, minSeq, timeoutMs), timeoutMs, shard);
+      return withDeadline(
+        read.local(replica, minSeq, timeoutMs),
+        timeoutMs,
+        () => new JadeError(ErrorCode.Timeout, `shard ${shard} did not answer within ${Math.round(timeoutMs)} ms`),
+      );
     }
     const request: ReplicaReadRequest = { uid: config.uid, minSeq, timeoutMs: Math.max(1, Math.floor(timeoutMs - 5)), ...read.remote(shard) };
-    let reply: ReplicaReadReply;
-    try {
-      const msg = await this.#nc.request(subjects.replica(node, config.name, shard, read.op), encodeReplicaMessage(request), {
-        timeout: Math.max(1, Math.ceil(timeoutMs)),
-      });
-      reply = decodeReplicaMessage<ReplicaReadReply>(msg.data);
-    } catch (err) {
-      throw new JadeError(ErrorCode.Timeout, `replica of shard ${shard} on ${node} did not answer: ${(err as Error).message}`);
-    }
-    if (!reply.ok) throw JadeError.fromWire(reply.error);
-    return reply.result as T;
+    return requestReplica<T>(this.#nc, { node, collection: config.name, shard, op: read.op }, request, timeoutMs);
   }
 
   /** Nodes holding a replica of the shard, live and readable ones first, in the selection strategy's order. */
@@ -215,12 +210,4 @@ function coverage(outcomes: ShardOutcome<unknown>[]) {
   const errors = outcomes.filter((o) => o.error).map((o) => ({ shard: o.shard, code: o.error!.code, message: o.error!.message }));
   if (errors.length > 0) result.errors = errors;
   return result;
-}
-
-function withDeadline<T>(promise: Promise<T>, timeoutMs: number, shard: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new JadeError(ErrorCode.Timeout, `shard ${shard} did not answer within ${Math.round(timeoutMs)} ms`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -3,6 +3,12 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { runDev, runStart } from "./serve.ts";
 import { registerClientCommands } from "./commands.ts";
 
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError("must be a number ≥ 0");
+  return n;
+}
+
 function int(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n)) throw new InvalidArgumentError("must be an integer");
@@ -37,6 +43,7 @@ program
   .option("--stream-replicas <n>", "replicas of the streams and buckets created (3 on a NATS cluster)", int, 1)
   .addOption(new Option("--selection <name>", "replica selection for reads").choices(["least-loaded", "round-robin"]).default("least-loaded"))
   .option("--node-dead-after-ms <ms>", "a node silent this long loses its replicas to other nodes", int, 8_000)
+  .option("--transfer-mib-per-sec <n>", "shard copying budget of this node while rebalancing (0 = unlimited)", nonNegative, 16)
   .action((o) =>
     runStart({
       nats: o.nats,
@@ -46,6 +53,7 @@ program
       streamReplicas: o.streamReplicas,
       selection: o.selection,
       nodeDeadAfterMs: o.nodeDeadAfterMs,
+      transferMibPerSec: o.transferMibPerSec,
     }),
   );
 

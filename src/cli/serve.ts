@@ -20,6 +20,8 @@ export interface ServeOptions {
   streamReplicas?: number;
   selection?: SelectionName;
   nodeDeadAfterMs?: number;
+  /** Rebalancing copy budget (`ReplicaSettings.transferBytesPerSecMax`), in MiB/s. */
+  transferMibPerSec?: number;
 }
 
 export async function runDev(options: ServeOptions & { natsPort?: number }): Promise<void> {
@@ -84,6 +86,7 @@ async function serve(servers: string[], dataDir: string, options: ServeOptions, 
       streamReplicas: options.streamReplicas,
       selection: options.selection,
       coordinator: options.nodeDeadAfterMs === undefined ? undefined : { nodeDeadAfterMs: options.nodeDeadAfterMs },
+      replica: options.transferMibPerSec === undefined ? undefined : { transferBytesPerSecMax: Math.round(options.transferMibPerSec * 1024 * 1024) },
     });
     const client = await JadeClient.connect({ servers, name: "jade-readiness" });
     await client.listCollections();

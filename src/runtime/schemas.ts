@@ -277,6 +277,21 @@ export interface StoredPoint {
   payload?: Payload;
 }
 
+/** Where a replica's index came from when it (re)started: its own checkpoint, a shared snapshot, or the log alone. */
+export const RestoreSource = {
+  Checkpoint: "checkpoint",
+  Snapshot: "snapshot",
+  Log: "log",
+} as const;
+export type RestoreSource = (typeof RestoreSource)[keyof typeof RestoreSource];
+
+export const RestoreInfo = z.object({
+  source: z.enum(RestoreSource),
+  /** The log sequence the loaded state covers; replay started after it. */
+  seq: z.number().int(),
+});
+export type RestoreInfo = z.infer<typeof RestoreInfo>;
+
 export interface ReplicaStatus {
   node: string;
   state: string;
@@ -284,6 +299,7 @@ export interface ReplicaStatus {
   lastSeq: number;
   lag: number;
   count?: number;
+  restored?: RestoreInfo;
 }
 
 export interface ClusterStatus {

@@ -35,7 +35,16 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
               const appliedSeq = local?.appliedSeq ?? beat?.appliedSeq ?? 0;
               const count = local?.pointCount ?? beat?.count;
               const last = lastSeq ?? appliedSeq;
-              return { node, state, appliedSeq, lastSeq: last, lag: Math.max(0, last - appliedSeq), ...(count === undefined ? {} : { count }) };
+              const restored = local?.restored ?? beat?.restored;
+              return {
+                node,
+                state,
+                appliedSeq,
+                lastSeq: last,
+                lag: Math.max(0, last - appliedSeq),
+                ...(count === undefined ? {} : { count }),
+                ...(restored ? { restored } : {}),
+              };
             }),
           );
           return { shard, replicas };

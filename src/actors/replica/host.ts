@@ -9,7 +9,7 @@ import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { Catalog } from "../catalog.ts";
 import { shardKeyOf } from "../index/api.ts";
 import { hostsOf, type PlacementStore } from "../placement-store.ts";
-import { ShardReplica, type ReplicaDeps } from "./replica.ts";
+import { ShardReplica, type ReplicaDeps, type ReplicaRole } from "./replica.ts";
 
 export class ReplicaHost {
   readonly #deps: ReplicaDeps;
@@ -30,6 +30,16 @@ export class ReplicaHost {
     this.#catalog = catalog;
     this.#placements = placements;
     this.#unsubscribe.push(catalog.onChange(() => this.#schedule()), placements.onChange(() => this.#schedule()));
+    // Before any replica starts (so no save is in flight): forget checkpoints of collections
+    // dropped while the node was down. Those of live collections stay even if the shard was
+    // re-placed meanwhile: it may come back here (RF restored on rejoin) and start from them.
+    const live = new Set(catalog.cached().map((c) => c.uid));
+    this.#reconciling = this.#deps.checkpoints
+      .sweep((uid) => live.has(uid))
+      .then((removed) => {
+        if (removed > 0) this.#log.info({ removed }, "deleted checkpoints of dropped collections and unfinished saves");
+      })
+      .catch((err) => this.#log.warn({ err }, "checkpoint sweep failed"));
     this.#schedule();
   }
 
@@ -42,9 +52,14 @@ export class ReplicaHost {
     return [...this.#replicas.values()].flat().filter((r): r is ShardReplica => r !== undefined);
   }
 
-  /** Whether this node is the shard's designated snapshot writer (first replica in the placement). */
-  designated(collection: string, shard: number): boolean {
-    return this.#placements?.get(collection)?.record.shards[shard]?.replicas[0] === this.#deps.nodeId;
+  /** How this node holds the shard: designated snapshot writer (first replica), or a throttled learner. */
+  role(collection: string, shard: number): ReplicaRole {
+    const placed = this.#placements?.get(collection)?.record.shards[shard];
+    const me = this.#deps.nodeId;
+    return {
+      designated: placed?.replicas[0] === me,
+      throttled: (placed?.learners ?? []).includes(me) && placed!.replicas.some((node) => node !== me),
+    };
   }
 
   /** A worker died: the replicas whose index lived there rebuild from snapshot + log. */
@@ -55,10 +70,21 @@ export class ReplicaHost {
     }
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops following catalog and placement changes. A stopping node calls this before it says
+   * goodbye: the coordinator then re-places its replicas, and reacting to that would delete
+   * the checkpoints the node is about to save for its restart.
+   */
+  freeze(): void {
     this.#unsubscribe.forEach((off) => off());
+    this.#unsubscribe.length = 0;
+  }
+
+  async stop(): Promise<void> {
+    this.freeze();
     await this.#reconciling;
-    await Promise.all(this.all().map((r) => r.stop()));
+    // The node keeps its shards across a restart: checkpoint them so it replays only the delta.
+    await Promise.all(this.all().map((r) => r.stop({ checkpoint: true })));
     this.#replicas.clear();
   }
 
@@ -74,8 +100,8 @@ export class ReplicaHost {
       for (const replica of replicas) {
         if (replica && (replica.config.uid !== config?.uid || !wanted.has(replica.shard))) {
           replicas[replica.shard] = undefined;
-          await replica.stop();
-          this.#log.info({ collection: name, shard: replica.shard }, "stopped replica");
+          await replica.stop({ checkpoint: false });
+          this.#log.info({ collection: name, shard: replica.shard, epoch: this.#placements?.get(name)?.record.epoch }, "stopped replica");
         }
       }
       if (replicas.every((r) => r === undefined)) this.#replicas.delete(name);
@@ -85,10 +111,10 @@ export class ReplicaHost {
         let replicas = this.#replicas.get(config.name);
         if (!replicas) this.#replicas.set(config.name, (replicas = []));
         if (replicas[shard]) continue;
-        const replica = new ShardReplica(config, shard, this.#deps, () => this.designated(config.name, shard));
+        const replica = new ShardReplica(config, shard, this.#deps, () => this.role(config.name, shard));
         replicas[shard] = replica;
         replica.start();
-        this.#log.info({ collection: config.name, shard }, "hosting replica");
+        this.#log.info({ collection: config.name, shard, epoch: this.#placements?.get(config.name)?.record.epoch }, "hosting replica");
       }
     }
   }

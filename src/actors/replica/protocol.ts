@@ -1,12 +1,16 @@
 /**
- * Node-to-node replica reads on `jade.replica.<node>.<collection>.<shard>.<op>`:
+ * Node-to-node replica requests on `jade.replica.<node>.<collection>.<shard>.<op>`:
  * msgpack both ways (query vectors as float32 bytes), with the collection uid so
  * a request never reads another incarnation, and the caller's minimum sequence
- * and deadline so the remote replica enforces read consistency itself.
+ * and deadline so the remote replica enforces read consistency itself. Besides
+ * reads, `snapshot` asks a serving replica to upload a fresh snapshot (a
+ * migration seeds its target with it).
  */
+import type { NatsConnection } from "@nats-io/nats-core";
 import { Packr } from "msgpackr";
-import type { WireError } from "../../runtime/errors.ts";
+import { ErrorCode, JadeError, type WireError } from "../../runtime/errors.ts";
 import type { Filter } from "../../runtime/filter.ts";
+import { subjects, type ReplicaOp } from "../../runtime/subjects.ts";
 
 export interface ReplicaReadRequest {
   uid: string;
@@ -15,6 +19,7 @@ export interface ReplicaReadRequest {
   search?: { vector: Uint8Array; k: number; filter?: Filter; withPayload: boolean; withVectors: boolean };
   get?: { ids: string[]; withVectors: boolean };
   count?: { filter?: Filter };
+  snapshot?: Record<string, never>;
 }
 
 export type ReplicaReadReply = { ok: true; result: unknown } | { ok: false; error: WireError };
@@ -27,6 +32,26 @@ export function encodeReplicaMessage(value: ReplicaReadRequest | ReplicaReadRepl
 
 export function decodeReplicaMessage<T extends ReplicaReadRequest | ReplicaReadReply>(bytes: Uint8Array): T {
   return packr.unpack(bytes) as T;
+}
+
+/** Sends a request to one node's replica of a shard; a transport failure is a timeout, a refusal comes back as its JadeError. */
+export async function requestReplica<T>(
+  nc: NatsConnection,
+  target: { node: string; collection: string; shard: number; op: ReplicaOp },
+  request: ReplicaReadRequest,
+  timeoutMs: number,
+): Promise<T> {
+  let reply: ReplicaReadReply;
+  try {
+    const msg = await nc.request(subjects.replica(target.node, target.collection, target.shard, target.op), encodeReplicaMessage(request), {
+      timeout: Math.max(1, Math.ceil(timeoutMs)),
+    });
+    reply = decodeReplicaMessage<ReplicaReadReply>(msg.data);
+  } catch (err) {
+    throw new JadeError(ErrorCode.Timeout, `replica of shard ${target.shard} on ${target.node} did not answer: ${(err as Error).message}`);
+  }
+  if (!reply.ok) throw JadeError.fromWire(reply.error);
+  return reply.result as T;
 }
 
 export function vectorBytes(vector: Float32Array): Uint8Array {

@@ -4,14 +4,16 @@
  * this class binds the effects — the object store, the shard log, the index
  * actor in its worker — and answers reads once the replica is readable.
  */
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { createActor, fromCallback, fromPromise, type EventObject, type Subscription } from "xstate";
+import { withDeadline } from "../../runtime/deadline.ts";
 import { ErrorCode, JadeError, unavailable } from "../../runtime/errors.ts";
 import type { Filter } from "../../runtime/filter.ts";
 import type { Logger } from "../../runtime/log.ts";
 import type { NatsContext } from "../../runtime/nats.ts";
-import type { CollectionConfig, StoredPoint } from "../../runtime/schemas.ts";
+import type { RateLimiter } from "../../runtime/rate-limit.ts";
+import { RestoreSource, type CollectionConfig, type RestoreInfo, type StoredPoint } from "../../runtime/schemas.ts";
 import { names, subjects } from "../../runtime/subjects.ts";
 import {
   isReadable,
@@ -26,32 +28,58 @@ import {
   type SnapshotOutput,
 } from "../../machines/replica.ts";
 import type { IndexPool, ShardIndexClient } from "../index/pool.ts";
-import { shardKeyOf, type ShardHit, type ShardIndexConfig, type ShardSearchRequest } from "../index/api.ts";
+import { shardKeyOf, type ApplyResult, type LogRecord, type ShardHit, type ShardIndexConfig, type ShardSearchRequest } from "../index/api.ts";
+import type { LocalCheckpoints } from "./checkpoints.ts";
 import { followLog } from "./follow.ts";
-import type { SnapshotStore } from "./snapshots.ts";
+import type { SnapshotStore, Throttle } from "./snapshots.ts";
 import { AppliedWaiters } from "./waiters.ts";
 
 export interface ReplicaSettings {
   lagThresholdEntries: number;
   retryDelayMs: number;
   retryDelayMaxMs: number;
+  /**
+   * Bytes per second this node spends on copying shards it is joining while another replica
+   * already serves them (rebalancing moves, RF top-ups): snapshot download plus log replay,
+   * shared by all such replicas. 0 = unlimited. A shard with no serving replica is always
+   * restored at full speed: there, every second counts.
+   */
+  transferBytesPerSecMax: number;
+  /** A throttled catch-up hands the index actor at most this much log per call, so searches of other shards on the same worker never queue behind a long apply. */
+  transferChunkBytesMax: number;
 }
 
 export const defaultReplicaSettings: ReplicaSettings = {
   lagThresholdEntries: 64,
   retryDelayMs: 500,
   retryDelayMaxMs: 30_000,
+  transferBytesPerSecMax: 16 * 1024 * 1024,
+  transferChunkBytesMax: 256 * 1024,
 };
+
+/** How this node holds a shard right now (from the placement). */
+export interface ReplicaRole {
+  /** Write snapshots for the shard (the first replica listed). */
+  designated: boolean;
+  /** A learner of a shard that another replica already serves: its copy is throttled. */
+  throttled: boolean;
+}
+
+/** A shutdown checkpoint gives up after this long so a stopping node never hangs on a slow disk. */
+const shutdownCheckpointTimeoutMs = 30_000;
 
 export interface ReplicaDeps {
   nats: NatsContext;
   pool: IndexPool;
   snapshots: SnapshotStore;
   nodeId: string;
-  /** Scratch space for snapshot files. */
+  /** Scratch space for downloaded snapshot files. */
   scratchDir: string;
+  checkpoints: LocalCheckpoints;
   log: Logger;
   settings: ReplicaSettings;
+  /** The node's transfer budget (see `transferBytesPerSecMax`). */
+  transfer: RateLimiter;
 }
 
 export class ShardReplica {
@@ -64,16 +92,23 @@ export class ShardReplica {
   readonly #actor: ReplicaActorRef;
   #subscription: Subscription | undefined;
   #state: ReplicaState = ReplicaState.Restoring;
-  readonly #designated: () => boolean;
+  readonly #role: () => ReplicaRole;
   /** Points in the index after the last apply or restore (for heartbeats and status). */
   #count = 0;
+  #restored: RestoreInfo | undefined;
+  /** The sequence of this replica's local checkpoint (0: none yet). */
+  #checkpointSeq = 0;
+  /** Bytes copied into this replica since it started: snapshot or checkpoint loaded, then log replayed. */
+  #transferredBytes = 0;
+  /** Snapshot saves run one at a time (periodic, on request, at shutdown): they share checkpoint files. */
+  #saving: Promise<unknown> = Promise.resolve();
 
-  /** `designated` tells whether this replica is the one of its shard that writes snapshots. */
-  constructor(config: CollectionConfig, shard: number, deps: ReplicaDeps, designated: () => boolean) {
+  /** `role` reads how this node holds the shard from the current placement. */
+  constructor(config: CollectionConfig, shard: number, deps: ReplicaDeps, role: () => ReplicaRole) {
     this.config = config;
     this.shard = shard;
     this.#deps = deps;
-    this.#designated = designated;
+    this.#role = role;
     this.#log = deps.log.child({ actor: "replica", collection: config.name, shard });
     this.#index = deps.pool.pin(shardKeyOf(config.uid, shard));
     this.#actor = createActor(this.#machine(), {
@@ -109,6 +144,15 @@ export class ShardReplica {
     return this.#count;
   }
 
+  /** How the current index was restored; undefined until the first restore finished. */
+  get restored(): RestoreInfo | undefined {
+    return this.#restored;
+  }
+
+  get transferredBytes(): number {
+    return this.#transferredBytes;
+  }
+
   get lastSeq(): number {
     return this.#actor.getSnapshot().context.lastSeq;
   }
@@ -136,15 +180,40 @@ export class ShardReplica {
     return this.#index.count(filter);
   }
 
+  /**
+   * Saves a snapshot now and uploads it, whichever replica this is: a migration seeds its
+   * target with it, so the target loads a file instead of rebuilding the index from the log.
+   * Returns the snapshot's sequence (an existing one when nothing was applied since).
+   */
+  async seedSnapshot(): Promise<{ seq: number }> {
+    if (!isReadable(this.#state)) throw unavailable(`shard ${this.shard} of ${this.config.name} is ${this.#state}, not serving`);
+    // Inside the queue: a request repeated while the first save runs then finds it done.
+    const seq = await this.#serialized(async () => {
+      const newest = (await this.#deps.snapshots.list(this.config.name, this.config.uid, this.shard))[0];
+      if (newest && newest.seq >= this.appliedSeq) return newest.seq;
+      // The upload draws on this node's transfer budget too: it is rebalancing work on a serving node.
+      return this.#saveSnapshot({ upload: true, throttle: (bytes) => this.#deps.transfer.take(bytes) });
+    });
+    return { seq };
+  }
+
   /** The index behind this replica was lost (its worker died): rebuild from snapshot + log. */
   indexLost(reason: string): void {
     this.#actor.send({ type: "FOLLOW_FAILED", error: reason });
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops the replica. `checkpoint`: the node is shutting down and keeps the shard, so save
+   * a local checkpoint first (the restart then replays only what it missed); otherwise the
+   * shard left this node and its checkpoint is deleted.
+   */
+  async stop(options: { checkpoint: boolean }): Promise<void> {
+    const worthCheckpointing = isReadable(this.#state) && this.appliedSeq > this.#checkpointSeq;
     this.#actor.send({ type: "STOP" });
     this.#subscription?.unsubscribe();
     this.#waiters.rejectAll(() => unavailable(`shard ${this.shard} of ${this.config.name} stopped`));
+    if (options.checkpoint && worthCheckpointing) await this.#serialized(() => this.#shutdownCheckpoint());
+    else await this.#deps.checkpoints.drop(this.config.uid, this.shard).catch((err) => this.#log.warn({ err }, "could not delete checkpoint"));
     await this.#index.close().catch(() => undefined);
     this.#deps.pool.unpin(shardKeyOf(this.config.uid, this.shard));
   }
@@ -174,11 +243,7 @@ export class ShardReplica {
             jsm: nats.jsm,
             stream: names.logStream(name, shard),
             fromSeq: input.fromSeq,
-            apply: async (records) => {
-              const result = await this.#index.apply(records);
-              this.#count = result.count;
-              return result;
-            },
+            apply: (records) => this.#apply(records, abort.signal),
             onProgress: (appliedSeq, lastSeq) => sendBack({ type: "PROGRESS", appliedSeq, lastSeq }),
             signal: abort.signal,
           }).then(
@@ -191,7 +256,7 @@ export class ShardReplica {
           );
           return () => abort.abort();
         }),
-        snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async () => ({ seq: await this.#snapshot() })),
+        snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async () => ({ seq: await this.#serialized(() => this.#saveSnapshot({ upload: false })) })),
       },
       actions: {
         notifyState: (_, params) => {
@@ -207,21 +272,33 @@ export class ShardReplica {
     });
   }
 
-  /** Loads the newest readable snapshot of this incarnation into a fresh index; returns its sequence. */
+  /**
+   * Loads the best valid starting state into a fresh index and returns its sequence: this
+   * node's own checkpoint when the log still covers everything after it and no shared
+   * snapshot is more than a snapshot interval newer; else the newest readable shared snapshot;
+   * else nothing (replay the whole log).
+   */
   async #restore(): Promise<number> {
-    const { snapshots, scratchDir } = this.#deps;
     const { name, uid } = this.config;
     await this.#index.open(this.#indexConfig());
     this.#count = 0;
+    const shared = await this.#deps.snapshots.list(name, uid, this.shard);
+    const local = await this.#deps.checkpoints.latest(uid, this.shard);
+    if (local && local.seq + this.config.snapshot.everyEntries >= (shared[0]?.seq ?? 0)) {
+      const seq = await this.#loadCheckpoint(local.file, local.seq);
+      if (seq !== undefined) return this.#restoredFrom(RestoreSource.Checkpoint, seq);
+    }
+    const { scratchDir } = this.#deps;
     await mkdir(scratchDir, { recursive: true });
-    for (const ref of await snapshots.list(name, uid, this.shard)) {
+    for (const ref of shared) {
       const file = path.join(scratchDir, `restore-${uid}-${this.shard}-${ref.seq}.snap`);
       try {
-        await snapshots.download(ref.name, file);
+        const throttle: Throttle | undefined = this.#role().throttled ? (bytes) => this.#deps.transfer.take(bytes) : undefined;
+        this.#transferredBytes += await this.#deps.snapshots.download(ref.name, file, throttle);
         const loaded = await this.#index.load(this.#indexConfig(), file);
         this.#count = loaded.count;
         this.#log.info({ snapshot: ref.name, appliedSeq: loaded.appliedSeq, count: loaded.count }, "restored snapshot");
-        return loaded.appliedSeq;
+        return this.#restoredFrom(RestoreSource.Snapshot, loaded.appliedSeq);
       } catch (err) {
         this.#log.warn({ err, snapshot: ref.name }, "snapshot unreadable; trying an older one");
         await this.#index.open(this.#indexConfig());
@@ -229,24 +306,119 @@ export class ShardReplica {
         await rm(file, { force: true });
       }
     }
-    return 0;
+    return this.#restoredFrom(RestoreSource.Log, 0);
   }
 
-  async #snapshot(): Promise<number> {
-    const { snapshots, scratchDir } = this.#deps;
-    const { name, uid } = this.config;
-    // Only one replica per shard uploads; the others just record that the cut is covered.
-    if (!this.#designated()) return this.appliedSeq;
-    await mkdir(scratchDir, { recursive: true });
-    const file = path.join(scratchDir, `save-${uid}-${this.shard}-${process.hrtime.bigint()}.snap`);
+  /** Loads the local checkpoint if it is still valid; otherwise deletes it and returns undefined. */
+  async #loadCheckpoint(file: string, seq: number): Promise<number | undefined> {
+    const { uid } = this.config;
+    // Failing to read the log's state fails the restore (the machine retries); it says nothing about the checkpoint.
+    const info = await this.#deps.nats.jsm.streams.info(names.logStream(this.config.name, this.shard));
+    const { first_seq: firstSeq, last_seq: lastSeq } = info.state;
+    // The log must hold every entry after the checkpoint, and must not be behind it (a log
+    // that lost entries the checkpoint has seen would make this replica diverge).
+    if (seq > lastSeq || (lastSeq > 0 && firstSeq > seq + 1)) {
+      this.#log.warn({ checkpointSeq: seq, firstSeq, lastSeq }, "local checkpoint no longer matches the log; discarding it");
+      await this.#deps.checkpoints.drop(uid, this.shard);
+      return undefined;
+    }
     try {
-      const saved = await this.#index.save(file);
-      const ref = await snapshots.upload(name, uid, this.shard, saved.appliedSeq, file);
+      const loaded = await this.#index.load(this.#indexConfig(), file);
+      this.#count = loaded.count;
+      this.#checkpointSeq = loaded.appliedSeq;
+      this.#transferredBytes += (await stat(file)).size;
+      this.#log.info({ appliedSeq: loaded.appliedSeq, count: loaded.count, deltaEntries: lastSeq - loaded.appliedSeq }, "restored local checkpoint");
+      return loaded.appliedSeq;
+    } catch (err) {
+      this.#log.warn({ err, file }, "local checkpoint unreadable; discarding it");
+      await this.#deps.checkpoints.drop(uid, this.shard);
+      await this.#index.open(this.#indexConfig());
+      return undefined;
+    }
+  }
+
+  #restoredFrom(source: RestoreSource, seq: number): number {
+    this.#restored = { source, seq };
+    return seq;
+  }
+
+  /** Applies log records; a throttled catch-up goes in budgeted chunks (see `transferBytesPerSecMax`). */
+  async #apply(records: LogRecord[], signal: AbortSignal): Promise<ApplyResult> {
+    const throttled = this.#role().throttled;
+    let result: ApplyResult | undefined;
+    for (const chunk of throttled ? chunksOf(records, this.#deps.settings.transferChunkBytesMax) : [records]) {
+      const bytes = chunk.reduce((sum, r) => sum + r.data.byteLength, 0);
+      if (throttled) await this.#deps.transfer.take(bytes, signal);
+      result = await this.#index.apply(chunk);
+      this.#transferredBytes += bytes;
+      this.#count = result.count;
+    }
+    return result!;
+  }
+
+  #serialized<T>(save: () => Promise<T>): Promise<T> {
+    const next = this.#saving.then(save, save);
+    this.#saving = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Saves the index as this replica's local checkpoint; the shard's designated replica (or
+   * any, when `upload`) then uploads that file as the shared snapshot new replicas start
+   * from. Local first, so a crash in between never leaves this node's checkpoint older than
+   * the shared snapshot.
+   */
+  async #saveSnapshot(options: { upload: boolean; throttle?: Throttle }): Promise<number> {
+    const { snapshots, checkpoints } = this.#deps;
+    const { name, uid } = this.config;
+    const file = await checkpoints.scratchFile(uid, this.shard);
+    let saved: { appliedSeq: number; bytes: number };
+    try {
+      saved = await this.#index.save(file);
+    } catch (err) {
+      await rm(file, { force: true });
+      throw err;
+    }
+    const checkpoint = await checkpoints.commit(uid, this.shard, file, saved.appliedSeq);
+    this.#checkpointSeq = Math.max(this.#checkpointSeq, saved.appliedSeq);
+    if (options.upload || this.#role().designated) {
+      const ref = await snapshots.upload(name, uid, this.shard, saved.appliedSeq, checkpoint.file, options.throttle);
       await snapshots.prune(name, uid, this.shard);
       this.#log.info({ snapshot: ref.name, bytes: saved.bytes }, "snapshot saved");
-      return saved.appliedSeq;
+    }
+    return saved.appliedSeq;
+  }
+
+  async #shutdownCheckpoint(): Promise<void> {
+    const { checkpoints } = this.#deps;
+    const { uid } = this.config;
+    const file = await checkpoints.scratchFile(uid, this.shard);
+    try {
+      const saved = await withDeadline(this.#index.save(file), shutdownCheckpointTimeoutMs, () => new Error(`save took over ${shutdownCheckpointTimeoutMs} ms`));
+      await checkpoints.commit(uid, this.shard, file, saved.appliedSeq);
+      this.#log.info({ appliedSeq: saved.appliedSeq, bytes: saved.bytes }, "checkpoint saved at shutdown");
+    } catch (err) {
+      this.#log.warn({ err }, "no checkpoint at shutdown; the restart restores from the shared snapshot");
     } finally {
       await rm(file, { force: true });
     }
   }
+}
+
+/** Splits records into runs of at most `bytesMax` (a record larger than that is a run of its own). */
+function chunksOf(records: LogRecord[], bytesMax: number): LogRecord[][] {
+  const chunks: LogRecord[][] = [];
+  let current: LogRecord[] = [];
+  let bytes = 0;
+  for (const record of records) {
+    if (current.length > 0 && bytes + record.data.byteLength > bytesMax) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(record);
+    bytes += record.data.byteLength;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }

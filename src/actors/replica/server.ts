@@ -74,6 +74,8 @@ export class ReplicaServer {
         return replica.get(request.get!.ids, request.get!.withVectors, request.minSeq, request.timeoutMs);
       case "count":
         return replica.count(request.count?.filter, request.minSeq, request.timeoutMs);
+      case "snapshot":
+        return replica.seedSnapshot();
     }
   }
 }

@@ -7,11 +7,24 @@
  */
 import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
-import { Readable } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type { ObjectInfo, ObjectStore } from "@nats-io/obj";
 import { names, parseSnapshotObject } from "../../runtime/subjects.ts";
+
+/** Waits until `bytes` more may pass (a transfer budget). */
+export type Throttle = (bytes: number) => Promise<void>;
+
+/** A pass-through stream that waits for the throttle before each chunk (none: passes at once). */
+function pacer(throttle: Throttle | undefined): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (!throttle) return done(null, chunk);
+      throttle(chunk.byteLength).then(() => done(null, chunk), done);
+    },
+  });
+}
 
 export interface SnapshotRef {
   name: string;
@@ -39,22 +52,33 @@ export class SnapshotStore {
       .sort((a, b) => b.seq - a.seq);
   }
 
-  async upload(collection: string, uid: string, shard: number, seq: number, file: string): Promise<SnapshotRef> {
+  /** Streams `file` into the store; `throttle` paces it chunk by chunk. */
+  async upload(collection: string, uid: string, shard: number, seq: number, file: string, throttle?: Throttle): Promise<SnapshotRef> {
     const name = names.snapshotObject(collection, shard, seq);
-    const body = Readable.toWeb(createReadStream(file)) as unknown as ReadableStream<Uint8Array>;
+    const source = createReadStream(file).pipe(pacer(throttle));
+    const body = Readable.toWeb(source) as unknown as ReadableStream<Uint8Array>;
     await this.#store.put({ name, description: uid }, body);
     return { name, seq };
   }
 
-  async download(name: string, file: string): Promise<void> {
+  /** Streams a snapshot to `file`; `throttle` paces it chunk by chunk. Returns the bytes written. */
+  async download(name: string, file: string, throttle?: Throttle): Promise<number> {
     const result = await this.#store.get(name);
     if (!result) throw new Error(`snapshot ${name} disappeared`);
-    await pipeline(Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>), createWriteStream(file));
+    let bytes = 0;
+    const count = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        bytes += chunk.byteLength;
+        done(null, chunk);
+      },
+    });
+    await pipeline(Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>), pacer(throttle), count, createWriteStream(file));
     const error = await result.error;
     if (error) {
       await rm(file, { force: true });
       throw error;
     }
+    return bytes;
   }
 
   /** Deletes all but the newest `snapshotsKeptPerShard` of the shard's snapshots. */

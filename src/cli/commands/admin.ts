@@ -2,7 +2,8 @@
 import type { Command } from "commander";
 import type { MigrationView } from "../../actors/migrations.ts";
 import type { Move } from "../../runtime/rebalance.ts";
-import { compactJson, printJson, printLine, table } from "../format.ts";
+import { formatSeconds, printJson, printLine, table } from "../format.ts";
+import type { TransferProgress } from "../../runtime/transfer.ts";
 import { integer, runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 
 function printMoves(moves: Move[]): void {
@@ -10,12 +11,20 @@ function printMoves(moves: Move[]): void {
   printLine(table(["collection", "shard", "from", "to"], moves.map((m) => [m.collection, m.shard, m.from, m.to])));
 }
 
+/** `applied/target seq, bytes copied, ETA` — what an operator watches during a move. */
+function progressText(p: TransferProgress | undefined): string {
+  if (!p || p.startedAtMs === 0) return "-";
+  const mib = (p.bytesCopied / (1024 * 1024)).toFixed(1);
+  const eta = p.etaMs === null ? "?" : `${formatSeconds(p.etaMs)} s`;
+  return `seq ${p.appliedSeq}/${p.targetSeq}, ${mib} MiB, ETA ${eta}`;
+}
+
 function printMigrations(migrations: MigrationView[]): void {
   if (migrations.length === 0) return printLine("no migrations");
   printLine(
     table(
       ["id", "state", "move", "reason", "progress"],
-      migrations.map((m) => [m.id, m.state, `${m.transfer.collection}/${m.transfer.shard}: ${m.transfer.from ?? "(new)"} → ${m.transfer.to}`, m.transfer.reason, compactJson(m.progress, 60)]),
+      migrations.map((m) => [m.id, m.state, `${m.transfer.collection}/${m.transfer.shard}: ${m.transfer.from ?? "(new)"} → ${m.transfer.to}`, m.transfer.reason, progressText(m.progress)]),
     ),
   );
 }

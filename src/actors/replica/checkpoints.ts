@@ -1,0 +1,80 @@
+/**
+ * Local checkpoints: each replica keeps its own latest saved index on the
+ * node's disk, `<dir>/<uid>/<shard>-<seq>.snap` (the snapshot container, so it
+ * is checksummed and written atomically). A restarted node loads it and replays
+ * only the delta from the shard log instead of downloading a full snapshot —
+ * when it is still valid: the file reads back, the collection incarnation (uid)
+ * matches, and the log still holds every entry after it.
+ */
+import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import path from "node:path";
+
+export interface CheckpointRef {
+  file: string;
+  seq: number;
+}
+
+const checkpointName = /^(\d+)-(\d+)\.snap$/;
+
+export class LocalCheckpoints {
+  readonly #dir: string;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /** The newest checkpoint of the shard, if any. */
+  async latest(uid: string, shard: number): Promise<CheckpointRef | undefined> {
+    return (await this.#list(uid, shard))[0];
+  }
+
+  /** A fresh path to save into; `commit` then gives it its final name. */
+  async scratchFile(uid: string, shard: number): Promise<string> {
+    const dir = path.join(this.#dir, uid);
+    await mkdir(dir, { recursive: true });
+    return path.join(dir, `${shard}.${process.hrtime.bigint()}.saving`);
+  }
+
+  /** Makes a saved file the shard's checkpoint at `seq` and deletes the older ones. */
+  async commit(uid: string, shard: number, savedFile: string, seq: number): Promise<CheckpointRef> {
+    const file = path.join(this.#dir, uid, `${shard}-${seq}.snap`);
+    await rename(savedFile, file);
+    for (const older of await this.#list(uid, shard)) {
+      if (older.file !== file) await rm(older.file, { force: true });
+    }
+    return { file, seq };
+  }
+
+  async drop(uid: string, shard: number): Promise<void> {
+    for (const ref of await this.#list(uid, shard)) await rm(ref.file, { force: true });
+  }
+
+  /** Deletes the checkpoints of collection incarnations `keep(uid)` rejects, and leftovers of interrupted saves. */
+  async sweep(keep: (uid: string) => boolean): Promise<number> {
+    let removed = 0;
+    for (const uid of await readdir(this.#dir).catch(() => [] as string[])) {
+      const dir = path.join(this.#dir, uid);
+      const files = await readdir(dir).catch(() => [] as string[]);
+      for (const name of files) {
+        const match = checkpointName.exec(name);
+        const stale = match ? !keep(uid) : name.endsWith(".saving") || name.endsWith(".tmp");
+        if (stale) {
+          await rm(path.join(dir, name), { force: true });
+          removed++;
+        }
+      }
+      if (files.length > 0 && (await readdir(dir).catch(() => [])).length === 0) await rm(dir, { recursive: true, force: true });
+    }
+    return removed;
+  }
+
+  async #list(uid: string, shard: number): Promise<CheckpointRef[]> {
+    const dir = path.join(this.#dir, uid);
+    const files = await readdir(dir).catch(() => [] as string[]);
+    return files
+      .map((name) => ({ name, match: checkpointName.exec(name) }))
+      .filter(({ match }) => match !== null && Number(match[1]) === shard)
+      .map(({ name, match }) => ({ file: path.join(dir, name), seq: Number(match![2]) }))
+      .sort((a, b) => b.seq - a.seq);
+  }
+}

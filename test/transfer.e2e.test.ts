@@ -1,0 +1,51 @@
+/**
+ * Rebalancing throttles itself: a node copying a shard that another replica still serves
+ * (a move's target) draws on its transfer budget, so the copy cannot go faster than
+ * `transferBytesPerSecMax` — the knob that keeps rebalancing from starving searches.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import type { MigrationView } from "../src/actors/migrations.ts";
+import { Harness, randomPoints, waitFor } from "./support/harness.ts";
+
+const harness = new Harness();
+afterAll(() => harness.close());
+
+const rateBytesPerSec = 128 * 1024;
+
+describe("transfer throttle", () => {
+  it("a move's target copies no faster than its node's transfer budget", async () => {
+    const nats = await harness.nats();
+    // Both nodes get the budget; the target's is the one that applies. Auto-rebalance off: only our move runs.
+    const settings = { replica: { transferBytesPerSecMax: rateBytesPerSec }, coordinator: { autoRebalance: false } };
+    await harness.node([nats.url], { nodeId: "a", ...settings });
+    await harness.node([nats.url], { nodeId: "b", ...settings });
+    const client = await harness.client(nats.url);
+    await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 2, { what: "2 live nodes" });
+    await client.createCollection({ name: "slow", dimension: 64, metric: "l2", shards: 1, replicas: 1 });
+    const vectors = randomPoints(3_000, 64, 5);
+    for (let i = 0; i < vectors.length; i += 500) {
+      const points = vectors.slice(i, i + 500).map((vector, j) => ({ id: `p${i + j}`, vector }));
+      await client.upsert("slow", { points, consistency: "all" });
+    }
+    const from = await waitFor(async () => {
+      const shard = (await client.clusterStatus()).collections.find((c) => c.name === "slow")?.shards[0];
+      return shard?.replicas[0]?.state === "serving" && shard.replicas[0].node;
+    }, { what: "slow placed" });
+    const to = from === "a" ? "b" : "a";
+
+    const started = performance.now();
+    const view = await client.admin<{ id: string }>("move", { collection: "slow", shard: 0, from, to });
+    const done = await waitFor(async () => {
+      const { migrations } = await client.admin<{ migrations: MigrationView[] }>("migrations");
+      const m = migrations.find((x) => x.id === view.id);
+      return m?.state === "completed" && m;
+    }, { what: "move completed", timeoutMs: 90_000 });
+    const seconds = (performance.now() - started) / 1_000;
+
+    // ~0.8 MB of vectors alone: several seconds at 128 KiB/s after the one-second burst.
+    const copied = done.progress.bytesCopied;
+    expect(copied).toBeGreaterThan(3_000 * 64 * 4);
+    expect(seconds).toBeGreaterThanOrEqual((copied - rateBytesPerSec) / rateBytesPerSec);
+    expect((await client.count("slow", { consistency: "strong" })).count).toBe(3_000);
+  });
+});
