@@ -87,7 +87,7 @@ interface Cluster {
   start(id: string): Promise<void>;
 }
 
-async function startCluster(): Promise<Cluster> {
+export async function startCluster(extraArgs: string[] = []): Promise<Cluster> {
   const harness = new Harness();
   onCleanup(() => harness.close());
   const servers = await harness.natsCluster(3);
@@ -103,7 +103,7 @@ async function startCluster(): Promise<Cluster> {
       dataDirs.set(id, data);
     }
     // Default node settings: no --node-dead-after-ms (8 s), no --selection, no --workers.
-    nodes.set(id, await harness.spawnJade(["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3"]));
+    nodes.set(id, await harness.spawnJade(["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3", ...extraArgs]));
   };
   await Promise.all(nodeIds.map(start));
   const client = await JadeClient.connect({ servers: urls, name: "jade-bench-resilience", timeoutMs: 60_000 });
@@ -380,7 +380,7 @@ async function searchWindow(
   return { p50_ms: round(l.p50, 2), p95_ms: round(l.p95, 2), p99_ms: round(l.p99, 2), qps: round(samples.length / seconds, 1), searches: samples.length, seconds: round(seconds, 2), errors, partial, cpu_busy: cpu };
 }
 
-async function rebalance(cl: Cluster, train: VectorSet, bodies: Buffer[], opts: ResilienceOptions) {
+export async function rebalance(cl: Cluster, train: VectorSet, bodies: Buffer[], opts: ResilienceOptions) {
   const { client } = cl;
   const collection = "rb";
   const n = Math.min(opts.rebalanceN, train.count);
@@ -395,21 +395,8 @@ async function rebalance(cl: Cluster, train: VectorSet, bodies: Buffer[], opts: 
   const warm = performance.now();
   await searchWindow(client, collection, bodies, () => performance.now() - warm > 1_000, () => true, () => 1, cl.pids());
 
-  const t0 = performance.now();
-  const before = await searchWindow(client, collection, bodies, () => performance.now() - t0 > rebalanceWindowMs, () => true, () => (performance.now() - t0) / 1000, cl.pids());
-  kv("before", `p50 ${fmt(before.p50_ms, 2)} ms, p95 ${fmt(before.p95_ms, 2)} ms, QPS ${fmt(before.qps)} (${before.searches} searches)`);
-
-  // Plan the moves: each shard's replica to the next node.
-  const status = await client.clusterStatus();
-  const placementBefore = placementLine(status, collection);
-  const c = status.collections.find((x) => x.name === collection)!;
-  const moves: { shard: number; from: string; to: string }[] = [];
-  for (const s of c.shards) {
-    const from = s.replicas[0]!.node;
-    const to = nodeIds[(nodeIds.indexOf(from as (typeof nodeIds)[number]) + 1) % nodeIds.length]!;
-    moves.push({ shard: s.shard, from, to });
-  }
-  // Active windows, from polling the migrations.
+  // Active windows, from polling the migrations. The poll runs through both windows, so its own
+  // load (an admin request every 200 ms) weighs on "before" as much as on "during".
   let active = false;
   let activeSince = 0;
   let activeTotal = 0;
@@ -417,7 +404,6 @@ async function rebalance(cl: Cluster, train: VectorSet, bodies: Buffer[], opts: 
   let everActive = false;
   let polling = true;
   let activeSeen = 0;
-  const firstIssue = performance.now();
   const poller = (async () => {
     while (polling) {
       const now = performance.now();
@@ -440,6 +426,21 @@ async function rebalance(cl: Cluster, train: VectorSet, bodies: Buffer[], opts: 
       activeTotal += performance.now() - activeSince;
     }
   })();
+  const t0 = performance.now();
+  const before = await searchWindow(client, collection, bodies, () => performance.now() - t0 > rebalanceWindowMs, () => true, () => (performance.now() - t0) / 1000, cl.pids());
+  kv("before", `p50 ${fmt(before.p50_ms, 2)} ms, p95 ${fmt(before.p95_ms, 2)} ms, QPS ${fmt(before.qps)} (${before.searches} searches)`);
+
+  // Plan the moves: each shard's replica to the next node.
+  const status = await client.clusterStatus();
+  const placementBefore = placementLine(status, collection);
+  const c = status.collections.find((x) => x.name === collection)!;
+  const moves: { shard: number; from: string; to: string }[] = [];
+  for (const s of c.shards) {
+    const from = s.replicas[0]!.node;
+    const to = nodeIds[(nodeIds.indexOf(from as (typeof nodeIds)[number]) + 1) % nodeIds.length]!;
+    moves.push({ shard: s.shard, from, to });
+  }
+  const firstIssue = performance.now();
   for (const m of moves) await client.admin("move", { collection, ...m });
   kv("moves", moves.map((m) => `${m.shard}: ${m.from}→${m.to}`).join(", ") + ` (issued in ${fmt(performance.now() - firstIssue)} ms)`);
   const inActive = (a: number, b: number) => active && a >= activeSince && b >= a;

@@ -126,6 +126,7 @@ export class JadeNode {
     const coordinator = new Coordinator({
       nodeId,
       nc: nats.nc,
+      jsm: nats.jsm,
       leases: nats.leases,
       migrations: nats.migrations,
       config: nats.config,

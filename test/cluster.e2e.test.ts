@@ -255,8 +255,8 @@ describe("migrations", () => {
     await searches;
     const after = await placementOf("moving");
     expect(after.shards[0]!.replicas.map((r) => r.node)).toEqual([to]);
-    // The source seeded the target with a fresh snapshot: it loaded the whole shard rather than rebuilding it from the log.
-    expect(after.shards[0]!.replicas[0]!.restored).toEqual({ source: "snapshot", seq: 1 });
+    // The target copied the source's checkpoint and loaded it, rather than rebuilding the index from the log.
+    expect(after.shards[0]!.replicas[0]!.restored).toEqual({ source: "peer", seq: 1 });
     expect(done.progress.appliedSeq).toBe(1);
     expect(done.progress.bytesCopied).toBeGreaterThan(400 * 8 * 4);
     expect(outcomes.incomplete).toBe(0);

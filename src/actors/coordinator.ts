@@ -24,6 +24,7 @@ import {
 import type { Logger } from "../runtime/log.ts";
 import { loadOf, planPlacement } from "../runtime/placement.ts";
 import type { Catalog } from "./catalog.ts";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { ErrorCode, JadeError, type Reply } from "../runtime/errors.ts";
 import { names, subjects, type AdminOp } from "../runtime/subjects.ts";
@@ -66,6 +67,7 @@ const drainedLoadPenalty = 1_000_000;
 interface Deps {
   nodeId: string;
   nc: NatsConnection;
+  jsm: JetStreamManager;
   leases: KV;
   migrations: KV;
   config: KV;
@@ -98,7 +100,7 @@ export class Coordinator {
     this.#deps = deps;
     this.#log = deps.log.child({ actor: "coordinator" });
     this.#runner = new MigrationRunner({
-      nc: deps.nc,
+      jsm: deps.jsm,
       kv: deps.migrations,
       placements: deps.placements,
       membership: deps.membership,

@@ -7,7 +7,7 @@
  */
 import { createActor, fromCallback, fromPromise, type EventObject } from "xstate";
 import type { KV } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import {
   migrationMachine,
   migrationStateOf,
@@ -26,9 +26,9 @@ import {
 } from "../machines/migration.ts";
 import { ErrorCode, JadeError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
+import { names } from "../runtime/subjects.ts";
 import { applyCutover, applyPrepare, applyRollback, makeTransfer, transferPhase, TransferError, type Transfer, type TransferProgress, type TransferReason } from "../runtime/transfer.ts";
 import type { Membership } from "./membership.ts";
-import { requestReplica } from "./replica/protocol.ts";
 import type { PlacementRecord, PlacementStore } from "./placement-store.ts";
 
 export interface MigrationSettings {
@@ -40,24 +40,15 @@ export interface MigrationSettings {
   watchIntervalMs: number;
   /** A target whose applied sequence does not move for this long while catching up is given up (rolled back). */
   stallTimeoutMs: number;
-  /**
-   * How long `prepare` waits for a serving replica to upload a fresh snapshot for the target
-   * to start from (loading a file is far cheaper than rebuilding the index from the log; the
-   * upload is paced by the source's transfer budget). Past it, the target starts from the
-   * newest snapshot there is and replays the rest.
-   */
-  seedTimeoutMs: number;
 }
 
 export const defaultMigrationSettings: MigrationSettings = {
   concurrentMax: 2,
   catchUpLagMax: 0,
-  // Above seedTimeoutMs: `prepare` includes waiting for the seed snapshot.
-  stepTimeoutMs: 40_000,
+  stepTimeoutMs: 10_000,
   drainMs: 2_000,
   watchIntervalMs: 500,
   stallTimeoutMs: 120_000,
-  seedTimeoutMs: 30_000,
 };
 
 export interface MigrationView {
@@ -69,7 +60,7 @@ export interface MigrationView {
 }
 
 interface Deps {
-  nc: NatsConnection;
+  jsm: JetStreamManager;
   kv: KV;
   placements: PlacementStore;
   membership: Membership;
@@ -84,6 +75,8 @@ export class MigrationRunner {
   readonly #deps: Deps;
   readonly #log: Logger;
   readonly #actors = new Map<string, MigrationActorRef>();
+  /** States of stored records read by `list`, by KV revision (restoring a machine per poll is not free). */
+  readonly #recordStates = new Map<string, { revision: number; state: MigrationState }>();
   /** Per-id chain of KV writes, so records land in state order. */
   readonly #writes = new Map<string, Promise<unknown>>();
   #running = false;
@@ -96,8 +89,7 @@ export class MigrationRunner {
   /** Becoming leader: resume every unfinished transfer from its record. */
   async start(): Promise<void> {
     this.#running = true;
-    for (const [id, payload] of await this.#records()) {
-      if (this.#actors.has(id)) continue;
+    for (const [id, { payload }] of await this.#records((id) => !this.#actors.has(id))) {
       if (isFinal(stateOfPayload(payload))) continue;
       this.#spawn(id, payload);
     }
@@ -125,8 +117,12 @@ export class MigrationRunner {
 
   async list(): Promise<MigrationView[]> {
     const views = new Map<string, MigrationView>();
-    for (const [id, payload] of await this.#records()) {
-      views.set(id, { id, state: stateOfPayload(payload), transfer: payload.context.transfer, progress: payload.context.progress });
+    // Records of transfers this leader runs are read from their actors; the others (finished,
+    // or left by an earlier leader) are restored once per revision: operators and dashboards poll this.
+    for (const [id, { payload, revision }] of await this.#records((id) => !this.#actors.has(id))) {
+      let state = this.#recordStates.get(id);
+      if (state?.revision !== revision) this.#recordStates.set(id, (state = { revision, state: stateOfPayload(payload) }));
+      views.set(id, { id, state: state.state, transfer: payload.context.transfer, progress: payload.context.progress });
     }
     for (const actor of this.#actors.values()) {
       const v = view(actor);
@@ -184,11 +180,13 @@ export class MigrationRunner {
     }
   }
 
-  async #records(): Promise<[string, PersistedMigration][]> {
-    const out: [string, PersistedMigration][] = [];
+  /** The stored records (those `wanted` by id), with their KV revision. */
+  async #records(wanted: (id: string) => boolean = () => true): Promise<[string, { payload: PersistedMigration; revision: number }][]> {
+    const out: [string, { payload: PersistedMigration; revision: number }][] = [];
     for await (const key of await this.#deps.kv.keys()) {
+      if (!wanted(key)) continue;
       const entry = await this.#deps.kv.get(key);
-      if (entry?.operation === "PUT") out.push([key, entry.json<PersistedMigration>()]);
+      if (entry?.operation === "PUT") out.push([key, { payload: entry.json<PersistedMigration>(), revision: entry.revision }]);
     }
     return out;
   }
@@ -223,30 +221,6 @@ export class MigrationRunner {
     throw new Error("placement kept changing under the migration");
   }
 
-  /**
-   * Best effort, before the target becomes a learner: a serving replica (the source if it is
-   * live) uploads a snapshot of what it applied, so the target restores it and replays only
-   * what came after. Failing or slow, the target starts from an older snapshot instead.
-   */
-  async #seed(t: Transfer, record: PlacementRecord): Promise<void> {
-    const { membership, nodeDeadAfterMs, settings, nc } = this.#deps;
-    const replicas = record.shards[t.shard]?.replicas ?? [];
-    const source = [...(t.from ? [t.from] : []), ...replicas].find((n) => n !== t.to && replicas.includes(n) && membership.isLive(n, nodeDeadAfterMs));
-    if (!source) return;
-    const started = performance.now();
-    try {
-      const { seq } = await requestReplica<{ seq: number }>(
-        nc,
-        { node: source, collection: t.collection, shard: t.shard, op: "snapshot" },
-        { uid: t.uid, minSeq: 0, timeoutMs: settings.seedTimeoutMs, snapshot: {} },
-        settings.seedTimeoutMs,
-      );
-      this.#log.info({ id: t.id, source, seq, ms: Math.round(performance.now() - started) }, "seeded the target with a fresh snapshot");
-    } catch (err) {
-      this.#log.warn({ id: t.id, source, err: String(err) }, "no fresh snapshot for the target; it replays from an older one");
-    }
-  }
-
   #machine() {
     const { membership, nodeDeadAfterMs, settings } = this.#deps;
     const shardOf = (record: PlacementRecord, shard: number) => record.shards[shard];
@@ -256,7 +230,6 @@ export class MigrationRunner {
           const t = input.transfer;
           const current = this.#deps.placements.get(t.collection)?.record;
           if (current && transferPhase(current, t) === "cutOver") return { epoch: current.epoch, alreadyCutOver: true };
-          if (current && transferPhase(current, t) === "pending") await this.#seed(t, current);
           const record = await this.#updatePlacement(t, (r) => applyPrepare(r, t));
           return { epoch: record.epoch, alreadyCutOver: false };
         }),
@@ -288,6 +261,7 @@ export class MigrationRunner {
         watchTarget: fromCallback<EventObject, WatchTargetInput>(({ input, sendBack }) => {
           const t = input.transfer;
           let sourceDown = false;
+          let restoringBytes = 0;
           const timer = setInterval(() => {
             const stored = this.#deps.placements.get(t.collection);
             // A dropped (or re-created) collection: the transfer has nothing left to move.
@@ -304,6 +278,20 @@ export class MigrationRunner {
             // only while it shows lag: right after its restore it reports none until it has
             // asked the log, and that must never pass for caught up.
             const counts = beat && (beat.state === "serving" || beat.state === "lagging" || (beat.state === "replaying" && beat.lag > settings.catchUpLagMax));
+            if (beat?.state === "restoring" && beat.transferredBytes > restoringBytes) {
+              // Still copying: bytes are its progress (they keep the stall timer from firing on
+              // a big shard), measured against the log's real end so it never looks caught up.
+              restoringBytes = beat.transferredBytes;
+              const { appliedSeq, transferredBytes } = beat;
+              void this.#deps.jsm.streams
+                .info(names.logStream(t.collection, t.shard))
+                .then((info) => {
+                  if (info.state.last_seq > appliedSeq + settings.catchUpLagMax) {
+                    sendBack({ type: "TARGET_PROGRESS", appliedSeq, lastSeq: info.state.last_seq, bytes: transferredBytes, atMs: Date.now() });
+                  }
+                })
+                .catch(() => undefined);
+            }
             if (counts) {
               sendBack({
                 type: "TARGET_PROGRESS",

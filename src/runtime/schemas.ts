@@ -277,9 +277,13 @@ export interface StoredPoint {
   payload?: Payload;
 }
 
-/** Where a replica's index came from when it (re)started: its own checkpoint, a shared snapshot, or the log alone. */
+/**
+ * Where a replica's index came from when it (re)started: its own checkpoint, a copy of a
+ * serving replica's checkpoint (joining a shard), a shared snapshot, or the log alone.
+ */
 export const RestoreSource = {
   Checkpoint: "checkpoint",
+  Peer: "peer",
   Snapshot: "snapshot",
   Log: "log",
 } as const;

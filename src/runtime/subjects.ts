@@ -72,7 +72,7 @@ export const subjects = {
   replicaWildcard: (nodeId: string) => `jade.replica.${nodeId}.>`,
 } as const;
 
-export const ReplicaOp = { Search: "search", Get: "get", Count: "count", Snapshot: "snapshot" } as const;
+export const ReplicaOp = { Search: "search", Get: "get", Count: "count", Checkpoint: "checkpoint", Chunk: "chunk" } as const;
 export type ReplicaOp = (typeof ReplicaOp)[keyof typeof ReplicaOp];
 const replicaOps: ReadonlySet<string> = new Set(Object.values(ReplicaOp));
 

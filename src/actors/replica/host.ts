@@ -56,9 +56,11 @@ export class ReplicaHost {
   role(collection: string, shard: number): ReplicaRole {
     const placed = this.#placements?.get(collection)?.record.shards[shard];
     const me = this.#deps.nodeId;
+    const peers = (placed?.replicas ?? []).filter((node) => node !== me);
     return {
       designated: placed?.replicas[0] === me,
-      throttled: (placed?.learners ?? []).includes(me) && placed!.replicas.some((node) => node !== me),
+      throttled: (placed?.learners ?? []).includes(me) && peers.length > 0,
+      peers,
     };
   }
 

@@ -3,8 +3,9 @@
  * msgpack both ways (query vectors as float32 bytes), with the collection uid so
  * a request never reads another incarnation, and the caller's minimum sequence
  * and deadline so the remote replica enforces read consistency itself. Besides
- * reads, `snapshot` asks a serving replica to upload a fresh snapshot (a
- * migration seeds its target with it).
+ * reads, a replica joining a shard copies a serving replica's checkpoint from it:
+ * `checkpoint` makes the source save one and says its sequence and size, `chunk`
+ * reads a byte range of it.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Packr } from "msgpackr";
@@ -19,8 +20,18 @@ export interface ReplicaReadRequest {
   search?: { vector: Uint8Array; k: number; filter?: Filter; withPayload: boolean; withVectors: boolean };
   get?: { ids: string[]; withVectors: boolean };
   count?: { filter?: Filter };
-  snapshot?: Record<string, never>;
+  checkpoint?: Record<string, never>;
+  chunk?: { seq: number; offset: number; length: number };
 }
+
+/** What `checkpoint` answers: the checkpoint the joining replica may now read in chunks. */
+export interface CheckpointOffer {
+  seq: number;
+  bytes: number;
+}
+
+/** Bytes per `chunk` request: well under NATS max_payload (8 MiB here, 1 MiB by default). */
+export const checkpointChunkBytesMax = 512 * 1024;
 
 export type ReplicaReadReply = { ok: true; result: unknown } | { ok: false; error: WireError };
 

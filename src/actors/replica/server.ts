@@ -74,8 +74,12 @@ export class ReplicaServer {
         return replica.get(request.get!.ids, request.get!.withVectors, request.minSeq, request.timeoutMs);
       case "count":
         return replica.count(request.count?.filter, request.minSeq, request.timeoutMs);
-      case "snapshot":
-        return replica.seedSnapshot();
+      case "checkpoint":
+        return replica.offerCheckpoint();
+      case "chunk": {
+        const { seq, offset, length } = request.chunk ?? { seq: -1, offset: -1, length: -1 };
+        return replica.readCheckpoint(seq, offset, length);
+      }
     }
   }
 }

@@ -52,23 +52,25 @@ export class SnapshotStore {
       .sort((a, b) => b.seq - a.seq);
   }
 
-  /** Streams `file` into the store; `throttle` paces it chunk by chunk. */
-  async upload(collection: string, uid: string, shard: number, seq: number, file: string, throttle?: Throttle): Promise<SnapshotRef> {
+  async upload(collection: string, uid: string, shard: number, seq: number, file: string): Promise<SnapshotRef> {
     const name = names.snapshotObject(collection, shard, seq);
-    const source = createReadStream(file).pipe(pacer(throttle));
-    const body = Readable.toWeb(source) as unknown as ReadableStream<Uint8Array>;
+    const body = Readable.toWeb(createReadStream(file)) as unknown as ReadableStream<Uint8Array>;
     await this.#store.put({ name, description: uid }, body);
     return { name, seq };
   }
 
-  /** Streams a snapshot to `file`; `throttle` paces it chunk by chunk. Returns the bytes written. */
-  async download(name: string, file: string, throttle?: Throttle): Promise<number> {
+  /**
+   * Streams a snapshot to `file`; `throttle` paces it chunk by chunk and `onBytes` sees each
+   * chunk pass (progress). Returns the bytes written.
+   */
+  async download(name: string, file: string, throttle?: Throttle, onBytes?: (bytes: number) => void): Promise<number> {
     const result = await this.#store.get(name);
     if (!result) throw new Error(`snapshot ${name} disappeared`);
     let bytes = 0;
     const count = new Transform({
       transform(chunk: Buffer, _encoding, done) {
         bytes += chunk.byteLength;
+        onBytes?.(chunk.byteLength);
         done(null, chunk);
       },
     });

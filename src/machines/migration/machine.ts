@@ -150,7 +150,8 @@ export const migrationMachine = migrationSetup.createMachine({
                   : [...context.samples, sample].slice(-PROGRESS_SAMPLES);
               return {
                 samples,
-                advanced: last === undefined || sample.appliedSeq > last.appliedSeq,
+                // bytes count too: a target copying a big shard applies nothing until it has loaded it
+                advanced: last === undefined || sample.appliedSeq > last.appliedSeq || event.bytes > context.progress.bytesCopied,
                 progress: {
                   ...context.progress,
                   appliedSeq: sample.appliedSeq,

@@ -146,7 +146,7 @@ export interface MigrationContext {
   progress: TransferProgress;
   /** recent progress samples (at most PROGRESS_SAMPLES) for the ETA */
   samples: ProgressSample[];
-  /** the last TARGET_PROGRESS advanced appliedSeq (resets the stall timer) */
+  /** the last TARGET_PROGRESS advanced appliedSeq or bytes copied (resets the stall timer) */
   advanced: boolean;
   /** failed tries of the current step */
   attempts: number;
