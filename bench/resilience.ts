@@ -558,7 +558,7 @@ export async function runResilience(opts: ResilienceOptions): Promise<void> {
     { name: "RF=2 searches complete again < 3 s (max)", pass: rf2.max_ms !== null && rf2.max_ms < failoverTargetRf2Ms, detail: `median ${s(rf2.median_ms)} s, max ${s(rf2.max_ms)} s` },
     { name: "RF=1 searches complete again < 10 s (max)", pass: rf1.max_ms !== null && rf1.max_ms < failoverTargetRf1Ms, detail: `median ${s(rf1.median_ms)} s, max ${s(rf1.max_ms)} s` },
     { name: `rebalance: search p95 degradation < ${rebalanceTargetPct} %`, pass: reb.p95_pass, detail: `${fmt(reb.before.p95_ms, 2)} → ${fmt(reb.during.p95_ms, 2)} ms (${reb.p95_degradation_pct >= 0 ? "+" : ""}${fmt(reb.p95_degradation_pct, 1)} %)` },
-    { name: `rebalance: QPS degradation < ${rebalanceTargetPct} %`, pass: reb.qps_pass, detail: `${fmt(reb.before.qps)} → ${fmt(reb.during.qps)} (−${fmt(reb.qps_degradation_pct, 1)} %)` },
+    { name: `rebalance: QPS degradation < ${rebalanceTargetPct} %`, pass: reb.qps_pass, detail: `${fmt(reb.before.qps)} → ${fmt(reb.during.qps)} (${reb.qps_degradation_pct >= 0 ? "−" : "+"}${fmt(Math.abs(reb.qps_degradation_pct), 1)} %)` },
   ];
   table(
     ["metric", "median s", "max s", "target"],

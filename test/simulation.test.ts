@@ -31,6 +31,10 @@ const regressionSeeds: { seed: number; why: string }[] = [
     seed: 1893,
     why: "reconcile dropped the learner of a live migration while its target looked dead; the target came back before watchTarget saw it down and the migration waited in catchingUp forever",
   },
+  {
+    seed: 5802,
+    why: "the leader bound ignored requests in flight at the heal: a late acquire took the lease for a node that had given up on it, and that lease had to expire first (the checker now counts from the last possible delivery)",
+  },
 ];
 
 function describeFailure(r: SimResult): string {

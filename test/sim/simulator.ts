@@ -25,7 +25,7 @@ import { isReadable, replicaStateOf, ReplicaState } from "../../src/machines/rep
 import { TIMING, type SimOptions, type SimResult } from "./config.ts";
 import { SimNode } from "./node.ts";
 import type { MigrationRecord } from "./term.ts";
-import { fmtPlacement, InvariantViolation, World } from "./world.ts";
+import { DELIVERY_DELAY_MAX_MS, fmtPlacement, InvariantViolation, World } from "./world.ts";
 
 export { COLLECTION, TIMING, type SimOptions, type SimResult } from "./config.ts";
 
@@ -241,8 +241,10 @@ export class Simulation {
         n.partitionedUntil = 0;
         if (!n.up) n.start();
       }
-      // 5a. a leader within leaseTtl + acquireInterval (+ one request) of healing
-      const leaderBound = TIMING.leaseTtlMs + TIMING.acquireIntervalMs + TIMING.requestTimeoutMs;
+      // 5a. a leader within leaseTtl + acquireInterval (+ one request) of healing — counted from
+      // when the last request sent before the heal can land: a late acquire may still take the
+      // lease for a node that already gave up on it, and that lease must then expire
+      const leaderBound = DELIVERY_DELAY_MAX_MS + TIMING.leaseTtlMs + TIMING.acquireIntervalMs + TIMING.requestTimeoutMs;
       ok = await w.runUntil(healedAt + leaderBound, this.checkAlways, () => this.leaders().length === 1);
       if (w.violations.length === 0 && !ok) w.violate("liveness-leader", `no leader within ${leaderBound} ms of healing`);
       if (w.violations.length === 0) {

@@ -12,6 +12,12 @@ import type { PlacementWithLearners } from "../../src/runtime/transfer.ts";
 import { seededRandom } from "../../src/runtime/random.ts";
 import { SimClock } from "./clock.ts";
 
+/** One network hop takes 0..LATENCY_MAX_MS; a delayed request or a slow reply SLOW_EXTRA_MS more. */
+export const LATENCY_MAX_MS = 50;
+export const SLOW_EXTRA_MS = 400;
+/** The longest a request sent before a heal can take to reach its target after it. */
+export const DELIVERY_DELAY_MAX_MS = LATENCY_MAX_MS + SLOW_EXTRA_MS;
+
 export const flush = () => new Promise<void>((r) => setImmediate(r));
 
 /** Thrown (collected) when an invariant breaks. */
@@ -304,7 +310,7 @@ export class World {
 
   /** one-way network latency, ms */
   latency(): number {
-    return 10 * this.int(0, 5);
+    return 10 * this.int(0, LATENCY_MAX_MS / 10);
   }
 
   /**
@@ -340,8 +346,8 @@ export class World {
       let r = roll - f.drop;
       const lost = r < f.lostReply;
       r -= f.lostReply;
-      if (!lost && r >= 0 && r < f.slow) d2 += 400;
-      else if (!lost && r >= f.slow && r < f.slow + f.delayed) d1 += 400;
+      if (!lost && r >= 0 && r < f.slow) d2 += SLOW_EXTRA_MS;
+      else if (!lost && r >= f.slow && r < f.slow + f.delayed) d1 += SLOW_EXTRA_MS;
       this.later(() => {
         let result: T;
         try {
