@@ -6,7 +6,7 @@
  * when it is still valid: the file reads back, the collection incarnation (uid)
  * matches, and the log still holds every entry after it.
  */
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 
 export interface CheckpointRef {
@@ -15,6 +15,9 @@ export interface CheckpointRef {
 }
 
 const checkpointName = /^(\d+)-(\d+)\.snap$/;
+const offerName = /^(\d+)-(\d+)\.offer$/;
+/** An offered checkpoint stays readable this long after it was offered, whatever newer checkpoints replace it. */
+export const offerTtlMs = 30 * 60_000;
 
 export class LocalCheckpoints {
   readonly #dir: string;
@@ -45,11 +48,37 @@ export class LocalCheckpoints {
     return { file, seq };
   }
 
-  async drop(uid: string, shard: number): Promise<void> {
-    for (const ref of await this.#list(uid, shard)) await rm(ref.file, { force: true });
+  /**
+   * Offers the newest checkpoint to a replica that copies it: a hard link that a newer
+   * checkpoint does not delete, so a copy slower than the snapshot interval still finishes.
+   * Offers older than `offerTtlMs` are deleted as new ones are made.
+   */
+  async offer(uid: string, shard: number, nowMs = Date.now()): Promise<CheckpointRef | undefined> {
+    const latest = await this.latest(uid, shard);
+    if (!latest) return undefined;
+    const file = path.join(this.#dir, uid, `${shard}-${latest.seq}.offer`);
+    await link(latest.file, file).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "EEXIST") throw err;
+    });
+    for (const old of await this.#list(uid, shard, offerName)) {
+      if (old.file === file) continue;
+      const { mtimeMs } = await stat(old.file).catch(() => ({ mtimeMs: 0 }));
+      if (nowMs - mtimeMs > offerTtlMs) await rm(old.file, { force: true });
+    }
+    return { file, seq: latest.seq };
   }
 
-  /** Deletes the checkpoints of collection incarnations `keep(uid)` rejects, and leftovers of interrupted saves. */
+  /** The offered checkpoint at `seq`, if it is still there. */
+  async offered(uid: string, shard: number, seq: number): Promise<string | undefined> {
+    return (await this.#list(uid, shard, offerName)).find((ref) => ref.seq === seq)?.file;
+  }
+
+  /** Deletes the shard's checkpoints and offers. */
+  async drop(uid: string, shard: number): Promise<void> {
+    for (const ref of [...(await this.#list(uid, shard)), ...(await this.#list(uid, shard, offerName))]) await rm(ref.file, { force: true });
+  }
+
+  /** Deletes the checkpoints of collection incarnations `keep(uid)` rejects, and leftovers of interrupted saves and old offers. */
   async sweep(keep: (uid: string) => boolean): Promise<number> {
     let removed = 0;
     for (const uid of await readdir(this.#dir).catch(() => [] as string[])) {
@@ -57,7 +86,7 @@ export class LocalCheckpoints {
       const files = await readdir(dir).catch(() => [] as string[]);
       for (const name of files) {
         const match = checkpointName.exec(name);
-        const stale = match ? !keep(uid) : name.endsWith(".saving") || name.endsWith(".tmp");
+        const stale = match ? !keep(uid) : name.endsWith(".saving") || name.endsWith(".tmp") || offerName.test(name);
         if (stale) {
           await rm(path.join(dir, name), { force: true });
           removed++;
@@ -68,11 +97,11 @@ export class LocalCheckpoints {
     return removed;
   }
 
-  async #list(uid: string, shard: number): Promise<CheckpointRef[]> {
+  async #list(uid: string, shard: number, pattern = checkpointName): Promise<CheckpointRef[]> {
     const dir = path.join(this.#dir, uid);
     const files = await readdir(dir).catch(() => [] as string[]);
     return files
-      .map((name) => ({ name, match: checkpointName.exec(name) }))
+      .map((name) => ({ name, match: pattern.exec(name) }))
       .filter(({ match }) => match !== null && Number(match[1]) === shard)
       .map(({ name, match }) => ({ file: path.join(dir, name), seq: Number(match![2]) }))
       .sort((a, b) => b.seq - a.seq);

@@ -197,26 +197,25 @@ export class ShardReplica {
     // Inside the queue: an offer repeated while the first save runs then finds it done.
     return this.#serialized(async () => {
       const { uid } = this.config;
-      let latest = await this.#deps.checkpoints.latest(uid, this.shard);
-      if (!latest || latest.seq < this.appliedSeq) {
-        // Local only: the copy goes peer to peer, not through the replicated object store.
-        await this.#saveSnapshot({ upload: "never" });
-        latest = await this.#deps.checkpoints.latest(uid, this.shard);
-      }
-      if (!latest) throw unavailable(`shard ${this.shard} of ${this.config.name} has no checkpoint to offer`);
-      return { seq: latest.seq, bytes: (await stat(latest.file)).size };
+      const latest = await this.#deps.checkpoints.latest(uid, this.shard);
+      // Local only: the copy goes peer to peer, not through the replicated object store.
+      if (!latest || latest.seq < this.appliedSeq) await this.#saveSnapshot({ upload: "never" });
+      const offer = await this.#deps.checkpoints.offer(uid, this.shard);
+      if (!offer) throw unavailable(`shard ${this.shard} of ${this.config.name} has no checkpoint to offer`);
+      return { seq: offer.seq, bytes: (await stat(offer.file)).size };
     });
   }
 
-  /** A byte range of the checkpoint at `seq`; not_found once a newer checkpoint replaced it. */
+  /** A byte range of the checkpoint offered at `seq`; not_found once the offer expired. */
   async readCheckpoint(seq: number, offset: number, length: number): Promise<Uint8Array> {
     if (![seq, offset, length].every(Number.isSafeInteger) || offset < 0 || length < 1 || length > checkpointChunkBytesMax) {
       throw new JadeError(ErrorCode.InvalidArgument, `bad checkpoint chunk request (seq ${seq}, offset ${offset}, length ${length})`);
     }
-    const latest = await this.#deps.checkpoints.latest(this.config.uid, this.shard);
-    if (!latest || latest.seq !== seq) throw new JadeError(ErrorCode.NotFound, `checkpoint ${seq} of shard ${this.shard} was replaced`);
-    const handle = await open(latest.file, "r").catch(() => {
-      throw new JadeError(ErrorCode.NotFound, `checkpoint ${seq} of shard ${this.shard} was replaced`);
+    const gone = () => new JadeError(ErrorCode.NotFound, `no checkpoint ${seq} of shard ${this.shard} is offered`);
+    const file = await this.#deps.checkpoints.offered(this.config.uid, this.shard, seq);
+    if (!file) throw gone();
+    const handle = await open(file, "r").catch(() => {
+      throw gone();
     });
     try {
       const buffer = Buffer.alloc(length);
@@ -328,7 +327,7 @@ export class ShardReplica {
       const file = path.join(scratchDir, `restore-${uid}-${this.shard}-${ref.seq}.snap`);
       try {
         const throttle: Throttle | undefined = this.#role().throttled ? (bytes) => this.#deps.transfer.take(bytes) : undefined;
-        await this.#deps.snapshots.download(ref.name, file, throttle, (bytes) => (this.#transferredBytes += bytes));
+        await this.#deps.snapshots.download(ref.name, file, { throttle, onBytes: (bytes) => (this.#transferredBytes += bytes) });
         const loaded = await this.#index.load(this.#indexConfig(), file);
         this.#count = loaded.count;
         this.#log.info({ snapshot: ref.name, appliedSeq: loaded.appliedSeq, count: loaded.count }, "restored snapshot");

@@ -16,16 +16,6 @@ import { names, parseSnapshotObject } from "../../runtime/subjects.ts";
 /** Waits until `bytes` more may pass (a transfer budget). */
 export type Throttle = (bytes: number) => Promise<void>;
 
-/** A pass-through stream that waits for the throttle before each chunk (none: passes at once). */
-function pacer(throttle: Throttle | undefined): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      if (!throttle) return done(null, chunk);
-      throttle(chunk.byteLength).then(() => done(null, chunk), done);
-    },
-  });
-}
-
 export interface SnapshotRef {
   name: string;
   seq: number;
@@ -59,28 +49,27 @@ export class SnapshotStore {
     return { name, seq };
   }
 
-  /**
-   * Streams a snapshot to `file`; `throttle` paces it chunk by chunk and `onBytes` sees each
-   * chunk pass (progress). Returns the bytes written.
-   */
-  async download(name: string, file: string, throttle?: Throttle, onBytes?: (bytes: number) => void): Promise<number> {
+  /** Streams a snapshot to `file`; `throttle` paces it chunk by chunk, `onBytes` sees each chunk pass (progress). */
+  async download(name: string, file: string, options: { throttle?: Throttle; onBytes?: (bytes: number) => void } = {}): Promise<void> {
     const result = await this.#store.get(name);
     if (!result) throw new Error(`snapshot ${name} disappeared`);
-    let bytes = 0;
-    const count = new Transform({
+    const { throttle, onBytes } = options;
+    const pace = new Transform({
       transform(chunk: Buffer, _encoding, done) {
-        bytes += chunk.byteLength;
-        onBytes?.(chunk.byteLength);
-        done(null, chunk);
+        const pass = () => {
+          onBytes?.(chunk.byteLength);
+          done(null, chunk);
+        };
+        if (throttle) throttle(chunk.byteLength).then(pass, done);
+        else pass();
       },
     });
-    await pipeline(Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>), pacer(throttle), count, createWriteStream(file));
+    await pipeline(Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>), pace, createWriteStream(file));
     const error = await result.error;
     if (error) {
       await rm(file, { force: true });
       throw error;
     }
-    return bytes;
   }
 
   /** Deletes all but the newest `snapshotsKeptPerShard` of the shard's snapshots. */
