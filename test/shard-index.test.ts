@@ -319,11 +319,11 @@ describe("ShardIndex snapshots", () => {
     original.apply([remove(log.length + 1, ["p1", "p2", "p3"])]);
 
     const file = path.join(dir, "shard.snap");
-    const saved = original.save(file);
+    const saved = await original.save(file);
     expect(saved.appliedSeq).toBe(log.length + 1);
     expect(saved.bytes).toBe((await readFile(file)).byteLength);
 
-    const loaded = ShardIndex.load(cfg, file);
+    const loaded = await ShardIndex.load(cfg, file);
     expect(loaded.digest()).toBe(original.digest());
     expect(loaded.stats().count).toBe(2997);
     expect(loaded.stats().appliedSeq).toBe(log.length + 1);
@@ -357,10 +357,24 @@ describe("ShardIndex snapshots", () => {
     ]);
   });
 
-  it("saves and loads an empty shard", () => {
+  it("saves the state of the moment save was called, even if applies run while the file is written", async () => {
+    const cfg = config(8);
+    const shard = new ShardIndex(cfg);
+    shard.apply([upsert(1, 8, [{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }])]);
+    const before = shard.digest();
+    const file = path.join(dir, "moving.snap");
+    const saving = shard.save(file);
+    shard.apply([upsert(2, 8, [{ id: "a", vector: [8, 7, 6, 5, 4, 3, 2, 1] }, { id: "b", vector: [1, 1, 1, 1, 1, 1, 1, 1] }])]);
+    expect((await saving).appliedSeq).toBe(1);
+    const loaded = await ShardIndex.load(cfg, file);
+    expect(loaded.digest()).toBe(before);
+    expect(loaded.get(["a"], true)).toEqual([{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }]);
+  });
+
+  it("saves and loads an empty shard", async () => {
     const file = path.join(dir, "empty.snap");
-    new ShardIndex(config(8)).save(file);
-    const loaded = ShardIndex.load(config(8), file);
+    await new ShardIndex(config(8)).save(file);
+    const loaded = await ShardIndex.load(config(8), file);
     expect(loaded.stats()).toMatchObject({ count: 0, appliedSeq: 0 });
     loaded.apply([upsert(1, 8, [{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }])]);
     expect(loaded.get(["a"], false)).toEqual([{ id: "a" }]);
@@ -370,13 +384,13 @@ describe("ShardIndex snapshots", () => {
     const file = path.join(dir, "small.snap");
     const shard = new ShardIndex(config(4));
     shard.apply([upsert(1, 4, [{ id: "a", vector: [1, 0, 0, 0] }])]);
-    shard.save(file);
-    expect(() => ShardIndex.load(config(4, "ip"), file)).toThrow(/expected 4\/ip\/f32/);
+    await shard.save(file);
+    await expect(ShardIndex.load(config(4, "ip"), file)).rejects.toThrow(/expected 4\/ip\/f32/);
     const bytes = await readFile(file);
     bytes[bytes.byteLength - 1]! ^= 0xff;
     await writeFile(file, bytes);
-    expect(() => ShardIndex.load(config(4), file)).toThrow(/checksum/);
+    await expect(ShardIndex.load(config(4), file)).rejects.toThrow(/checksum/);
     await writeFile(file, bytes.subarray(0, bytes.byteLength - 10));
-    expect(() => ShardIndex.load(config(4), file)).toThrow(/bytes/);
+    await expect(ShardIndex.load(config(4), file)).rejects.toThrow(/bytes/);
   });
 });

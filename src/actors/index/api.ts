@@ -61,9 +61,9 @@ export interface IndexWorkerApi {
   get(shardKey: string, ids: string[], withVectors: boolean): StoredPoint[];
   count(shardKey: string, filter?: Filter): number;
   /** Writes the whole shard (index, ids, keys, payloads, vectors, appliedSeq) to one file. */
-  save(shardKey: string, path: string): SavedSnapshot;
+  save(shardKey: string, path: string): Promise<SavedSnapshot>;
   /** Replaces the shard with the contents of a file written by save. */
-  load(shardKey: string, config: ShardIndexConfig, path: string): ApplyResult;
+  load(shardKey: string, config: ShardIndexConfig, path: string): Promise<ApplyResult>;
   stats(shardKey: string): ShardStats;
 }
 

@@ -12,7 +12,8 @@
  * Lower is closer; ties are broken by id so every replica orders hits the same way.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
 import { Index, MetricKind, ScalarKind } from "usearch";
 import { compileFilter, type Filter } from "../../runtime/filter.ts";
 import { decodeEntry, EntryKind, keyOf, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
@@ -331,8 +332,12 @@ export class ShardIndex {
     return hash.digest("hex");
   }
 
-  /** Writes the whole shard to one file (see snapshot-file.ts), atomically. */
-  save(path: string): SavedSnapshot {
+  /**
+   * Writes the whole shard to one file (see snapshot-file.ts), atomically. The state is
+   * captured synchronously (the vectors copied), so applies that run while the file is
+   * being written do not leak into it.
+   */
+  async save(path: string): Promise<SavedSnapshot> {
     const indexPath = `${path}.${randomUUID()}.usearch`;
     let indexBytes: Buffer;
     try {
@@ -354,14 +359,15 @@ export class ShardIndex {
       keys: new Uint8Array(keys.buffer),
       payloads: slots.map((slot) => this.payloads[slot] ?? null),
     };
-    const vectors = new Uint8Array(this.arena.buffer, 0, this.slotCount * this.dimension * 4);
-    const bytes = writeSnapshotFile(path, { meta, vectors, index: indexBytes });
-    return { appliedSeq: this.lastSeq, bytes };
+    const vectors = new Uint8Array(this.arena.buffer, 0, this.slotCount * this.dimension * 4).slice();
+    const appliedSeq = this.lastSeq;
+    const bytes = await writeSnapshotFile(path, { meta, vectors, index: indexBytes });
+    return { appliedSeq, bytes };
   }
 
   /** Restores a shard written by save: same keys, so later log entries apply identically. */
-  static load(config: ShardIndexConfig, path: string): ShardIndex {
-    const parts = readSnapshotFile(path);
+  static async load(config: ShardIndexConfig, path: string): Promise<ShardIndex> {
+    const parts = await readSnapshotFile(path);
     const meta = parts.meta as SnapshotMeta;
     const expected = `${config.dimension}/${config.metric}/${config.index.quantization}`;
     const found = `${meta.dimension}/${meta.metric}/${meta.quantization}`;
@@ -370,10 +376,10 @@ export class ShardIndex {
     const shard = new ShardIndex(config);
     const indexPath = `${path}.${randomUUID()}.usearch`;
     try {
-      writeFileSync(indexPath, parts.index);
+      await writeFile(indexPath, parts.index);
       shard.index.load(indexPath);
     } finally {
-      rmSync(indexPath, { force: true });
+      await rm(indexPath, { force: true });
     }
     if (shard.index.size() !== meta.ids.length) {
       throw new Error(`${path}: usearch index holds ${shard.index.size()} vectors, the snapshot lists ${meta.ids.length}`);

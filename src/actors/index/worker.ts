@@ -1,7 +1,9 @@
 /**
  * Index worker entry: hosts the ShardIndex of every shard pinned to this thread
- * and exposes IndexWorkerApi over comlink. Calls arrive one at a time per message
- * order, so a shard's apply/search/save never interleave.
+ * and exposes IndexWorkerApi over comlink. Calls run one at a time in message
+ * order, except that save and load await their file I/O: other calls (searches of
+ * other shards above all) run meanwhile. save captures the shard's state before it
+ * awaits; load installs the loaded shard only when it is complete.
  */
 import { parentPort } from "node:worker_threads";
 import * as Comlink from "comlink";
@@ -42,8 +44,8 @@ const api: IndexWorkerApi = {
   save(shardKey: string, path: string) {
     return shard(shardKey).save(path);
   },
-  load(shardKey: string, config: ShardIndexConfig, path: string) {
-    const loaded = ShardIndex.load(config, path);
+  async load(shardKey: string, config: ShardIndexConfig, path: string) {
+    const loaded = await ShardIndex.load(config, path);
     shards.set(shardKey, loaded);
     return { appliedSeq: loaded.appliedSeq, count: loaded.size };
   },
