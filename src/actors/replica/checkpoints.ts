@@ -53,7 +53,7 @@ export class LocalCheckpoints {
    * checkpoint does not delete, so a copy slower than the snapshot interval still finishes.
    * Offers older than `offerTtlMs` are deleted as new ones are made.
    */
-  async offer(uid: string, shard: number, nowMs = Date.now()): Promise<CheckpointRef | undefined> {
+  async offer(uid: string, shard: number): Promise<CheckpointRef | undefined> {
     const latest = await this.latest(uid, shard);
     if (!latest) return undefined;
     const file = path.join(this.#dir, uid, `${shard}-${latest.seq}.offer`);
@@ -63,7 +63,7 @@ export class LocalCheckpoints {
     for (const old of await this.#list(uid, shard, offerName)) {
       if (old.file === file) continue;
       const { mtimeMs } = await stat(old.file).catch(() => ({ mtimeMs: 0 }));
-      if (nowMs - mtimeMs > offerTtlMs) await rm(old.file, { force: true });
+      if (Date.now() - mtimeMs > offerTtlMs) await rm(old.file, { force: true });
     }
     return { file, seq: latest.seq };
   }
