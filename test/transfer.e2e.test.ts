@@ -48,4 +48,25 @@ describe("transfer throttle", () => {
     expect(seconds).toBeGreaterThanOrEqual((copied - rateBytesPerSec) / rateBytesPerSec);
     expect((await client.count("slow", { consistency: "strong" })).count).toBe(3_000);
   });
+
+  it("moves replicas onto a node that joins (auto-rebalance, the default)", async () => {
+    const nats = await harness.nats();
+    await harness.node([nats.url], { nodeId: "first" });
+    const client = await harness.client(nats.url);
+    await client.createCollection({ name: "spread", dimension: 8, metric: "l2", shards: 4, replicas: 1 });
+    const nodesOf = async () => {
+      const c = (await client.clusterStatus()).collections.find((x) => x.name === "spread");
+      return c?.shards.every((s) => s.replicas.every((r) => r.state === "serving")) ? c.shards.map((s) => s.replicas.map((r) => r.node).join("+")) : undefined;
+    };
+    expect(await waitFor(nodesOf, { what: "spread placed" })).toEqual(["first", "first", "first", "first"]);
+    await client.upsert("spread", { points: randomPoints(200, 8, 9).map((vector, i) => ({ id: `s${i}`, vector })), consistency: "all" });
+
+    await harness.node([nats.url], { nodeId: "second" });
+    const spread = await waitFor(async () => {
+      const nodes = await nodesOf();
+      return nodes && nodes.filter((n) => n === "second").length === 2 && nodes;
+    }, { what: "two shards moved onto the node that joined", timeoutMs: 90_000 });
+    expect(spread.filter((n) => n === "first")).toHaveLength(2);
+    expect((await client.count("spread", { consistency: "strong" })).count).toBe(200);
+  });
 });

@@ -9,6 +9,12 @@ function nonNegative(value: string): number {
   return n;
 }
 
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be an integer ≥ 1");
+  return n;
+}
+
 function int(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n)) throw new InvalidArgumentError("must be an integer");
@@ -44,6 +50,8 @@ program
   .addOption(new Option("--selection <name>", "replica selection for reads").choices(["least-loaded", "round-robin"]).default("least-loaded"))
   .option("--node-dead-after-ms <ms>", "a node silent this long loses its replicas to other nodes", int, 8_000)
   .option("--transfer-mib-per-sec <n>", "shard copying budget of this node while rebalancing (0 = unlimited)", nonNegative, 4)
+  .option("--no-auto-rebalance", "when coordinator, do not move replicas onto a node that joins (run `jade rebalance` instead)")
+  .option("--migrations-max <n>", "when coordinator, shard migrations run at once", positiveInt, 2)
   .action((o) =>
     runStart({
       nats: o.nats,
@@ -54,6 +62,8 @@ program
       selection: o.selection,
       nodeDeadAfterMs: o.nodeDeadAfterMs,
       transferMibPerSec: o.transferMibPerSec,
+      autoRebalance: o.autoRebalance,
+      migrationsMax: o.migrationsMax,
     }),
   );
 

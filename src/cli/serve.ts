@@ -12,6 +12,8 @@ import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "..
 import { rootLogger } from "../runtime/log.ts";
 import { JadeNode } from "../node.ts";
 import type { SelectionName } from "../actors/selection/index.ts";
+import type { CoordinatorSettings } from "../actors/coordinator.ts";
+import { defaultMigrationSettings } from "../actors/migrations.ts";
 
 export interface ServeOptions {
   data: string;
@@ -22,6 +24,9 @@ export interface ServeOptions {
   nodeDeadAfterMs?: number;
   /** Rebalancing copy budget (`ReplicaSettings.transferBytesPerSecMax`), in MiB/s. */
   transferMibPerSec?: number;
+  /** Coordinator settings: they apply while this node leads, so start every node with the same. */
+  autoRebalance?: boolean;
+  migrationsMax?: number;
 }
 
 export async function runDev(options: ServeOptions & { natsPort?: number }): Promise<void> {
@@ -85,7 +90,7 @@ async function serve(servers: string[], dataDir: string, options: ServeOptions, 
       workers: options.workers,
       streamReplicas: options.streamReplicas,
       selection: options.selection,
-      coordinator: options.nodeDeadAfterMs === undefined ? undefined : { nodeDeadAfterMs: options.nodeDeadAfterMs },
+      coordinator: coordinatorOptions(options),
       replica: options.transferMibPerSec === undefined ? undefined : { transferBytesPerSecMax: Math.round(options.transferMibPerSec * 1024 * 1024) },
     });
     const client = await JadeClient.connect({ servers, name: "jade-readiness" });
@@ -97,4 +102,12 @@ async function serve(servers: string[], dataDir: string, options: ServeOptions, 
     process.exit(1);
   }
   process.stdout.write(`jade ready nats=${servers.join(",")} node=${node.nodeId}\n`);
+}
+
+function coordinatorOptions(options: ServeOptions): Partial<CoordinatorSettings> {
+  return {
+    ...(options.nodeDeadAfterMs === undefined ? {} : { nodeDeadAfterMs: options.nodeDeadAfterMs }),
+    ...(options.autoRebalance === undefined ? {} : { autoRebalance: options.autoRebalance }),
+    ...(options.migrationsMax === undefined ? {} : { migration: { ...defaultMigrationSettings, concurrentMax: options.migrationsMax } }),
+  };
 }
