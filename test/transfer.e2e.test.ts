@@ -56,7 +56,8 @@ describe("transfer throttle", () => {
     await client.createCollection({ name: "spread", dimension: 8, metric: "l2", shards: 4, replicas: 1 });
     const nodesOf = async () => {
       const c = (await client.clusterStatus()).collections.find((x) => x.name === "spread");
-      return c?.shards.every((s) => s.replicas.every((r) => r.state === "serving")) ? c.shards.map((s) => s.replicas.map((r) => r.node).join("+")) : undefined;
+      const placed = c?.shards.length === 4 && c.shards.every((s) => s.replicas.length === 1 && s.replicas[0]!.state === "serving");
+      return placed ? c.shards.map((s) => s.replicas[0]!.node) : undefined;
     };
     expect(await waitFor(nodesOf, { what: "spread placed" })).toEqual(["first", "first", "first", "first"]);
     await client.upsert("spread", { points: randomPoints(200, 8, 9).map((vector, i) => ({ id: `s${i}`, vector })), consistency: "all" });

@@ -49,7 +49,7 @@ program
   .option("--stream-replicas <n>", "replicas of the streams and buckets created (3 on a NATS cluster)", int, 1)
   .addOption(new Option("--selection <name>", "replica selection for reads").choices(["least-loaded", "round-robin"]).default("least-loaded"))
   .option("--node-dead-after-ms <ms>", "a node silent this long loses its replicas to other nodes", int, 8_000)
-  .option("--transfer-mib-per-sec <n>", "shard copying budget of this node while rebalancing (0 = unlimited)", nonNegative, 4)
+  .option("--transfer-mib-per-sec <n>", "shard copying budget of this node while rebalancing (0 = unlimited)", nonNegative, 2)
   .option("--no-auto-rebalance", "when coordinator, do not move replicas onto a node that joins (run `jade rebalance` instead)")
   .option("--migrations-max <n>", "when coordinator, shard migrations run at once", positiveInt, 2)
   .action((o) =>

@@ -54,8 +54,9 @@ export const defaultReplicaSettings: ReplicaSettings = {
   lagThresholdEntries: 64,
   retryDelayMs: 500,
   retryDelayMaxMs: 30_000,
-  // Sized for small nodes (measured on 2 cores: 4 MiB/s keeps searches within ~10 % of their QPS); raise it where cores are spare.
-  transferBytesPerSecMax: 4 * 1024 * 1024,
+  // Sized for small nodes: on 2 saturated cores, moving shards at 2 MiB/s kept QPS within 10 % in
+  // three runs (p95 in two), 4 MiB/s cost 15–28 % of QPS (docs/decisions/003). Raise it where cores are spare.
+  transferBytesPerSecMax: 2 * 1024 * 1024,
   transferChunkBytesMax: 256 * 1024,
 };
 
