@@ -87,7 +87,7 @@ interface Cluster {
   start(id: string): Promise<void>;
 }
 
-export async function startCluster(extraArgs: string[] = []): Promise<Cluster> {
+async function startCluster(): Promise<Cluster> {
   const harness = new Harness();
   onCleanup(() => harness.close());
   const servers = await harness.natsCluster(3);
@@ -103,7 +103,7 @@ export async function startCluster(extraArgs: string[] = []): Promise<Cluster> {
       dataDirs.set(id, data);
     }
     // Default node settings: no --node-dead-after-ms (8 s), no --selection, no --workers.
-    nodes.set(id, await harness.spawnJade(["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3", ...extraArgs]));
+    nodes.set(id, await harness.spawnJade(["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3"]));
   };
   await Promise.all(nodeIds.map(start));
   const client = await JadeClient.connect({ servers: urls, name: "jade-bench-resilience", timeoutMs: 60_000 });
@@ -380,7 +380,7 @@ async function searchWindow(
   return { p50_ms: round(l.p50, 2), p95_ms: round(l.p95, 2), p99_ms: round(l.p99, 2), qps: round(samples.length / seconds, 1), searches: samples.length, seconds: round(seconds, 2), errors, partial, cpu_busy: cpu };
 }
 
-export async function rebalance(cl: Cluster, train: VectorSet, bodies: Buffer[], opts: ResilienceOptions) {
+async function rebalance(cl: Cluster, train: VectorSet, bodies: Buffer[], opts: ResilienceOptions) {
   const { client } = cl;
   const collection = "rb";
   const n = Math.min(opts.rebalanceN, train.count);

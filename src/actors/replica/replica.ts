@@ -470,17 +470,11 @@ export class ShardReplica {
   }
 
   async #shutdownCheckpoint(): Promise<void> {
-    const { checkpoints } = this.#deps;
-    const { uid } = this.config;
-    const file = await checkpoints.scratchFile(uid, this.shard);
     try {
-      const saved = await withDeadline(this.#index.save(file), shutdownCheckpointTimeoutMs, () => new Error(`save took over ${shutdownCheckpointTimeoutMs} ms`));
-      await checkpoints.commit(uid, this.shard, file, saved.appliedSeq);
-      this.#log.info({ appliedSeq: saved.appliedSeq, bytes: saved.bytes }, "checkpoint saved at shutdown");
+      const seq = await withDeadline(this.#saveSnapshot({ upload: "never" }), shutdownCheckpointTimeoutMs, () => new Error(`save took over ${shutdownCheckpointTimeoutMs} ms`));
+      this.#log.info({ appliedSeq: seq }, "checkpoint saved at shutdown");
     } catch (err) {
       this.#log.warn({ err }, "no checkpoint at shutdown; the restart restores from the shared snapshot");
-    } finally {
-      await rm(file, { force: true });
     }
   }
 }
