@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
-import { compileFilter, parseFilter } from "../src/runtime/filter.ts";
+import { checkFilterAst, compileFilter, parseFilter } from "../src/runtime/filter.ts";
 import { limits } from "../src/runtime/limits.ts";
 import type { Payload } from "../src/runtime/schemas.ts";
 
@@ -53,7 +53,6 @@ describe("filter evaluation", () => {
     ["$and next to a field", { $and: [{ size: { $gt: 1 } }], color: "blue" }, ["blue"]],
     ["equality on an object never matches", { meta: { $eq: "ann" } }, []],
     ["prototype properties are not fields", { constructor: { $ne: null }, toString: { $nin: ["x"] } }, ["red", "blue", "bare", "none"]],
-    ["__proto__ paths read nothing", { "__proto__.__proto__": null }, []],
     ["inherited property does not match equality", { "meta.hasOwnProperty": { $in: [null] } }, []],
   ];
   it.each(cases)("%s", (_name, filter, expected) => {
@@ -122,6 +121,15 @@ describe("invalid filters", () => {
       /more than \d+ clauses/,
     ],
     ["$in list too long", { a: { $in: Array.from({ length: limits.inListMax + 1 }, (_, i) => i) } }, /at most/],
+    // JSON.parse makes "__proto__" an own key, as a request body would.
+    ["__proto__ field", JSON.parse('{"__proto__": 1}'), /segment "__proto__" is reserved/],
+    ["__proto__ segment", { "meta.__proto__.x": 1 }, /segment "__proto__" is reserved/],
+    ["path deeper than a payload", { [Array.from({ length: limits.filterPathSegmentsMax + 1 }, () => "a").join(".")]: 1 }, /17 segments/],
+    ["key longer than a payload key", { ["k".repeat(limits.payloadKeyBytesMax + 1)]: 1 }, /longer than 256 bytes/],
+    ["lone surrogate operand", { a: "\ud800" }, /lone UTF-16 surrogate/],
+    ["lone surrogate in $in", { a: { $in: ["ok", "x\udc00"] } }, /\$in\[1\]: contains a lone/],
+    ["Infinity (JSON 1e999)", JSON.parse('{"a": {"$gt": 1e999}}'), /number or a string, got a non-finite number/],
+    ["a 1 MiB operator name is quoted short", { a: { ["$" + "x".repeat(1 << 20)]: 1 } }, /^.{0,300}$/],
   ];
   it.each(cases)("%s", (_name, filter, message) => {
     let thrown: unknown;
@@ -133,6 +141,18 @@ describe("invalid filters", () => {
     expect(thrown).toBeInstanceOf(JadeError);
     expect((thrown as JadeError).code).toBe(ErrorCode.InvalidArgument);
     expect((thrown as JadeError).message).toMatch(message);
+  });
+
+  it("checkFilterAst accepts what parseFilter builds and refuses anything else", () => {
+    for (const [, raw] of [["", { a: 1 }], ["", { $or: [{ a: { $gt: 1, $lt: 5 } }, { b: { $nin: ["x", null] } }] }], ["", nested(limits.filterDepthMax)]] as const) {
+      const ast = parseFilter(raw);
+      expect(checkFilterAst(structuredClone(ast))).toEqual(ast);
+    }
+    const bad: unknown[] = [null, 1, { op: "xor", clauses: [] }, { op: "eq", path: [], value: 1 }, { op: "eq", path: ["a"], value: {} }, { op: "in", path: ["a"], values: "x" }, { op: "and", clauses: [{ op: "gt", path: ["a"], value: true }] }];
+    for (const ast of bad) expect(() => checkFilterAst(ast)).toThrow(JadeError);
+    let deep: unknown = { op: "eq", path: ["a"], value: 1 };
+    for (let i = 0; i < 10_000; i++) deep = { op: "and", clauses: [deep] };
+    expect(() => checkFilterAst(deep)).toThrow(/nested deeper/);
   });
 
   it("accepts filters at the limits", () => {

@@ -151,9 +151,9 @@ describe("ShardIndex writes", () => {
     expect(shard.apply([remove(3, ["b"]), upsert(4, dim, [{ id: "c", vector: c }])])).toEqual({ appliedSeq: 4, count: 2 });
   });
 
-  it("rejects an entry of the wrong dimension", () => {
+  it("skips an entry of the wrong dimension, reporting it", () => {
     const shard = new ShardIndex(config(dim));
-    expect(() => shard.apply([upsert(1, 3, [{ id: "a", vector: [1, 2, 3] }])])).toThrow(/dimension 3/);
+    expect(shard.apply([upsert(1, 3, [{ id: "a", vector: [1, 2, 3] }])])).toEqual({ appliedSeq: 1, count: 0, rejected: [{ seq: 1, reason: `dimension 3, the shard has ${dim}` }] });
     expect(shard.count()).toBe(0);
   });
 

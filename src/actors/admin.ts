@@ -7,21 +7,26 @@
 import type { KV } from "@nats-io/kv";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { z } from "zod";
-import { ErrorCode, fail, JadeError, ok, type Reply } from "../runtime/errors.ts";
+import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply } from "../runtime/errors.ts";
+import { decodeJsonBody } from "../runtime/json-body.ts";
+import { limits } from "../runtime/limits.ts";
 import type { Logger } from "../runtime/log.ts";
 import { rebalanceMoves, shardKey, type Move } from "../runtime/rebalance.ts";
 import { CollectionName, EmptyRequest, parse } from "../runtime/schemas.ts";
-import { names, nodeIdPattern, subjects, type AdminOp } from "../runtime/subjects.ts";
+import { names, nodeIdPattern, parseCoordinatorSubject, subjects, type AdminOp } from "../runtime/subjects.ts";
+import { quote } from "../runtime/text.ts";
 import type { TransferReason } from "../runtime/transfer.ts";
 import type { Membership } from "./membership.ts";
 import type { MigrationRunner } from "./migrations.ts";
 import { toPlacement, type PlacementStore } from "./placement-store.ts";
 
-const NodeRequest = z.object({ node: z.string().regex(nodeIdPattern) }).strict();
+const NodeId = z.string().regex(nodeIdPattern, "must match ^[a-zA-Z0-9_-]{1,64}$ (a node id)");
+const NodeRequest = z.object({ node: NodeId }).strict();
 const MoveRequest = z
-  .object({ collection: CollectionName, shard: z.number().int().min(0), from: z.string().regex(nodeIdPattern), to: z.string().regex(nodeIdPattern) })
+  .object({ collection: CollectionName, shard: z.number().int().min(0).max(limits.shardsMax - 1), from: NodeId, to: NodeId })
   .strict();
-const MigrationRequest = z.object({ id: z.string().min(1).max(256) }).strict();
+/** Migration ids are `<collection>/<shard>/…` of printable ASCII (see transfer.ts). */
+const MigrationRequest = z.object({ id: z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, "must be printable ASCII (a migration id)") }).strict();
 
 const decoder = new TextDecoder();
 
@@ -112,14 +117,16 @@ export class ClusterAdmin {
   }
 
   async #answer(msg: Msg): Promise<void> {
+    if (!msg.reply) return;
     let reply: Reply<unknown>;
     try {
-      const op = msg.subject.split(".")[2] as AdminOp;
-      const body: unknown = msg.data.byteLength === 0 ? {} : JSON.parse(decoder.decode(msg.data));
-      reply = ok(await this.#handle(op, body));
+      const op = parseCoordinatorSubject(msg.subject);
+      if (op === undefined) throw invalidArgument(`unknown coordinator subject ${quote(msg.subject)}`);
+      reply = ok(await this.#handle(op, decodeJsonBody(msg.data)));
     } catch (err) {
       reply = fail(err);
     }
+    if (!reply.ok) this.#deps.log.warn({ subject: msg.subject, error: reply.error }, "admin request failed");
     msg.respond(JSON.stringify(reply));
   }
 

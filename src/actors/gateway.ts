@@ -4,7 +4,8 @@
  * `{ok:false,error}`; bad input is answered and logged, never thrown.
  */
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply } from "../runtime/errors.ts";
+import { ErrorCode, fail, JadeError, ok, type Reply } from "../runtime/errors.ts";
+import { decodeJsonBody } from "../runtime/json-body.ts";
 import { limits } from "../runtime/limits.ts";
 import type { Logger } from "../runtime/log.ts";
 import { apiQueueGroup, nodeApiWildcard, parseApiSubject, subjects } from "../runtime/subjects.ts";
@@ -12,8 +13,6 @@ import { handle, type ApiDeps } from "./api/handlers.ts";
 
 /** Requests handled at once; past this a request is answered `rate_limited` at once. */
 export const inflightMax = 512;
-
-const decoder = new TextDecoder();
 
 export class Gateway {
   readonly #deps: ApiDeps;
@@ -59,7 +58,7 @@ export class Gateway {
     } else {
       this.#inflight++;
       try {
-        reply = ok(await handle(parseApiSubject(msg.subject), decodeBody(msg.data), this.#deps));
+        reply = ok(await handle(parseApiSubject(msg.subject), decodeJsonBody(msg.data), this.#deps));
       } catch (err) {
         reply = fail(err);
       } finally {
@@ -81,15 +80,5 @@ export class Gateway {
     } catch (err) {
       this.#log.error({ err, subject: msg.subject }, "could not send reply");
     }
-  }
-}
-
-function decodeBody(data: Uint8Array): unknown {
-  if (data.byteLength === 0) return {};
-  const text = decoder.decode(data);
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw invalidArgument(`malformed JSON: ${(err as Error).message}`);
   }
 }

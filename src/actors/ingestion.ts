@@ -8,10 +8,13 @@
  * so a redelivered record is deduplicated by JetStream, not applied twice.
  */
 import type { Consumer, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
-import { JadeError, ErrorCode, toWireError, type WireError } from "../runtime/errors.ts";
+import { invalidArgument, JadeError, toWireError, type WireError } from "../runtime/errors.ts";
+import { decodeJsonBody } from "../runtime/json-body.ts";
 import type { Logger } from "../runtime/log.ts";
 import { publishDurable, type NatsContext } from "../runtime/nats.ts";
-import { IngestBatch, Point, parse, type CollectionConfig } from "../runtime/schemas.ts";
+import { checkVector, IngestBatch, Point, parse, type CollectionConfig } from "../runtime/schemas.ts";
+import { quote } from "../runtime/text.ts";
+import { spaceOf } from "../runtime/vectors.ts";
 import { isCollectionName, names, parseIngestSubject, subjects } from "../runtime/subjects.ts";
 import type { Catalog } from "./catalog.ts";
 import type { Writer } from "./writer.ts";
@@ -26,6 +29,15 @@ export interface IngestionLimits {
 }
 
 export const defaultIngestionLimits: IngestionLimits = { bufferMessagesMax: 1_024, concurrencyMax: 64, retryDelayMs: 1_000 };
+
+/** A dead letter quotes the rejected record or point up to this many bytes of JSON (a record may be 8 MiB). */
+export const deadLetterRecordBytesMax = 4_096;
+/**
+ * A record that keeps failing with an error that is not ours (a bug) is dead-lettered as
+ * `internal` after this many deliveries, so one bad record cannot occupy a slot forever.
+ * Retryable errors (the log unavailable) are retried without end: nothing is dropped.
+ */
+export const unexpectedFailuresMax = 5;
 
 export interface DeadLetter {
   collection: string | null;
@@ -81,16 +93,11 @@ export class Ingestion {
     const collection = parseIngestSubject(m.subject);
     const deadLetters: DeadLetter[] = [];
     const reject = (error: unknown, record: unknown, index?: number) =>
-      deadLetters.push({ collection: collection ?? null, subject: m.subject, ingestSeq: m.seq, index, error: toWireError(error), record });
+      deadLetters.push({ collection: collection ?? null, subject: m.subject, ingestSeq: m.seq, index, error: toWireError(error), record: quoted(record) });
     try {
-      let record: unknown = undefined;
-      try {
-        record = JSON.parse(decoder.decode(m.data));
-      } catch (err) {
-        throw new JadeError(ErrorCode.InvalidArgument, `malformed JSON: ${(err as Error).message}`);
-      }
+      const record = decodeJsonBody(m.data);
       if (collection === undefined || !isCollectionName(collection)) {
-        reject(new JadeError(ErrorCode.InvalidArgument, `subject ${m.subject} does not name a collection`), record);
+        reject(invalidArgument(`subject ${quote(m.subject)} does not name a collection`), record);
       } else {
         const config = await this.#catalog.require(collection);
         const points = this.#validPoints(config, record, reject);
@@ -105,7 +112,10 @@ export class Ingestion {
         return;
       }
       if (err instanceof JadeError) reject(err, safeText(m.data));
-      else {
+      else if (m.info.deliveryCount >= unexpectedFailuresMax) {
+        this.#log.error({ err, seq: m.seq, deliveries: m.info.deliveryCount }, "ingest record failed unexpectedly every time; dead-lettered");
+        reject(err, safeText(m.data));
+      } else {
         this.#log.error({ err, seq: m.seq }, "ingest failed unexpectedly; will retry");
         m.nak(this.#limits.retryDelayMs);
         return;
@@ -128,12 +138,11 @@ export class Ingestion {
     const isBatch = typeof record === "object" && record !== null && !Array.isArray(record) && "points" in record;
     const candidates: unknown[] = isBatch ? parse(IngestBatch, record).points : [record];
     const valid: Point[] = [];
+    const space = spaceOf(config);
     candidates.forEach((candidate, index) => {
       try {
         const point = parse(Point, candidate);
-        if (point.vector.length !== config.dimension) {
-          throw new JadeError(ErrorCode.DimensionMismatch, `vector: expected dimension ${config.dimension}, got ${point.vector.length}`);
-        }
+        checkVector(point.vector, space, "vector");
         valid.push(point);
       } catch (err) {
         reject(err, candidate, isBatch ? index : undefined);
@@ -153,5 +162,17 @@ export class Ingestion {
 }
 
 function safeText(data: Uint8Array): string {
-  return decoder.decode(data.subarray(0, 4096));
+  return decoder.decode(data.subarray(0, deadLetterRecordBytesMax));
+}
+
+/** The record as it goes into a dead letter: itself when its JSON is short, else the start of its JSON text. */
+function quoted(record: unknown): unknown {
+  if (typeof record === "string") return record;
+  let json: string;
+  try {
+    json = JSON.stringify(record) ?? "null";
+  } catch {
+    return "(not quoted: nested too deeply to encode)";
+  }
+  return Buffer.byteLength(json) <= deadLetterRecordBytesMax ? record : decoder.decode(Buffer.from(json).subarray(0, deadLetterRecordBytesMax));
 }

@@ -6,13 +6,13 @@
  * No master on the read path: every node's router does this.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { ErrorCode, JadeError } from "../runtime/errors.ts";
+import { ErrorCode, invalidArgument, JadeError } from "../runtime/errors.ts";
 import type { Filter } from "../runtime/filter.ts";
 import { limits } from "../runtime/limits.ts";
 import type { NatsContext } from "../runtime/nats.ts";
 import type { CollectionConfig, Hit, ReadConsistency, SearchResult, SessionToken, StoredPoint } from "../runtime/schemas.ts";
 import { allShards, resolveSharding } from "../runtime/sharding/index.ts";
-import { names, subjects, type ReplicaOp } from "../runtime/subjects.ts";
+import { names, type ReplicaOp } from "../runtime/subjects.ts";
 import { isReadable, type ReplicaState } from "../machines/replica.ts";
 import type { ShardSearchRequest } from "./index/api.ts";
 import type { Membership } from "./membership.ts";
@@ -112,6 +112,7 @@ export class ReadRouter {
   async #fanOut<T>(config: CollectionConfig, shards: number[], options: ReadOptions, read: ReadOp<T>): Promise<ShardOutcome<T>[]> {
     const timeoutMs = options.timeoutMs ?? limits.searchTimeoutMsDefault;
     const deadline = performance.now() + timeoutMs;
+    if (options.consistency === "session") await this.#checkToken(config, shards, options.token);
     return Promise.all(
       shards.map(async (shard): Promise<ShardOutcome<T>> => {
         try {
@@ -179,6 +180,41 @@ export class ReadRouter {
       self: nodeId,
     });
     return ordered;
+  }
+
+  /**
+   * A token's sequence beyond the end of its shard's log can only be a token of another
+   * collection (or incarnation), or made up: refused at once instead of waited on for the
+   * whole deadline. The log is asked only when no replica has reported reaching the
+   * sequence, which is rare outside a read that follows its write within milliseconds.
+   */
+  async #checkToken(config: CollectionConfig, shards: number[], token: SessionToken | undefined): Promise<void> {
+    if (token === undefined) return;
+    await Promise.all(
+      shards.map(async (shard) => {
+        const seq = token[String(shard)] ?? 0;
+        if (seq <= this.#reachedSeq(config, shard)) return;
+        const last = await this.streamLastSeq(config, shard).catch((err: unknown) => {
+          throw new JadeError(ErrorCode.Unavailable, `shard ${shard} log of ${config.name} did not answer`, { cause: err });
+        });
+        if (seq > last) {
+          throw invalidArgument(`token: shard ${shard} is at sequence ${seq}, past the end of its log (${last}): the token is not from this collection`);
+        }
+      }),
+    );
+  }
+
+  /** The highest sequence any replica of the shard is known to have reached (from this node's replica and heartbeats). */
+  #reachedSeq(config: CollectionConfig, shard: number): number {
+    const { host, membership, nodeId } = this.#deps;
+    const local = host.replicas(config.name)[shard];
+    let reached = local && local.config.uid === config.uid ? Math.max(local.lastSeq, local.appliedSeq) : 0;
+    for (const member of membership.members()) {
+      if (member.heartbeat.nodeId === nodeId) continue;
+      const beat = member.heartbeat.replicas.find((r) => r.uid === config.uid && r.shard === shard);
+      if (beat && beat.appliedSeq > reached) reached = beat.appliedSeq;
+    }
+    return reached;
   }
 
   async #minSeq(config: CollectionConfig, shard: number, options: ReadOptions): Promise<number> {

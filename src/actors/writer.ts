@@ -9,7 +9,6 @@ import { limits } from "../runtime/limits.ts";
 import { encodeEntry, EntryKind, type UpsertEntry } from "../runtime/log-entry.ts";
 import { publishDurable, type NatsContext } from "../runtime/nats.ts";
 import {
-  dimensionMismatch,
   type CollectionConfig,
   type Payload,
   type Point,
@@ -43,10 +42,10 @@ export class Writer {
     this.#tracker = tracker;
   }
 
+  /** `points` were checked against the collection's space by the caller (the gateway, or ingestion point by point). */
   async upsert(config: CollectionConfig, points: Point[], options: WriteOptions): Promise<{ upserted: number; token: SessionToken }> {
-    points.forEach((p, i) => {
-      if (p.vector.length !== config.dimension) throw dimensionMismatch(config.dimension, p.vector.length, `points.${i}.vector`);
-    });
+    // A bug check: a short vector would otherwise leave zeros in the entry unseen.
+    if (points.some((p) => p.vector.length !== config.dimension)) throw new Error("writer.upsert got a point that was not checked");
     const sharding = resolveSharding(config);
     const batches = new Map<number, ShardBatch>();
     // A strategy that is not id-stable places a point by its vector: an id written twice in one
@@ -102,6 +101,8 @@ export class Writer {
   async #append(config: CollectionConfig, entries: { shard: number; data: Uint8Array }[], options: WriteOptions): Promise<SessionToken> {
     const requestId = options.requestId ?? randomUUID();
     const timeoutMs = options.timeoutMs ?? limits.writeTimeoutMsDefault;
+    // One deadline for the log ack and the replicas together: timeoutMs bounds the whole write.
+    const deadline = performance.now() + timeoutMs;
     const acks = await Promise.all(
       entries.map(async ({ shard, data }) => {
         try {
@@ -118,7 +119,8 @@ export class Writer {
     const token: SessionToken = Object.fromEntries(acks.map(([shard, seq]) => [String(shard), seq]));
     const replicas = requiredReplicas(options.consistency, config.replicas);
     if (replicas > 0) {
-      await Promise.all(acks.map(([shard, seq]) => this.#tracker.wait(config.name, shard, seq, replicas, timeoutMs)));
+      const remainingMs = Math.max(1, Math.round(deadline - performance.now()));
+      await Promise.all(acks.map(([shard, seq]) => this.#tracker.wait(config.name, shard, seq, replicas, remainingMs)));
     }
     return token;
   }

@@ -19,6 +19,7 @@
 import { invalidArgument } from "./errors.ts";
 import { limits } from "./limits.ts";
 import type { Payload } from "./schemas.ts";
+import { clip, quote, unicodeIssue, utf8Bytes } from "./text.ts";
 
 export type Scalar = string | number | boolean | null;
 export type Ordered = string | number;
@@ -85,12 +86,36 @@ function spend(budget: Budget): void {
   }
 }
 
+/**
+ * A dotted field path. Its segments are payload keys, so they follow the payload's key
+ * rules: a path no payload can hold (`__proto__`, too deep, a lone surrogate) is refused
+ * rather than silently matching nothing.
+ */
 function parsePath(field: string, where: string): string[] {
   const path = field.split(".");
   if (path.some((segment) => segment.length === 0)) {
-    throw invalidArgument(`${where}: field name "${field}" has an empty path segment`);
+    throw invalidArgument(`${where}: field name ${quote(field)} has an empty path segment`);
+  }
+  if (path.length > limits.filterPathSegmentsMax) {
+    throw invalidArgument(`${where}: field name has ${path.length} segments, payloads nest at most ${limits.filterPathSegmentsMax} levels`);
+  }
+  for (const segment of path) {
+    const issue = segment === "__proto__" ? "is reserved: no payload holds it" : keyIssue(segment);
+    if (issue) throw invalidArgument(`${where}: field name segment ${quote(segment)} ${issue}`);
   }
   return path;
+}
+
+function keyIssue(segment: string): string | undefined {
+  if (utf8Bytes(segment) > limits.payloadKeyBytesMax) return `is longer than ${limits.payloadKeyBytesMax} bytes, the longest payload key`;
+  return unicodeIssue(segment);
+}
+
+/** A string operand must be one a payload can hold: well-formed Unicode. */
+function checkString(value: Scalar, where: string): void {
+  if (typeof value !== "string") return;
+  const issue = unicodeIssue(value);
+  if (issue) throw invalidArgument(`${where}: ${issue}`);
 }
 
 function combine(op: ValuesOf<typeof LogicalOp>, clauses: Filter[]): Filter {
@@ -105,6 +130,7 @@ function parseOperand(op: FieldOp, operand: unknown, path: string[], where: stri
       if (!isScalar(operand)) {
         throw invalidArgument(`${where}: operand must be a string, number, boolean or null, got ${describe(operand)}`);
       }
+      checkString(operand, where);
       return { op, path, value: operand };
     case "in":
     case "nin": {
@@ -116,6 +142,7 @@ function parseOperand(op: FieldOp, operand: unknown, path: string[], where: stri
         if (!isScalar(value)) {
           throw invalidArgument(`${where}[${i}]: values must be strings, numbers, booleans or null, got ${describe(value)}`);
         }
+        checkString(value, `${where}[${i}]`);
       });
       return { op, path, values: [...(operand as Scalar[])] };
     }
@@ -126,6 +153,7 @@ function parseOperand(op: FieldOp, operand: unknown, path: string[], where: stri
       if (typeof operand !== "string" && !(typeof operand === "number" && Number.isFinite(operand))) {
         throw invalidArgument(`${where}: operand must be a number or a string, got ${describe(operand)}`);
       }
+      checkString(operand, where);
       return { op, path, value: operand };
   }
 }
@@ -140,13 +168,13 @@ function parseField(field: string, condition: unknown, where: string, budget: Bu
   if (keys.length === 0) throw invalidArgument(`${where}: empty operator object`);
   if (!keys.every((k) => k.startsWith("$"))) {
     throw invalidArgument(
-      `${where}: equality values must be scalars; to match a nested field use a dotted path like "${field}.${keys[0]}"`,
+      `${where}: equality values must be scalars; to match a nested field use a dotted path like ${quote(`${field}.${keys[0]}`)}`,
     );
   }
   const clauses = keys.map((key) => {
     const op = Object.hasOwn(fieldOperators, key) ? fieldOperators[key] : undefined;
     if (op === undefined) {
-      throw invalidArgument(`${where}: unknown operator "${key}" (allowed: ${Object.keys(fieldOperators).join(", ")})`);
+      throw invalidArgument(`${where}: unknown operator ${quote(key)} (allowed: ${Object.keys(fieldOperators).join(", ")})`);
     }
     spend(budget);
     return parseOperand(op, condition[key], path, `${where}.${key}`);
@@ -171,9 +199,9 @@ function parseObject(raw: unknown, where: string, depth: number, budget: Budget)
       });
       clauses.push(combine(op, children));
     } else if (key.startsWith("$")) {
-      throw invalidArgument(`${where}: unknown operator "${key}" (only $and and $or may appear at this level)`);
+      throw invalidArgument(`${where}: unknown operator ${quote(key)} (only $and and $or may appear at this level)`);
     } else {
-      clauses.push(parseField(key, value, `${where}.${key}`, budget));
+      clauses.push(parseField(key, value, `${where}.${clip(key, 64)}`, budget));
     }
   }
   return combine("and", clauses);
@@ -183,6 +211,63 @@ function parseObject(raw: unknown, where: string, depth: number, budget: Budget)
 export function parseFilter(raw: unknown): Filter {
   const parsed = parseObject(raw, "filter", 0, { clauses: 0 });
   return parsed.op === "and" && parsed.clauses.length === 0 ? matchAll : parsed;
+}
+
+/**
+ * Checks a normalized filter that arrived from another node (replica requests carry the
+ * AST, not the user's syntax): the same limits as parseFilter, and nothing a compiled
+ * predicate could trip over. Depth is checked before recursing.
+ */
+export function checkFilterAst(raw: unknown): Filter {
+  const budget: Budget = { clauses: 0 };
+  const check = (node: unknown, depth: number): void => {
+    if (!isPlainObject(node)) throw invalidArgument("filter: a node must be an object");
+    const op = node["op"];
+    if (op === "and" || op === "or") {
+      const clauses = node["clauses"];
+      // The root object and a field with several operators each add one level to the $and/$or nesting.
+      if (depth > limits.filterDepthMax + 2) throw invalidArgument(`filter: nested deeper than ${limits.filterDepthMax} levels`);
+      if (!Array.isArray(clauses)) throw invalidArgument("filter: clauses must be an array");
+      for (const clause of clauses) {
+        spend(budget);
+        check(clause, depth + 1);
+      }
+      return;
+    }
+    const path = node["path"];
+    if (!Array.isArray(path) || path.length === 0 || path.length > limits.filterPathSegmentsMax || !path.every((p) => typeof p === "string" && p.length > 0)) {
+      throw invalidArgument("filter: path must be 1 – 16 non-empty strings");
+    }
+    spend(budget);
+    switch (op) {
+      case "eq":
+      case "ne":
+        if (!isScalar(node["value"])) throw invalidArgument(`filter: ${op} needs a scalar value`);
+        return;
+      case "in":
+      case "nin": {
+        const values = node["values"];
+        if (!Array.isArray(values) || values.length > limits.inListMax || !values.every(isScalar)) {
+          throw invalidArgument(`filter: ${op} needs at most ${limits.inListMax} scalar values`);
+        }
+        return;
+      }
+      case "gt":
+      case "gte":
+      case "lt":
+      case "lte": {
+        const value = node["value"];
+        if (typeof value !== "string" && !(typeof value === "number" && Number.isFinite(value))) {
+          throw invalidArgument(`filter: ${op} needs a number or a string`);
+        }
+        return;
+      }
+      default:
+        throw invalidArgument("filter: unknown node");
+    }
+  };
+  check(raw, 0);
+  return raw as Filter;
 }
 
 /**

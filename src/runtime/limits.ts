@@ -13,8 +13,17 @@ export const limits = {
   pointsPerRequestMax: 10_000,
   idsPerRequestMax: 10_000,
   idBytesMax: 256,
+  /** `requestId` of a write: it becomes part of a JetStream `Nats-Msg-Id` header, so printable ASCII only. */
+  requestIdBytesMax: 128,
   /** A point's payload, JSON-encoded. */
   payloadBytesMax: 64 * 1024,
+  /** Nesting of objects and arrays in a payload (the payload object itself is level 1). */
+  payloadDepthMax: 16,
+  /** Keys in a payload, counted over every level. */
+  payloadKeysMax: 1_024,
+  payloadKeyBytesMax: 256,
+  /** Items of one array in a payload: also bounds what one filter clause scans per point. */
+  payloadArrayItemsMax: 4_096,
   kMax: 1_000,
   /** Vectors in a vector-sharding training sample (create request; the 8 MiB request limit also applies). */
   shardingSampleVectorsMax: 10_000,
@@ -29,10 +38,24 @@ export const limits = {
   filterDepthMax: 8,
   filterClausesMax: 256,
   inListMax: 1_024,
+  /** A filter's field path addresses payload keys, so it has at most as many segments as a payload has levels. */
+  filterPathSegmentsMax: 16,
   searchTimeoutMsDefault: 5_000,
   searchTimeoutMsMax: 60_000,
   writeTimeoutMsDefault: 10_000,
 } as const;
 
+// Relations between limits, checked once at load (TigerBeetle style).
+assertLimit(limits.payloadKeyBytesMax <= limits.payloadBytesMax, "a payload key fits in a payload");
+assertLimit(limits.filterPathSegmentsMax === limits.payloadDepthMax, "a filter path reaches every payload level, and no deeper");
+assertLimit(limits.searchTimeoutMsDefault <= limits.searchTimeoutMsMax, "the default read deadline is allowed");
+assertLimit(limits.writeTimeoutMsDefault <= limits.searchTimeoutMsMax, "the default write deadline is allowed");
+assertLimit(limits.payloadBytesMax < limits.natsPayloadBytesMax, "one point's payload fits in a request");
+
+function assertLimit(holds: boolean, relation: string): void {
+  if (!holds) throw new Error(`limits.ts: broken relation: ${relation}`);
+}
+
 /** Log entries address points as sequence × 2^16 + position: see keyOf in log-entry.ts. */
 export const positionsPerEntry = 1 << 16;
+assertLimit(limits.pointsPerRequestMax <= positionsPerEntry, "every point of one request gets its own position in a log entry");

@@ -48,17 +48,54 @@ export function encodeEntry(entry: LogEntry): Uint8Array {
   return packr.pack(wire);
 }
 
+/**
+ * A shard-log message that is not an entry the writer could have made. Any NATS client
+ * can publish to a log subject, so replicas check each entry and skip one that fails:
+ * every replica decides the same from the same bytes, so they stay identical, and one
+ * stray message cannot stop a shard.
+ */
+export class InvalidEntryError extends Error {
+  override readonly name = "InvalidEntryError";
+  readonly code = "invalid_entry" as const;
+}
+
+export function isInvalidEntryError(err: unknown): err is InvalidEntryError {
+  return err instanceof InvalidEntryError;
+}
+
+function invalid(reason: string): never {
+  throw new InvalidEntryError(reason);
+}
+
+function isIdList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.length <= positionsPerEntry && value.every((id) => typeof id === "string" && id.length > 0);
+}
+
+/** Decodes and checks an entry's shape (types, lengths); the vectors' values are the shard's to check (it knows the space). */
 export function decodeEntry(bytes: Uint8Array): LogEntry {
-  const wire = packr.unpack(bytes) as WireUpsert | WireDelete;
-  if (wire.k === "d") return { kind: EntryKind.Delete, ids: wire.i };
-  if (wire.k !== "u") throw new Error(`unknown log entry kind ${String((wire as { k: unknown }).k)}`);
+  let wire: unknown;
+  try {
+    wire = packr.unpack(bytes);
+  } catch (err) {
+    invalid(`not msgpack: ${(err as Error).message.slice(0, 120)}`);
+  }
+  if (typeof wire !== "object" || wire === null) invalid("not an object");
+  const w = wire as Partial<Record<keyof WireUpsert, unknown>>;
+  if (!isIdList(w.i)) invalid("ids must be a list of non-empty strings");
+  if (w.k === "d") return { kind: EntryKind.Delete, ids: w.i };
+  if (w.k !== "u") invalid(`unknown kind ${JSON.stringify(String(w.k)).slice(0, 40)}`);
+  const dimension = w.d;
+  if (typeof dimension !== "number" || !Number.isInteger(dimension) || dimension < 1) invalid("dimension must be a positive integer");
+  if (!(w.v instanceof Uint8Array) || w.v.byteLength !== w.i.length * dimension * 4) invalid("vector bytes do not match ids × dimension");
+  if (!Array.isArray(w.p) || w.p.length !== w.i.length || !w.p.every((p) => p === null || (typeof p === "object" && !Array.isArray(p)))) {
+    invalid("payloads must be one object or null per id");
+  }
+  if (w.x !== undefined && !isIdList(w.x)) invalid("deleteIds must be a list of non-empty strings");
   // The bytes may sit at an unaligned offset inside the message: copy into an aligned buffer.
-  const aligned = new Uint8Array(wire.v.byteLength);
-  aligned.set(wire.v);
-  const vectors = new Float32Array(aligned.buffer);
-  if (vectors.length !== wire.i.length * wire.d) throw new Error("log entry vector bytes do not match ids × dimension");
-  const entry: UpsertEntry = { kind: EntryKind.Upsert, ids: wire.i, payloads: wire.p, dimension: wire.d, vectors };
-  if (wire.x !== undefined) entry.deleteIds = wire.x;
+  const aligned = new Uint8Array(w.v.byteLength);
+  aligned.set(w.v);
+  const entry: UpsertEntry = { kind: EntryKind.Upsert, ids: w.i, payloads: w.p as (Payload | null)[], dimension, vectors: new Float32Array(aligned.buffer) };
+  if (w.x !== undefined) entry.deleteIds = w.x;
   return entry;
 }
 

@@ -6,7 +6,10 @@
 import { z } from "zod";
 import { invalidArgument, JadeError, ErrorCode } from "./errors.ts";
 import { limits } from "./limits.ts";
+import { isPlainObject, payloadIssue } from "./payload.ts";
 import { collectionNamePattern, reservedNames } from "./subjects.ts";
+import { clip, quote, tokenIssue } from "./text.ts";
+import { shapeIssue, vectorIssue, type VectorSpace } from "./vectors.ts";
 
 export const Metric = z.enum(["cosine", "l2", "ip"]);
 export type Metric = z.infer<typeof Metric>;
@@ -44,27 +47,22 @@ export const SnapshotPolicy = z
   .strict();
 export type SnapshotPolicy = z.infer<typeof SnapshotPolicy>;
 
-export const PointId = z
-  .string()
-  .min(1, "must be a non-empty string")
-  .refine((s) => Buffer.byteLength(s) <= limits.idBytesMax, `must be at most ${limits.idBytesMax} bytes`);
+/** A point id (also a range split point): 1 – 256 UTF-8 bytes, well-formed Unicode, no control characters. */
+export const PointId = z.string().superRefine((id, ctx) => {
+  const issue = tokenIssue(id, limits.idBytesMax);
+  if (issue) ctx.addIssue({ code: "custom", message: issue });
+});
 
 /**
- * A vector: a non-empty array of finite numbers. Checked with one plain loop
- * rather than a zod schema per element: a 1,000 × 784 upsert holds 784k numbers,
- * and per-element schemas cost ~0.8 µs each.
+ * A vector: a non-empty array of finite float32 numbers (see vectors.ts; a collection's
+ * own rules are checked by `checkVector` once it is known). One plain loop rather than a
+ * zod schema per element: a 1,000 × 784 upsert holds 784k numbers, and per-element
+ * schemas cost ~0.8 µs each.
  */
-export const Vector = z.custom<number[]>(
-  (value) => {
-    if (!Array.isArray(value) || value.length === 0 || value.length > limits.dimensionMax) return false;
-    for (let i = 0; i < value.length; i++) {
-      const x = value[i];
-      if (typeof x !== "number" || !Number.isFinite(x)) return false;
-    }
-    return true;
-  },
-  { message: `must be a non-empty array of at most ${limits.dimensionMax} finite numbers (no NaN/Infinity)` },
-);
+export const Vector = z.custom<number[]>().superRefine((value, ctx) => {
+  const issue = shapeIssue(value);
+  if (issue) ctx.addIssue({ code: "custom", path: issue.path, message: issue.message });
+});
 
 export const CreateCollectionRequest = z
   .object({
@@ -108,6 +106,7 @@ function checkShardingFields(
     splitPoints?: string[] | undefined;
     sample?: number[][] | undefined;
     centroids?: number[][] | undefined;
+    index: { quantization: Quantization };
   },
   issue: (path: (string | number)[], message: string) => void,
 ): void {
@@ -136,10 +135,14 @@ function checkShardingFields(
   if (c.sharding === "vector" && c.sample === undefined && c.centroids === undefined) {
     issue(["sample"], "sharding vector needs a sample (training vectors for k-means) or centroids");
   }
-  const checkDimensions = (field: "sample" | "centroids", vectors: number[][]) => {
-    const bad = vectors.findIndex((v) => v.length !== c.dimension);
-    if (bad >= 0) issue([field, bad], `expected dimension ${c.dimension}, got ${vectors[bad]!.length}`);
-    return bad < 0;
+  // Training vectors and centroids live in the collection's space: the same rules as its points.
+  const space: VectorSpace = { dimension: c.dimension, metric: c.metric, quantization: c.index.quantization };
+  const checkVectors = (field: "sample" | "centroids", vectors: number[][]) => {
+    for (let i = 0; i < vectors.length; i++) {
+      const bad = vectorIssue(vectors[i]!, space);
+      if (bad) return void issue([field, i, ...bad.path], bad.message);
+    }
+    return true;
   };
   if (c.sample !== undefined) {
     if (c.sample.length < c.shards) issue(["sample"], `must hold at least shards = ${c.shards} vectors, got ${c.sample.length}`);
@@ -148,13 +151,13 @@ function checkShardingFields(
         ["sample"],
         `holds ${c.sample.length * c.dimension} numbers (vectors × dimension), at most ${limits.shardingSampleValuesMax} are allowed`,
       );
-    } else checkDimensions("sample", c.sample);
+    } else checkVectors("sample", c.sample);
   }
   if (c.centroids !== undefined) {
     if (c.centroids.length !== c.shards) issue(["centroids"], `must hold exactly shards = ${c.shards} vectors, got ${c.centroids.length}`);
-    else if (checkDimensions("centroids", c.centroids) && c.metric !== "l2") {
+    else if (checkVectors("centroids", c.centroids) && c.metric === "ip") {
       const zero = c.centroids.findIndex((v) => v.every((x) => x === 0));
-      if (zero >= 0) issue(["centroids", zero], `must not be all zeros with metric ${c.metric} (it has no direction)`);
+      if (zero >= 0) issue(["centroids", zero], "must not be all zeros with metric ip (it has no direction)");
     }
   }
 }
@@ -184,12 +187,11 @@ export type CollectionConfig = z.infer<typeof CollectionConfig>;
 export const NameRequest = z.object({ name: CollectionName }).strict();
 export const EmptyRequest = z.object({}).strict();
 
-export const Payload = z
-  .record(z.string(), z.unknown())
-  .refine(
-    (p) => Buffer.byteLength(JSON.stringify(p)) <= limits.payloadBytesMax,
-    `must be at most ${limits.payloadBytesMax} bytes as JSON`,
-  );
+/** A JSON object stored exactly as sent, within the limits of payload.ts. */
+export const Payload = z.custom<Record<string, unknown>>().superRefine((value, ctx) => {
+  const issue = payloadIssue(value);
+  if (issue) ctx.addIssue({ code: "custom", path: issue.path, message: issue.message });
+});
 export type Payload = z.infer<typeof Payload>;
 
 export const Point = z.object({ id: PointId, vector: Vector, payload: Payload.optional() }).strict();
@@ -200,17 +202,43 @@ export type WriteConsistency = z.infer<typeof WriteConsistency>;
 export const ReadConsistency = z.enum(["eventual", "session", "strong"]);
 export type ReadConsistency = z.infer<typeof ReadConsistency>;
 
-/** `{<shard>: seq}`: the log position a write reached on each shard it touched. */
-export const SessionToken = z.record(z.string().regex(/^\d+$/), z.number().int().min(0));
+/**
+ * `{<shard>: seq}`: the log position a write reached on each shard it touched. Shards are
+ * written as the writer writes them (`"0"`, `"12"`, never `"012"`), so a key that names no
+ * shard is refused rather than ignored; whether the shard exists and the sequence is
+ * within its log is checked against the collection (`checkToken`, the read router).
+ */
+export const SessionToken = z.custom<Record<string, number>>().superRefine((value, ctx) => {
+  if (!isPlainObject(value)) return void ctx.addIssue({ code: "custom", message: "must be an object {\"<shard>\": sequence}" });
+  const keys = Object.keys(value);
+  if (keys.length > limits.shardsMax) return void ctx.addIssue({ code: "custom", message: `names ${keys.length} shards, at most ${limits.shardsMax} exist` });
+  for (const key of keys) {
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(key)) {
+      return void ctx.addIssue({ code: "custom", message: `key ${quote(key)} is not a shard number (0, 1, 2, …)` });
+    }
+    const seq = value[key];
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) {
+      return void ctx.addIssue({ code: "custom", path: [key], message: `must be a log sequence: an integer from 0 to 2^53 − 1, got ${typeof seq === "number" ? seq : typeof seq}` });
+    }
+  }
+});
 export type SessionToken = z.infer<typeof SessionToken>;
+
+/** Printable ASCII: the id becomes part of a `Nats-Msg-Id` header, where CR/LF would end it. */
+const RequestId = z
+  .string()
+  .min(1)
+  .max(limits.requestIdBytesMax)
+  .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces (it becomes a JetStream message id)");
+const TimeoutMs = z.number().int().min(1).max(limits.searchTimeoutMsMax);
 
 export const UpsertRequest = z
   .object({
     points: z.array(Point).min(1).max(limits.pointsPerRequestMax),
     consistency: WriteConsistency.default("log"),
     /** Client-chosen id: a retried request with the same id is applied once (JetStream dedup window). */
-    requestId: z.string().min(1).max(128).optional(),
-    timeoutMs: z.number().int().min(1).max(limits.searchTimeoutMsMax).optional(),
+    requestId: RequestId.optional(),
+    timeoutMs: TimeoutMs.optional(),
   })
   .strict();
 export type UpsertRequest = z.input<typeof UpsertRequest>;
@@ -219,8 +247,8 @@ export const DeleteRequest = z
   .object({
     ids: z.array(PointId).min(1).max(limits.idsPerRequestMax),
     consistency: WriteConsistency.default("log"),
-    requestId: z.string().min(1).max(128).optional(),
-    timeoutMs: z.number().int().min(1).max(limits.searchTimeoutMsMax).optional(),
+    requestId: RequestId.optional(),
+    timeoutMs: TimeoutMs.optional(),
   })
   .strict();
 export type DeleteRequest = z.input<typeof DeleteRequest>;
@@ -228,7 +256,7 @@ export type DeleteRequest = z.input<typeof DeleteRequest>;
 const ReadOptions = {
   consistency: ReadConsistency.default("eventual"),
   token: SessionToken.optional(),
-  timeoutMs: z.number().int().min(1).max(limits.searchTimeoutMsMax).optional(),
+  timeoutMs: TimeoutMs.optional(),
 };
 
 export const GetRequest = z
@@ -240,7 +268,8 @@ export const SearchRequest = z
   .object({
     vector: Vector,
     k: z.number().int().min(1, "must be at least 1").max(limits.kMax, `must be at most ${limits.kMax}`),
-    filter: z.record(z.string(), z.unknown()).optional(),
+    /** Validated by parseFilter (filter.ts), which builds the normalized form. */
+    filter: z.unknown().optional(),
     withPayload: z.boolean().default(false),
     withVectors: z.boolean().default(false),
     /** Vector sharding: probe only the shards of the nprobe nearest centroids (all when absent); ignored otherwise. */
@@ -251,7 +280,7 @@ export const SearchRequest = z
 export type SearchRequest = z.input<typeof SearchRequest>;
 
 export const CountRequest = z
-  .object({ filter: z.record(z.string(), z.unknown()).optional(), ...ReadOptions })
+  .object({ filter: z.unknown().optional(), ...ReadOptions })
   .strict();
 export type CountRequest = z.input<typeof CountRequest>;
 
@@ -323,13 +352,48 @@ export interface ClusterStatus {
 export function parse<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
   const result = schema.safeParse(raw);
   if (result.success) return result.data;
-  const issues = result.error.issues.slice(0, 10).map((i) => ({ path: i.path.join("."), message: i.message }));
+  const issues = result.error.issues.slice(0, 10).map((i) => ({ path: formatPath(i.path), message: clip(i.message) }));
   const first = issues[0];
   throw invalidArgument(first ? `${first.path || "request"}: ${first.message}` : "invalid request", { issues });
+}
+
+/** `["points", 3, "vector", 0]` → `points[3].vector[0]`; long keys are cut. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let text = "";
+  for (const segment of path) {
+    if (typeof segment === "number") text += `[${segment}]`;
+    else {
+      const name = clip(String(segment), 64);
+      text += text === "" ? name : `.${name}`;
+    }
+  }
+  return text;
 }
 
 export function dimensionMismatch(expected: number, got: number, where: string): JadeError {
   return new JadeError(ErrorCode.DimensionMismatch, `${where}: expected dimension ${expected}, got ${got}`, {
     details: { expected, got },
   });
+}
+
+/** Throws the error the API answers when `vector` breaks a rule of the collection's space (`where` names it). */
+export function checkVector(vector: readonly number[], space: VectorSpace, where: string): void {
+  const issue = vectorIssue(vector, space);
+  if (!issue) return;
+  if (issue.expected !== undefined) throw dimensionMismatch(issue.expected, vector.length, where);
+  const path = `${where}${formatPath(issue.path)}`;
+  throw invalidArgument(`${path}: ${issue.message}`, { issues: [{ path, message: issue.message }] });
+}
+
+/** Every point's vector against the collection's space; the first bad one is the error. */
+export function checkPoints(points: readonly Point[], space: VectorSpace, where = "points"): void {
+  for (let i = 0; i < points.length; i++) checkVector(points[i]!.vector, space, `${where}[${i}].vector`);
+}
+
+/** A session token's shards must exist in the collection (sequences are checked against the log by the router). */
+export function checkToken(token: SessionToken | undefined, shards: number): void {
+  if (token === undefined) return;
+  for (const key of Object.keys(token)) {
+    if (Number(key) >= shards) throw invalidArgument(`token: shard ${key} does not exist (the collection has ${shards} shards)`);
+  }
 }

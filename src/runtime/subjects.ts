@@ -126,6 +126,13 @@ export function parseApiSubject(subject: string): ApiRoute {
   return { kind: "unknown", subject };
 }
 
+/** `jade.coordinator.<op>` → op, or undefined for anything else. */
+export function parseCoordinatorSubject(subject: string): AdminOp | undefined {
+  const parts = subject.split(".");
+  if (parts.length !== 3 || parts[0] !== "jade" || parts[1] !== "coordinator" || !adminOps.has(parts[2]!)) return undefined;
+  return parts[2] as AdminOp;
+}
+
 /** `jade.ingest.<collection>` → collection, or undefined for anything else. */
 export function parseIngestSubject(subject: string): string | undefined {
   const parts = subject.split(".");

@@ -4,10 +4,25 @@
  * the decoded JSON body and returns the result; errors are thrown as JadeError
  * and turned into `{ok:false,error}` replies by the gateway.
  */
-import { dimensionMismatch, parse, CountRequest, DeleteRequest, EmptyRequest, GetRequest, NameRequest, SearchRequest, UpsertRequest } from "../../runtime/schemas.ts";
+import {
+  checkPoints,
+  checkToken,
+  checkVector,
+  parse,
+  CountRequest,
+  DeleteRequest,
+  EmptyRequest,
+  GetRequest,
+  NameRequest,
+  SearchRequest,
+  UpsertRequest,
+  type CollectionConfig,
+} from "../../runtime/schemas.ts";
 import { invalidArgument } from "../../runtime/errors.ts";
 import { parseFilter } from "../../runtime/filter.ts";
 import { isCollectionName, type ApiRoute } from "../../runtime/subjects.ts";
+import { quote } from "../../runtime/text.ts";
+import { spaceOf } from "../../runtime/vectors.ts";
 import type { Catalog } from "../catalog.ts";
 import type { Coordinator } from "../coordinator.ts";
 import type { Membership } from "../membership.ts";
@@ -56,11 +71,12 @@ export async function handle(route: ApiRoute, body: unknown, deps: ApiDeps): Pro
 }
 
 async function collectionOp(route: Extract<ApiRoute, { kind: "collection" }>, body: unknown, deps: ApiDeps): Promise<unknown> {
-  if (!isCollectionName(route.collection)) throw invalidArgument(`invalid collection name ${JSON.stringify(route.collection)}`);
+  if (!isCollectionName(route.collection)) throw invalidArgument(`invalid collection name ${quote(route.collection)}`);
   const config = await deps.catalog.require(route.collection);
   switch (route.op) {
     case "upsert": {
       const req = parse(UpsertRequest, body);
+      checkPoints(req.points, spaceOf(config));
       return deps.writer.upsert(config, req.points, req);
     }
     case "delete": {
@@ -69,11 +85,14 @@ async function collectionOp(route: Extract<ApiRoute, { kind: "collection" }>, bo
     }
     case "get": {
       const req = parse(GetRequest, body);
+      checkToken(req.token, config.shards);
       return deps.router.get(config, req.ids, req.withVectors, req);
     }
     case "search": {
       const req = parse(SearchRequest, body);
-      if (req.vector.length !== config.dimension) throw dimensionMismatch(config.dimension, req.vector.length, "vector");
+      checkVector(req.vector, spaceOf(config), "vector");
+      checkToken(req.token, config.shards);
+      checkNprobe(req.nprobe, config);
       const filter = req.filter === undefined ? undefined : parseFilter(req.filter);
       return deps.router.search(
         config,
@@ -83,8 +102,16 @@ async function collectionOp(route: Extract<ApiRoute, { kind: "collection" }>, bo
     }
     case "count": {
       const req = parse(CountRequest, body);
+      checkToken(req.token, config.shards);
       const filter = req.filter === undefined ? undefined : parseFilter(req.filter);
       return deps.router.count(config, filter, req);
     }
+  }
+}
+
+/** nprobe picks among a vector-sharded collection's shards: more than it has is a mistake, not "all". */
+function checkNprobe(nprobe: number | undefined, config: CollectionConfig): void {
+  if (nprobe !== undefined && config.sharding === "vector" && nprobe > config.shards) {
+    throw invalidArgument(`nprobe: ${nprobe} is more than the collection's ${config.shards} shards`);
   }
 }

@@ -23,6 +23,13 @@ export interface ApplyResult {
   /** Highest sequence applied so far (records at or below the previous value are skipped). */
   appliedSeq: number;
   count: number;
+  /** Entries of this call that were skipped as invalid (absent when none was). */
+  rejected?: RejectedEntry[];
+}
+
+export interface RejectedEntry {
+  seq: number;
+  reason: string;
 }
 
 export interface ShardSearchRequest {

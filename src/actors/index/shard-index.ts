@@ -16,10 +16,10 @@ import { readFileSync, rmSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { Index, MetricKind, ScalarKind } from "usearch";
 import { compileFilter, type Filter } from "../../runtime/filter.ts";
-import { decodeEntry, EntryKind, keyOf, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
-import { positionsPerEntry } from "../../runtime/limits.ts";
+import { decodeEntry, EntryKind, InvalidEntryError, isInvalidEntryError, keyOf, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
+import { shapeIssue, spaceOf, vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
 import type { Metric, Payload, Quantization, StoredPoint } from "../../runtime/schemas.ts";
-import type { ApplyResult, LogRecord, SavedSnapshot, ShardHit, ShardIndexConfig, ShardSearchRequest, ShardStats } from "./api.ts";
+import type { ApplyResult, LogRecord, RejectedEntry, SavedSnapshot, ShardHit, ShardIndexConfig, ShardSearchRequest, ShardStats } from "./api.ts";
 import { distanceFn, exactTopK, type DistanceFn, type Scored } from "./distance.ts";
 import { readSnapshotFile, writeSnapshotFile } from "./snapshot-file.ts";
 
@@ -77,6 +77,7 @@ function whole(vector: Float32Array): Float32Array {
 export class ShardIndex {
   readonly config: ShardIndexConfig;
   private readonly dimension: number;
+  private readonly space: VectorSpace;
   private readonly distance: DistanceFn;
   private readonly index: Index;
   private lastSeq = 0;
@@ -98,6 +99,7 @@ export class ShardIndex {
   constructor(config: ShardIndexConfig) {
     this.config = config;
     this.dimension = config.dimension;
+    this.space = spaceOf(config);
     this.distance = distanceFn(config.metric);
     this.index = new Index({
       dimensions: config.dimension,
@@ -119,26 +121,45 @@ export class ShardIndex {
     return this.lastSeq;
   }
 
-  /** Applies records in order, skipping any at or below the applied sequence (replays are idempotent). */
+  /**
+   * Applies records in order, skipping any at or below the applied sequence (replays are
+   * idempotent). An entry the writer could not have made (see InvalidEntryError) is
+   * skipped whole, before any change, and reported in `rejected`.
+   */
   apply(records: readonly LogRecord[]): ApplyResult {
+    const rejected: RejectedEntry[] = [];
     for (const record of records) {
       if (record.seq <= this.lastSeq) continue;
-      const entry = decodeEntry(record.data);
-      if (entry.kind === EntryKind.Upsert) this.applyUpsert(record.seq, entry, record.data.byteLength);
-      else this.applyDelete(entry);
+      try {
+        const entry = decodeEntry(record.data);
+        if (entry.kind === EntryKind.Upsert) {
+          this.checkUpsert(entry);
+          this.applyUpsert(record.seq, entry, record.data.byteLength);
+        } else this.applyDelete(entry);
+      } catch (err) {
+        if (!isInvalidEntryError(err)) throw err;
+        rejected.push({ seq: record.seq, reason: err.message });
+      }
       this.lastSeq = record.seq;
     }
-    return { appliedSeq: this.lastSeq, count: this.size };
+    return rejected.length > 0 ? { appliedSeq: this.lastSeq, count: this.size, rejected } : { appliedSeq: this.lastSeq, count: this.size };
+  }
+
+  /** The vectors must be valid in the shard's space: the same rules the API applies (vectors.ts). */
+  private checkUpsert(entry: UpsertEntry): void {
+    const dim = this.dimension;
+    if (entry.dimension !== dim) throw new InvalidEntryError(`dimension ${entry.dimension}, the shard has ${dim}`);
+    const vector: number[] = new Array<number>(dim);
+    for (let p = 0; p < entry.ids.length; p++) {
+      for (let i = 0; i < dim; i++) vector[i] = entry.vectors[p * dim + i]!;
+      const issue = shapeIssue(vector) ?? vectorIssue(vector, this.space);
+      if (issue) throw new InvalidEntryError(`point ${p}: vector${issue.path.map((i) => `[${i}]`).join("")} ${issue.message}`);
+    }
   }
 
   private applyUpsert(seq: number, entry: UpsertEntry, entryBytes: number): void {
     const dim = this.dimension;
-    if (entry.dimension !== dim) {
-      throw new Error(`log entry ${seq} has dimension ${entry.dimension}, the shard has ${dim}`);
-    }
     const n = entry.ids.length;
-    // Checked before any change, so a bad entry leaves the shard as it was.
-    if (n > positionsPerEntry) throw new Error(`log entry ${seq} has ${n} points, at most ${positionsPerEntry} fit its keys`);
     // Ids that moved to another shard (vector sharding) go first; an entry may hold nothing else.
     if (entry.deleteIds !== undefined) this.applyDelete({ kind: EntryKind.Delete, ids: entry.deleteIds });
     if (n === 0) return;

@@ -9,20 +9,52 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Packr } from "msgpackr";
+import { z } from "zod";
 import { ErrorCode, JadeError, type WireError } from "../../runtime/errors.ts";
-import type { Filter } from "../../runtime/filter.ts";
+import { checkFilterAst, type Filter } from "../../runtime/filter.ts";
+import { limits } from "../../runtime/limits.ts";
+
+/** Bytes per `chunk` request: well under NATS max_payload (8 MiB here, 1 MiB by default). */
+export const checkpointChunkBytesMax = 512 * 1024;
 import { subjects, type ReplicaOp } from "../../runtime/subjects.ts";
 
-export interface ReplicaReadRequest {
-  uid: string;
-  minSeq: number;
-  timeoutMs: number;
-  search?: { vector: Uint8Array; k: number; filter?: Filter; withPayload: boolean; withVectors: boolean };
-  get?: { ids: string[]; withVectors: boolean };
-  count?: { filter?: Filter };
-  checkpoint?: Record<string, never>;
-  chunk?: { seq: number; offset: number; length: number };
-}
+const FilterAst = z.custom<Filter>().superRefine((value, ctx) => {
+  try {
+    checkFilterAst(value);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", message: (err as Error).message });
+  }
+});
+
+/**
+ * One schema for every replica request: any NATS client can publish to these subjects,
+ * so a request is checked like an API request before a replica acts on it.
+ */
+export const ReplicaReadRequest = z
+  .object({
+    uid: z.string().min(1).max(64),
+    minSeq: z.number().int().min(0),
+    timeoutMs: z.number().int().min(1).max(limits.searchTimeoutMsMax),
+    search: z
+      .object({
+        vector: z.custom<Uint8Array>(
+          (b) => b instanceof Uint8Array && b.byteLength > 0 && b.byteLength % 4 === 0 && b.byteLength <= limits.dimensionMax * 4,
+          "must be float32 bytes",
+        ),
+        k: z.number().int().min(1).max(limits.kMax),
+        filter: FilterAst.optional(),
+        withPayload: z.boolean(),
+        withVectors: z.boolean(),
+      })
+      .strict()
+      .optional(),
+    get: z.object({ ids: z.array(z.string().max(limits.idBytesMax * 4)).max(limits.idsPerRequestMax), withVectors: z.boolean() }).strict().optional(),
+    count: z.object({ filter: FilterAst.optional() }).strict().optional(),
+    checkpoint: z.object({}).strict().optional(),
+    chunk: z.object({ seq: z.number().int().min(0), offset: z.number().int().min(0), length: z.number().int().min(1).max(checkpointChunkBytesMax) }).strict().optional(),
+  })
+  .strict();
+export type ReplicaReadRequest = z.infer<typeof ReplicaReadRequest>;
 
 /** What `checkpoint` answers: the checkpoint the joining replica may now read in chunks. */
 export interface CheckpointOffer {
@@ -30,8 +62,6 @@ export interface CheckpointOffer {
   bytes: number;
 }
 
-/** Bytes per `chunk` request: well under NATS max_payload (8 MiB here, 1 MiB by default). */
-export const checkpointChunkBytesMax = 512 * 1024;
 
 export type ReplicaReadReply = { ok: true; result: unknown } | { ok: false; error: WireError };
 
@@ -43,6 +73,15 @@ export function encodeReplicaMessage(value: ReplicaReadRequest | ReplicaReadRepl
 
 export function decodeReplicaMessage<T extends ReplicaReadRequest | ReplicaReadReply>(bytes: Uint8Array): T {
   return packr.unpack(bytes) as T;
+}
+
+/** A request's msgpack body, still to be checked with the ReplicaReadRequest schema; bytes that are not msgpack are invalid_argument. */
+export function decodeReplicaRequest(bytes: Uint8Array): unknown {
+  try {
+    return packr.unpack(bytes);
+  } catch (err) {
+    throw new JadeError(ErrorCode.InvalidArgument, `replica request is not msgpack: ${(err as Error).message.slice(0, 120)}`);
+  }
 }
 
 /** Sends a request to one node's replica of a shard; a transport failure is a timeout, a refusal comes back as its JadeError. */

@@ -430,6 +430,9 @@ export class ShardReplica {
       const bytes = chunk.reduce((sum, r) => sum + r.data.byteLength, 0);
       if (throttled) await this.#deps.transfer.take(bytes, signal);
       result = await this.#index.apply(chunk);
+      for (const entry of result.rejected ?? []) {
+        this.#log.error({ seq: entry.seq, reason: entry.reason }, "skipped a shard-log entry that no writer could have made");
+      }
       this.#transferredBytes += bytes;
       this.#count = result.count;
     }

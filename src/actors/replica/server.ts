@@ -4,11 +4,14 @@
  * tries another replica instead of queueing behind an overloaded node.
  */
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { ErrorCode, JadeError, toWireError, unavailable } from "../../runtime/errors.ts";
+import { ErrorCode, invalidArgument, JadeError, toWireError, unavailable } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
+import { checkVector, parse } from "../../runtime/schemas.ts";
 import { parseReplicaSubject, subjects } from "../../runtime/subjects.ts";
+import { quote } from "../../runtime/text.ts";
+import { spaceOf } from "../../runtime/vectors.ts";
 import type { ReplicaHost } from "./host.ts";
-import { decodeReplicaMessage, encodeReplicaMessage, vectorFromBytes, type ReplicaReadReply, type ReplicaReadRequest } from "./protocol.ts";
+import { decodeReplicaRequest, encodeReplicaMessage, ReplicaReadRequest, vectorFromBytes, type ReplicaReadReply } from "./protocol.ts";
 
 export const replicaInflightMax = 256;
 
@@ -61,23 +64,28 @@ export class ReplicaServer {
 
   async #read(msg: Msg): Promise<unknown> {
     const route = parseReplicaSubject(msg.subject);
-    if (!route) throw new JadeError(ErrorCode.InvalidArgument, `bad replica subject ${msg.subject}`);
-    const request = decodeReplicaMessage<ReplicaReadRequest>(msg.data);
+    if (!route) throw invalidArgument(`bad replica subject ${quote(msg.subject)}`);
+    const request = parse(ReplicaReadRequest, decodeReplicaRequest(msg.data));
     const replica = this.#host.replicas(route.collection)[route.shard];
     if (!replica || replica.config.uid !== request.uid) throw unavailable(`no replica of ${route.collection}/${route.shard} here`);
+    const missing = () => invalidArgument(`a ${route.op} request needs its "${route.op}" field`);
     switch (route.op) {
       case "search": {
-        const s = request.search!;
-        return replica.search({ ...s, vector: vectorFromBytes(s.vector) }, request.minSeq, request.timeoutMs);
+        if (!request.search) throw missing();
+        const vector = vectorFromBytes(request.search.vector);
+        checkVector(Array.from(vector), spaceOf(replica.config), "search.vector");
+        return replica.search({ ...request.search, vector }, request.minSeq, request.timeoutMs);
       }
       case "get":
-        return replica.get(request.get!.ids, request.get!.withVectors, request.minSeq, request.timeoutMs);
+        if (!request.get) throw missing();
+        return replica.get(request.get.ids, request.get.withVectors, request.minSeq, request.timeoutMs);
       case "count":
         return replica.count(request.count?.filter, request.minSeq, request.timeoutMs);
       case "checkpoint":
         return replica.offerCheckpoint();
       case "chunk": {
-        const { seq, offset, length } = request.chunk ?? { seq: -1, offset: -1, length: -1 };
+        if (!request.chunk) throw missing();
+        const { seq, offset, length } = request.chunk;
         return replica.readCheckpoint(seq, offset, length);
       }
     }

@@ -65,7 +65,7 @@ export function registerCollectionCommands(program: Command): void {
       .description("create a collection")
       .requiredOption("--dimension <n>", "vector dimension", integer(1))
       .addOption(choice("--metric <metric>", "distance metric", metrics).makeOptionMandatory())
-      .option("--shards <n>", "number of shards (server default 2)", integer(1))
+      .option("--shards <n>", "number of shards (server default 1)", integer(1))
       .option("--replicas <n>", "replicas per shard (server default 1)", integer(1))
       .option("--connectivity <n>", "HNSW connectivity M (default 16)", integer(1))
       .option("--expansion-add <n>", "HNSW expansion at insert (default 128)", integer(1))

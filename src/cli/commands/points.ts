@@ -1,14 +1,16 @@
 /**
  * Point sources for `upsert` and `import`: JSON lines (one `{"id","vector","payload"?}`
- * per line) and .fvecs files. A JSON line is checked with the API's own Point
- * schema and the collection's dimension, so a bad line is skipped (and reported
- * with its number) instead of failing the batch it would have joined.
+ * per line) and .fvecs files. A line or row is checked with the server's own rules (the
+ * Point schema, then the collection's vector space: dimension, range of its storage type,
+ * a direction for cosine), so a bad one is skipped (and reported with its number) instead
+ * of failing the batch it would have joined, and nothing the server would accept is skipped.
  */
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
-import { Point, parse } from "../../runtime/schemas.ts";
+import { checkVector, formatPath, Point, parse } from "../../runtime/schemas.ts";
+import { shapeIssue, vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
 import { readFvecs, shortestFloat32 } from "../fvecs.ts";
 
 export type PointLine =
@@ -16,7 +18,7 @@ export type PointLine =
   | { line: number; bytes: number; ok: false; reason: string };
 
 /** Reads JSON lines from a stream; blank lines are ignored (but still counted and weighed). */
-export async function* readPointLines(input: Readable, dimension: number): AsyncGenerator<PointLine> {
+export async function* readPointLines(input: Readable, space: VectorSpace): AsyncGenerator<PointLine> {
   const lines = createInterface({ input, crlfDelay: Infinity });
   let line = 0;
   for await (const raw of lines) {
@@ -27,13 +29,13 @@ export async function* readPointLines(input: Readable, dimension: number): Async
       yield { line, bytes, ok: false, reason: "" };
       continue;
     }
-    const reason = checkPointLine(text, dimension);
+    const reason = checkPointLine(text, space);
     yield reason === undefined ? { line, bytes, ok: true, json: text } : { line, bytes, ok: false, reason };
   }
 }
 
-/** Why a line is not a valid point of a `dimension`-d collection, or undefined when it is one. */
-export function checkPointLine(text: string, dimension: number): string | undefined {
+/** Why a line is not a valid point of a collection with this vector space, or undefined when it is one. */
+export function checkPointLine(text: string, space: VectorSpace): string | undefined {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -41,8 +43,7 @@ export function checkPointLine(text: string, dimension: number): string | undefi
     return `malformed JSON: ${(err as Error).message}`;
   }
   try {
-    const point = parse(Point, value);
-    if (point.vector.length !== dimension) return `vector: expected dimension ${dimension}, got ${point.vector.length}`;
+    checkVector(parse(Point, value).vector, space, "vector");
   } catch (err) {
     return err instanceof JadeError ? err.message : String(err);
   }
@@ -56,24 +57,19 @@ export function openPointFile(file: string): Readable {
 /** The rows of an .fvecs file as JSON-encoded points with ids `<prefix><row>`. */
 export async function* readFvecsPoints(
   file: string,
-  dimension: number,
+  space: VectorSpace,
   idPrefix: string,
 ): AsyncGenerator<{ row: number; ok: true; json: string } | { row: number; ok: false; reason: string }> {
   for await (const { row, vector } of readFvecs(file)) {
-    if (vector.length !== dimension) {
+    if (vector.length !== space.dimension) {
       throw new JadeError(
         ErrorCode.DimensionMismatch,
-        `${file} row ${row}: the collection has dimension ${dimension}, the file's vector has ${vector.length}`,
+        `${file} row ${row}: the collection has dimension ${space.dimension}, the file's vector has ${vector.length}`,
       );
     }
-    const values = new Array<number>(vector.length);
-    let finite = true;
-    for (let i = 0; i < vector.length; i++) {
-      const x = vector[i]!;
-      if (!Number.isFinite(x)) finite = false;
-      values[i] = shortestFloat32(x);
-    }
-    if (!finite) yield { row, ok: false, reason: "vector has NaN or infinite values" };
+    const values = Array.from(vector, shortestFloat32);
+    const issue = shapeIssue(values) ?? vectorIssue(values, space);
+    if (issue) yield { row, ok: false, reason: `vector${formatPath(issue.path)}: ${issue.message}` };
     else yield { row, ok: true, json: JSON.stringify({ id: `${idPrefix}${row}`, vector: values }) };
   }
 }

@@ -37,10 +37,11 @@ export function natsUrlList(value: string): string[] {
   return urls;
 }
 
+/** A decimal integer option (not `0x10` or `1e3`, which Number() would also take). */
 export function integer(min: number, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
   return (value: string) => {
     const n = Number(value);
-    if (value.trim() === "" || !Number.isInteger(n)) throw new InvalidArgumentError("must be an integer");
+    if (!/^\s*-?\d+\s*$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError("must be an integer");
     if (n < min || n > max) throw new InvalidArgumentError(`must be between ${min} and ${max}`);
     return n;
   };

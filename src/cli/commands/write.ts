@@ -5,7 +5,9 @@ import type { Readable } from "node:stream";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import type { JadeClient } from "../../client/client.ts";
+import { limits } from "../../runtime/limits.ts";
 import type { WriteConsistency } from "../../runtime/schemas.ts";
+import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { fvecsInfo } from "../fvecs.ts";
 import { formatCount, formatSeconds, plural, printJson, printLine, printNote, printWarning } from "../format.ts";
 import { openPointFile, readFvecsPoints, readPointLines } from "./points.ts";
@@ -47,7 +49,7 @@ export function registerWriteCommands(program: Command): void {
     program
       .command("upsert <collection> [file]")
       .description('upsert points from JSON lines ({"id","vector","payload"?} per line), read from FILE or stdin')
-      .option("--batch <n>", "points per request", integer(1), 500)
+      .option("--batch <n>", "points per request", integer(1, limits.pointsPerRequestMax), 500)
       .addOption(choice("--consistency <level>", consistencyHelp, writeLevels, "log")),
   ).action((collection: string, file: string | undefined, o: UpsertOptions) =>
     runWithClient(o, async (client) => {
@@ -58,7 +60,7 @@ export function registerWriteCommands(program: Command): void {
       const sender = new BatchSender(client, { collection, batch: o.batch, concurrency: 1, consistency: o.consistency });
       const skipped = new SkipReporter();
       await sendAll(sender, input, async () => {
-        for await (const p of readPointLines(input, config.dimension)) {
+        for await (const p of readPointLines(input, spaceOf(config))) {
           if (p.ok) await sender.add(p.json);
           else if (p.reason) skipped.report(`line ${p.line}`, p.reason);
         }
@@ -81,7 +83,7 @@ export function registerWriteCommands(program: Command): void {
     program
       .command("import <collection> <file>")
       .description("bulk-load a JSON lines (.jsonl/.json) or .fvecs file, with a progress bar")
-      .option("--batch <n>", "points per request", integer(1), 500)
+      .option("--batch <n>", "points per request", integer(1, limits.pointsPerRequestMax), 500)
       .option("--concurrency <n>", "requests in flight", integer(1), 4)
       .addOption(choice("--consistency <level>", consistencyHelp, writeLevels, "log"))
       .option("--id-prefix <prefix>", ".fvecs: id of row N is PREFIX + N (0-based)", "")
@@ -90,7 +92,7 @@ export function registerWriteCommands(program: Command): void {
     runWithClient(o, async (client) => {
       const config = await client.getCollection(collection);
       const format = o.format ?? (path.extname(file).toLowerCase() === ".fvecs" ? "fvecs" : "jsonl");
-      const result = await importFile(client, collection, config.dimension, file, format, o);
+      const result = await importFile(client, collection, spaceOf(config), file, format, o);
       if (o.json) printJson(result);
       else {
         printLine(
@@ -141,7 +143,7 @@ export interface ImportResult {
 async function importFile(
   client: JadeClient,
   collection: string,
-  dimension: number,
+  space: VectorSpace,
   file: string,
   format: "jsonl" | "fvecs",
   o: ImportOptions,
@@ -150,8 +152,8 @@ async function importFile(
   let total: number;
   if (format === "fvecs") {
     const info = await fvecsInfo(file);
-    if (info.rows > 0 && info.dimension !== dimension) {
-      throw new CliError(`${file} holds dimension-${info.dimension} vectors; collection ${collection} has dimension ${dimension}`);
+    if (info.rows > 0 && info.dimension !== space.dimension) {
+      throw new CliError(`${file} holds dimension-${info.dimension} vectors; collection ${collection} has dimension ${space.dimension}`);
     }
     total = info.rows;
   } else {
@@ -186,13 +188,13 @@ async function importFile(
   try {
     await sendAll(sender, undefined, async () => {
       if (format === "fvecs") {
-        for await (const p of readFvecsPoints(file, dimension, o.idPrefix)) {
+        for await (const p of readFvecsPoints(file, space, o.idPrefix)) {
           if (p.ok) await sender.add(p.json);
           else skipped.report(`row ${p.row}`, p.reason);
         }
       } else {
         input = openPointFile(file);
-        for await (const p of readPointLines(input, dimension)) {
+        for await (const p of readPointLines(input, space)) {
           if (p.ok) await sender.add(p.json, p.bytes);
           else {
             sender.addWeight(p.bytes);

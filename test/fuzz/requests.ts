@@ -1,0 +1,209 @@
+/**
+ * Valid requests for every subject a client can reach: the API (collections,
+ * points, cluster status, admin), the same API addressed to one node, the
+ * coordinator's subjects and the replicas' node-to-node subjects. Each request
+ * says what the properties may expect of its reply.
+ */
+import fc from "fast-check";
+import type { Body, Json } from "./body.ts";
+import { filterArb, idArb, payloadArb, timeoutArb, vectorArb } from "./values.ts";
+import type { CollectionSpec, World } from "./world.ts";
+
+/**
+ * - `valid`: documented as valid, so never refused as invalid (state errors such as
+ *   not_found or unavailable are fine);
+ * - `any`: anything documented, never `internal`;
+ * - `refused`: a write to a reference collection that must be refused whole.
+ */
+export type Expectation = "valid" | "any" | "refused";
+
+export interface FuzzRequest {
+  /** What it exercises, for the run's tally (`search`, `upsert.mutated`, `replica.count`, …). */
+  family: string;
+  subject: string;
+  body: Body;
+  expect: Expectation;
+  /** `publish`: a JetStream publish with no reply from a node (a stray shard-log entry). */
+  transport: "request" | "publish";
+  /** It could change a reference collection if the node let it: check them after its batch. */
+  touchesReference: boolean;
+}
+
+const writeConsistency = fc.constantFrom("log", "one", "quorum", "all");
+
+/** Optional fields: each is present or absent. */
+function optional<T extends Record<string, fc.Arbitrary<Json>>>(fields: T): fc.Arbitrary<Record<string, Json>> {
+  return fc.record(fields, { requiredKeys: [] }) as fc.Arbitrary<Record<string, Json>>;
+}
+
+function readOptions(s: CollectionSpec): fc.Arbitrary<Record<string, Json>> {
+  const shardKeys = Array.from({ length: s.shards }, (_, i) => String(i));
+  return fc.oneof(
+    optional({ consistency: fc.constantFrom("eventual", "strong"), timeoutMs: timeoutArb }),
+    fc
+      .tuple(fc.subarray(shardKeys), fc.option(timeoutArb, { nil: undefined }))
+      .map(([keys, timeoutMs]): Record<string, Json> => {
+        const token = Object.fromEntries(keys.map((k) => [k, 0]));
+        return timeoutMs === undefined ? { consistency: "session", token } : { consistency: "session", token, timeoutMs };
+      }),
+  );
+}
+
+function pointArb(s: CollectionSpec): fc.Arbitrary<Json> {
+  return fc
+    .tuple(idArb, vectorArb(s), fc.option(payloadArb, { nil: undefined }))
+    .map(([id, vector, payload]): Json => (payload === undefined ? { id, vector } : { id, vector, payload }));
+}
+
+function collectionRequest(s: CollectionSpec, world: World): fc.Arbitrary<FuzzRequest> {
+  const reads = {
+    get: fc.tuple(fc.array(idArb, { minLength: 1, maxLength: 8 }), optional({ withVectors: fc.boolean() }), readOptions(s)).map(([ids, o, r]) => ({ ids, ...o, ...r })),
+    search: fc
+      .tuple(
+        vectorArb(s),
+        fc.oneof(fc.integer({ min: 1, max: 20 }), fc.constant(1000)),
+        optional({
+          filter: filterArb,
+          withPayload: fc.boolean(),
+          withVectors: fc.boolean(),
+          ...(s.sharding === "vector" ? { nprobe: fc.integer({ min: 1, max: s.shards }) } : {}),
+        }),
+        readOptions(s),
+      )
+      .map(([vector, k, o, r]) => ({ vector, k, ...o, ...r })),
+    count: fc.tuple(optional({ filter: filterArb }), readOptions(s)).map(([o, r]) => ({ ...o, ...r })),
+  };
+  const writes = {
+    upsert: fc
+      .tuple(fc.array(pointArb(s), { minLength: 1, maxLength: 8 }), optional({ consistency: writeConsistency, requestId: fc.uuid(), timeoutMs: timeoutArb }))
+      .map(([points, o]) => ({ points, ...o })),
+    delete: fc
+      .tuple(fc.array(idArb, { minLength: 1, maxLength: 8 }), optional({ consistency: writeConsistency, requestId: fc.uuid(), timeoutMs: timeoutArb }))
+      .map(([ids, o]) => ({ ids, ...o })),
+  };
+  const ops: Record<string, fc.Arbitrary<Json>> = s.role === "reference" ? reads : { ...reads, ...writes };
+  return fc.constantFrom(...Object.keys(ops)).chain((op) =>
+    fc.tuple(ops[op]!, fc.boolean()).map(([json, direct]) => api(world, `${s.name}.${op}`, op, { json }, direct)),
+  );
+}
+
+/** A request on `jade.v1.<tail>`, or (direct) the same on `jade.n.<node>.v1.<tail>`. */
+function api(world: World, tail: string, family: string, body: Body, direct = false, expect: Expectation = "valid"): FuzzRequest {
+  const subject = direct ? `jade.n.${world.nodeId}.v1.${tail}` : `jade.v1.${tail}`;
+  return { family, subject, body, expect, transport: "request", touchesReference: false };
+}
+
+function createArb(world: World): fc.Arbitrary<Json> {
+  return fc
+    .record({
+      name: fc.constantFrom(...world.pool),
+      dimension: fc.integer({ min: 1, max: 8 }),
+      metric: fc.constantFrom("cosine", "l2", "ip"),
+      shards: fc.integer({ min: 1, max: 3 }),
+      strategy: fc.constantFrom("hash", "range", "vector", "auto"),
+      index: optional({ connectivity: fc.integer({ min: 2, max: 32 }), expansionAdd: fc.integer({ min: 1, max: 256 }), expansionSearch: fc.integer({ min: 1, max: 256 }) }),
+      f16: fc.boolean(),
+      snapshot: optional({ everyEntries: fc.integer({ min: 1, max: 1_000_000 }), intervalMs: fc.integer({ min: 100, max: 86_400_000 }) }),
+    })
+    .map(({ name, dimension, metric, shards, strategy, index, f16, snapshot }) => {
+      const request: Record<string, Json> = { name, dimension, metric, shards, sharding: strategy, index: { ...index, quantization: f16 ? "f16" : "f32" }, snapshot };
+      if (strategy === "range") request["splitPoints"] = Array.from({ length: shards - 1 }, (_, i) => `k${i}`);
+      // One centroid per shard along its own axis (a direction for cosine and ip); auto without a sample is hash.
+      if (strategy === "vector") request["centroids"] = Array.from({ length: shards }, (_, i) => Array.from({ length: dimension }, (_, j) => (j === i % dimension ? (i < dimension ? 1 : -1) : 0)));
+      return request;
+    });
+}
+
+function catalogRequest(world: World): fc.Arbitrary<FuzzRequest> {
+  const known = [...world.references, ...world.scratch].map((s) => s.name);
+  return fc.oneof(
+    { weight: 2, arbitrary: createArb(world).map((json) => api(world, "collections.create", "collections.create", { json })) },
+    { weight: 1, arbitrary: fc.constant(api(world, "collections.list", "collections.list", { json: {} })) },
+    { weight: 2, arbitrary: fc.constantFrom(...known, ...world.pool, "fz-none").map((name) => api(world, "collections.get", "collections.get", { json: { name } })) },
+    { weight: 1, arbitrary: fc.constantFrom(...world.pool, "fz-none").map((name) => api(world, "collections.drop", "collections.drop", { json: { name } })) },
+    { weight: 1, arbitrary: fc.constant(api(world, "cluster.status", "cluster.status", { json: {} })) },
+  );
+}
+
+const ghostNode = fc.constantFrom("fz-ghost-a", "fz-ghost-b", "fz-ghost-c");
+
+/** Admin bodies by operation. Never the real node for drain or remove: the run needs it serving. */
+function adminBodies(world: World): Record<string, fc.Arbitrary<Json>> {
+  const migrationId = fc.constantFrom("fz-s-cos.0.0123456789abcdef", "nope");
+  return {
+    drain: ghostNode.map((node) => ({ node })),
+    undrain: fc.oneof(ghostNode, fc.constant(world.nodeId)).map((node) => ({ node })),
+    remove: ghostNode.map((node) => ({ node })),
+    move: fc.tuple(fc.constantFrom(...world.scratch.map((s) => s.name)), fc.integer({ min: 0, max: 1 }), ghostNode, fc.constantFrom(world.nodeId, "fz-ghost-d")).map(([collection, shard, from, to]) => ({ collection, shard, from, to })),
+    rebalance: fc.constant({}),
+    migrations: fc.constant({}),
+    pause: migrationId.map((id) => ({ id })),
+    resume: migrationId.map((id) => ({ id })),
+    cancel: migrationId.map((id) => ({ id })),
+  };
+}
+
+function adminRequest(world: World): fc.Arbitrary<FuzzRequest> {
+  const bodies = adminBodies(world);
+  return fc.constantFrom(...Object.keys(bodies)).chain((op) =>
+    fc.tuple(bodies[op]!, fc.constantFrom("api", "coordinator")).map(([json, via]): FuzzRequest => {
+      // A move names its source replica: one the cluster does not hold is refused as invalid_argument.
+      const expect: Expectation = op === "move" ? "any" : "valid";
+      return via === "api"
+        ? api(world, `admin.${op}`, `admin.${op}`, { json }, false, expect)
+        : { family: `coordinator.${op}`, subject: `jade.coordinator.${op}`, body: { json }, expect, transport: "request", touchesReference: false };
+    }),
+  );
+}
+
+/** Subjects under `jade.v1.` that name no operation: each must be answered `invalid_argument`. */
+function unknownSubject(world: World): fc.Arbitrary<FuzzRequest> {
+  return fc
+    .constantFrom("fz-ref-cos.frobnicate", "admin.frob", "collections.frob", "cluster.frob", "fz-s-cos.a.b", "x", "collections", "admin.drain.x", "cluster.status.extra")
+    .map((tail) => ({ ...api(world, tail, "unknown-subject", { json: {} }), expect: "any" as const }));
+}
+
+/** Node-to-node replica requests (msgpack), as another node's router would send them. */
+function replicaRequest(world: World): fc.Arbitrary<FuzzRequest> {
+  const all = [...world.references, ...world.scratch];
+  return fc.constantFrom(...all).chain((s) =>
+    fc
+      .tuple(
+        fc.integer({ min: 0, max: s.shards - 1 }),
+        fc.constantFrom("search", "get", "count", "chunk"),
+        vectorArb(s),
+        fc.array(idArb, { minLength: 1, maxLength: 4 }),
+        timeoutArb,
+      )
+      .map(([shard, op, vector, ids, timeoutMs]): FuzzRequest => {
+        const base = { uid: world.uids.get(s.name) ?? "unknown", minSeq: 0, timeoutMs };
+        const extra =
+          op === "search"
+            ? { search: { vector: new Uint8Array(Float32Array.from(vector).buffer), k: 5, withPayload: true, withVectors: false } }
+            : op === "get"
+              ? { get: { ids, withVectors: true } }
+              : op === "count"
+                ? { count: {} }
+                : { chunk: { seq: 1, offset: 0, length: 1024 } };
+        return {
+          family: `replica.${op}`,
+          subject: `jade.replica.${world.nodeId}.${s.name}.${shard}.${op}`,
+          body: { msgpack: { ...base, ...extra } },
+          expect: "any",
+          transport: "request",
+          touchesReference: false,
+        };
+      }),
+  );
+}
+
+export function validRequest(world: World): fc.Arbitrary<FuzzRequest> {
+  const collections = [...world.references, ...world.scratch];
+  return fc.oneof(
+    { weight: 12, arbitrary: fc.constantFrom(...collections).chain((s) => collectionRequest(s, world)) },
+    { weight: 2, arbitrary: catalogRequest(world) },
+    { weight: 2, arbitrary: adminRequest(world) },
+    { weight: 1, arbitrary: unknownSubject(world) },
+    { weight: 2, arbitrary: replicaRequest(world) },
+  );
+}
