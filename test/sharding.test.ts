@@ -159,6 +159,8 @@ describe("create request validation", () => {
     ["sample smaller than shards", { sharding: "vector", shards: 3, sample: [[1, 2], [3, 4]] }, /^sample: must hold at least shards = 3 vectors, got 2/],
     ["non-finite sample values", { sharding: "vector", shards: 1, sample: [[1, null]] }, /^sample\[0\]\[1\]: must be a number, got null/],
     ["too few centroids", { sharding: "vector", shards: 3, centroids: [[1, 2], [3, 4]] }, /^centroids: must hold exactly shards = 3 vectors, got 2/],
+    ["null sample vector", { sharding: "auto", shards: 2, sample: [[1, 2], null, [3, 4]] }, /^sample\[1\]: must be an array of numbers, got null/],
+    ["centroid that is not a vector", { sharding: "vector", shards: 2, centroids: [[1, 2], "x"] }, /^centroids\[1\]: must be an array of numbers/],
     ["centroid of the wrong dimension", { sharding: "vector", shards: 2, centroids: [[1, 2], [3]] }, /^centroids\[1\]: expected dimension 2, got 1/],
     ["zero centroid with cosine", { metric: "cosine", sharding: "vector", shards: 2, centroids: [[1, 2], [0, 0]] }, /^centroids\[1\]: is a zero vector, which has no direction \(metric cosine\)/],
     ["unknown strategy", { sharding: "random" }, /^sharding: /],

@@ -1,10 +1,13 @@
 /**
  * The value rules at their boundaries (vectors.ts, payload.ts, text.ts, the session
- * token schema) and the shard log's own check of entries (log-entry.ts, shard-index.ts).
+ * token schema), the shard log's own check of entries (log-entry.ts, shard-index.ts), and
+ * what ingestion does with a record that fails.
  */
 import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import { ShardIndex } from "../src/actors/index/shard-index.ts";
+import { failureOutcome, unexpectedFailuresMax } from "../src/actors/ingestion.ts";
+import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import { limits } from "../src/runtime/limits.ts";
 import { decodeEntry, encodeEntry, EntryKind, isInvalidEntryError } from "../src/runtime/log-entry.ts";
 import { payloadIssue } from "../src/runtime/payload.ts";
@@ -180,5 +183,14 @@ describe("shard-log entries no writer could have made", () => {
     expect(results[0]!.rejected?.[2]!.reason).toMatch(/zero vector/);
     expect(replicas[0]!.digest()).toBe(replicas[1]!.digest());
     expect(replicas[0]!.get(["a", "b", "nan", "zero"], false).map((p) => p.id)).toEqual(["a", "b"]);
+  });
+});
+
+describe("ingestion failures", () => {
+  it("retries what may succeed, dead-letters what cannot, and gives up on a bug after five deliveries", () => {
+    expect(failureOutcome(new JadeError(ErrorCode.Unavailable, "log electing"), 1_000)).toBe("retry");
+    expect(failureOutcome(new JadeError(ErrorCode.InvalidArgument, "bad"), 1)).toBe("dead-letter");
+    expect(failureOutcome(new Error("bug"), unexpectedFailuresMax - 1)).toBe("retry");
+    expect(failureOutcome(new Error("bug"), unexpectedFailuresMax)).toBe("dead-letter");
   });
 });

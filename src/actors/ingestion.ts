@@ -39,6 +39,12 @@ export const deadLetterRecordBytesMax = 4_096;
  */
 export const unexpectedFailuresMax = 5;
 
+/** What becomes of a record whose processing threw `err` on its `deliveryCount`-th delivery. */
+export function failureOutcome(err: unknown, deliveryCount: number): "retry" | "dead-letter" {
+  if (err instanceof JadeError) return err.retryable ? "retry" : "dead-letter";
+  return deliveryCount >= unexpectedFailuresMax ? "dead-letter" : "retry";
+}
+
 export interface DeadLetter {
   collection: string | null;
   subject: string;
@@ -106,20 +112,15 @@ export class Ingestion {
         }
       }
     } catch (err) {
-      if (err instanceof JadeError && err.retryable) {
-        this.#log.warn({ err: err.message, seq: m.seq }, "ingest record will be retried");
+      const expected = err instanceof JadeError;
+      if (failureOutcome(err, m.info.deliveryCount) === "retry") {
+        if (expected) this.#log.warn({ err: err.message, seq: m.seq }, "ingest record will be retried");
+        else this.#log.error({ err, seq: m.seq }, "ingest failed unexpectedly; will retry");
         m.nak(this.#limits.retryDelayMs);
         return;
       }
-      if (err instanceof JadeError) reject(err, safeText(m.data));
-      else if (m.info.deliveryCount >= unexpectedFailuresMax) {
-        this.#log.error({ err, seq: m.seq, deliveries: m.info.deliveryCount }, "ingest record failed unexpectedly every time; dead-lettered");
-        reject(err, safeText(m.data));
-      } else {
-        this.#log.error({ err, seq: m.seq }, "ingest failed unexpectedly; will retry");
-        m.nak(this.#limits.retryDelayMs);
-        return;
-      }
+      if (!expected) this.#log.error({ err, seq: m.seq, deliveries: m.info.deliveryCount }, "ingest record failed unexpectedly every time; dead-lettered");
+      reject(err, safeText(m.data));
     }
     try {
       for (const letter of deadLetters) await this.#deadLetter(letter);

@@ -47,10 +47,19 @@ export const SnapshotPolicy = z
   .strict();
 export type SnapshotPolicy = z.infer<typeof SnapshotPolicy>;
 
+/**
+ * Adds an issue that also stops the refinements of the objects around the value (zod runs
+ * them despite custom issues by default): checkShardingFields may then assume a valid
+ * `sample`, where a `null` vector used to reach it and answer `internal`.
+ */
+function refuse(ctx: z.RefinementCtx, message: string, path: PropertyKey[] = []): void {
+  ctx.addIssue({ code: "custom", path, message, continue: false });
+}
+
 /** A point id (also a range split point): 1 – 256 UTF-8 bytes, well-formed Unicode, no control characters. */
 export const PointId = z.string().superRefine((id, ctx) => {
   const issue = tokenIssue(id, limits.idBytesMax);
-  if (issue) ctx.addIssue({ code: "custom", message: issue });
+  if (issue) refuse(ctx, issue);
 });
 
 /**
@@ -61,7 +70,7 @@ export const PointId = z.string().superRefine((id, ctx) => {
  */
 export const Vector = z.custom<number[]>().superRefine((value, ctx) => {
   const issue = shapeIssue(value);
-  if (issue) ctx.addIssue({ code: "custom", path: issue.path, message: issue.message });
+  if (issue) refuse(ctx, issue.message, issue.path);
 });
 
 export const CreateCollectionRequest = z
@@ -190,7 +199,7 @@ export const EmptyRequest = z.object({}).strict();
 /** A JSON object stored exactly as sent, within the limits of payload.ts. */
 export const Payload = z.custom<Record<string, unknown>>().superRefine((value, ctx) => {
   const issue = payloadIssue(value);
-  if (issue) ctx.addIssue({ code: "custom", path: issue.path, message: issue.message });
+  if (issue) refuse(ctx, issue.message, issue.path);
 });
 export type Payload = z.infer<typeof Payload>;
 
@@ -209,16 +218,16 @@ export type ReadConsistency = z.infer<typeof ReadConsistency>;
  * within its log is checked against the collection (`checkToken`, the read router).
  */
 export const SessionToken = z.custom<Record<string, number>>().superRefine((value, ctx) => {
-  if (!isPlainObject(value)) return void ctx.addIssue({ code: "custom", message: "must be an object {\"<shard>\": sequence}" });
+  if (!isPlainObject(value)) return refuse(ctx, 'must be an object {"<shard>": sequence}');
   const keys = Object.keys(value);
-  if (keys.length > limits.shardsMax) return void ctx.addIssue({ code: "custom", message: `names ${keys.length} shards, at most ${limits.shardsMax} exist` });
+  if (keys.length > limits.shardsMax) return refuse(ctx, `names ${keys.length} shards, at most ${limits.shardsMax} exist`);
   for (const key of keys) {
     if (!/^(0|[1-9][0-9]{0,2})$/.test(key)) {
-      return void ctx.addIssue({ code: "custom", message: `key ${quote(key)} is not a shard number (0, 1, 2, …)` });
+      return refuse(ctx, `key ${quote(key)} is not a shard number (0, 1, 2, …)`);
     }
     const seq = value[key];
     if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) {
-      return void ctx.addIssue({ code: "custom", path: [key], message: `must be a log sequence: an integer from 0 to 2^53 − 1, got ${typeof seq === "number" ? seq : typeof seq}` });
+      return refuse(ctx, `must be a log sequence: an integer from 0 to 2^53 − 1, got ${typeof seq === "number" ? seq : typeof seq}`, [key]);
     }
   }
 });

@@ -99,7 +99,7 @@ function badPointOf(s: CollectionSpec): fc.Arbitrary<Json> {
 }
 
 function recordArb(world: World): fc.Arbitrary<IngestRecord> {
-  const targets = world.scratch.filter((s) => s.name === "fz-s-cos" || s.name === "fz-s-l2h");
+  const targets = world.ingest;
   const ref = world.references[0]!;
   const record = (subject: string, json: Json, expected: Expected, touchesReference = false): IngestRecord => ({ subject, body: { json }, expected, touchesReference });
   return fc.constantFrom(...targets).chain((s) => {
@@ -192,7 +192,7 @@ export async function runIngestion(client: JadeClient, world: World, options: { 
     const bySeq = new Map<number, DeadLetter[]>();
     for (const letter of letters) bySeq.set(letter.ingestSeq, [...(bySeq.get(letter.ingestSeq) ?? []), letter]);
     const landed = new Map<string, { vector?: number[]; payload?: unknown }>();
-    for (const s of world.scratch) {
+    for (const s of world.ingest) {
       const ids = prepared.filter((_, i) => batch[i]!.subject === subjects.ingest(s.name)).flatMap((p) => p.lands.map((l) => l.id));
       if (ids.length === 0) continue;
       const { points } = await client.get(s.name, { ids, withVectors: true, consistency: "strong" });

@@ -185,6 +185,14 @@ export const regressions: readonly Regression[] = [
     message: /not UTF-8/,
   },
   {
+    name: "create with a null vector in its k-means sample (found by the fuzzer, seed 20261202)",
+    was: "internal: Cannot read properties of null (reading 'length'): the new custom vector check let the create request's own refinement run on the invalid sample",
+    subject: "jade.v1.collections.create",
+    body: '{"name":"reg-null","dimension":1,"metric":"ip","shards":3,"sharding":"auto","sample":[[1],[1],[1],[1],[1],null,[1],[1]]}',
+    code: "invalid_argument",
+    message: /^sample\[5\]: must be an array of numbers, got null/,
+  },
+  {
     name: "admin move of shard 1e15",
     was: "not range-checked: looked up in the placement, then not_found",
     subject: "jade.v1.admin.move",

@@ -7,6 +7,7 @@
 import fc from "fast-check";
 import type { Body, Json } from "./body.ts";
 import { filterArb, idArb, payloadArb, timeoutArb, vectorArb } from "./values.ts";
+import type { Metric } from "../../src/runtime/schemas.ts";
 import type { CollectionSpec, World } from "./world.ts";
 
 /**
@@ -103,13 +104,18 @@ function createArb(world: World): fc.Arbitrary<Json> {
       strategy: fc.constantFrom("hash", "range", "vector", "auto"),
       index: optional({ connectivity: fc.integer({ min: 2, max: 32 }), expansionAdd: fc.integer({ min: 1, max: 256 }), expansionSearch: fc.integer({ min: 1, max: 256 }) }),
       f16: fc.boolean(),
+      replicas: fc.constantFrom(1, 1, 1, 2),
       snapshot: optional({ everyEntries: fc.integer({ min: 1, max: 1_000_000 }), intervalMs: fc.integer({ min: 100, max: 86_400_000 }) }),
+      // A k-means sample instead of centroids (vector, auto); its vectors are drawn for the largest dimension and cut.
+      sample: fc.option(fc.array(vectorArb({ dimension: 8, metric: "cosine" }), { minLength: 3, maxLength: 12 }), { nil: undefined }),
     })
-    .map(({ name, dimension, metric, shards, strategy, index, f16, snapshot }) => {
-      const request: Record<string, Json> = { name, dimension, metric, shards, sharding: strategy, index: { ...index, quantization: f16 ? "f16" : "f32" }, snapshot };
+    .map(({ name, dimension, metric, shards, strategy, index, f16, replicas, snapshot, sample }) => {
+      const request: Record<string, Json> = { name, dimension, metric, shards, replicas, sharding: strategy, index: { ...index, quantization: f16 ? "f16" : "f32" }, snapshot };
       if (strategy === "range") request["splitPoints"] = Array.from({ length: shards - 1 }, (_, i) => `k${i}`);
-      // One centroid per shard along its own axis (a direction for cosine and ip); auto without a sample is hash.
-      if (strategy === "vector") request["centroids"] = Array.from({ length: shards }, (_, i) => Array.from({ length: dimension }, (_, j) => (j === i % dimension ? (i < dimension ? 1 : -1) : 0)));
+      const byVector = strategy === "vector" || strategy === "auto";
+      if (byVector && sample !== undefined) request["sample"] = sample.map((v) => v.slice(0, dimension)).map((v) => (v.every((x) => Math.abs(x) < 1e-3) ? [1, ...v.slice(1)] : v));
+      // Else one centroid per shard along its own axis (a direction for cosine and ip); auto without either is hash.
+      else if (strategy === "vector") request["centroids"] = Array.from({ length: shards }, (_, i) => Array.from({ length: dimension }, (_, j) => (j === i % dimension ? (i < dimension ? 1 : -1) : 0)));
       return request;
     });
 }
@@ -197,10 +203,25 @@ function replicaRequest(world: World): fc.Arbitrary<FuzzRequest> {
   );
 }
 
+/**
+ * Reads and writes of the pool collections, which generated creates and drops make and
+ * unmake while these run: the races between them. Their shape is whatever the last create
+ * said, so any documented reply will do.
+ */
+function poolRequest(world: World): fc.Arbitrary<FuzzRequest> {
+  return fc
+    .tuple(fc.constantFrom(...world.pool), fc.integer({ min: 1, max: 8 }), fc.constantFrom<Metric>("cosine", "l2", "ip"))
+    .chain(([name, dimension, metric]) => {
+      const guess: CollectionSpec = { name, role: "scratch", dimension, metric, quantization: "f32", shards: 1, sharding: "hash", create: { name, dimension, metric } };
+      return collectionRequest(guess, world).map((r): FuzzRequest => ({ ...r, family: `pool.${r.family}`, expect: "any" }));
+    });
+}
+
 export function validRequest(world: World): fc.Arbitrary<FuzzRequest> {
   const collections = [...world.references, ...world.scratch];
   return fc.oneof(
     { weight: 12, arbitrary: fc.constantFrom(...collections).chain((s) => collectionRequest(s, world)) },
+    { weight: 2, arbitrary: poolRequest(world) },
     { weight: 2, arbitrary: catalogRequest(world) },
     { weight: 2, arbitrary: adminRequest(world) },
     { weight: 1, arbitrary: unknownSubject(world) },

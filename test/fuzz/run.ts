@@ -21,7 +21,7 @@ const program = new Command()
   .description("property-based fuzzing of every API subject and of ingestion, against a real node")
   .option("--runs <n>", "requests to generate", integer, 100_000)
   .option("--seed <s>", "seed (printed by a failing run)", integer, Date.now() % 2 ** 31)
-  .option("--ingest <n>", "ingestion records to publish after the requests", integer, 5_000)
+  .option("--ingest <n>", "ingestion records to publish before the requests", integer, 5_000)
   .option("--batch <n>", "requests per batch at most (sent concurrently)", integer, 16)
   .parse();
 
@@ -58,6 +58,7 @@ process.stdout.write(
     report.ingest ? `ingestion: ${report.ingest.records} records, ${report.ingest.pointsLanded} points landed, ${report.ingest.deadLetters} dead letters ${JSON.stringify(report.ingest.codes)}` : "ingestion: not run",
     `references unchanged: ${report.referencesUnchanged}; late or duplicate replies: ${report.extraReplies.length}`,
     `node memory after a full GC: cold ${usage(m.cold)}; warm (after ${m.warmupRequests} requests) ${usage(m.warm)}; end ${usage(m.end)}: rss ${(growth * 100).toFixed(1)} % from warm`,
+    `  after a full GC every 5,000 requests (requests: rss/heap MiB): ${m.collected.map(([n, rss, heap]) => `${n}: ${(rss / 2 ** 20).toFixed(0)}/${(heap / 2 ** 20).toFixed(1)}`).join(", ")}`,
     `  rss under load (requests: MiB), peak ${mib(m.peakRssBytes)}: ${m.samples.map(([n, b]) => `${n}: ${(b / 2 ** 20).toFixed(0)}`).join(", ")}`,
   ].join("\n") + "\n",
 );

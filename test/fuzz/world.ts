@@ -25,6 +25,8 @@ export interface World {
   nodeId: string;
   references: CollectionSpec[];
   scratch: CollectionSpec[];
+  /** Where ingestion records go (the run's first phase): every good one has an id of its own. */
+  ingest: CollectionSpec[];
   /** Names generated creates and drops use; none exists when the run starts. */
   pool: string[];
   /** Collection uid by name, for replica requests (learned at setup). */
@@ -58,6 +60,8 @@ export const scratchSpecs: readonly CollectionSpec[] = [
   spec("fz-s-i8", "scratch", 4, "cosine", "i8", 1),
 ];
 
+export const ingestSpecs: readonly CollectionSpec[] = [spec("fz-ing-cos", "scratch", 4, "cosine", "f32", 2), spec("fz-ing-l2h", "scratch", 4, "l2", "f16", 1)];
+
 export const poolNames: readonly string[] = ["fz-p0", "fz-p1", "fz-p2"];
 
 /** Points per reference collection. */
@@ -76,14 +80,14 @@ export function referencePoints(s: CollectionSpec): { id: string; vector: number
 /** Creates every reference and scratch collection and writes the reference points. */
 export async function setUpWorld(client: JadeClient, nodeId: string): Promise<World> {
   const uids = new Map<string, string>();
-  for (const s of [...referenceSpecs, ...scratchSpecs]) {
+  for (const s of [...referenceSpecs, ...scratchSpecs, ...ingestSpecs]) {
     const config = await client.createCollection(s.create);
     uids.set(s.name, config.uid);
   }
   for (const s of referenceSpecs) {
     await client.upsert(s.name, { points: referencePoints(s), consistency: "all" });
   }
-  return { nodeId, references: [...referenceSpecs], scratch: [...scratchSpecs], pool: [...poolNames], uids };
+  return { nodeId, references: [...referenceSpecs], scratch: [...scratchSpecs], ingest: [...ingestSpecs], pool: [...poolNames], uids };
 }
 
 /** Everything a reader can see of the reference collections, read at strong consistency. */

@@ -51,6 +51,10 @@ export class ReplicaServer {
         reply = { ok: true, result: await this.#read(msg) };
       } catch (err) {
         reply = { ok: false, error: toWireError(err) };
+        // Refusals of what a router never sends (bad bodies, bugs) are worth a line; a replica not serving is routine.
+        if (reply.error.code === ErrorCode.InvalidArgument || reply.error.code === ErrorCode.Internal) {
+          this.#log[reply.error.code === ErrorCode.Internal ? "error" : "warn"]({ subject: msg.subject, error: reply.error }, "replica request failed");
+        }
       } finally {
         this.#inflight--;
       }
