@@ -8,10 +8,10 @@ import { describe, expect, it } from "vitest";
 import { ShardIndex } from "../src/actors/index/shard-index.ts";
 import { JadeError } from "../src/runtime/errors.ts";
 import { decodeEntry, encodeEntry, EntryKind, type UpsertEntry } from "../src/runtime/log-entry.ts";
+import { parse } from "../src/runtime/checks.ts";
 import {
   CollectionConfig,
   CreateCollectionRequest,
-  parse,
   SearchRequest,
   type CreateCollectionRequest as CreateRequest,
   type Metric,

@@ -11,7 +11,8 @@ import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import { limits } from "../src/runtime/limits.ts";
 import { decodeEntry, encodeEntry, EntryKind, isInvalidEntryError } from "../src/runtime/log-entry.ts";
 import { payloadIssue } from "../src/runtime/payload.ts";
-import { parse, SessionToken } from "../src/runtime/schemas.ts";
+import { parse } from "../src/runtime/checks.ts";
+import { SessionToken } from "../src/runtime/schemas.ts";
 import { quote, tokenIssue } from "../src/runtime/text.ts";
 import { f16Max, shapeIssue, vectorIssue, type VectorSpace } from "../src/runtime/vectors.ts";
 

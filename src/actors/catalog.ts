@@ -9,7 +9,8 @@ import type { KV } from "@nats-io/kv";
 import { ErrorCode, JadeError, notFound } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import { ensureStream, shardStreamConfig, type NatsContext } from "../runtime/nats.ts";
-import { CollectionConfig, CreateCollectionRequest, parse } from "../runtime/schemas.ts";
+import { parse } from "../runtime/checks.ts";
+import { CollectionConfig, CreateCollectionRequest } from "../runtime/schemas.ts";
 import { planSharding } from "../runtime/sharding/index.ts";
 import { names } from "../runtime/subjects.ts";
 

@@ -12,7 +12,8 @@ import { invalidArgument, JadeError, toWireError, type WireError } from "../runt
 import { decodeJsonBody } from "../runtime/json-body.ts";
 import type { Logger } from "../runtime/log.ts";
 import { publishDurable, type NatsContext } from "../runtime/nats.ts";
-import { checkVector, IngestBatch, Point, parse, type CollectionConfig } from "../runtime/schemas.ts";
+import { checkVector, parse } from "../runtime/checks.ts";
+import { IngestBatch, Point, type CollectionConfig } from "../runtime/schemas.ts";
 import { quote } from "../runtime/text.ts";
 import { spaceOf } from "../runtime/vectors.ts";
 import { isCollectionName, names, parseIngestSubject, subjects } from "../runtime/subjects.ts";

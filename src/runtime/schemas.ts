@@ -1,14 +1,12 @@
 /**
  * One zod schema per API message; TypeScript types are derived from them.
- * `parse(schema, raw)` turns a zod failure into an `invalid_argument` JadeError
- * whose details list the offending paths.
+ * `parse` (checks.ts) turns a zod failure into an `invalid_argument` JadeError.
  */
 import { z } from "zod";
-import { invalidArgument, JadeError, ErrorCode } from "./errors.ts";
 import { limits } from "./limits.ts";
 import { isPlainObject, payloadIssue } from "./payload.ts";
 import { collectionNamePattern, reservedNames } from "./subjects.ts";
-import { clip, quote, tokenIssue } from "./text.ts";
+import { quote, tokenIssue } from "./text.ts";
 import { shapeIssue, vectorIssue, type VectorSpace } from "./vectors.ts";
 
 export const Metric = z.enum(["cosine", "l2", "ip"]);
@@ -356,53 +354,4 @@ export interface ClusterStatus {
     epoch: number;
     shards: { shard: number; replicas: ReplicaStatus[] }[];
   }[];
-}
-
-export function parse<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
-  const result = schema.safeParse(raw);
-  if (result.success) return result.data;
-  const issues = result.error.issues.slice(0, 10).map((i) => ({ path: formatPath(i.path), message: clip(i.message) }));
-  const first = issues[0];
-  throw invalidArgument(first ? `${first.path || "request"}: ${first.message}` : "invalid request", { issues });
-}
-
-/** `["points", 3, "vector", 0]` → `points[3].vector[0]`; long keys are cut. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let text = "";
-  for (const segment of path) {
-    if (typeof segment === "number") text += `[${segment}]`;
-    else {
-      const name = clip(String(segment), 64);
-      text += text === "" ? name : `.${name}`;
-    }
-  }
-  return text;
-}
-
-export function dimensionMismatch(expected: number, got: number, where: string): JadeError {
-  return new JadeError(ErrorCode.DimensionMismatch, `${where}: expected dimension ${expected}, got ${got}`, {
-    details: { expected, got },
-  });
-}
-
-/** Throws the error the API answers when `vector` breaks a rule of the collection's space (`where` names it). */
-export function checkVector(vector: readonly number[], space: VectorSpace, where: string): void {
-  const issue = vectorIssue(vector, space);
-  if (!issue) return;
-  if (issue.expected !== undefined) throw dimensionMismatch(issue.expected, vector.length, where);
-  const path = `${where}${formatPath(issue.path)}`;
-  throw invalidArgument(`${path}: ${issue.message}`, { issues: [{ path, message: issue.message }] });
-}
-
-/** Every point's vector against the collection's space; the first bad one is the error. */
-export function checkPoints(points: readonly Point[], space: VectorSpace, where = "points"): void {
-  for (let i = 0; i < points.length; i++) checkVector(points[i]!.vector, space, `${where}[${i}].vector`);
-}
-
-/** A session token's shards must exist in the collection (sequences are checked against the log by the router). */
-export function checkToken(token: SessionToken | undefined, shards: number): void {
-  if (token === undefined) return;
-  for (const key of Object.keys(token)) {
-    if (Number(key) >= shards) throw invalidArgument(`token: shard ${key} does not exist (the collection has ${shards} shards)`);
-  }
 }

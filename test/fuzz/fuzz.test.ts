@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkPointLine } from "../../src/cli/commands/points.ts";
 import type { JadeClient } from "../../src/client/client.ts";
 import type { JadeNode } from "../../src/node.ts";
+import { limits } from "../../src/runtime/limits.ts";
 import { names, subjects } from "../../src/runtime/subjects.ts";
 import { spaceOf } from "../../src/runtime/vectors.ts";
 import { Harness, waitFor } from "../support/harness.ts";
@@ -101,8 +102,9 @@ describe("fuzz regressions", () => {
     const js = jetstream(client.nc);
     const jsm = await jetstreamManager(client.nc);
     const dlqBefore = (await jsm.streams.info(names.dlqStream)).state.last_seq;
-    // Before the fix the dead letter quoted the whole record, was too big to publish, and the record was redelivered without end.
-    await js.publish(subjects.ingest("reg"), JSON.stringify({ id: "huge", vector: [1, 1, 1, 1], payload: { s: "h".repeat(7 * 1024 * 1024) } }));
+    // Before the fix both stayed in the queue, redelivered without end: the first one's dead letter quoted the whole
+    // record and no longer fit in a NATS message; the second one's could not be encoded at all.
+    await js.publish(subjects.ingest("reg"), JSON.stringify({ id: "huge", vector: [1, 1, 1, 1], payload: { s: "h".repeat(limits.natsPayloadBytesMax - 200) } }));
     await js.publish(subjects.ingest("reg"), deep(20_000).replace('{"a":', '{"id":"deep","vector":[1,1,1,1],"payload":{"a":').concat("}"));
     await waitFor(async () => (await jsm.streams.info(names.ingestStream)).state.messages === 0, { timeoutMs: 60_000, what: "the ingest queue to drain" });
     const letters = [];

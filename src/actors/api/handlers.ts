@@ -4,11 +4,8 @@
  * the decoded JSON body and returns the result; errors are thrown as JadeError
  * and turned into `{ok:false,error}` replies by the gateway.
  */
+import { checkPoints, checkToken, checkVector, parse } from "../../runtime/checks.ts";
 import {
-  checkPoints,
-  checkToken,
-  checkVector,
-  parse,
   CountRequest,
   DeleteRequest,
   EmptyRequest,

@@ -6,7 +6,7 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { ErrorCode, invalidArgument, JadeError, toWireError, unavailable } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
-import { checkVector, parse } from "../../runtime/schemas.ts";
+import { checkVector, parse } from "../../runtime/checks.ts";
 import { parseReplicaSubject, subjects } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
 import { spaceOf } from "../../runtime/vectors.ts";

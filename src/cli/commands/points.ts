@@ -9,7 +9,8 @@ import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
-import { checkVector, formatPath, Point, parse } from "../../runtime/schemas.ts";
+import { checkVector, formatPath, parse } from "../../runtime/checks.ts";
+import { Point } from "../../runtime/schemas.ts";
 import { shapeIssue, vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
 import { readFvecs, shortestFloat32 } from "../fvecs.ts";
 
