@@ -38,7 +38,7 @@ export function dimensionMismatch(expected: number, got: number, where: string):
 }
 
 /** Throws the error the API answers when `vector` breaks a rule of the collection's space (`where` names it). */
-export function checkVector(vector: readonly number[], space: VectorSpace, where: string): void {
+export function checkVector(vector: ArrayLike<number>, space: VectorSpace, where: string): void {
   const issue = vectorIssue(vector, space);
   if (!issue) return;
   if (issue.expected !== undefined) throw dimensionMismatch(issue.expected, vector.length, where);

@@ -19,7 +19,7 @@
 import { invalidArgument } from "./errors.ts";
 import { limits } from "./limits.ts";
 import type { Payload } from "./schemas.ts";
-import { clip, quote, unicodeIssue, utf8Bytes } from "./text.ts";
+import { clip, describeValue, quote, unicodeIssue, utf8Bytes } from "./text.ts";
 
 export type Scalar = string | number | boolean | null;
 export type Ordered = string | number;
@@ -65,13 +65,6 @@ function isScalar(value: unknown): value is Scalar {
     typeof value === "boolean" ||
     (typeof value === "number" && Number.isFinite(value))
   );
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "number" && !Number.isFinite(value)) return "a non-finite number";
-  return typeof value === "object" ? "an object" : `a ${typeof value}`;
 }
 
 /** Parse state shared by one parseFilter call: the clause budget. */
@@ -128,19 +121,19 @@ function parseOperand(op: FieldOp, operand: unknown, path: string[], where: stri
     case "eq":
     case "ne":
       if (!isScalar(operand)) {
-        throw invalidArgument(`${where}: operand must be a string, number, boolean or null, got ${describe(operand)}`);
+        throw invalidArgument(`${where}: operand must be a string, number, boolean or null, got ${describeValue(operand)}`);
       }
       checkString(operand, where);
       return { op, path, value: operand };
     case "in":
     case "nin": {
-      if (!Array.isArray(operand)) throw invalidArgument(`${where}: operand must be an array, got ${describe(operand)}`);
+      if (!Array.isArray(operand)) throw invalidArgument(`${where}: operand must be an array, got ${describeValue(operand)}`);
       if (operand.length > limits.inListMax) {
         throw invalidArgument(`${where}: list has ${operand.length} values, at most ${limits.inListMax} are allowed`);
       }
       operand.forEach((value: unknown, i) => {
         if (!isScalar(value)) {
-          throw invalidArgument(`${where}[${i}]: values must be strings, numbers, booleans or null, got ${describe(value)}`);
+          throw invalidArgument(`${where}[${i}]: values must be strings, numbers, booleans or null, got ${describeValue(value)}`);
         }
         checkString(value, `${where}[${i}]`);
       });
@@ -151,7 +144,7 @@ function parseOperand(op: FieldOp, operand: unknown, path: string[], where: stri
     case "lt":
     case "lte":
       if (typeof operand !== "string" && !(typeof operand === "number" && Number.isFinite(operand))) {
-        throw invalidArgument(`${where}: operand must be a number or a string, got ${describe(operand)}`);
+        throw invalidArgument(`${where}: operand must be a number or a string, got ${describeValue(operand)}`);
       }
       checkString(operand, where);
       return { op, path, value: operand };
@@ -183,7 +176,7 @@ function parseField(field: string, condition: unknown, where: string, budget: Bu
 }
 
 function parseObject(raw: unknown, where: string, depth: number, budget: Budget): Filter {
-  if (!isPlainObject(raw)) throw invalidArgument(`${where}: a filter must be an object, got ${describe(raw)}`);
+  if (!isPlainObject(raw)) throw invalidArgument(`${where}: a filter must be an object, got ${describeValue(raw)}`);
   const clauses: Filter[] = [];
   for (const [key, value] of Object.entries(raw)) {
     if (key === "$and" || key === "$or") {
@@ -191,7 +184,7 @@ function parseObject(raw: unknown, where: string, depth: number, budget: Budget)
       if (depth + 1 > limits.filterDepthMax) {
         throw invalidArgument(`${where}.${key}: $and/$or nested deeper than ${limits.filterDepthMax} levels`);
       }
-      if (!Array.isArray(value)) throw invalidArgument(`${where}.${key}: must be an array of filters, got ${describe(value)}`);
+      if (!Array.isArray(value)) throw invalidArgument(`${where}.${key}: must be an array of filters, got ${describeValue(value)}`);
       if (value.length === 0) throw invalidArgument(`${where}.${key}: must not be empty`);
       const children = value.map((child: unknown, i) => {
         spend(budget);

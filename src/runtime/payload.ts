@@ -13,7 +13,7 @@
  * structured clone all overflow the stack near 10,000 levels) touches the value.
  */
 import { limits } from "./limits.ts";
-import { quote, unicodeIssue, utf8Bytes } from "./text.ts";
+import { describeValue, quote, unicodeIssue, utf8Bytes } from "./text.ts";
 
 export interface PayloadIssue {
   path: (string | number)[];
@@ -24,7 +24,8 @@ interface Walk {
   keys: number;
 }
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
+/** An object as JSON.parse makes it (a plain prototype, or none): not an array, Date, Map, … */
+export function isJsonObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
   const proto: unknown = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
@@ -32,7 +33,7 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 
 /** The first rule the payload breaks, or undefined when it can be stored exactly. */
 export function payloadIssue(value: unknown): PayloadIssue | undefined {
-  if (!isPlainObject(value)) return { path: [], message: `must be a JSON object, got ${describe(value)}` };
+  if (!isJsonObject(value)) return { path: [], message: `must be a JSON object, got ${describeValue(value)}` };
   const issue = walk(value, [], 1, { keys: 0 });
   if (issue) return issue;
   const bytes = utf8Bytes(JSON.stringify(value));
@@ -58,7 +59,7 @@ function walk(value: unknown, path: (string | number)[], depth: number, state: W
     }
     return undefined;
   }
-  if (!isPlainObject(value)) return { path, message: `must be JSON, got ${describe(value)}` };
+  if (!isJsonObject(value)) return { path, message: "must be JSON, got an object that is not a plain object" };
   for (const key of Object.keys(value)) {
     state.keys += 1;
     if (state.keys > limits.payloadKeysMax) return { path, message: `has more than ${limits.payloadKeysMax} keys in all` };
@@ -75,10 +76,4 @@ function payloadKeyIssue(key: string): string | undefined {
   const bytes = utf8Bytes(key);
   if (bytes > limits.payloadKeyBytesMax) return `is ${bytes} bytes, at most ${limits.payloadKeyBytesMax} are allowed`;
   return unicodeIssue(key);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  return typeof value === "object" ? "an object that is not plain JSON" : `a ${typeof value}`;
 }

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { limits } from "./limits.ts";
-import { isPlainObject, payloadIssue } from "./payload.ts";
+import { isJsonObject, payloadIssue } from "./payload.ts";
 import { collectionNamePattern, reservedNames } from "./subjects.ts";
 import { quote, tokenIssue } from "./text.ts";
 import { shapeIssue, vectorIssue, type VectorSpace } from "./vectors.ts";
@@ -216,7 +216,7 @@ export type ReadConsistency = z.infer<typeof ReadConsistency>;
  * within its log is checked against the collection (`checkToken`, the read router).
  */
 export const SessionToken = z.custom<Record<string, number>>().superRefine((value, ctx) => {
-  if (!isPlainObject(value)) return refuse(ctx, 'must be an object {"<shard>": sequence}');
+  if (!isJsonObject(value)) return refuse(ctx, 'must be an object {"<shard>": sequence}');
   const keys = Object.keys(value);
   if (keys.length > limits.shardsMax) return refuse(ctx, `names ${keys.length} shards, at most ${limits.shardsMax} exist`);
   for (const key of keys) {

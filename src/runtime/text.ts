@@ -32,6 +32,14 @@ export function tokenIssue(s: string, bytesMax: number): string | undefined {
   return undefined;
 }
 
+/** What kind of JSON value `value` is, for a message ("got a string", "got null"). */
+export function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "number" && !Number.isFinite(value)) return "a non-finite number";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
+}
+
 /** Quoted user input for an error message, cut to `charsMax` so a 1 MiB key does not become a 1 MiB reply. */
 export function quote(s: string, charsMax = 64): string {
   return s.length <= charsMax ? JSON.stringify(s) : `${JSON.stringify(s.slice(0, charsMax))}… (${s.length} chars)`;

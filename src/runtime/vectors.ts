@@ -22,6 +22,7 @@
  */
 import type { Metric, Quantization } from "./schemas.ts";
 import { limits } from "./limits.ts";
+import { describeValue } from "./text.ts";
 
 /** Largest squared length of an l2 or ip vector: 4 · 2^125 = 2^127 stays below float32's 2^128. */
 export const normSquaredMax = 2 ** 125;
@@ -50,19 +51,23 @@ export interface VectorIssue {
 
 /** Non-empty array of at most `limits.dimensionMax` numbers, each a finite float32. One loop: a 10,000 × 784 upsert holds 7.8M numbers. */
 export function shapeIssue(value: unknown): VectorIssue | undefined {
-  if (!Array.isArray(value)) return { path: [], message: `must be an array of numbers, got ${describe(value)}` };
+  if (!Array.isArray(value)) return { path: [], message: `must be an array of numbers, got ${describeValue(value)}` };
   if (value.length === 0) return { path: [], message: "must not be empty" };
   if (value.length > limits.dimensionMax) return { path: [], message: `has ${value.length} numbers, at most ${limits.dimensionMax} are allowed` };
   for (let i = 0; i < value.length; i++) {
     const x: unknown = value[i];
-    if (typeof x !== "number") return { path: [i], message: `must be a number, got ${describe(x)}` };
+    if (typeof x !== "number") return { path: [i], message: `must be a number, got ${describeValue(x)}` };
     if (!Number.isFinite(Math.fround(x))) return { path: [i], message: `${x} is not a finite float32 (|x| ≤ 3.4028235e38)` };
   }
   return undefined;
 }
 
-/** The first rule of `space` that `vector` (already shape-checked) breaks, or undefined. */
-export function vectorIssue(vector: readonly number[], space: VectorSpace): VectorIssue | undefined {
+/**
+ * The first rule of `space` that `vector` breaks, or undefined. A JSON vector is shape-checked
+ * first (shapeIssue); a Float32Array (a log entry, a replica request) is taken as it is, its
+ * values already float32, so only NaN and ±Infinity are left to refuse.
+ */
+export function vectorIssue(vector: ArrayLike<number>, space: VectorSpace): VectorIssue | undefined {
   if (vector.length !== space.dimension) {
     return { path: [], message: `expected dimension ${space.dimension}, got ${vector.length}`, expected: space.dimension };
   }
@@ -70,6 +75,7 @@ export function vectorIssue(vector: readonly number[], space: VectorSpace): Vect
   let largest = 0;
   for (let i = 0; i < vector.length; i++) {
     const x = vector[i]!;
+    if (!Number.isFinite(x)) return { path: [i], message: `${x} is not a finite float32` };
     const magnitude = Math.abs(x);
     if (space.quantization === "f16" && magnitude > f16Max) {
       return { path: [i], message: `${x} is outside ±${f16Max}, the range of f16 (the collection's quantization)` };
@@ -95,10 +101,4 @@ export function vectorIssue(vector: readonly number[], space: VectorSpace): Vect
     };
   }
   return undefined;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  return typeof value === "object" ? "an object" : `a ${typeof value}`;
 }

@@ -49,6 +49,18 @@ export function toJsonText(value: Json): string {
   return out.join("");
 }
 
+/** `leaf` wrapped `depth` times by `wrap`: the deep values mutations and refused payloads use. */
+export function nested(depth: number, leaf: Json, wrap: (inner: Json) => Json): Json {
+  let value = leaf;
+  for (let i = 0; i < depth; i++) value = wrap(value);
+  return value;
+}
+
+/** `{"a":{"a":…1…}}`, `depth` objects deep, as text (a tree that deep cannot be stringified). */
+export function nestedJsonText(depth: number): string {
+  return `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+}
+
 /** Every path in the tree that holds a value (the root is `[]`), up to `max` of them. */
 export function pathsOf(value: Json, max = 200): Path[] {
   const paths: Path[] = [];

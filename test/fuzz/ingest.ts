@@ -14,7 +14,7 @@ import type { DeadLetter } from "../../src/actors/ingestion.ts";
 import type { JadeClient } from "../../src/client/client.ts";
 import { names, subjects } from "../../src/runtime/subjects.ts";
 import { waitFor } from "../support/harness.ts";
-import { toJsonText, type Json } from "./body.ts";
+import { nested, toJsonText, type Json } from "./body.ts";
 import { encodeBody } from "./client.ts";
 import { mutated } from "./mutations.ts";
 import { documentedCodes } from "./properties.ts";
@@ -76,20 +76,13 @@ function prepare(record: IngestRecord, tag: string): { bytes: Uint8Array; lands:
 const goodPoint = (s: CollectionSpec): fc.Arbitrary<Json> =>
   fc.tuple(vectorArb(s), fc.option(payloadArb, { nil: undefined })).map(([vector, payload]): Json => (payload === undefined ? { id: "g", vector } : { id: "g", vector, payload }));
 
-/** A payload `depth` objects deep: one more than the limit when depth is 17. */
-function nestedPayload(depth: number): Json {
-  let value: Json = 1;
-  for (let i = 1; i < depth; i++) value = { d: value };
-  return { d: value };
-}
-
 function badPointOf(s: CollectionSpec): fc.Arbitrary<Json> {
   const bad: Json[] = [
     { id: "", vector: Array.from({ length: s.dimension }, () => 1) },
     { id: "b", vector: Array.from({ length: s.dimension + 1 }, () => 1) },
     { id: "b", vector: [1e39, ...Array.from({ length: s.dimension - 1 }, () => 1)] },
     { id: "b\ud800", vector: Array.from({ length: s.dimension }, () => 1) },
-    { id: "b", vector: Array.from({ length: s.dimension }, () => 1), payload: nestedPayload(17) },
+    { id: "b", vector: Array.from({ length: s.dimension }, () => 1), payload: nested(17, 1, (inner) => ({ d: inner })) },
     { id: "b", vector: Array.from({ length: s.dimension }, () => 1), extra: true },
     "not a point",
   ];

@@ -8,7 +8,7 @@
  */
 import fc from "fast-check";
 import { limits } from "../../src/runtime/limits.ts";
-import { defineKey, isObject, NumberLiteral, pathsOf, toJsonText, valueAt, withValue, type Json, type Path } from "./body.ts";
+import { defineKey, isObject, nested, NumberLiteral, pathsOf, toJsonText, valueAt, withValue, type Json, type Path } from "./body.ts";
 import type { FuzzRequest } from "./requests.ts";
 
 /** Numbers at the edges: of float32, f16, safe integers, subnormals, and literals JSON.parse turns into something else. */
@@ -37,12 +37,6 @@ export const boundaryNumbers: readonly Json[] = [
   new NumberLiteral(`1${"0".repeat(400)}`),
   new NumberLiteral("1E-400"),
 ];
-
-function nested(depth: number, leaf: Json, wrap: (inner: Json) => Json): Json {
-  let value = leaf;
-  for (let i = 0; i < depth; i++) value = wrap(value);
-  return value;
-}
 
 function prototypeKeys(): Json {
   const value: { [key: string]: Json } = {};

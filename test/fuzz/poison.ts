@@ -8,7 +8,7 @@
  */
 import fc from "fast-check";
 import { Packr } from "msgpackr";
-import { defineKey, NumberLiteral, type Json } from "./body.ts";
+import { defineKey, nested, NumberLiteral, type Json } from "./body.ts";
 import type { FuzzRequest } from "./requests.ts";
 import { vectorArb } from "./values.ts";
 import { referencePointsCount, type CollectionSpec, type World } from "./world.ts";
@@ -32,12 +32,6 @@ function badVector(s: CollectionSpec): fc.Arbitrary<Json> {
   );
 }
 
-function deepPayload(depth: number): Json {
-  let value: Json = 1;
-  for (let i = 0; i < depth; i++) value = { d: value };
-  return value;
-}
-
 function protoPayload(): Json {
   const payload: { [key: string]: Json } = { color: "red" };
   defineKey(payload, "__proto__", { color: "blue" });
@@ -48,7 +42,7 @@ const badPayloads: readonly Json[] = [
   { x: new NumberLiteral("1e999") },
   { s: "lone \ud800" },
   { ["k".repeat(257)]: 1 },
-  deepPayload(17),
+  nested(17, 1, (inner) => ({ d: inner })),
   Object.fromEntries(Array.from({ length: 1_025 }, (_, i) => [`k${i}`, i])),
   { list: Array.from({ length: 4_097 }, () => 0) },
   { big: "b".repeat(64 * 1024) },

@@ -5,6 +5,7 @@
  */
 import { Packr } from "msgpackr";
 import type { CreateCollectionRequest } from "../../src/runtime/schemas.ts";
+import { nestedJsonText } from "./body.ts";
 
 export interface Regression {
   name: string;
@@ -29,7 +30,6 @@ export const regressionCollectionsMore: CreateCollectionRequest[] = [
 ];
 
 const packr = new Packr({ useRecords: false });
-const deep = (depth: number) => `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
 
 export const regressions: readonly Regression[] = [
   {
@@ -108,7 +108,7 @@ export const regressions: readonly Regression[] = [
     name: "payload nested 20,000 levels",
     was: "internal: Maximum call stack size exceeded",
     subject: "jade.v1.reg.upsert",
-    body: `{"points":[{"id":"d","vector":[1,1,1,1],"payload":${deep(20_000)}}]}`,
+    body: `{"points":[{"id":"d","vector":[1,1,1,1],"payload":${nestedJsonText(20_000)}}]}`,
     code: "invalid_argument",
     message: /nests deeper than 16 levels/,
   },

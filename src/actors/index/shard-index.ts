@@ -17,7 +17,7 @@ import { rm, writeFile } from "node:fs/promises";
 import { Index, MetricKind, ScalarKind } from "usearch";
 import { compileFilter, type Filter } from "../../runtime/filter.ts";
 import { decodeEntry, EntryKind, InvalidEntryError, isInvalidEntryError, keyOf, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
-import { shapeIssue, spaceOf, vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
+import { spaceOf, vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
 import type { Metric, Payload, Quantization, StoredPoint } from "../../runtime/schemas.ts";
 import type { ApplyResult, LogRecord, RejectedEntry, SavedSnapshot, ShardHit, ShardIndexConfig, ShardSearchRequest, ShardStats } from "./api.ts";
 import { distanceFn, exactTopK, type DistanceFn, type Scored } from "./distance.ts";
@@ -149,10 +149,8 @@ export class ShardIndex {
   private checkUpsert(entry: UpsertEntry): void {
     const dim = this.dimension;
     if (entry.dimension !== dim) throw new InvalidEntryError(`dimension ${entry.dimension}, the shard has ${dim}`);
-    const vector: number[] = new Array<number>(dim);
     for (let p = 0; p < entry.ids.length; p++) {
-      for (let i = 0; i < dim; i++) vector[i] = entry.vectors[p * dim + i]!;
-      const issue = shapeIssue(vector) ?? vectorIssue(vector, this.space);
+      const issue = vectorIssue(entry.vectors.subarray(p * dim, (p + 1) * dim), this.space);
       if (issue) throw new InvalidEntryError(`point ${p}: vector${issue.path.map((i) => `[${i}]`).join("")} ${issue.message}`);
     }
   }

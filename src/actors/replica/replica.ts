@@ -4,7 +4,7 @@
  * this class binds the effects — the object store, the shard log, the index
  * actor in its worker — and answers reads once the replica is readable.
  */
-import { mkdir, open, rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { createActor, fromCallback, fromPromise, type EventObject, type Subscription } from "xstate";
 import { withDeadline } from "../../runtime/deadline.ts";
@@ -31,7 +31,8 @@ import type { IndexPool, ShardIndexClient } from "../index/pool.ts";
 import { shardKeyOf, type ApplyResult, type LogRecord, type ShardHit, type ShardIndexConfig, type ShardSearchRequest } from "../index/api.ts";
 import type { LocalCheckpoints } from "./checkpoints.ts";
 import { followLog } from "./follow.ts";
-import { checkpointChunkBytesMax, requestReplica, type CheckpointOffer } from "./protocol.ts";
+import { copyCheckpoint, readOfferedChunk } from "./peer-copy.ts";
+import type { CheckpointOffer } from "./protocol.ts";
 import type { SnapshotStore, Throttle } from "./snapshots.ts";
 import { AppliedWaiters } from "./waiters.ts";
 
@@ -73,8 +74,6 @@ export interface ReplicaRole {
 /** A shutdown checkpoint gives up after this long so a stopping node never hangs on a slow disk. */
 const shutdownCheckpointTimeoutMs = 30_000;
 /** How long a serving replica may take to save the checkpoint a joining one copies. */
-const peerOfferTimeoutMs = 30_000;
-const peerChunkTimeoutMs = 10_000;
 
 export interface ReplicaDeps {
   nats: NatsContext;
@@ -207,24 +206,11 @@ export class ShardReplica {
     });
   }
 
-  /** A byte range of the checkpoint offered at `seq`; not_found once the offer expired. */
+  /** A byte range of the checkpoint offered at `seq` (the request schema bounds it); not_found once the offer expired. */
   async readCheckpoint(seq: number, offset: number, length: number): Promise<Uint8Array> {
-    if (![seq, offset, length].every(Number.isSafeInteger) || offset < 0 || length < 1 || length > checkpointChunkBytesMax) {
-      throw new JadeError(ErrorCode.InvalidArgument, `bad checkpoint chunk request (seq ${seq}, offset ${offset}, length ${length})`);
-    }
-    const gone = () => new JadeError(ErrorCode.NotFound, `no checkpoint ${seq} of shard ${this.shard} is offered`);
-    const file = await this.#deps.checkpoints.offered(this.config.uid, this.shard, seq);
-    if (!file) throw gone();
-    const handle = await open(file, "r").catch(() => {
-      throw gone();
-    });
-    try {
-      const buffer = Buffer.alloc(length);
-      const { bytesRead } = await handle.read(buffer, 0, length, offset);
-      return buffer.subarray(0, bytesRead);
-    } finally {
-      await handle.close();
-    }
+    const chunk = await readOfferedChunk(await this.#deps.checkpoints.offered(this.config.uid, this.shard, seq), offset, length);
+    if (!chunk) throw new JadeError(ErrorCode.NotFound, `no checkpoint ${seq} of shard ${this.shard} is offered`);
+    return chunk;
   }
 
   /** The index behind this replica was lost (its worker died): rebuild from snapshot + log. */
@@ -381,28 +367,11 @@ export class ShardReplica {
     const { name, uid } = this.config;
     for (const peer of this.#role().peers) {
       const file = path.join(scratchDir, `peer-${uid}-${this.shard}-${process.hrtime.bigint()}.snap`);
-      const target = { node: peer, collection: name, shard: this.shard };
       try {
-        const offer = await requestReplica<CheckpointOffer>(nats.nc, { ...target, op: "checkpoint" }, { uid, minSeq: 0, timeoutMs: peerOfferTimeoutMs, checkpoint: {} }, peerOfferTimeoutMs);
-        const out = await open(file, "w");
-        try {
-          for (let offset = 0; offset < offer.bytes; ) {
-            const length = Math.min(checkpointChunkBytesMax, offer.bytes - offset);
-            await this.#deps.transfer.take(length);
-            const chunk = await requestReplica<Uint8Array>(
-              nats.nc,
-              { ...target, op: "chunk" },
-              { uid, minSeq: 0, timeoutMs: peerChunkTimeoutMs, chunk: { seq: offer.seq, offset, length } },
-              peerChunkTimeoutMs,
-            );
-            if (chunk.byteLength !== length) throw new Error(`chunk at ${offset} has ${chunk.byteLength} bytes, expected ${length}`);
-            await out.write(chunk, 0, chunk.byteLength, offset);
-            offset += chunk.byteLength;
-            this.#transferredBytes += chunk.byteLength;
-          }
-        } finally {
-          await out.close();
-        }
+        const offer = await copyCheckpoint(
+          { nc: nats.nc, peer, collection: name, uid, shard: this.shard, take: (bytes) => this.#deps.transfer.take(bytes), onBytes: (bytes) => (this.#transferredBytes += bytes) },
+          file,
+        );
         const loaded = await this.#index.load(this.#indexConfig(), file);
         this.#count = loaded.count;
         this.#log.info({ peer, appliedSeq: loaded.appliedSeq, count: loaded.count, bytes: offer.bytes }, "copied the shard from a serving replica");

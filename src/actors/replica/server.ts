@@ -77,7 +77,7 @@ export class ReplicaServer {
       case "search": {
         if (!request.search) throw missing();
         const vector = vectorFromBytes(request.search.vector);
-        checkVector(Array.from(vector), spaceOf(replica.config), "search.vector");
+        checkVector(vector, spaceOf(replica.config), "search.vector");
         return replica.search({ ...request.search, vector }, request.minSeq, request.timeoutMs);
       }
       case "get":

@@ -1,0 +1,61 @@
+/**
+ * Copying a serving replica's checkpoint, peer to peer. The joining side asks the source to
+ * offer one (`checkpoint`: it saves one first if needed), then reads it in `chunk` requests
+ * of at most 512 KiB, each drawn from its transfer budget; loading the file is the joining
+ * replica's job, and any failure here throws so it falls back to the next peer or the
+ * shared snapshot. The serving side answers each chunk from the offered file.
+ */
+import { open } from "node:fs/promises";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { checkpointChunkBytesMax, requestReplica, type CheckpointOffer } from "./protocol.ts";
+
+const peerOfferTimeoutMs = 30_000;
+const peerChunkTimeoutMs = 10_000;
+
+export interface PeerCopy {
+  nc: NatsConnection;
+  peer: string;
+  collection: string;
+  uid: string;
+  shard: number;
+  /** Waits until `bytes` fit in the transfer budget. */
+  take: (bytes: number) => Promise<void>;
+  /** Called with the size of every chunk written. */
+  onBytes: (bytes: number) => void;
+}
+
+/** `length` bytes of `file` from `offset` (fewer at its end); undefined when there is no such file (the offer expired). */
+export async function readOfferedChunk(file: string | undefined, offset: number, length: number): Promise<Uint8Array | undefined> {
+  if (file === undefined) return undefined;
+  const handle = await open(file, "r").catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const buffer = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, offset);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes the peer's offered checkpoint to `file`; resolves with the offer (its sequence and size). */
+export async function copyCheckpoint(copy: PeerCopy, file: string): Promise<CheckpointOffer> {
+  const { nc, uid } = copy;
+  const target = { node: copy.peer, collection: copy.collection, shard: copy.shard };
+  const offer = await requestReplica<CheckpointOffer>(nc, { ...target, op: "checkpoint" }, { uid, minSeq: 0, timeoutMs: peerOfferTimeoutMs, checkpoint: {} }, peerOfferTimeoutMs);
+  const out = await open(file, "w");
+  try {
+    for (let offset = 0; offset < offer.bytes; ) {
+      const length = Math.min(checkpointChunkBytesMax, offer.bytes - offset);
+      await copy.take(length);
+      const chunk = await requestReplica<Uint8Array>(nc, { ...target, op: "chunk" }, { uid, minSeq: 0, timeoutMs: peerChunkTimeoutMs, chunk: { seq: offer.seq, offset, length } }, peerChunkTimeoutMs);
+      if (chunk.byteLength !== length) throw new Error(`chunk at ${offset} has ${chunk.byteLength} bytes, expected ${length}`);
+      await out.write(chunk, 0, chunk.byteLength, offset);
+      offset += chunk.byteLength;
+      copy.onBytes(chunk.byteLength);
+    }
+  } finally {
+    await out.close();
+  }
+  return offer;
+}
