@@ -21,7 +21,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { JadeClient } from "../src/client/client.ts";
-import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../src/runtime/embedded-nats.ts";
+import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../src/nats/embedded.ts";
 import { limits } from "../src/runtime/limits.ts";
 import { Harness, waitFor } from "../test/support/harness.ts";
 import {

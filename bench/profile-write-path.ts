@@ -15,7 +15,7 @@
  */
 import { Command } from "commander";
 import { Index, MetricKind, ScalarKind } from "usearch";
-import { ShardIndex } from "../src/actors/index/shard-index.ts";
+import { ShardIndex } from "../src/actors/vector-index/shard-index.ts";
 import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
 import { parse } from "../src/runtime/checks.ts";
 import { SearchRequest, UpsertRequest, type Point } from "../src/runtime/schemas.ts";

@@ -15,7 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, DeliverPolicy } from "@nats-io/jetstream";
-import { startEmbeddedNats } from "../src/runtime/embedded-nats.ts";
+import { startEmbeddedNats } from "../src/nats/embedded.ts";
 const dir = await mkdtemp(path.join(os.tmpdir(), "pend-"));
 const nats = await startEmbeddedNats({ dataDir: dir });
 const nc = await connect({ servers: nats.url });

@@ -38,7 +38,7 @@ import os from "node:os";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { JadeClient } from "../src/client/client.ts";
-import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../src/runtime/embedded-nats.ts";
+import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../src/nats/embedded.ts";
 import { limits } from "../src/runtime/limits.ts";
 import {
   buildThreads,

@@ -4,7 +4,7 @@
  */
 export { JadeClient, type JadeClientOptions, type Coverage } from "./client/client.ts";
 export { JadeNode, type NodeOptions } from "./node.ts";
-export { startEmbeddedNats, NatsServerMissingError, NatsServerStartError, type EmbeddedNats, type EmbeddedNatsOptions } from "./runtime/embedded-nats.ts";
+export { startEmbeddedNats, NatsServerMissingError, NatsServerStartError, type EmbeddedNats, type EmbeddedNatsOptions } from "./nats/embedded.ts";
 export { ErrorCode, JadeError, type Reply, type WireError } from "./runtime/errors.ts";
 export { limits } from "./runtime/limits.ts";
 export type {

@@ -5,25 +5,25 @@
  */
 import { hostname } from "node:os";
 import path from "node:path";
-import { AppliedTracker } from "./actors/applied-tracker.ts";
-import { Catalog } from "./actors/catalog.ts";
-import { Coordinator, defaultCoordinatorSettings, type CoordinatorSettings } from "./actors/coordinator.ts";
-import { defaultMembershipSettings, Membership, type MembershipSettings } from "./actors/membership.ts";
-import { PlacementStore } from "./actors/placement-store.ts";
+import { AppliedTracker } from "./actors/write/applied-tracker.ts";
+import { Catalog } from "./actors/cluster/catalog.ts";
+import { Coordinator, defaultCoordinatorSettings, type CoordinatorSettings } from "./actors/control/coordinator.ts";
+import { defaultMembershipSettings, Membership, type MembershipSettings } from "./actors/cluster/membership.ts";
+import { PlacementStore } from "./actors/cluster/placement-store.ts";
 import { ReplicaServer } from "./actors/replica/server.ts";
-import type { SelectionName } from "./actors/selection/index.ts";
-import { Gateway } from "./actors/gateway.ts";
-import { IndexPool } from "./actors/index/pool.ts";
-import { Ingestion } from "./actors/ingestion.ts";
+import type { SelectionName } from "./actors/read/selection/index.ts";
+import { Gateway } from "./actors/api/gateway.ts";
+import { IndexPool } from "./actors/vector-index/pool.ts";
+import { Ingestion } from "./actors/write/ingestion.ts";
 import { LocalCheckpoints } from "./actors/replica/checkpoints.ts";
 import { RateLimiter, systemClock } from "./runtime/rate-limit.ts";
 import { ReplicaHost } from "./actors/replica/host.ts";
 import { defaultReplicaSettings, type ReplicaSettings } from "./actors/replica/replica.ts";
 import { SnapshotStore } from "./actors/replica/snapshots.ts";
-import { ReadRouter } from "./actors/router.ts";
-import { Writer } from "./actors/writer.ts";
+import { ReadRouter } from "./actors/read/router.ts";
+import { Writer } from "./actors/write/writer.ts";
 import { rootLogger, type Logger } from "./runtime/log.ts";
-import { connectNats, type NatsContext } from "./runtime/nats.ts";
+import { connectNats, type NatsContext } from "./nats/connect.ts";
 import { nodeIdPattern } from "./runtime/subjects.ts";
 
 export interface NodeOptions {

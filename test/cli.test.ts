@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeFvecs } from "../src/cli/fvecs.ts";
 import { JadeClient } from "../src/client/client.ts";
 import { JadeNode } from "../src/node.ts";
-import { natsServerAvailable, startEmbeddedNats, type EmbeddedNats } from "../src/runtime/embedded-nats.ts";
+import { natsServerAvailable, startEmbeddedNats, type EmbeddedNats } from "../src/nats/embedded.ts";
 import { seededRandom } from "./support/random.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { JadeClient } from "../src/client/client.ts";
-import type { MigrationView } from "../src/actors/migrations.ts";
+import type { MigrationView } from "../src/actors/control/migrations.ts";
 import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
 import type { StoredPoint } from "../src/runtime/schemas.ts";
 import { names, subjects } from "../src/runtime/subjects.ts";

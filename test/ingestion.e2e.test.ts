@@ -6,7 +6,7 @@
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { JadeClient } from "../src/client/client.ts";
-import type { DeadLetter } from "../src/actors/ingestion.ts";
+import type { DeadLetter } from "../src/actors/write/ingestion.ts";
 import { names, subjects } from "../src/runtime/subjects.ts";
 import { Harness, waitFor } from "./support/harness.ts";
 

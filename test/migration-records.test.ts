@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { createActor, fromCallback, fromPromise, SimulatedClock } from "xstate";
-import { stateOfPayload } from "../src/actors/migrations.ts";
+import { stateOfPayload } from "../src/actors/control/migrations.ts";
 import { migrationMachine, migrationStateOf, type PersistedMigration, type PrepareOutput, type StepInput } from "../src/machines/migration.ts";
 import { makeTransfer } from "../src/runtime/transfer.ts";
 

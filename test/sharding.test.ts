@@ -5,7 +5,7 @@
  */
 import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
-import { ShardIndex } from "../src/actors/index/shard-index.ts";
+import { ShardIndex } from "../src/actors/vector-index/shard-index.ts";
 import { JadeError } from "../src/runtime/errors.ts";
 import { decodeEntry, encodeEntry, EntryKind, type UpsertEntry } from "../src/runtime/log-entry.ts";
 import { parse } from "../src/runtime/checks.ts";

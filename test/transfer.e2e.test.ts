@@ -4,7 +4,7 @@
  * `transferBytesPerSecMax` — the knob that keeps rebalancing from starving searches.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import type { MigrationView } from "../src/actors/migrations.ts";
+import type { MigrationView } from "../src/actors/control/migrations.ts";
 import { Harness, randomPoints, waitFor } from "./support/harness.ts";
 
 const harness = new Harness();

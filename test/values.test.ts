@@ -5,8 +5,8 @@
  */
 import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
-import { ShardIndex } from "../src/actors/index/shard-index.ts";
-import { failureOutcome, unexpectedFailuresMax } from "../src/actors/ingestion.ts";
+import { ShardIndex } from "../src/actors/vector-index/shard-index.ts";
+import { failureOutcome, unexpectedFailuresMax } from "../src/actors/write/ingestion.ts";
 import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import { limits } from "../src/runtime/limits.ts";
 import { decodeEntry, encodeEntry, EntryKind, isInvalidEntryError } from "../src/runtime/log-entry.ts";

@@ -8,12 +8,12 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import path from "node:path";
 import { JadeClient } from "../client/client.ts";
-import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../runtime/embedded-nats.ts";
+import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../nats/embedded.ts";
 import { rootLogger } from "../runtime/log.ts";
 import { JadeNode } from "../node.ts";
-import type { SelectionName } from "../actors/selection/index.ts";
-import type { CoordinatorSettings } from "../actors/coordinator.ts";
-import { defaultMigrationSettings } from "../actors/migrations.ts";
+import type { SelectionName } from "../actors/read/selection/index.ts";
+import type { CoordinatorSettings } from "../actors/control/coordinator.ts";
+import { defaultMigrationSettings } from "../actors/control/migrations.ts";
 
 export interface ServeOptions {
   data: string;

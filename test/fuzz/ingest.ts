@@ -10,7 +10,7 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import fc from "fast-check";
 import { isDeepStrictEqual } from "node:util";
-import type { DeadLetter } from "../../src/actors/ingestion.ts";
+import type { DeadLetter } from "../../src/actors/write/ingestion.ts";
 import type { JadeClient } from "../../src/client/client.ts";
 import { names, subjects } from "../../src/runtime/subjects.ts";
 import { waitFor } from "../support/harness.ts";

@@ -11,7 +11,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { JadeClient } from "../../src/client/client.ts";
-import { startEmbeddedNats, type EmbeddedNats } from "../../src/runtime/embedded-nats.ts";
+import { startEmbeddedNats, type EmbeddedNats } from "../../src/nats/embedded.ts";
 import { JadeNode, type NodeOptions } from "../../src/node.ts";
 import { randomVectors, seededRandom } from "./random.ts";
 

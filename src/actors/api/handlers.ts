@@ -20,14 +20,14 @@ import { parseFilter } from "../../runtime/filter.ts";
 import { isCollectionName, type ApiRoute } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
 import { spaceOf } from "../../runtime/vectors.ts";
-import type { Catalog } from "../catalog.ts";
-import type { Coordinator } from "../coordinator.ts";
-import type { Membership } from "../membership.ts";
-import type { PlacementStore } from "../placement-store.ts";
+import type { Catalog } from "../cluster/catalog.ts";
+import type { Coordinator } from "../control/coordinator.ts";
+import type { Membership } from "../cluster/membership.ts";
+import type { PlacementStore } from "../cluster/placement-store.ts";
 import type { ReplicaHost } from "../replica/host.ts";
 import { clusterStatus } from "./status.ts";
-import type { ReadRouter } from "../router.ts";
-import type { Writer } from "../writer.ts";
+import type { ReadRouter } from "../read/router.ts";
+import type { Writer } from "../write/writer.ts";
 
 export interface ApiDeps {
   nodeId: string;

@@ -5,7 +5,7 @@
  * small (low latency) when idle.
  */
 import { DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import type { ApplyResult, LogRecord } from "../index/api.ts";
+import type { ApplyResult, LogRecord } from "../vector-index/api.ts";
 
 export interface FollowLimits {
   /** Entries handed to the index actor in one call. */

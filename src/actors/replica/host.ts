@@ -6,9 +6,9 @@
  */
 import type { Logger } from "../../runtime/log.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
-import type { Catalog } from "../catalog.ts";
-import { shardKeyOf } from "../index/api.ts";
-import { hostsOf, type PlacementStore } from "../placement-store.ts";
+import type { Catalog } from "../cluster/catalog.ts";
+import { shardKeyOf } from "../vector-index/api.ts";
+import { hostsOf, type PlacementStore } from "../cluster/placement-store.ts";
 import { ShardReplica, type ReplicaDeps, type ReplicaRole } from "./replica.ts";
 
 export class ReplicaHost {

@@ -11,7 +11,7 @@ import { withDeadline } from "../../runtime/deadline.ts";
 import { ErrorCode, JadeError, unavailable } from "../../runtime/errors.ts";
 import type { Filter } from "../../runtime/filter.ts";
 import type { Logger } from "../../runtime/log.ts";
-import type { NatsContext } from "../../runtime/nats.ts";
+import type { NatsContext } from "../../nats/connect.ts";
 import type { RateLimiter } from "../../runtime/rate-limit.ts";
 import { RestoreSource, type CollectionConfig, type RestoreInfo, type StoredPoint } from "../../runtime/schemas.ts";
 import { names, subjects } from "../../runtime/subjects.ts";
@@ -27,8 +27,8 @@ import {
   type SnapshotInput,
   type SnapshotOutput,
 } from "../../machines/replica.ts";
-import type { IndexPool, ShardIndexClient } from "../index/pool.ts";
-import { shardKeyOf, type ApplyResult, type LogRecord, type ShardHit, type ShardIndexConfig, type ShardSearchRequest } from "../index/api.ts";
+import type { IndexPool, ShardIndexClient } from "../vector-index/pool.ts";
+import { shardKeyOf, type ApplyResult, type LogRecord, type ShardHit, type ShardIndexConfig, type ShardSearchRequest } from "../vector-index/api.ts";
 import type { LocalCheckpoints } from "./checkpoints.ts";
 import { followLog } from "./follow.ts";
 import { copyCheckpoint, readOfferedChunk } from "./peer-copy.ts";

@@ -1,6 +1,6 @@
 /** `jade nodes drain|undrain|remove`, `jade shards move`, `jade rebalance`, `jade migrations …`. */
 import type { Command } from "commander";
-import type { MigrationView } from "../../actors/migrations.ts";
+import type { MigrationView } from "../../actors/control/migrations.ts";
 import type { Move } from "../../runtime/rebalance.ts";
 import { formatSeconds, printJson, printLine, table } from "../format.ts";
 import type { TransferProgress } from "../../runtime/transfer.ts";

@@ -20,19 +20,19 @@ import {
   type ReleaseInput,
   type RenewInput,
   type RenewOutput,
-} from "../machines/coordinator.ts";
-import type { Logger } from "../runtime/log.ts";
-import { loadOf, planPlacement } from "../runtime/placement.ts";
-import type { Catalog } from "./catalog.ts";
+} from "../../machines/coordinator.ts";
+import type { Logger } from "../../runtime/log.ts";
+import { loadOf, planPlacement } from "../../runtime/placement.ts";
+import type { Catalog } from "../cluster/catalog.ts";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { ErrorCode, JadeError, type Reply } from "../runtime/errors.ts";
-import { names, subjects, type AdminOp } from "../runtime/subjects.ts";
+import { ErrorCode, JadeError, type Reply } from "../../runtime/errors.ts";
+import { names, subjects, type AdminOp } from "../../runtime/subjects.ts";
 import { ClusterAdmin, NodeSets } from "./admin.ts";
-import type { Membership } from "./membership.ts";
+import type { Membership } from "../cluster/membership.ts";
 import { defaultMigrationSettings, MigrationRunner, type MigrationSettings } from "./migrations.ts";
-import { toPlacement, type PlacementStore } from "./placement-store.ts";
-import type { CollectionConfig } from "../runtime/schemas.ts";
+import { toPlacement, type PlacementStore } from "../cluster/placement-store.ts";
+import type { CollectionConfig } from "../../runtime/schemas.ts";
 
 export interface CoordinatorSettings {
   leaseTtlMs: number;

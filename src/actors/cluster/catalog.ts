@@ -6,13 +6,14 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { KV } from "@nats-io/kv";
-import { ErrorCode, JadeError, notFound } from "../runtime/errors.ts";
-import type { Logger } from "../runtime/log.ts";
-import { ensureStream, shardStreamConfig, type NatsContext } from "../runtime/nats.ts";
-import { parse } from "../runtime/checks.ts";
-import { CollectionConfig, CreateCollectionRequest } from "../runtime/schemas.ts";
-import { planSharding } from "../runtime/sharding/index.ts";
-import { names } from "../runtime/subjects.ts";
+import { ErrorCode, JadeError, notFound } from "../../runtime/errors.ts";
+import type { Logger } from "../../runtime/log.ts";
+import type { NatsContext } from "../../nats/connect.ts";
+import { ensureStream, shardStreamConfig } from "../../nats/streams.ts";
+import { parse } from "../../runtime/checks.ts";
+import { CollectionConfig, CreateCollectionRequest } from "../../runtime/schemas.ts";
+import { planSharding } from "../../runtime/sharding/index.ts";
+import { names } from "../../runtime/subjects.ts";
 
 export type CatalogChange = { type: "put"; config: CollectionConfig } | { type: "delete"; name: string };
 

@@ -8,16 +8,17 @@
  * so a redelivered record is deduplicated by JetStream, not applied twice.
  */
 import type { Consumer, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
-import { invalidArgument, JadeError, toWireError, type WireError } from "../runtime/errors.ts";
-import { decodeJsonBody } from "../runtime/json-body.ts";
-import type { Logger } from "../runtime/log.ts";
-import { publishDurable, type NatsContext } from "../runtime/nats.ts";
-import { checkVector, parse } from "../runtime/checks.ts";
-import { IngestBatch, Point, type CollectionConfig } from "../runtime/schemas.ts";
-import { quote } from "../runtime/text.ts";
-import { spaceOf } from "../runtime/vectors.ts";
-import { isCollectionName, names, parseIngestSubject, subjects } from "../runtime/subjects.ts";
-import type { Catalog } from "./catalog.ts";
+import { invalidArgument, JadeError, toWireError, type WireError } from "../../runtime/errors.ts";
+import { decodeJsonBody } from "../../runtime/json-body.ts";
+import type { Logger } from "../../runtime/log.ts";
+import type { NatsContext } from "../../nats/connect.ts";
+import { publishDurable } from "../../nats/streams.ts";
+import { checkVector, parse } from "../../runtime/checks.ts";
+import { IngestBatch, Point, type CollectionConfig } from "../../runtime/schemas.ts";
+import { quote } from "../../runtime/text.ts";
+import { spaceOf } from "../../runtime/vectors.ts";
+import { isCollectionName, names, parseIngestSubject, subjects } from "../../runtime/subjects.ts";
+import type { Catalog } from "../cluster/catalog.ts";
 import type { Writer } from "./writer.ts";
 
 export interface IngestionLimits {

@@ -23,13 +23,13 @@ import {
   type RollbackOutput,
   type StepInput,
   type WatchTargetInput,
-} from "../machines/migration.ts";
-import { ErrorCode, JadeError } from "../runtime/errors.ts";
-import type { Logger } from "../runtime/log.ts";
-import { names } from "../runtime/subjects.ts";
-import { applyCutover, applyPrepare, applyRollback, makeTransfer, transferPhase, TransferError, type Transfer, type TransferProgress, type TransferReason } from "../runtime/transfer.ts";
-import type { Membership } from "./membership.ts";
-import type { PlacementRecord, PlacementStore } from "./placement-store.ts";
+} from "../../machines/migration.ts";
+import { ErrorCode, JadeError } from "../../runtime/errors.ts";
+import type { Logger } from "../../runtime/log.ts";
+import { names } from "../../runtime/subjects.ts";
+import { applyCutover, applyPrepare, applyRollback, makeTransfer, transferPhase, TransferError, type Transfer, type TransferProgress, type TransferReason } from "../../runtime/transfer.ts";
+import type { Membership } from "../cluster/membership.ts";
+import type { PlacementRecord, PlacementStore } from "../cluster/placement-store.ts";
 
 export interface MigrationSettings {
   concurrentMax: number;

@@ -6,22 +6,22 @@
  * No master on the read path: every node's router does this.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { ErrorCode, invalidArgument, JadeError } from "../runtime/errors.ts";
-import type { Filter } from "../runtime/filter.ts";
-import { limits } from "../runtime/limits.ts";
-import type { NatsContext } from "../runtime/nats.ts";
-import type { CollectionConfig, Hit, ReadConsistency, SearchResult, SessionToken, StoredPoint } from "../runtime/schemas.ts";
-import { allShards, resolveSharding } from "../runtime/sharding/index.ts";
-import { names, type ReplicaOp } from "../runtime/subjects.ts";
-import { isReadable, type ReplicaState } from "../machines/replica.ts";
-import type { ShardSearchRequest } from "./index/api.ts";
-import type { Membership } from "./membership.ts";
-import type { PlacementStore } from "./placement-store.ts";
-import type { ReplicaHost } from "./replica/host.ts";
-import { requestReplica, vectorBytes, type ReplicaReadRequest } from "./replica/protocol.ts";
-import type { ShardReplica } from "./replica/replica.ts";
+import { ErrorCode, invalidArgument, JadeError } from "../../runtime/errors.ts";
+import type { Filter } from "../../runtime/filter.ts";
+import { limits } from "../../runtime/limits.ts";
+import type { NatsContext } from "../../nats/connect.ts";
+import type { CollectionConfig, Hit, ReadConsistency, SearchResult, SessionToken, StoredPoint } from "../../runtime/schemas.ts";
+import { allShards, resolveSharding } from "../../runtime/sharding/index.ts";
+import { names, type ReplicaOp } from "../../runtime/subjects.ts";
+import { isReadable, type ReplicaState } from "../../machines/replica.ts";
+import type { ShardSearchRequest } from "../vector-index/api.ts";
+import type { Membership } from "../cluster/membership.ts";
+import type { PlacementStore } from "../cluster/placement-store.ts";
+import type { ReplicaHost } from "../replica/host.ts";
+import { requestReplica, vectorBytes, type ReplicaReadRequest } from "../replica/protocol.ts";
+import type { ShardReplica } from "../replica/replica.ts";
 import { resolveSelection, type ReplicaSelection, type SelectionName } from "./selection/index.ts";
-import { withDeadline } from "../runtime/deadline.ts";
+import { withDeadline } from "../../runtime/deadline.ts";
 
 export interface ReadOptions {
   consistency: ReadConsistency;

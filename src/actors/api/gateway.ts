@@ -4,12 +4,12 @@
  * `{ok:false,error}`; bad input is answered and logged, never thrown.
  */
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { ErrorCode, fail, JadeError, ok, type Reply } from "../runtime/errors.ts";
-import { decodeJsonBody } from "../runtime/json-body.ts";
-import { limits } from "../runtime/limits.ts";
-import type { Logger } from "../runtime/log.ts";
-import { apiQueueGroup, nodeApiWildcard, parseApiSubject, subjects } from "../runtime/subjects.ts";
-import { handle, type ApiDeps } from "./api/handlers.ts";
+import { ErrorCode, fail, JadeError, ok, type Reply } from "../../runtime/errors.ts";
+import { decodeJsonBody } from "../../runtime/json-body.ts";
+import { limits } from "../../runtime/limits.ts";
+import type { Logger } from "../../runtime/log.ts";
+import { apiQueueGroup, nodeApiWildcard, parseApiSubject, subjects } from "../../runtime/subjects.ts";
+import { handle, type ApiDeps } from "./handlers.ts";
 
 /** Requests handled at once; past this a request is answered `rate_limited` at once. */
 export const inflightMax = 512;

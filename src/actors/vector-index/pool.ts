@@ -77,7 +77,7 @@ function workerSpec(): { url: URL; execArgv?: string[] } {
       execArgv: ["--import", new URL("./register.mjs", import.meta.url).href],
     };
   }
-  return { url: new URL("./worker.js", import.meta.url) };
+  return { url: new URL("../index/worker.js", import.meta.url) };
 }
 
 /**

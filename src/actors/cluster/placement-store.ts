@@ -7,8 +7,8 @@
 import { EventEmitter } from "node:events";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
-import type { Logger } from "../runtime/log.ts";
-import type { Placement } from "../runtime/placement.ts";
+import type { Logger } from "../../runtime/log.ts";
+import type { Placement } from "../../runtime/placement.ts";
 
 export const PlacementRecord = z.object({
   collection: z.string(),

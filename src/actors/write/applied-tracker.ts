@@ -4,8 +4,8 @@
  * consistency one|quorum|all can wait until enough replicas applied it.
  */
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
-import { ErrorCode, JadeError } from "../runtime/errors.ts";
-import { parseAppliedSubject, subjects } from "../runtime/subjects.ts";
+import { ErrorCode, JadeError } from "../../runtime/errors.ts";
+import { parseAppliedSubject, subjects } from "../../runtime/subjects.ts";
 
 interface Waiter {
   seq: number;

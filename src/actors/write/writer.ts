@@ -5,19 +5,20 @@
  * for consistency one|quorum|all, once that many replicas applied it.
  */
 import { randomUUID } from "node:crypto";
-import { limits } from "../runtime/limits.ts";
-import { encodeEntry, EntryKind, type UpsertEntry } from "../runtime/log-entry.ts";
-import { publishDurable, type NatsContext } from "../runtime/nats.ts";
+import { limits } from "../../runtime/limits.ts";
+import { encodeEntry, EntryKind, type UpsertEntry } from "../../runtime/log-entry.ts";
+import type { NatsContext } from "../../nats/connect.ts";
+import { publishDurable } from "../../nats/streams.ts";
 import {
   type CollectionConfig,
   type Payload,
   type Point,
   type SessionToken,
   type WriteConsistency,
-} from "../runtime/schemas.ts";
-import { resolveSharding } from "../runtime/sharding/index.ts";
-import { subjects } from "../runtime/subjects.ts";
-import { unavailable } from "../runtime/errors.ts";
+} from "../../runtime/schemas.ts";
+import { resolveSharding } from "../../runtime/sharding/index.ts";
+import { subjects } from "../../runtime/subjects.ts";
+import { unavailable } from "../../runtime/errors.ts";
 import type { AppliedTracker } from "./applied-tracker.ts";
 
 export interface WriteOptions {

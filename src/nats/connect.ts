@@ -14,14 +14,14 @@ import {
   StorageType,
   type JetStreamClient,
   type JetStreamManager,
-  type PubAck,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { nanos } from "@nats-io/nats-core";
-import { limits } from "./limits.ts";
-import { names, subjects } from "./subjects.ts";
-import type { Logger } from "./log.ts";
+import { limits } from "../runtime/limits.ts";
+import { names, subjects } from "../runtime/subjects.ts";
+import type { Logger } from "../runtime/log.ts";
+import { dedupWindowMs, ensureStream } from "./streams.ts";
 
 export interface NatsContext {
   nc: NatsConnection;
@@ -49,8 +49,6 @@ export interface ConnectOptions {
   /** How long to keep retrying the setup while JetStream is not ready (cluster starting). */
   setupDeadlineMs?: number;
 }
-
-const dedupWindowMs = 2 * 60_000;
 
 export async function connectNats(options: ConnectOptions, log: Logger): Promise<NatsContext> {
   const nc = await connect({
@@ -133,77 +131,4 @@ async function setUp(
       if (!(err instanceof JetStreamApiError)) throw err;
     });
   return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, snapshots, streamReplicas: replicas };
-}
-
-type StreamConfigInput = Parameters<JetStreamManager["streams"]["add"]>[0];
-
-/** Creates the stream, or leaves an existing one with that name as it is. */
-export async function ensureStream(jsm: JetStreamManager, config: StreamConfigInput): Promise<void> {
-  try {
-    await jsm.streams.add(config);
-  } catch (err) {
-    if (err instanceof JetStreamApiError && (await streamExists(jsm, config.name!))) return;
-    throw err;
-  }
-}
-
-export async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
-  try {
-    await jsm.streams.info(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export function shardStreamConfig(collection: string, shard: number, replicas: number): StreamConfigInput {
-  return {
-    name: names.logStream(collection, shard),
-    subjects: [subjects.log(collection, shard)],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    num_replicas: replicas,
-    duplicate_window: nanos(dedupWindowMs),
-    max_msg_size: limits.natsPayloadBytesMax,
-    discard: DiscardPolicy.New,
-  };
-}
-
-export interface PublishOptions {
-  msgID: string;
-  /** Overall deadline including retries. */
-  deadlineMs: number;
-}
-
-/**
- * Publishes to a stream, retrying with backoff while JetStream is briefly
- * unavailable (leader election, reconnect). The same msgID on every attempt
- * lets the stream's dedup window drop a duplicate if an earlier attempt landed.
- */
-export async function publishDurable(
-  js: JetStreamClient,
-  subject: string,
-  data: Uint8Array,
-  options: PublishOptions,
-): Promise<PubAck> {
-  const deadline = performance.now() + options.deadlineMs;
-  let backoffMs = 50;
-  for (;;) {
-    const remaining = deadline - performance.now();
-    try {
-      return await js.publish(subject, data, { msgID: options.msgID, timeout: Math.max(250, Math.min(remaining, 5_000)) });
-    } catch (err) {
-      if (!isTransient(err) || performance.now() + backoffMs >= deadline) throw err;
-      await new Promise((r) => setTimeout(r, backoffMs));
-      backoffMs = Math.min(backoffMs * 2, 1_000);
-    }
-  }
-}
-
-function isTransient(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  // Only an API error with a definite answer (e.g. wrong stream) is final; no-responders, timeouts and
-  // "jetstream is not enabled" during elections are worth another try.
-  if (err instanceof JetStreamApiError) return err.status >= 500;
-  return true;
 }

@@ -8,8 +8,8 @@
 import { EventEmitter } from "node:events";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
-import type { Logger } from "../runtime/log.ts";
-import { RestoreInfo } from "../runtime/schemas.ts";
+import type { Logger } from "../../runtime/log.ts";
+import { RestoreInfo } from "../../runtime/schemas.ts";
 
 export const ReplicaBeat = z.object({
   collection: z.string(),

@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { limits } from "./limits.ts";
+import { limits } from "../runtime/limits.ts";
 
 export interface EmbeddedNatsOptions {
   /** JetStream store and config live here. */
