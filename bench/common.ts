@@ -17,12 +17,13 @@ import { pino } from "pino";
 import { exactSearch, Index, MetricKind, ScalarKind, type BatchMatches, type Matches } from "usearch";
 import type { JadeClient } from "../src/client/client.ts";
 import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
-import type { Reply } from "../src/runtime/errors.ts";
+import { errorMessage, type Reply } from "../src/runtime/errors.ts";
 import type { ClusterStatus, SearchResult, SessionToken } from "../src/runtime/schemas.ts";
 import { subjects } from "../src/runtime/subjects.ts";
 import { JadeNode } from "../src/node.ts";
 import { cpuDelta, cpuSnapshot, type CpuSnapshot } from "./cpu.ts";
 import { readIdxImages, type VectorSet } from "./datasets.ts";
+import { delay } from "../src/runtime/async.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -178,10 +179,6 @@ export function progressBar(label: string): cliProgress.SingleBar {
   );
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 // ---------------------------------------------------------------------------------------------
 // Request bodies
 
@@ -252,7 +249,7 @@ export function runCleanups(): Promise<void> {
   cleaning ??= (async () => {
     while (cleanups.length > 0) {
       const step = cleanups.pop()!;
-      await step().catch((err: unknown) => process.stderr.write(`cleanup: ${(err as Error)?.message ?? err}\n`));
+      await step().catch((err: unknown) => process.stderr.write(`cleanup: ${errorMessage(err)}\n`));
     }
   })();
   return cleaning;
@@ -487,7 +484,7 @@ export async function waitServing(client: JadeClient, collection: string, timeou
     const status = await client.clusterStatus().catch(() => undefined);
     if (status && allCaughtUp(status, collection)) return;
     if (performance.now() > deadline) throw new Error(`collection ${collection} not served after ${timeoutMs / 1000} s: ${JSON.stringify(status)}`);
-    await sleep(100);
+    await delay(100);
   }
 }
 
@@ -512,7 +509,7 @@ async function waitAllReplicasApplied(client: JadeClient, collection: string, to
         } catch {
           // Timeout or no responder (replica still loading): ask again.
         }
-        await sleep(20);
+        await delay(20);
       }
     }),
   );
@@ -593,7 +590,7 @@ export async function ingest(client: JadeClient, train: VectorSet, opts: IngestO
       } catch {
         // The status is only for the progress bar.
       }
-      await sleep(500);
+      await delay(500);
     }
   })();
   const stopPolling = async () => {
@@ -616,7 +613,7 @@ export async function ingest(client: JadeClient, train: VectorSet, opts: IngestO
       for (let attempt = 0; attempt < 5; attempt++) {
         reply = await client.requestRaw(subject, body, 120_000);
         if (reply.ok || !reply.error.retryable) break;
-        await sleep(200 * (attempt + 1));
+        await delay(200 * (attempt + 1));
       }
       if (!reply!.ok) throw new Error(`upsert of points ${from}..${to - 1} failed: ${reply!.error.code}: ${reply!.error.message}`);
       requestMs.push(performance.now() - t1);

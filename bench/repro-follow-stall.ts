@@ -16,6 +16,7 @@ import path from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, DeliverPolicy } from "@nats-io/jetstream";
 import { startEmbeddedNats } from "../src/nats/embedded.ts";
+import { delay } from "../src/runtime/async.ts";
 const dir = await mkdtemp(path.join(os.tmpdir(), "pend-"));
 const nats = await startEmbeddedNats({ dataDir: dir });
 const nc = await connect({ servers: nats.url });
@@ -27,7 +28,7 @@ const total = 60;
 const applyMsPerEntry = Number(process.argv[2] ?? 150);
 const consumer = await js.consumers.get("T", { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: 1 });
 const messages = await consumer.consume({ max_bytes: Number(process.argv[3] ?? 64) * 1024 * 1024 });
-const pubs = (async () => { for (let i = 0; i < total; i++) { await js.publish("t", payload); await new Promise((r) => setTimeout(r, 50)); } })();
+const pubs = (async () => { for (let i = 0; i < total; i++) { await js.publish("t", payload); await delay(50); } })();
 let applied = 0;
 let last: { seq: number; gp: number } | undefined;
 const loop = (async () => {
@@ -37,14 +38,14 @@ const loop = (async () => {
     const gp = messages.getPending();
     last = { seq: m.seq, gp };
     if (gp > 0 && batch.length < 512) continue;
-    await new Promise((r) => setTimeout(r, applyMsPerEntry * batch.length));
+    await delay(applyMsPerEntry * batch.length);
     applied = batch[batch.length - 1]!;
     batch = [];
   }
 })();
 await pubs;
-for (let i = 0; i < 1200 && applied < total; i++) await new Promise((r) => setTimeout(r, 100));
-await new Promise((r) => setTimeout(r, 5000));
+for (let i = 0; i < 1200 && applied < total; i++) await delay(100);
+await delay(5000);
 console.log(`published ${total}, last delivered seq ${last?.seq} (getPending() then: ${last?.gp}), applied through ${applied}`);
 console.log(applied < total ? "STALLED: delivered messages sit in the follow loop's batch" : "no stall this time");
 messages.stop(); await loop.catch(() => undefined);

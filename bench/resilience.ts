@@ -46,7 +46,6 @@ import {
   round,
   searchBodies as makeSearchBodies,
   section,
-  sleep,
   snapshot,
   table,
   waitServing,
@@ -54,6 +53,7 @@ import {
   type Contention,
 } from "./common.ts";
 import type { VectorSet } from "./datasets.ts";
+import { delay } from "../src/runtime/async.ts";
 
 export interface ResilienceOptions {
   /** Vectors per failover collection. */
@@ -258,11 +258,11 @@ async function failoverRound(cl: Cluster, round: number, bodies: Buffer[]): Prom
         fire("fo_rf2");
         fire("fo_rf1");
       }
-      await sleep(tickMs);
+      await delay(tickMs);
     }
   })();
 
-  await sleep(1_500); // baseline searches before the kill
+  await delay(1_500); // baseline searches before the kill
   const killMs = performance.now();
   await cl.nodes.get(victim)!.kill9();
 
@@ -275,13 +275,13 @@ async function failoverRound(cl: Cluster, round: number, bodies: Buffer[]): Prom
       rfRestoredMs = performance.now() - killMs;
       break;
     }
-    await sleep(200);
+    await delay(200);
   }
   // Keep searching a little longer, so "complete again" is followed by complete searches.
   const rf1Now = () => recovery(samples, "fo_rf1", killMs);
   const rf2Now = () => recovery(samples, "fo_rf2", killMs);
   await waitFor(() => rf1Now().ms !== null && rf2Now().ms !== null, { timeoutMs: 30_000, intervalMs: 200 }).catch(() => undefined);
-  await sleep(2_000);
+  await delay(2_000);
   running = false;
   await loop;
   await Promise.all([...inflight]);
@@ -419,7 +419,7 @@ async function rebalance(cl: Cluster, train: VectorSet, bodies: Buffer[], opts: 
         activeTotal += now - activeSince;
       }
       activeSeen = Math.max(activeSeen, count);
-      await sleep(200);
+      await delay(200);
     }
     if (active) {
       intervals.push([activeSince, performance.now()]);

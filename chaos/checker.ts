@@ -31,8 +31,9 @@ import type { JadeClient } from "../src/client/client.ts";
 import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
 import type { ClusterStatus, StoredPoint } from "../src/runtime/schemas.ts";
 import { names, subjects } from "../src/runtime/subjects.ts";
-import { now, progress, sleep, withTimeout } from "./util.ts";
+import { now, progress, delay, withTimeout } from "./util.ts";
 import { vectorOf, type CollectionSpec, type IdHistory, type IdState, type SearchRecord, type Workload } from "./workload.ts";
+import { errorMessage } from "../src/runtime/errors.ts";
 
 const readChunk = 500;
 
@@ -88,9 +89,9 @@ export async function settle(
       }
     } catch (err) {
       stable = 0;
-      reason = `status: ${(err as Error).message}`;
+      reason = `status: ${errorMessage(err)}`;
     }
-    await sleep(500);
+    await delay(500);
   }
   return { ok: false, tookMs: Math.round(performance.now() - started), reason, ...(last ? { status: last } : {}) };
 }
@@ -151,8 +152,8 @@ async function readAll(client: JadeClient, collection: string, ids: string[]): P
         for (const p of r.points) found.set(p.id, p);
         done = true;
       } catch (err) {
-        lastError = (err as Error).message;
-        await sleep(1_000);
+        lastError = errorMessage(err);
+        await delay(1_000);
       }
     }
     if (!done) throw new Error(`ids ${i}..${i + chunk.length} of ${collection} unreadable: ${lastError}`);
@@ -177,7 +178,7 @@ export async function checkWrites(client: JadeClient, workload: Workload, specs:
     try {
       found = await readAll(client, spec.name, ids);
     } catch (err) {
-      result.unreadable.push({ collection: spec.name, ids: ids.length, error: (err as Error).message });
+      result.unreadable.push({ collection: spec.name, ids: ids.length, error: errorMessage(err) });
       continue;
     }
     let min = 0;
@@ -215,7 +216,7 @@ export async function checkWrites(client: JadeClient, workload: Workload, specs:
       const { count, partial } = await withTimeout(client.count(spec.name, { consistency: "strong", timeoutMs: 10_000 }), 40_000, "count");
       result.counts.push({ collection: spec.name, count, min, max, ok: !partial && count >= min && count <= max, ...(partial ? { error: "partial" } : {}) });
     } catch (err) {
-      result.counts.push({ collection: spec.name, count: null, min, max, ok: false, error: (err as Error).message });
+      result.counts.push({ collection: spec.name, count: null, min, max, ok: false, error: errorMessage(err) });
     }
   }
   return result;
@@ -276,7 +277,7 @@ export async function checkConvergence(client: JadeClient, workload: Workload, s
           replicas.push({ node: r.node, digest: shardDigest(lines), count: lines.size });
         } catch (err) {
           contents.push(new Map());
-          replicas.push({ node: r.node, digest: "unreadable", count: -1, error: (err as Error).message });
+          replicas.push({ node: r.node, digest: "unreadable", count: -1, error: errorMessage(err) });
         }
       }
       digests.push({ collection: spec.name, shard: shard.shard, replicas: replicas.map(({ node, digest, count }) => ({ node, digest, count })) });
@@ -318,9 +319,9 @@ export class StatusMonitor {
           const reason = ok ? undefined : clusterHealthy(status, [], false);
           this.samples.push({ at, rfRestored: ok, coordinator: status.coordinator, ...(reason ? { reason } : {}) });
         } catch (err) {
-          this.samples.push({ at, rfRestored: false, coordinator: null, error: (err as Error).message });
+          this.samples.push({ at, rfRestored: false, coordinator: null, error: errorMessage(err) });
         }
-        await sleep(this.intervalMs);
+        await delay(this.intervalMs);
       }
     })();
   }

@@ -15,6 +15,7 @@
  * data), so clients reconnect cleanly.
  */
 import net from "node:net";
+import { delay } from "../src/runtime/async.ts";
 
 export type ProxyMode =
   | { kind: "pass" }
@@ -172,13 +173,13 @@ export class FaultProxy {
         if (m.kind === "latency") {
           const wait = head.at + m.ms - performance.now();
           if (wait > 0) {
-            await new Promise((r) => setTimeout(r, Math.min(wait, 1_000)));
+            await delay(Math.min(wait, 1_000));
             continue; // re-read the mode: it may have changed while we waited
           }
         }
         if (m.kind === "bandwidth") {
           const wait = throttle.reserve(head.chunk.length, m.bytesPerSecond);
-          if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 5_000)));
+          if (wait > 0) await delay(Math.min(wait, 5_000));
         }
         pipe.queue.shift();
         pipe.queuedBytes -= head.chunk.length;

@@ -22,8 +22,9 @@ import { checkConvergence, checkWrites, failoverTimes, settle, StatusMonitor } f
 import type { Fault } from "./driver.ts";
 import { LocalDriver } from "./local-driver.ts";
 import { ciScenarios, scenarioByName, scenarios, type Scenario, type ScenarioContext } from "./scenarios.ts";
-import { now, progress, seededRandom, sleep, waitFor, withTimeout } from "./util.ts";
+import { now, progress, seededRandom, delay, waitFor, withTimeout } from "./util.ts";
 import { Workload, type CollectionSpec } from "./workload.ts";
+import { errorMessage } from "../src/runtime/errors.ts";
 
 const chaosDir = path.dirname(fileURLToPath(import.meta.url));
 
@@ -124,7 +125,7 @@ async function main(): Promise<number> {
   monitor.start();
   workload.start();
   progress("workload running");
-  await sleep(5_000);
+  await delay(5_000);
 
   const random = seededRandom(seed);
   const ctx: ScenarioContext = { client, info, random, holdScale };
@@ -139,7 +140,7 @@ async function main(): Promise<number> {
       try {
         fault = await scenario.fault(ctx);
       } catch (err) {
-        progress(`${scenario.name}: could not pick a target: ${(err as Error).message}`);
+        progress(`${scenario.name}: could not pick a target: ${errorMessage(err)}`);
         continue;
       }
       const target = `${fault.target.kind}:${fault.target.id}`;
@@ -162,11 +163,11 @@ async function main(): Promise<number> {
       progress(`round ${round} · ${scenario.name} → ${target}${fault.amount !== undefined ? ` (${fault.amount})` : ""}`);
       try {
         const heal = await driver.inject(fault);
-        await sleep(scenario.holdMs * holdScale);
+        await delay(scenario.holdMs * holdScale);
         await withTimeout(heal(), 120_000, `heal ${scenario.name}`);
         record.healedAt = new Date(now()).toISOString();
       } catch (err) {
-        record.error = (err as Error).message;
+        record.error = errorMessage(err);
         progress(`${scenario.name}: ${record.error}`);
       }
       const settled = await settle(client, info.nodes, { timeoutMs: settleTimeoutMs, zeroLag: false });
@@ -179,7 +180,7 @@ async function main(): Promise<number> {
         progress(`${scenario.name}: healed, settled in ${settled.tookMs} ms`);
       }
       // Let the workload run on the settled cluster for a moment: it marks the end of the window.
-      await sleep(5_000);
+      await delay(5_000);
       faults.push(record);
       windows.push({ record, injectedAt, windowEnd: now() });
     }
@@ -206,7 +207,7 @@ async function main(): Promise<number> {
   const writes = await checkWrites(client, workload, specs);
   const convergence = await checkConvergence(client, workload, specs).catch((err) => ({
     digests: [],
-    divergent_shards: [{ collection: "*", shard: -1, replicas: [], differingIds: [], error: (err as Error).message }],
+    divergent_shards: [{ collection: "*", shard: -1, replicas: [], differingIds: [], error: errorMessage(err) }],
   }));
 
   const searchCounts = workload.searchCounts();

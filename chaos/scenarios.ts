@@ -6,6 +6,7 @@
 import type { JadeClient } from "../src/client/client.ts";
 import type { ClusterInfo, Fault } from "./driver.ts";
 import { withTimeout } from "./util.ts";
+import { pickOne } from "../src/runtime/random.ts";
 
 export interface ScenarioContext {
   client: JadeClient;
@@ -20,10 +21,6 @@ export interface Scenario {
   /** How long the fault is held before it is healed. */
   holdMs: number;
   fault(ctx: ScenarioContext): Promise<Fault>;
-}
-
-function pickOne<T>(random: () => number, items: T[]): T {
-  return items[Math.floor(random() * items.length)]!;
 }
 
 const randomNode = async (ctx: ScenarioContext) => ({ kind: "node" as const, id: pickOne(ctx.random, ctx.info.nodes) });

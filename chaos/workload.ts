@@ -14,7 +14,8 @@
  * deterministically from (collection, id, version), so a read can tell which write it sees.
  */
 import type { JadeClient } from "../src/client/client.ts";
-import { hash32, now, seededRandom, sleep, withTimeout } from "./util.ts";
+import { fnv1a32, now, seededRandom, delay, withTimeout } from "./util.ts";
+import { errorMessage } from "../src/runtime/errors.ts";
 
 export type IdState = { kind: "live"; version: number } | { kind: "deleted" };
 
@@ -63,7 +64,7 @@ export interface WorkloadOptions {
 export const hungMarginMs = 2_000;
 
 export function vectorOf(collection: string, id: string, version: number, dimension: number): number[] {
-  const random = seededRandom(hash32(`${collection}/${id}/${version}`));
+  const random = seededRandom(fnv1a32(`${collection}/${id}/${version}`));
   return Array.from({ length: dimension }, () => Math.fround(random() * 2 - 1));
 }
 
@@ -158,7 +159,7 @@ export class Workload {
           this.writes.idsDeletedAcked += ids.length;
         }
       }
-      await sleep(this.options.writeIntervalMs);
+      await delay(this.options.writeIntervalMs);
     }
   }
 
@@ -181,9 +182,9 @@ export class Workload {
         return now();
       } catch (err) {
         this.writes.attemptsFailed++;
-        const code = (err as { code?: string }).code ?? (err as Error).message.slice(0, 40);
+        const code = (err as { code?: string }).code ?? errorMessage(err).slice(0, 40);
         this.writeErrors.set(code, (this.writeErrors.get(code) ?? 0) + 1);
-        await sleep(Math.min(500 * attempt, 3_000));
+        await delay(Math.min(500 * attempt, 3_000));
       }
     }
     this.writes.indeterminate++;
@@ -210,12 +211,12 @@ export class Workload {
         if (result.partial) detail = `partial ${result.shards.answered}/${result.shards.total}`;
       } catch (err) {
         outcome = "error";
-        detail = `${(err as { code?: string }).code ?? "error"}: ${(err as Error).message}`.slice(0, 200);
+        detail = `${(err as { code?: string }).code ?? "error"}: ${errorMessage(err)}`.slice(0, 200);
       }
       const endedAt = now();
       const hung = endedAt - startedAt > searchTimeoutMs + hungMarginMs;
       this.searches.push({ collection: spec.name, startedAt, endedAt, outcome, hung, ...(detail ? { detail } : {}) });
-      await sleep(this.options.searchIntervalMs);
+      await delay(this.options.searchIntervalMs);
     }
   }
 

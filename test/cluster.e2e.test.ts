@@ -13,6 +13,7 @@ import type { StoredPoint } from "../src/runtime/schemas.ts";
 import { names, subjects } from "../src/runtime/subjects.ts";
 import { readIdxImages } from "../bench/datasets.ts";
 import { Harness, randomPoints, waitFor, type ChildNode } from "./support/harness.ts";
+import { errorMessage } from "../src/runtime/errors.ts";
 
 const fashionMnist = {
   train: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
@@ -280,7 +281,7 @@ describe("migrations", () => {
         seen = { pending, migrations: (await client.admin<{ migrations: unknown[] }>("migrations")).migrations };
         return pending.length === 0;
       }, { what: `${victim} drained`, timeoutMs: 90_000 }).catch((err) => {
-        throw new Error(`${(err as Error).message}\n${JSON.stringify(seen, null, 1).slice(0, 6_000)}`);
+        throw new Error(`${errorMessage(err)}\n${JSON.stringify(seen, null, 1).slice(0, 6_000)}`);
       });
       const r = await client.search("spread", { vector: randomPoints(1, 8, 77)[0]!, k: 3, timeoutMs: 2_000 });
       expect(r.partial).toBe(false);

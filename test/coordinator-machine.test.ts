@@ -22,6 +22,7 @@ import {
   type RenewOutput,
   type ReportErrorParams,
 } from "../src/machines/coordinator.ts";
+import { seededRandom } from "../src/runtime/random.ts";
 
 // ───────────────────────────── harness ─────────────────────────────
 
@@ -495,18 +496,6 @@ describe("coordinatorMachine: input and effects", () => {
 
 // ───────────────────────────── shared lease store ─────────────────────────────
 
-/** seeded PRNG (mulberry32) */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * In-memory model of the `coordinator` key of a KV bucket with a bucket-level TTL (max age):
  * create fails if a live entry exists, update is a CAS on the revision, delete is a CAS too;
@@ -580,7 +569,7 @@ function cluster(
   const maxLatencySteps = opts.latency === false ? 0 : 2;
   const clock = new SimulatedClock();
   const store = new FakeLeaseStore(clock, CLUSTER.leaseTtlMs);
-  const rand = prng(opts.seed);
+  const rand = seededRandom(opts.seed);
   const reconciling = new Set<string>();
   const faults = new Map<string, NodeFaults>();
 

@@ -8,6 +8,7 @@ import {
   replicasOf,
   type Placement,
 } from "../src/runtime/placement.ts";
+import { seededRng } from "../src/runtime/random.ts";
 
 const nodesN = (n: number) => Array.from({ length: n }, (_, i) => `n${i + 1}`);
 
@@ -16,31 +17,6 @@ function perNode(placements: Placement[], nodes: string[]): number[] {
   return nodes.map((n) => load[n] ?? 0);
 }
 const spread = (counts: number[]) => Math.max(...counts) - Math.min(...counts);
-
-/** seeded PRNG (mulberry32) */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)),
-    pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!,
-    shuffle: <T>(xs: readonly T[]): T[] => {
-      const out = [...xs];
-      for (let i = out.length - 1; i > 0; i--) {
-        const j = Math.floor(next() * (i + 1));
-        [out[i], out[j]] = [out[j]!, out[i]!];
-      }
-      return out;
-    },
-  };
-}
 
 describe("planPlacement: fresh placement", () => {
   it("4 shards × RF 2 on 3 nodes: every shard on 2 distinct nodes, per-node load 3/3/2", () => {
@@ -228,7 +204,7 @@ describe("placementDiff / replicasOf", () => {
 describe("planPlacement: randomized invariants (seeded)", () => {
   it("over random cluster histories: valid, minimal movement, stable, even from scratch", () => {
     for (const seed of [1, 2, 3, 42, 1234, 99_999]) {
-      const r = prng(seed);
+      const r = seededRng(seed);
       const universe = nodesN(9);
       let live = r.shuffle(universe).slice(0, r.int(1, 6));
       const specs = Array.from({ length: r.int(1, 5) }, (_, i) => ({

@@ -16,23 +16,10 @@ import {
   type SnapshotInput,
   type SnapshotOutput,
 } from "../src/machines/replica.ts";
+import { deferred, type Deferred } from "../src/runtime/async.ts";
 
 // ───────────────────────────── harness ─────────────────────────────
 
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (v: T) => void;
-  reject: (e: unknown) => void;
-}
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 interface FollowRun {
   input: FollowInput;

@@ -22,6 +22,8 @@ import { limits } from "../runtime/limits.ts";
 import { names, subjects } from "../runtime/subjects.ts";
 import type { Logger } from "../runtime/log.ts";
 import { dedupWindowMs, ensureStream } from "./streams.ts";
+import { errorMessage } from "../runtime/errors.ts";
+import { Backoff } from "../runtime/async.ts";
 
 export interface NatsContext {
   nc: NatsConnection;
@@ -73,15 +75,14 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
 
 async function retryWhileStarting<T>(step: () => Promise<T>, deadlineMs: number, log: Logger): Promise<T> {
   const deadline = performance.now() + deadlineMs;
-  let backoffMs = 100;
+  const backoff = new Backoff({ initialMs: 100, maxMs: 2_000 });
   for (;;) {
     try {
       return await step();
     } catch (err) {
-      if (performance.now() + backoffMs > deadline) throw err;
-      log.warn({ err: String((err as Error)?.message ?? err) }, "JetStream not ready yet; retrying");
-      await new Promise((r) => setTimeout(r, backoffMs));
-      backoffMs = Math.min(backoffMs * 2, 2_000);
+      if (performance.now() + backoff.nextMs > deadline) throw err;
+      log.warn({ err: errorMessage(err) }, "JetStream not ready yet; retrying");
+      await backoff.wait();
     }
   }
 }

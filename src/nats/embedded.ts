@@ -9,6 +9,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { limits } from "../runtime/limits.ts";
+import { delay } from "../runtime/async.ts";
 
 export interface EmbeddedNatsOptions {
   /** JetStream store and config live here. */
@@ -102,7 +103,7 @@ async function stopStaleServer(dataDir: string): Promise<void> {
   const deadline = performance.now() + 10_000;
   while (performance.now() < deadline) {
     if (!(await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => ""))) return;
-    await new Promise((r) => setTimeout(r, 50));
+    await delay(50);
   }
   process.kill(pid, "SIGKILL");
 }

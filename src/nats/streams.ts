@@ -14,6 +14,7 @@ import {
 import { nanos } from "@nats-io/nats-core";
 import { limits } from "../runtime/limits.ts";
 import { names, subjects } from "../runtime/subjects.ts";
+import { Backoff } from "../runtime/async.ts";
 
 /** How long a stream remembers a msgID, so a retried publish is stored once. */
 export const dedupWindowMs = 2 * 60_000;
@@ -70,15 +71,14 @@ export async function publishDurable(
   options: PublishOptions,
 ): Promise<PubAck> {
   const deadline = performance.now() + options.deadlineMs;
-  let backoffMs = 50;
+  const backoff = new Backoff({ initialMs: 50, maxMs: 1_000 });
   for (;;) {
     const remaining = deadline - performance.now();
     try {
       return await js.publish(subject, data, { msgID: options.msgID, timeout: Math.max(250, Math.min(remaining, 5_000)) });
     } catch (err) {
-      if (!isTransient(err) || performance.now() + backoffMs >= deadline) throw err;
-      await new Promise((r) => setTimeout(r, backoffMs));
-      backoffMs = Math.min(backoffMs * 2, 1_000);
+      if (!isTransient(err) || performance.now() + backoff.nextMs >= deadline) throw err;
+      await backoff.wait();
     }
   }
 }

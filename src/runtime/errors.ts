@@ -71,11 +71,15 @@ export function unavailable(message: string, cause?: unknown): JadeError {
   return new JadeError(ErrorCode.Unavailable, message, { cause });
 }
 
+/** The text of any thrown value: an Error's message, or the value itself as a string. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** Any thrown value as a wire error; non-Jade errors are internal (their text is kept for operators). */
 export function toWireError(err: unknown): WireError {
   if (err instanceof JadeError) return err.toWire();
-  const message = err instanceof Error ? err.message : String(err);
-  return { code: ErrorCode.Internal, message, retryable: false };
+  return { code: ErrorCode.Internal, message: errorMessage(err), retryable: false };
 }
 
 export function ok<T>(result: T): Reply<T> {

@@ -4,7 +4,7 @@
  * refused rather than decoded with U+FFFD in their place, so what a handler sees is
  * exactly what was sent.
  */
-import { invalidArgument } from "./errors.ts";
+import { errorMessage, invalidArgument } from "./errors.ts";
 import { clip } from "./text.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -20,6 +20,6 @@ export function decodeJsonBody(data: Uint8Array): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw invalidArgument(`malformed JSON: ${clip((err as Error).message, 160)}`);
+    throw invalidArgument(`malformed JSON: ${clip(errorMessage(err), 160)}`);
   }
 }

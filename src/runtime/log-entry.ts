@@ -8,6 +8,7 @@
 import { Packr } from "msgpackr";
 import { positionsPerEntry } from "./limits.ts";
 import type { Payload } from "./schemas.ts";
+import { errorMessage } from "./errors.ts";
 
 export const EntryKind = { Upsert: "upsert", Delete: "delete" } as const;
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
@@ -77,7 +78,7 @@ export function decodeEntry(bytes: Uint8Array): LogEntry {
   try {
     wire = packr.unpack(bytes);
   } catch (err) {
-    invalid(`not msgpack: ${(err as Error).message.slice(0, 120)}`);
+    invalid(`not msgpack: ${errorMessage(err).slice(0, 120)}`);
   }
   if (typeof wire !== "object" || wire === null) invalid("not an object");
   const w = wire as Partial<Record<keyof WireUpsert, unknown>>;

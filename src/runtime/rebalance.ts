@@ -4,6 +4,7 @@
  * move is later run as a zero-downtime transfer by a migration.
  */
 import type { Placement } from "./placement.ts";
+import { shardKey } from "./subjects.ts";
 
 export interface Move {
   collection: string;
@@ -22,8 +23,6 @@ export interface RebalanceInput {
   busy?: ReadonlySet<string>;
   movesMax?: number;
 }
-
-export const shardKey = (collection: string, shard: number) => `${collection}/${shard}`;
 
 export function rebalanceMoves(input: RebalanceInput): Move[] {
   const eligible = [...input.eligible].sort();

@@ -4,6 +4,19 @@
  */
 export const collectionNamePattern = /^[a-zA-Z0-9_-]{1,64}$/;
 
+/**
+ * The key of one shard in maps and in the index pool: `<collection name or uid>/<shard>`.
+ * Names and uids never hold a "/" (collectionNamePattern, randomUUID), so keys never collide.
+ */
+export function shardKey(collection: string, shard: number): string {
+  return `${collection}/${shard}`;
+}
+
+/** What every shard key of the collection starts with. */
+export function shardKeyPrefix(collection: string): string {
+  return `${collection}/`;
+}
+
 export function isCollectionName(name: string): boolean {
   return collectionNamePattern.test(name);
 }

@@ -9,6 +9,7 @@ import { Packr } from "msgpackr";
 import { limits } from "../../src/runtime/limits.ts";
 import { isObject, NumberLiteral, toJsonText, type Body, type Json } from "./body.ts";
 import type { FuzzRequest } from "./requests.ts";
+import { errorMessage } from "../../src/runtime/errors.ts";
 
 export interface Outcome {
   /** Replies received before the deadline (a publish counts its JetStream ack). */
@@ -75,7 +76,7 @@ export class FuzzClient {
         await this.#js.publish(request.subject, data, { timeout: deadlineMs });
         return { replies: 1, reply: { ok: true, result: "published" }, elapsedMs: performance.now() - started, deadlineMs };
       } catch (err) {
-        return { replies: 0, problem: `publish failed: ${(err as Error).message}`, elapsedMs: performance.now() - started, deadlineMs };
+        return { replies: 0, problem: `publish failed: ${errorMessage(err)}`, elapsedMs: performance.now() - started, deadlineMs };
       }
     }
     const id = this.#next++;
@@ -92,7 +93,7 @@ export class FuzzClient {
     } catch (err) {
       clearTimeout(timer);
       this.#pending.delete(id);
-      return { replies: 0, problem: `could not publish: ${(err as Error).message}`, elapsedMs: 0, deadlineMs };
+      return { replies: 0, problem: `could not publish: ${errorMessage(err)}`, elapsedMs: 0, deadlineMs };
     }
     const bytes = await first;
     clearTimeout(timer);
@@ -104,7 +105,7 @@ export class FuzzClient {
       const reply = request.subject.startsWith("jade.replica.") ? packr.unpack(bytes) : JSON.parse(decoder.decode(bytes));
       return { replies: pending.replies, reply, elapsedMs, deadlineMs };
     } catch (err) {
-      return { replies: pending.replies, problem: `reply does not decode: ${(err as Error).message}`, elapsedMs, deadlineMs };
+      return { replies: pending.replies, problem: `reply does not decode: ${errorMessage(err)}`, elapsedMs, deadlineMs };
     }
   }
 

@@ -7,6 +7,7 @@
  */
 import WebSocket from "ws";
 import { waitFor } from "../support/harness.ts";
+import { delay } from "../../src/runtime/async.ts";
 
 export interface MemoryUsage {
   rss: number;
@@ -89,7 +90,7 @@ export class Inspector {
   async settledMemory(): Promise<MemoryUsage> {
     const readings: MemoryUsage[] = [];
     for (let i = 0; i < 3; i++) {
-      if (i > 0) await new Promise((r) => setTimeout(r, 1_000));
+      if (i > 0) await delay(1_000);
       readings.push(await this.memoryAfterGc());
     }
     return readings.sort((a, b) => a.rss - b.rss)[1]!;

@@ -9,7 +9,7 @@
  */
 import { LeaseError, type AcquireOutput, type RenewOutput } from "../../src/machines/coordinator.ts";
 import type { PlacementWithLearners } from "../../src/runtime/transfer.ts";
-import { seededRandom } from "../../src/runtime/random.ts";
+import { fnv1a32, pickOne, randomInt, seededRandom } from "../../src/runtime/random.ts";
 import { SimClock } from "./clock.ts";
 
 /** One network hop takes 0..LATENCY_MAX_MS; a delayed request or a slow reply SLOW_EXTRA_MS more. */
@@ -33,15 +33,7 @@ export class InvariantViolation extends Error {
 
 // ───────────────────────────── hashing / digests ─────────────────────────────
 
-export function fnv(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-const itemHash = (id: string, version: number) => fnv(`${id}\u0000${version}`);
+const itemHash = (id: string, version: number) => fnv1a32(`${id}\u0000${version}`);
 
 /** id → version map with an order-independent digest maintained incrementally. */
 export class DigestMap {
@@ -274,13 +266,13 @@ export class World {
     return this.clock.now();
   }
   int(lo: number, hi: number): number {
-    return lo + Math.floor(this.rand() * (hi - lo + 1));
+    return randomInt(this.rand, lo, hi);
   }
   chance(p: number): boolean {
     return this.rand() < p;
   }
   pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.rand() * xs.length)]!;
+    return pickOne(this.rand, xs);
   }
 
   log(line: string): void {

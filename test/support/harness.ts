@@ -14,6 +14,7 @@ import { JadeClient } from "../../src/client/client.ts";
 import { startEmbeddedNats, type EmbeddedNats } from "../../src/nats/embedded.ts";
 import { JadeNode, type NodeOptions } from "../../src/node.ts";
 import { randomVectors, seededRandom } from "./random.ts";
+import { delay } from "../../src/runtime/async.ts";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const jadeBin = path.join(repoRoot, "bin/jade.mjs");
@@ -35,7 +36,7 @@ export async function waitFor<T>(
     if (performance.now() > deadline) {
       throw new Error(`timed out waiting for ${options.what ?? "condition"}${lastError ? `: ${String(lastError)}` : ""}`);
     }
-    await new Promise((r) => setTimeout(r, options.intervalMs ?? 50));
+    await delay(options.intervalMs ?? 50);
   }
 }
 

@@ -9,6 +9,7 @@ import type { KV } from "@nats-io/kv";
 import { z } from "zod";
 import type { Logger } from "../../runtime/log.ts";
 import type { Placement } from "../../runtime/placement.ts";
+import { KeyedMutex } from "../../runtime/mutex.ts";
 
 export const PlacementRecord = z.object({
   collection: z.string(),
@@ -50,8 +51,8 @@ export class PlacementStore {
   readonly #log: Logger;
   readonly #current = new Map<string, StoredPlacement>();
   readonly #events = new EventEmitter();
-  /** Per collection: the tail of this process's read-modify-write chain (see `exclusive`). */
-  readonly #locks = new Map<string, Promise<unknown>>();
+  /** Per collection: this process's read-modify-write sections (see `exclusive`). */
+  readonly #locks = new KeyedMutex();
   #stopWatch: (() => void) | undefined;
 
   constructor(kv: KV, log: Logger) {
@@ -114,14 +115,7 @@ export class PlacementStore {
    * stalled). Serializing the writers that share a process closes that window.
    */
   exclusive<T>(collection: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(collection) ?? Promise.resolve();
-    const run = previous.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.#locks.set(collection, tail);
-    void tail.then(() => {
-      if (this.#locks.get(collection) === tail) this.#locks.delete(collection);
-    });
-    return run;
+    return this.#locks.run(collection, fn);
   }
 
   /** CAS write: create when `revision` is undefined, else update only if the entry is still at `revision`. */

@@ -11,10 +11,10 @@ import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply } from "../
 import { decodeJsonBody } from "../../runtime/json-body.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
-import { rebalanceMoves, shardKey, type Move } from "../../runtime/rebalance.ts";
+import { rebalanceMoves, type Move } from "../../runtime/rebalance.ts";
+import { type AdminOp, names, nodeIdPattern, parseCoordinatorSubject, shardKey, subjects } from "../../runtime/subjects.ts";
 import { parse } from "../../runtime/checks.ts";
 import { CollectionName, EmptyRequest } from "../../runtime/schemas.ts";
-import { names, nodeIdPattern, parseCoordinatorSubject, subjects, type AdminOp } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
 import type { TransferReason } from "../../runtime/transfer.ts";
 import type { Membership } from "../cluster/membership.ts";

@@ -6,7 +6,7 @@
  * fails, and it steps down).
  */
 import { createActor, fromCallback, fromPromise, type EventObject } from "xstate";
-import { JetStreamApiError } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import {
   coordinatorMachine,
@@ -24,9 +24,8 @@ import {
 import type { Logger } from "../../runtime/log.ts";
 import { loadOf, planPlacement } from "../../runtime/placement.ts";
 import type { Catalog } from "../cluster/catalog.ts";
-import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { ErrorCode, JadeError, type Reply } from "../../runtime/errors.ts";
+import { errorMessage, ErrorCode, JadeError, type Reply } from "../../runtime/errors.ts";
 import { names, subjects, type AdminOp } from "../../runtime/subjects.ts";
 import { ClusterAdmin, NodeSets } from "./admin.ts";
 import type { Membership } from "../cluster/membership.ts";
@@ -80,10 +79,12 @@ interface Deps {
 
 const decoder = new TextDecoder();
 
-/** JetStream's "wrong last sequence" (10071) or "key exists" answer to a KV create/update CAS. */
+/** JetStream's answer to a KV create/update CAS that lost: the key's last sequence moved (kv.create reports "exists" the same way). */
 function isCasConflict(err: unknown): boolean {
-  if (err instanceof JetStreamApiError) return err.code === 10071 || err.code === 10164;
-  return /wrong last sequence|key exists/i.test(String((err as Error)?.message ?? err));
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
 }
 
 export class Coordinator {
@@ -146,7 +147,7 @@ export class Coordinator {
       const msg = await this.#deps.nc.request(subjects.coordinator(op), JSON.stringify(body ?? {}), { timeout: timeoutMs });
       reply = msg.json<Reply<unknown>>();
     } catch (err) {
-      throw new JadeError(ErrorCode.Unavailable, `no coordinator answered: ${(err as Error).message}`);
+      throw new JadeError(ErrorCode.Unavailable, `no coordinator answered: ${errorMessage(err)}`);
     }
     if (!reply.ok) throw JadeError.fromWire(reply.error);
     return reply.result;
@@ -199,7 +200,7 @@ export class Coordinator {
           } catch (err) {
             const entry = await leases.get(key).catch(() => undefined);
             if (entry === null || (entry && entry.revision !== input.revision)) throw new LeaseError("deposed", "the lease moved");
-            throw new LeaseError("unavailable", String((err as Error)?.message ?? err));
+            throw new LeaseError("unavailable", errorMessage(err));
           }
         }),
         release: fromPromise<void, ReleaseInput>(async ({ input }) => {
@@ -235,10 +236,10 @@ export class Coordinator {
       } catch (err) {
         if (stopped) return;
         if (isCasConflict(err)) {
-          this.#log.warn({ err: String((err as Error)?.message ?? err) }, "placement CAS failed: another coordinator wrote; stepping down");
+          this.#log.warn({ err: errorMessage(err) }, "placement CAS failed: another coordinator wrote; stepping down");
           fenced();
         } else {
-          this.#log.warn({ err: String((err as Error)?.message ?? err) }, "reconcile failed; will retry");
+          this.#log.warn({ err: errorMessage(err) }, "reconcile failed; will retry");
         }
       } finally {
         running = false;

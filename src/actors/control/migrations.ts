@@ -24,12 +24,13 @@ import {
   type StepInput,
   type WatchTargetInput,
 } from "../../machines/migration.ts";
-import { ErrorCode, JadeError } from "../../runtime/errors.ts";
+import { ErrorCode, errorMessage, JadeError } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { names } from "../../runtime/subjects.ts";
 import { applyCutover, applyPrepare, applyRollback, makeTransfer, transferPhase, TransferError, type Transfer, type TransferProgress, type TransferReason } from "../../runtime/transfer.ts";
 import type { Membership } from "../cluster/membership.ts";
 import type { PlacementRecord, PlacementStore } from "../cluster/placement-store.ts";
+import { KeyedMutex } from "../../runtime/mutex.ts";
 
 export interface MigrationSettings {
   concurrentMax: number;
@@ -77,8 +78,8 @@ export class MigrationRunner {
   readonly #actors = new Map<string, MigrationActorRef>();
   /** States of stored records read by `list`, by KV revision (restoring a machine per poll is not free). */
   readonly #recordStates = new Map<string, { revision: number; state: MigrationState }>();
-  /** Per-id chain of KV writes, so records land in state order. */
-  readonly #writes = new Map<string, Promise<unknown>>();
+  /** Per id, one KV write at a time, so records land in state order. */
+  readonly #writes = new KeyedMutex();
   #running = false;
 
   constructor(deps: Deps) {
@@ -192,11 +193,9 @@ export class MigrationRunner {
   }
 
   #persist(id: string, payload: PersistedMigration): void {
-    const previous = this.#writes.get(id) ?? Promise.resolve();
-    const next = previous
-      .then(() => this.#deps.kv.put(id, encoder.encode(JSON.stringify(payload))))
-      .catch((err) => this.#log.warn({ err: String(err), id }, "could not persist a migration"));
-    this.#writes.set(id, next);
+    void this.#writes
+      .run(id, () => this.#deps.kv.put(id, encoder.encode(JSON.stringify(payload))))
+      .catch((err) => this.#log.warn({ err: errorMessage(err), id }, "could not persist a migration"));
   }
 
   /** CAS on the shard's placement record: re-read and re-apply `change` on conflict. */

@@ -6,13 +6,13 @@
  * No master on the read path: every node's router does this.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { ErrorCode, invalidArgument, JadeError } from "../../runtime/errors.ts";
+import { errorMessage, ErrorCode, invalidArgument, JadeError } from "../../runtime/errors.ts";
 import type { Filter } from "../../runtime/filter.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { NatsContext } from "../../nats/connect.ts";
 import type { CollectionConfig, Hit, ReadConsistency, SearchResult, SessionToken, StoredPoint } from "../../runtime/schemas.ts";
 import { allShards, resolveSharding } from "../../runtime/sharding/index.ts";
-import { names, type ReplicaOp } from "../../runtime/subjects.ts";
+import { names, type ReplicaOp, shardKey } from "../../runtime/subjects.ts";
 import { isReadable, type ReplicaState } from "../../machines/replica.ts";
 import type { ShardSearchRequest } from "../vector-index/api.ts";
 import type { Membership } from "../cluster/membership.ts";
@@ -21,7 +21,7 @@ import type { ReplicaHost } from "../replica/host.ts";
 import { requestReplica, vectorBytes, type ReplicaReadRequest } from "../replica/protocol.ts";
 import type { ShardReplica } from "../replica/replica.ts";
 import { resolveSelection, type ReplicaSelection, type SelectionName } from "./selection/index.ts";
-import { withDeadline } from "../../runtime/deadline.ts";
+import { withDeadline } from "../../runtime/async.ts";
 
 export interface ReadOptions {
   consistency: ReadConsistency;
@@ -120,7 +120,7 @@ export class ReadRouter {
           return { shard, value: await this.#readShard(config, shard, minSeq, deadline, read) };
         } catch (err) {
           if (err instanceof JadeError) return { shard, error: err };
-          return { shard, error: new JadeError(ErrorCode.Internal, String((err as Error)?.message ?? err), { cause: err }) };
+          return { shard, error: new JadeError(ErrorCode.Internal, errorMessage(err), { cause: err }) };
         }
       }),
     );
@@ -140,7 +140,7 @@ export class ReadRouter {
       try {
         return await this.#readOn(node, config, shard, minSeq, attemptMs, read);
       } catch (err) {
-        lastError = err instanceof JadeError ? err : new JadeError(ErrorCode.Unavailable, String((err as Error)?.message ?? err));
+        lastError = err instanceof JadeError ? err : new JadeError(ErrorCode.Unavailable, errorMessage(err));
       }
     }
     throw lastError ?? new JadeError(ErrorCode.Timeout, `shard ${shard} did not answer in time`);
@@ -175,7 +175,7 @@ export class ReadRouter {
       return state !== undefined && isReadableState(state);
     });
     const ordered = this.#selection.order(readable.length > 0 ? readable : live, {
-      key: `${config.uid}/${shard}`,
+      key: shardKey(config.uid, shard),
       loadOf: (node) => membership.member(node)?.heartbeat.load ?? 0,
       self: nodeId,
     });

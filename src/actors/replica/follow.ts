@@ -4,8 +4,9 @@
  * batch was applied becomes the next batch, so batches grow under load and stay
  * small (low latency) when idle.
  */
-import { DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { ApplyResult, LogRecord } from "../vector-index/api.ts";
+import { Backoff } from "../../runtime/async.ts";
 
 export interface FollowLimits {
   /** Entries handed to the index actor in one call. */
@@ -51,23 +52,23 @@ export async function followLog(options: FollowOptions): Promise<void> {
   // Report where the log ends now, so an idle shard is known to be caught up without any message.
   options.onProgress(options.fromSeq - 1, info.state.last_seq);
   let next = options.fromSeq;
-  let backoffMs = 100;
+  const backoff = new Backoff(followRetryBackoff);
   while (!options.signal.aborted) {
     try {
       next = await followFrom(options, limits, next);
-      backoffMs = 100;
+      backoff.reset();
     } catch (err) {
       // The index is intact: a consumer that failed (NATS server lost, JetStream electing)
       // is simply recreated from the next sequence. Only a log that is gone ends following.
-      if (err instanceof JetStreamApiError && err.code === streamNotFound) throw err;
-      await new Promise((r) => setTimeout(r, backoffMs));
-      backoffMs = Math.min(backoffMs * 2, 2_000);
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) throw err;
+      await backoff.wait();
     }
   }
 }
 
-/** JetStream's "stream not found" API error code. */
-const streamNotFound = 10059;
+/** A failed consumer is recreated after 0.1 s, doubling to 2 s while JetStream stays away. */
+const followRetryBackoff = { initialMs: 100, maxMs: 2_000 };
+
 
 /**
  * One consumer's life: follows from `fromSeq` until aborted, or until the watchdog

@@ -7,9 +7,10 @@
 import type { Logger } from "../../runtime/log.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { Catalog } from "../cluster/catalog.ts";
-import { shardKeyOf } from "../vector-index/api.ts";
 import { hostsOf, type PlacementStore } from "../cluster/placement-store.ts";
 import { ShardReplica, type ReplicaDeps, type ReplicaRole } from "./replica.ts";
+import { shardKey } from "../../runtime/subjects.ts";
+import { Mutex } from "../../runtime/mutex.ts";
 
 export class ReplicaHost {
   readonly #deps: ReplicaDeps;
@@ -19,7 +20,7 @@ export class ReplicaHost {
   readonly #unsubscribe: (() => void)[] = [];
   #catalog: Catalog | undefined;
   #placements: PlacementStore | undefined;
-  #reconciling = Promise.resolve();
+  readonly #reconciling = new Mutex();
 
   constructor(deps: ReplicaDeps) {
     this.#deps = deps;
@@ -34,12 +35,14 @@ export class ReplicaHost {
     // dropped while the node was down. Those of live collections stay even if the shard was
     // re-placed meanwhile: it may come back here (RF restored on rejoin) and start from them.
     const live = new Set(catalog.cached().map((c) => c.uid));
-    this.#reconciling = this.#deps.checkpoints
-      .sweep((uid) => live.has(uid))
-      .then((removed) => {
+    void this.#reconciling.run(async () => {
+      try {
+        const removed = await this.#deps.checkpoints.sweep((uid) => live.has(uid));
         if (removed > 0) this.#log.info({ removed }, "deleted checkpoints of dropped collections and unfinished saves");
-      })
-      .catch((err) => this.#log.warn({ err }, "checkpoint sweep failed"));
+      } catch (err) {
+        this.#log.warn({ err }, "checkpoint sweep failed");
+      }
+    });
     this.#schedule();
   }
 
@@ -68,7 +71,7 @@ export class ReplicaHost {
   indexesLost(shardKeys: string[]): void {
     const lost = new Set(shardKeys);
     for (const replica of this.all()) {
-      if (lost.has(shardKeyOf(replica.config.uid, replica.shard))) replica.indexLost("index worker died");
+      if (lost.has(shardKey(replica.config.uid, replica.shard))) replica.indexLost("index worker died");
     }
   }
 
@@ -84,14 +87,14 @@ export class ReplicaHost {
 
   async stop(): Promise<void> {
     this.freeze();
-    await this.#reconciling;
+    await this.#reconciling.run(async () => undefined);
     // The node keeps its shards across a restart: checkpoint them so it replays only the delta.
     await Promise.all(this.all().map((r) => r.stop({ checkpoint: true })));
     this.#replicas.clear();
   }
 
   #schedule(): void {
-    this.#reconciling = this.#reconciling.then(() => this.#reconcile()).catch((err) => this.#log.error({ err }, "replica reconcile failed"));
+    void this.#reconciling.run(() => this.#reconcile()).catch((err) => this.#log.error({ err }, "replica reconcile failed"));
   }
 
   async #reconcile(): Promise<void> {

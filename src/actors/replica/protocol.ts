@@ -10,7 +10,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Packr } from "msgpackr";
 import { z } from "zod";
-import { ErrorCode, JadeError, type WireError } from "../../runtime/errors.ts";
+import { errorMessage, ErrorCode, JadeError, type WireError } from "../../runtime/errors.ts";
 import { checkFilterAst, type Filter } from "../../runtime/filter.ts";
 import { limits } from "../../runtime/limits.ts";
 
@@ -22,7 +22,7 @@ const FilterAst = z.custom<Filter>().superRefine((value, ctx) => {
   try {
     checkFilterAst(value);
   } catch (err) {
-    ctx.addIssue({ code: "custom", message: (err as Error).message });
+    ctx.addIssue({ code: "custom", message: errorMessage(err) });
   }
 });
 
@@ -80,7 +80,7 @@ export function decodeReplicaRequest(bytes: Uint8Array): unknown {
   try {
     return packr.unpack(bytes);
   } catch (err) {
-    throw new JadeError(ErrorCode.InvalidArgument, `replica request is not msgpack: ${(err as Error).message.slice(0, 120)}`);
+    throw new JadeError(ErrorCode.InvalidArgument, `replica request is not msgpack: ${errorMessage(err).slice(0, 120)}`);
   }
 }
 
@@ -98,7 +98,7 @@ export async function requestReplica<T>(
     });
     reply = decodeReplicaMessage<ReplicaReadReply>(msg.data);
   } catch (err) {
-    throw new JadeError(ErrorCode.Timeout, `replica of shard ${target.shard} on ${target.node} did not answer: ${(err as Error).message}`);
+    throw new JadeError(ErrorCode.Timeout, `replica of shard ${target.shard} on ${target.node} did not answer: ${errorMessage(err)}`);
   }
   if (!reply.ok) throw JadeError.fromWire(reply.error);
   return reply.result as T;

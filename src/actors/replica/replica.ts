@@ -7,14 +7,14 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { createActor, fromCallback, fromPromise, type EventObject, type Subscription } from "xstate";
-import { withDeadline } from "../../runtime/deadline.ts";
-import { ErrorCode, JadeError, unavailable } from "../../runtime/errors.ts";
+import { withDeadline } from "../../runtime/async.ts";
+import { errorMessage, ErrorCode, JadeError, unavailable } from "../../runtime/errors.ts";
 import type { Filter } from "../../runtime/filter.ts";
 import type { Logger } from "../../runtime/log.ts";
 import type { NatsContext } from "../../nats/connect.ts";
 import type { RateLimiter } from "../../runtime/rate-limit.ts";
 import { RestoreSource, type CollectionConfig, type RestoreInfo, type StoredPoint } from "../../runtime/schemas.ts";
-import { names, subjects } from "../../runtime/subjects.ts";
+import { names, shardKey, subjects } from "../../runtime/subjects.ts";
 import {
   isReadable,
   replicaMachine,
@@ -28,13 +28,14 @@ import {
   type SnapshotOutput,
 } from "../../machines/replica.ts";
 import type { IndexPool, ShardIndexClient } from "../vector-index/pool.ts";
-import { shardKeyOf, type ApplyResult, type LogRecord, type ShardHit, type ShardIndexConfig, type ShardSearchRequest } from "../vector-index/api.ts";
+import { type ApplyResult, type LogRecord, type ShardHit, type ShardIndexConfig, type ShardSearchRequest } from "../vector-index/api.ts";
 import type { LocalCheckpoints } from "./checkpoints.ts";
 import { followLog } from "./follow.ts";
 import { copyCheckpoint, readOfferedChunk } from "./peer-copy.ts";
 import type { CheckpointOffer } from "./protocol.ts";
 import type { SnapshotStore, Throttle } from "./snapshots.ts";
 import { AppliedWaiters } from "./waiters.ts";
+import { Mutex } from "../../runtime/mutex.ts";
 
 export interface ReplicaSettings {
   lagThresholdEntries: number;
@@ -108,7 +109,7 @@ export class ShardReplica {
   /** Bytes copied into this replica since it started: snapshot or checkpoint loaded, then log replayed. */
   #transferredBytes = 0;
   /** Snapshot saves run one at a time (periodic, on request, at shutdown): they share checkpoint files. */
-  #saving: Promise<unknown> = Promise.resolve();
+  readonly #saving = new Mutex();
 
   /** `role` reads how this node holds the shard from the current placement. */
   constructor(config: CollectionConfig, shard: number, deps: ReplicaDeps, role: () => ReplicaRole) {
@@ -117,7 +118,7 @@ export class ShardReplica {
     this.#deps = deps;
     this.#role = role;
     this.#log = deps.log.child({ actor: "replica", collection: config.name, shard });
-    this.#index = deps.pool.pin(shardKeyOf(config.uid, shard));
+    this.#index = deps.pool.pin(shardKey(config.uid, shard));
     this.#actor = createActor(this.#machine(), {
       input: {
         collection: config.name,
@@ -231,7 +232,7 @@ export class ShardReplica {
     if (options.checkpoint && worthCheckpointing) await this.#serialized(() => this.#shutdownCheckpoint());
     else await this.#deps.checkpoints.drop(this.config.uid, this.shard).catch((err) => this.#log.warn({ err }, "could not delete checkpoint"));
     await this.#index.close().catch(() => undefined);
-    this.#deps.pool.unpin(shardKeyOf(this.config.uid, this.shard));
+    this.#deps.pool.unpin(shardKey(this.config.uid, this.shard));
   }
 
   async #readable(minSeq: number, timeoutMs: number): Promise<void> {
@@ -267,7 +268,7 @@ export class ShardReplica {
               if (!abort.signal.aborted) sendBack({ type: "FOLLOW_FAILED", error: "the log consumer ended" });
             },
             (err: unknown) => {
-              if (!abort.signal.aborted) sendBack({ type: "FOLLOW_FAILED", error: String((err as Error)?.message ?? err) });
+              if (!abort.signal.aborted) sendBack({ type: "FOLLOW_FAILED", error: errorMessage(err) });
             },
           );
           return () => abort.abort();
@@ -377,7 +378,7 @@ export class ShardReplica {
         this.#log.info({ peer, appliedSeq: loaded.appliedSeq, count: loaded.count, bytes: offer.bytes }, "copied the shard from a serving replica");
         return loaded.appliedSeq;
       } catch (err) {
-        this.#log.warn({ err: String((err as Error)?.message ?? err), peer }, "could not copy the shard from a serving replica; trying the next source");
+        this.#log.warn({ err: errorMessage(err), peer }, "could not copy the shard from a serving replica; trying the next source");
         await this.#index.open(this.#indexConfig());
       } finally {
         await rm(file, { force: true });
@@ -409,9 +410,7 @@ export class ShardReplica {
   }
 
   #serialized<T>(save: () => Promise<T>): Promise<T> {
-    const next = this.#saving.then(save, save);
-    this.#saving = next.catch(() => undefined);
-    return next;
+    return this.#saving.run(save);
   }
 
   /**

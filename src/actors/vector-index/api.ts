@@ -1,7 +1,7 @@
 /**
  * The index actor's interface: what a worker thread exposes through comlink.
  * One worker hosts the usearch indexes of every shard pinned to it; a shard is
- * addressed by its `shardKey` (see shardKeyOf). All calls for one shard run in
+ * addressed by its `shardKey` (runtime/subjects.ts, of the collection uid). All calls for one shard run in
  * order on that worker's thread, so apply/search/save never interleave.
  */
 import type { IndexParams, Metric, Payload, StoredPoint } from "../../runtime/schemas.ts";
@@ -72,8 +72,4 @@ export interface IndexWorkerApi {
   /** Replaces the shard with the contents of a file written by save. */
   load(shardKey: string, config: ShardIndexConfig, path: string): Promise<ApplyResult>;
   stats(shardKey: string): ShardStats;
-}
-
-export function shardKeyOf(collectionUid: string, shard: number): string {
-  return `${collectionUid}/${shard}`;
 }

@@ -5,7 +5,7 @@
  */
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
-import { parseAppliedSubject, subjects } from "../../runtime/subjects.ts";
+import { parseAppliedSubject, shardKey, shardKeyPrefix, subjects } from "../../runtime/subjects.ts";
 
 interface Waiter {
   seq: number;
@@ -16,7 +16,7 @@ interface Waiter {
 export const trackerWaitersMax = 10_000;
 
 export class AppliedTracker {
-  /** `${collection}.${shard}` → node → applied sequence. */
+  /** shardKey(collection, shard) → node → applied sequence. */
   readonly #applied = new Map<string, Map<string, number>>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   #waiterCount = 0;
@@ -45,7 +45,7 @@ export class AppliedTracker {
   }
 
   record(collection: string, shard: number, node: string, seq: number): void {
-    const key = `${collection}.${shard}`;
+    const key = shardKey(collection, shard);
     let nodes = this.#applied.get(key);
     if (!nodes) this.#applied.set(key, (nodes = new Map()));
     if ((nodes.get(node) ?? 0) >= seq) return;
@@ -63,11 +63,11 @@ export class AppliedTracker {
 
   /** Forgets a collection (dropped: its next incarnation's logs restart at 1). */
   forget(collection: string): void {
-    for (const key of [...this.#applied.keys()]) if (key.startsWith(`${collection}.`)) this.#applied.delete(key);
+    for (const key of [...this.#applied.keys()]) if (key.startsWith(shardKeyPrefix(collection))) this.#applied.delete(key);
   }
 
   wait(collection: string, shard: number, seq: number, replicas: number, timeoutMs: number): Promise<void> {
-    const key = `${collection}.${shard}`;
+    const key = shardKey(collection, shard);
     if (this.#count(this.#applied.get(key), seq) >= replicas) return Promise.resolve();
     if (this.#waiterCount >= trackerWaitersMax) {
       return Promise.reject(new JadeError(ErrorCode.RateLimited, "too many writes waiting for replicas"));

@@ -8,7 +8,7 @@
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
-import { ErrorCode, JadeError } from "../../runtime/errors.ts";
+import { errorMessage, ErrorCode, JadeError } from "../../runtime/errors.ts";
 import { checkVector, formatPath, parse } from "../../runtime/checks.ts";
 import { Point } from "../../runtime/schemas.ts";
 import { shapeIssue, vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
@@ -41,7 +41,7 @@ export function checkPointLine(text: string, space: VectorSpace): string | undef
   try {
     value = JSON.parse(text);
   } catch (err) {
-    return `malformed JSON: ${(err as Error).message}`;
+    return `malformed JSON: ${errorMessage(err)}`;
   }
   try {
     checkVector(parse(Point, value).vector, space, "vector");

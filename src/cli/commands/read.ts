@@ -18,6 +18,7 @@ import {
   type CoverageLike,
 } from "../format.ts";
 import { choice, CliError, integer, jsonObject, runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
+import { errorMessage } from "../../runtime/errors.ts";
 
 export const readLevels: readonly ReadConsistency[] = ["eventual", "session", "strong"];
 const consistencyHelp = "eventual = any replica; session = one that applied --token; strong = one that applied the whole log";
@@ -67,7 +68,7 @@ export async function queryVector(o: { vector?: string; vectorFile?: string }): 
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new CliError(`${where}: not valid JSON: ${(err as Error).message}`);
+    throw new CliError(`${where}: not valid JSON: ${errorMessage(err)}`);
   }
   if (typeof value === "object" && value !== null && !Array.isArray(value) && "vector" in value) value = value.vector;
   if (!Array.isArray(value) || !value.every((x) => typeof x === "number")) {

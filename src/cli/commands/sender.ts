@@ -13,6 +13,7 @@ import { ErrorCode, JadeError } from "../../runtime/errors.ts";
 import type { WriteConsistency } from "../../runtime/schemas.ts";
 import { subjects } from "../../runtime/subjects.ts";
 import { unwrap } from "./shared.ts";
+import { delay } from "../../runtime/async.ts";
 
 export interface SenderOptions {
   collection: string;
@@ -127,7 +128,7 @@ export class BatchSender {
         return unwrap<{ token: Record<string, number> }>(await this.#client.requestRaw(subject, body)).token;
       } catch (err) {
         if (!(err instanceof JadeError) || !err.retryable || attempt >= retries) throw err;
-        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+        await delay(250 * 2 ** attempt);
       }
     }
   }

@@ -9,7 +9,7 @@
  */
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { JadeClient } from "../../client/client.ts";
-import { ErrorCode, JadeError } from "../../runtime/errors.ts";
+import { errorMessage, ErrorCode, JadeError } from "../../runtime/errors.ts";
 import { printError } from "../format.ts";
 
 export const defaultNatsUrl = "nats://127.0.0.1:4222";
@@ -53,7 +53,7 @@ export function jsonObject(value: string): Record<string, unknown> {
   try {
     parsed = JSON.parse(value);
   } catch (err) {
-    throw new InvalidArgumentError(`not valid JSON: ${(err as Error).message}`);
+    throw new InvalidArgumentError(`not valid JSON: ${errorMessage(err)}`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new InvalidArgumentError("must be a JSON object");
@@ -89,7 +89,7 @@ export async function runWithClient(options: ClientOptions, body: (client: JadeC
   try {
     client = await JadeClient.connect({ servers: options.nats, name: "jade-cli" });
   } catch (err) {
-    printError(`cannot connect to NATS at ${options.nats.join(",")}: ${(err as Error).message}`);
+    printError(`cannot connect to NATS at ${options.nats.join(",")}: ${errorMessage(err)}`);
     process.stderr.write(`${noNodeHint}\n`);
     process.exitCode = exitCodes.noConnection;
     return;
@@ -126,7 +126,7 @@ export function report(err: unknown): number {
     printError(`cannot read ${e.path}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
     return exitCodes.failed;
   }
-  printError(e instanceof Error ? e.message : String(err));
+  printError(errorMessage(err));
   return exitCodes.failed;
 }
 

@@ -1,0 +1,72 @@
+/**
+ * The waiting primitives, once: a delay, a deferred promise, a deadline race and an
+ * exponential backoff. Node 20 has no `Promise.withResolvers`, hence `deferred`.
+ */
+
+/** Resolves after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (reason: unknown) => void;
+}
+
+/** A promise with its settle functions outside it. */
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (reason: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Races `promise` against a timer; on expiry rejects with `onTimeout()`. The timer never outlives the race. */
+export function withDeadline<T>(promise: Promise<T>, timeoutMs: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface BackoffSettings {
+  initialMs: number;
+  maxMs: number;
+}
+
+/**
+ * Exponential backoff, doubling from `initialMs` up to `maxMs`. `wait()` sleeps the
+ * current step and doubles it; `reset()` starts over after a success.
+ */
+export class Backoff {
+  readonly #settings: BackoffSettings;
+  #nextMs: number;
+
+  constructor(settings: BackoffSettings) {
+    if (!(settings.initialMs > 0 && settings.initialMs <= settings.maxMs)) {
+      throw new Error(`backoff: need 0 < initialMs (${settings.initialMs}) <= maxMs (${settings.maxMs})`);
+    }
+    this.#settings = settings;
+    this.#nextMs = settings.initialMs;
+  }
+
+  /** The delay the next `wait()` sleeps. */
+  get nextMs(): number {
+    return this.#nextMs;
+  }
+
+  async wait(): Promise<void> {
+    const ms = this.#nextMs;
+    this.#nextMs = Math.min(ms * 2, this.#settings.maxMs);
+    await delay(ms);
+  }
+
+  reset(): void {
+    this.#nextMs = this.#settings.initialMs;
+  }
+}

@@ -1,0 +1,31 @@
+import { describe, expect, it } from "vitest";
+import { Backoff, deferred, withDeadline } from "../src/runtime/async.ts";
+
+describe("withDeadline", () => {
+  it("passes the promise's value through when it settles in time", async () => {
+    expect(await withDeadline(Promise.resolve(7), 1_000, () => new Error("late"))).toBe(7);
+  });
+
+  it("rejects with the deadline's error when the promise does not settle", async () => {
+    const never = deferred<number>();
+    await expect(withDeadline(never.promise, 5, () => new Error("late"))).rejects.toThrow("late");
+  });
+});
+
+describe("Backoff", () => {
+  it("doubles up to its cap and starts over on reset", async () => {
+    const backoff = new Backoff({ initialMs: 1, maxMs: 4 });
+    const seen: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      seen.push(backoff.nextMs);
+      await backoff.wait();
+    }
+    expect(seen).toEqual([1, 2, 4, 4, 4]);
+    backoff.reset();
+    expect(backoff.nextMs).toBe(1);
+  });
+
+  it("refuses settings where the first step exceeds the cap", () => {
+    expect(() => new Backoff({ initialMs: 10, maxMs: 5 })).toThrow(/initialMs/);
+  });
+});
