@@ -8,17 +8,18 @@ import path from "node:path";
 import { AppliedTracker } from "./actors/write/applied-tracker.ts";
 import { Catalog } from "./actors/cluster/catalog.ts";
 import { Coordinator, defaultCoordinatorSettings, type CoordinatorSettings } from "./actors/control/coordinator.ts";
-import { defaultMembershipSettings, Membership, type MembershipSettings } from "./actors/cluster/membership.ts";
+import { defaultMembershipSettings, Membership, type MembershipSettings, type ReplicaBeat } from "./actors/cluster/membership.ts";
 import { PlacementStore } from "./actors/cluster/placement-store.ts";
 import { ReplicaServer } from "./actors/replica/server.ts";
-import type { SelectionName } from "./actors/read/selection/index.ts";
+import { selectionDefault, type SelectionName } from "./actors/read/selection/index.ts";
 import { Gateway } from "./actors/api/gateway.ts";
 import { IndexPool } from "./actors/vector-index/pool.ts";
 import { Ingestion } from "./actors/write/ingestion.ts";
 import { LocalCheckpoints } from "./actors/replica/checkpoints.ts";
 import { RateLimiter, systemClock } from "./runtime/rate-limit.ts";
 import { ReplicaHost } from "./actors/replica/host.ts";
-import { defaultReplicaSettings, type ReplicaSettings } from "./actors/replica/replica.ts";
+import type { ShardReplica } from "./actors/replica/replica.ts";
+import { defaultReplicaSettings, type ReplicaSettings } from "./actors/replica/types.ts";
 import { SnapshotStore } from "./actors/replica/snapshots.ts";
 import { ReadRouter } from "./actors/read/router.ts";
 import { Writer } from "./actors/write/writer.ts";
@@ -74,79 +75,21 @@ export class JadeNode {
   static async start(options: NodeOptions): Promise<JadeNode> {
     const nodeId = options.nodeId ?? `${hostname()}-${process.pid}`.replace(/[^a-zA-Z0-9_-]/g, "_");
     if (!nodeIdPattern.test(nodeId)) throw new Error(`node id ${JSON.stringify(nodeId)} must match ${nodeIdPattern}`);
+    const settings = resolveSettings(options);
     const log = (options.log ?? rootLogger).child({ node: nodeId });
-    const coordinatorSettings = { ...defaultCoordinatorSettings, ...options.coordinator };
     const nats = await connectNats(
-      { servers: options.servers, name: `jade-${nodeId}`, streamReplicas: options.streamReplicas, leaseTtlMs: coordinatorSettings.leaseTtlMs },
+      { servers: options.servers, name: `jade-${nodeId}`, streamReplicas: options.streamReplicas, leaseTtlMs: settings.coordinator.leaseTtlMs },
       log,
     );
     const catalog = new Catalog(nats, log);
     await catalog.start();
     const placements = new PlacementStore(nats.placement, log);
     await placements.start();
-    let host: ReplicaHost | undefined;
-    const pool = await IndexPool.start({
-      workers: options.workers,
-      logger: log.child({ actor: "index-pool" }),
-      onWorkerExit: (exit) => host?.indexesLost(exit.shardKeys),
-    });
-    const replicaSettings = { ...defaultReplicaSettings, ...options.replica };
-    host = new ReplicaHost({
-      nats,
-      pool,
-      snapshots: new SnapshotStore(nats.snapshots),
-      nodeId,
-      scratchDir: path.join(options.dataDir, "scratch"),
-      checkpoints: new LocalCheckpoints(path.join(options.dataDir, "checkpoints")),
-      log,
-      settings: replicaSettings,
-      // A one-second burst: a small shard moves without waiting at all.
-      transfer: new RateLimiter(replicaSettings.transferBytesPerSecMax, replicaSettings.transferBytesPerSecMax, systemClock),
-    });
-    host.start(catalog, placements);
-    const tracker = new AppliedTracker();
-    tracker.start(nats.nc);
-    catalog.onChange((change) => {
-      if (change.type === "delete") tracker.forget(change.name);
-    });
-    const replicaServer = new ReplicaServer(host, nodeId, log);
-    let gateway: Gateway | undefined;
-    const replicas = host;
-    const membership = new Membership(
-      nats.nodes,
-      nodeId,
-      () => ({
-        replicas: replicas.all().map((r) => ({ collection: r.config.name, uid: r.config.uid, shard: r.shard, state: r.state, appliedSeq: r.appliedSeq, lag: Math.max(0, r.lastSeq - r.appliedSeq), count: r.pointCount, transferredBytes: r.transferredBytes, ...(r.restored ? { restored: r.restored } : {}) })),
-        load: replicaServer.inflight + (gateway?.inflight ?? 0),
-      }),
-      log,
-      { ...defaultMembershipSettings, ...options.membership },
-    );
-    await membership.start();
-    const coordinator = new Coordinator({
-      nodeId,
-      nc: nats.nc,
-      jsm: nats.jsm,
-      leases: nats.leases,
-      migrations: nats.migrations,
-      config: nats.config,
-      catalog,
-      membership,
-      placements,
-      log,
-      settings: coordinatorSettings,
-    });
-    await coordinator.start();
-    const writer = new Writer(nats, tracker);
-    const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? "least-loaded" });
-    replicaServer.start(nats.nc);
-    gateway = new Gateway({ nodeId, catalog, writer, router, host, membership, placements, coordinator }, log);
-    gateway.start(nats.nc);
-    const ingestion = new Ingestion(nats, catalog, writer, log);
-    await ingestion.start();
+    const data = await startDataPlane({ nodeId, nats, catalog, placements, options, settings, log });
+    const parts = await startServing({ nodeId, nats, catalog, placements, options, settings, log, ...data });
     await nats.nc.flush();
     log.info({ servers: options.servers }, "node started");
-    return new JadeNode(nodeId, nats, { pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion }, log);
+    return new JadeNode(nodeId, nats, parts, log);
   }
 
   /** Stops taking work, finishes what is in flight, then closes workers and the connection. */
@@ -170,4 +113,123 @@ export class JadeNode {
     await this.nats.nc.drain().catch(() => this.nats.nc.close());
     this.#log.info("node stopped");
   }
+}
+
+interface NodeSettings {
+  replica: ReplicaSettings;
+  membership: MembershipSettings;
+  coordinator: CoordinatorSettings;
+}
+
+/** The node's settings with defaults filled in, refused when they contradict each other. */
+function resolveSettings(options: NodeOptions): NodeSettings {
+  const settings = {
+    replica: { ...defaultReplicaSettings, ...options.replica },
+    membership: { ...defaultMembershipSettings, ...options.membership },
+    coordinator: { ...defaultCoordinatorSettings, ...options.coordinator },
+  };
+  const { membership, coordinator } = settings;
+  assertSetting(membership.failureTimeoutMs >= 2 * membership.heartbeatIntervalMs, "a node is judged silent only after missing two heartbeats");
+  assertSetting(
+    coordinator.nodeDeadAfterMs > membership.failureTimeoutMs,
+    "a node's replicas are re-placed only after routers stopped reading from it (nodeDeadAfterMs > failureTimeoutMs)",
+  );
+  assertSetting(coordinator.renewIntervalMs * 2 <= coordinator.leaseTtlMs, "the coordinator renews its lease at least twice per lease lifetime");
+  return settings;
+}
+
+function assertSetting(holds: boolean, relation: string): void {
+  if (!holds) throw new Error(`node settings contradict each other: ${relation}`);
+}
+
+interface StartContext {
+  nodeId: string;
+  nats: NatsContext;
+  catalog: Catalog;
+  placements: PlacementStore;
+  options: NodeOptions;
+  settings: NodeSettings;
+  log: Logger;
+}
+
+/** The index workers, the replicas this node hosts, and the server peers read them through. */
+async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer }> {
+  const { nodeId, nats, options, settings, log } = ctx;
+  let host: ReplicaHost | undefined;
+  const pool = await IndexPool.start({
+    workers: options.workers,
+    logger: log.child({ actor: "index-pool" }),
+    onWorkerExit: (exit) => host?.indexesLost(exit.shardKeys),
+  });
+  const { transferBytesPerSecMax } = settings.replica;
+  host = new ReplicaHost({
+    nats,
+    pool,
+    snapshots: new SnapshotStore(nats.snapshots),
+    nodeId,
+    scratchDir: path.join(options.dataDir, "scratch"),
+    checkpoints: new LocalCheckpoints(path.join(options.dataDir, "checkpoints")),
+    log,
+    settings: settings.replica,
+    // A one-second burst: a small shard moves without waiting at all.
+    transfer: new RateLimiter(transferBytesPerSecMax, transferBytesPerSecMax, systemClock),
+  });
+  host.start(ctx.catalog, ctx.placements);
+  return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log) };
+}
+
+/** Heartbeats, the coordinator, and the API: the write and read paths, the gateway and ingestion. */
+async function startServing(ctx: StartContext & { pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer }): Promise<NodeParts> {
+  const { nodeId, nats, catalog, placements, host, replicaServer, options, settings, log } = ctx;
+  const tracker = new AppliedTracker();
+  tracker.start(nats.nc);
+  catalog.onChange((change) => {
+    if (change.type === "delete") tracker.forget(change.name);
+  });
+  let gateway: Gateway | undefined;
+  const membership = new Membership(
+    nats.nodes,
+    nodeId,
+    () => ({ replicas: host.all().map(replicaBeatOf), load: replicaServer.inflight + (gateway?.inflight ?? 0) }),
+    log,
+    settings.membership,
+  );
+  await membership.start();
+  const coordinator = new Coordinator({
+    nodeId,
+    nc: nats.nc,
+    jsm: nats.jsm,
+    leases: nats.leases,
+    migrations: nats.migrations,
+    config: nats.config,
+    catalog,
+    membership,
+    placements,
+    log,
+    settings: settings.coordinator,
+  });
+  await coordinator.start();
+  const writer = new Writer(nats, tracker);
+  const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
+  replicaServer.start(nats.nc);
+  gateway = new Gateway({ nodeId, catalog, writer, router, host, membership, placements, coordinator }, log);
+  gateway.start(nats.nc);
+  const ingestion = new Ingestion(nats, catalog, writer, log);
+  await ingestion.start();
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion };
+}
+
+/** What this node's heartbeat says about one of its replicas. */
+function replicaBeatOf(r: ShardReplica): ReplicaBeat {
+  return {
+    collection: r.config.name,
+    uid: r.config.uid,
+    shard: r.shard,
+    state: r.state,
+    appliedSeq: r.appliedSeq,
+    lag: Math.max(0, r.lastSeq - r.appliedSeq),
+    count: r.pointCount,
+    transferredBytes: r.transferredBytes,
+    ...(r.restored ? { restored: r.restored } : {}),
+  };
 }

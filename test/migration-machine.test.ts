@@ -32,8 +32,8 @@ import {
   transferId,
   transferPhase,
   TransferError,
-  type PlacementWithLearners,
 } from "../src/runtime/transfer.ts";
+import type { Placement } from "../src/runtime/placement.ts";
 
 // ───────────────────────────── harness ─────────────────────────────
 
@@ -60,7 +60,7 @@ const MOVE = makeTransfer({
 });
 const ADD = makeTransfer({ ...MOVE, from: null, reason: "repair" });
 
-const ORIGINAL: PlacementWithLearners = {
+const ORIGINAL: Placement = {
   collection: "docs",
   epoch: 1,
   shards: [
@@ -73,23 +73,23 @@ const BASE: Omit<MigrationInput, "transfer"> = {
   catchUpLagMax: 10,
   stepTimeoutMs: 1000,
   drainMs: 500,
-  maxAttempts: 3,
+  attemptsMax: 3,
   retryDelayMs: 100,
   retryDelayMaxMs: 150,
 };
 
 /** The cluster's KV state, shared by the coordinators of a test: placement entry + jade_migrations. */
 class Cluster {
-  placement: PlacementWithLearners;
+  placement: Placement;
   placementWrites = 0;
   readonly migrations = new Map<string, PersistedMigration>();
   /** nodes told to close their replica (release) */
   readonly released: string[] = [];
-  constructor(initial: PlacementWithLearners = ORIGINAL) {
+  constructor(initial: Placement = ORIGINAL) {
     this.placement = initial;
   }
   /** a CAS write applying a pure transform (re-read + re-apply = the effect's CAS loop) */
-  cas(transform: (p: PlacementWithLearners) => PlacementWithLearners): PlacementWithLearners {
+  cas(transform: (p: Placement) => Placement): Placement {
     const next = transform(this.placement);
     if (next !== this.placement) {
       this.placement = next;

@@ -1,6 +1,10 @@
 /** The `jade` command line (commander). */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { runDev, runStart } from "./serve.ts";
+import { defaultCoordinatorSettings } from "../actors/control/coordinator.ts";
+import { defaultMigrationSettings } from "../actors/control/migrations.ts";
+import { SelectionName, selectionDefault } from "../actors/read/selection/index.ts";
+import { defaultReplicaSettings } from "../actors/replica/types.ts";
+import { bytesPerMib, runDev, runStart } from "./serve.ts";
 import { registerClientCommands } from "./commands.ts";
 
 function nonNegative(value: string): number {
@@ -47,11 +51,16 @@ program
   .option("--node-id <id>", "node identity")
   .option("--workers <n>", "index worker threads (default: one per core)", int)
   .option("--stream-replicas <n>", "replicas of the streams and buckets created (3 on a NATS cluster)", int, 1)
-  .addOption(new Option("--selection <name>", "replica selection for reads").choices(["least-loaded", "round-robin"]).default("least-loaded"))
-  .option("--node-dead-after-ms <ms>", "a node silent this long loses its replicas to other nodes", int, 8_000)
-  .option("--transfer-mib-per-sec <n>", "shard copying budget of this node while rebalancing (0 = unlimited)", nonNegative, 2)
+  .addOption(new Option("--selection <name>", "replica selection for reads").choices(Object.values(SelectionName)).default(selectionDefault))
+  .option("--node-dead-after-ms <ms>", "a node silent this long loses its replicas to other nodes", int, defaultCoordinatorSettings.nodeDeadAfterMs)
+  .option(
+    "--transfer-mib-per-sec <n>",
+    "shard copying budget of this node while rebalancing (0 = unlimited)",
+    nonNegative,
+    defaultReplicaSettings.transferBytesPerSecMax / bytesPerMib,
+  )
   .option("--no-auto-rebalance", "when coordinator, do not move replicas onto a node that joins (run `jade rebalance` instead)")
-  .option("--migrations-max <n>", "when coordinator, shard migrations run at once", positiveInt, 2)
+  .option("--migrations-max <n>", "when coordinator, shard migrations run at once", positiveInt, defaultMigrationSettings.concurrentMax)
   .action((o) =>
     runStart({
       nats: o.nats,

@@ -15,6 +15,9 @@ import type { SelectionName } from "../actors/read/selection/index.ts";
 import type { CoordinatorSettings } from "../actors/control/coordinator.ts";
 import { defaultMigrationSettings } from "../actors/control/migrations.ts";
 
+/** The CLI speaks MiB/s; the settings count bytes. */
+export const bytesPerMib = 1024 * 1024;
+
 export interface ServeOptions {
   data: string;
   nodeId?: string;
@@ -91,7 +94,7 @@ async function serve(servers: string[], dataDir: string, options: ServeOptions, 
       streamReplicas: options.streamReplicas,
       selection: options.selection,
       coordinator: coordinatorOptions(options),
-      replica: options.transferMibPerSec === undefined ? undefined : { transferBytesPerSecMax: Math.round(options.transferMibPerSec * 1024 * 1024) },
+      replica: options.transferMibPerSec === undefined ? undefined : { transferBytesPerSecMax: Math.round(options.transferMibPerSec * bytesPerMib) },
     });
     const client = await JadeClient.connect({ servers, name: "jade-readiness" });
     await client.listCollections();

@@ -4,8 +4,9 @@
  * with a JadeError carrying the server's error code; a request larger than the
  * connection's max payload is refused locally as payload_too_large.
  */
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ErrorCode, JadeError, type Reply } from "../runtime/errors.ts";
+import { connect, errors, type NatsConnection } from "@nats-io/transport-node";
+import { z } from "zod";
+import { errorMessage, ErrorCode, JadeError, type Reply } from "../runtime/errors.ts";
 import { limits } from "../runtime/limits.ts";
 import type {
   ClusterStatus,
@@ -36,6 +37,23 @@ export interface Coverage {
 }
 
 const encoder = new TextEncoder();
+
+/**
+ * The `details` of an error the client made up because no node answered (no server sent
+ * it), so callers — the read retry, the CLI's hint — tell it from a server's by value.
+ */
+const TransportDetails = z.object({ transport: z.enum(["no_responders", "no_reply"]) });
+export type TransportFailure = z.infer<typeof TransportDetails>["transport"];
+
+/** Which transport failure an error (a reply's, or a JadeError) is, or undefined when a server sent it. */
+export function transportFailure(error: { details?: unknown }): TransportFailure | undefined {
+  const parsed = TransportDetails.safeParse(error.details);
+  return parsed.success ? parsed.data.transport : undefined;
+}
+
+function transportError(code: ErrorCode, message: string, transport: TransportFailure): Reply<never> {
+  return { ok: false, error: new JadeError(code, message, { details: { transport } }).toWire() };
+}
 
 /** How long a read waits for a reply before asking again (a node can hang after taking a request). */
 const readAttemptMsDefault = 5_000;
@@ -89,20 +107,18 @@ export class JadeClient {
         const msg = await this.nc.request(target, data, { timeout: remaining });
         return msg.json<Reply<unknown>>();
       } catch (err) {
-        const e = err as Error;
-        const noResponders = e.name === "NoRespondersError" || /no responders/i.test(e.message);
+        // nats.js v3 rejects a request nobody is subscribed to with a RequestError caused by a
+        // NoRespondersError; a timeout with a TimeoutError, a lost connection with another RequestError.
+        const noResponders = err instanceof errors.RequestError && err.isNoResponders();
         if (node !== undefined) {
           tried.add(node);
           this.#nodes.suspect(node);
           // Nobody received it: safe to send elsewhere, whatever the operation.
           if (noResponders && performance.now() < deadline) continue;
         }
-        return {
-          ok: false,
-          error: noResponders
-            ? { code: ErrorCode.Unavailable, message: "no JadeVectorDB node is serving the API", retryable: true }
-            : { code: ErrorCode.Timeout, message: `no reply within ${Math.round(timeoutMs)} ms${node ? ` from ${node}` : ""}: ${e.message}`, retryable: true },
-        };
+        return noResponders
+          ? transportError(ErrorCode.Unavailable, "no JadeVectorDB node is serving the API", "no_responders")
+          : transportError(ErrorCode.Timeout, `no reply within ${Math.round(timeoutMs)} ms${node ? ` from ${node}` : ""}: ${errorMessage(err)}`, "no_reply");
       }
     }
   }
@@ -127,8 +143,7 @@ export class JadeClient {
       const reply = await this.requestRaw(subject, data, Math.max(1, Math.min(attemptMs, remaining)), tried);
       if (reply.ok) return reply.result as T;
       // Another node may answer: the tracker skips the ones that just failed.
-      const transportTimeout = reply.error.code === ErrorCode.Timeout && reply.error.message.startsWith("no reply");
-      if (!transportTimeout || performance.now() >= deadline) throw JadeError.fromWire(reply.error);
+      if (transportFailure(reply.error) !== "no_reply" || performance.now() >= deadline) throw JadeError.fromWire(reply.error);
     }
   }
 

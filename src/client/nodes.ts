@@ -6,58 +6,48 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Kvm } from "@nats-io/kv";
+import { z } from "zod";
+import { KvView } from "../nats/kv-view.ts";
 import { names } from "../runtime/subjects.ts";
 
 /** Same as the routers' failure timeout: a node silent this long is not asked. */
 export const nodeSilentMsMax = 3_000;
 
+/** The two heartbeat fields a client needs, so a heartbeat of another server version still counts. */
+const TrackedBeat = z.object({ nodeId: z.string(), leaving: z.boolean().default(false) });
+
+/** `seenAtMs`: performance.now() when its heartbeat reached us. */
+type TrackedNode = z.infer<typeof TrackedBeat> & { seenAtMs: number };
+
 export class NodeTracker {
-  readonly #seen = new Map<string, number>();
-  /** Nodes that just failed to answer us: skipped until they beat again. */
+  #nodes: KvView<TrackedNode> | undefined;
+  /** Nodes that failed to answer us, and when: skipped until a heartbeat newer than that. */
   readonly #suspect = new Map<string, number>();
   #next = 0;
-  #stop: (() => void) | undefined;
 
   /** Starts watching; if the bucket does not exist yet, the tracker stays empty (callers fall back to the queue group). */
   async start(nc: NatsConnection): Promise<void> {
     try {
-      const kv = await new Kvm(nc).open(names.nodesBucket);
-      const watch = await kv.watch();
-      this.#stop = () => watch.stop();
-      void (async () => {
-        for await (const entry of watch) {
-          if (entry.operation !== "PUT") {
-            this.#seen.delete(entry.key);
-            continue;
-          }
-          try {
-            const beat = entry.json<{ nodeId?: string; leaving?: boolean }>();
-            if (typeof beat.nodeId !== "string") continue;
-            if (beat.leaving) this.#seen.delete(beat.nodeId);
-            else {
-              this.#seen.set(beat.nodeId, performance.now());
-              this.#suspect.delete(beat.nodeId);
-            }
-          } catch {
-            // Not a heartbeat we can read: ignore it.
-          }
-        }
-      })().catch(() => undefined);
+      const nodes = new KvView(await new Kvm(nc).open(names.nodesBucket), {
+        decode: (entry) => ({ ...TrackedBeat.parse(entry.json()), seenAtMs: performance.now() }),
+      });
+      await nodes.start();
+      this.#nodes = nodes;
     } catch {
       // No cluster has run on this NATS yet.
     }
   }
 
   stop(): void {
-    this.#stop?.();
+    void this.#nodes?.stop();
   }
 
   /** Live nodes in rotating order (round-robin across calls), not counting those in `exclude`. */
   candidates(exclude: ReadonlySet<string> = new Set()): string[] {
     const now = performance.now();
-    const live = [...this.#seen]
-      .filter(([id, seenAt]) => now - seenAt <= nodeSilentMsMax && !exclude.has(id) && !this.#suspect.has(id))
-      .map(([id]) => id)
+    const live = (this.#nodes?.values() ?? [])
+      .filter((n) => !n.leaving && now - n.seenAtMs <= nodeSilentMsMax && !exclude.has(n.nodeId) && !this.#isSuspect(n))
+      .map((n) => n.nodeId)
       .sort();
     if (live.length === 0) return [];
     const start = this.#next++ % live.length;
@@ -67,5 +57,11 @@ export class NodeTracker {
   /** A node did not answer: skip it until its next heartbeat. */
   suspect(nodeId: string): void {
     this.#suspect.set(nodeId, performance.now());
+  }
+
+  /** Suspected and not heard from since. */
+  #isSuspect(node: TrackedNode): boolean {
+    const suspectedAtMs = this.#suspect.get(node.nodeId);
+    return suspectedAtMs !== undefined && suspectedAtMs >= node.seenAtMs;
   }
 }

@@ -1,24 +1,13 @@
 /**
- * Small helpers shared by the pure machines (coordinator, migration, replica): error text,
- * timer clamping, the exhaustive-switch fallback and the placeholder of an unbound effect.
+ * Small helpers shared by the pure machines (coordinator, migration, replica): timer clamping, the exhaustive-switch fallback and the placeholder of an unbound effect.
  * Kept here so that each machine module holds only its own decisions.
  */
 
 /** setTimeout fires almost at once for delays above 2^31-1 ms: never schedule more. */
-export const MAX_TIMER_MS = 2_147_483_647;
+export const timerDelayMsMax = 2_147_483_647;
 
-/** A delay safe to schedule: a whole number of ms in [1, MAX_TIMER_MS]. */
-export const clampTimerMs = (ms: number): number => Math.min(Math.max(1, Math.trunc(ms)), MAX_TIMER_MS);
-
-export function errorMessage(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  if (typeof err === "string") return err;
-  try {
-    return JSON.stringify(err) ?? String(err);
-  } catch {
-    return String(err);
-  }
-}
+/** A delay safe to schedule: a whole number of ms in [1, timerDelayMsMax]. */
+export const clampTimerMs = (ms: number): number => Math.min(Math.max(1, Math.trunc(ms)), timerDelayMsMax);
 
 /** The `default:` of an exhaustive switch over a machine's public state union. */
 export function unhandledState(machine: string, x: never): never {

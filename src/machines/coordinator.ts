@@ -37,4 +37,3 @@ export {
   type CoordinatorMachine,
   type CoordinatorSnapshot,
 } from "./coordinator/machine.ts";
-export { errorMessage } from "./common.ts";

@@ -33,7 +33,7 @@ export {
   type WatchTargetInput,
   type WatchTargetSentEvent,
 } from "./migration/types.ts";
-export { migrationInputProblems, migrationRetryDelay, persistTo, PROGRESS_SAMPLES, resumeOptions } from "./migration/setup.ts";
+export { migrationInputProblems, migrationRetryDelay, persistTo, progressSamplesMax, resumeOptions } from "./migration/setup.ts";
 export {
   migrationMachine,
   migrationStateOf,
@@ -41,4 +41,3 @@ export {
   type MigrationMachine,
   type MigrationSnapshot,
 } from "./migration/machine.ts";
-export { errorMessage } from "./common.ts";

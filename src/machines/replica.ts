@@ -28,7 +28,8 @@ import {
   type EventObject,
   type SnapshotFrom,
 } from "xstate";
-import { errorMessage, MAX_TIMER_MS, unboundEffect as unbound, unhandledState } from "./common.ts";
+import { errorMessage } from "../runtime/errors.ts";
+import { timerDelayMsMax, unboundEffect as unbound, unhandledState } from "./common.ts";
 
 // ───────────────────────────── states ─────────────────────────────
 
@@ -175,7 +176,7 @@ export function retryDelayFor(ctx: Pick<ReplicaContext, "retries" | "retryDelayM
   const exp = Math.min(Math.max(0, ctx.retries), 40);
   const base = Math.max(0, ctx.retryDelayMs);
   const cap = Math.max(0, ctx.retryDelayMaxMs);
-  return Math.min(base * 2 ** exp, cap, MAX_TIMER_MS);
+  return Math.min(base * 2 ** exp, cap, timerDelayMsMax);
 }
 
 const lagOf = (c: ReplicaContext) => c.lastSeq - c.appliedSeq;
@@ -214,7 +215,7 @@ export const replicaMachine = setup({
   },
   delays: {
     retryDelay: ({ context }) => retryDelayFor(context),
-    snapshotInterval: ({ context }) => Math.min(Math.max(1, context.snapshotIntervalMs), MAX_TIMER_MS),
+    snapshotInterval: ({ context }) => Math.min(Math.max(1, context.snapshotIntervalMs), timerDelayMsMax),
   },
 }).createMachine({
   id: "replica",

@@ -71,9 +71,15 @@ export function unavailable(message: string, cause?: unknown): JadeError {
   return new JadeError(ErrorCode.Unavailable, message, { cause });
 }
 
-/** The text of any thrown value: an Error's message, or the value itself as a string. */
+/** The text of any thrown value: an Error's message, a string as it is, anything else as JSON where it can be. */
 export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  if (err instanceof Error) return err.message;
+  if (typeof err === "string") return err;
+  try {
+    return JSON.stringify(err) ?? String(err);
+  } catch {
+    return String(err);
+  }
 }
 
 /** Any thrown value as a wire error; non-Jade errors are internal (their text is kept for operators). */

@@ -19,18 +19,47 @@
  * - nothing changed → the very `current` object is returned (same epoch); otherwise
  *   epoch = (current?.epoch ?? 0) + 1.
  */
+import { z } from "zod";
 
-export interface ShardPlacement {
-  shard: number;
-  /** node ids hosting a replica of this shard, no duplicates */
-  replicas: string[];
+export const ShardPlacement = z.object({
+  shard: z.number().int(),
+  /** Serving replicas, no duplicates: routers read from these. */
+  replicas: z.array(z.string()),
+  /** Replicas being built by a migration: they follow the log but are not read (see transfer.ts). */
+  learners: z.array(z.string()).optional(),
+  /** Replicas a migration cut over from: still hosted so in-flight reads finish, no longer routed to. */
+  draining: z.array(z.string()).optional(),
+});
+export type ShardPlacement = z.infer<typeof ShardPlacement>;
+
+export const Placement = z.object({
+  collection: z.string(),
+  epoch: z.number().int(),
+  /** one entry per shard, ordered by shard number 0..n-1 */
+  shards: z.array(ShardPlacement),
+});
+export type Placement = z.infer<typeof Placement>;
+
+/**
+ * A placement as stored in KV `jade_placement`, one key per collection. Only the coordinator
+ * writes them, always by CAS on the entry's revision.
+ */
+export const PlacementRecord = Placement.extend({
+  /** The collection incarnation it places (a re-created collection has a new uid). */
+  uid: z.string(),
+  /** The coordinator term that wrote it (its lease revision at acquisition). */
+  leaderEpoch: z.number().int(),
+});
+export type PlacementRecord = z.infer<typeof PlacementRecord>;
+
+/** The serving part of a placement, as the planner sees it: replicas only. */
+export function servingPlacement(placement: Placement): Placement {
+  return { collection: placement.collection, epoch: placement.epoch, shards: placement.shards.map((s) => ({ shard: s.shard, replicas: s.replicas })) };
 }
 
-export interface Placement {
-  collection: string;
-  epoch: number;
-  /** one entry per shard, ordered by shard number 0..n-1 */
-  shards: ShardPlacement[];
+/** Every node that must host a replica of the shard: serving, learning or draining. */
+export function hostsOf(shard: ShardPlacement): string[] {
+  return [...new Set([...shard.replicas, ...(shard.learners ?? []), ...(shard.draining ?? [])])];
 }
 
 export interface PlanInput {

@@ -208,6 +208,9 @@ export const WriteConsistency = z.enum(["log", "one", "quorum", "all"]);
 export type WriteConsistency = z.infer<typeof WriteConsistency>;
 export const ReadConsistency = z.enum(["eventual", "session", "strong"]);
 export type ReadConsistency = z.infer<typeof ReadConsistency>;
+/** What a request that names no level gets (the CLI shows the same defaults). */
+export const writeConsistencyDefault: WriteConsistency = "log";
+export const readConsistencyDefault: ReadConsistency = "eventual";
 
 /**
  * `{<shard>: seq}`: the log position a write reached on each shard it touched. Shards are
@@ -242,7 +245,7 @@ const TimeoutMs = z.number().int().min(1).max(limits.searchTimeoutMsMax);
 export const UpsertRequest = z
   .object({
     points: z.array(Point).min(1).max(limits.pointsPerRequestMax),
-    consistency: WriteConsistency.default("log"),
+    consistency: WriteConsistency.default(writeConsistencyDefault),
     /** Client-chosen id: a retried request with the same id is applied once (JetStream dedup window). */
     requestId: RequestId.optional(),
     timeoutMs: TimeoutMs.optional(),
@@ -253,7 +256,7 @@ export type UpsertRequest = z.input<typeof UpsertRequest>;
 export const DeleteRequest = z
   .object({
     ids: z.array(PointId).min(1).max(limits.idsPerRequestMax),
-    consistency: WriteConsistency.default("log"),
+    consistency: WriteConsistency.default(writeConsistencyDefault),
     requestId: RequestId.optional(),
     timeoutMs: TimeoutMs.optional(),
   })
@@ -261,7 +264,7 @@ export const DeleteRequest = z
 export type DeleteRequest = z.input<typeof DeleteRequest>;
 
 const ReadOptions = {
-  consistency: ReadConsistency.default("eventual"),
+  consistency: ReadConsistency.default(readConsistencyDefault),
   token: SessionToken.optional(),
   timeoutMs: TimeoutMs.optional(),
 };

@@ -19,12 +19,13 @@
  *   can be re-run (xstate re-runs the in-flight step when a new coordinator restores the
  *   migration) and CAS-retried after a conflict without harm.
  * - Each transform returns the very same object when nothing changes (no write needed), else
- *   a copy with `epoch + 1` (the placement's own version, as `planPlacement`).
+ *   a copy with `epoch + 1` (the placement's own version, as `planPlacement`), made by immer.
  *
  * Nothing here reads a clock or does I/O.
  */
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { produce, type Draft } from "immer";
 import type { Placement, ShardPlacement } from "./placement.ts";
 import { CollectionName } from "./schemas.ts";
 
@@ -82,18 +83,19 @@ export function makeTransfer(fields: Omit<Transfer, "id">): Transfer {
 
 // ───────────────────────────── progress ─────────────────────────────
 
-export interface TransferProgress {
+export const TransferProgress = z.object({
   /** last log sequence the target reported applied */
-  appliedSeq: number;
+  appliedSeq: z.number().int(),
   /** last log sequence of the shard stream as the target reported it */
-  targetSeq: number;
+  targetSeq: z.number().int(),
   /** bytes the target reported copied (snapshot download + log), as last reported */
-  bytesCopied: number;
+  bytesCopied: z.number(),
   /** wall-clock ms (the START event's `atMs`) */
-  startedAtMs: number;
+  startedAtMs: z.number(),
   /** estimated ms until the target's lag is within the cutover threshold; null = unknown */
-  etaMs: number | null;
-}
+  etaMs: z.number().nullable(),
+});
+export type TransferProgress = z.infer<typeof TransferProgress>;
 
 /** One progress report of the target, stamped by the watcher (wall-clock ms). */
 export interface ProgressSample {
@@ -128,14 +130,6 @@ export function estimateEta(samples: readonly ProgressSample[], lagMax = 0): num
 
 // ───────────────────────────── placement transforms ─────────────────────────────
 
-export interface LearnerShardPlacement extends ShardPlacement {
-  /** nodes running a replica that applies the log but is not read (transfer targets) */
-  learners?: string[];
-}
-export interface PlacementWithLearners extends Omit<Placement, "shards"> {
-  shards: LearnerShardPlacement[];
-}
-
 /** Thrown by a transform (and should be by an effect) when a transfer cannot apply: never retried. */
 export class TransferError extends Error {
   readonly code = "obsolete" as const;
@@ -160,7 +154,7 @@ export function isObsoleteError(err: unknown): boolean {
  */
 export type TransferPhase = "pending" | "learner" | "cutOver" | "invalid";
 
-export function transferPhase(placement: PlacementWithLearners, t: TransferKey): TransferPhase {
+export function transferPhase(placement: Placement, t: TransferKey): TransferPhase {
   if (placement.collection !== t.collection) return "invalid";
   const s = placement.shards.find((x) => x.shard === t.shard);
   if (!s) return "invalid";
@@ -170,27 +164,35 @@ export function transferPhase(placement: PlacementWithLearners, t: TransferKey):
   return "pending";
 }
 
-function withShard<P extends PlacementWithLearners>(
-  placement: P,
-  shard: number,
-  change: (s: LearnerShardPlacement) => LearnerShardPlacement,
-): P {
-  return {
-    ...placement,
-    epoch: placement.epoch + 1,
-    shards: placement.shards.map((s) => (s.shard === shard ? change(s) : s)),
-  };
+/**
+ * Applies `change` to the shard's entry of a draft and bumps the epoch. immer's `produce` keeps
+ * every untouched part shared and returns the placement frozen, so a stored placement cannot be
+ * changed behind the KV record it came from.
+ */
+function withShard<P extends Placement>(placement: P, shard: number, change: (s: Draft<ShardPlacement>) => void): P {
+  return produce(placement, (draft) => {
+    const entry = draft.shards.find((s) => s.shard === shard);
+    if (!entry) throw new Error(`bug: no shard ${shard} in the placement of ${placement.collection}`);
+    change(entry);
+    draft.epoch += 1;
+  });
 }
 
-const dropLearners = ({ learners: _drop, ...rest }: LearnerShardPlacement, keep: string[]): LearnerShardPlacement =>
-  keep.length > 0 ? { ...rest, learners: keep } : rest;
+/** Removes `node` from a list field, deleting the field when it empties (records never hold `[]`). */
+function removeFrom(s: Draft<ShardPlacement>, field: "learners" | "draining", node: string): void {
+  const kept = (s[field] ?? []).filter((n) => n !== node);
+  if (kept.length > 0) s[field] = kept;
+  else delete s[field];
+}
 
 /** Add the target as a learner. Unchanged if already a learner or cut over; throws if invalid. */
-export function applyPrepare<P extends PlacementWithLearners>(placement: P, t: TransferKey): P {
+export function applyPrepare<P extends Placement>(placement: P, t: TransferKey): P {
   const phase = transferPhase(placement, t);
   if (phase === "learner" || phase === "cutOver") return placement;
   if (phase === "invalid") throw new TransferError(`cannot prepare ${describe(t)}: ${whyInvalid(placement, t)}`);
-  return withShard(placement, t.shard, (s) => ({ ...s, learners: [...(s.learners ?? []), t.to] }));
+  return withShard(placement, t.shard, (s) => {
+    s.learners = [...(s.learners ?? []), t.to];
+  });
 }
 
 /**
@@ -198,7 +200,7 @@ export function applyPrepare<P extends PlacementWithLearners>(placement: P, t: T
  * or the source is already gone) and drop the source. Unchanged if already cut over; throws
  * if the target is not a learner (someone removed it: it must not serve un-caught-up).
  */
-export function applyCutover<P extends PlacementWithLearners>(placement: P, t: TransferKey): P {
+export function applyCutover<P extends Placement>(placement: P, t: TransferKey): P {
   const phase = transferPhase(placement, t);
   if (phase === "cutOver") return placement;
   if (phase !== "learner") {
@@ -208,22 +210,37 @@ export function applyCutover<P extends PlacementWithLearners>(placement: P, t: T
   }
   return withShard(placement, t.shard, (s) => {
     const at = t.from === null ? -1 : s.replicas.indexOf(t.from);
-    const replicas = at >= 0 ? s.replicas.map((n, i) => (i === at ? t.to : n)) : [...s.replicas, t.to];
-    return dropLearners({ ...s, replicas }, (s.learners ?? []).filter((n) => n !== t.to));
+    if (at >= 0) s.replicas[at] = t.to;
+    else s.replicas.push(t.to);
+    removeFrom(s, "learners", t.to);
   });
 }
 
 /** Remove the target's learner entry. Unchanged when there is none — including after a cutover. */
-export function applyRollback<P extends PlacementWithLearners>(placement: P, t: TransferKey): P {
+export function applyRollback<P extends Placement>(placement: P, t: TransferKey): P {
   if (transferPhase(placement, t) !== "learner") return placement;
-  return withShard(placement, t.shard, (s) => dropLearners(s, (s.learners ?? []).filter((n) => n !== t.to)));
+  return withShard(placement, t.shard, (s) => removeFrom(s, "learners", t.to));
+}
+
+/** After a cutover: the source keeps its replica, unrouted, while in-flight reads finish. Unchanged if already draining. */
+export function markDraining<P extends Placement>(placement: P, shard: number, node: string): P {
+  if (placement.shards.find((s) => s.shard === shard)?.draining?.includes(node)) return placement;
+  return withShard(placement, shard, (s) => {
+    s.draining = [...(s.draining ?? []), node];
+  });
+}
+
+/** The drain is over: the source's replica is released. Unchanged if it was not draining. */
+export function releaseDraining<P extends Placement>(placement: P, shard: number, node: string): P {
+  if (!placement.shards.find((s) => s.shard === shard)?.draining?.includes(node)) return placement;
+  return withShard(placement, shard, (s) => removeFrom(s, "draining", node));
 }
 
 function describe(t: TransferKey): string {
   return `${t.collection}/${t.shard} ${t.from ?? "(new)"} → ${t.to}`;
 }
 
-function whyInvalid(placement: PlacementWithLearners, t: TransferKey): string {
+function whyInvalid(placement: Placement, t: TransferKey): string {
   if (placement.collection !== t.collection) return `placement is for '${placement.collection}'`;
   const s = placement.shards.find((x) => x.shard === t.shard);
   if (!s) return `no shard ${t.shard}`;

@@ -12,8 +12,8 @@ import {
   type MigrationInput,
   type PersistedMigration,
 } from "../../src/machines/migration.ts";
-import { planPlacement } from "../../src/runtime/placement.ts";
-import { makeTransfer, type PlacementWithLearners, type Transfer } from "../../src/runtime/transfer.ts";
+import { planPlacement, type Placement } from "../../src/runtime/placement.ts";
+import { makeTransfer, type Transfer } from "../../src/runtime/transfer.ts";
 import { COLLECTION, TIMING } from "./config.ts";
 import { migrationBindings, simMigrationMachine } from "./machines.ts";
 import type { Simulation } from "./simulator.ts";
@@ -87,7 +87,7 @@ export class LeaderTerm {
   }
 
   /** CAS-write `next` over `base`; on conflict: FENCED (another leader wrote) */
-  private async write(next: PlacementWithLearners, baseRevision: number): Promise<StoredPlacement> {
+  private async write(next: Placement, baseRevision: number): Promise<StoredPlacement> {
     this.alive();
     const value: StoredPlacement = { ...next, leaderEpoch: this.epoch, writer: this.ep.name };
     try {
@@ -146,7 +146,7 @@ export class LeaderTerm {
     });
     const same = current !== undefined && JSON.stringify(current.shards) === JSON.stringify(shards);
     if (!same) {
-      const next: PlacementWithLearners = { collection: COLLECTION, epoch: (current?.epoch ?? 0) + 1, shards };
+      const next: Placement = { collection: COLLECTION, epoch: (current?.epoch ?? 0) + 1, shards };
       await this.write(next, revision);
       return;
     }
@@ -176,7 +176,7 @@ export class LeaderTerm {
   }
 
   /** a placement transform by CAS (serialised with reconcile; conflict → FENCED) */
-  transform(fn: (p: PlacementWithLearners) => PlacementWithLearners, signal: AbortSignal): Promise<PlacementWithLearners> {
+  transform(fn: (p: Placement) => Placement, signal: AbortSignal): Promise<Placement> {
     return this.serial(async () => {
       if (signal.aborted) throw new Error("aborted");
       const { value, revision } = await this.readPlacement();
@@ -196,7 +196,7 @@ export class LeaderTerm {
       catchUpLagMax: 1,
       stepTimeoutMs: 500,
       drainMs: 200,
-      maxAttempts: 4,
+      attemptsMax: 4,
       retryDelayMs: 100,
       retryDelayMaxMs: 400,
     };

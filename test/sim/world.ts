@@ -8,7 +8,7 @@
  * function of its seed.
  */
 import { LeaseError, type AcquireOutput, type RenewOutput } from "../../src/machines/coordinator.ts";
-import type { PlacementWithLearners } from "../../src/runtime/transfer.ts";
+import type { Placement } from "../../src/runtime/placement.ts";
 import { fnv1a32, pickOne, randomInt, seededRandom } from "../../src/runtime/random.ts";
 import { SimClock } from "./clock.ts";
 
@@ -149,7 +149,7 @@ export class SimLeaseStore {
 
 // ───────────────────────────── KV: placement ─────────────────────────────
 
-export interface StoredPlacement extends PlacementWithLearners {
+export interface StoredPlacement extends Placement {
   /** the term (lease revision) of the leader that wrote it */
   leaderEpoch: number;
   writer: string;
@@ -200,7 +200,7 @@ export class SimPlacementStore {
   }
 }
 
-export function fmtPlacement(p: PlacementWithLearners | undefined): string {
+export function fmtPlacement(p: Placement | undefined): string {
   if (!p) return "(none)";
   return p.shards
     .map((s) => `${s.shard}:[${s.replicas.join(",")}]${s.learners?.length ? `+[${s.learners.join(",")}]` : ""}`)

@@ -3,25 +3,35 @@
  * node answers any request. Every reply is `{ok:true,result}` or
  * `{ok:false,error}`; bad input is answered and logged, never thrown.
  */
-import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { ErrorCode, fail, JadeError, ok, type Reply } from "../../runtime/errors.ts";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { serve, type Serving } from "../../nats/serve.ts";
+import { ErrorCode, fail, JadeError, type Reply } from "../../runtime/errors.ts";
 import { decodeJsonBody } from "../../runtime/json-body.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { apiQueueGroup, nodeApiWildcard, parseApiSubject, subjects } from "../../runtime/subjects.ts";
-import { handle, type ApiDeps } from "./handlers.ts";
+import { handle } from "./handlers.ts";
+import type { ApiDeps } from "./types.ts";
 
 /** Requests handled at once; past this a request is answered `rate_limited` at once. */
 export const inflightMax = 512;
 
+/** JSON, except that a reply NATS would refuse to carry becomes a payload_too_large error. */
+function encodeReply(reply: Reply<unknown>): string {
+  const text = JSON.stringify(reply);
+  if (Buffer.byteLength(text) <= limits.natsPayloadBytesMax) return text;
+  return JSON.stringify(
+    fail(new JadeError(ErrorCode.PayloadTooLarge, `reply exceeds ${limits.natsPayloadBytesMax} bytes: ask for fewer points, or without vectors`)),
+  );
+}
+
 export class Gateway {
   readonly #deps: ApiDeps;
   readonly #log: Logger;
-  #subs: Subscription[] = [];
-  #inflight = 0;
+  #serving: Serving | undefined;
 
   get inflight(): number {
-    return this.#inflight;
+    return this.#serving?.inflight ?? 0;
   }
 
   constructor(deps: ApiDeps, log: Logger) {
@@ -31,54 +41,17 @@ export class Gateway {
 
   /** Serves the API in the shared queue group and on this node's own subjects. */
   start(nc: NatsConnection): void {
-    const callback = (err: Error | null, msg: Msg) => {
-      if (err) {
-        this.#log.error({ err }, "api subscription error");
-        return;
-      }
-      void this.#serve(msg);
-    };
-    this.#subs = [
-      nc.subscribe(subjects.apiWildcard, { queue: apiQueueGroup, callback }),
-      nc.subscribe(nodeApiWildcard(this.#deps.nodeId), { callback }),
-    ];
+    this.#serving = serve(nc, {
+      subjects: [{ subject: subjects.apiWildcard, queue: apiQueueGroup }, { subject: nodeApiWildcard(this.#deps.nodeId) }],
+      handle: (msg) => handle(parseApiSubject(msg.subject), decodeJsonBody(msg.data), this.#deps),
+      encode: encodeReply,
+      cap: { inflightMax, refusal: new JadeError(ErrorCode.RateLimited, `more than ${inflightMax} requests in flight on this node`) },
+      log: this.#log,
+    });
   }
 
   /** Stops taking requests and waits for those in flight (bounded by their own deadlines). */
   async stop(): Promise<void> {
-    await Promise.all(this.#subs.map((s) => s.drain()));
-  }
-
-  async #serve(msg: Msg): Promise<void> {
-    if (!msg.reply) return;
-    const started = performance.now();
-    let reply: Reply<unknown>;
-    if (this.#inflight >= inflightMax) {
-      reply = fail(new JadeError(ErrorCode.RateLimited, `more than ${inflightMax} requests in flight on this node`));
-    } else {
-      this.#inflight++;
-      try {
-        reply = ok(await handle(parseApiSubject(msg.subject), decodeJsonBody(msg.data), this.#deps));
-      } catch (err) {
-        reply = fail(err);
-      } finally {
-        this.#inflight--;
-      }
-    }
-    if (!reply.ok) {
-      const level = reply.error.code === ErrorCode.Internal ? "error" : "warn";
-      this.#log[level]({ subject: msg.subject, error: reply.error, ms: Math.round(performance.now() - started) }, "request failed");
-    }
-    let text = JSON.stringify(reply);
-    if (Buffer.byteLength(text) > limits.natsPayloadBytesMax) {
-      text = JSON.stringify(
-        fail(new JadeError(ErrorCode.PayloadTooLarge, `reply exceeds ${limits.natsPayloadBytesMax} bytes: ask for fewer points, or without vectors`)),
-      );
-    }
-    try {
-      msg.respond(text);
-    } catch (err) {
-      this.#log.error({ err, subject: msg.subject }, "could not send reply");
-    }
+    await this.#serving?.stop();
   }
 }

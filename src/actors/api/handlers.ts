@@ -20,25 +20,8 @@ import { parseFilter } from "../../runtime/filter.ts";
 import { isCollectionName, type ApiRoute } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
 import { spaceOf } from "../../runtime/vectors.ts";
-import type { Catalog } from "../cluster/catalog.ts";
-import type { Coordinator } from "../control/coordinator.ts";
-import type { Membership } from "../cluster/membership.ts";
-import type { PlacementStore } from "../cluster/placement-store.ts";
-import type { ReplicaHost } from "../replica/host.ts";
 import { clusterStatus } from "./status.ts";
-import type { ReadRouter } from "../read/router.ts";
-import type { Writer } from "../write/writer.ts";
-
-export interface ApiDeps {
-  nodeId: string;
-  catalog: Catalog;
-  writer: Writer;
-  router: ReadRouter;
-  host: ReplicaHost;
-  membership: Membership;
-  placements: PlacementStore;
-  coordinator: Coordinator;
-}
+import type { ApiDeps } from "./types.ts";
 
 export async function handle(route: ApiRoute, body: unknown, deps: ApiDeps): Promise<unknown> {
   switch (route.kind) {

@@ -5,7 +5,7 @@
  * heartbeat (our own replicas first-hand) and lag against the shard log.
  */
 import type { ClusterStatus, ReplicaStatus } from "../../runtime/schemas.ts";
-import type { ApiDeps } from "./handlers.ts";
+import type { ApiDeps } from "./types.ts";
 
 export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
   const { membership, placements, catalog, host, router, nodeId } = deps;
@@ -30,7 +30,7 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
           const replicas = await Promise.all(
             (placed[shard]?.replicas ?? []).map(async (node): Promise<ReplicaStatus> => {
               const local = node === nodeId ? host.replicas(config.name)[shard] : undefined;
-              const beat = membership.member(node)?.heartbeat.replicas.find((r) => r.uid === config.uid && r.shard === shard);
+              const beat = membership.replicaBeat(node, config.uid, shard);
               const state = local?.state ?? (membership.isLive(node) ? (beat?.state ?? "starting") : "unreachable");
               const appliedSeq = local?.appliedSeq ?? beat?.appliedSeq ?? 0;
               const count = local?.pointCount ?? beat?.count;

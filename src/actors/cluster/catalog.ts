@@ -4,11 +4,11 @@
  * collection created through another node is usable before our watch sees it.
  */
 import { randomUUID } from "node:crypto";
-import { EventEmitter } from "node:events";
 import type { KV } from "@nats-io/kv";
 import { ErrorCode, JadeError, notFound } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
 import type { NatsContext } from "../../nats/connect.ts";
+import { KvView } from "../../nats/kv-view.ts";
 import { ensureStream, shardStreamConfig } from "../../nats/streams.ts";
 import { parse } from "../../runtime/checks.ts";
 import { CollectionConfig, CreateCollectionRequest } from "../../runtime/schemas.ts";
@@ -23,60 +23,45 @@ export class Catalog {
   readonly #ctx: NatsContext;
   readonly #kv: KV;
   readonly #log: Logger;
-  readonly #cache = new Map<string, CollectionConfig>();
-  readonly #events = new EventEmitter();
-  #stopWatch: (() => void) | undefined;
+  readonly #view: KvView<CollectionConfig>;
 
   constructor(ctx: NatsContext, log: Logger) {
     this.#ctx = ctx;
     this.#kv = ctx.collections;
     this.#log = log.child({ actor: "catalog" });
+    this.#view = new KvView(this.#kv, { decode: (entry) => CollectionConfig.parse(entry.json()), log: this.#log });
   }
 
   /** Starts the watch and resolves once the current configs are cached. */
-  async start(): Promise<void> {
-    const watch = await this.#kv.watch();
-    this.#stopWatch = () => watch.stop();
-    let initialDone: () => void;
-    const initial = new Promise<void>((r) => (initialDone = r));
-    // A watch of an empty bucket delivers nothing, so "caught up" is also reached by pending = 0 on the first entry or by status.
-    const status = await this.#kv.status();
-    if (status.values === 0) initialDone!();
-    void (async () => {
-      for await (const entry of watch) {
-        if (entry.operation === "PUT") {
-          const config = this.#decode(entry.value);
-          if (config) this.#apply({ type: "put", config });
-        } else {
-          this.#apply({ type: "delete", name: entry.key });
-        }
-        if (entry.delta === 0) initialDone!();
-      }
-    })().catch((err) => this.#log.error({ err }, "catalog watch ended"));
-    await initial;
+  start(): Promise<void> {
+    return this.#view.start();
   }
 
   stop(): void {
-    this.#stopWatch?.();
+    void this.#view.stop();
   }
 
+  /**
+   * A collection re-created under the same name (new uid) is told as the old one's delete,
+   * then the new one's put; a re-put of the same incarnation is not a change.
+   */
   onChange(listener: (change: CatalogChange) => void): () => void {
-    this.#events.on("change", listener);
-    return () => this.#events.off("change", listener);
+    return this.#view.onChange(({ key, value, previous }) => {
+      if (previous !== undefined && previous.uid === value?.uid) return;
+      if (previous !== undefined) listener({ type: "delete", name: key });
+      if (value !== undefined) listener({ type: "put", config: value });
+    });
   }
 
   cached(): CollectionConfig[] {
-    return [...this.#cache.values()];
+    return this.#view.values();
   }
 
   /** The collection's config, or a not_found error. */
   async require(name: string): Promise<CollectionConfig> {
-    const cached = this.#cache.get(name);
-    if (cached) return cached;
-    const entry = await this.#kv.get(name);
-    const config = entry && entry.operation === "PUT" ? this.#decode(entry.value) : undefined;
+    const config = this.#view.get(name) ?? (await this.#view.read(name));
     if (!config) throw notFound(`collection ${JSON.stringify(name)} does not exist`);
-    return config;
+    return config.value;
   }
 
   async create(raw: unknown): Promise<CollectionConfig> {
@@ -96,13 +81,14 @@ export class Catalog {
     } catch (err) {
       throw new JadeError(ErrorCode.Unavailable, `could not create the shard logs of ${config.name}`, { cause: err });
     }
+    let revision: number;
     try {
-      await this.#kv.create(config.name, encoder.encode(JSON.stringify(config)));
+      revision = await this.#kv.create(config.name, encoder.encode(JSON.stringify(config)));
     } catch (err) {
       if (await exists()) throw duplicate();
       throw err;
     }
-    this.#apply({ type: "put", config });
+    this.#view.applyOwnWrite(config.name, config, revision);
     this.#log.info({ collection: config.name, shards: config.shards, dimension: config.dimension }, "collection created");
     return config;
   }
@@ -111,9 +97,8 @@ export class Catalog {
     const keys = await this.#kv.keys();
     const configs: CollectionConfig[] = [];
     for await (const key of keys) {
-      const entry = await this.#kv.get(key);
-      const config = entry && entry.operation === "PUT" ? this.#decode(entry.value) : undefined;
-      if (config) configs.push(config);
+      const config = await this.#view.read(key);
+      if (config) configs.push(config.value);
     }
     return configs.sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -121,7 +106,7 @@ export class Catalog {
   async drop(name: string): Promise<{ dropped: string }> {
     const config = await this.require(name);
     await this.#kv.delete(name);
-    this.#apply({ type: "delete", name });
+    this.#view.applyOwnDelete(name);
     for (let shard = 0; shard < config.shards; shard++) {
       await this.#ctx.jsm.streams.delete(names.logStream(name, shard)).catch(() => false);
     }
@@ -130,30 +115,5 @@ export class Catalog {
     }
     this.#log.info({ collection: name }, "collection dropped");
     return { dropped: name };
-  }
-
-  #apply(change: CatalogChange): void {
-    if (change.type === "put") {
-      const previous = this.#cache.get(change.config.name);
-      if (previous?.uid === change.config.uid) return;
-      if (previous) this.#emit({ type: "delete", name: previous.name });
-      this.#cache.set(change.config.name, change.config);
-    } else {
-      if (!this.#cache.delete(change.name)) return;
-    }
-    this.#emit(change);
-  }
-
-  #emit(change: CatalogChange): void {
-    this.#events.emit("change", change);
-  }
-
-  #decode(bytes: Uint8Array): CollectionConfig | undefined {
-    try {
-      return CollectionConfig.parse(JSON.parse(new TextDecoder().decode(bytes)));
-    } catch (err) {
-      this.#log.error({ err }, "unreadable collection config in KV");
-      return undefined;
-    }
   }
 }

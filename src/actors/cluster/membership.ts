@@ -8,6 +8,8 @@
 import { EventEmitter } from "node:events";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
+import { ReplicaState } from "../../machines/replica.ts";
+import { KvView } from "../../nats/kv-view.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { RestoreInfo } from "../../runtime/schemas.ts";
 
@@ -15,7 +17,7 @@ export const ReplicaBeat = z.object({
   collection: z.string(),
   uid: z.string(),
   shard: z.number().int(),
-  state: z.string(),
+  state: z.enum(ReplicaState),
   appliedSeq: z.number().int(),
   /** Entries of the shard log known to the replica but not applied yet. */
   lag: z.number().int(),
@@ -59,15 +61,13 @@ export class Membership {
   readonly #log: Logger;
   readonly #settings: MembershipSettings;
   readonly #describe: () => Pick<NodeHeartbeat, "replicas" | "load">;
-  readonly #members = new Map<string, Member>();
+  /** Decoding happens as the watch delivers, so a member's `seenAtMs` is when we received it. */
+  readonly #members: KvView<Member>;
   readonly #events = new EventEmitter();
   readonly #startedAt = new Date().toISOString();
   #beat = 0;
   #timer: NodeJS.Timeout | undefined;
-  #stopWatch: (() => void) | undefined;
   #live = new Set<string>();
-  /** When our watch last delivered anything (our own heartbeat comes back through it every interval). */
-  #lastEventMs = performance.now();
 
   constructor(kv: KV, nodeId: string, describe: () => Pick<NodeHeartbeat, "replicas" | "load">, log: Logger, settings = defaultMembershipSettings) {
     this.#kv = kv;
@@ -75,26 +75,14 @@ export class Membership {
     this.#describe = describe;
     this.#log = log.child({ actor: "membership" });
     this.#settings = settings;
+    this.#members = new KvView(kv, {
+      decode: (entry) => ({ heartbeat: NodeHeartbeat.parse(entry.json()), seenAtMs: performance.now() }),
+      log: this.#log,
+    });
   }
 
   async start(): Promise<void> {
-    const watch = await this.#kv.watch();
-    this.#stopWatch = () => watch.stop();
-    void (async () => {
-      for await (const entry of watch) {
-        this.#lastEventMs = performance.now();
-        if (entry.operation !== "PUT") {
-          this.#members.delete(entry.key);
-          continue;
-        }
-        try {
-          const heartbeat = NodeHeartbeat.parse(entry.json());
-          this.#members.set(heartbeat.nodeId, { heartbeat, seenAtMs: performance.now() });
-        } catch (err) {
-          this.#log.warn({ err, key: entry.key }, "unreadable heartbeat");
-        }
-      }
-    })().catch((err) => this.#log.error({ err }, "membership watch ended"));
+    await this.#members.start();
     await this.beat();
     this.#timer = setInterval(() => void this.beat().catch((err) => this.#log.warn({ err: String(err) }, "heartbeat failed")), this.#settings.heartbeatIntervalMs);
     this.#timer.unref();
@@ -109,8 +97,8 @@ export class Membership {
       leaving,
       ...this.#describe(),
     };
-    await this.#kv.put(this.nodeId, JSON.stringify(heartbeat));
-    this.#members.set(this.nodeId, { heartbeat, seenAtMs: performance.now() });
+    const revision = await this.#kv.put(this.nodeId, JSON.stringify(heartbeat));
+    this.#members.applyOwnWrite(this.nodeId, { heartbeat, seenAtMs: performance.now() }, revision);
     this.#checkLiveness();
   }
 
@@ -118,7 +106,7 @@ export class Membership {
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     await this.#kv.delete(this.nodeId).catch(() => undefined);
-    this.#stopWatch?.();
+    await this.#members.stop();
   }
 
   /**
@@ -130,22 +118,32 @@ export class Membership {
    */
   isLive(nodeId: string, silentMs = this.#settings.failureTimeoutMs): boolean {
     if (nodeId === this.nodeId) return true;
-    const member = this.#members.get(nodeId);
+    const member = this.member(nodeId);
     if (member === undefined || member.heartbeat.leaving) return false;
-    const reference = Math.min(performance.now(), this.#lastEventMs + 2 * this.#settings.heartbeatIntervalMs);
+    // Our own heartbeat comes back through the watch every interval, so a quiet watch is a stalled one.
+    const reference = Math.min(performance.now(), this.#members.lastDeliveryMs + 2 * this.#settings.heartbeatIntervalMs);
     return reference - member.seenAtMs <= silentMs;
   }
 
   liveNodes(silentMs = this.#settings.failureTimeoutMs): string[] {
-    return [...this.#members.keys()].filter((id) => this.isLive(id, silentMs)).sort();
+    return this.#members
+      .entries()
+      .map(([id]) => id)
+      .filter((id) => this.isLive(id, silentMs))
+      .sort();
   }
 
   member(nodeId: string): Member | undefined {
-    return this.#members.get(nodeId);
+    return this.#members.get(nodeId)?.value;
   }
 
   members(): Member[] {
-    return [...this.#members.values()];
+    return this.#members.values();
+  }
+
+  /** What the node's last heartbeat said about its replica of shard `shard` of collection incarnation `uid`. */
+  replicaBeat(nodeId: string, uid: string, shard: number): ReplicaBeat | undefined {
+    return this.member(nodeId)?.heartbeat.replicas.find((r) => r.uid === uid && r.shard === shard);
   }
 
   /** Called with the new live set whenever a node joins, leaves or goes silent. */

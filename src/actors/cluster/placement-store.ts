@@ -4,9 +4,9 @@
  * Only the coordinator writes them, always by CAS on the entry's revision; every
  * node watches them to know which replicas to host and where to route reads.
  */
-import { EventEmitter } from "node:events";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
+import { KvView, type Versioned } from "../../nats/kv-view.ts";
 import type { Logger } from "../../runtime/log.ts";
 import type { Placement } from "../../runtime/placement.ts";
 import { KeyedMutex } from "../../runtime/mutex.ts";
@@ -46,64 +46,41 @@ export function hostsOf(shard: PlacementRecord["shards"][number]): string[] {
   return [...new Set([...shard.replicas, ...(shard.learners ?? []), ...(shard.draining ?? [])])];
 }
 
+function toStored({ value, revision }: Versioned<PlacementRecord>): StoredPlacement {
+  return { record: value, revision };
+}
+
 export class PlacementStore {
   readonly #kv: KV;
-  readonly #log: Logger;
-  readonly #current = new Map<string, StoredPlacement>();
-  readonly #events = new EventEmitter();
   /** Per collection: this process's read-modify-write sections (see `exclusive`). */
   readonly #locks = new KeyedMutex();
-  #stopWatch: (() => void) | undefined;
+  readonly #view: KvView<PlacementRecord>;
 
   constructor(kv: KV, log: Logger) {
     this.#kv = kv;
-    this.#log = log.child({ actor: "placement" });
+    this.#view = new KvView(kv, { decode: (entry) => PlacementRecord.parse(entry.json()), log: log.child({ actor: "placement" }) });
   }
 
   /** Starts the watch; resolves once the existing records are loaded. */
-  async start(): Promise<void> {
-    const watch = await this.#kv.watch();
-    this.#stopWatch = () => watch.stop();
-    let loaded: () => void;
-    const initial = new Promise<void>((r) => (loaded = r));
-    if ((await this.#kv.status()).values === 0) loaded!();
-    void (async () => {
-      for await (const entry of watch) {
-        if (entry.operation === "PUT") {
-          try {
-            const record = PlacementRecord.parse(entry.json());
-            // Our own writes are applied at once (see write); never step back to an older revision.
-            if ((this.#current.get(entry.key)?.revision ?? 0) < entry.revision) {
-              this.#current.set(entry.key, { record, revision: entry.revision });
-            }
-          } catch (err) {
-            this.#log.error({ err, key: entry.key }, "unreadable placement record");
-          }
-        } else {
-          this.#current.delete(entry.key);
-        }
-        this.#events.emit("change", entry.key);
-        if (entry.delta === 0) loaded!();
-      }
-    })().catch((err) => this.#log.error({ err }, "placement watch ended"));
-    await initial;
+  start(): Promise<void> {
+    return this.#view.start();
   }
 
   stop(): void {
-    this.#stopWatch?.();
+    void this.#view.stop();
   }
 
   get(collection: string): StoredPlacement | undefined {
-    return this.#current.get(collection);
+    const stored = this.#view.get(collection);
+    return stored && toStored(stored);
   }
 
   all(): StoredPlacement[] {
-    return [...this.#current.values()];
+    return this.#view.entries().map(([, stored]) => toStored(stored));
   }
 
   onChange(listener: (collection: string) => void): () => void {
-    this.#events.on("change", listener);
-    return () => this.#events.off("change", listener);
+    return this.#view.onChange(({ key }) => listener(key));
   }
 
   /**
@@ -124,10 +101,7 @@ export class PlacementStore {
     const written =
       revision === undefined ? await this.#kv.create(record.collection, value) : await this.#kv.update(record.collection, value, revision);
     // The writer's next decision must see its own write, before the watch delivers it.
-    if ((this.#current.get(record.collection)?.revision ?? 0) < written) {
-      this.#current.set(record.collection, { record, revision: written });
-      this.#events.emit("change", record.collection);
-    }
+    this.#view.applyOwnWrite(record.collection, record, written);
     return written;
   }
 

@@ -4,10 +4,10 @@
  * control migrations. Any gateway forwards `jade.v1.admin.<op>` to
  * `jade.coordinator.<op>`, which only the leader serves.
  */
-import type { KV } from "@nats-io/kv";
-import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import type { KV, KvEntry } from "@nats-io/kv";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
-import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply } from "../../runtime/errors.ts";
+import { ErrorCode, invalidArgument, JadeError } from "../../runtime/errors.ts";
 import { decodeJsonBody } from "../../runtime/json-body.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
@@ -20,6 +20,7 @@ import type { TransferReason } from "../../runtime/transfer.ts";
 import type { Membership } from "../cluster/membership.ts";
 import type { MigrationRunner } from "./migrations.ts";
 import { toPlacement, type PlacementStore } from "../cluster/placement-store.ts";
+import { serve, type Serving } from "../../nats/serve.ts";
 
 const NodeId = z.string().regex(nodeIdPattern, "must match ^[a-zA-Z0-9_-]{1,64}$ (a node id)");
 const NodeRequest = z.object({ node: NodeId }).strict();
@@ -29,7 +30,17 @@ const MoveRequest = z
 /** Migration ids are `<collection>/<shard>/…` of printable ASCII (see transfer.ts). */
 const MigrationRequest = z.object({ id: z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, "must be printable ASCII (a migration id)") }).strict();
 
-const decoder = new TextDecoder();
+/** A node set as stored in KV `jade_config`: sorted node ids. */
+const StoredNodeSet = z.array(NodeId);
+
+/** Operators change node sets rarely and by hand: ten lost CAS races in a row means something keeps rewriting the key. */
+const nodeSetCasAttemptsMax = 10;
+
+/** The node set in a KV entry; a missing or deleted key is the empty set, an unreadable value a bug. */
+function nodeSetOf(entry: KvEntry | null): string[] {
+  if (entry?.operation !== "PUT") return [];
+  return StoredNodeSet.parse(entry.json());
+}
 
 /** Node sets kept in KV `jade_config` (history kept): drained nodes get no replicas; removed ones count as dead. */
 export class NodeSets {
@@ -40,15 +51,14 @@ export class NodeSets {
   }
 
   async get(key: string): Promise<string[]> {
-    const entry = await this.#kv.get(key);
-    return entry?.operation === "PUT" ? (JSON.parse(decoder.decode(entry.value)) as string[]) : [];
+    return nodeSetOf(await this.#kv.get(key));
   }
 
   /** Read-modify-write by CAS on the entry's revision. */
   async update(key: string, change: (nodes: Set<string>) => void): Promise<string[]> {
-    for (let attempt = 0; attempt < 10; attempt++) {
+    for (let attempt = 0; attempt < nodeSetCasAttemptsMax; attempt++) {
       const entry = await this.#kv.get(key);
-      const nodes = new Set(entry?.operation === "PUT" ? (JSON.parse(decoder.decode(entry.value)) as string[]) : []);
+      const nodes = new Set(nodeSetOf(entry));
       change(nodes);
       const value = JSON.stringify([...nodes].sort());
       try {
@@ -76,18 +86,24 @@ interface Deps {
 
 export class ClusterAdmin {
   readonly #deps: Deps;
-  #sub: Subscription | undefined;
+  #serving: Serving | undefined;
 
   constructor(deps: Deps) {
     this.#deps = deps;
   }
 
   serve(nc: NatsConnection): void {
-    this.#sub = nc.subscribe(subjects.coordinatorWildcard, { callback: (_err, msg) => void this.#answer(msg) });
+    this.#serving = serve(nc, {
+      subjects: [{ subject: subjects.coordinatorWildcard }],
+      handle: (msg) => this.#dispatch(msg),
+      encode: (reply) => JSON.stringify(reply),
+      log: this.#deps.log.child({ actor: "admin" }),
+    });
   }
 
+  /** Stops taking requests; handlers in flight still finish and answer (the coordinator does not wait for them). */
   stop(): void {
-    this.#sub?.unsubscribe();
+    void this.#serving?.stop();
   }
 
   /** Nodes that may host replicas: live, not drained, not removed. */
@@ -117,18 +133,10 @@ export class ClusterAdmin {
     return this.#deps.runner.plan({ collection: m.collection, uid: stored.record.uid, shard: m.shard, from: m.from, to: m.to, reason });
   }
 
-  async #answer(msg: Msg): Promise<void> {
-    if (!msg.reply) return;
-    let reply: Reply<unknown>;
-    try {
-      const op = parseCoordinatorSubject(msg.subject);
-      if (op === undefined) throw invalidArgument(`unknown coordinator subject ${quote(msg.subject)}`);
-      reply = ok(await this.#handle(op, decodeJsonBody(msg.data)));
-    } catch (err) {
-      reply = fail(err);
-    }
-    if (!reply.ok) this.#deps.log.warn({ subject: msg.subject, error: reply.error }, "admin request failed");
-    msg.respond(JSON.stringify(reply));
+  #dispatch(msg: Msg): Promise<unknown> {
+    const op = parseCoordinatorSubject(msg.subject);
+    if (op === undefined) throw invalidArgument(`unknown coordinator subject ${quote(msg.subject)}`);
+    return this.#handle(op, decodeJsonBody(msg.data));
   }
 
   async #handle(op: AdminOp, body: unknown): Promise<unknown> {

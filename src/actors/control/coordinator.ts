@@ -8,6 +8,7 @@
 import { createActor, fromCallback, fromPromise, type EventObject } from "xstate";
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import { z } from "zod";
 import {
   coordinatorMachine,
   coordinatorStateOf,
@@ -32,6 +33,7 @@ import type { Membership } from "../cluster/membership.ts";
 import { defaultMigrationSettings, MigrationRunner, type MigrationSettings } from "./migrations.ts";
 import { toPlacement, type PlacementStore } from "../cluster/placement-store.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
+import { KvView } from "../../nats/kv-view.ts";
 
 export interface CoordinatorSettings {
   leaseTtlMs: number;
@@ -77,7 +79,8 @@ interface Deps {
   settings: CoordinatorSettings;
 }
 
-const decoder = new TextDecoder();
+/** The lease's value: its holder's node id, as plain text (not JSON). */
+const LeaseHolder = z.string().min(1);
 
 /** JetStream's answer to a KV create/update CAS that lost: the key's last sequence moved (kv.create reports "exists" the same way). */
 function isCasConflict(err: unknown): boolean {
@@ -93,13 +96,14 @@ export class Coordinator {
   readonly #actor: CoordinatorActorRef;
   readonly #runner: MigrationRunner;
   readonly #admin: ClusterAdmin;
-  #stopWatch: (() => void) | undefined;
+  readonly #lease: KvView<string>;
   #poke: () => void = () => undefined;
   #knownLive = new Set<string>();
 
   constructor(deps: Deps) {
     this.#deps = deps;
     this.#log = deps.log.child({ actor: "coordinator" });
+    this.#lease = new KvView(deps.leases, { decode: (entry) => LeaseHolder.parse(entry.string()), log: this.#log });
     this.#runner = new MigrationRunner({
       jsm: deps.jsm,
       kv: deps.migrations,
@@ -130,14 +134,11 @@ export class Coordinator {
 
   async start(): Promise<void> {
     this.#actor.start();
-    const watch = await this.#deps.leases.watch({ key: names.coordinatorLease });
-    this.#stopWatch = () => watch.stop();
-    void (async () => {
-      for await (const entry of watch) {
-        const holder = entry.operation === "PUT" ? decoder.decode(entry.value) : null;
-        this.#actor.send({ type: "LEASE_OBSERVED", holder, revision: entry.revision });
-      }
-    })().catch((err) => this.#log.warn({ err }, "lease watch ended"));
+    // Deletes are told too (holder null): a freed lease is taken at once, not after the acquire interval.
+    this.#lease.onChange(({ key, value, revision }) => {
+      if (key === names.coordinatorLease) this.#actor.send({ type: "LEASE_OBSERVED", holder: value ?? null, revision });
+    });
+    await this.#lease.start();
   }
 
   /** Forwards an admin request to whichever node leads now. */
@@ -163,7 +164,7 @@ export class Coordinator {
   }
 
   async stop(): Promise<void> {
-    this.#stopWatch?.();
+    await this.#lease.stop();
     this.#actor.send({ type: "STOP" });
     // Releasing the lease lets a successor take over at once instead of after the TTL.
     await new Promise<void>((resolve) => {
@@ -189,8 +190,8 @@ export class Coordinator {
           try {
             return { revision: await leases.create(key, nodeId) };
           } catch (err) {
-            const entry = await leases.get(key);
-            if (entry && entry.operation === "PUT") return { heldBy: decoder.decode(entry.value) };
+            const held = await this.#lease.read(key);
+            if (held) return { heldBy: held.value };
             throw err;
           }
         }),

@@ -8,6 +8,7 @@
 import { createActor, fromCallback, fromPromise, type EventObject } from "xstate";
 import type { KV } from "@nats-io/kv";
 import type { JetStreamManager } from "@nats-io/jetstream";
+import { z } from "zod";
 import {
   migrationMachine,
   migrationStateOf,
@@ -27,7 +28,19 @@ import {
 import { ErrorCode, errorMessage, JadeError } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { names } from "../../runtime/subjects.ts";
-import { applyCutover, applyPrepare, applyRollback, makeTransfer, transferPhase, TransferError, type Transfer, type TransferProgress, type TransferReason } from "../../runtime/transfer.ts";
+import {
+  applyCutover,
+  applyPrepare,
+  applyRollback,
+  makeTransfer,
+  markDraining,
+  releaseDraining,
+  Transfer,
+  TransferError,
+  transferPhase,
+  TransferProgress,
+  type TransferReason,
+} from "../../runtime/transfer.ts";
 import type { Membership } from "../cluster/membership.ts";
 import type { PlacementRecord, PlacementStore } from "../cluster/placement-store.ts";
 import { KeyedMutex } from "../../runtime/mutex.ts";
@@ -71,6 +84,21 @@ interface Deps {
 }
 
 const encoder = new TextEncoder();
+
+/**
+ * The envelope of a record in KV `jade_migrations` (an xstate persisted snapshot): checked
+ * where the runner and operators read it; the machine's own restore checks the rest.
+ */
+const MigrationRecord = z
+  .object({
+    status: z.enum(["active", "done", "error", "stopped"]),
+    value: z.union([z.string(), z.record(z.string(), z.unknown())]),
+    context: z.object({ transfer: Transfer, progress: TransferProgress }).loose(),
+  })
+  .loose();
+
+/** A placement CAS that lost this many times in a row means another writer keeps winning: the step fails and the machine retries it. */
+const placementCasAttemptsMax = 5;
 
 export class MigrationRunner {
   readonly #deps: Deps;
@@ -135,7 +163,7 @@ export class MigrationRunner {
   control(id: string, command: "pause" | "resume" | "cancel"): MigrationView {
     const actor = this.#actors.get(id);
     if (!actor) throw new JadeError(ErrorCode.NotFound, `no running migration ${id}`);
-    actor.send({ type: command === "pause" ? "PAUSE" : command === "resume" ? "RESUME" : "CANCEL" } as never);
+    actor.send({ type: command === "pause" ? "PAUSE" : command === "resume" ? "RESUME" : "CANCEL" });
     return view(actor);
   }
 
@@ -176,7 +204,7 @@ export class MigrationRunner {
     for (const actor of this.#actors.values()) {
       if (active >= this.#deps.settings.concurrentMax) break;
       if (migrationStateOf(actor.getSnapshot()) !== "planned") continue;
-      actor.send({ type: "START", atMs: Date.now() } as never);
+      actor.send({ type: "START", atMs: Date.now() });
       active++;
     }
   }
@@ -187,7 +215,11 @@ export class MigrationRunner {
     for await (const key of await this.#deps.kv.keys()) {
       if (!wanted(key)) continue;
       const entry = await this.#deps.kv.get(key);
-      if (entry?.operation === "PUT") out.push([key, { payload: entry.json<PersistedMigration>(), revision: entry.revision }]);
+      if (entry?.operation !== "PUT") continue;
+      const record = MigrationRecord.safeParse(jsonOf(entry.string()));
+      // The envelope is checked; xstate's restore judges the rest (stateOfPayload reads a record it cannot restore as failed).
+      if (record.success) out.push([key, { payload: record.data as unknown as PersistedMigration, revision: entry.revision }]);
+      else this.#log.error({ key, issues: record.error.issues.slice(0, 3) }, "unreadable migration record; left as it is");
     }
     return out;
   }
@@ -204,7 +236,7 @@ export class MigrationRunner {
   }
 
   async #casPlacement(transfer: Transfer, change: (record: PlacementRecord) => PlacementRecord): Promise<PlacementRecord> {
-    for (let attempt = 0; attempt < 5; attempt++) {
+    for (let attempt = 0; attempt < placementCasAttemptsMax; attempt++) {
       const stored = this.#deps.placements.get(transfer.collection);
       if (!stored || stored.record.uid !== transfer.uid) throw new TransferError(`collection ${transfer.collection} is gone`);
       const next = change(stored.record);
@@ -214,7 +246,7 @@ export class MigrationRunner {
         this.#log.info({ id: transfer.id, epoch: next.epoch, shard: next.shards[transfer.shard] }, "placement updated by a migration");
         return next;
       } catch (err) {
-        this.#log.debug({ err: String(err) }, "placement CAS conflict; retrying");
+        this.#log.debug({ err: errorMessage(err) }, "placement CAS conflict; retrying");
       }
     }
     throw new Error("placement kept changing under the migration");
@@ -222,7 +254,6 @@ export class MigrationRunner {
 
   #machine() {
     const { membership, nodeDeadAfterMs, settings } = this.#deps;
-    const shardOf = (record: PlacementRecord, shard: number) => record.shards[shard];
     return migrationMachine.provide({
       actors: {
         prepare: fromPromise<PrepareOutput, StepInput>(async ({ input }) => {
@@ -236,19 +267,14 @@ export class MigrationRunner {
           const t = input.transfer;
           const record = await this.#updatePlacement(t, (r) => {
             const next = applyCutover(r, t);
-            if (next === r || t.from === null) return next;
             // The source keeps its replica, unrouted, while in-flight reads finish.
-            return withShard(next, t.shard, (s) => ({ ...s, draining: [...new Set([...(s.draining ?? []), t.from!])] }));
+            return next === r || t.from === null ? next : markDraining(next, t.shard, t.from);
           });
           return { epoch: record.epoch };
         }),
         release: fromPromise<void, StepInput>(async ({ input }) => {
           const t = input.transfer;
-          await this.#updatePlacement(t, (r) => {
-            const s = shardOf(r, t.shard);
-            if (!s?.draining?.includes(t.from!)) return r;
-            return withShard(r, t.shard, (x) => dropDraining(x, t.from!));
-          });
+          await this.#updatePlacement(t, (r) => (t.from === null ? r : releaseDraining(r, t.shard, t.from)));
         }),
         rollback: fromPromise<RollbackOutput, StepInput>(async ({ input }) => {
           const t = input.transfer;
@@ -272,7 +298,7 @@ export class MigrationRunner {
               sourceDown = true;
               sendBack({ type: "SOURCE_DOWN" });
             }
-            const beat = membership.member(t.to)?.heartbeat.replicas.find((r) => r.uid === t.uid && r.shard === t.shard);
+            const beat = membership.replicaBeat(t.to, t.uid, t.shard);
             // A serving or lagging target knows the log's end. A replaying one counts as progress
             // only while it shows lag: right after its restore it reports none until it has
             // asked the log, and that must never pass for caught up.
@@ -312,16 +338,6 @@ export class MigrationRunner {
   }
 }
 
-function withShard(record: PlacementRecord, shard: number, change: (s: PlacementRecord["shards"][number]) => PlacementRecord["shards"][number]): PlacementRecord {
-  return { ...record, epoch: record.epoch + 1, shards: record.shards.map((s) => (s.shard === shard ? change(s) : s)) };
-}
-
-function dropDraining(s: PlacementRecord["shards"][number], node: string): PlacementRecord["shards"][number] {
-  const draining = (s.draining ?? []).filter((n) => n !== node);
-  const { draining: _, ...rest } = s;
-  return draining.length > 0 ? { ...rest, draining } : rest;
-}
-
 /**
  * The state a persisted migration record is in, read the way the machine itself reads it
  * (a running migration is a nested state value). A record it cannot restore reads as failed.
@@ -331,6 +347,15 @@ export function stateOfPayload(payload: PersistedMigration): MigrationState {
     return migrationStateOf(createActor(migrationMachine, resumeOptions(payload)).getSnapshot());
   } catch {
     return "failed";
+  }
+}
+
+/** The value of a JSON text, or undefined where it is none (the schema then refuses it). */
+function jsonOf(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 

@@ -166,13 +166,13 @@ export class ReadRouter {
     const stored = placements.get(config.name);
     const placed = stored && stored.record.uid === config.uid ? (stored.record.shards[shard]?.replicas ?? []) : [];
     const live = placed.filter((n) => membership.isLive(n));
-    const stateOf = (node: string): string | undefined => {
+    const stateOf = (node: string): ReplicaState | undefined => {
       if (node === nodeId) return host.replicas(config.name)[shard]?.state;
-      return membership.member(node)?.heartbeat.replicas.find((r) => r.uid === config.uid && r.shard === shard)?.state;
+      return membership.replicaBeat(node, config.uid, shard)?.state;
     };
     const readable = live.filter((n) => {
       const state = stateOf(n);
-      return state !== undefined && isReadableState(state);
+      return state !== undefined && isReadable(state);
     });
     const ordered = this.#selection.order(readable.length > 0 ? readable : live, {
       key: shardKey(config.uid, shard),
@@ -211,7 +211,7 @@ export class ReadRouter {
     let reached = local && local.config.uid === config.uid ? Math.max(local.lastSeq, local.appliedSeq) : 0;
     for (const member of membership.members()) {
       if (member.heartbeat.nodeId === nodeId) continue;
-      const beat = member.heartbeat.replicas.find((r) => r.uid === config.uid && r.shard === shard);
+      const beat = membership.replicaBeat(member.heartbeat.nodeId, config.uid, shard);
       if (beat && beat.appliedSeq > reached) reached = beat.appliedSeq;
     }
     return reached;
@@ -226,14 +226,6 @@ export class ReadRouter {
       case "strong":
         return this.streamLastSeq(config, shard);
     }
-  }
-}
-
-function isReadableState(state: string): boolean {
-  try {
-    return isReadable(state as ReplicaState);
-  } catch {
-    return false;
   }
 }
 

@@ -8,7 +8,8 @@ import type { Logger } from "../../runtime/log.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { Catalog } from "../cluster/catalog.ts";
 import { hostsOf, type PlacementStore } from "../cluster/placement-store.ts";
-import { ShardReplica, type ReplicaDeps, type ReplicaRole } from "./replica.ts";
+import { ShardReplica } from "./replica.ts";
+import type { ReplicaDeps, ReplicaRole } from "./types.ts";
 import { shardKey } from "../../runtime/subjects.ts";
 import { Mutex } from "../../runtime/mutex.ts";
 

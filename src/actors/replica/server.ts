@@ -3,24 +3,30 @@
  * `inflightMax` requests a read is refused as rate_limited, so the router
  * tries another replica instead of queueing behind an overloaded node.
  */
-import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { ErrorCode, invalidArgument, JadeError, toWireError, unavailable } from "../../runtime/errors.ts";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
+import { serve, type Serving } from "../../nats/serve.ts";
+import { ErrorCode, invalidArgument, JadeError, unavailable, type WireError } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { checkVector, parse } from "../../runtime/checks.ts";
 import { parseReplicaSubject, subjects } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
 import { spaceOf } from "../../runtime/vectors.ts";
 import type { ReplicaHost } from "./host.ts";
-import { decodeReplicaRequest, encodeReplicaMessage, ReplicaReadRequest, vectorFromBytes, type ReplicaReadReply } from "./protocol.ts";
+import { decodeReplicaRequest, encodeReplicaMessage, ReplicaReadRequest, vectorFromBytes } from "./protocol.ts";
 
 export const replicaInflightMax = 256;
+
+/** Refusals of what a router never sends (bad bodies, bugs) are worth a line; a replica not serving (or saturated) is routine. */
+function failureLevel(error: WireError): "error" | "warn" | undefined {
+  if (error.code === ErrorCode.Internal) return "error";
+  return error.code === ErrorCode.InvalidArgument ? "warn" : undefined;
+}
 
 export class ReplicaServer {
   readonly #host: ReplicaHost;
   readonly #nodeId: string;
   readonly #log: Logger;
-  #sub: Subscription | undefined;
-  #inflight = 0;
+  #serving: Serving | undefined;
 
   constructor(host: ReplicaHost, nodeId: string, log: Logger) {
     this.#host = host;
@@ -29,41 +35,22 @@ export class ReplicaServer {
   }
 
   get inflight(): number {
-    return this.#inflight;
+    return this.#serving?.inflight ?? 0;
   }
 
   start(nc: NatsConnection): void {
-    this.#sub = nc.subscribe(subjects.replicaWildcard(this.#nodeId), { callback: (_err, msg) => void this.#serve(msg) });
+    this.#serving = serve(nc, {
+      subjects: [{ subject: subjects.replicaWildcard(this.#nodeId) }],
+      handle: (msg) => this.#read(msg),
+      encode: encodeReplicaMessage,
+      cap: { inflightMax: replicaInflightMax, refusal: new JadeError(ErrorCode.RateLimited, "replica reads saturated on this node") },
+      failureLevel,
+      log: this.#log,
+    });
   }
 
   async stop(): Promise<void> {
-    await this.#sub?.drain();
-  }
-
-  async #serve(msg: Msg): Promise<void> {
-    if (!msg.reply) return;
-    let reply: ReplicaReadReply;
-    if (this.#inflight >= replicaInflightMax) {
-      reply = { ok: false, error: new JadeError(ErrorCode.RateLimited, "replica reads saturated on this node").toWire() };
-    } else {
-      this.#inflight++;
-      try {
-        reply = { ok: true, result: await this.#read(msg) };
-      } catch (err) {
-        reply = { ok: false, error: toWireError(err) };
-        // Refusals of what a router never sends (bad bodies, bugs) are worth a line; a replica not serving is routine.
-        if (reply.error.code === ErrorCode.InvalidArgument || reply.error.code === ErrorCode.Internal) {
-          this.#log[reply.error.code === ErrorCode.Internal ? "error" : "warn"]({ subject: msg.subject, error: reply.error }, "replica request failed");
-        }
-      } finally {
-        this.#inflight--;
-      }
-    }
-    try {
-      msg.respond(encodeReplicaMessage(reply));
-    } catch (err) {
-      this.#log.warn({ err, subject: msg.subject }, "could not answer a replica read");
-    }
+    await this.#serving?.stop();
   }
 
   async #read(msg: Msg): Promise<unknown> {

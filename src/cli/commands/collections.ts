@@ -3,12 +3,12 @@
  * here; their ranges are the server's to check (one source of truth: schemas.ts).
  */
 import type { Command } from "commander";
-import type { CollectionConfig, CreateCollectionRequest, Metric, Quantization } from "../../runtime/schemas.ts";
+import { Metric, Quantization, type CollectionConfig, type CreateCollectionRequest } from "../../runtime/schemas.ts";
 import { keyValues, printJson, printLine, table } from "../format.ts";
 import { choice, integer, runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 
-const metrics: readonly Metric[] = ["cosine", "l2", "ip"];
-const quantizations: readonly Quantization[] = ["f32", "f16", "i8"];
+const metrics = Metric.options;
+const quantizations = Quantization.options;
 
 interface CreateOptions extends ClientOptions {
   dimension: number;

@@ -2,7 +2,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
-import type { ReadConsistency, SearchRequest, SessionToken } from "../../runtime/schemas.ts";
+import { ReadConsistency, readConsistencyDefault, type SearchRequest, type SessionToken } from "../../runtime/schemas.ts";
 import { readFvecs } from "../fvecs.ts";
 import {
   compactJson,
@@ -20,7 +20,7 @@ import {
 import { choice, CliError, integer, jsonObject, runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 import { errorMessage } from "../../runtime/errors.ts";
 
-export const readLevels: readonly ReadConsistency[] = ["eventual", "session", "strong"];
+export const readLevels = ReadConsistency.options;
 const consistencyHelp = "eventual = any replica; session = one that applied --token; strong = one that applied the whole log";
 
 interface ReadOptions extends ClientOptions {
@@ -40,7 +40,7 @@ interface SearchOptions extends ReadOptions {
 
 function readOptions(command: Command): Command {
   return command
-    .addOption(choice("--consistency <level>", consistencyHelp, readLevels, "eventual"))
+    .addOption(choice("--consistency <level>", consistencyHelp, readLevels, readConsistencyDefault))
     .option("--token <json>", "session token from a write (JSON, e.g. '{\"0\":12}'); implies --consistency session", jsonObject)
     .option("--timeout-ms <ms>", "per-request deadline on the server", integer(1));
 }

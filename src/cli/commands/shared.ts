@@ -8,8 +8,8 @@
  * - 2: no connection: NATS is unreachable or no node serves the API.
  */
 import { InvalidArgumentError, Option, type Command } from "commander";
-import { JadeClient } from "../../client/client.ts";
-import { errorMessage, ErrorCode, JadeError } from "../../runtime/errors.ts";
+import { JadeClient, transportFailure } from "../../client/client.ts";
+import { errorMessage, JadeError } from "../../runtime/errors.ts";
 import { printError } from "../format.ts";
 
 export const defaultNatsUrl = "nats://127.0.0.1:4222";
@@ -107,7 +107,7 @@ export async function runWithClient(options: ClientOptions, body: (client: JadeC
 export function report(err: unknown): number {
   if (err instanceof JadeError) {
     printError(`${err.code}: ${err.message}`);
-    if (err.code === ErrorCode.Unavailable && /no JadeVectorDB node/.test(err.message)) {
+    if (transportFailure(err) === "no_responders") {
       process.stderr.write(`${noNodeHint}\n`);
       return exitCodes.noConnection;
     }

@@ -6,7 +6,7 @@ import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import type { JadeClient } from "../../client/client.ts";
 import { limits } from "../../runtime/limits.ts";
-import type { WriteConsistency } from "../../runtime/schemas.ts";
+import { WriteConsistency, writeConsistencyDefault } from "../../runtime/schemas.ts";
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { fvecsInfo } from "../fvecs.ts";
 import { formatCount, formatSeconds, plural, printJson, printLine, printNote, printWarning } from "../format.ts";
@@ -14,7 +14,7 @@ import { openPointFile, readFvecsPoints, readPointLines } from "./points.ts";
 import { BatchSender } from "./sender.ts";
 import { choice, CliError, exitCodes, integer, runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 
-export const writeLevels: readonly WriteConsistency[] = ["log", "one", "quorum", "all"];
+export const writeLevels = WriteConsistency.options;
 const consistencyHelp = "log = durable in the log; one|quorum|all = applied by that many replicas";
 
 /** Skipped lines are each reported up to this many; then only counted. */
@@ -50,7 +50,7 @@ export function registerWriteCommands(program: Command): void {
       .command("upsert <collection> [file]")
       .description('upsert points from JSON lines ({"id","vector","payload"?} per line), read from FILE or stdin')
       .option("--batch <n>", "points per request", integer(1, limits.pointsPerRequestMax), 500)
-      .addOption(choice("--consistency <level>", consistencyHelp, writeLevels, "log")),
+      .addOption(choice("--consistency <level>", consistencyHelp, writeLevels, writeConsistencyDefault)),
   ).action((collection: string, file: string | undefined, o: UpsertOptions) =>
     runWithClient(o, async (client) => {
       const config = await client.getCollection(collection);
@@ -85,7 +85,7 @@ export function registerWriteCommands(program: Command): void {
       .description("bulk-load a JSON lines (.jsonl/.json) or .fvecs file, with a progress bar")
       .option("--batch <n>", "points per request", integer(1, limits.pointsPerRequestMax), 500)
       .option("--concurrency <n>", "requests in flight", integer(1), 4)
-      .addOption(choice("--consistency <level>", consistencyHelp, writeLevels, "log"))
+      .addOption(choice("--consistency <level>", consistencyHelp, writeLevels, writeConsistencyDefault))
       .option("--id-prefix <prefix>", ".fvecs: id of row N is PREFIX + N (0-based)", "")
       .addOption(choice("--format <format>", "file format (default: from the extension; .fvecs or JSON lines)", ["jsonl", "fvecs"] as const)),
   ).action((collection: string, file: string, o: ImportOptions) =>
@@ -108,7 +108,7 @@ export function registerWriteCommands(program: Command): void {
     program
       .command("delete <collection> <ids...>")
       .description("delete points by id")
-      .addOption(choice("--consistency <level>", consistencyHelp, writeLevels, "log")),
+      .addOption(choice("--consistency <level>", consistencyHelp, writeLevels, writeConsistencyDefault)),
   ).action((collection: string, ids: string[], o: DeleteOptions) =>
     runWithClient(o, async (client) => {
       const result = await client.delete(collection, { ids, consistency: o.consistency });

@@ -6,7 +6,7 @@
  * but for its targets, is built once by `renewing`.
  */
 import { assign, raise } from "xstate";
-import { errorMessage } from "../common.ts";
+import { errorMessage } from "../../runtime/errors.ts";
 import { coordinatorSetup, renewedEvent } from "./setup.ts";
 import { CoordinatorState, leaseErrorCode } from "./types.ts";
 

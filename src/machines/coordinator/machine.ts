@@ -72,7 +72,7 @@
  * delays, helpers), leader.ts (the `leader` state), this file (the rest of the chart).
  */
 import { assign, type ActorRefFrom, type SnapshotFrom } from "xstate";
-import { errorMessage } from "../common.ts";
+import { errorMessage } from "../../runtime/errors.ts";
 import { leaderState } from "./leader.ts";
 import { coordinatorInputProblems, coordinatorSetup } from "./setup.ts";
 import { CoordinatorState } from "./types.ts";

@@ -37,7 +37,7 @@
  * ```
  * `prepare`, `cutover`, `release`, `rollback`: a rejection or no answer within `stepTimeoutMs`
  * is retried after `retryDelayMs · 2^(attempt-1)` (capped at `retryDelayMaxMs`), up to
- * `maxAttempts` tries in all; an `obsolete` rejection is not retried.
+ * `attemptsMax` tries in all; an `obsolete` rejection is not retried.
  *
  * ## Decisions
  * - **Rollback only before the cutover is committed.** Until the `cutover` step has succeeded the
@@ -67,8 +67,8 @@
  */
 import { assign, raise, stateIn, type ActorRefFrom, type SnapshotFrom } from "xstate";
 import { estimateEta, type ProgressSample } from "../../runtime/transfer.ts";
-import { errorMessage } from "../common.ts";
-import { migrationInputProblems, migrationSetup, persistIn, PROGRESS_SAMPLES } from "./setup.ts";
+import { errorMessage } from "../../runtime/errors.ts";
+import { migrationInputProblems, migrationSetup, persistIn, progressSamplesMax } from "./setup.ts";
 import { abortBeforeCutover, retryingStep } from "./steps.ts";
 import { MigrationState } from "./types.ts";
 
@@ -82,7 +82,7 @@ export const migrationMachine = migrationSetup.createMachine({
       catchUpLagMax: input.catchUpLagMax,
       stepTimeoutMs: input.stepTimeoutMs,
       drainMs: input.drainMs,
-      maxAttempts: Math.trunc(input.maxAttempts ?? 3),
+      attemptsMax: Math.trunc(input.attemptsMax ?? 3),
       retryDelayMs: input.retryDelayMs ?? 1000,
       retryDelayMaxMs: input.retryDelayMaxMs ?? 30_000,
       stallTimeoutMs: input.stallTimeoutMs ?? 0,
@@ -147,7 +147,7 @@ export const migrationMachine = migrationSetup.createMachine({
               const samples =
                 last && (sample.appliedSeq < last.appliedSeq || sample.atMs < last.atMs)
                   ? [sample]
-                  : [...context.samples, sample].slice(-PROGRESS_SAMPLES);
+                  : [...context.samples, sample].slice(-progressSamplesMax);
               return {
                 samples,
                 // bytes count too: a target copying a big shard applies nothing until it has loaded it

@@ -6,7 +6,7 @@
  */
 import { assign, fromCallback, fromPromise, setup, type EventObject, type Snapshot } from "xstate";
 import { isObsoleteError, Transfer } from "../../runtime/transfer.ts";
-import { clampTimerMs, MAX_TIMER_MS, unboundEffect as unbound } from "../common.ts";
+import { clampTimerMs, timerDelayMsMax, unboundEffect as unbound } from "../common.ts";
 import type {
   CutoverOutput,
   MigrationContext,
@@ -27,7 +27,7 @@ import type {
 // ───────────────────────────── helpers ─────────────────────────────
 
 /** progress samples kept for the ETA */
-export const PROGRESS_SAMPLES = 10;
+export const progressSamplesMax = 10;
 
 /** Back-off after the `failures`-th failed try: min(retryDelayMs · 2^(failures-1), retryDelayMaxMs). */
 export function migrationRetryDelay(
@@ -35,7 +35,7 @@ export function migrationRetryDelay(
   failures: number,
 ): number {
   const exp = Math.min(Math.max(0, failures - 1), 40);
-  return Math.min(Math.max(0, ctx.retryDelayMs) * 2 ** exp, Math.max(0, ctx.retryDelayMaxMs), MAX_TIMER_MS);
+  return Math.min(Math.max(0, ctx.retryDelayMs) * 2 ** exp, Math.max(0, ctx.retryDelayMaxMs), timerDelayMsMax);
 }
 
 /** Problems with an input (empty = valid). The machine fails to start on an invalid input. */
@@ -52,7 +52,7 @@ export function migrationInputProblems(input: MigrationInput): string[] {
   check("catchUpLagMax", input.catchUpLagMax, 0);
   check("stepTimeoutMs", input.stepTimeoutMs, 1);
   check("drainMs", input.drainMs, 0);
-  check("maxAttempts", input.maxAttempts, 1, true);
+  check("attemptsMax", input.attemptsMax, 1, true);
   check("retryDelayMs", input.retryDelayMs, 0, true);
   check("retryDelayMaxMs", input.retryDelayMaxMs, 0, true);
   check("stallTimeoutMs", input.stallTimeoutMs, 0, true);
@@ -140,7 +140,7 @@ export const migrationSetup = setup({
     caughtUp: ({ context }) => context.progress.targetSeq - context.progress.appliedSeq <= context.catchUpLagMax,
     advanced: ({ context }) => context.advanced,
     stallEnabled: ({ context }) => context.stallTimeoutMs > 0,
-    canRetry: ({ context }) => context.attempts + 1 < context.maxAttempts,
+    canRetry: ({ context }) => context.attempts + 1 < context.attemptsMax,
     obsolete: ({ event }) => "error" in event && isObsoleteError(event.error),
     nothingToRelease: ({ context }) => context.transfer.from === null || context.sourceDown,
     resumeToCatchingUp: ({ context }) => context.pausedFrom === "catchingUp",

@@ -1,11 +1,11 @@
 /**
  * State configs the migration machine repeats: the retried step (prepare, cutover, release,
  * rollback all have the same shape: invoke the step with a timeout, back off and retry, give
- * up after `maxAttempts` or on an `obsolete` rejection) and the transitions that abort a
+ * up after `attemptsMax` or on an `obsolete` rejection) and the transitions that abort a
  * migration before its cutover. One builder each, so the four steps cannot drift apart.
  */
 import { assign } from "xstate";
-import { errorMessage } from "../common.ts";
+import { errorMessage } from "../../runtime/errors.ts";
 import { migrationRetryDelay, migrationSetup, persistIn, stepInput } from "./setup.ts";
 import type { MigrationContext, MigrationState, MigrationStep } from "./types.ts";
 

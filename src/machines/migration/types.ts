@@ -123,7 +123,7 @@ export interface MigrationInput {
   /** after the cutover, the source keeps serving in-flight reads this long before its release */
   drainMs: number;
   /** tries per step in all (default 3) */
-  maxAttempts?: number;
+  attemptsMax?: number;
   /** back-off before the 2nd try; doubles per try (default 1000) */
   retryDelayMs?: number;
   /** cap of the back-off (default 30000) */
@@ -139,12 +139,12 @@ export interface MigrationContext {
   catchUpLagMax: number;
   stepTimeoutMs: number;
   drainMs: number;
-  maxAttempts: number;
+  attemptsMax: number;
   retryDelayMs: number;
   retryDelayMaxMs: number;
   stallTimeoutMs: number;
   progress: TransferProgress;
-  /** recent progress samples (at most PROGRESS_SAMPLES) for the ETA */
+  /** recent progress samples (at most progressSamplesMax) for the ETA */
   samples: ProgressSample[];
   /** the last TARGET_PROGRESS advanced appliedSeq or bytes copied (resets the stall timer) */
   advanced: boolean;

@@ -1,6 +1,6 @@
 import murmur from "murmurhash3js-revisited";
 import type { CollectionConfig } from "../schemas.ts";
-import { allShards, type ShardingStrategy } from "./index.ts";
+import { allShards, type ShardingStrategy } from "./types.ts";
 
 const encoder = new TextEncoder();
 

@@ -8,22 +8,10 @@ import type { CollectionConfig, CreateCollectionParsed, ShardingName } from "../
 import { hashSharding } from "./hash.ts";
 import { kmeans } from "./kmeans.ts";
 import { rangeSharding } from "./range.ts";
+import type { ShardingStrategy } from "./types.ts";
 import { vectorSharding } from "./vector.ts";
 
-export interface ShardingStrategy {
-  readonly name: ShardingName;
-  /** The shard a point is written to. */
-  shardOf(point: { id: string; vector: ArrayLike<number> }): number;
-  /** Shards that may hold this id: one for id-based strategies, every shard when placement follows the vector. */
-  shardsForId(id: string): number[];
-  /** Shards a search must probe (all of them unless the strategy can prune, e.g. by `nprobe`). */
-  searchShards(vector: ArrayLike<number>, nprobe?: number): number[];
-  /**
-   * True when an id always maps to the same shard. When false, an upsert may move a
-   * point to another shard, so the writer deletes the id from the other shards.
-   */
-  readonly idStable: boolean;
-}
+export { allShards, type ShardingStrategy } from "./types.ts";
 
 type Factory = (config: CollectionConfig) => ShardingStrategy;
 
@@ -81,8 +69,4 @@ export function trainingSet<T>(sample: readonly T[], k: number, dimension: numbe
   if (sample.length <= size) return [...sample];
   const step = sample.length / size;
   return Array.from({ length: size }, (_, i) => sample[Math.floor(i * step)]!);
-}
-
-export function allShards(config: Pick<CollectionConfig, "shards">): number[] {
-  return Array.from({ length: config.shards }, (_, s) => s);
 }

@@ -1,5 +1,5 @@
 import type { CollectionConfig } from "../schemas.ts";
-import { allShards, type ShardingStrategy } from "./index.ts";
+import { allShards, type ShardingStrategy } from "./types.ts";
 
 /**
  * Ordered id ranges: `splitPoints` (shards − 1 strictly increasing ids, by JS string

@@ -1,5 +1,5 @@
 import type { CollectionConfig } from "../schemas.ts";
-import { allShards, type ShardingStrategy } from "./index.ts";
+import { allShards, type ShardingStrategy } from "./types.ts";
 import { clustersByDirection, normalizeInPlace } from "./kmeans.ts";
 
 /**

@@ -4,21 +4,9 @@
  */
 import { leastLoaded } from "./least-loaded.ts";
 import { roundRobin } from "./round-robin.ts";
+import type { ReplicaSelection, SelectionName } from "./types.ts";
 
-export const SelectionName = { RoundRobin: "round-robin", LeastLoaded: "least-loaded" } as const;
-export type SelectionName = (typeof SelectionName)[keyof typeof SelectionName];
-
-export interface SelectionContext {
-  /** Identifies the shard (round-robin keeps one counter per key). */
-  key: string;
-  /** Requests in flight on a node, from its heartbeat. */
-  loadOf: (node: string) => number;
-  self: string;
-}
-
-export interface ReplicaSelection {
-  order(nodes: readonly string[], context: SelectionContext): string[];
-}
+export { SelectionName, selectionDefault, type ReplicaSelection, type SelectionContext } from "./types.ts";
 
 export function resolveSelection(name: SelectionName): ReplicaSelection {
   switch (name) {

@@ -1,4 +1,4 @@
-import type { ReplicaSelection } from "./index.ts";
+import type { ReplicaSelection } from "./types.ts";
 
 /** Fewest requests in flight first (from heartbeats); this node wins ties, since a local read skips the network. */
 export function leastLoaded(): ReplicaSelection {

@@ -1,4 +1,4 @@
-import type { ReplicaSelection } from "./index.ts";
+import type { ReplicaSelection } from "./types.ts";
 
 /** Rotates the starting replica per shard, so reads spread evenly over the replicas. */
 export function roundRobin(): ReplicaSelection {

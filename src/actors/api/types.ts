@@ -1,0 +1,19 @@
+/** What the API handlers are given: the node's actors they call. */
+import type { Catalog } from "../cluster/catalog.ts";
+import type { Coordinator } from "../control/coordinator.ts";
+import type { Membership } from "../cluster/membership.ts";
+import type { PlacementStore } from "../cluster/placement-store.ts";
+import type { ReadRouter } from "../read/router.ts";
+import type { ReplicaHost } from "../replica/host.ts";
+import type { Writer } from "../write/writer.ts";
+
+export interface ApiDeps {
+  nodeId: string;
+  catalog: Catalog;
+  writer: Writer;
+  router: ReadRouter;
+  host: ReplicaHost;
+  membership: Membership;
+  placements: PlacementStore;
+  coordinator: Coordinator;
+}

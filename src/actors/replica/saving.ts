@@ -1,0 +1,67 @@
+/**
+ * A replica's saves: the local checkpoint (with the shared snapshot when this replica is the
+ * designated one), the checkpoint at shutdown, and the checkpoint offered to a joining peer.
+ * The caller runs each inside the replica's save lock: they share checkpoint files.
+ */
+import { rm, stat } from "node:fs/promises";
+import { withDeadline } from "../../runtime/async.ts";
+import { unavailable } from "../../runtime/errors.ts";
+import type { CheckpointOffer } from "./protocol.ts";
+import type { ReplicaParts } from "./types.ts";
+
+/** A shutdown checkpoint gives up after this long so a stopping node never hangs on a slow disk. */
+const shutdownCheckpointTimeoutMs = 30_000;
+
+/**
+ * Saves the index as this replica's local checkpoint; if this is the shard's designated
+ * replica (and `upload` allows it) it then uploads that file as the shared snapshot new
+ * replicas start from. Local first, so a crash in between never leaves this node's
+ * checkpoint older than the shared snapshot.
+ */
+export async function saveSnapshot(replica: ReplicaParts, options: { upload: "ifDesignated" | "never" }): Promise<number> {
+  const { config, shard, deps, index, progress } = replica;
+  const file = await deps.checkpoints.scratchFile(config.uid, shard);
+  let saved: { appliedSeq: number; bytes: number };
+  try {
+    saved = await index.save(file);
+  } catch (err) {
+    await rm(file, { force: true });
+    throw err;
+  }
+  const checkpoint = await deps.checkpoints.commit(config.uid, shard, file, saved.appliedSeq);
+  progress.checkpointSeq = Math.max(progress.checkpointSeq, saved.appliedSeq);
+  if (options.upload === "ifDesignated" && replica.role().designated) {
+    const ref = await deps.snapshots.upload(config.name, config.uid, shard, saved.appliedSeq, checkpoint.file);
+    await deps.snapshots.prune(config.name, config.uid, shard);
+    replica.log.info({ snapshot: ref.name, bytes: saved.bytes }, "snapshot saved");
+  }
+  return saved.appliedSeq;
+}
+
+/** The node is stopping and keeps the shard: save a checkpoint so the restart replays only the delta. Never throws. */
+export async function shutdownCheckpoint(replica: ReplicaParts): Promise<void> {
+  try {
+    const seq = await withDeadline(
+      saveSnapshot(replica, { upload: "never" }),
+      shutdownCheckpointTimeoutMs,
+      () => new Error(`save took over ${shutdownCheckpointTimeoutMs} ms`),
+    );
+    replica.log.info({ appliedSeq: seq }, "checkpoint saved at shutdown");
+  } catch (err) {
+    replica.log.warn({ err }, "no checkpoint at shutdown; the restart restores from the shared snapshot");
+  }
+}
+
+/**
+ * The serving side of a peer copy: makes sure the local checkpoint covers `appliedSeq`
+ * (saving one if not — local only: the copy goes peer to peer, not through the replicated
+ * object store) and offers it to be read in chunks.
+ */
+export async function offerCheckpoint(replica: ReplicaParts, appliedSeq: number): Promise<CheckpointOffer> {
+  const { config, shard, deps } = replica;
+  const latest = await deps.checkpoints.latest(config.uid, shard);
+  if (!latest || latest.seq < appliedSeq) await saveSnapshot(replica, { upload: "never" });
+  const offer = await deps.checkpoints.offer(config.uid, shard);
+  if (!offer) throw unavailable(`shard ${shard} of ${config.name} has no checkpoint to offer`);
+  return { seq: offer.seq, bytes: (await stat(offer.file)).size };
+}

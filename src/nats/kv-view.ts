@@ -1,0 +1,180 @@
+/**
+ * A live, decoded view of one KV bucket: a single watch feeding a cache of
+ * key → {value, revision}, and listeners told of every change. The catalog,
+ * the placements, membership, the client's node tracker and the coordinator's
+ * lease all read their bucket through it, so the hot path never waits on KV.
+ */
+import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
+import { deferred } from "../runtime/async.ts";
+import { errorMessage } from "../runtime/errors.ts";
+import type { Logger } from "../runtime/log.ts";
+
+export interface Versioned<T> {
+  value: T;
+  revision: number;
+}
+
+/** A key moved to a newer revision; `value` is undefined when it was deleted or purged. */
+export interface KvChange<T> {
+  key: string;
+  revision: number;
+  value: T | undefined;
+  previous: T | undefined;
+}
+
+export interface KvViewOptions<T> {
+  /** Turns a PUT entry into a value, throwing when it cannot: typically `Schema.parse(entry.json())`. */
+  decode: (entry: KvEntry) => T;
+  /** Where undecodable entries and a dying watch are reported; without it they pass silently. */
+  log?: Logger;
+}
+
+export class KvView<T extends NonNullable<unknown>> {
+  readonly #kv: KV;
+  readonly #decode: (entry: KvEntry) => T;
+  readonly #log: Logger | undefined;
+  readonly #entries = new Map<string, Versioned<T>>();
+  /** Every key's newest revision seen, deleted keys included: nothing older is ever applied. */
+  readonly #revisions = new Map<string, number>();
+  readonly #listeners = new Set<(change: KvChange<T>) => void>();
+  #stopWatch: () => void = () => undefined;
+  #loop: Promise<void> = Promise.resolve();
+  #lastDeliveryMs = performance.now();
+
+  constructor(kv: KV, options: KvViewOptions<T>) {
+    this.#kv = kv;
+    this.#decode = options.decode;
+    this.#log = options.log;
+  }
+
+  /**
+   * Starts the watch; resolves once the entries present at the start are cached.
+   *
+   * nats.js 3.4 has no "initialized" callback: the watch snapshots the consumer's
+   * `num_pending` (the last message of every key, delete and purge markers included) and
+   * flags the entry that completes that count with `isUpdate`; it also carries `delta` = 0
+   * (nothing pending). Measured on nats-server 2.9.10: only deleted keys → the DEL markers
+   * are delivered, the last with delta 0; history of 5 revisions per key → one entry per
+   * key, the last with delta 0, while `status().values` counts every stored message (10).
+   * An empty bucket (never written, `purgeDeletes`-ed, or all expired by max age) delivers
+   * nothing: then `status().values` is 0. That test holds only for a watch of the whole
+   * bucket (a watch of one key with other keys stored: values 1, nothing delivered), hence no
+   * key filter here. It is read after the watch exists: a write racing it either lands
+   * before (counted, then delivered flagged) or after (values 0, and it is an update).
+   */
+  async start(): Promise<void> {
+    const watch = await this.#kv.watch();
+    this.#stopWatch = () => watch.stop();
+    let empty: boolean;
+    try {
+      empty = (await this.#kv.status()).values === 0;
+    } catch (err) {
+      watch.stop();
+      throw err;
+    }
+    const ready = deferred();
+    if (empty) ready.resolve();
+    this.#loop = (async () => {
+      for await (const entry of watch) {
+        this.#lastDeliveryMs = performance.now();
+        this.#receive(entry);
+        // isUpdate alone misses the end when a counted entry expired before delivery; delta
+        // alone comes late when writes keep arriving during the load.
+        if (entry.isUpdate || entry.delta === 0) ready.resolve();
+      }
+      ready.resolve();
+    })().catch((err: unknown) => {
+      ready.reject(err);
+      this.#log?.error({ err: errorMessage(err) }, "KV watch ended");
+    });
+    await ready.promise;
+  }
+
+  /** Ends the watch; resolves when its loop has finished (no listener is called after). */
+  async stop(): Promise<void> {
+    this.#stopWatch();
+    await this.#loop;
+  }
+
+  get(key: string): Versioned<T> | undefined {
+    return this.#entries.get(key);
+  }
+
+  entries(): [string, Versioned<T>][] {
+    return [...this.#entries];
+  }
+
+  values(): T[] {
+    return [...this.#entries.values()].map((e) => e.value);
+  }
+
+  /** performance.now() when the watch last delivered anything: a stalled watch stops moving it. */
+  get lastDeliveryMs(): number {
+    return this.#lastDeliveryMs;
+  }
+
+  /** The key's value straight from KV, bypassing the cache: for a write the watch has not delivered yet. */
+  async read(key: string): Promise<Versioned<T> | undefined> {
+    const entry = await this.#kv.get(key);
+    if (entry === null || entry.operation !== "PUT") return undefined;
+    try {
+      return { value: this.#decode(entry), revision: entry.revision };
+    } catch {
+      // The watch reported it once; reads of the same bad entry stay quiet.
+      return undefined;
+    }
+  }
+
+  /** Caches our own write at once, so the writer's next decision sees it before the watch delivers it. */
+  applyOwnWrite(key: string, value: T, revision: number): void {
+    if (revision > (this.#revisions.get(key) ?? 0)) this.#set(key, value, revision);
+  }
+
+  /**
+   * Forgets a key we deleted, at once. KV deletes return no revision, so the key stays at its
+   * last known one: a later write by another node would show until our marker arrives.
+   */
+  applyOwnDelete(key: string): void {
+    const current = this.#entries.get(key);
+    if (current === undefined) return;
+    this.#entries.delete(key);
+    this.#emit({ key, revision: current.revision, value: undefined, previous: current.value });
+  }
+
+  onChange(listener: (change: KvChange<T>) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #receive(entry: KvWatchEntry): void {
+    if (entry.revision <= (this.#revisions.get(entry.key) ?? 0)) return;
+    if (entry.operation !== "PUT") return this.#set(entry.key, undefined, entry.revision);
+    let value: T;
+    try {
+      value = this.#decode(entry);
+    } catch (err) {
+      this.#log?.warn({ key: entry.key, revision: entry.revision, err: errorMessage(err) }, "undecodable KV entry skipped");
+      return;
+    }
+    this.#set(entry.key, value, entry.revision);
+  }
+
+  #set(key: string, value: T | undefined, revision: number): void {
+    const previous = this.#entries.get(key)?.value;
+    this.#revisions.set(key, revision);
+    if (value === undefined) this.#entries.delete(key);
+    else this.#entries.set(key, { value, revision });
+    this.#emit({ key, revision, value, previous });
+  }
+
+  #emit(change: KvChange<T>): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        // A listener's bug must not end the watch every other reader depends on.
+        this.#log?.error({ key: change.key, err: errorMessage(err) }, "KV change listener failed");
+      }
+    }
+  }
+}
