@@ -1,49 +1,17 @@
 /**
- * Placement records in KV `jade_placement`, one key per collection:
- * `{collection, uid, epoch, leaderEpoch, shards:[{shard, replicas, learners?, draining?}]}`.
+ * Placement records (runtime/placement.ts) in KV `jade_placement`, one key per collection.
  * Only the coordinator writes them, always by CAS on the entry's revision; every
  * node watches them to know which replicas to host and where to route reads.
  */
 import type { KV } from "@nats-io/kv";
-import { z } from "zod";
 import { KvView, type Versioned } from "../../nats/kv-view.ts";
 import type { Logger } from "../../runtime/log.ts";
-import type { Placement } from "../../runtime/placement.ts";
+import { PlacementRecord } from "../../runtime/placement.ts";
 import { KeyedMutex } from "../../runtime/mutex.ts";
-
-export const PlacementRecord = z.object({
-  collection: z.string(),
-  uid: z.string(),
-  epoch: z.number().int(),
-  /** The coordinator term that wrote it (its lease revision at acquisition). */
-  leaderEpoch: z.number().int(),
-  shards: z.array(
-    z.object({
-      shard: z.number().int(),
-      /** Serving replicas: routers read from these. */
-      replicas: z.array(z.string()),
-      /** Replicas being built by a migration: they follow the log but are not read. */
-      learners: z.array(z.string()).optional(),
-      /** Replicas a migration cut over from: still hosted so in-flight reads finish, no longer routed to. */
-      draining: z.array(z.string()).optional(),
-    }),
-  ),
-});
-export type PlacementRecord = z.infer<typeof PlacementRecord>;
 
 export interface StoredPlacement {
   record: PlacementRecord;
   revision: number;
-}
-
-/** The serving part of a record, as the placement planner sees it. */
-export function toPlacement(record: PlacementRecord): Placement {
-  return { collection: record.collection, epoch: record.epoch, shards: record.shards.map((s) => ({ shard: s.shard, replicas: s.replicas })) };
-}
-
-/** Every node that must host a replica of the shard: serving, learning or draining. */
-export function hostsOf(shard: PlacementRecord["shards"][number]): string[] {
-  return [...new Set([...shard.replicas, ...(shard.learners ?? []), ...(shard.draining ?? [])])];
 }
 
 function toStored({ value, revision }: Versioned<PlacementRecord>): StoredPlacement {

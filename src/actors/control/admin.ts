@@ -19,7 +19,8 @@ import { quote } from "../../runtime/text.ts";
 import type { TransferReason } from "../../runtime/transfer.ts";
 import type { Membership } from "../cluster/membership.ts";
 import type { MigrationRunner } from "./migrations.ts";
-import { toPlacement, type PlacementStore } from "../cluster/placement-store.ts";
+import type { PlacementStore } from "../cluster/placement-store.ts";
+import { servingPlacement } from "../../runtime/placement.ts";
 import { serve, type Serving } from "../../nats/serve.ts";
 
 const NodeId = z.string().regex(nodeIdPattern, "must match ^[a-zA-Z0-9_-]{1,64}$ (a node id)");
@@ -121,7 +122,7 @@ export class ClusterAdmin {
     for (const { record } of this.#deps.placements.all()) {
       for (const s of record.shards) if (s.learners?.length || s.draining?.length) busy.add(shardKey(record.collection, s.shard));
     }
-    const placements = this.#deps.placements.all().map((p) => toPlacement(p.record));
+    const placements = this.#deps.placements.all().map((p) => servingPlacement(p.record));
     const moves = rebalanceMoves({ placements, eligible, cordoned: reason === "drain" || reason === "rebalance" ? cordoned : [], busy });
     for (const m of moves) await this.#plan(m, reason);
     return moves;

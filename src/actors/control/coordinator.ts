@@ -31,7 +31,8 @@ import { names, subjects, type AdminOp } from "../../runtime/subjects.ts";
 import { ClusterAdmin, NodeSets } from "./admin.ts";
 import type { Membership } from "../cluster/membership.ts";
 import { defaultMigrationSettings, MigrationRunner, type MigrationSettings } from "./migrations.ts";
-import { toPlacement, type PlacementStore } from "../cluster/placement-store.ts";
+import type { PlacementStore } from "../cluster/placement-store.ts";
+import { servingPlacement } from "../../runtime/placement.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import { KvView } from "../../nats/kv-view.ts";
 
@@ -269,8 +270,8 @@ export class Coordinator {
   async #placeCollection(config: CollectionConfig, live: string[], cordoned: string[], epoch: number): Promise<void> {
     const { placements } = this.#deps;
     const stored = placements.get(config.name);
-    const current = stored && stored.record.uid === config.uid ? toPlacement(stored.record) : undefined;
-    const others = placements.all().filter((p) => p.record.collection !== config.name).map((p) => toPlacement(p.record));
+    const current = stored && stored.record.uid === config.uid ? servingPlacement(stored.record) : undefined;
+    const others = placements.all().filter((p) => p.record.collection !== config.name).map((p) => servingPlacement(p.record));
     const planned = planPlacement({
       collection: config.name,
       shards: config.shards,

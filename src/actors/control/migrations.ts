@@ -42,7 +42,8 @@ import {
   type TransferReason,
 } from "../../runtime/transfer.ts";
 import type { Membership } from "../cluster/membership.ts";
-import type { PlacementRecord, PlacementStore } from "../cluster/placement-store.ts";
+import type { PlacementStore } from "../cluster/placement-store.ts";
+import type { PlacementRecord } from "../../runtime/placement.ts";
 import { KeyedMutex } from "../../runtime/mutex.ts";
 
 export interface MigrationSettings {
@@ -252,17 +253,22 @@ export class MigrationRunner {
     throw new Error("placement kept changing under the migration");
   }
 
+  /** Prepare and rollback: nothing to do once the placement shows the cutover landed (the migration then continues). */
+  async #unlessCutOver(
+    t: Transfer,
+    transform: (record: PlacementRecord, t: Transfer) => PlacementRecord,
+  ): Promise<{ epoch: number; alreadyCutOver: boolean }> {
+    const current = this.#deps.placements.get(t.collection)?.record;
+    if (current && transferPhase(current, t) === "cutOver") return { epoch: current.epoch, alreadyCutOver: true };
+    const record = await this.#updatePlacement(t, (r) => transform(r, t));
+    return { epoch: record.epoch, alreadyCutOver: false };
+  }
+
   #machine() {
     const { membership, nodeDeadAfterMs, settings } = this.#deps;
     return migrationMachine.provide({
       actors: {
-        prepare: fromPromise<PrepareOutput, StepInput>(async ({ input }) => {
-          const t = input.transfer;
-          const current = this.#deps.placements.get(t.collection)?.record;
-          if (current && transferPhase(current, t) === "cutOver") return { epoch: current.epoch, alreadyCutOver: true };
-          const record = await this.#updatePlacement(t, (r) => applyPrepare(r, t));
-          return { epoch: record.epoch, alreadyCutOver: false };
-        }),
+        prepare: fromPromise<PrepareOutput, StepInput>(({ input }) => this.#unlessCutOver(input.transfer, applyPrepare)),
         cutover: fromPromise<CutoverOutput, StepInput>(async ({ input }) => {
           const t = input.transfer;
           const record = await this.#updatePlacement(t, (r) => {
@@ -276,13 +282,7 @@ export class MigrationRunner {
           const t = input.transfer;
           await this.#updatePlacement(t, (r) => (t.from === null ? r : releaseDraining(r, t.shard, t.from)));
         }),
-        rollback: fromPromise<RollbackOutput, StepInput>(async ({ input }) => {
-          const t = input.transfer;
-          const current = this.#deps.placements.get(t.collection)?.record;
-          if (current && transferPhase(current, t) === "cutOver") return { epoch: current.epoch, alreadyCutOver: true };
-          const record = await this.#updatePlacement(t, (r) => applyRollback(r, t));
-          return { epoch: record.epoch, alreadyCutOver: false };
-        }),
+        rollback: fromPromise<RollbackOutput, StepInput>(({ input }) => this.#unlessCutOver(input.transfer, applyRollback)),
         watchTarget: fromCallback<EventObject, WatchTargetInput>(({ input, sendBack }) => {
           const t = input.transfer;
           let sourceDown = false;

@@ -7,7 +7,8 @@
 import type { Logger } from "../../runtime/log.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { Catalog } from "../cluster/catalog.ts";
-import { hostsOf, type PlacementStore } from "../cluster/placement-store.ts";
+import type { PlacementStore } from "../cluster/placement-store.ts";
+import { hostsOf } from "../../runtime/placement.ts";
 import { ShardReplica } from "./replica.ts";
 import type { ReplicaDeps, ReplicaRole } from "./types.ts";
 import { shardKey } from "../../runtime/subjects.ts";
@@ -88,6 +89,7 @@ export class ReplicaHost {
 
   async stop(): Promise<void> {
     this.freeze();
+    // An empty section queued behind the running reconcile: it settles once that one has.
     await this.#reconciling.run(async () => undefined);
     // The node keeps its shards across a restart: checkpoint them so it replays only the delta.
     await Promise.all(this.all().map((r) => r.stop({ checkpoint: true })));
