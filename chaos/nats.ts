@@ -1,6 +1,6 @@
 /**
  * A clustered nats-server child for the chaos driver. It mirrors
- * src/runtime/embedded-nats.ts (same config: JetStream, max payload, fast ping
+ * src/nats/embedded.ts (same config: JetStream, max payload, fast ping
  * eviction) with two differences the faults need:
  *   - fixed client and cluster ports, so a server restarted with its store comes
  *     back where the nodes' proxies forward to;

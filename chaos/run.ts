@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { JadeClient } from "../src/client/client.ts";
 import { checkConvergence, checkWrites, failoverTimes, settle, StatusMonitor } from "./checker.ts";
-import type { Fault } from "./driver.ts";
+import type { ClusterInfo, Fault } from "./driver.ts";
 import { LocalDriver } from "./local-driver.ts";
 import { ciScenarios, scenarioByName, scenarios, type Scenario, type ScenarioContext } from "./scenarios.ts";
 import { now, progress, seededRandom, delay, waitFor, withTimeout } from "./util.ts";
@@ -102,12 +102,44 @@ async function main(): Promise<number> {
   const info = await driver.start({ nodes: 3, natsServers: 3 });
   progress(`logs in ${driver.logDir}`);
   client = await JadeClient.connect({ servers: info.natsUrls, timeoutMs: 10_000, name: "jade-chaos" });
+  const { workload, monitor } = await startWorkload(client, info);
+  const run = await runScenarios({ client, info, random: seededRandom(seed), holdScale }, runStarted);
+
+  progress("stopping the workload");
+  await workload.stop();
+  await monitor.stop();
+  attachFailoverTimes(run.windows, workload, monitor);
+
+  progress("final settle (lag 0 everywhere)");
+  const final = await settle(client, info.nodes, { timeoutMs: settleTimeoutMs, zeroLag: true });
+  if (!final.ok) run.settleFailures.push(`final: ${final.reason}`);
+  progress(final.ok ? `settled in ${final.tookMs} ms; checking` : `final settle failed: ${final.reason}; checking anyway`);
+  const sabotaged = opts.verifyChecker ? await sabotage(client, workload) : undefined;
+  const verdict = await check(client, workload, run, sabotaged);
+  const summary = {
+    seed,
+    mode: long ? "soak" : "ci",
+    driver: driver.name,
+    cluster: { nats: info.natsServers.length, nodes: info.nodes.length, collections: specs },
+    durationMs: Math.round(performance.now() - runStarted),
+    faults: run.faults,
+    ops: opsOf(workload),
+    ...verdict.report,
+    logs: verdict.ok && !opts.keepLogs ? null : driver.logDir,
+    ok: verdict.ok,
+  };
+  await writeResults(summary, run.windows, workload, monitor);
+  if (verdict.ok && !opts.keepLogs) await driver.removeLogs();
+  return verdict.ok ? 0 : 1;
+}
+
+/** Waits for a coordinator and every node, creates the collections, starts the workload and the status monitor. */
+async function startWorkload(c: JadeClient, info: ClusterInfo): Promise<{ workload: Workload; monitor: StatusMonitor }> {
   await waitFor(async () => {
-    const s = await client!.clusterStatus();
+    const s = await c.clusterStatus();
     return s.coordinator !== null && info.nodes.every((id) => s.nodes.find((n) => n.id === id)?.live);
   }, { what: "a coordinator and every node live", timeoutMs: 60_000, intervalMs: 250 });
-
-  const workload = new Workload(client, {
+  const workload = new Workload(c, {
     collections: specs,
     seed,
     searchTimeoutMs: 2_000,
@@ -119,21 +151,33 @@ async function main(): Promise<number> {
     maxDurationMs: runDeadlineMs,
   });
   await workload.setup();
-  const placed = await settle(client, info.nodes, { timeoutMs: 60_000, zeroLag: false });
+  const placed = await settle(c, info.nodes, { timeoutMs: 60_000, zeroLag: false });
   if (!placed.ok) throw new Error(`collections never placed: ${placed.reason}`);
-  const monitor = new StatusMonitor(client);
+  const monitor = new StatusMonitor(c);
   monitor.start();
   workload.start();
   progress("workload running");
   await delay(5_000);
+  return { workload, monitor };
+}
 
-  const random = seededRandom(seed);
-  const ctx: ScenarioContext = { client, info, random, holdScale };
-  const faults: FaultRecord[] = [];
-  const settleFailures: string[] = [];
-  const windows: { record: FaultRecord; injectedAt: number; windowEnd: number }[] = [];
+interface FaultWindow {
+  record: FaultRecord;
+  injectedAt: number;
+  windowEnd: number;
+}
+
+interface ScenarioRun {
+  faults: FaultRecord[];
+  settleFailures: string[];
+  windows: FaultWindow[];
+}
+
+/** Every round of the chosen scenarios (shuffled per round in a soak), until the run's deadline. */
+async function runScenarios(ctx: ScenarioContext, runStarted: number): Promise<ScenarioRun> {
+  const run: ScenarioRun = { faults: [], settleFailures: [], windows: [] };
   for (let round = 1; round <= rounds; round++) {
-    const order = long ? [...chosen].sort(() => random() - 0.5) : chosen;
+    const order = long ? [...chosen].sort(() => ctx.random() - 0.5) : chosen;
     for (const scenario of order) {
       if (performance.now() - runStarted > runDeadlineMs) break;
       let fault: Fault;
@@ -143,52 +187,58 @@ async function main(): Promise<number> {
         progress(`${scenario.name}: could not pick a target: ${errorMessage(err)}`);
         continue;
       }
-      const target = `${fault.target.kind}:${fault.target.id}`;
-      const record: FaultRecord = {
-        scenario: scenario.name,
-        round,
-        target,
-        fault,
-        injectedAt: "",
-        healedAt: null,
-        settledAfterHealMs: null,
-        completeSearchesAfterMs: null,
-        completeSearchesRf1AfterMs: null,
-        rfRestoredAfterMs: null,
-        searchesDuring: {},
-        degradedReasons: {},
-      };
-      const injectedAt = now();
-      record.injectedAt = new Date(injectedAt).toISOString();
-      progress(`round ${round} · ${scenario.name} → ${target}${fault.amount !== undefined ? ` (${fault.amount})` : ""}`);
-      try {
-        const heal = await driver.inject(fault);
-        await delay(scenario.holdMs * holdScale);
-        await withTimeout(heal(), 120_000, `heal ${scenario.name}`);
-        record.healedAt = new Date(now()).toISOString();
-      } catch (err) {
-        record.error = errorMessage(err);
-        progress(`${scenario.name}: ${record.error}`);
-      }
-      const settled = await settle(client, info.nodes, { timeoutMs: settleTimeoutMs, zeroLag: false });
-      record.settledAfterHealMs = settled.ok ? settled.tookMs : null;
-      if (!settled.ok) {
-        record.settleFailure = settled.reason ?? "unknown";
-        settleFailures.push(`${scenario.name}: ${settled.reason}`);
-        progress(`${scenario.name}: cluster did not settle within ${settleTimeoutMs} ms: ${settled.reason}`);
-      } else {
-        progress(`${scenario.name}: healed, settled in ${settled.tookMs} ms`);
-      }
-      // Let the workload run on the settled cluster for a moment: it marks the end of the window.
-      await delay(5_000);
-      faults.push(record);
-      windows.push({ record, injectedAt, windowEnd: now() });
+      const window = await runFault(ctx, scenario, fault, round, run.settleFailures);
+      run.faults.push(window.record);
+      run.windows.push(window);
     }
   }
+  return run;
+}
 
-  progress("stopping the workload");
-  await workload.stop();
-  await monitor.stop();
+/** Injects one fault, holds it, heals it, waits for the cluster to settle, lets the workload run on. */
+async function runFault(ctx: ScenarioContext, scenario: Scenario, fault: Fault, round: number, settleFailures: string[]): Promise<FaultWindow> {
+  const target = `${fault.target.kind}:${fault.target.id}`;
+  const injectedAt = now();
+  const record: FaultRecord = {
+    scenario: scenario.name,
+    round,
+    target,
+    fault,
+    injectedAt: new Date(injectedAt).toISOString(),
+    healedAt: null,
+    settledAfterHealMs: null,
+    completeSearchesAfterMs: null,
+    completeSearchesRf1AfterMs: null,
+    rfRestoredAfterMs: null,
+    searchesDuring: {},
+    degradedReasons: {},
+  };
+  progress(`round ${round} · ${scenario.name} → ${target}${fault.amount !== undefined ? ` (${fault.amount})` : ""}`);
+  try {
+    const heal = await driver.inject(fault);
+    await delay(scenario.holdMs * ctx.holdScale);
+    await withTimeout(heal(), 120_000, `heal ${scenario.name}`);
+    record.healedAt = new Date(now()).toISOString();
+  } catch (err) {
+    record.error = errorMessage(err);
+    progress(`${scenario.name}: ${record.error}`);
+  }
+  const settled = await settle(ctx.client, ctx.info.nodes, { timeoutMs: settleTimeoutMs, zeroLag: false });
+  record.settledAfterHealMs = settled.ok ? settled.tookMs : null;
+  if (!settled.ok) {
+    record.settleFailure = settled.reason ?? "unknown";
+    settleFailures.push(`${scenario.name}: ${settled.reason}`);
+    progress(`${scenario.name}: cluster did not settle within ${settleTimeoutMs} ms: ${settled.reason}`);
+  } else {
+    progress(`${scenario.name}: healed, settled in ${settled.tookMs} ms`);
+  }
+  // Let the workload run on the settled cluster for a moment: it marks the end of the window.
+  await delay(5_000);
+  return { record, injectedAt, windowEnd: now() };
+}
+
+/** Failover figures of each fault window, from the workload's searches and the status samples. */
+function attachFailoverTimes(windows: FaultWindow[], workload: Workload, monitor: StatusMonitor): void {
   for (const { record, injectedAt, windowEnd } of windows) {
     const rf2 = failoverTimes(workload.searches, monitor.samples, "chaos_rf2", injectedAt, windowEnd);
     const rf1 = failoverTimes(workload.searches, monitor.samples, "chaos_rf1", injectedAt, windowEnd);
@@ -198,19 +248,17 @@ async function main(): Promise<number> {
     record.searchesDuring = rf2.searchesDuring;
     record.degradedReasons = rf2.degradedReasons;
   }
+}
 
-  progress("final settle (lag 0 everywhere)");
-  const final = await settle(client, info.nodes, { timeoutMs: settleTimeoutMs, zeroLag: true });
-  if (!final.ok) settleFailures.push(`final: ${final.reason}`);
-  progress(final.ok ? `settled in ${final.tookMs} ms; checking` : `final settle failed: ${final.reason}; checking anyway`);
-  const sabotaged = opts.verifyChecker ? await sabotage(client, workload) : undefined;
-  const writes = await checkWrites(client, workload, specs);
-  const convergence = await checkConvergence(client, workload, specs).catch((err) => ({
+type Sabotaged = { lost: string; resurrected: string; corrupt: string };
+
+/** Checks writes and convergence; with --verify-checker, ok means the checker reported exactly the sabotage. */
+async function check(c: JadeClient, workload: Workload, run: ScenarioRun, sabotaged: Sabotaged | undefined) {
+  const writes = await checkWrites(c, workload, specs);
+  const convergence = await checkConvergence(c, workload, specs).catch((err) => ({
     digests: [],
     divergent_shards: [{ collection: "*", shard: -1, replicas: [], differingIds: [], error: errorMessage(err) }],
   }));
-
-  const searchCounts = workload.searchCounts();
   const hungSearches = workload.searches.filter((s) => s.hung);
   const problems = {
     lost: writes.lost.length,
@@ -220,8 +268,8 @@ async function main(): Promise<number> {
     miscounted: writes.counts.filter((c) => !c.ok).length,
     divergent: convergence.divergent_shards.length,
     hung: hungSearches.length,
-    unsettled: settleFailures.length,
-    faultErrors: faults.filter((f) => f.error).length,
+    unsettled: run.settleFailures.length,
+    faultErrors: run.faults.filter((f) => f.error).length,
   };
   let ok = Object.values(problems).every((n) => n === 0);
   let checkerVerification: Record<string, unknown> | undefined;
@@ -240,24 +288,7 @@ async function main(): Promise<number> {
       problems.hung === 0;
     checkerVerification = { sabotaged, reported: got, countSkewDetected: expectedCountSkew, detectedExactly: ok };
   }
-  const summary = {
-    seed,
-    mode: long ? "soak" : "ci",
-    driver: driver.name,
-    cluster: { nats: info.natsServers.length, nodes: info.nodes.length, collections: specs },
-    durationMs: Math.round(performance.now() - runStarted),
-    faults,
-    ops: {
-      upserts_acked: workload.writes.upsertsAcked,
-      points_upserted_acked: workload.writes.pointsUpsertedAcked,
-      deletes_acked: workload.writes.deletesAcked,
-      ids_deleted_acked: workload.writes.idsDeletedAcked,
-      write_attempts_failed: workload.writes.attemptsFailed,
-      writes_retried_then_acked: workload.writes.retriedThenAcked,
-      writes_indeterminate: workload.writes.indeterminate,
-      write_errors: Object.fromEntries(workload.writeErrors),
-      searches: searchCounts,
-    },
+  const report = {
     checked: { ids: writes.idsChecked, ids_with_indeterminate_writes: writes.idsWithIndeterminateWrites, counts: writes.counts },
     lost: writes.lost,
     resurrected: writes.resurrected,
@@ -265,14 +296,35 @@ async function main(): Promise<number> {
     unreadable: writes.unreadable,
     divergent_shards: convergence.divergent_shards,
     hung_searches: hungSearches.slice(0, 50).map((s) => ({ ...s, startedAt: new Date(s.startedAt).toISOString(), tookMs: Math.round(s.endedAt - s.startedAt), endedAt: undefined })),
-    settle_failures: settleFailures,
+    settle_failures: run.settleFailures,
     digests: convergence.digests,
     problems,
     ...(checkerVerification ? { checker_verification: checkerVerification } : {}),
-    logs: ok && !opts.keepLogs ? null : driver.logDir,
-    ok,
   };
-  // The raw timeline (every search, every status sample) next to the node logs, for post-mortems.
+  return { ok, report, problems };
+}
+
+function opsOf(workload: Workload) {
+  return {
+    upserts_acked: workload.writes.upsertsAcked,
+    points_upserted_acked: workload.writes.pointsUpsertedAcked,
+    deletes_acked: workload.writes.deletesAcked,
+    ids_deleted_acked: workload.writes.idsDeletedAcked,
+    write_attempts_failed: workload.writes.attemptsFailed,
+    writes_retried_then_acked: workload.writes.retriedThenAcked,
+    writes_indeterminate: workload.writes.indeterminate,
+    write_errors: Object.fromEntries(workload.writeErrors),
+    searches: workload.searchCounts(),
+  };
+}
+
+/** The summary to chaos/results/ and stdout; the raw timeline next to the node logs, for post-mortems. */
+async function writeResults(
+  summary: { ok: boolean; logs: string | null; problems: Record<string, number> },
+  windows: FaultWindow[],
+  workload: Workload,
+  monitor: StatusMonitor,
+): Promise<void> {
   await writeFile(
     path.join(driver.logDir, "timeline.json"),
     JSON.stringify({ faults: windows.map((w) => ({ scenario: w.record.scenario, target: w.record.target, injectedAt: w.injectedAt, windowEnd: w.windowEnd })), searches: workload.searches, status: monitor.samples }),
@@ -282,9 +334,7 @@ async function main(): Promise<number> {
   const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:]/g, "-")}.json`);
   await writeFile(file, JSON.stringify(summary, null, 2) + "\n");
   process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
-  progress(`summary written to ${path.relative(process.cwd(), file)} · ${ok ? "OK" : `FAILED ${JSON.stringify(problems)}`} · logs ${summary.logs ?? "removed"}`);
-  if (ok && !opts.keepLogs) await driver.removeLogs();
-  return ok ? 0 : 1;
+  progress(`summary written to ${path.relative(process.cwd(), file)} · ${summary.ok ? "OK" : `FAILED ${JSON.stringify(summary.problems)}`} · logs ${summary.logs ?? "removed"}`);
 }
 
 /**
@@ -293,7 +343,7 @@ async function main(): Promise<number> {
  * low) and rewrites another with its own version but another vector (→ corrupt); on
  * chaos_rf1 re-upserts an acked-deleted id (→ resurrected, count one high).
  */
-async function sabotage(c: JadeClient, workload: Workload): Promise<{ lost: string; resurrected: string; corrupt: string }> {
+async function sabotage(c: JadeClient, workload: Workload): Promise<Sabotaged> {
   const [rf2, rf1] = [specs[0]!, specs[1]!];
   const settled = (name: string) => [...workload.histories.get(name)!.entries()].filter(([, h]) => h.indeterminate.length === 0);
   const live = settled(rf2.name).filter(([, h]) => h.acked?.kind === "live");

@@ -9,9 +9,8 @@ import { Kvm } from "@nats-io/kv";
 import { z } from "zod";
 import { KvView } from "../nats/kv-view.ts";
 import { names } from "../runtime/subjects.ts";
+import { nodeSilentMsDefault } from "../runtime/limits.ts";
 
-/** Same as the routers' failure timeout: a node silent this long is not asked. */
-export const nodeSilentMsMax = 3_000;
 
 /** The two heartbeat fields a client needs, so a heartbeat of another server version still counts. */
 const TrackedBeat = z.object({ nodeId: z.string(), leaving: z.boolean().default(false) });
@@ -46,7 +45,7 @@ export class NodeTracker {
   candidates(exclude: ReadonlySet<string> = new Set()): string[] {
     const now = performance.now();
     const live = (this.#nodes?.values() ?? [])
-      .filter((n) => !n.leaving && now - n.seenAtMs <= nodeSilentMsMax && !exclude.has(n.nodeId) && !this.#isSuspect(n))
+      .filter((n) => !n.leaving && now - n.seenAtMs <= nodeSilentMsDefault && !exclude.has(n.nodeId) && !this.#isSuspect(n))
       .map((n) => n.nodeId)
       .sort();
     if (live.length === 0) return [];

@@ -1,5 +1,5 @@
 /**
- * coordinatorMachine — leader election through a KV lease (ARCHITECTURE §2, §3, §6).
+ * coordinatorMachine — leader election through a KV lease (docs/architecture.md, "Control plane").
  *
  * The public face of src/machines/coordinator/: the state chart and its safety argument are
  * in machine.ts (the `leader` state in leader.ts), the vocabulary in types.ts, effects and

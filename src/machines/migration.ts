@@ -1,5 +1,5 @@
 /**
- * migrationMachine — one shard transfer, from plan to completion (ARCHITECTURE §7).
+ * migrationMachine — one shard transfer, from plan to completion (docs/architecture.md, "Migrations").
  *
  * The public face of src/machines/migration/: the state chart and its documentation are in
  * machine.ts, the vocabulary in types.ts, effects and helpers in setup.ts, the repeated state

@@ -1,5 +1,5 @@
 /**
- * replicaMachine — the lifecycle of one shard replica (ARCHITECTURE §1.3, §2, §4).
+ * replicaMachine — the lifecycle of one shard replica (docs/architecture.md, "Replicas").
  *
  * The replica is a deterministic follower of its shard's JetStream log. This machine
  * only decides: every effect (restore a snapshot into a fresh index, follow the log,

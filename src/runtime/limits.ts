@@ -59,3 +59,12 @@ function assertLimit(holds: boolean, relation: string): void {
 /** Log entries address points as sequence × 2^16 + position: see keyOf in log-entry.ts. */
 export const positionsPerEntry = 1 << 16;
 assertLimit(limits.pointsPerRequestMax <= positionsPerEntry, "every point of one request gets its own position in a log entry");
+
+/**
+ * How long a node may be silent (no heartbeat received) before routers and clients stop
+ * asking it: the routers' default `failureTimeoutMs` and the client's bound, one value so a
+ * client never keeps sending to a node every router already routes around.
+ */
+export const nodeSilentMsDefault = 3_000;
+export const heartbeatIntervalMsDefault = 1_000;
+assertLimit(nodeSilentMsDefault >= 2 * heartbeatIntervalMsDefault, "a node is judged silent only after missing two heartbeats");

@@ -1,5 +1,5 @@
 /**
- * Placement planning (ARCHITECTURE §2 coordinator, §3 `jade_placement`, §7) — pure functions.
+ * Placement planning (docs/architecture.md: "Control plane", "Migrations") — pure functions.
  *
  * A placement says, per collection and shard, which nodes host a replica. The leader
  * computes the desired placement from the collection's shard count and replication

@@ -1,5 +1,5 @@
 /**
- * Shard transfers (ARCHITECTURE §7) — a transfer is a plain value (Qdrant style): "shard S of
+ * Shard transfers (docs/architecture.md, "Migrations") — a transfer is a plain value (Qdrant style): "shard S of
  * collection C (incarnation uid) goes from node A to node B, because R". The coordinator plans
  * transfers (move, drain, rebalance, repair), stores each one's `migrationMachine` snapshot in
  * KV `jade_migrations` under `transfer.id`, and drives the placement through the pure,

@@ -1,5 +1,5 @@
 /**
- * API v1 operations (ARCHITECTURE §5): validate with the message's schema, then
+ * API v1 operations (docs/api.md): validate with the message's schema, then
  * hand over to the catalog, the writer or the read router. Each handler takes
  * the decoded JSON body and returns the result; errors are thrown as JadeError
  * and turned into `{ok:false,error}` replies by the gateway.

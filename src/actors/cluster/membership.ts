@@ -12,6 +12,7 @@ import { ReplicaState } from "../../machines/replica.ts";
 import { KvView } from "../../nats/kv-view.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { RestoreInfo } from "../../runtime/schemas.ts";
+import { heartbeatIntervalMsDefault, nodeSilentMsDefault } from "../../runtime/limits.ts";
 
 export const ReplicaBeat = z.object({
   collection: z.string(),
@@ -47,7 +48,11 @@ export interface MembershipSettings {
   failureTimeoutMs: number;
 }
 
-export const defaultMembershipSettings: MembershipSettings = { heartbeatIntervalMs: 1_000, failureTimeoutMs: 3_000 };
+/** The failure timeout is the client's silence bound too (src/client/nodes.ts). */
+export const defaultMembershipSettings: MembershipSettings = {
+  heartbeatIntervalMs: heartbeatIntervalMsDefault,
+  failureTimeoutMs: nodeSilentMsDefault,
+};
 
 export interface Member {
   heartbeat: NodeHeartbeat;

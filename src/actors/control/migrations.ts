@@ -5,7 +5,7 @@
  * released) and the target's progress from heartbeats. At most
  * `concurrentMax` transfers run at once; the others wait as `planned`.
  */
-import { createActor, fromCallback, fromPromise, type EventObject } from "xstate";
+import { createActor, fromPromise } from "xstate";
 import type { KV } from "@nats-io/kv";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { z } from "zod";
@@ -23,11 +23,9 @@ import {
   type PrepareOutput,
   type RollbackOutput,
   type StepInput,
-  type WatchTargetInput,
 } from "../../machines/migration.ts";
 import { ErrorCode, errorMessage, JadeError } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
-import { names } from "../../runtime/subjects.ts";
 import {
   applyCutover,
   applyPrepare,
@@ -45,6 +43,7 @@ import type { Membership } from "../cluster/membership.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
 import type { PlacementRecord } from "../../runtime/placement.ts";
 import { KeyedMutex } from "../../runtime/mutex.ts";
+import { watchTarget } from "./watch-target.ts";
 
 export interface MigrationSettings {
   concurrentMax: number;
@@ -265,76 +264,33 @@ export class MigrationRunner {
   }
 
   #machine() {
-    const { membership, nodeDeadAfterMs, settings } = this.#deps;
+    const { jsm, placements, membership, nodeDeadAfterMs, settings } = this.#deps;
     return migrationMachine.provide({
       actors: {
         prepare: fromPromise<PrepareOutput, StepInput>(({ input }) => this.#unlessCutOver(input.transfer, applyPrepare)),
-        cutover: fromPromise<CutoverOutput, StepInput>(async ({ input }) => {
-          const t = input.transfer;
-          const record = await this.#updatePlacement(t, (r) => {
-            const next = applyCutover(r, t);
-            // The source keeps its replica, unrouted, while in-flight reads finish.
-            return next === r || t.from === null ? next : markDraining(next, t.shard, t.from);
-          });
-          return { epoch: record.epoch };
-        }),
-        release: fromPromise<void, StepInput>(async ({ input }) => {
-          const t = input.transfer;
-          await this.#updatePlacement(t, (r) => (t.from === null ? r : releaseDraining(r, t.shard, t.from)));
-        }),
+        cutover: fromPromise<CutoverOutput, StepInput>(({ input }) => this.#cutover(input.transfer)),
+        release: fromPromise<void, StepInput>(({ input }) => this.#release(input.transfer)),
         rollback: fromPromise<RollbackOutput, StepInput>(({ input }) => this.#unlessCutOver(input.transfer, applyRollback)),
-        watchTarget: fromCallback<EventObject, WatchTargetInput>(({ input, sendBack }) => {
-          const t = input.transfer;
-          let sourceDown = false;
-          let restoringBytes = 0;
-          const timer = setInterval(() => {
-            const stored = this.#deps.placements.get(t.collection);
-            // A dropped (or re-created) collection: the transfer has nothing left to move.
-            if (!membership.isLive(t.to, nodeDeadAfterMs) || !stored || stored.record.uid !== t.uid) {
-              sendBack({ type: "TARGET_DOWN" });
-              return;
-            }
-            if (t.from && !sourceDown && !membership.isLive(t.from, nodeDeadAfterMs)) {
-              sourceDown = true;
-              sendBack({ type: "SOURCE_DOWN" });
-            }
-            const beat = membership.replicaBeat(t.to, t.uid, t.shard);
-            // A serving or lagging target knows the log's end. A replaying one counts as progress
-            // only while it shows lag: right after its restore it reports none until it has
-            // asked the log, and that must never pass for caught up.
-            const counts = beat && (beat.state === "serving" || beat.state === "lagging" || (beat.state === "replaying" && beat.lag > settings.catchUpLagMax));
-            if (beat?.state === "restoring" && beat.transferredBytes > restoringBytes) {
-              // Still copying: bytes are its progress (they keep the stall timer from firing on
-              // a big shard), measured against the log's real end so it never looks caught up.
-              restoringBytes = beat.transferredBytes;
-              const { appliedSeq, transferredBytes } = beat;
-              void this.#deps.jsm.streams
-                .info(names.logStream(t.collection, t.shard))
-                .then((info) => {
-                  if (info.state.last_seq > appliedSeq + settings.catchUpLagMax) {
-                    sendBack({ type: "TARGET_PROGRESS", appliedSeq, lastSeq: info.state.last_seq, bytes: transferredBytes, atMs: Date.now() });
-                  }
-                })
-                .catch(() => undefined);
-            }
-            if (counts) {
-              sendBack({
-                type: "TARGET_PROGRESS",
-                appliedSeq: beat.appliedSeq,
-                lastSeq: beat.appliedSeq + beat.lag,
-                bytes: beat.transferredBytes,
-                atMs: Date.now(),
-              });
-            }
-          }, settings.watchIntervalMs);
-          return () => clearInterval(timer);
-        }),
+        watchTarget: watchTarget({ jsm, placements, membership, nodeDeadAfterMs, ...settings }),
       },
       actions: {
         persist: persistTo((id, payload) => this.#persist(id, payload)),
         reportError: (_, params) => this.#log.warn({ step: params.step, error: params.error, attempt: params.attempt }, "migration step failed; will retry"),
       },
     });
+  }
+
+  async #cutover(t: Transfer): Promise<CutoverOutput> {
+    const record = await this.#updatePlacement(t, (r) => {
+      const next = applyCutover(r, t);
+      // The source keeps its replica, unrouted, while in-flight reads finish.
+      return next === r || t.from === null ? next : markDraining(next, t.shard, t.from);
+    });
+    return { epoch: record.epoch };
+  }
+
+  async #release(t: Transfer): Promise<void> {
+    await this.#updatePlacement(t, (r) => (t.from === null ? r : releaseDraining(r, t.shard, t.from)));
   }
 }
 

@@ -131,7 +131,14 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
   return next;
 }
 
-/** A bounded hand-off between the consumer and the apply loop. */
+/**
+ * A bounded hand-off between the consumer and the apply loop. Why not batch on the iterator's
+ * `getPending()`: in @nats-io/jetstream 3.4 it can stay above 0 after the last message was
+ * yielded (the pull-request callbacks queued among messages are not counted down), so a loop
+ * that waited for "more pending" held delivered entries unapplied until the next write
+ * (reproduced with 60 entries of 1.5 MB applied at 100 ms each: delivered through 60, applied
+ * through 54). The buffer wakes the taker on every push instead.
+ */
 class RecordBuffer {
   readonly #limits: FollowLimits;
   #records: LogRecord[] = [];

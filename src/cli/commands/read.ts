@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
 import { ReadConsistency, readConsistencyDefault, type SearchRequest, type SessionToken } from "../../runtime/schemas.ts";
+import { limits } from "../../runtime/limits.ts";
 import { readFvecs } from "../fvecs.ts";
 import {
   compactJson,
@@ -85,7 +86,7 @@ export function registerReadCommands(program: Command): void {
         .description("find the k nearest points to a vector")
         .option("--vector <json>", "query vector as a JSON array, e.g. '[0.1,0.2,0.3]'")
         .option("--vector-file <file>", "read the query vector from a file (JSON array, JSON point, or .fvecs: first row)")
-        .option("-k, --k <n>", "number of hits", integer(1), 10)
+        .option("-k, --k <n>", "number of hits", integer(1, limits.kMax), 10)
         .option("--filter <json>", 'payload filter, e.g. \'{"color":"red","year":{"$gte":2020}}\'', jsonObject)
         .option("--with-payload", "return payloads")
         .option("--with-vectors", "return vectors"),

@@ -1,9 +1,9 @@
 /**
- * coordinatorMachine — leader election through a KV lease (ARCHITECTURE §2, §3, §6).
+ * coordinatorMachine — leader election through a KV lease (docs/architecture.md, "Control plane").
  *
  * Every node runs one coordinator actor. Exactly one of them (at most one at any instant,
  * see "Safety" below) is the leader and runs the cluster control loop (`reconcile`:
- * placement, dead-node detection, migrations, log compaction). Leadership is the key
+ * placement, dead-node detection, migrations, rebalancing). Leadership is the key
  * `coordinator` of KV bucket `jade_leases`, whose bucket-level `ttl` (max age) expires an
  * entry that is not rewritten in time. (nats-server 2.9 silently ignores per-key TTLs, so
  * the bucket TTL is the only expiry we can rely on.)
@@ -54,7 +54,7 @@
  * the earliest possible expiry (margin for clock drift). Only the holder deletes the lease
  * (CAS), so nobody else can create it while it is alive.
  *
- * This is the brief's "retry a transient renew failure while `time since last successful renew
+ * This is the rule "retry a transient renew failure while `time since last successful renew
  * + renewIntervalMs < leaseTtlMs`", implemented with a timer instead of reading a clock:
  * failures keep us leader (state `suspect`) and renewal is retried every renewIntervalMs
  * until the validity timer fires. A renew rejected as `deposed` steps down at once.

@@ -1,5 +1,5 @@
 /**
- * migrationMachine — one shard transfer, from plan to completion (ARCHITECTURE §7).
+ * migrationMachine — one shard transfer, from plan to completion (docs/architecture.md, "Migrations").
  *
  * Zero downtime: the source keeps serving until the cutover; the target joins first as a
  * *learner* (runs the replica, restores the newest snapshot and follows the log, is never
