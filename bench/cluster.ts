@@ -125,7 +125,7 @@ function load1m(): number {
   return round(os.loadavg()[0]!, 2);
 }
 
-async function searchPhases(client: JadeClient, collection: string, bodies: Buffer[], label: string, pids: Record<string, number | undefined>) {
+async function searchPhases(client: JadeClient, collection: string, bodies: Uint8Array[], label: string, pids: Record<string, number | undefined>) {
   await searchApi(client, collection, bodies.slice(0, warmupQueries), 1, `${label} warm-up`);
   const c1 = await searchApi(client, collection, bodies, 1, `${label} c=1`);
   const before = cpuSnapshot(pids);
@@ -149,7 +149,7 @@ function ingestLine(ing: IngestResult): string {
 // ---------------------------------------------------------------------------------------------
 // 1. Fan-out on one node
 
-async function fanout(opts: ClusterOptions, train: VectorSet, bodies: Buffer[], truth: bigint[][]): Promise<FanoutRow[] | undefined> {
+async function fanout(opts: ClusterOptions, train: VectorSet, bodies: Uint8Array[], truth: bigint[][]): Promise<FanoutRow[] | undefined> {
   section(`fan-out: one node (${opts.nodeMode}), shards ${opts.fanoutShards.join(", ")}`);
   const tmp = await mkdtemp(path.join(os.tmpdir(), "jade-bench-fanout-"));
   onCleanup(() => rm(tmp, { recursive: true, force: true }));
@@ -234,7 +234,7 @@ interface ReplicatedResult {
   rf2Search: { p50_ms: number; p95_ms: number; p99_ms: number; qps_c1: number; qps_c8: number; c8_p95_ms: number; recall_at_10: number; cpu_busy: Contention };
 }
 
-async function replicated(opts: ClusterOptions, train: VectorSet, bodies: Buffer[], truth: bigint[][]): Promise<ReplicatedResult> {
+async function replicated(opts: ClusterOptions, train: VectorSet, bodies: Uint8Array[], truth: bigint[][]): Promise<ReplicatedResult> {
   section(`replicated ingest: 3 nats-servers + 3 jade nodes (child processes), ${clusterShards} shards`);
   const harness = new Harness();
   onCleanup(() => harness.close());
@@ -368,7 +368,7 @@ export async function runCluster(opts: ClusterOptions): Promise<void> {
   kv("ingest", `batch ${opts.batch} points/request, ${opts.concurrency} requests in flight`);
   kv("search", `k 10, ${warmupQueries} warm-up queries, then concurrency 1 (latency, recall) and ${searchConcurrency} (QPS)`);
 
-  const firstBody = Buffer.byteLength(upsertBody(train, 0, Math.min(train.count, opts.batch)));
+  const firstBody = upsertBody(train, 0, Math.min(train.count, opts.batch)).byteLength;
   if (firstBody > limits.natsPayloadBytesMax) {
     throw new Error(`an upsert of ${opts.batch} points is ${fmt(firstBody)} bytes, over the ${fmt(limits.natsPayloadBytesMax)}-byte limit: lower --batch`);
   }

@@ -20,6 +20,7 @@ import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } fro
 import { errorMessage, type Reply } from "../src/runtime/errors.ts";
 import type { ClusterStatus, SearchResult, SessionToken } from "../src/runtime/schemas.ts";
 import { subjects } from "../src/runtime/subjects.ts";
+import { encodeBody, Encoding, float32Bytes } from "../src/runtime/encoding.ts";
 import { JadeNode } from "../src/node.ts";
 import { cpuDelta, cpuSnapshot, type CpuSnapshot } from "./cpu.ts";
 import { readIdxImages, type VectorSet } from "./datasets.ts";
@@ -42,14 +43,6 @@ const rawAddChunk = 1_000;
 
 export type Quantization = "f32" | "f16";
 export type WriteConsistencyLevel = "log" | "quorum" | "all";
-
-/**
- * The node builds each shard on its own worker, single-threaded, with one worker per core: it
- * builds with min(shards, cores) threads, and the raw build gets exactly as many ("same threads").
- */
-export function buildThreads(shards: number): number {
-  return Math.max(1, Math.min(shards, os.availableParallelism()));
-}
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -180,45 +173,19 @@ export function progressBar(label: string): cliProgress.SingleBar {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Request bodies
+// Request bodies: built before timing starts, in the SDK's encoding (msgpack with float32 bytes,
+// upserts in columns: runtime/encoding.ts), sent with `requestRaw(…, Encoding.Msgpack)`.
 
-/**
- * JSON text of float32 values, shortest form that parses back to the same float32.
- * JSON.stringify of a float32 widened to double prints up to 17 digits (0.003921568859368563);
- * 9 significant digits always round-trip a float32, usually fewer do. Memoised per value:
- * Fashion-MNIST has only 256 distinct values, so building a 1000-point request is cheap.
- */
-const numberText = new Map<number, string>();
-function float32Text(f: number): string {
-  let text = numberText.get(f);
-  if (text !== undefined) return text;
-  text = String(f);
-  for (let p = 1; p <= 9; p++) {
-    const candidate = Number(f.toPrecision(p));
-    if (Math.fround(candidate) === f) {
-      text = String(candidate);
-      break;
-    }
-  }
-  if (numberText.size < 1 << 16) numberText.set(f, text);
-  return text;
+export function upsertBody(train: VectorSet, from: number, to: number, consistency: WriteConsistencyLevel = "log", requestPrefix = "bench"): Uint8Array {
+  const ids = Array.from({ length: to - from }, (_, i) => String(from + i));
+  const vectors = float32Bytes(train.data.subarray(from * train.dimension, to * train.dimension));
+  return encodeBody({ ids, vectors, consistency, requestId: `${requestPrefix}-${from}` }, Encoding.Msgpack);
 }
 
-export function vectorJson(data: Float32Array, row: number, dimension: number): string {
-  const parts = new Array<string>(dimension);
-  const base = row * dimension;
-  for (let j = 0; j < dimension; j++) parts[j] = float32Text(data[base + j]!);
-  return `[${parts.join(",")}]`;
-}
-
-export function upsertBody(train: VectorSet, from: number, to: number, consistency: WriteConsistencyLevel = "log", requestPrefix = "bench"): string {
-  const points = new Array<string>(to - from);
-  for (let i = from; i < to; i++) points[i - from] = `{"id":"${i}","vector":${vectorJson(train.data, i, train.dimension)}}`;
-  return `{"points":[${points.join(",")}],"consistency":"${consistency}","requestId":"${requestPrefix}-${from}"}`;
-}
-
-export function searchBodies(queries: VectorSet): Buffer[] {
-  return Array.from({ length: queries.count }, (_, i) => Buffer.from(`{"vector":${vectorJson(queries.data, i, queries.dimension)},"k":${k}}`));
+export function searchBodies(queries: VectorSet): Uint8Array[] {
+  return Array.from({ length: queries.count }, (_, i) =>
+    encodeBody({ vector: float32Bytes(queries.data.slice(i * queries.dimension, (i + 1) * queries.dimension)), k }, Encoding.Msgpack),
+  );
 }
 
 export function mergeToken(into: SessionToken, token: SessionToken): void {
@@ -516,6 +483,16 @@ async function waitAllReplicasApplied(client: JadeClient, collection: string, to
   await Promise.all(waits);
 }
 
+/** Waits until no replica of the collection has points its graph has not absorbed (status `pending`); returns when. */
+export async function waitIndexed(client: JadeClient, collection: string, deadline: number): Promise<number> {
+  for (;;) {
+    if (performance.now() > deadline) throw new Error(`the graphs of ${collection} did not absorb every point in time`);
+    const c = collectionStatus(await client.clusterStatus(), collection);
+    if (c && c.shards.every((s) => s.replicas.length > 0 && s.replicas.every((r) => r.pending === 0 && r.lag === 0))) return performance.now();
+    await delay(100);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ingest through the API
 
@@ -532,9 +509,13 @@ export interface IngestOptions {
 
 export interface IngestResult {
   ackedVps: number;
+  /** First request → every point searchable (applied; the fresh buffer scans what the graph has not absorbed). */
   ingestVps: number;
+  /** First request → every replica's graph absorbed every point. */
+  indexedVps: number;
   ackedSeconds: number;
   searchableSeconds: number;
+  indexedSeconds: number;
   /** Seconds until every replica applied everything (waitAllReplicas). */
   replicatedSeconds?: number;
   replicatedVps?: number;
@@ -605,13 +586,13 @@ export async function ingest(client: JadeClient, train: VectorSet, opts: IngestO
       const from = b * opts.batch;
       const to = Math.min(n, from + opts.batch);
       const t0 = performance.now();
-      const body = Buffer.from(upsertBody(train, from, to, opts.consistency, opts.collection));
+      const body = upsertBody(train, from, to, opts.consistency, opts.collection);
       const t1 = performance.now();
       buildMs += t1 - t0;
       bodyBytes += body.byteLength;
       let reply: Reply<unknown> | undefined;
       for (let attempt = 0; attempt < 5; attempt++) {
-        reply = await client.requestRaw(subject, body, 120_000);
+        reply = await client.requestRaw(subject, body, 120_000, undefined, Encoding.Msgpack);
         if (reply.ok || !reply.error.retryable) break;
         await delay(200 * (attempt + 1));
       }
@@ -642,12 +623,16 @@ export async function ingest(client: JadeClient, train: VectorSet, opts: IngestO
     await stopPolling();
     appliedBar.update(n, { rate: `${fmt(n / ((searchableAt - started) / 1000))} vec/s` });
     multibar.stop();
+    // Indexed: every replica's graph absorbed its fresh buffer (searchable came first, exactly).
+    const indexedAt = await waitIndexed(client, opts.collection, deadline);
 
     return {
       ackedVps: n / ((ackedAt - started) / 1000),
       ingestVps: n / ((searchableAt - started) / 1000),
+      indexedVps: n / ((indexedAt - started) / 1000),
       ackedSeconds: (ackedAt - started) / 1000,
       searchableSeconds: (searchableAt - started) / 1000,
+      indexedSeconds: (indexedAt - started) / 1000,
       ...(replicatedAt === undefined ? {} : { replicatedSeconds: (replicatedAt - started) / 1000, replicatedVps: n / ((replicatedAt - started) / 1000) }),
       requestMs: latencyStats(requestMs),
       bodyBytesMean: bodyBytes / batches,
@@ -670,7 +655,7 @@ export interface SearchRun {
   found: bigint[][];
 }
 
-export async function searchApi(client: JadeClient, collection: string, bodies: readonly Buffer[], concurrency: number, label: string): Promise<SearchRun> {
+export async function searchApi(client: JadeClient, collection: string, bodies: readonly Uint8Array[], concurrency: number, label: string): Promise<SearchRun> {
   const subject = subjects.collection(collection, "search");
   const found: bigint[][] = new Array(bodies.length);
   const samples: number[] = new Array(bodies.length);
@@ -684,7 +669,7 @@ export async function searchApi(client: JadeClient, collection: string, bodies: 
       const q = next++;
       if (q >= bodies.length) return;
       const t0 = performance.now();
-      const reply = await client.requestRaw(subject, bodies[q]!, 30_000);
+      const reply = await client.requestRaw(subject, bodies[q]!, 30_000, undefined, Encoding.Msgpack);
       samples[q] = performance.now() - t0;
       if (!reply.ok) throw new Error(`search ${q} failed: ${reply.error.code}: ${reply.error.message}`);
       const result = reply.result as SearchResult;
@@ -707,6 +692,8 @@ export async function searchApi(client: JadeClient, collection: string, bodies: 
 // Raw usearch baseline (this process)
 
 export interface RawResult {
+  /** QPS of one batched search of every query on all `addThreads` threads. */
+  qpsAllThreads: number;
   ingestVps: number;
   buildSeconds: number;
   addThreads: number;
@@ -756,9 +743,13 @@ export async function rawUsearch(train: VectorSet, queries: VectorSet, quantizat
   }
   const qps = vectors.length / ((performance.now() - searchStarted) / 1000);
   phases.push({ phase: "raw search c=1", wallMs: performance.now() - searchStarted, units: vectors.length, unit: "queries", cpu: cpuDelta(searchBefore, cpuSnapshot(trackedPids)) });
+  // Every core at once: one batched search over all queries, `addThreads` threads (the add reserved that many contexts).
+  const batchStarted = performance.now();
+  raw.search(queries.data.slice(0, queries.count * queries.dimension), k, addThreads);
+  const qpsAllThreads = vectors.length / ((performance.now() - batchStarted) / 1000);
   raw = undefined; // let the native index be collected
   (globalThis as { gc?: () => void }).gc?.();
-  return { ingestVps: train.count / buildSeconds, buildSeconds, addThreads, latencies: latencyStats(samples), qps, recall: recallOf(found, truth) };
+  return { ingestVps: train.count / buildSeconds, buildSeconds, addThreads, latencies: latencyStats(samples), qps, qpsAllThreads, recall: recallOf(found, truth) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@
 import os from "node:os";
 import { JadeClient } from "../src/client/client.ts";
 import type { ClusterStatus, SearchResult } from "../src/runtime/schemas.ts";
+import { Encoding } from "../src/runtime/encoding.ts";
 import { subjects } from "../src/runtime/subjects.ts";
 import { Harness, waitFor, type ChildNode } from "../test/support/harness.ts";
 import {
@@ -220,7 +221,7 @@ function recovery(samples: Sample[], collection: string, killMs: number) {
   return { ever: true, count: incomplete.length, ms: nextGood ? Math.max(0, nextGood.sentMs - killMs) : null };
 }
 
-async function failoverRound(cl: Cluster, round: number, bodies: Buffer[]): Promise<RoundResult> {
+async function failoverRound(cl: Cluster, round: number, bodies: Uint8Array[]): Promise<RoundResult> {
   const { client } = cl;
   const status = await client.clusterStatus();
   const coordinator = status.coordinator!;
@@ -240,7 +241,7 @@ async function failoverRound(cl: Cluster, round: number, bodies: Buffer[]): Prom
     const body = bodies[q++ % bodies.length]!;
     const sentMs = performance.now();
     const p = client
-      .requestRaw(subjects.collection(collection, "search"), body, searchTimeoutMs + 500)
+      .requestRaw(subjects.collection(collection, "search"), body, searchTimeoutMs + 500, undefined, Encoding.Msgpack)
       .then((reply) => {
         const doneMs = performance.now();
         if (!reply.ok) samples.push({ collection, sentMs, doneMs, complete: false, why: reply.error.code });
@@ -349,7 +350,7 @@ interface Window {
 async function searchWindow(
   client: JadeClient,
   collection: string,
-  bodies: Buffer[],
+  bodies: Uint8Array[],
   stop: () => boolean,
   counts: (start: number, end: number) => boolean,
   countedSeconds: () => number,
@@ -365,7 +366,7 @@ async function searchWindow(
     while (!stop()) {
       const body = bodies[q++ % bodies.length]!;
       const t0 = performance.now();
-      const reply = await client.requestRaw(subject, body, 30_000);
+      const reply = await client.requestRaw(subject, body, 30_000, undefined, Encoding.Msgpack);
       const t1 = performance.now();
       if (!counts(t0, t1)) continue;
       if (!reply.ok) errors++;
@@ -380,7 +381,7 @@ async function searchWindow(
   return { p50_ms: round(l.p50, 2), p95_ms: round(l.p95, 2), p99_ms: round(l.p99, 2), qps: round(samples.length / seconds, 1), searches: samples.length, seconds: round(seconds, 2), errors, partial, cpu_busy: cpu };
 }
 
-async function rebalance(cl: Cluster, train: VectorSet, bodies: Buffer[], opts: ResilienceOptions) {
+async function rebalance(cl: Cluster, train: VectorSet, bodies: Uint8Array[], opts: ResilienceOptions) {
   const { client } = cl;
   const collection = "rb";
   const n = Math.min(opts.rebalanceN, train.count);

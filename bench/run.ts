@@ -41,7 +41,6 @@ import { JadeClient } from "../src/client/client.ts";
 import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../src/nats/embedded.ts";
 import { limits } from "../src/runtime/limits.ts";
 import {
-  buildThreads,
   fmt,
   groundTruth,
   index,
@@ -201,7 +200,7 @@ async function runCore(opts: Options): Promise<void> {
   // Wait until every shard's replica serves (an empty collection).
   await waitServing(client, collection, 30_000);
 
-  const firstBody = Buffer.byteLength(upsertBody(train, 0, Math.min(n, opts.batch)));
+  const firstBody = upsertBody(train, 0, Math.min(n, opts.batch)).byteLength;
   if (firstBody > limits.natsPayloadBytesMax) {
     throw new Error(`an upsert of ${opts.batch} points is ${fmt(firstBody)} bytes, over the ${fmt(limits.natsPayloadBytesMax)}-byte limit: lower --batch`);
   }
@@ -209,7 +208,8 @@ async function runCore(opts: Options): Promise<void> {
   log("  ingest:");
   const ing = await measured("ingest", n, "vectors", () => ingest(client, train, { collection, batch: opts.batch, concurrency: opts.concurrency, consistency: "log" }));
   kv("acked", `${fmt(ing.ackedSeconds, 2)} s → ${fmt(ing.ackedVps)} vec/s`);
-  kv("searchable", `${fmt(ing.searchableSeconds, 2)} s → ${fmt(ing.ingestVps)} vec/s`);
+  kv("searchable", `${fmt(ing.searchableSeconds, 2)} s → ${fmt(ing.ingestVps)} vec/s (applied: found by the fresh buffer's exact scan)`);
+  kv("indexed", `${fmt(ing.indexedSeconds, 2)} s → ${fmt(ing.indexedVps)} vec/s (every graph absorbed every point)`);
   kv("upsert request", `mean ${fmt(ing.requestMs.mean, 1)} ms, p50 ${fmt(ing.requestMs.p50, 1)}, p95 ${fmt(ing.requestMs.p95, 1)}, max ${fmt(ing.requestMs.max, 1)} ms; body ${fmt(ing.bodyBytesMean / 1e6, 2)} MB`);
   kv("client JSON build", `${fmt(ing.buildMs)} ms total (inside the timed window)`);
   kv("session token", JSON.stringify(ing.token));
@@ -234,10 +234,12 @@ async function runCore(opts: Options): Promise<void> {
   await nats.stop();
 
   let raw: RawResult | undefined;
+  // The limit: raw usearch on every core (the issue's "2 threads" on this machine).
+  const rawThreads = os.availableParallelism();
   if (opts.raw) {
-    section(`raw usearch (same process, node stopped; add threads ${buildThreads(opts.shards)}, search threads 1)`);
+    section(`raw usearch (same process, node stopped; add threads ${rawThreads}, search threads 1, then all ${rawThreads} batched)`);
     setTrackedPids({ bench: process.pid });
-    raw = await rawUsearch(train, queries, opts.quantization, truth, buildThreads(opts.shards));
+    raw = await rawUsearch(train, queries, opts.quantization, truth, rawThreads);
     kv("build", `${fmt(raw.buildSeconds, 2)} s → ${fmt(raw.ingestVps)} vec/s`);
     kv("latency", `p50 ${fmt(raw.latencies.p50, 3)} ms, p95 ${fmt(raw.latencies.p95, 3)}, p99 ${fmt(raw.latencies.p99, 3)} ms`);
     kv("QPS (c=1)", fmt(raw.qps));
@@ -252,12 +254,13 @@ async function runCore(opts: Options): Promise<void> {
   const rows: [string, string, string, string][] = [];
   const num = (x: number | undefined, d = 0) => (x === undefined || Number.isNaN(x) ? "—" : fmt(x, d));
   rows.push(["ingest vec/s (acked)", num(ing.ackedVps), "", ""]);
-  rows.push(["ingest vec/s (searchable)", num(ing.ingestVps), num(raw?.ingestVps), raw ? `${fmt((100 * ing.ingestVps) / raw.ingestVps, 1)} % of raw` : ""]);
+  rows.push(["ingest vec/s (searchable)", num(ing.ingestVps), "", ""]);
+  rows.push(["ingest vec/s (indexed)", num(ing.indexedVps), num(raw?.ingestVps), raw ? `${fmt((100 * ing.indexedVps) / raw.ingestVps, 1)} % of raw` : ""]);
   rows.push(["search p50 ms (c=1)", num(c1.latencies.p50, 3), num(raw?.latencies.p50, 3), raw ? `+${fmt(c1.latencies.p50 - raw.latencies.p50, 3)} ms` : ""]);
   rows.push(["search p95 ms (c=1)", num(c1.latencies.p95, 3), num(raw?.latencies.p95, 3), raw ? `+${fmt(c1.latencies.p95 - raw.latencies.p95, 3)} ms` : ""]);
   rows.push(["search p99 ms (c=1)", num(c1.latencies.p99, 3), num(raw?.latencies.p99, 3), raw ? `+${fmt(c1.latencies.p99 - raw.latencies.p99, 3)} ms` : ""]);
   rows.push(["QPS c=1", num(c1.qps), num(raw?.qps), raw ? `${fmt((100 * c1.qps) / raw.qps, 1)} % of raw` : ""]);
-  rows.push([`QPS c=${searchConcurrency}`, num(c8.qps), "", ""]);
+  rows.push([`QPS c=${searchConcurrency}`, num(c8.qps), num(raw?.qpsAllThreads), raw ? `${fmt((100 * c8.qps) / raw.qpsAllThreads, 1)} % of raw (all threads)` : ""]);
   rows.push(["recall@10", num(recall, 4), num(raw?.recall, 4), raw ? `${recall - raw.recall >= 0 ? "+" : ""}${fmt(recall - raw.recall, 4)}` : ""]);
   const widths = [28, 12, 12, 20];
   const line = (cells: readonly string[]) => "  " + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
@@ -267,19 +270,24 @@ async function runCore(opts: Options): Promise<void> {
 
   const targets: { name: string; pass: boolean | undefined; detail: string }[] = [
     {
-      name: "recall@10 within 0.01 of raw",
-      pass: raw ? Math.abs(recall - raw.recall) <= 0.01 : undefined,
+      name: "recall@10 within 0.005 of raw",
+      pass: raw ? Math.abs(recall - raw.recall) <= 0.005 : undefined,
       detail: raw ? `|${fmt(recall, 4)} − ${fmt(raw.recall, 4)}| = ${fmt(Math.abs(recall - raw.recall), 4)}` : "no raw run",
     },
     {
-      name: "ingest_vps ≥ 60% of raw",
-      pass: raw ? ing.ingestVps >= 0.6 * raw.ingestVps : undefined,
-      detail: raw ? `${fmt(ing.ingestVps)} vs ≥ ${fmt(0.6 * raw.ingestVps)} (${fmt((100 * ing.ingestVps) / raw.ingestVps, 1)} %)` : "no raw run",
+      name: "indexed ≥ 80% of raw build",
+      pass: raw ? ing.indexedVps >= 0.8 * raw.ingestVps : undefined,
+      detail: raw ? `${fmt(ing.indexedVps)} vs ≥ ${fmt(0.8 * raw.ingestVps)} (${fmt((100 * ing.indexedVps) / raw.ingestVps, 1)} %)` : "no raw run",
     },
     {
-      name: "search p95 ≤ raw p95 + 3 ms",
-      pass: raw ? c1.latencies.p95 <= raw.latencies.p95 + 3 : undefined,
-      detail: raw ? `${fmt(c1.latencies.p95, 3)} ms vs ≤ ${fmt(raw.latencies.p95 + 3, 3)} ms` : "no raw run",
+      name: "search p95 ≤ raw p95 + 1 ms",
+      pass: raw ? c1.latencies.p95 <= raw.latencies.p95 + 1 : undefined,
+      detail: raw ? `${fmt(c1.latencies.p95, 3)} ms vs ≤ ${fmt(raw.latencies.p95 + 1, 3)} ms` : "no raw run",
+    },
+    {
+      name: `QPS c=${searchConcurrency} ≥ 60% of raw (all threads)`,
+      pass: raw ? c8.qps >= 0.6 * raw.qpsAllThreads : undefined,
+      detail: raw ? `${fmt(c8.qps)} vs ≥ ${fmt(0.6 * raw.qpsAllThreads)} (${fmt((100 * c8.qps) / raw.qpsAllThreads, 1)} %)` : "no raw run",
     },
   ];
   section("targets");
@@ -301,8 +309,10 @@ async function runCore(opts: Options): Promise<void> {
     machine: { cpus: os.cpus().length, load_at_start: loadAtStart, cpu_model: os.cpus()[0]?.model ?? null, node: process.version, platform: `${os.platform()}-${os.arch()}` },
     acked_vps: round(ing.ackedVps, 1),
     ingest_vps: round(ing.ingestVps, 1),
+    indexed_vps: round(ing.indexedVps, 1),
     raw_ingest_vps: raw ? round(raw.ingestVps, 1) : null,
-    raw_add_threads: buildThreads(opts.shards),
+    raw_add_threads: rawThreads,
+    raw_qps_all_threads: raw ? round(raw.qpsAllThreads, 1) : null,
     upsert_request_ms: { p50: round(ing.requestMs.p50, 2), p95: round(ing.requestMs.p95, 2), max: round(ing.requestMs.max, 2) },
     upsert_body_bytes_mean: Math.round(ing.bodyBytesMean),
     search_p50_ms: round(c1.latencies.p50, 3),

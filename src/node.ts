@@ -39,6 +39,10 @@ export interface NodeOptions {
   streamReplicas?: number;
   /** How a router picks among a shard's replicas. */
   selection?: SelectionName;
+  /** Bytes of vectors a shard's fresh buffer holds before applies wait for its graph (shard-index.ts). */
+  freshBytesMax?: number;
+  /** Bytes of this node's writes per shard that may wait unapplied before writes slow down (write/pace.ts). */
+  backlogBytesMax?: number;
   replica?: Partial<ReplicaSettings>;
   membership?: Partial<MembershipSettings>;
   coordinator?: Partial<CoordinatorSettings>;
@@ -158,6 +162,7 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
   let host: ReplicaHost | undefined;
   const pool = await IndexPool.start({
     workers: options.workers,
+    shardIndex: options.freshBytesMax === undefined ? {} : { freshBytesMax: options.freshBytesMax },
     logger: log.child({ actor: "index-pool" }),
     onWorkerExit: (exit) => host?.indexesLost(exit.shardKeys),
   });
@@ -209,7 +214,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     settings: settings.coordinator,
   });
   await coordinator.start();
-  const writer = new Writer(nats, tracker);
+  const writer = new Writer(nats, tracker, options.backlogBytesMax);
   const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
   replicaServer.start(nats.nc);
   gateway = new Gateway({ nodeId, catalog, writer, router, host, membership, placements, coordinator }, log);
@@ -230,6 +235,7 @@ function replicaBeatOf(r: ShardReplica): ReplicaBeat {
     lag: Math.max(0, r.lastSeq - r.appliedSeq),
     count: r.pointCount,
     transferredBytes: r.transferredBytes,
+    pending: r.pendingRows,
     ...(r.restored ? { restored: r.restored } : {}),
   };
 }

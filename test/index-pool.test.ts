@@ -54,6 +54,8 @@ describe("IndexPool", () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "jade-index-pool-"));
     pool = await IndexPool.start({
       workers: 2,
+      // Small, so an apply behind a big one waits for the graph (the worker-death test needs a call in flight).
+      shardIndex: { freshBytesMax: 256 * 1024 },
       onWorkerExit: (exit) => exits.push(exit),
       logger: { warn: () => undefined, error: () => undefined },
     });
@@ -80,10 +82,10 @@ describe("IndexPool", () => {
     await shard.open(config);
     const records = upsertRecords(vectors, 500);
     const callerBytes = records.map((r) => r.data.byteLength);
-    expect(await shard.apply(records)).toEqual({ appliedSeq: 4, count: 2000 });
+    expect(await shard.apply(records)).toMatchObject({ appliedSeq: 4, count: 2000 });
     // The caller's buffers are copied, not detached.
     expect(records.map((r) => r.data.byteLength)).toEqual(callerBytes);
-    expect(await shard.apply(records)).toEqual({ appliedSeq: 4, count: 2000 });
+    expect(await shard.apply(records)).toMatchObject({ appliedSeq: 4, count: 2000 });
 
     const query = vectors.subarray(7 * dim, 8 * dim);
     const hits = await shard.search({ vector: query, k: 5, withPayload: true, withVectors: true });
@@ -113,16 +115,56 @@ describe("IndexPool", () => {
 
     const target = pool.pin("copy/0");
     expect(pool.workerOf("copy/0")).not.toBe(pool.workerOf("col/0"));
-    expect(await target.load(config, file)).toEqual({ appliedSeq: 4, count: 2000 });
+    expect(await target.load(config, file)).toMatchObject({ appliedSeq: 4, count: 2000 });
     for (const i of [0, 500, 1999]) {
       const request = { vector: vectors.slice(i * dim, (i + 1) * dim), k: 10, withPayload: true, withVectors: false };
       expect(await target.search(request)).toEqual(await source.search(request));
     }
     const more = upsertRecords(randomVectors(random, 10, dim), 10, 5, "q");
     await source.apply(more);
-    expect(await target.apply(more)).toEqual({ appliedSeq: 5, count: 2010 });
+    expect(await target.apply(more)).toMatchObject({ appliedSeq: 5, count: 2010 });
     await target.close();
     pool.unpin("copy/0");
+  });
+
+  it("holds an apply issued during a save until the save captured its state", async () => {
+    const shard = pool.pin("col/0");
+    const file = path.join(dir, "during.snap");
+    const before = await shard.stats();
+    const [p0] = await shard.get(["p0"], true);
+    const saving = shard.save(file);
+    // Rewrites p0…p49 in place: had it run while the vectors were streamed, the file would hold some new ones.
+    const applying = shard.apply(upsertRecords(randomVectors(random, 50, dim), 50, before.appliedSeq + 1, "p"));
+    const [saved, applied] = await Promise.all([saving, applying]);
+    expect(saved.appliedSeq).toBe(before.appliedSeq);
+    expect(applied).toMatchObject({ appliedSeq: before.appliedSeq + 1, count: before.count });
+    expect(await shard.get(["p0"], true)).not.toEqual([p0]);
+    const copy = pool.pin("copy/1");
+    expect(await copy.load(config, file)).toMatchObject({ appliedSeq: before.appliedSeq, count: before.count });
+    expect(await copy.get(["p0"], true)).toEqual([p0]);
+    await copy.close();
+    pool.unpin("copy/1");
+  });
+
+  it("gathers the searches of one tick into one batch per worker, each answered or refused alone", async () => {
+    const a = pool.pin("batch/0");
+    const b = pool.pin("batch/2");
+    const closed = pool.pin("batch/4");
+    await Promise.all([a.open(config), b.open(config)]);
+    await Promise.all([a.apply(upsertRecords(vectors.slice(0, 500 * dim), 250)), b.apply(upsertRecords(vectors.slice(500 * dim, 1000 * dim), 250, 1, "b"))]);
+    const query = vectors.slice(600 * dim, 601 * dim);
+    const [fromA, fromB, refused] = await Promise.allSettled([
+      a.search({ vector: query, k: 3, withPayload: false, withVectors: false }),
+      b.search({ vector: query, k: 3, withPayload: false, withVectors: false }),
+      closed.search({ vector: query, k: 3, withPayload: false, withVectors: false }),
+    ]);
+    expect(fromB).toMatchObject({ status: "fulfilled", value: [{ id: "b100", distance: 0 }, {}, {}] });
+    expect(fromA).toMatchObject({ status: "fulfilled" });
+    expect(refused).toMatchObject({ status: "rejected", reason: { message: expect.stringMatching(/batch\/4 is not open/) } });
+    // The caller's query is neither detached nor changed.
+    expect(query.length).toBe(dim);
+    for (const key of ["batch/0", "batch/2"]) await pool.pin(key).close();
+    for (const key of ["batch/0", "batch/2", "batch/4"]) pool.unpin(key);
   });
 
   it("rejects calls for shards that are not open or not pinned", async () => {
@@ -136,7 +178,9 @@ describe("IndexPool", () => {
     const shard = pool.pin("col/0");
     const position = pool.workerOf("col/0")!;
     const big = upsertRecords(randomVectors(random, 20_000, dim), 5_000, 100, "big");
-    const inFlight = shard.apply(big);
+    await shard.apply(big);
+    // The fresh buffer is over its bound now: this apply waits (seconds) for the graph to absorb.
+    const inFlight = shard.apply(upsertRecords(randomVectors(random, 10, dim), 10, 200, "more"));
     await pool.killWorker(position);
     const err = await rejection(inFlight);
     expect(err).toBeInstanceOf(JadeError);
@@ -146,7 +190,7 @@ describe("IndexPool", () => {
     // The replacement serves the same pinned shard once it is reopened.
     expect(String(await rejection(shard.count()))).toMatch(/not open/);
     await shard.open(config);
-    expect(await shard.apply(upsertRecords(vectors.slice(0, 10 * dim), 10))).toEqual({ appliedSeq: 1, count: 10 });
+    expect(await shard.apply(upsertRecords(vectors.slice(0, 10 * dim), 10))).toMatchObject({ appliedSeq: 1, count: 10 });
   });
 
   it("close terminates the workers, settles calls in flight and is idempotent", async () => {

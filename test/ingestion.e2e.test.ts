@@ -8,6 +8,8 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import type { JadeClient } from "../src/client/client.ts";
 import type { DeadLetter } from "../src/actors/write/ingestion.ts";
 import { names, subjects } from "../src/runtime/subjects.ts";
+import { encodeBody, Encoding, encodingHeader, float32Bytes } from "../src/runtime/encoding.ts";
+import { headers } from "@nats-io/nats-core";
 import { Harness, waitFor } from "./support/harness.ts";
 
 const harness = new Harness();
@@ -61,4 +63,38 @@ it("lands good records and dead-letters the bad one in the middle", async () => 
   await waitFor(async () => (await jsm.streams.info(names.ingestStream)).state.messages === 0, {
     what: "ingest stream drained",
   });
+});
+
+it("lands msgpack records in columns, dead-lettering a bad row alone", async () => {
+  await client.createCollection({ name: "binary", dimension: 3, metric: "l2", shards: 2 });
+  const js = jetstream(client.nc);
+  const h = headers();
+  h.set(encodingHeader, Encoding.Msgpack);
+  const vectors = Float32Array.from([1, 0, 0, 0, Number.NaN, 0, 0, 0, 1, 0.5, 0.5, 0.5]);
+  const record = { ids: ["m0", "m1", "m2", ""], vectors: float32Bytes(vectors), payloads: [{ n: 0 }, null, null, null] };
+  await js.publish(subjects.ingest("binary"), encodeBody(record, Encoding.Msgpack), { headers: h });
+  await js.publish(subjects.ingest("binary"), encodeBody({ id: "single", vector: float32Bytes(Float32Array.from([3, 3, 3])) }, Encoding.Msgpack), { headers: h });
+  await js.publish(subjects.ingest("binary"), new Uint8Array([0xc1]), { headers: h });
+
+  await waitFor(async () => (await client.count("binary")).count === 3, { what: "3 ingested points" });
+  const { points } = await client.get("binary", { ids: ["m0", "m1", "m2", "single"], withVectors: true });
+  expect(points).toEqual([
+    { id: "m0", vector: [1, 0, 0], payload: { n: 0 } },
+    { id: "m2", vector: [0, 0, 1] },
+    { id: "single", vector: [3, 3, 3] },
+  ]);
+  const consumer = await js.consumers.get(names.dlqStream, { deliver_policy: DeliverPolicy.All });
+  const letters: DeadLetter[] = [];
+  await waitFor(async () => {
+    const m = await consumer.next({ expires: 1_000 });
+    const letter = m?.json<DeadLetter>();
+    if (letter?.collection === "binary") letters.push(letter);
+    return letters.length >= 3;
+  }, { what: "3 dead letters" });
+  expect(letters.map((l) => [l.error.code, l.index ?? -1]).sort()).toEqual([
+    ["invalid_argument", -1],
+    ["invalid_argument", 1],
+    ["invalid_argument", 3],
+  ]);
+  expect(letters.find((l) => l.index === 1)?.record).toMatchObject({ id: "m1" });
 });

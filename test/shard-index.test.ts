@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LogRecord, ShardHit, ShardIndexConfig } from "../src/actors/vector-index/api.ts";
 import { exactScanMax, ShardIndex } from "../src/actors/vector-index/shard-index.ts";
+import { saveSettled } from "../src/actors/vector-index/shard-snapshot.ts";
 import { compileFilter, parseFilter } from "../src/runtime/filter.ts";
 import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
 import type { Metric, Payload, Quantization } from "../src/runtime/schemas.ts";
@@ -357,13 +358,17 @@ describe("ShardIndex snapshots", () => {
     ]);
   });
 
-  it("saves the state of the moment save was called, even if applies run while the file is written", async () => {
+  it("saves the state of the moment save was called, and holds applies back until its vectors are written", async () => {
     const cfg = config(8);
     const shard = new ShardIndex(cfg);
     shard.apply([upsert(1, 8, [{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }])]);
     const before = shard.digest();
     const file = path.join(dir, "moving.snap");
     const saving = shard.save(file);
+    // The vectors are streamed from the live arena: applies must wait (the worker does).
+    expect(saveSettled(shard)).toBeDefined();
+    await saveSettled(shard);
+    expect(saveSettled(shard)).toBeUndefined();
     shard.apply([upsert(2, 8, [{ id: "a", vector: [8, 7, 6, 5, 4, 3, 2, 1] }, { id: "b", vector: [1, 1, 1, 1, 1, 1, 1, 1] }])]);
     expect((await saving).appliedSeq).toBe(1);
     const loaded = await ShardIndex.load(cfg, file);

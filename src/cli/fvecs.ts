@@ -102,16 +102,3 @@ export function encodeFvecs(vectors: ArrayLike<number>[]): Buffer {
   }
   return buf;
 }
-
-/**
- * A float32 value as the shortest decimal that reads back to the same float32
- * (JSON of a widened float32 would otherwise carry ~17 digits of noise).
- */
-export function shortestFloat32(x: number): number {
-  if (Number.isInteger(x) || !Number.isFinite(x)) return x;
-  for (let p = 6; p < 9; p++) {
-    const y = Number(x.toPrecision(p));
-    if (Math.fround(y) === x) return y;
-  }
-  return Number(x.toPrecision(9));
-}

@@ -4,7 +4,8 @@
  * with a JadeError carrying the server's error code; a request larger than the
  * connection's max payload is refused locally as payload_too_large.
  */
-import { connect, errors, type NatsConnection } from "@nats-io/transport-node";
+import { connect, errors, headers, type NatsConnection } from "@nats-io/transport-node";
+import { decodeBody, encodeBody, Encoding, encodingHeader, float32Bytes, float32FromBytes } from "../runtime/encoding.ts";
 import { z } from "zod";
 import { errorMessage, ErrorCode, JadeError, type Reply } from "../runtime/errors.ts";
 import { limits } from "../runtime/limits.ts";
@@ -19,7 +20,9 @@ import type {
   SearchResult,
   SessionToken,
   StoredPoint,
+  UpsertColumnsRequest,
   UpsertRequest,
+  Payload,
 } from "../runtime/schemas.ts";
 import { nodeApiSubject, subjects, type AdminOp, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
 import { NodeTracker } from "./nodes.ts";
@@ -37,6 +40,30 @@ export interface Coverage {
 }
 
 const encoder = new TextEncoder();
+const msgpackHeaders = headers();
+msgpackHeaders.set(encodingHeader, Encoding.Msgpack);
+
+/** An upsert in columns: what `upsertColumns` sends. */
+export interface UpsertColumns extends Omit<UpsertColumnsRequest, "vectors"> {
+  vectors: Float32Array;
+}
+
+/** The points as columns, or undefined when their vectors differ in length (the server then says which is wrong). */
+function columnsOfPoints(points: UpsertRequest["points"]): Omit<UpsertColumns, "consistency"> | undefined {
+  const first = points[0]?.vector;
+  if (first === undefined) return undefined;
+  const dim = first instanceof Uint8Array ? first.byteLength / 4 : first.length;
+  const vectors = new Float32Array(points.length * dim);
+  let payloads: (Payload | null)[] | undefined;
+  for (let i = 0; i < points.length; i++) {
+    const { vector, payload } = points[i]!;
+    const values = vector instanceof Uint8Array ? float32FromBytes(vector) : vector;
+    if (values.length !== dim) return undefined;
+    vectors.set(values, i * dim);
+    if (payload !== undefined) (payloads ??= new Array<Payload | null>(points.length).fill(null))[i] = payload;
+  }
+  return { ids: points.map((p) => p.id), vectors, payloads };
+}
 
 /**
  * The `details` of an error the client made up because no node answered (no server sent
@@ -78,19 +105,27 @@ export class JadeClient {
   }
 
   static async connect(options: JadeClientOptions): Promise<JadeClient> {
-    const nc = await connect({ servers: options.servers, name: options.name ?? "jade-client", maxReconnectAttempts: -1 });
+    // No async traces: they cost a stack capture per request (see nats/connect.ts).
+    const nc = await connect({ servers: options.servers, name: options.name ?? "jade-client", maxReconnectAttempts: -1, noAsyncTraces: true });
     const client = new JadeClient(nc, options.timeoutMs ?? 30_000);
     await client.#nodes.start(nc);
     return client;
   }
 
   /**
-   * Sends a raw request body (already JSON-encoded or bytes) and returns the decoded reply
-   * envelope. The request goes to a live node directly when heartbeats are known (else to
-   * the queue group); a node that has no responder is marked and the next one is tried.
+   * Sends a raw request body (already encoded: a string is JSON text) and returns the decoded
+   * reply envelope. The request goes to a live node directly when heartbeats are known (else
+   * to the queue group); a node that has no responder is marked and the next one is tried.
    */
-  async requestRaw(subject: string, body: string | Uint8Array, timeoutMs = this.#timeoutMs, tried = new Set<string>()): Promise<Reply<unknown>> {
+  async requestRaw(
+    subject: string,
+    body: string | Uint8Array,
+    timeoutMs = this.#timeoutMs,
+    tried = new Set<string>(),
+    encoding: Encoding = Encoding.Json,
+  ): Promise<Reply<unknown>> {
     const data = typeof body === "string" ? encoder.encode(body) : body;
+    const options = encoding === Encoding.Msgpack ? { headers: msgpackHeaders } : {};
     const max = this.nc.info?.max_payload ?? Infinity;
     if (data.byteLength > max) {
       return {
@@ -104,8 +139,8 @@ export class JadeClient {
       const target = node === undefined ? subject : nodeApiSubject(node, subject);
       const remaining = Math.max(1, deadline - performance.now());
       try {
-        const msg = await this.nc.request(target, data, { timeout: remaining });
-        return msg.json<Reply<unknown>>();
+        const msg = await this.nc.request(target, data, { timeout: remaining, ...options });
+        return decodeBody(msg.data, encoding) as Reply<unknown>;
       } catch (err) {
         // nats.js v3 rejects a request nobody is subscribed to with a RequestError caused by a
         // NoRespondersError; a timeout with a TimeoutError, a lost connection with another RequestError.
@@ -123,8 +158,9 @@ export class JadeClient {
     }
   }
 
+  /** A request in msgpack (vectors as float32 bytes: see runtime/encoding.ts). */
   async request<T>(subject: string, body: unknown, timeoutMs?: number): Promise<T> {
-    const reply = await this.requestRaw(subject, JSON.stringify(body ?? {}), timeoutMs);
+    const reply = await this.requestRaw(subject, encodeBody(body ?? {}, Encoding.Msgpack), timeoutMs, undefined, Encoding.Msgpack);
     if (!reply.ok) throw JadeError.fromWire(reply.error);
     return reply.result as T;
   }
@@ -135,12 +171,12 @@ export class JadeClient {
    * answers — until the client's timeout is spent.
    */
   async read<T>(subject: string, body: unknown, attemptMs = readAttemptMsDefault): Promise<T> {
-    const data = JSON.stringify(body ?? {});
+    const data = encodeBody(body ?? {}, Encoding.Msgpack);
     const deadline = performance.now() + Math.max(this.#timeoutMs, attemptMs);
     const tried = new Set<string>();
     for (;;) {
       const remaining = deadline - performance.now();
-      const reply = await this.requestRaw(subject, data, Math.max(1, Math.min(attemptMs, remaining)), tried);
+      const reply = await this.requestRaw(subject, data, Math.max(1, Math.min(attemptMs, remaining)), tried, Encoding.Msgpack);
       if (reply.ok) return reply.result as T;
       // Another node may answer: the tracker skips the ones that just failed.
       if (transportFailure(reply.error) !== "no_reply" || performance.now() >= deadline) throw JadeError.fromWire(reply.error);
@@ -172,8 +208,19 @@ export class JadeClient {
     return this.#catalog("drop", { name });
   }
 
+  /** Sent in columns (one float32 block of every vector) when the points' vectors all have one length. */
   upsert(collection: string, request: UpsertRequest): Promise<{ upserted: number; token: SessionToken }> {
-    return this.#op(collection, "upsert", request, replyTimeout(request.timeoutMs));
+    const { points, ...options } = request;
+    const columns = columnsOfPoints(points);
+    if (!columns) return this.#op(collection, "upsert", request, replyTimeout(request.timeoutMs));
+    return this.upsertColumns(collection, { ...columns, ...options });
+  }
+
+  /** The bulk form: ids, every vector back to back in one Float32Array, and optional payloads. */
+  upsertColumns(collection: string, request: UpsertColumns): Promise<{ upserted: number; token: SessionToken }> {
+    const body: Record<string, unknown> = { ids: request.ids, vectors: float32Bytes(request.vectors) };
+    for (const key of ["payloads", "consistency", "requestId", "timeoutMs"] as const) if (request[key] !== undefined) body[key] = request[key];
+    return this.#op(collection, "upsert", body, replyTimeout(request.timeoutMs));
   }
 
   delete(collection: string, request: DeleteRequest): Promise<{ deleted: number; token: SessionToken }> {
@@ -185,7 +232,8 @@ export class JadeClient {
   }
 
   search(collection: string, request: SearchRequest): Promise<SearchResult> {
-    return this.read(subjects.collection(collection, "search"), request, readAttemptMs(request.timeoutMs));
+    const vector = request.vector instanceof Uint8Array ? request.vector : float32Bytes(Float32Array.from(request.vector));
+    return this.read(subjects.collection(collection, "search"), { ...request, vector }, readAttemptMs(request.timeoutMs));
   }
 
   count(collection: string, request: CountRequest = {}): Promise<{ count: number } & Coverage> {

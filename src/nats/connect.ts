@@ -59,6 +59,9 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     pingInterval: 5_000,
+    // nats.js captures a stack trace per request for a better timeout error: ~25 µs of every
+    // request, measured on the search path (docs/performance.md). Our errors say what timed out.
+    noAsyncTraces: true,
   });
   void (async () => {
     for await (const s of nc.status()) {

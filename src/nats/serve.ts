@@ -14,8 +14,8 @@ export interface ServeOptions {
   subjects: { subject: string; queue?: string }[];
   /** Decodes and answers one request. */
   handle: (msg: Msg) => Promise<unknown>;
-  /** The reply's wire format. */
-  encode: (reply: Reply<unknown>) => string | Uint8Array;
+  /** The reply's wire format (it may follow the request's: `msg`). */
+  encode: (reply: Reply<unknown>, msg: Msg) => string | Uint8Array;
   /**
    * Past `inflightMax` handlers running, a request is answered `refusal` at once: an
    * overloaded node says so instead of queueing without bound. Without it, unbounded.
@@ -48,7 +48,7 @@ export function serve(nc: NatsConnection, options: ServeOptions): Serving {
       if (level) log[level]({ subject: msg.subject, error: reply.error, ms: Math.round(performance.now() - startedMs) }, "request failed");
     }
     try {
-      msg.respond(encode(reply));
+      msg.respond(encode(reply, msg));
     } catch (err) {
       // The requester times out instead; usually the connection is closing.
       log.warn({ err, subject: msg.subject }, "could not send reply");

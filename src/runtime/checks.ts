@@ -6,7 +6,7 @@
  */
 import type { z } from "zod";
 import { ErrorCode, invalidArgument, JadeError } from "./errors.ts";
-import type { Point, SessionToken } from "./schemas.ts";
+import type { SessionToken } from "./schemas.ts";
 import { clip } from "./text.ts";
 import { vectorIssue, type VectorSpace } from "./vectors.ts";
 
@@ -44,11 +44,6 @@ export function checkVector(vector: ArrayLike<number>, space: VectorSpace, where
   if (issue.expected !== undefined) throw dimensionMismatch(issue.expected, vector.length, where);
   const path = `${where}${formatPath(issue.path)}`;
   throw invalidArgument(`${path}: ${issue.message}`, { issues: [{ path, message: issue.message }] });
-}
-
-/** Every point's vector against the collection's space; the first bad one is the error. */
-export function checkPoints(points: readonly Point[], space: VectorSpace, where = "points"): void {
-  for (let i = 0; i < points.length; i++) checkVector(points[i]!.vector, space, `${where}[${i}].vector`);
 }
 
 /** A session token's shards must exist in the collection (sequences are checked against the log by the router). */

@@ -2,8 +2,13 @@
  * Shard log entries (the body of a message on `jade.log.<collection>.<shard>`).
  * msgpack, with vectors as raw little-endian float32 bytes so neither side
  * converts numbers one by one. Replicas derive usearch keys from the entry's
- * stream sequence and the point's position in it, so every replica of a shard
- * assigns identical keys.
+ * stream sequence and the point's position in it (a point's version), identical on
+ * every replica of a shard.
+ *
+ * Upsert wire form: `{k:"u", i: ids, d: dimension, v: float32 bytes, p?: payloads, x?: deleteIds}`.
+ * `p` is absent when no point of the entry has a payload (a bulk import of bare vectors
+ * then carries no per-point null); entries written before that always carry it, and
+ * both decode alike.
  */
 import { Packr } from "msgpackr";
 import { positionsPerEntry } from "./limits.ts";
@@ -16,8 +21,8 @@ export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
 export interface UpsertEntry {
   kind: typeof EntryKind.Upsert;
   ids: string[];
-  /** null where a point has no payload. */
-  payloads: (Payload | null)[];
+  /** null where a point has no payload; undefined when none has one. */
+  payloads?: (Payload | null)[];
   dimension: number;
   /** ids.length × dimension float32 values. */
   vectors: Float32Array;
@@ -38,13 +43,14 @@ export type LogEntry = UpsertEntry | DeleteEntry;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
-interface WireUpsert { k: "u"; i: string[]; p: (Payload | null)[]; d: number; v: Uint8Array; x?: string[] }
+interface WireUpsert { k: "u"; i: string[]; p?: (Payload | null)[]; d: number; v: Uint8Array; x?: string[] }
 interface WireDelete { k: "d"; i: string[] }
 
 export function encodeEntry(entry: LogEntry): Uint8Array {
   if (entry.kind === EntryKind.Delete) return packr.pack({ k: "d", i: entry.ids } satisfies WireDelete);
   const v = new Uint8Array(entry.vectors.buffer, entry.vectors.byteOffset, entry.vectors.byteLength);
-  const wire: WireUpsert = { k: "u", i: entry.ids, p: entry.payloads, d: entry.dimension, v };
+  const wire: WireUpsert = { k: "u", i: entry.ids, d: entry.dimension, v };
+  if (entry.payloads?.some((p) => p !== null)) wire.p = entry.payloads;
   if (entry.deleteIds !== undefined) wire.x = entry.deleteIds;
   return packr.pack(wire);
 }
@@ -88,14 +94,15 @@ export function decodeEntry(bytes: Uint8Array): LogEntry {
   const dimension = w.d;
   if (typeof dimension !== "number" || !Number.isInteger(dimension) || dimension < 1) invalid("dimension must be a positive integer");
   if (!(w.v instanceof Uint8Array) || w.v.byteLength !== w.i.length * dimension * 4) invalid("vector bytes do not match ids × dimension");
-  if (!Array.isArray(w.p) || w.p.length !== w.i.length || !w.p.every((p) => p === null || (typeof p === "object" && !Array.isArray(p)))) {
+  if (w.p !== undefined && (!Array.isArray(w.p) || w.p.length !== w.i.length || !w.p.every((p) => p === null || (typeof p === "object" && !Array.isArray(p))))) {
     invalid("payloads must be one object or null per id");
   }
   if (w.x !== undefined && !isIdList(w.x)) invalid("deleteIds must be a list of non-empty strings");
   // The bytes may sit at an unaligned offset inside the message: copy into an aligned buffer.
   const aligned = new Uint8Array(w.v.byteLength);
   aligned.set(w.v);
-  const entry: UpsertEntry = { kind: EntryKind.Upsert, ids: w.i, payloads: w.p as (Payload | null)[], dimension, vectors: new Float32Array(aligned.buffer) };
+  const entry: UpsertEntry = { kind: EntryKind.Upsert, ids: w.i, dimension, vectors: new Float32Array(aligned.buffer) };
+  if (w.p !== undefined) entry.payloads = w.p as (Payload | null)[];
   if (w.x !== undefined) entry.deleteIds = w.x;
   return entry;
 }

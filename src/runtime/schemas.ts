@@ -6,7 +6,7 @@ import { z } from "zod";
 import { limits } from "./limits.ts";
 import { isJsonObject, payloadIssue } from "./payload.ts";
 import { collectionNamePattern, reservedNames } from "./subjects.ts";
-import { quote, tokenIssue } from "./text.ts";
+import { describeValue, quote, tokenIssue } from "./text.ts";
 import { shapeIssue, vectorIssue, type VectorSpace } from "./vectors.ts";
 
 export const Metric = z.enum(["cosine", "l2", "ip"]);
@@ -70,6 +70,24 @@ export const Vector = z.custom<number[]>().superRefine((value, ctx) => {
   const issue = shapeIssue(value);
   if (issue) refuse(ctx, issue.message, issue.path);
 });
+
+/** Little-endian float32 values as bytes (a msgpack bin): how the binary encoding carries vectors (encoding.ts). */
+export const Float32Bytes = z.custom<Uint8Array>().superRefine((value, ctx) => {
+  if (!(value instanceof Uint8Array)) return refuse(ctx, `must be float32 bytes, got ${describeValue(value)}`);
+  if (value.byteLength === 0 || value.byteLength % 4 !== 0) refuse(ctx, `must be a non-empty multiple of 4 bytes (float32 values), got ${value.byteLength}`);
+});
+
+/** A vector as a request may carry it: an array of numbers, or (msgpack) its float32 bytes. */
+export const VectorInput = z.custom<number[] | Uint8Array>().superRefine((value, ctx) => {
+  if (value instanceof Uint8Array) {
+    if (value.byteLength > limits.dimensionMax * 4) return refuse(ctx, `has ${value.byteLength / 4} numbers, at most ${limits.dimensionMax} are allowed`);
+    if (value.byteLength === 0 || value.byteLength % 4 !== 0) return refuse(ctx, `must be a non-empty multiple of 4 bytes (float32 values), got ${value.byteLength}`);
+    return;
+  }
+  const issue = shapeIssue(value);
+  if (issue) refuse(ctx, issue.message, issue.path);
+});
+export type VectorInput = z.infer<typeof VectorInput>;
 
 export const CreateCollectionRequest = z
   .object({
@@ -201,7 +219,7 @@ export const Payload = z.custom<Record<string, unknown>>().superRefine((value, c
 });
 export type Payload = z.infer<typeof Payload>;
 
-export const Point = z.object({ id: PointId, vector: Vector, payload: Payload.optional() }).strict();
+export const Point = z.object({ id: PointId, vector: VectorInput, payload: Payload.optional() }).strict();
 export type Point = z.infer<typeof Point>;
 
 export const WriteConsistency = z.enum(["log", "one", "quorum", "all"]);
@@ -253,6 +271,27 @@ export const UpsertRequest = z
   .strict();
 export type UpsertRequest = z.input<typeof UpsertRequest>;
 
+/**
+ * An upsert in columns (msgpack): `vectors` holds every point's float32 values back to back,
+ * `payloads` one object or null per id. The bulk writers' form: no object per point.
+ */
+export const UpsertColumnsRequest = z
+  .object({
+    ids: z.array(PointId).min(1).max(limits.pointsPerRequestMax),
+    vectors: Float32Bytes,
+    payloads: z.array(Payload.nullable()).optional(),
+    consistency: WriteConsistency.default(writeConsistencyDefault),
+    requestId: RequestId.optional(),
+    timeoutMs: TimeoutMs.optional(),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    if (r.payloads !== undefined && r.payloads.length !== r.ids.length) {
+      refuse(ctx, `must hold one payload (or null) per id: ${r.ids.length}, got ${r.payloads.length}`, ["payloads"]);
+    }
+  });
+export type UpsertColumnsRequest = z.input<typeof UpsertColumnsRequest>;
+
 export const DeleteRequest = z
   .object({
     ids: z.array(PointId).min(1).max(limits.idsPerRequestMax),
@@ -276,7 +315,7 @@ export type GetRequest = z.input<typeof GetRequest>;
 
 export const SearchRequest = z
   .object({
-    vector: Vector,
+    vector: VectorInput,
     k: z.number().int().min(1, "must be at least 1").max(limits.kMax, `must be at most ${limits.kMax}`),
     /** Validated by parseFilter (filter.ts), which builds the normalized form. */
     filter: z.unknown().optional(),
@@ -296,6 +335,15 @@ export type CountRequest = z.input<typeof CountRequest>;
 
 /** An ingestion record is one point or `{points:[…]}`; each point of a batch is validated (and dead-lettered) alone. */
 export const IngestBatch = z.object({ points: z.array(z.unknown()).min(1).max(limits.pointsPerRequestMax) }).strict();
+/** An ingestion record in columns (msgpack); each row is validated (and dead-lettered) alone, like a batch's points. */
+export const IngestColumns = z
+  .object({ ids: z.array(z.unknown()).min(1).max(limits.pointsPerRequestMax), vectors: Float32Bytes, payloads: z.array(z.unknown()).optional() })
+  .strict()
+  .superRefine((r, ctx) => {
+    if (r.payloads !== undefined && r.payloads.length !== r.ids.length) {
+      refuse(ctx, `must hold one payload (or null) per id: ${r.ids.length}, got ${r.payloads.length}`, ["payloads"]);
+    }
+  });
 
 export interface Hit {
   id: string;
@@ -342,6 +390,8 @@ export interface ReplicaStatus {
   lastSeq: number;
   lag: number;
   count?: number;
+  /** Points applied and searchable (scanned exactly) that the HNSW graph has not absorbed yet. */
+  pending?: number;
   restored?: RestoreInfo;
 }
 

@@ -4,7 +4,8 @@
  * `request()` resolves on the first and drops the rest).
  */
 import type { JetStreamClient } from "@nats-io/jetstream";
-import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import { headers, type NatsConnection, type Subscription } from "@nats-io/nats-core";
+import { Encoding, encodingHeader } from "../../src/runtime/encoding.ts";
 import { Packr } from "msgpackr";
 import { limits } from "../../src/runtime/limits.ts";
 import { isObject, NumberLiteral, toJsonText, type Body, type Json } from "./body.ts";
@@ -30,6 +31,8 @@ export const deadlineSlackMs = 5_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const packr = new Packr({ useRecords: false });
+const msgpackHeaders = headers();
+msgpackHeaders.set(encodingHeader, Encoding.Msgpack);
 
 interface Pending {
   resolve: (first: Uint8Array) => void;
@@ -89,7 +92,7 @@ export class FuzzClient {
     });
     this.#pending.set(id, pending);
     try {
-      this.#nc.publish(request.subject, data, { reply: inbox });
+      this.#nc.publish(request.subject, data, { reply: inbox, ...(request.encoding === "msgpack" ? { headers: msgpackHeaders } : {}) });
     } catch (err) {
       clearTimeout(timer);
       this.#pending.delete(id);
@@ -102,7 +105,8 @@ export class FuzzClient {
     setTimeout(() => this.#pending.delete(id), 2_000).unref();
     if (bytes === undefined) return { replies: 0, elapsedMs, deadlineMs };
     try {
-      const reply = request.subject.startsWith("jade.replica.") ? packr.unpack(bytes) : JSON.parse(decoder.decode(bytes));
+      const binary = request.encoding === "msgpack" || request.subject.startsWith("jade.replica.");
+      const reply = binary ? packr.unpack(bytes) : JSON.parse(decoder.decode(bytes));
       return { replies: pending.replies, reply, elapsedMs, deadlineMs };
     } catch (err) {
       return { replies: pending.replies, problem: `reply does not decode: ${errorMessage(err)}`, elapsedMs, deadlineMs };

@@ -9,7 +9,7 @@
 import fc from "fast-check";
 import { Packr } from "msgpackr";
 import { defineKey, nested, NumberLiteral, type Json } from "./body.ts";
-import type { FuzzRequest } from "./requests.ts";
+import { vectorBytes, type FuzzRequest } from "./requests.ts";
 import { vectorArb } from "./values.ts";
 import { referencePointsCount, type CollectionSpec, type World } from "./world.ts";
 
@@ -124,9 +124,39 @@ function strayLogEntry(s: CollectionSpec): fc.Arbitrary<Uint8Array> {
   return fc.oneof(fc.constantFrom(...entries).map((e) => packr.pack(e)), fc.uint8Array({ minLength: 0, maxLength: 64 }));
 }
 
+/** Binary upserts (msgpack columns) that must be refused whole: bad float32 values, lengths, ids or payloads. */
+function refusedBinaryUpsert(s: CollectionSpec): fc.Arbitrary<unknown> {
+  const dim = s.dimension;
+  const row = (fill: (i: number) => number) => Array.from({ length: dim }, (_, i) => fill(i));
+  const badRows: number[][] = [row(() => Number.NaN), row((i) => (i === 0 ? Infinity : 1)), row((i) => (i === 0 ? -Infinity : 1))];
+  if (s.quantization === "f16") badRows.push(row(() => 70_000));
+  if (s.metric === "cosine") badRows.push(row(() => 0));
+  else badRows.push(row(() => 1e19));
+  const good = fc.array(fc.tuple(refId, vectorArb(s)), { minLength: 1, maxLength: 4 });
+  const columns = (rows: [string, number[]][]) => ({ ids: rows.map(([id]) => id), vectors: vectorBytes(rows.flatMap(([, v]) => v)), consistency: "all" });
+  return fc.oneof(
+    fc.tuple(good, refId, fc.constantFrom(...badRows), fc.nat()).map(([rows, id, bad, at]) => {
+      const all = [...rows];
+      all.splice(at % (rows.length + 1), 0, [id, bad]);
+      return columns(all);
+    }),
+    good.map((rows) => ({ ...columns(rows), vectors: vectorBytes(rows.flatMap(([, v]) => v).slice(1)) })),
+    good.map((rows) => ({ ...columns(rows), vectors: new Uint8Array(rows.length * dim * 4 + 2) })),
+    // msgpack cannot carry a lone surrogate (the encoder sends U+FFFD, a valid id): only the ids it can carry.
+    fc.tuple(good, fc.constantFrom(...badIds.filter((id) => typeof id !== "string" || id.isWellFormed()))).map(([rows, id]) => ({ ...columns(rows), ids: [...rows.map(([i]) => i).slice(1), id] })),
+    fc.tuple(good, fc.constantFrom(...badPayloads.slice(2, 7))).map(([rows, payload]) => ({ ...columns(rows), payloads: rows.map(() => payload) })),
+    good.map((rows) => ({ ...columns(rows), payloads: [...rows.map(() => null), null] })),
+    good.map((rows) => ({ ...columns(rows), payloads: rows.map(() => protoPayload()) })),
+  );
+}
+
 export function poisonRequest(world: World): fc.Arbitrary<FuzzRequest> {
   return fc.constantFrom(...world.references).chain((s) =>
     fc.oneof(
+      {
+        weight: 2,
+        arbitrary: refusedBinaryUpsert(s).map((msgpack): FuzzRequest => ({ ...refused(`jade.v1.${s.name}.upsert`, "upsert.msgpack.refused", null), body: { msgpack }, encoding: "msgpack" })),
+      },
       { weight: 6, arbitrary: refusedUpsert(s).map((json): FuzzRequest => refused(`jade.v1.${s.name}.upsert`, "upsert.refused", json)) },
       { weight: 2, arbitrary: refusedDelete().map((json): FuzzRequest => refused(`jade.v1.${s.name}.delete`, "delete.refused", json)) },
       {

@@ -28,6 +28,8 @@ export interface FuzzRequest {
   transport: "request" | "publish";
   /** It could change a reference collection if the node let it: check them after its batch. */
   touchesReference: boolean;
+  /** An API request in the binary encoding: sent with `Jade-Encoding: msgpack`, answered in msgpack. */
+  encoding?: "msgpack";
 }
 
 const writeConsistency = fc.constantFrom("log", "one", "quorum", "all");
@@ -84,8 +86,31 @@ function collectionRequest(s: CollectionSpec, world: World): fc.Arbitrary<FuzzRe
   };
   const ops: Record<string, fc.Arbitrary<Json>> = s.role === "reference" ? reads : { ...reads, ...writes };
   return fc.constantFrom(...Object.keys(ops)).chain((op) =>
-    fc.tuple(ops[op]!, fc.boolean()).map(([json, direct]) => api(world, `${s.name}.${op}`, op, { json }, direct)),
+    fc.tuple(ops[op]!, fc.boolean(), fc.boolean()).map(([json, direct, binary]) => {
+      const request = api(world, `${s.name}.${op}`, op, { json }, direct);
+      return binary ? { ...request, family: `${op}.msgpack`, body: { msgpack: binaryBody(op, json) }, encoding: "msgpack" as const } : request;
+    }),
   );
+}
+
+/** The float32 bytes of a vector, as the binary encoding carries it. */
+export function vectorBytes(vector: readonly number[]): Uint8Array {
+  return new Uint8Array(Float32Array.from(vector).buffer);
+}
+
+/**
+ * A request as the SDK sends it in msgpack: an upsert in columns (or, when its vectors
+ * differ in length, points with float32 vectors), a search with a float32 query.
+ */
+function binaryBody(op: string, json: Json): unknown {
+  const body = json as Record<string, Json>;
+  if (op === "search") return { ...body, vector: vectorBytes(body["vector"] as number[]) };
+  if (op !== "upsert") return body;
+  const { points, ...rest } = body as { points: { id: string; vector: number[]; payload?: Json }[] };
+  const dim = points[0]!.vector.length;
+  if (points.some((p) => p.vector.length !== dim)) return { ...rest, points: points.map((p) => ({ ...p, vector: vectorBytes(p.vector) })) };
+  const payloads = points.some((p) => p.payload !== undefined) ? points.map((p) => p.payload ?? null) : undefined;
+  return { ...rest, ids: points.map((p) => p.id), vectors: vectorBytes(points.flatMap((p) => p.vector)), ...(payloads ? { payloads } : {}) };
 }
 
 /** A request on `jade.v1.<tail>`, or (direct) the same on `jade.n.<node>.v1.<tail>`. */

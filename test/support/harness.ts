@@ -4,7 +4,7 @@
  * and cleanup of everything started, even when a test fails.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -56,8 +56,11 @@ export interface ChildNode {
 export class Harness {
   readonly #cleanups: (() => Promise<unknown>)[] = [];
 
+  readonly #dirs: string[] = [];
+
   async tempDir(prefix = "jade-test-"): Promise<string> {
     const dir = await mkdtemp(path.join(tmpdir(), prefix));
+    this.#dirs.push(dir);
     this.#cleanups.push(() => rm(dir, { recursive: true, force: true }));
     return dir;
   }
@@ -157,6 +160,10 @@ export class Harness {
       await cleanup().catch(() => undefined);
     }
     this.#cleanups.length = 0;
+    // A child's own children (the nats-server of a `jade dev` killed with -9) outlive it: kill
+    // whatever still runs on one of our directories, so a failed test leaves nothing behind.
+    if (await killProcessesUsing(this.#dirs)) await Promise.all(this.#dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+    this.#dirs.length = 0;
   }
 }
 
@@ -177,4 +184,24 @@ export function freePort(): Promise<number> {
 export function randomPoints(count: number, dimension: number, seed: number): number[][] {
   const flat = randomVectors(seededRandom(seed), count, dimension);
   return Array.from({ length: count }, (_, i) => Array.from(flat.subarray(i * dimension, (i + 1) * dimension)));
+}
+
+/** SIGKILLs every process whose command line names one of `dirs` (Linux /proc); true if it found any. */
+async function killProcessesUsing(dirs: readonly string[]): Promise<boolean> {
+  if (dirs.length === 0) return false;
+  let found = false;
+  const pids = await readdir("/proc").catch(() => [] as string[]);
+  for (const pid of pids) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (dirs.some((dir) => cmdline.includes(dir))) {
+      found = true;
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        // Gone already.
+      }
+    }
+  }
+  return found;
 }

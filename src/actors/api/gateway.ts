@@ -1,12 +1,12 @@
 /**
  * The API gateway: serves `jade.v1.>` in the queue group `jade-api`, so any
- * node answers any request. Every reply is `{ok:true,result}` or
- * `{ok:false,error}`; bad input is answered and logged, never thrown.
+ * node answers any request, in JSON or msgpack (runtime/encoding.ts). Every reply is
+ * `{ok:true,result}` or `{ok:false,error}`; bad input is answered and logged, never thrown.
  */
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { serve, type Serving } from "../../nats/serve.ts";
 import { ErrorCode, fail, JadeError, type Reply } from "../../runtime/errors.ts";
-import { decodeJsonBody } from "../../runtime/json-body.ts";
+import { decodeBody, encodeBody, type Encoding, encodingHeader, encodingOf } from "../../runtime/encoding.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { apiQueueGroup, nodeApiWildcard, parseApiSubject, subjects } from "../../runtime/subjects.ts";
@@ -16,12 +16,19 @@ import type { ApiDeps } from "./types.ts";
 /** Requests handled at once; past this a request is answered `rate_limited` at once. */
 export const inflightMax = 512;
 
-/** JSON, except that a reply NATS would refuse to carry becomes a payload_too_large error. */
-function encodeReply(reply: Reply<unknown>): string {
-  const text = JSON.stringify(reply);
-  if (Buffer.byteLength(text) <= limits.natsPayloadBytesMax) return text;
-  return JSON.stringify(
+/** The request's encoding of a message (JSON unless its `Jade-Encoding` header says msgpack). */
+function encodingOfMsg(msg: Msg): Encoding {
+  return encodingOf(msg.headers?.get(encodingHeader));
+}
+
+/** Encoded like the request, except that a reply NATS would refuse to carry becomes a payload_too_large error. */
+function encodeReply(reply: Reply<unknown>, msg: Msg): Uint8Array {
+  const encoding = encodingOfMsg(msg);
+  const bytes = encodeBody(reply, encoding);
+  if (bytes.byteLength <= limits.natsPayloadBytesMax) return bytes;
+  return encodeBody(
     fail(new JadeError(ErrorCode.PayloadTooLarge, `reply exceeds ${limits.natsPayloadBytesMax} bytes: ask for fewer points, or without vectors`)),
+    encoding,
   );
 }
 
@@ -43,7 +50,7 @@ export class Gateway {
   start(nc: NatsConnection): void {
     this.#serving = serve(nc, {
       subjects: [{ subject: subjects.apiWildcard, queue: apiQueueGroup }, { subject: nodeApiWildcard(this.#deps.nodeId) }],
-      handle: (msg) => handle(parseApiSubject(msg.subject), decodeJsonBody(msg.data), this.#deps),
+      handle: (msg) => handle(parseApiSubject(msg.subject), decodeBody(msg.data, encodingOfMsg(msg)), this.#deps),
       encode: encodeReply,
       cap: { inflightMax, refusal: new JadeError(ErrorCode.RateLimited, `more than ${inflightMax} requests in flight on this node`) },
       log: this.#log,

@@ -1,10 +1,11 @@
 /**
  * API v1 operations (docs/api.md): validate with the message's schema, then
  * hand over to the catalog, the writer or the read router. Each handler takes
- * the decoded JSON body and returns the result; errors are thrown as JadeError
+ * the decoded body (JSON or msgpack: runtime/encoding.ts) and returns the result; errors are thrown as JadeError
  * and turned into `{ok:false,error}` replies by the gateway.
  */
-import { checkPoints, checkToken, checkVector, parse } from "../../runtime/checks.ts";
+import { checkToken, checkVector, parse } from "../../runtime/checks.ts";
+import { float32Of, parseUpsert } from "../../runtime/columns.ts";
 import {
   CountRequest,
   DeleteRequest,
@@ -12,7 +13,6 @@ import {
   GetRequest,
   NameRequest,
   SearchRequest,
-  UpsertRequest,
   type CollectionConfig,
 } from "../../runtime/schemas.ts";
 import { invalidArgument } from "../../runtime/errors.ts";
@@ -55,9 +55,8 @@ async function collectionOp(route: Extract<ApiRoute, { kind: "collection" }>, bo
   const config = await deps.catalog.require(route.collection);
   switch (route.op) {
     case "upsert": {
-      const req = parse(UpsertRequest, body);
-      checkPoints(req.points, spaceOf(config));
-      return deps.writer.upsert(config, req.points, req);
+      const { columns, options } = parseUpsert(body, spaceOf(config));
+      return deps.writer.upsert(config, columns, options);
     }
     case "delete": {
       const req = parse(DeleteRequest, body);
@@ -70,15 +69,12 @@ async function collectionOp(route: Extract<ApiRoute, { kind: "collection" }>, bo
     }
     case "search": {
       const req = parse(SearchRequest, body);
-      checkVector(req.vector, spaceOf(config), "vector");
+      const vector = float32Of(req.vector);
+      checkVector(vector, spaceOf(config), "vector");
       checkToken(req.token, config.shards);
       checkNprobe(req.nprobe, config);
       const filter = req.filter === undefined ? undefined : parseFilter(req.filter);
-      return deps.router.search(
-        config,
-        { vector: Float32Array.from(req.vector), k: req.k, filter, withPayload: req.withPayload, withVectors: req.withVectors },
-        req,
-      );
+      return deps.router.search(config, { vector, k: req.k, filter, withPayload: req.withPayload, withVectors: req.withVectors }, req);
     }
     case "count": {
       const req = parse(CountRequest, body);

@@ -34,6 +34,7 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
               const state = local?.state ?? (membership.isLive(node) ? (beat?.state ?? "starting") : "unreachable");
               const appliedSeq = local?.appliedSeq ?? beat?.appliedSeq ?? 0;
               const count = local?.pointCount ?? beat?.count;
+              const pending = local?.pendingRows ?? beat?.pending;
               const last = lastSeq ?? appliedSeq;
               const restored = local?.restored ?? beat?.restored;
               return {
@@ -43,6 +44,7 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
                 lastSeq: last,
                 lag: Math.max(0, last - appliedSeq),
                 ...(count === undefined ? {} : { count }),
+                ...(pending === undefined ? {} : { pending }),
                 ...(restored ? { restored } : {}),
               };
             }),

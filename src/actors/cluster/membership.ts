@@ -27,6 +27,8 @@ export const ReplicaBeat = z.object({
   transferredBytes: z.number().int().default(0),
   /** Where the replica's index came from at its last (re)start. */
   restored: RestoreInfo.optional(),
+  /** Points applied and searchable (exactly) that the graph has not absorbed yet. */
+  pending: z.number().int().default(0),
 });
 export type ReplicaBeat = z.infer<typeof ReplicaBeat>;
 

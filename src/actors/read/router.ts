@@ -18,7 +18,8 @@ import type { ShardSearchRequest } from "../vector-index/api.ts";
 import type { Membership } from "../cluster/membership.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
 import type { ReplicaHost } from "../replica/host.ts";
-import { requestReplica, vectorBytes, type ReplicaReadRequest } from "../replica/protocol.ts";
+import { requestReplica, type ReplicaReadRequest } from "../replica/protocol.ts";
+import { float32Bytes } from "../../runtime/encoding.ts";
 import type { ShardReplica } from "../replica/replica.ts";
 import { resolveSelection, type ReplicaSelection, type SelectionName } from "./selection/index.ts";
 import { withDeadline } from "../../runtime/async.ts";
@@ -70,7 +71,7 @@ export class ReadRouter {
     const outcomes = await this.#fanOut(config, shards, options, {
       op: "search",
       local: (replica, minSeq, timeoutMs) => replica.search(request, minSeq, timeoutMs),
-      remote: () => ({ search: { ...rest, vector: vectorBytes(vector) } }),
+      remote: () => ({ search: { ...rest, vector: float32Bytes(vector) } }),
     });
     const hits: Hit[] = outcomes.flatMap((o) => (o.value as Hit[] | undefined) ?? []);
     hits.sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

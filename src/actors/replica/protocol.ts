@@ -103,13 +103,3 @@ export async function requestReplica<T>(
   if (!reply.ok) throw JadeError.fromWire(reply.error);
   return reply.result as T;
 }
-
-export function vectorBytes(vector: Float32Array): Uint8Array {
-  return new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength);
-}
-
-export function vectorFromBytes(bytes: Uint8Array): Float32Array {
-  const aligned = new Uint8Array(bytes.byteLength);
-  aligned.set(bytes);
-  return new Float32Array(aligned.buffer);
-}

@@ -32,6 +32,9 @@ import { offerCheckpoint, saveSnapshot, shutdownCheckpoint } from "./saving.ts";
 import type { ReplicaDeps, ReplicaParts, ReplicaRole } from "./types.ts";
 import { AppliedWaiters } from "./waiters.ts";
 
+/** How often a replica whose graph is still absorbing asks its index how far it got (heartbeats carry it). */
+const pendingRefreshMs = 1_000;
+
 export class ShardReplica {
   readonly config: CollectionConfig;
   readonly shard: number;
@@ -42,6 +45,7 @@ export class ShardReplica {
   #state: ReplicaState = ReplicaState.Restoring;
   /** Snapshot saves run one at a time (periodic, on request, at shutdown): they share checkpoint files. */
   readonly #saving = new Mutex();
+  #pendingTimer: NodeJS.Timeout | undefined;
 
   /** `role` reads how this node holds the shard from the current placement. */
   constructor(config: CollectionConfig, shard: number, deps: ReplicaDeps, role: () => ReplicaRole) {
@@ -54,7 +58,7 @@ export class ShardReplica {
       role,
       index: deps.pool.pin(shardKey(config.uid, shard)),
       log: deps.log.child({ actor: "replica", collection: config.name, shard }),
-      progress: { count: 0, checkpointSeq: 0, transferredBytes: 0, restored: undefined },
+      progress: { count: 0, checkpointSeq: 0, transferredBytes: 0, restored: undefined, pendingRows: 0 },
     };
     this.#actor = createActor(this.#machine(), {
       input: {
@@ -75,6 +79,18 @@ export class ShardReplica {
       error: (err) => this.#parts.log.error({ err }, "replica actor crashed"),
     });
     this.#actor.start();
+    this.#pendingTimer = setInterval(() => this.#refreshPending(), pendingRefreshMs);
+    this.#pendingTimer.unref();
+  }
+
+  /** The graph absorbs between applies: while it has rows left, ask the index how many. */
+  #refreshPending(): void {
+    const { index, progress } = this.#parts;
+    if (progress.pendingRows === 0 || !isReadable(this.#state)) return;
+    index.stats().then(
+      (stats) => (progress.pendingRows = stats.pendingRows),
+      () => undefined,
+    );
   }
 
   get state(): ReplicaState {
@@ -101,6 +117,11 @@ export class ShardReplica {
 
   get transferredBytes(): number {
     return this.#parts.progress.transferredBytes;
+  }
+
+  /** Points applied and searchable (exactly) that the graph has not absorbed yet. */
+  get pendingRows(): number {
+    return this.#parts.progress.pendingRows;
   }
 
   /** Resolves once the replica applied `seq` (read-your-writes), or rejects with a timeout error. */
@@ -159,6 +180,7 @@ export class ShardReplica {
     const worthCheckpointing = isReadable(this.#state) && this.appliedSeq > progress.checkpointSeq;
     this.#actor.send({ type: "STOP" });
     this.#subscription?.unsubscribe();
+    clearInterval(this.#pendingTimer);
     this.#waiters.rejectAll(() => unavailable(`shard ${this.shard} of ${this.config.name} stopped`));
     if (options.checkpoint && worthCheckpointing) await this.#saving.run(() => shutdownCheckpoint(this.#parts));
     else await deps.checkpoints.drop(this.config.uid, this.shard).catch((err) => log.warn({ err }, "could not delete checkpoint"));

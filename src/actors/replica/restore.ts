@@ -22,6 +22,7 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
   const { config, shard, deps, index, progress } = replica;
   await index.open(indexConfigOf(config));
   progress.count = 0;
+  progress.pendingRows = 0;
   const shared = await deps.snapshots.list(config.name, config.uid, shard);
   const local = await deps.checkpoints.latest(config.uid, shard);
   if (local && local.seq + config.snapshot.everyEntries >= (shared[0]?.seq ?? 0)) {
@@ -40,6 +41,7 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
       await deps.snapshots.download(ref.name, file, { throttle, onBytes: (bytes) => (progress.transferredBytes += bytes) });
       const loaded = await index.load(indexConfigOf(config), file);
       progress.count = loaded.count;
+      progress.pendingRows = loaded.pendingRows ?? 0;
       replica.log.info({ snapshot: ref.name, appliedSeq: loaded.appliedSeq, count: loaded.count }, "restored snapshot");
       return restoredFrom(replica, RestoreSource.Snapshot, loaded.appliedSeq);
     } catch (err) {
@@ -68,6 +70,7 @@ async function loadCheckpoint(replica: ReplicaParts, file: string, seq: number):
   try {
     const loaded = await index.load(indexConfigOf(config), file);
     progress.count = loaded.count;
+    progress.pendingRows = loaded.pendingRows ?? 0;
     progress.checkpointSeq = loaded.appliedSeq;
     progress.transferredBytes += (await stat(file)).size;
     log.info({ appliedSeq: loaded.appliedSeq, count: loaded.count, deltaEntries: lastSeq - loaded.appliedSeq }, "restored local checkpoint");
@@ -104,6 +107,7 @@ async function copyFromPeer(replica: ReplicaParts): Promise<number | undefined> 
       );
       const loaded = await index.load(indexConfigOf(config), file);
       progress.count = loaded.count;
+      progress.pendingRows = loaded.pendingRows ?? 0;
       log.info({ peer, appliedSeq: loaded.appliedSeq, count: loaded.count, bytes: offer.bytes }, "copied the shard from a serving replica");
       return loaded.appliedSeq;
     } catch (err) {

@@ -12,7 +12,8 @@ import { parseReplicaSubject, subjects } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
 import { spaceOf } from "../../runtime/vectors.ts";
 import type { ReplicaHost } from "./host.ts";
-import { decodeReplicaRequest, encodeReplicaMessage, ReplicaReadRequest, vectorFromBytes } from "./protocol.ts";
+import { float32FromBytes } from "../../runtime/encoding.ts";
+import { decodeReplicaRequest, encodeReplicaMessage, ReplicaReadRequest } from "./protocol.ts";
 
 export const replicaInflightMax = 256;
 
@@ -63,7 +64,7 @@ export class ReplicaServer {
     switch (route.op) {
       case "search": {
         if (!request.search) throw missing();
-        const vector = vectorFromBytes(request.search.vector);
+        const vector = float32FromBytes(request.search.vector);
         checkVector(vector, spaceOf(replica.config), "search.vector");
         return replica.search({ ...request.search, vector }, request.minSeq, request.timeoutMs);
       }

@@ -71,6 +71,8 @@ export interface ReplicaProgress {
   transferredBytes: number;
   /** How the current index was restored; undefined until the first restore finished. */
   restored: RestoreInfo | undefined;
+  /** Points applied (and searched exactly) that the graph has not absorbed yet. */
+  pendingRows: number;
 }
 
 /** One replica as its jobs see it. */

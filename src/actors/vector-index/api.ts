@@ -25,6 +25,8 @@ export interface ApplyResult {
   count: number;
   /** Entries of this call that were skipped as invalid (absent when none was). */
   rejected?: RejectedEntry[];
+  /** Applied points the graph has not absorbed yet (set by the index worker). */
+  pendingRows?: number;
 }
 
 export interface RejectedEntry {
@@ -40,6 +42,22 @@ export interface ShardSearchRequest {
   withVectors: boolean;
 }
 
+export interface ShardSearchItem {
+  shardKey: string;
+  request: ShardSearchRequest;
+}
+
+/** One item's answer, or why it failed (a shard not open here): the others are unaffected. */
+export type ShardSearchOutcome = { hits: ShardHit[] } | { error: string };
+
+/** What the pool hands every index worker it starts. */
+export interface IndexWorkerData {
+  shardIndex: { freshBytesMax?: number };
+  /** AbsorbingWorkers' counter, shared by the pool's workers. */
+  absorbing: SharedArrayBuffer;
+  cores: number;
+}
+
 export interface ShardHit {
   id: string;
   distance: number;
@@ -52,6 +70,8 @@ export interface ShardStats {
   appliedSeq: number;
   /** Approximate bytes held for this shard (vectors, graph, payloads). */
   memoryBytes: number;
+  /** Applied points the graph has not absorbed yet (searched exactly meanwhile). */
+  pendingRows: number;
 }
 
 export interface SavedSnapshot {
@@ -63,8 +83,10 @@ export interface IndexWorkerApi {
   /** Creates an empty shard index, replacing any index already open under this key. */
   open(shardKey: string, config: ShardIndexConfig): void;
   close(shardKey: string): void;
-  apply(shardKey: string, records: LogRecord[]): ApplyResult;
-  search(shardKey: string, request: ShardSearchRequest): ShardHit[];
+  /** Waits while the shard's fresh buffer is full or a save is writing its vectors, then applies. */
+  apply(shardKey: string, records: LogRecord[]): Promise<ApplyResult>;
+  /** Every search the pool gathered for this worker in one tick, answered in one message. */
+  searchMany(items: ShardSearchItem[]): ShardSearchOutcome[];
   get(shardKey: string, ids: string[], withVectors: boolean): StoredPoint[];
   count(shardKey: string, filter?: Filter): number;
   /** Writes the whole shard (index, ids, keys, payloads, vectors, appliedSeq) to one file. */

@@ -28,7 +28,11 @@ import type {
   ShardIndexConfig,
   ShardSearchRequest,
   ShardStats,
+  IndexWorkerData,
 } from "./api.ts";
+import { AbsorbingWorkers } from "./absorber.ts";
+import { SearchBatches } from "./search-batch.ts";
+import type { ShardIndexOptions } from "./shard-index.ts";
 
 /** Delay before replacing a worker that died before it ever answered, so a broken build cannot spin. */
 const respawnDelayMs = 1_000;
@@ -50,6 +54,8 @@ export interface PoolLogger {
 export interface IndexPoolOptions {
   /** Worker threads; default os.availableParallelism(). */
   workers?: number;
+  /** Options of every shard index the workers open (the fresh buffer's bound). */
+  shardIndex?: ShardIndexOptions;
   onWorkerExit?: (exit: WorkerExit) => void;
   logger?: PoolLogger;
 }
@@ -99,15 +105,18 @@ function packRecords(records: readonly LogRecord[]): LogRecord[] {
 }
 
 type Invoke = <T>(call: (remote: Remote) => Promise<T>) => Promise<T>;
+type Search = (request: ShardSearchRequest) => Promise<ShardHit[]>;
 
 /** One shard's index, reached through the worker it is pinned to. */
 export class ShardIndexClient {
   readonly shardKey: string;
   readonly #invoke: Invoke;
+  readonly #search: Search;
 
-  constructor(shardKey: string, invoke: Invoke) {
+  constructor(shardKey: string, invoke: Invoke, search: Search) {
     this.shardKey = shardKey;
     this.#invoke = invoke;
+    this.#search = search;
   }
 
   open(config: ShardIndexConfig): Promise<void> {
@@ -122,10 +131,9 @@ export class ShardIndexClient {
     return this.#invoke((r) => r.apply(this.shardKey, packRecords(records)));
   }
 
+  /** Batched with the worker's other searches of this tick (search-batch.ts). */
   search(request: ShardSearchRequest): Promise<ShardHit[]> {
-    // A copy of the query is moved rather than cloned: cloning a view clones its whole buffer.
-    const vector = request.vector.slice();
-    return this.#invoke((r) => r.search(this.shardKey, Comlink.transfer({ ...request, vector }, [vector.buffer])));
+    return this.#search(request);
   }
 
   get(ids: string[], withVectors: boolean): Promise<StoredPoint[]> {
@@ -155,6 +163,9 @@ export class IndexPool {
   readonly #shardCounts: number[];
   readonly #options: IndexPoolOptions;
   readonly #logger: PoolLogger;
+  readonly #searches = new SearchBatches((position, items) => this.#call(this.#handles[position]!, (remote) => remote.searchMany(items)));
+  /** AbsorbingWorkers' counter, shared with every worker. */
+  readonly #absorbing = AbsorbingWorkers.buffer();
   #closing: Promise<void> | undefined;
 
   private constructor(workers: number, options: IndexPoolOptions) {
@@ -192,7 +203,11 @@ export class IndexPool {
       this.#pinnedTo.set(shardKey, best);
       this.#shardCounts[best]! += 1;
     }
-    return new ShardIndexClient(shardKey, (call) => this.#invoke(shardKey, call));
+    return new ShardIndexClient(
+      shardKey,
+      (call) => this.#invoke(shardKey, call),
+      (request) => this.#searchOn(shardKey, request),
+    );
   }
 
   /** Forgets the binding; close the shard first, or its index stays in the worker's memory. */
@@ -225,6 +240,13 @@ export class IndexPool {
     return this.#closing;
   }
 
+  async #searchOn(shardKey: string, request: ShardSearchRequest): Promise<ShardHit[]> {
+    if (this.#closing) throw unavailable("index pool is closed");
+    const position = this.#pinnedTo.get(shardKey);
+    if (position === undefined) throw new Error(`shard ${shardKey} is not pinned to the index pool`);
+    return this.#searches.search(position, shardKey, request);
+  }
+
   async #invoke<T>(shardKey: string, call: (remote: Remote) => Promise<T>): Promise<T> {
     if (this.#closing) throw unavailable("index pool is closed");
     const position = this.#pinnedTo.get(shardKey);
@@ -254,7 +276,8 @@ export class IndexPool {
 
   #spawn(position: number): WorkerHandle {
     const { url, execArgv } = workerSpec();
-    const worker = new Worker(url, { execArgv, name: `jade-index-${position}` });
+    const workerData: IndexWorkerData = { shardIndex: this.#options.shardIndex ?? {}, absorbing: this.#absorbing, cores: os.availableParallelism() };
+    const worker = new Worker(url, { execArgv, name: `jade-index-${position}`, workerData });
     let exited: () => void = () => undefined;
     const died = new Promise<void>((r) => (exited = r));
     const handle: WorkerHandle = {

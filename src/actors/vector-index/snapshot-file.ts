@@ -4,82 +4,191 @@
  *   "JADESNAP" | version u32 | reserved u32 | metaBytes u64 | vectorBytes u64 |
  *   indexBytes u64 | sha256(body) 32 bytes | body = meta (msgpack) · vectors · usearch index
  *
- * One file, so the object store holds one blob per snapshot; the checksum catches
- * a truncated or corrupted download before usearch's native loader sees it.
- * Written to `path.tmp`, fsynced, then renamed, so a crash never leaves half a file.
- * File I/O is asynchronous: the index worker keeps answering searches of its other
- * shards while a snapshot is written or read (the fsync alone took 45–70 ms for 16 MB).
+ * One file, so the object store holds one blob per snapshot; the checksum catches a
+ * truncated or corrupted download before usearch's native loader sees it. Written to
+ * `path.tmp`, fsynced, then renamed, so a crash never leaves half a file.
+ *
+ * Both directions stream in slices with async I/O: the index worker keeps answering
+ * searches while a snapshot is written or read, and neither side holds a second copy of
+ * the vectors or the graph in memory (version 1 read the whole file into memory and copied
+ * the arena: a save doubled the resident size of a large shard).
  */
-import { createHash } from "node:crypto";
-import { open, readFile, rename } from "node:fs/promises";
+import { createHash, type Hash } from "node:crypto";
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { Packr } from "msgpackr";
 
 const magic = Buffer.from("JADESNAP", "ascii");
-const formatVersion = 1;
+/** 2: graph keyed by slot, meta with versions and the graph's membership (issue 10). */
+export const snapshotFormatVersion = 2;
 const headerBytes = magic.length + 4 + 4 + 3 * 8 + 32;
+/** Bytes per read or write: small enough that a slice never holds the worker long. */
+const sliceBytes = 4 * 1024 * 1024;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
-export interface SnapshotParts {
+export interface SnapshotSource {
   meta: unknown;
+  /** Written from this view, slice by slice: it must not change until the write resolves. */
   vectors: Uint8Array;
-  index: Uint8Array;
+  /** A usearch index file, copied into the container. */
+  indexFile: string;
 }
 
-function checksum(parts: Uint8Array[]): Buffer {
-  const hash = createHash("sha256");
-  for (const part of parts) hash.update(part);
-  return hash.digest();
+/** Where the sections of a verified snapshot file are. */
+export interface SnapshotLayout {
+  meta: unknown;
+  vectorsOffset: number;
+  vectorBytes: number;
+  indexOffset: number;
+  indexBytes: number;
 }
 
-/** Writes the container atomically; returns its size in bytes. The parts must not change until it resolves. */
-export async function writeSnapshotFile(path: string, parts: SnapshotParts): Promise<number> {
-  const meta = packr.pack(parts.meta);
+/** Writes the container atomically; returns its size in bytes. */
+export async function writeSnapshotFile(path: string, source: SnapshotSource): Promise<number> {
+  const meta = packr.pack(source.meta);
+  const tmp = `${path}.tmp`;
+  const out = await open(tmp, "w");
+  let total: number;
+  try {
+    const hash = createHash("sha256");
+    let at = headerBytes;
+    at += await writeHashed(out, at, meta, hash);
+    for (let offset = 0; offset < source.vectors.byteLength; offset += sliceBytes) {
+      at += await writeHashed(out, at, source.vectors.subarray(offset, offset + sliceBytes), hash);
+    }
+    const indexBytes = await copyHashed(source.indexFile, out, at, hash);
+    const header = headerOf(meta.byteLength, source.vectors.byteLength, indexBytes, hash.digest());
+    await writeAll(out, header, 0);
+    await out.sync();
+    total = at + indexBytes;
+  } catch (err) {
+    await out.close();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await out.close();
+  await rename(tmp, path);
+  return total;
+}
+
+/** Reads the header and meta and verifies the checksum of the whole body (streaming). */
+export async function openSnapshotFile(path: string): Promise<SnapshotLayout> {
+  const file = await open(path, "r");
+  try {
+    const size = (await file.stat()).size;
+    const header = Buffer.alloc(headerBytes);
+    if (size < headerBytes || (await file.read(header, 0, headerBytes, 0)).bytesRead !== headerBytes || !header.subarray(0, magic.length).equals(magic)) {
+      throw new Error(`${path}: not a JadeVectorDB shard snapshot`);
+    }
+    let at = magic.length;
+    const version = header.readUInt32LE(at);
+    if (version !== snapshotFormatVersion) throw new Error(`${path}: snapshot format version ${version}, expected ${snapshotFormatVersion}`);
+    at += 8;
+    const [metaBytes, vectorBytes, indexBytes] = [0, 1, 2].map((i) => Number(header.readBigUInt64LE(at + 8 * i))) as [number, number, number];
+    at += 24;
+    if (size !== headerBytes + metaBytes + vectorBytes + indexBytes) {
+      throw new Error(`${path}: snapshot is ${size} bytes, its header describes ${headerBytes + metaBytes + vectorBytes + indexBytes}`);
+    }
+    const hash = createHash("sha256");
+    await readHashed(file, headerBytes, size - headerBytes, hash);
+    if (!hash.digest().equals(header.subarray(at, at + 32))) throw new Error(`${path}: snapshot checksum mismatch`);
+    const meta = Buffer.alloc(metaBytes);
+    await readAll(file, meta, headerBytes);
+    return {
+      meta: packr.unpack(meta),
+      vectorsOffset: headerBytes + metaBytes,
+      vectorBytes,
+      indexOffset: headerBytes + metaBytes + vectorBytes,
+      indexBytes,
+    };
+  } finally {
+    await file.close();
+  }
+}
+
+/** Reads `into.byteLength` bytes of `path` from `offset` straight into `into`, slice by slice. */
+export async function readSection(path: string, offset: number, into: Uint8Array): Promise<void> {
+  const file = await open(path, "r");
+  try {
+    await readAll(file, into, offset);
+  } finally {
+    await file.close();
+  }
+}
+
+/** Copies `length` bytes of `path` from `offset` into a new file `to`. */
+export async function extractSection(path: string, offset: number, length: number, to: string): Promise<void> {
+  const [from, out] = await Promise.all([open(path, "r"), open(to, "w")]);
+  try {
+    const buffer = Buffer.alloc(Math.min(sliceBytes, Math.max(1, length)));
+    for (let done = 0; done < length; ) {
+      const n = Math.min(buffer.byteLength, length - done);
+      const { bytesRead } = await from.read(buffer, 0, n, offset + done);
+      if (bytesRead !== n) throw new Error(`${path}: short read at ${offset + done}`);
+      await writeAll(out, buffer.subarray(0, n), done);
+      done += n;
+    }
+  } finally {
+    await Promise.all([from.close(), out.close()]);
+  }
+}
+
+function headerOf(metaBytes: number, vectorBytes: number, indexBytes: number, digest: Buffer): Buffer {
   const header = Buffer.alloc(headerBytes);
   magic.copy(header, 0);
   let at = magic.length;
-  at = header.writeUInt32LE(formatVersion, at);
+  at = header.writeUInt32LE(snapshotFormatVersion, at);
   at = header.writeUInt32LE(0, at);
-  at = header.writeBigUInt64LE(BigInt(meta.byteLength), at);
-  at = header.writeBigUInt64LE(BigInt(parts.vectors.byteLength), at);
-  at = header.writeBigUInt64LE(BigInt(parts.index.byteLength), at);
-  checksum([meta, parts.vectors, parts.index]).copy(header, at);
-
-  const tmp = `${path}.tmp`;
-  const handle = await open(tmp, "w");
-  try {
-    for (const chunk of [header, meta, parts.vectors, parts.index]) {
-      for (let written = 0; written < chunk.byteLength; ) {
-        written += (await handle.write(chunk, written, chunk.byteLength - written)).bytesWritten;
-      }
-    }
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, path);
-  return headerBytes + meta.byteLength + parts.vectors.byteLength + parts.index.byteLength;
+  at = header.writeBigUInt64LE(BigInt(metaBytes), at);
+  at = header.writeBigUInt64LE(BigInt(vectorBytes), at);
+  at = header.writeBigUInt64LE(BigInt(indexBytes), at);
+  digest.copy(header, at);
+  return header;
 }
 
-export async function readSnapshotFile(path: string): Promise<SnapshotParts> {
-  const file = await readFile(path);
-  if (file.byteLength < headerBytes || !file.subarray(0, magic.length).equals(magic)) {
-    throw new Error(`${path}: not a JadeVectorDB shard snapshot`);
+async function writeAll(out: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  for (let written = 0; written < bytes.byteLength; ) {
+    written += (await out.write(bytes, written, bytes.byteLength - written, position + written)).bytesWritten;
   }
-  let at = magic.length;
-  const version = file.readUInt32LE(at);
-  if (version !== formatVersion) throw new Error(`${path}: snapshot format version ${version}, expected ${formatVersion}`);
-  at += 8;
-  const lengths = [0, 1, 2].map((i) => Number(file.readBigUInt64LE(at + 8 * i)));
-  at += 24;
-  const [metaBytes, vectorBytes, indexBytes] = lengths as [number, number, number];
-  if (file.byteLength !== headerBytes + metaBytes + vectorBytes + indexBytes) {
-    throw new Error(`${path}: snapshot is ${file.byteLength} bytes, its header describes ${headerBytes + metaBytes + vectorBytes + indexBytes}`);
+}
+
+async function writeHashed(out: FileHandle, position: number, bytes: Uint8Array, hash: Hash): Promise<number> {
+  hash.update(bytes);
+  await writeAll(out, bytes, position);
+  return bytes.byteLength;
+}
+
+async function copyHashed(from: string, out: FileHandle, position: number, hash: Hash): Promise<number> {
+  const input = await open(from, "r");
+  try {
+    const buffer = Buffer.alloc(sliceBytes);
+    let copied = 0;
+    for (;;) {
+      const { bytesRead } = await input.read(buffer, 0, sliceBytes, copied);
+      if (bytesRead === 0) return copied;
+      copied += await writeHashed(out, position + copied, buffer.subarray(0, bytesRead), hash);
+    }
+  } finally {
+    await input.close();
   }
-  const expected = file.subarray(at, at + 32);
-  const meta = file.subarray(headerBytes, headerBytes + metaBytes);
-  const vectors = file.subarray(headerBytes + metaBytes, headerBytes + metaBytes + vectorBytes);
-  const index = file.subarray(headerBytes + metaBytes + vectorBytes);
-  if (!checksum([meta, vectors, index]).equals(expected)) throw new Error(`${path}: snapshot checksum mismatch`);
-  return { meta: packr.unpack(meta), vectors, index };
+}
+
+async function readAll(file: FileHandle, into: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < into.byteLength; ) {
+    const n = Math.min(sliceBytes, into.byteLength - done);
+    const { bytesRead } = await file.read(into, done, n, position + done);
+    if (bytesRead === 0) throw new Error(`short read at ${position + done}`);
+    done += bytesRead;
+  }
+}
+
+async function readHashed(file: FileHandle, position: number, length: number, hash: Hash): Promise<void> {
+  const buffer = Buffer.alloc(Math.min(sliceBytes, Math.max(1, length)));
+  for (let done = 0; done < length; ) {
+    const n = Math.min(buffer.byteLength, length - done);
+    const { bytesRead } = await file.read(buffer, 0, n, position + done);
+    if (bytesRead === 0) throw new Error(`short read at ${position + done}`);
+    hash.update(buffer.subarray(0, bytesRead));
+    done += bytesRead;
+  }
 }

@@ -1,20 +1,27 @@
 /**
- * Index worker entry: hosts the ShardIndex of every shard pinned to this thread
- * and exposes IndexWorkerApi over comlink. Calls run one at a time in message
- * order, except that save and load await their file I/O: other calls (searches of
- * other shards above all) run meanwhile. save captures the shard's state before it
- * awaits; load installs the loaded shard only when it is complete.
+ * Index worker entry: hosts the ShardIndex of every shard pinned to this thread and
+ * exposes IndexWorkerApi over comlink. Calls run one at a time in message order; between
+ * them the absorber moves fresh points into the graphs in short slices. save and load
+ * await their file I/O: other calls (searches of other shards above all) run meanwhile.
+ * An apply waits while its shard's fresh buffer is full or a save is writing its vectors.
  */
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/umd/node-adapter.js";
 import type { Filter } from "../../runtime/filter.ts";
-import type { IndexWorkerApi, LogRecord, ShardIndexConfig, ShardSearchRequest } from "./api.ts";
-import { ShardIndex } from "./shard-index.ts";
+import { Absorber, AbsorbingWorkers, absorbSliceMsDefault } from "./absorber.ts";
+import type { IndexWorkerApi, IndexWorkerData, LogRecord, ShardIndexConfig, ShardSearchItem, ShardSearchOutcome } from "./api.ts";
+import { errorMessage } from "../../runtime/errors.ts";
+import { ShardIndex, type ShardIndexOptions } from "./shard-index.ts";
+import { saveSettled } from "./shard-snapshot.ts";
 
 if (parentPort === null) throw new Error("worker.ts must run in a worker thread (see IndexPool)");
 
+const data = workerData as IndexWorkerData;
+const options: ShardIndexOptions = data.shardIndex;
+const cores = data.cores;
 const shards = new Map<string, ShardIndex>();
+const absorber = new Absorber(absorbSliceMsDefault, new AbsorbingWorkers(data.absorbing, cores));
 
 function shard(shardKey: string): ShardIndex {
   const found = shards.get(shardKey);
@@ -22,18 +29,37 @@ function shard(shardKey: string): ShardIndex {
   return found;
 }
 
+function install(shardKey: string, index: ShardIndex): void {
+  const previous = shards.get(shardKey);
+  if (previous) absorber.forget(previous);
+  shards.set(shardKey, index);
+  absorber.wake(index);
+}
+
 const api: IndexWorkerApi = {
   open(shardKey: string, config: ShardIndexConfig) {
-    shards.set(shardKey, new ShardIndex(config));
+    install(shardKey, new ShardIndex(config, options));
   },
   close(shardKey: string) {
+    const closing = shards.get(shardKey);
+    if (closing) absorber.forget(closing);
     shards.delete(shardKey);
   },
-  apply(shardKey: string, records: LogRecord[]) {
-    return shard(shardKey).apply(records);
+  async apply(shardKey: string, records: LogRecord[]) {
+    let index = shard(shardKey);
+    for (;;) {
+      await saveSettled(index);
+      await absorber.room(index);
+      // The shard may have been closed or replaced (a load) while this apply waited.
+      index = shard(shardKey);
+      if (saveSettled(index) === undefined && index.hasRoom) break;
+    }
+    const result = index.apply(records);
+    absorber.wake(index);
+    return { ...result, pendingRows: index.pendingRows };
   },
-  search(shardKey: string, request: ShardSearchRequest) {
-    return shard(shardKey).search(request);
+  searchMany(items: ShardSearchItem[]) {
+    return searchMany(items);
   },
   get(shardKey: string, ids: string[], withVectors: boolean) {
     return shard(shardKey).get(ids, withVectors);
@@ -45,13 +71,34 @@ const api: IndexWorkerApi = {
     return shard(shardKey).save(path);
   },
   async load(shardKey: string, config: ShardIndexConfig, path: string) {
-    const loaded = await ShardIndex.load(config, path);
-    shards.set(shardKey, loaded);
-    return { appliedSeq: loaded.appliedSeq, count: loaded.size };
+    const loaded = await ShardIndex.load(config, path, options);
+    install(shardKey, loaded);
+    return { appliedSeq: loaded.appliedSeq, count: loaded.size, pendingRows: loaded.pendingRows };
   },
   stats(shardKey: string) {
     return shard(shardKey).stats();
   },
 };
+
+/** Answers a batch, each shard's searches together (its unfiltered ones as one multi-threaded usearch call). */
+function searchMany(items: ShardSearchItem[]): ShardSearchOutcome[] {
+  const byShard = new Map<string, number[]>();
+  items.forEach((item, i) => {
+    const positions = byShard.get(item.shardKey);
+    if (positions) positions.push(i);
+    else byShard.set(item.shardKey, [i]);
+  });
+  const out = new Array<ShardSearchOutcome>(items.length);
+  for (const [shardKey, positions] of byShard) {
+    try {
+      const index = shard(shardKey);
+      const hits = index.searchMany(positions.map((i) => items[i]!.request), cores);
+      positions.forEach((i, n) => (out[i] = { hits: hits[n]! }));
+    } catch (err) {
+      for (const i of positions) out[i] = { error: errorMessage(err) };
+    }
+  }
+  return out;
+}
 
 Comlink.expose(api, nodeEndpoint(parentPort));

@@ -15,9 +15,13 @@ interface Waiter {
 
 export const trackerWaitersMax = 10_000;
 
+/** Told of every replica's progress (the writers' back-pressure listens). */
+export type ProgressListener = (collection: string, shard: number) => void;
+
 export class AppliedTracker {
   /** shardKey(collection, shard) → node → applied sequence. */
   readonly #applied = new Map<string, Map<string, number>>();
+  readonly #listeners: ProgressListener[] = [];
   readonly #waiters = new Map<string, Set<Waiter>>();
   #waiterCount = 0;
   #sub: Subscription | undefined;
@@ -50,6 +54,7 @@ export class AppliedTracker {
     if (!nodes) this.#applied.set(key, (nodes = new Map()));
     if ((nodes.get(node) ?? 0) >= seq) return;
     nodes.set(node, seq);
+    for (const listener of this.#listeners) listener(collection, shard);
     const waiters = this.#waiters.get(key);
     if (!waiters) return;
     for (const w of waiters) {
@@ -59,6 +64,17 @@ export class AppliedTracker {
         w.resolve();
       }
     }
+  }
+
+  onProgress(listener: ProgressListener): void {
+    this.#listeners.push(listener);
+  }
+
+  /** The highest sequence any replica of the shard reported applying (0 when none did). */
+  appliedMax(collection: string, shard: number): number {
+    let max = 0;
+    for (const seq of this.#applied.get(shardKey(collection, shard))?.values() ?? []) if (seq > max) max = seq;
+    return max;
   }
 
   /** Forgets a collection (dropped: its next incarnation's logs restart at 1). */

@@ -1,6 +1,8 @@
 /**
  * JetStream ingestion: producers publish `{id, vector, payload?}` or
- * `{points:[…]}` to `jade.ingest.<collection>` (work-queue stream JADE_INGEST).
+ * `{points:[…]}` to `jade.ingest.<collection>` (work-queue stream JADE_INGEST), in JSON or
+ * (header `Jade-Encoding: msgpack`) msgpack, where columns `{ids, vectors, payloads?}` are
+ * accepted too (see runtime/encoding.ts).
  * Every node pulls from the shared durable consumer. A record is acked only
  * after its shard logs acked; an invalid point goes to `jade.dlq.<collection>`
  * with the reason while the valid ones flow on; a transient failure is nak'ed
@@ -9,14 +11,16 @@
  */
 import type { Consumer, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { invalidArgument, JadeError, toWireError, type WireError } from "../../runtime/errors.ts";
-import { decodeJsonBody } from "../../runtime/json-body.ts";
+import { decodeBody, Encoding, encodingHeader, encodingOf, float32FromBytes } from "../../runtime/encoding.ts";
+import { ColumnsBuilder, float32Of, type PointColumns } from "../../runtime/columns.ts";
 import type { Logger } from "../../runtime/log.ts";
 import type { NatsContext } from "../../nats/connect.ts";
 import { publishDurable } from "../../nats/streams.ts";
-import { checkVector, parse } from "../../runtime/checks.ts";
-import { IngestBatch, Point, type CollectionConfig } from "../../runtime/schemas.ts";
+import { checkVector, dimensionMismatch, parse } from "../../runtime/checks.ts";
+import { IngestBatch, IngestColumns, Payload, Point, PointId, type CollectionConfig } from "../../runtime/schemas.ts";
 import { quote } from "../../runtime/text.ts";
-import { spaceOf } from "../../runtime/vectors.ts";
+import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
+import type { z } from "zod";
 import { isCollectionName, names, parseIngestSubject, subjects } from "../../runtime/subjects.ts";
 import type { Catalog } from "../cluster/catalog.ts";
 import type { Writer } from "./writer.ts";
@@ -102,14 +106,15 @@ export class Ingestion {
     const deadLetters: DeadLetter[] = [];
     const reject = (error: unknown, record: unknown, index?: number) =>
       deadLetters.push({ collection: collection ?? null, subject: m.subject, ingestSeq: m.seq, index, error: toWireError(error), record: quoted(record) });
+    const encoding = encodingOf(m.headers?.get(encodingHeader));
     try {
-      const record = decodeJsonBody(m.data);
+      const record = decodeBody(m.data, encoding);
       if (collection === undefined || !isCollectionName(collection)) {
         reject(invalidArgument(`subject ${quote(m.subject)} does not name a collection`), record);
       } else {
         const config = await this.#catalog.require(collection);
-        const points = this.#validPoints(config, record, reject);
-        if (points.length > 0) {
+        const points = validColumns(config, record, reject);
+        if (points.ids.length > 0) {
           await this.#writer.upsert(config, points, { consistency: "log", requestId: `ingest-${m.seq}` });
         }
       }
@@ -122,7 +127,7 @@ export class Ingestion {
         return;
       }
       if (!expected) this.#log.error({ err, seq: m.seq, deliveries: m.info.deliveryCount }, "ingest record failed unexpectedly every time; dead-lettered");
-      reject(err, safeText(m.data));
+      reject(err, safeText(m.data, encoding));
     }
     try {
       for (const letter of deadLetters) await this.#deadLetter(letter);
@@ -131,27 +136,6 @@ export class Ingestion {
       this.#log.warn({ err, seq: m.seq }, "dead-lettering failed; record will be redelivered");
       m.nak(this.#limits.retryDelayMs);
     }
-  }
-
-  #validPoints(
-    config: CollectionConfig,
-    record: unknown,
-    reject: (error: unknown, record: unknown, index?: number) => void,
-  ): Point[] {
-    const isBatch = typeof record === "object" && record !== null && !Array.isArray(record) && "points" in record;
-    const candidates: unknown[] = isBatch ? parse(IngestBatch, record).points : [record];
-    const valid: Point[] = [];
-    const space = spaceOf(config);
-    candidates.forEach((candidate, index) => {
-      try {
-        const point = parse(Point, candidate);
-        checkVector(point.vector, space, "vector");
-        valid.push(point);
-      } catch (err) {
-        reject(err, candidate, isBatch ? index : undefined);
-      }
-    });
-    return valid;
   }
 
   async #deadLetter(letter: DeadLetter): Promise<void> {
@@ -164,8 +148,59 @@ export class Ingestion {
   }
 }
 
-function safeText(data: Uint8Array): string {
-  return decoder.decode(data.subarray(0, deadLetterRecordBytesMax));
+/** A record that could not be decoded, quoted: its text (JSON), or its bytes in base64 (msgpack). */
+function safeText(data: Uint8Array, encoding: Encoding): string {
+  const start = data.subarray(0, deadLetterRecordBytesMax);
+  return encoding === Encoding.Msgpack ? Buffer.from(start).toString("base64") : decoder.decode(start);
+}
+
+type Reject = (error: unknown, record: unknown, index?: number) => void;
+
+/**
+ * The record's valid points, as columns; each invalid one is rejected alone (dead-lettered
+ * with its index), so one bad point never holds back the others.
+ */
+function validColumns(config: CollectionConfig, record: unknown, reject: Reject): PointColumns {
+  const space = spaceOf(config);
+  const isObject = typeof record === "object" && record !== null && !Array.isArray(record);
+  if (isObject && "ids" in record && !("points" in record)) return validRows(space, parse(IngestColumns, record), reject);
+  const isBatch = isObject && "points" in record;
+  const candidates: unknown[] = isBatch ? parse(IngestBatch, record).points : [record];
+  const valid = new ColumnsBuilder(space.dimension, candidates.length);
+  candidates.forEach((candidate, index) => {
+    try {
+      const point = parse(Point, candidate);
+      const vector = float32Of(point.vector);
+      checkVector(vector, space, "vector");
+      valid.add(point.id, vector, 0, point.payload);
+    } catch (err) {
+      reject(err, candidate, isBatch ? index : undefined);
+    }
+  });
+  return valid.build();
+}
+
+/** The valid rows of a columnar record. */
+function validRows(space: VectorSpace, record: z.output<typeof IngestColumns>, reject: Reject): PointColumns {
+  const dim = space.dimension;
+  const vectors = float32FromBytes(record.vectors);
+  if (vectors.length !== record.ids.length * dim) {
+    throw dimensionMismatch(dim, vectors.length / record.ids.length, `vectors (${vectors.length} values for ${record.ids.length} ids)`);
+  }
+  const valid = new ColumnsBuilder(dim, record.ids.length);
+  record.ids.forEach((rawId, i) => {
+    const row = vectors.subarray(i * dim, (i + 1) * dim);
+    try {
+      const id = parse(PointId, rawId);
+      const rawPayload = record.payloads?.[i];
+      const payload = rawPayload === undefined || rawPayload === null ? undefined : parse(Payload, rawPayload);
+      checkVector(row, space, "vector");
+      valid.add(id, row, 0, payload);
+    } catch (err) {
+      reject(err, { id: rawId, vector: Array.from(row), payload: record.payloads?.[i] }, i);
+    }
+  });
+  return valid.build();
 }
 
 /** The record as it goes into a dead letter: itself when its JSON is short, else the start of its JSON text. */

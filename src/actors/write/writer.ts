@@ -1,25 +1,25 @@
 /**
- * The write path shared by the API gateway and ingestion: validate against the
- * collection, group points by shard, append ONE log entry per shard (vectors as
- * float32 bytes), and answer once JetStream acknowledged every entry — plus,
- * for consistency one|quorum|all, once that many replicas applied it.
+ * The write path shared by the API gateway and ingestion: group the points (in columns) by
+ * shard, append ONE log entry per shard (vectors as float32 bytes), and answer once
+ * JetStream acknowledged every entry — plus, for consistency one|quorum|all, once that many
+ * replicas applied it.
+ *
+ * Back-pressure (pace.ts): before appending, a write waits while this node's entries not yet
+ * applied by any replica of the shard exceed the shard's backlog bound, so an ingest faster
+ * than the index slows down instead of leaving acknowledged points unsearchable for long.
  */
 import { randomUUID } from "node:crypto";
-import { limits } from "../../runtime/limits.ts";
-import { encodeEntry, EntryKind, type UpsertEntry } from "../../runtime/log-entry.ts";
 import type { NatsContext } from "../../nats/connect.ts";
 import { publishDurable } from "../../nats/streams.ts";
-import {
-  type CollectionConfig,
-  type Payload,
-  type Point,
-  type SessionToken,
-  type WriteConsistency,
-} from "../../runtime/schemas.ts";
+import type { PointColumns } from "../../runtime/columns.ts";
+import { unavailable } from "../../runtime/errors.ts";
+import { limits } from "../../runtime/limits.ts";
+import { encodeEntry, EntryKind, type UpsertEntry } from "../../runtime/log-entry.ts";
+import type { CollectionConfig, Payload, SessionToken, WriteConsistency } from "../../runtime/schemas.ts";
 import { resolveSharding } from "../../runtime/sharding/index.ts";
 import { subjects } from "../../runtime/subjects.ts";
-import { unavailable } from "../../runtime/errors.ts";
 import type { AppliedTracker } from "./applied-tracker.ts";
+import { ShardBacklog } from "./pace.ts";
 
 export interface WriteOptions {
   consistency: WriteConsistency;
@@ -28,58 +28,29 @@ export interface WriteOptions {
   timeoutMs?: number;
 }
 
-interface ShardBatch {
-  ids: string[];
-  payloads: (Payload | null)[];
-  vectors: number[][];
+interface ShardEntry {
+  shard: number;
+  data: Uint8Array;
 }
 
 export class Writer {
   readonly #nats: NatsContext;
   readonly #tracker: AppliedTracker;
+  readonly #backlog: ShardBacklog;
 
-  constructor(nats: NatsContext, tracker: AppliedTracker) {
+  constructor(nats: NatsContext, tracker: AppliedTracker, backlogBytesMax?: number) {
     this.#nats = nats;
     this.#tracker = tracker;
+    this.#backlog = new ShardBacklog(tracker, backlogBytesMax);
   }
 
-  /** `points` were checked against the collection's space by the caller (the gateway, or ingestion point by point). */
-  async upsert(config: CollectionConfig, points: Point[], options: WriteOptions): Promise<{ upserted: number; token: SessionToken }> {
-    // A bug check: a short vector would otherwise leave zeros in the entry unseen.
-    if (points.some((p) => p.vector.length !== config.dimension)) throw new Error("writer.upsert got a point that was not checked");
-    const sharding = resolveSharding(config);
-    const batches = new Map<number, ShardBatch>();
-    // A strategy that is not id-stable places a point by its vector: an id written twice in one
-    // request could land on two shards, so only its last occurrence is placed (what a shard keeps anyway).
-    const placed = sharding.idStable ? points : lastOccurrences(points);
-    const shardOfPlaced = placed.map((p) => sharding.shardOf(p));
-    placed.forEach((p, i) => {
-      const shard = shardOfPlaced[i]!;
-      let batch = batches.get(shard);
-      if (!batch) batches.set(shard, (batch = { ids: [], payloads: [], vectors: [] }));
-      batch.ids.push(p.id);
-      batch.payloads.push(p.payload ?? null);
-      batch.vectors.push(p.vector);
-    });
-    if (!sharding.idStable) {
-      // Every shard gets an entry: its points, after deleting the request's ids placed elsewhere
-      // (an earlier version of a point may sit on any shard). A shard without points gets a pure delete.
-      for (let shard = 0; shard < config.shards; shard++) {
-        if (!batches.has(shard)) batches.set(shard, { ids: [], payloads: [], vectors: [] });
-      }
-    }
-    const entries = [...batches].map(([shard, b]) => {
-      const vectors = new Float32Array(b.ids.length * config.dimension);
-      b.vectors.forEach((v, i) => vectors.set(v, i * config.dimension));
-      const entry: UpsertEntry = { kind: EntryKind.Upsert, ids: b.ids, payloads: b.payloads, dimension: config.dimension, vectors };
-      if (!sharding.idStable) {
-        const deleteIds = placed.filter((_, i) => shardOfPlaced[i] !== shard).map((p) => p.id);
-        if (deleteIds.length > 0) entry.deleteIds = deleteIds;
-      }
-      return { shard, data: encodeEntry(entry) };
-    });
+  /** `points` were checked against the collection's space by the caller (the gateway, or ingestion). */
+  async upsert(config: CollectionConfig, points: PointColumns, options: WriteOptions): Promise<{ upserted: number; token: SessionToken }> {
+    // A bug check: a short column would otherwise leave zeros in the entry unseen.
+    if (points.vectors.length !== points.ids.length * config.dimension) throw new Error("writer.upsert got vectors that were not checked");
+    const entries = shardEntries(config, points);
     const token = await this.#append(config, entries, options);
-    return { upserted: points.length, token };
+    return { upserted: points.ids.length, token };
   }
 
   async delete(config: CollectionConfig, ids: string[], options: WriteOptions): Promise<{ deleted: number; token: SessionToken }> {
@@ -99,20 +70,23 @@ export class Writer {
     return { deleted: unique.size, token };
   }
 
-  async #append(config: CollectionConfig, entries: { shard: number; data: Uint8Array }[], options: WriteOptions): Promise<SessionToken> {
+  async #append(config: CollectionConfig, entries: ShardEntry[], options: WriteOptions): Promise<SessionToken> {
     const requestId = options.requestId ?? randomUUID();
     const timeoutMs = options.timeoutMs ?? limits.writeTimeoutMsDefault;
-    // One deadline for the log ack and the replicas together: timeoutMs bounds the whole write.
+    // One deadline for the pacing, the log ack and the replicas together: timeoutMs bounds the whole write.
     const deadline = performance.now() + timeoutMs;
     const acks = await Promise.all(
       entries.map(async ({ shard, data }) => {
+        const release = await this.#backlog.reserve(config, shard, data.byteLength, deadline);
         try {
           const ack = await publishDurable(this.#nats.js, subjects.log(config.name, shard), data, {
             msgID: `${config.uid}:${requestId}:${shard}`,
-            deadlineMs: timeoutMs,
+            deadlineMs: Math.max(1, deadline - performance.now()),
           });
+          release(ack.seq);
           return [shard, ack.seq] as const;
         } catch (err) {
+          release(undefined);
           throw unavailable(`shard ${shard} log of ${config.name} did not acknowledge the write`, err);
         }
       }),
@@ -127,11 +101,68 @@ export class Writer {
   }
 }
 
-/** Each id's last occurrence, in request order of those occurrences. */
-function lastOccurrences(points: Point[]): Point[] {
+/**
+ * One log entry per shard the points go to. With one shard and an id-stable strategy the
+ * request's own column is the entry's (no copy); otherwise rows are copied shard by shard.
+ */
+function shardEntries(config: CollectionConfig, points: PointColumns): ShardEntry[] {
+  const sharding = resolveSharding(config);
+  const dim = config.dimension;
+  const n = points.ids.length;
+  // A strategy that is not id-stable places a point by its vector: an id written twice in one
+  // request could land on two shards, so only its last occurrence is placed (what a shard keeps anyway).
+  const placed = sharding.idStable ? undefined : lastOccurrences(points.ids);
+  if (config.shards === 1 && placed === undefined) {
+    return [{ shard: 0, data: encodeEntry({ kind: EntryKind.Upsert, ids: points.ids, payloads: points.payloads, dimension: dim, vectors: points.vectors }) }];
+  }
+  const shardOf = new Int32Array(n).fill(-1);
+  const counts = new Int32Array(config.shards);
+  for (let i = 0; i < n; i++) {
+    if (placed !== undefined && placed[i] === 0) continue;
+    const shard = sharding.shardOf(points.ids[i]!, points.vectors, i * dim);
+    shardOf[i] = shard;
+    counts[shard]!++;
+  }
+  const entries: ShardEntry[] = [];
+  for (let shard = 0; shard < config.shards; shard++) {
+    // Vector sharding: every shard gets an entry that deletes the request's ids placed elsewhere
+    // (an earlier version of a point may sit on any shard); a shard without points gets only that.
+    if (counts[shard] === 0 && placed === undefined) continue;
+    const entry = entryOf(points, shardOf, shard, counts[shard]!, dim);
+    if (placed !== undefined) {
+      const elsewhere = points.ids.filter((_, i) => shardOf[i]! >= 0 && shardOf[i] !== shard);
+      if (elsewhere.length > 0) entry.deleteIds = elsewhere;
+    }
+    entries.push({ shard, data: encodeEntry(entry) });
+  }
+  return entries;
+}
+
+/** The rows of `points` placed on `shard`, copied into the entry's own columns. */
+function entryOf(points: PointColumns, shardOf: Int32Array, shard: number, count: number, dim: number): UpsertEntry {
+  const ids = new Array<string>(count);
+  const vectors = new Float32Array(count * dim);
+  const payloads = points.payloads === undefined ? undefined : new Array<Payload | null>(count);
+  const source = points.vectors;
+  for (let i = 0, row = 0; row < count; i++) {
+    if (shardOf[i] !== shard) continue;
+    ids[row] = points.ids[i]!;
+    if (payloads !== undefined) payloads[row] = points.payloads![i] ?? null;
+    const from = i * dim;
+    const to = row * dim;
+    for (let j = 0; j < dim; j++) vectors[to + j] = source[from + j]!;
+    row++;
+  }
+  return { kind: EntryKind.Upsert, ids, payloads, dimension: dim, vectors };
+}
+
+/** 1 at each id's last occurrence, 0 at its earlier ones. */
+function lastOccurrences(ids: string[]): Uint8Array {
   const last = new Map<string, number>();
-  points.forEach((p, i) => last.set(p.id, i));
-  return last.size === points.length ? points : points.filter((p, i) => last.get(p.id) === i);
+  ids.forEach((id, i) => last.set(id, i));
+  const keep = new Uint8Array(ids.length);
+  for (const i of last.values()) keep[i] = 1;
+  return keep;
 }
 
 export function requiredReplicas(consistency: WriteConsistency, replicationFactor: number): number {

@@ -10,12 +10,20 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { errorMessage, ErrorCode, JadeError } from "../../runtime/errors.ts";
 import { checkVector, formatPath, parse } from "../../runtime/checks.ts";
-import { Point } from "../../runtime/schemas.ts";
-import { shapeIssue, vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
-import { readFvecs, shortestFloat32 } from "../fvecs.ts";
+import { float32Of } from "../../runtime/columns.ts";
+import { Point, type Payload } from "../../runtime/schemas.ts";
+import { vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
+import { readFvecs } from "../fvecs.ts";
+
+/** A checked point, its vector as float32 values: what the batch sender packs into columns. */
+export interface CheckedPoint {
+  id: string;
+  vector: Float32Array;
+  payload?: Payload;
+}
 
 export type PointLine =
-  | { line: number; bytes: number; ok: true; json: string }
+  | { line: number; bytes: number; ok: true; point: CheckedPoint }
   | { line: number; bytes: number; ok: false; reason: string };
 
 /** Reads JSON lines from a stream; blank lines are ignored (but still counted and weighed). */
@@ -30,13 +38,13 @@ export async function* readPointLines(input: Readable, space: VectorSpace): Asyn
       yield { line, bytes, ok: false, reason: "" };
       continue;
     }
-    const reason = checkPointLine(text, space);
-    yield reason === undefined ? { line, bytes, ok: true, json: text } : { line, bytes, ok: false, reason };
+    const checked = checkPointLine(text, space);
+    yield typeof checked === "string" ? { line, bytes, ok: false, reason: checked } : { line, bytes, ok: true, point: checked };
   }
 }
 
-/** Why a line is not a valid point of a collection with this vector space, or undefined when it is one. */
-export function checkPointLine(text: string, space: VectorSpace): string | undefined {
+/** The point a line holds, or why it is not a valid point of a collection with this vector space. */
+export function checkPointLine(text: string, space: VectorSpace): CheckedPoint | string {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -44,23 +52,25 @@ export function checkPointLine(text: string, space: VectorSpace): string | undef
     return `malformed JSON: ${errorMessage(err)}`;
   }
   try {
-    checkVector(parse(Point, value).vector, space, "vector");
+    const point = parse(Point, value);
+    const vector = float32Of(point.vector);
+    checkVector(vector, space, "vector");
+    return point.payload === undefined ? { id: point.id, vector } : { id: point.id, vector, payload: point.payload };
   } catch (err) {
     return err instanceof JadeError ? err.message : String(err);
   }
-  return undefined;
 }
 
 export function openPointFile(file: string): Readable {
   return createReadStream(file, { encoding: "utf8", highWaterMark: 1 << 20 });
 }
 
-/** The rows of an .fvecs file as JSON-encoded points with ids `<prefix><row>`. */
+/** The rows of an .fvecs file as points with ids `<prefix><row>`, their float32 values as read. */
 export async function* readFvecsPoints(
   file: string,
   space: VectorSpace,
   idPrefix: string,
-): AsyncGenerator<{ row: number; ok: true; json: string } | { row: number; ok: false; reason: string }> {
+): AsyncGenerator<{ row: number; ok: true; point: CheckedPoint } | { row: number; ok: false; reason: string }> {
   for await (const { row, vector } of readFvecs(file)) {
     if (vector.length !== space.dimension) {
       throw new JadeError(
@@ -68,9 +78,8 @@ export async function* readFvecsPoints(
         `${file} row ${row}: the collection has dimension ${space.dimension}, the file's vector has ${vector.length}`,
       );
     }
-    const values = Array.from(vector, shortestFloat32);
-    const issue = shapeIssue(values) ?? vectorIssue(values, space);
+    const issue = vectorIssue(vector, space);
     if (issue) yield { row, ok: false, reason: `vector${formatPath(issue.path)}: ${issue.message}` };
-    else yield { row, ok: true, json: JSON.stringify({ id: `${idPrefix}${row}`, vector: values }) };
+    else yield { row, ok: true, point: { id: `${idPrefix}${row}`, vector } };
   }
 }

@@ -1,22 +1,24 @@
 /**
  * Batched, bounded-concurrency upserts for `upsert` and `import`.
  *
- * Points arrive already JSON-encoded (each is encoded once); a batch is sent
- * when it holds `batch` points or when one more point would push the request
- * past the connection's max payload. Each batch carries a `requestId`, so a
- * batch retried after a retryable error (unavailable, timeout, rate_limited)
- * is applied once (the shard logs deduplicate by it).
+ * Points are packed into columns (ids, one float32 block of vectors, payloads) and sent in
+ * msgpack (runtime/encoding.ts): no vector is printed as text. A batch is sent when it holds
+ * `batch` points or when one more point would push the request past the connection's max
+ * payload. Each batch carries a `requestId`, so a batch retried after a retryable error
+ * (unavailable, timeout, rate_limited: the server pacing a writer faster than its index) is
+ * applied once (the shard logs deduplicate by it).
  */
 import { randomUUID } from "node:crypto";
 import type { JadeClient } from "../../client/client.ts";
+import { ColumnsBuilder } from "../../runtime/columns.ts";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
 import type { WriteConsistency } from "../../runtime/schemas.ts";
-import { subjects } from "../../runtime/subjects.ts";
-import { unwrap } from "./shared.ts";
 import { delay } from "../../runtime/async.ts";
+import type { CheckedPoint } from "./points.ts";
 
 export interface SenderOptions {
   collection: string;
+  dimension: number;
   batch: number;
   concurrency: number;
   consistency: WriteConsistency;
@@ -25,8 +27,11 @@ export interface SenderOptions {
   retries?: number;
 }
 
-/** Room kept in a request for the envelope (`{"points":[…],"consistency":…,"requestId":…}`). */
-const envelopeBytes = 256;
+/** Room kept in a request for the envelope and msgpack's framing. */
+const envelopeBytes = 1024;
+/** A retryable refusal (the server pacing us) is retried after 250 ms, doubling. */
+const retryDelayMsInitial = 250;
+const retriesDefault = 8;
 
 export class BatchSender {
   readonly #client: JadeClient;
@@ -34,7 +39,7 @@ export class BatchSender {
   readonly #maxBytes: number;
   readonly #runId = randomUUID();
   readonly #inflight = new Set<Promise<void>>();
-  #points: string[] = [];
+  #points: ColumnsBuilder;
   #bytes = 0;
   #weight = 0;
   #batches = 0;
@@ -54,17 +59,18 @@ export class BatchSender {
     this.#client = client;
     this.#options = options;
     this.#maxBytes = (client.nc.info?.max_payload ?? 1024 * 1024) - envelopeBytes;
+    this.#points = this.#newBatch();
   }
 
-  /** Queues one JSON-encoded point; waits while `concurrency` batches are in flight. Throws the first batch failure. */
-  async add(pointJson: string, weight = 0): Promise<void> {
+  /** Queues one checked point; waits while `concurrency` batches are in flight. Throws the first batch failure. */
+  async add(point: CheckedPoint, weight = 0): Promise<void> {
     this.#throwIfFailed();
-    const bytes = Buffer.byteLength(pointJson) + 1;
+    const bytes = pointBytes(point);
     if (bytes > this.#maxBytes) {
       throw new JadeError(ErrorCode.PayloadTooLarge, `a point of ${bytes} bytes does not fit in one request (max ${this.#maxBytes})`);
     }
     if (this.#points.length > 0 && this.#bytes + bytes > this.#maxBytes) await this.#flush();
-    this.#points.push(pointJson);
+    this.#points.add(point.id, point.vector, 0, point.payload);
     this.#bytes += bytes;
     this.#weight += weight;
     if (this.#points.length >= this.#options.batch) await this.#flush();
@@ -84,8 +90,12 @@ export class BatchSender {
 
   /** Waits for the batches in flight without sending more (after an error elsewhere). */
   async abandon(): Promise<void> {
-    this.#points = [];
+    this.#points = this.#newBatch();
     await Promise.all(this.#inflight);
+  }
+
+  #newBatch(): ColumnsBuilder {
+    return new ColumnsBuilder(this.#options.dimension, this.#options.batch);
   }
 
   #throwIfFailed(): void {
@@ -93,25 +103,27 @@ export class BatchSender {
   }
 
   async #flush(): Promise<void> {
-    const points = this.#points;
+    const points = this.#points.build();
     const weight = this.#weight;
-    this.#points = [];
+    this.#points = this.#newBatch();
     this.#bytes = 0;
     this.#weight = 0;
-    if (points.length === 0) {
+    const count = points.ids.length;
+    if (count === 0) {
       this.#options.onAck?.(0, weight);
       return;
     }
     while (this.#inflight.size >= this.#options.concurrency) await Promise.race(this.#inflight);
     this.#throwIfFailed();
     const requestId = `${this.#runId}-${this.#batches++}`;
-    const body = `{"points":[${points.join(",")}],"consistency":${JSON.stringify(this.#options.consistency)},"requestId":${JSON.stringify(requestId)}}`;
-    this.sent += points.length;
-    const task = this.#send(body)
-      .then((token) => {
+    this.sent += count;
+    const send = () =>
+      this.#client.upsertColumns(this.#options.collection, { ...points, consistency: this.#options.consistency, requestId });
+    const task = this.#retrying(send)
+      .then(({ token }) => {
         for (const [shard, seq] of Object.entries(token)) this.token[shard] = Math.max(this.token[shard] ?? 0, seq);
-        this.acked += points.length;
-        this.#options.onAck?.(points.length, weight);
+        this.acked += count;
+        this.#options.onAck?.(count, weight);
       })
       .catch((err: unknown) => {
         this.#failure ??= err;
@@ -120,16 +132,20 @@ export class BatchSender {
     this.#inflight.add(task);
   }
 
-  async #send(body: string): Promise<Record<string, number>> {
-    const subject = subjects.collection(this.#options.collection, "upsert");
-    const retries = this.#options.retries ?? 3;
+  async #retrying<T>(send: () => Promise<T>): Promise<T> {
+    const retries = this.#options.retries ?? retriesDefault;
     for (let attempt = 0; ; attempt++) {
       try {
-        return unwrap<{ token: Record<string, number> }>(await this.#client.requestRaw(subject, body)).token;
+        return await send();
       } catch (err) {
         if (!(err instanceof JadeError) || !err.retryable || attempt >= retries) throw err;
-        await delay(250 * 2 ** attempt);
+        await delay(retryDelayMsInitial * 2 ** attempt);
       }
     }
   }
+}
+
+/** What a point adds to a request: its id, its float32 values and its payload's JSON (an upper bound of its msgpack). */
+function pointBytes(point: CheckedPoint): number {
+  return Buffer.byteLength(point.id) + 5 + point.vector.length * 4 + (point.payload === undefined ? 1 : Buffer.byteLength(JSON.stringify(point.payload)) + 1);
 }

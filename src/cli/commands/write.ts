@@ -57,11 +57,11 @@ export function registerWriteCommands(program: Command): void {
       if (!file && process.stdin.isTTY) process.stderr.write("reading points from stdin (one JSON object per line; end with Ctrl-D)\n");
       const input: Readable = file ? openPointFile(file) : process.stdin.setEncoding("utf8");
       const started = performance.now();
-      const sender = new BatchSender(client, { collection, batch: o.batch, concurrency: 1, consistency: o.consistency });
+      const sender = new BatchSender(client, { collection, dimension: config.dimension, batch: o.batch, concurrency: 1, consistency: o.consistency });
       const skipped = new SkipReporter();
       await sendAll(sender, input, async () => {
         for await (const p of readPointLines(input, spaceOf(config))) {
-          if (p.ok) await sender.add(p.json);
+          if (p.ok) await sender.add(p.point);
           else if (p.reason) skipped.report(`line ${p.line}`, p.reason);
         }
       });
@@ -174,6 +174,7 @@ async function importFile(
   const rate = (vectors: number) => Math.round(vectors / Math.max(1e-3, (performance.now() - started) / 1000));
   const sender = new BatchSender(client, {
     collection,
+    dimension: space.dimension,
     batch: o.batch,
     concurrency: o.concurrency,
     consistency: o.consistency,
@@ -189,13 +190,13 @@ async function importFile(
     await sendAll(sender, undefined, async () => {
       if (format === "fvecs") {
         for await (const p of readFvecsPoints(file, space, o.idPrefix)) {
-          if (p.ok) await sender.add(p.json);
+          if (p.ok) await sender.add(p.point);
           else skipped.report(`row ${p.row}`, p.reason);
         }
       } else {
         input = openPointFile(file);
         for await (const p of readPointLines(input, space)) {
-          if (p.ok) await sender.add(p.json, p.bytes);
+          if (p.ok) await sender.add(p.point, p.bytes);
           else {
             sender.addWeight(p.bytes);
             if (p.reason) skipped.report(`line ${p.line}`, p.reason);

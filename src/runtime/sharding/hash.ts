@@ -12,7 +12,7 @@ export function hashSharding(config: CollectionConfig): ShardingStrategy {
   return {
     name: "hash",
     idStable: true,
-    shardOf: (point) => shardOfId(point.id),
+    shardOf: (id) => shardOfId(id),
     shardsForId: (id) => [shardOfId(id)],
     searchShards: () => all,
   };

@@ -16,7 +16,7 @@ export function rangeSharding(config: CollectionConfig): ShardingStrategy {
   return {
     name: "range",
     idStable: true,
-    shardOf: (point) => shardOfId(point.id),
+    shardOf: (id) => shardOfId(id),
     shardsForId: (id) => [shardOfId(id)],
     searchShards: () => all,
   };

@@ -3,8 +3,11 @@ import type { CollectionConfig, ShardingName } from "../schemas.ts";
 
 export interface ShardingStrategy {
   readonly name: ShardingName;
-  /** The shard a point is written to. */
-  shardOf(point: { id: string; vector: ArrayLike<number> }): number;
+  /**
+   * The shard a point is written to: the point `id` whose vector is `vectors[offset …
+   * offset + dimension)` (a writer passes its column of vectors, so no point object is made).
+   */
+  shardOf(id: string, vectors: ArrayLike<number>, offset: number): number;
   /** Shards that may hold this id: one for id-based strategies, every shard when placement follows the vector. */
   shardsForId(id: string): number[];
   /** Shards a search must probe (all of them unless the strategy can prune, e.g. by `nprobe`). */

@@ -27,32 +27,32 @@ export function vectorSharding(config: CollectionConfig): ShardingStrategy {
     if (direction) normalizeInPlace(flat, i * dim, dim);
   });
   // Lower is nearer. For direction the query need not be normalised: scaling it keeps the order.
-  const score = (v: ArrayLike<number>, c: number): number => {
+  const score = (v: ArrayLike<number>, offset: number, c: number): number => {
     let sum = 0;
     const base = c * dim;
     if (direction) {
-      for (let j = 0; j < dim; j++) sum += v[j]! * flat[base + j]!;
+      for (let j = 0; j < dim; j++) sum += v[offset + j]! * flat[base + j]!;
       return -sum;
     }
     for (let j = 0; j < dim; j++) {
-      const d = v[j]! - flat[base + j]!;
+      const d = v[offset + j]! - flat[base + j]!;
       sum += d * d;
     }
     return sum;
   };
-  const checkDimension = (v: ArrayLike<number>) => {
-    if (v.length !== dim) throw new Error(`vector sharding of ${config.name}: vector of dimension ${v.length}, expected ${dim}`);
+  const checkDimension = (length: number) => {
+    if (length !== dim) throw new Error(`vector sharding of ${config.name}: vector of dimension ${length}, expected ${dim}`);
   };
   const all = allShards(config);
   return {
     name: "vector",
     idStable: false,
-    shardOf(point) {
-      checkDimension(point.vector);
+    shardOf(_id, vectors, offset) {
+      checkDimension(Math.min(dim, vectors.length - offset));
       let best = 0;
       let bestScore = Infinity;
       for (let c = 0; c < k; c++) {
-        const s = score(point.vector, c);
+        const s = score(vectors, offset, c);
         if (s < bestScore) {
           bestScore = s;
           best = c;
@@ -63,8 +63,8 @@ export function vectorSharding(config: CollectionConfig): ShardingStrategy {
     shardsForId: () => all,
     searchShards(vector, nprobe) {
       if (nprobe === undefined || nprobe >= k) return all;
-      checkDimension(vector);
-      const scores = all.map((c) => score(vector, c));
+      checkDimension(vector.length);
+      const scores = all.map((c) => score(vector, 0, c));
       return [...all].sort((a, b) => scores[a]! - scores[b]! || a - b).slice(0, Math.max(1, nprobe));
     },
   };

@@ -1,0 +1,117 @@
+/**
+ * A shard's usearch HNSW graph, keyed by slot. Rows are copied into a scratch buffer of their
+ * own before an add (usearch's exactSearch ignores a typed array's byteOffset; the graph's
+ * calls are given whole arrays too, so no view can ever be misread).
+ *
+ * Threads: usearch gives an index as many search contexts as the thread count of the add
+ * that last reserved memory, and refuses a search with more threads than that ("Reserve
+ * capacity ahead of searches!"). Every add therefore passes `contexts` (the machine's
+ * cores) as its thread count; an add of one row runs on one thread whatever it passes, so a
+ * single-threaded absorb adds row by row, and a parallel one adds its rows in one call.
+ */
+import os from "node:os";
+import { Index, MetricKind, ScalarKind, type BatchMatches } from "usearch";
+import type { Metric, Quantization } from "../../runtime/schemas.ts";
+import type { ShardIndexConfig } from "./api.ts";
+
+const metricKinds: Readonly<Record<Metric, MetricKind>> = { cosine: MetricKind.Cos, l2: MetricKind.L2sq, ip: MetricKind.IP };
+const scalarKinds: Readonly<Record<Quantization, ScalarKind>> = { f32: ScalarKind.F32, f16: ScalarKind.F16, i8: ScalarKind.I8 };
+const scalarBytes: Readonly<Record<Quantization, number>> = { f32: 4, f16: 2, i8: 1 };
+
+/** Rows added to usearch in one call: the absorber checks its time slice between calls. */
+export const addRowsPerCallMax = 32;
+
+/** usearch reads typed arrays from the start of their buffer: hand it a view that starts there. */
+export function whole(vector: Float32Array): Float32Array {
+  return vector.byteOffset === 0 && vector.byteLength === vector.buffer.byteLength ? vector : vector.slice();
+}
+
+export class Graph {
+  readonly #index: Index;
+  readonly #config: ShardIndexConfig;
+  readonly #scratch: Float32Array;
+  readonly #keys = new BigUint64Array(addRowsPerCallMax);
+  readonly #contexts = Math.max(1, os.availableParallelism());
+  #staged = 0;
+
+  constructor(config: ShardIndexConfig) {
+    this.#config = config;
+    this.#index = new Index({
+      dimensions: config.dimension,
+      metric: metricKinds[config.metric],
+      quantization: scalarKinds[config.index.quantization],
+      connectivity: config.index.connectivity,
+      expansion_add: config.index.expansionAdd,
+      expansion_search: config.index.expansionSearch,
+      multi: false,
+    });
+    this.#scratch = new Float32Array(addRowsPerCallMax * config.dimension);
+  }
+
+  get size(): number {
+    return this.#index.size();
+  }
+
+  /** Approximate bytes usearch holds: the quantized vector, the key, and about 2 × connectivity u32 neighbours at level 0. */
+  get memoryBytes(): number {
+    const { dimension, index } = this.#config;
+    return this.#index.size() * (dimension * scalarBytes[index.quantization] + 8 + 8 * index.connectivity);
+  }
+
+  /** Stages one row for the next `flush` (which happens by itself when the stage is full). */
+  stage(slot: number, vectors: Float32Array, offset: number): void {
+    const dim = this.#config.dimension;
+    this.#scratch.set(vectors.subarray(offset, offset + dim), this.#staged * dim);
+    this.#keys[this.#staged++] = BigInt(slot);
+    if (this.#staged === addRowsPerCallMax) this.flush();
+  }
+
+  /**
+   * Adds the staged rows: in log order on this thread (`threads` 1), or spread over `threads`
+   * threads in one call (usearch inserts concurrently; the graph's shape then depends on
+   * timing, the points it holds do not).
+   */
+  flush(threads = 1): void {
+    const n = this.#staged;
+    if (n === 0) return;
+    this.#staged = 0;
+    const dim = this.#config.dimension;
+    if (threads > 1 && n > 1) {
+      this.#index.add(this.#keys.slice(0, n), this.#scratch.slice(0, n * dim), Math.min(threads, this.#contexts));
+      return;
+    }
+    for (let row = 0; row < n; row++) {
+      this.#index.add(this.#keys.slice(row, row + 1), this.#scratch.slice(row * dim, (row + 1) * dim), this.#contexts);
+    }
+  }
+
+  /**
+   * One batched search of `count` ≥ 2 queries back to back in `queries` (a whole-buffer array),
+   * on up to `threads` threads; undefined when the graph is empty.
+   */
+  searchBatch(queries: Float32Array, count: number, k: number, threads: number): BatchMatches | undefined {
+    if (count < 2) throw new Error(`searchBatch needs at least 2 queries, got ${count}`);
+    if (k <= 0 || this.#index.size() === 0) return undefined;
+    const wanted = Math.min(k, this.#index.size());
+    return this.#index.search(queries, wanted, Math.max(1, Math.min(threads, count, this.#contexts))) as BatchMatches;
+  }
+
+  remove(slot: number): void {
+    this.#index.remove(BigInt(slot));
+  }
+
+  /** The `k` nearest slots to `query` (a whole-buffer array), one thread. */
+  search(query: Float32Array, k: number): { keys: BigUint64Array; distances: Float32Array } {
+    if (k <= 0 || this.#index.size() === 0) return { keys: new BigUint64Array(0), distances: new Float32Array(0) };
+    return this.#index.search(query, Math.min(k, this.#index.size()), 1) as { keys: BigUint64Array; distances: Float32Array };
+  }
+
+  save(path: string): void {
+    this.flush();
+    this.#index.save(path);
+  }
+
+  load(path: string): void {
+    this.#index.load(path);
+  }
+}

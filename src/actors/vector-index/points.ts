@@ -1,0 +1,193 @@
+/**
+ * The live points of one shard, by slot: id, payload, version and float32 vector (the
+ * arena, because usearch's JS binding cannot read vectors back), plus where the point's
+ * current vector is being indexed: in the HNSW graph (`inGraph`) or still in the fresh
+ * buffer (`freshChunk`). A slot's usearch key is the slot number itself, so no key → slot
+ * map is needed (a BigInt-keyed Map cost ~100 bytes per point).
+ *
+ * The lowest free slot is always allocated first (a min-heap of freed slots), so slot numbers
+ * are a function of the set of live points: replicas that apply the same log, and a replica
+ * restored from a snapshot of it, allocate the same slots from then on.
+ */
+import type { Payload } from "../../runtime/schemas.ts";
+
+/** Slots reserved at first growth; the tables double from there. */
+const slotsInitial = 1024;
+
+/** A point's version: its log position, sequence × 2^16 + position in the entry (see keyOf in log-entry.ts). */
+export function versionOf(seq: number, position: number): number {
+  return seq * 65_536 + position;
+}
+
+export class PointTable {
+  readonly dimension: number;
+  readonly #slotById = new Map<string, number>();
+  readonly ids: (string | undefined)[] = [];
+  readonly payloads: (Payload | undefined)[] = [];
+  /** Encoded size of each slot's id and payload, for the memory estimate. */
+  readonly #metaBytes: number[] = [];
+  #metaBytesTotal = 0;
+  /** Version of the point in each slot; 0 for a free slot (no write has version 0: sequences start at 1). */
+  versions: Float64Array = new Float64Array(0);
+  arena: Float32Array = new Float32Array(0);
+  /** 1 when the slot's current vector is in the graph, under key = slot. */
+  inGraph: Uint8Array = new Uint8Array(0);
+  /** The fresh-buffer chunk holding the slot's current vector, or −1. */
+  freshChunk: Int32Array = new Int32Array(0);
+  /** Slots ever used; free slots below it are in `#free`. */
+  slotCount = 0;
+  readonly #free = new SlotHeap();
+
+  constructor(dimension: number) {
+    this.dimension = dimension;
+  }
+
+  get size(): number {
+    return this.#slotById.size;
+  }
+
+  get metaBytes(): number {
+    return this.#metaBytesTotal;
+  }
+
+  slotOf(id: string): number | undefined {
+    return this.#slotById.get(id);
+  }
+
+  /** Live ids (insertion order of the map; callers sort when order matters). */
+  liveIds(): IterableIterator<string> {
+    return this.#slotById.keys();
+  }
+
+  liveSlots(): IterableIterator<number> {
+    return this.#slotById.values();
+  }
+
+  isLive(slot: number, version: number): boolean {
+    return this.versions[slot] === version;
+  }
+
+  /** Writes a point; returns its slot and whether it replaced an existing point (whose old vector the caller unindexes first). */
+  write(id: string, version: number, payload: Payload | null | undefined, vectors: Float32Array, offset: number, metaBytes: number): number {
+    let slot = this.#slotById.get(id);
+    if (slot === undefined) {
+      slot = this.#allocate();
+      this.#slotById.set(id, slot);
+      this.ids[slot] = id;
+    }
+    this.versions[slot] = version;
+    this.payloads[slot] = payload ?? undefined;
+    this.#setMetaBytes(slot, metaBytes);
+    const dim = this.dimension;
+    this.arena.set(vectors.subarray(offset, offset + dim), slot * dim);
+    return slot;
+  }
+
+  /** Frees the slot of `id`; the caller has unindexed its vector. */
+  free(id: string, slot: number): void {
+    this.#slotById.delete(id);
+    this.ids[slot] = undefined;
+    this.payloads[slot] = undefined;
+    this.#setMetaBytes(slot, 0);
+    this.versions[slot] = 0;
+    this.arena.fill(0, slot * this.dimension, (slot + 1) * this.dimension);
+    this.#free.push(slot);
+  }
+
+  /** The vector of a slot as a view into the arena (valid until the next write or growth). */
+  vectorView(slot: number): Float32Array {
+    return this.arena.subarray(slot * this.dimension, (slot + 1) * this.dimension);
+  }
+
+  /** Slots a restored table should have room for: its arena is allocated by the loader and adopted. */
+  static capacityFor(slotCount: number): number {
+    return Math.max(slotsInitial, slotCount);
+  }
+
+  /**
+   * Rebuilds the table from a snapshot's points (slots as they were saved). `arena` holds the
+   * saved vectors and has room for `capacityFor(slotCount)` slots: it is adopted, not copied.
+   */
+  restore(slotCount: number, slots: readonly number[], ids: readonly string[], versions: Float64Array, payloads: readonly (Payload | null)[], arena: Float32Array): void {
+    this.slotCount = slotCount;
+    this.arena = arena;
+    this.#grow(PointTable.capacityFor(slotCount));
+    slots.forEach((slot, i) => {
+      const id = ids[i]!;
+      const payload = payloads[i] ?? undefined;
+      this.ids[slot] = id;
+      this.versions[slot] = versions[i]!;
+      this.payloads[slot] = payload;
+      this.#slotById.set(id, slot);
+      this.#setMetaBytes(slot, id.length + (payload ? JSON.stringify(payload).length : 0));
+    });
+    for (let slot = 0; slot < slotCount; slot++) {
+      if (this.ids[slot] === undefined) this.#free.push(slot);
+    }
+  }
+
+  #allocate(): number {
+    const free = this.#free.pop();
+    if (free !== undefined) return free;
+    const slot = this.slotCount++;
+    if (slot >= this.versions.length) this.#grow(Math.max(slotsInitial, this.versions.length * 2));
+    return slot;
+  }
+
+  #grow(capacity: number): void {
+    const versions = new Float64Array(capacity);
+    versions.set(this.versions);
+    this.versions = versions;
+    if (this.arena.length < capacity * this.dimension) {
+      const arena = new Float32Array(capacity * this.dimension);
+      arena.set(this.arena);
+      this.arena = arena;
+    }
+    const inGraph = new Uint8Array(capacity);
+    inGraph.set(this.inGraph);
+    this.inGraph = inGraph;
+    const freshChunk = new Int32Array(capacity).fill(-1);
+    freshChunk.set(this.freshChunk);
+    this.freshChunk = freshChunk;
+  }
+
+  #setMetaBytes(slot: number, bytes: number): void {
+    this.#metaBytesTotal += bytes - (this.#metaBytes[slot] ?? 0);
+    this.#metaBytes[slot] = bytes;
+  }
+}
+
+/** A binary min-heap of free slot numbers. */
+class SlotHeap {
+  readonly #items: number[] = [];
+
+  push(slot: number): void {
+    const items = this.#items;
+    items.push(slot);
+    for (let i = items.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (items[parent]! <= items[i]!) break;
+      [items[parent], items[i]] = [items[i]!, items[parent]!];
+      i = parent;
+    }
+  }
+
+  pop(): number | undefined {
+    const items = this.#items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length === 0 || last === undefined) return top;
+    items[0] = last;
+    for (let i = 0; ; ) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let least = i;
+      if (left < items.length && items[left]! < items[least]!) least = left;
+      if (right < items.length && items[right]! < items[least]!) least = right;
+      if (least === i) break;
+      [items[least], items[i]] = [items[i]!, items[least]!];
+      i = least;
+    }
+    return top;
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Saving and loading a ShardIndex (the container is snapshot-file.ts).
+ *
+ * Save: the graph is written by usearch (a native call that holds the worker for about
+ * 0.7 µs per point: usearch has no other way out) and the points' metadata is captured, both
+ * synchronously; the vectors are then streamed from the live arena with async I/O, so the
+ * worker serves searches meanwhile and memory never holds a second copy. Applies to this
+ * shard wait for the save (`ShardIndex` users: worker.ts), the absorber does not: it changes
+ * the graph, whose saved state was already captured, and the metadata records which slots
+ * that saved graph holds.
+ *
+ * Load: the checksum is verified streaming, the vectors are read straight into the new
+ * arena, the usearch section is extracted to a temporary file and loaded. Live points the
+ * saved graph did not hold go to the fresh buffer and are absorbed from there.
+ */
+import { randomUUID } from "node:crypto";
+import { rm } from "node:fs/promises";
+import type { Metric, Payload, Quantization } from "../../runtime/schemas.ts";
+import type { SavedSnapshot } from "./api.ts";
+import { extractSection, openSnapshotFile, readSection, writeSnapshotFile } from "./snapshot-file.ts";
+import { PointTable } from "./points.ts";
+import type { ShardIndex } from "./shard-index.ts";
+
+interface SnapshotMeta {
+  appliedSeq: number;
+  dimension: number;
+  metric: Metric;
+  quantization: Quantization;
+  slotCount: number;
+  slots: number[];
+  ids: string[];
+  /** Float64Array bytes: each listed slot's version. */
+  versions: Uint8Array;
+  payloads: (Payload | null)[];
+  /** Uint8Array by slot: 1 where the saved graph holds the slot's vector. */
+  inGraph: Uint8Array;
+}
+
+/** Saves are serialized per shard, and applies wait for them: see the header. */
+const saving = new WeakMap<ShardIndex, Promise<unknown>>();
+
+/** Resolves when no save of `shard` is writing its vectors (applies must wait for this). */
+export function saveSettled(shard: ShardIndex): Promise<unknown> | undefined {
+  return saving.get(shard);
+}
+
+/** Captures the shard now (or, if a save is still writing, right after it) and writes it to `path`. */
+export function saveShard(shard: ShardIndex, path: string): Promise<SavedSnapshot> {
+  const previous = saving.get(shard);
+  const run = previous ? previous.then(() => writeShard(shard, path)) : writeShard(shard, path);
+  const settled = run.catch(() => undefined);
+  saving.set(shard, settled);
+  void settled.then(() => {
+    if (saving.get(shard) === settled) saving.delete(shard);
+  });
+  return run;
+}
+
+async function writeShard(shard: ShardIndex, path: string): Promise<SavedSnapshot> {
+  const indexFile = `${path}.${randomUUID()}.usearch`;
+  try {
+    shard.graph.save(indexFile);
+    const meta = captureMeta(shard);
+    const { arena, dimension } = shard.points;
+    const vectors = new Uint8Array(arena.buffer, arena.byteOffset, meta.slotCount * dimension * 4);
+    const bytes = await writeSnapshotFile(path, { meta, vectors, indexFile });
+    return { appliedSeq: meta.appliedSeq, bytes };
+  } finally {
+    await rm(indexFile, { force: true });
+  }
+}
+
+function captureMeta(shard: ShardIndex): SnapshotMeta {
+  const { points, config } = shard;
+  const slots = [...points.liveSlots()].sort((a, b) => a - b);
+  const versions = Float64Array.from(slots, (slot) => points.versions[slot]!);
+  return {
+    appliedSeq: shard.appliedSeq,
+    dimension: config.dimension,
+    metric: config.metric,
+    quantization: config.index.quantization,
+    slotCount: points.slotCount,
+    slots,
+    ids: slots.map((slot) => points.ids[slot]!),
+    versions: new Uint8Array(versions.buffer),
+    payloads: slots.map((slot) => points.payloads[slot] ?? null),
+    inGraph: points.inGraph.slice(0, points.slotCount),
+  };
+}
+
+export async function loadShard(shard: ShardIndex, path: string): Promise<ShardIndex> {
+  const layout = await openSnapshotFile(path);
+  const meta = layout.meta as SnapshotMeta;
+  const { config } = shard;
+  const expected = `${config.dimension}/${config.metric}/${config.index.quantization}`;
+  const found = `${meta.dimension}/${meta.metric}/${meta.quantization}`;
+  if (expected !== found) throw new Error(`${path}: snapshot is ${found} (dimension/metric/quantization), expected ${expected}`);
+  if (layout.vectorBytes !== meta.slotCount * config.dimension * 4) {
+    throw new Error(`${path}: ${layout.vectorBytes} bytes of vectors for ${meta.slotCount} slots of dimension ${config.dimension}`);
+  }
+  const arena = new Float32Array(PointTable.capacityFor(meta.slotCount) * config.dimension);
+  await readSection(path, layout.vectorsOffset, new Uint8Array(arena.buffer, 0, layout.vectorBytes));
+  const indexFile = `${path}.${randomUUID()}.usearch`;
+  try {
+    await extractSection(path, layout.indexOffset, layout.indexBytes, indexFile);
+    shard.graph.load(indexFile);
+  } finally {
+    await rm(indexFile, { force: true });
+  }
+  // Copies: msgpack hands out views whose offsets need not be multiples of 8.
+  const versions = new Float64Array(new Uint8Array(meta.versions).buffer);
+  shard.points.restore(meta.slotCount, meta.slots, meta.ids, versions, meta.payloads, arena);
+  restoreIndexing(shard, meta);
+  shard.appliedSeq = meta.appliedSeq;
+  return shard;
+}
+
+/** Marks what the saved graph holds; live points it does not hold go to the fresh buffer. */
+function restoreIndexing(shard: ShardIndex, meta: SnapshotMeta): void {
+  const { points, fresh, graph } = shard;
+  let inGraph = 0;
+  for (const slot of meta.slots) {
+    if (meta.inGraph[slot] === 1) {
+      points.inGraph[slot] = 1;
+      inGraph++;
+    } else {
+      points.freshChunk[slot] = fresh.push(slot, points.versions[slot]!, points.arena, slot * points.dimension);
+    }
+  }
+  if (graph.size !== inGraph) throw new Error(`snapshot: the usearch index holds ${graph.size} vectors, the metadata ${inGraph}`);
+}

@@ -1,0 +1,235 @@
+/**
+ * Fresh writes searchable at once: points applied but not yet absorbed by the HNSW graph
+ * are found by the exact scan of the fresh buffer, merged with the graph's hits; the
+ * absorber moves them into the graph in bounded slices; a full buffer holds applies back;
+ * replacing or deleting a point works wherever its vector is; a snapshot taken mid-way
+ * restores both halves.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Absorber } from "../src/actors/vector-index/absorber.ts";
+import type { LogRecord, ShardIndexConfig } from "../src/actors/vector-index/api.ts";
+import { ShardIndex } from "../src/actors/vector-index/shard-index.ts";
+import { parseFilter } from "../src/runtime/filter.ts";
+import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
+import { randomVectors, seededRandom } from "./support/random.ts";
+
+const dim = 16;
+const config: ShardIndexConfig = { dimension: dim, metric: "l2", index: { connectivity: 16, expansionAdd: 64, expansionSearch: 64, quantization: "f32" } };
+
+function entries(vectors: Float32Array, batch: number, firstSeq = 1, prefix = "p"): LogRecord[] {
+  const count = vectors.length / dim;
+  const out: LogRecord[] = [];
+  for (let start = 0, seq = firstSeq; start < count; start += batch, seq++) {
+    const end = Math.min(count, start + batch);
+    const ids = Array.from({ length: end - start }, (_, i) => `${prefix}${start + i}`);
+    const payloads = ids.map((_, i) => ({ n: start + i }));
+    out.push({ seq, data: encodeEntry({ kind: EntryKind.Upsert, ids, payloads, dimension: dim, vectors: vectors.slice(start * dim, end * dim) }) });
+  }
+  return out;
+}
+
+function bruteForce(vectors: Float32Array, query: Float32Array, k: number, live: (i: number) => boolean): string[] {
+  const scored: { id: string; d: number }[] = [];
+  for (let i = 0; i < vectors.length / dim; i++) {
+    if (!live(i)) continue;
+    let d = 0;
+    for (let j = 0; j < dim; j++) d += (vectors[i * dim + j]! - query[j]!) ** 2;
+    scored.push({ id: `p${i}`, d });
+  }
+  return scored.sort((a, b) => a.d - b.d || (a.id < b.id ? -1 : 1)).slice(0, k).map((s) => s.id);
+}
+
+function ids(shard: ShardIndex, query: Float32Array, k: number): string[] {
+  return shard.search({ vector: query, k, withPayload: false, withVectors: false }).map((h) => h.id);
+}
+
+/** Absorbs everything, one slice at a time; returns the number of slices. */
+function absorbAll(shard: ShardIndex): number {
+  let slices = 0;
+  while (shard.absorb(performance.now() + 5)) slices++;
+  return slices + 1;
+}
+
+describe("fresh buffer", () => {
+  const random = seededRandom(5);
+  const vectors = randomVectors(random, 3000, dim);
+  const queries = Array.from({ length: 20 }, () => randomVectors(random, 1, dim));
+
+  it("finds applied points before the graph absorbed them, exactly", () => {
+    const shard = new ShardIndex(config);
+    shard.apply(entries(vectors, 500));
+    expect(shard.pendingRows).toBe(3000);
+    expect(shard.stats().pendingRows).toBe(3000);
+    for (const q of queries) expect(ids(shard, q, 10)).toEqual(bruteForce(vectors, q, 10, () => true));
+  });
+
+  it("absorbs in slices bounded by the deadline, then serves from the graph with the same answers", () => {
+    const shard = new ShardIndex(config);
+    shard.apply(entries(vectors, 500));
+    const started = performance.now();
+    expect(shard.absorb(performance.now())).toBe(true);
+    // A slice whose deadline has passed still makes progress, but stops after one step.
+    expect(shard.pendingRows).toBeLessThan(3000);
+    expect(shard.pendingRows).toBeGreaterThan(2900);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(absorbAll(shard)).toBeGreaterThan(1);
+    expect(shard.pendingRows).toBe(0);
+    expect(shard.graph.size).toBe(3000);
+    let agree = 0;
+    for (const q of queries) {
+      const truth = bruteForce(vectors, q, 10, () => true);
+      agree += ids(shard, q, 10).filter((id) => truth.includes(id)).length;
+    }
+    expect(agree / (queries.length * 10)).toBeGreaterThanOrEqual(0.95);
+  });
+
+  it("merges graph and fresh candidates, each point once, when half is absorbed", () => {
+    const shard = new ShardIndex(config);
+    const log = entries(vectors, 500);
+    shard.apply(log.slice(0, 3));
+    absorbAll(shard);
+    shard.apply(log.slice(3));
+    expect(shard.pendingRows).toBe(1500);
+    for (const q of queries) {
+      const hits = ids(shard, q, 50);
+      expect(new Set(hits).size).toBe(hits.length);
+      const truth = bruteForce(vectors, q, 50, () => true);
+      expect(hits.filter((id) => truth.includes(id)).length).toBeGreaterThanOrEqual(45);
+    }
+  });
+
+  it("replaces and deletes points wherever their vector is: graph, fresh, or absorbed but not yet dropped", () => {
+    const shard = new ShardIndex(config);
+    const log = entries(vectors.slice(0, 1000 * dim), 250);
+    shard.apply(log.slice(0, 2));
+    absorbAll(shard);
+    shard.apply(log.slice(2));
+    const far = new Float32Array(dim).fill(50);
+    // p10 is in the graph, p900 in the fresh buffer: both move far away; p11 and p901 are deleted.
+    const moves = encodeEntry({ kind: EntryKind.Upsert, ids: ["p10", "p900"], dimension: dim, vectors: new Float32Array([...far, ...far]) });
+    shard.apply([{ seq: 5, data: moves }, { seq: 6, data: encodeEntry({ kind: EntryKind.Delete, ids: ["p11", "p901"] }) }]);
+    expect(shard.count()).toBe(998);
+    const nearFar = ids(shard, far, 2).sort();
+    expect(nearFar).toEqual(["p10", "p900"]);
+    for (const id of ["p10", "p900", "p11", "p901"]) {
+      const i = Number(id.slice(1));
+      const own = vectors.slice(i * dim, (i + 1) * dim);
+      expect(ids(shard, own, 5)).not.toContain(id);
+    }
+    absorbAll(shard);
+    expect(shard.graph.size).toBe(998);
+    expect(ids(shard, far, 2).sort()).toEqual(["p10", "p900"]);
+    // Stale rows of the fresh buffer never come back, even with k larger than the live rows.
+    expect(ids(shard, far, 1000)).toHaveLength(998);
+  });
+
+  it("filters over graph and fresh points alike", () => {
+    const shard = new ShardIndex(config);
+    const log = entries(vectors, 500);
+    shard.apply(log.slice(0, 3));
+    absorbAll(shard);
+    shard.apply(log.slice(3));
+    const filter = parseFilter({ n: { $gte: 1000 } });
+    expect(shard.count(filter)).toBe(2000);
+    for (const q of queries.slice(0, 5)) {
+      const hits = shard.search({ vector: q, k: 10, filter, withPayload: true, withVectors: false });
+      expect(hits).toHaveLength(10);
+      for (const hit of hits) expect((hit.payload as { n: number }).n).toBeGreaterThanOrEqual(1000);
+      const truth = bruteForce(vectors, q, 10, (i) => i >= 1000);
+      expect(hits.filter((h) => truth.includes(h.id)).length).toBeGreaterThanOrEqual(9);
+    }
+  });
+
+  it("absorbs with concurrent inserts when given threads, holding every point", () => {
+    const shard = new ShardIndex(config);
+    shard.apply(entries(vectors, 500));
+    while (shard.absorb(performance.now() + 5, 2));
+    expect(shard.graph.size).toBe(3000);
+    let agree = 0;
+    for (const q of queries) {
+      const truth = bruteForce(vectors, q, 10, () => true);
+      agree += ids(shard, q, 10).filter((id) => truth.includes(id)).length;
+    }
+    expect(agree / (queries.length * 10)).toBeGreaterThanOrEqual(0.95);
+  });
+
+  it("answers a batch of searches like one search each, the unfiltered ones as one graph call", () => {
+    const shard = new ShardIndex(config);
+    const log = entries(vectors, 500);
+    shard.apply(log.slice(0, 4));
+    absorbAll(shard);
+    shard.apply(log.slice(4));
+    const filter = parseFilter({ n: { $lt: 500 } });
+    const requests = queries.slice(0, 8).map((vector, i) => ({ vector, k: 5 + i, withPayload: i % 2 === 0, withVectors: false, ...(i === 3 ? { filter } : {}) }));
+    expect(shard.searchMany(requests, 2)).toEqual(requests.map((r) => shard.search(r)));
+  });
+
+  describe("snapshots taken mid-absorption", () => {
+    let dir: string;
+    beforeAll(async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), "jade-fresh-"));
+    });
+    afterAll(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it("restore the graph's part into the graph and the rest into the fresh buffer", async () => {
+      const shard = new ShardIndex(config);
+      const log = entries(vectors, 500);
+      shard.apply(log.slice(0, 4));
+      absorbAll(shard);
+      shard.apply(log.slice(4));
+      shard.apply([{ seq: 7, data: encodeEntry({ kind: EntryKind.Delete, ids: ["p1", "p2999"] }) }]);
+      const file = path.join(dir, "mid.snap");
+      await shard.save(file);
+      const loaded = await ShardIndex.load(config, file);
+      expect(loaded.digest()).toBe(shard.digest());
+      expect(loaded.graph.size).toBe(1999);
+      expect(loaded.pendingRows).toBe(999);
+      for (const q of queries) expect(ids(loaded, q, 10)).toEqual(ids(shard, q, 10));
+      absorbAll(loaded);
+      expect(loaded.graph.size).toBe(2998);
+    });
+  });
+});
+
+describe("absorber", () => {
+  it("holds an apply back while the fresh buffer is full, and lets it go once a slice made room", async () => {
+    const random = seededRandom(9);
+    const vectors = randomVectors(random, 4000, dim);
+    // One chunk of fresh rows at 16-d is 16,384 rows (1 MiB); a bound of one chunk fills at once.
+    const shard = new ShardIndex(config, { freshBytesMax: 64 * 1024 });
+    const absorber = new Absorber(2);
+    shard.apply(entries(vectors, 4000));
+    expect(shard.hasRoom).toBe(false);
+    let released = false;
+    const room = absorber.room(shard).then(() => (released = true));
+    expect(released).toBe(false);
+    await room;
+    expect(shard.hasRoom).toBe(true);
+    expect(shard.pendingRows).toBe(0);
+  });
+
+  it("yields to other work between slices", async () => {
+    const random = seededRandom(10);
+    const shard = new ShardIndex(config);
+    shard.apply(entries(randomVectors(random, 3000, dim), 3000));
+    const absorber = new Absorber(1);
+    absorber.wake(shard);
+    // Timers run between slices: the worker's message queue does too.
+    let ticks = 0;
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        ticks++;
+        if (shard.pendingRows === 0) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 0);
+    });
+    expect(ticks).toBeGreaterThan(1);
+  });
+});
