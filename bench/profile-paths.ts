@@ -26,6 +26,9 @@ import { decodeEntry, encodeEntry, EntryKind } from "../src/runtime/log-entry.ts
 import { SearchRequest, UpsertRequest } from "../src/runtime/schemas.ts";
 import { spaceOf } from "../src/runtime/vectors.ts";
 import { startEmbeddedNats } from "../src/nats/embedded.ts";
+import { JadeNode } from "../src/node.ts";
+import { JadeClient } from "../src/client/client.ts";
+import { pino } from "pino";
 import { readIdxImages } from "./datasets.ts";
 
 const opts = new Command()
@@ -157,18 +160,22 @@ try {
   await stage("gateway: JSON decode + zod + float32 + check", q, "query", () => jsonQueries.map((b) => float32Of(parse(SearchRequest, decodeBody(b, Encoding.Json)).vector)));
   const binQueries = await stage("client (SDK): msgpack, float32 bytes", q, "query", () => queries.map((v) => encodeBody({ vector: float32Bytes(v), k: 10 }, Encoding.Msgpack)));
   await stage("gateway: msgpack decode + zod + float32 + check", q, "query", () => binQueries.map((b) => float32Of(parse(SearchRequest, decodeBody(b, Encoding.Msgpack)).vector)));
-  const sub = nc.subscribe("echo", { callback: (_err, msg) => void msg.respond(msg.data) });
+  // The responder on a connection of its own, as a node is.
+  const responder = await connect({ servers: nats.url, noAsyncTraces: true });
+  responder.subscribe("echo", { callback: (_err, msg) => void msg.respond(msg.data) });
+  await responder.flush();
   const h = headers();
   h.set(encodingHeader, Encoding.Msgpack);
   await stage("NATS request/reply through nats-server (echo, one at a time)", q, "query", async () => {
     for (const b of binQueries) await nc.request("echo", b, { timeout: 5_000, headers: h });
   });
-  sub.unsubscribe();
+  await responder.close();
   await stage("ShardIndex.search (graph + empty fresh buffer)", q, "query", () => queries.map((v) => shard.search({ vector: v, k: 10, withPayload: false, withVectors: false })));
   await stage("raw usearch search, 1 thread", q, "query", () => queries.map((v) => raw.search(v, 10, 1)));
   await workerRoundTrips(queries, records);
   const hits = shard.search({ vector: queries[0]!, k: 10, withPayload: false, withVectors: false });
   await stage("gateway: reply, msgpack", q, "query", () => queries.map(() => encodeBody({ ok: true, result: { hits, partial: false, shards: { total: 1, answered: 1 } } }, Encoding.Msgpack)));
+  await endToEnd(nats.url, dir, queries);
 } finally {
   await nc.close();
   await nats.stop();
@@ -190,12 +197,39 @@ async function workerRoundTrips(queries: Float32Array[], records: { seq: number;
     const index = pool.pin("profile/0");
     await index.open(indexConfig);
     await index.apply(records.slice(0, 4));
+    // Searched once absorbed: an absorbing worker makes a search wait for its current slice.
+    while ((await index.stats()).pendingRows > 0) await new Promise((r) => setTimeout(r, 20));
     await stage("IndexPool.search: comlink round trip + a small shard's search", queries.length, "query", async () => {
       for (const v of queries) await index.search({ vector: v, k: 10, withPayload: false, withVectors: false });
     });
   } finally {
     await pool.close();
   }
+}
+
+/** The whole path: the SDK's search through a node in this process (1 shard), one query at a time. */
+async function endToEnd(url: string, root: string, queries: Float32Array[]): Promise<void> {
+  const node = await JadeNode.start({ servers: [url], dataDir: path.join(root, "node"), log: pino({ level: "warn" }) });
+  const client = await JadeClient.connect({ servers: url });
+  try {
+    await client.createCollection({ name: "e2e", dimension: dim, metric: "l2", shards: 1, index: indexConfig.index });
+    for (let from = 0; from < Math.min(opts.vectors, 10_000); from += 1000) {
+      const to = Math.min(opts.vectors, from + 1000);
+      await client.upsertColumns("e2e", { ids: Array.from({ length: to - from }, (_, i) => `e${from + i}`), vectors: data.slice(from * dim, to * dim), consistency: "all" });
+    }
+    for (;;) {
+      const c = (await client.clusterStatus()).collections.find((x) => x.name === "e2e");
+      if (c?.shards.every((s) => s.replicas.every((r) => r.pending === 0))) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await stage("end to end: JadeClient.search via nats-server and a node (1 shard)", queries.length, "query", async () => {
+      for (const v of queries) await client.search("e2e", { vector: v, k: 10 });
+    });
+  } finally {
+    await client.close();
+    await node.stop();
+  }
+
 }
 
 process.stdout.write(`\n${JSON.stringify({ dimension: dim, batch, shards: opts.shards, vectors: opts.vectors, machine: `${os.cpus().length} × ${os.cpus()[0]?.model}`, load: os.loadavg(), stages: rows }, null, 1)}\n`);

@@ -162,7 +162,7 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
   let host: ReplicaHost | undefined;
   const pool = await IndexPool.start({
     workers: options.workers,
-    shardIndex: options.freshBytesMax === undefined ? {} : { freshBytesMax: options.freshBytesMax },
+    shardIndex: { vectorDir: path.join(options.dataDir, "vectors"), ...(options.freshBytesMax === undefined ? {} : { freshBytesMax: options.freshBytesMax }) },
     logger: log.child({ actor: "index-pool" }),
     onWorkerExit: (exit) => host?.indexesLost(exit.shardKeys),
   });

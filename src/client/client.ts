@@ -43,6 +43,11 @@ const encoder = new TextEncoder();
 const msgpackHeaders = headers();
 msgpackHeaders.set(encodingHeader, Encoding.Msgpack);
 
+/** A search as the SDK takes it: the query vector also as a Float32Array. */
+export interface SearchInput extends Omit<SearchRequest, "vector"> {
+  vector: number[] | Float32Array | Uint8Array;
+}
+
 /** An upsert in columns: what `upsertColumns` sends. */
 export interface UpsertColumns extends Omit<UpsertColumnsRequest, "vectors"> {
   vectors: Float32Array;
@@ -231,9 +236,11 @@ export class JadeClient {
     return this.read(subjects.collection(collection, "get"), request, readAttemptMs(request.timeoutMs));
   }
 
-  search(collection: string, request: SearchRequest): Promise<SearchResult> {
-    const vector = request.vector instanceof Uint8Array ? request.vector : float32Bytes(Float32Array.from(request.vector));
-    return this.read(subjects.collection(collection, "search"), { ...request, vector }, readAttemptMs(request.timeoutMs));
+  /** The query may be numbers, a Float32Array, or float32 bytes; it is sent as float32 bytes. */
+  search(collection: string, request: SearchInput): Promise<SearchResult> {
+    const { vector } = request;
+    const bytes = vector instanceof Uint8Array ? vector : float32Bytes(vector instanceof Float32Array ? vector : Float32Array.from(vector));
+    return this.read(subjects.collection(collection, "search"), { ...request, vector: bytes }, readAttemptMs(request.timeoutMs));
   }
 
   count(collection: string, request: CountRequest = {}): Promise<{ count: number } & Coverage> {

@@ -21,6 +21,8 @@ export interface Outcome {
   problem?: string;
   /** The body could not be encoded on this side (msgpack of a value nested too deep): nothing was sent. */
   unsendable?: true;
+  /** NATS answered that nobody serves the subject (a leader-only subject between two leaders). */
+  noResponders?: true;
   elapsedMs: number;
   deadlineMs: number;
 }
@@ -31,11 +33,12 @@ export const deadlineSlackMs = 5_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const packr = new Packr({ useRecords: false });
+const noResponders = Symbol("no responders");
 const msgpackHeaders = headers();
 msgpackHeaders.set(encodingHeader, Encoding.Msgpack);
 
 interface Pending {
-  resolve: (first: Uint8Array) => void;
+  resolve: (first: Uint8Array | typeof noResponders) => void;
   replies: number;
 }
 
@@ -59,7 +62,9 @@ export class FuzzClient {
         const pending = this.#pending.get(id);
         if (!pending) return void this.extraReplies.push(msg.subject);
         pending.replies += 1;
-        if (pending.replies === 1) pending.resolve(msg.data);
+        // NATS itself answers a request nobody subscribes to with an empty 503 status message.
+        const status = msg.data.byteLength === 0 && msg.headers?.code === 503 ? noResponders : msg.data;
+        if (pending.replies === 1) pending.resolve(status);
         else this.extraReplies.push(msg.subject);
       },
     });
@@ -86,7 +91,7 @@ export class FuzzClient {
     const inbox = `${this.#prefix}.${id}`;
     let timer: NodeJS.Timeout | undefined;
     const pending: Pending = { resolve: () => undefined, replies: 0 };
-    const first = new Promise<Uint8Array | undefined>((resolve) => {
+    const first = new Promise<Uint8Array | typeof noResponders | undefined>((resolve) => {
       pending.resolve = resolve;
       timer = setTimeout(() => resolve(undefined), deadlineMs);
     });
@@ -99,6 +104,7 @@ export class FuzzClient {
       return { replies: 0, problem: `could not publish: ${errorMessage(err)}`, elapsedMs: 0, deadlineMs };
     }
     const bytes = await first;
+    if (bytes === noResponders) return { replies: 1, noResponders: true, elapsedMs: performance.now() - started, deadlineMs };
     clearTimeout(timer);
     const elapsedMs = performance.now() - started;
     // Kept registered a little longer so a duplicate reply is counted against this request.

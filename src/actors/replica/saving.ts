@@ -20,6 +20,7 @@ const shutdownCheckpointTimeoutMs = 30_000;
  */
 export async function saveSnapshot(replica: ReplicaParts, options: { upload: "ifDesignated" | "never" }): Promise<number> {
   const { config, shard, deps, index, progress } = replica;
+  const startedMs = performance.now();
   const file = await deps.checkpoints.scratchFile(config.uid, shard);
   let saved: { appliedSeq: number; bytes: number };
   try {
@@ -30,10 +31,11 @@ export async function saveSnapshot(replica: ReplicaParts, options: { upload: "if
   }
   const checkpoint = await deps.checkpoints.commit(config.uid, shard, file, saved.appliedSeq);
   progress.checkpointSeq = Math.max(progress.checkpointSeq, saved.appliedSeq);
+  replica.log.info({ appliedSeq: saved.appliedSeq, bytes: saved.bytes, ms: Math.round(performance.now() - startedMs) }, "checkpoint saved");
   if (options.upload === "ifDesignated" && replica.role().designated) {
     const ref = await deps.snapshots.upload(config.name, config.uid, shard, saved.appliedSeq, checkpoint.file);
     await deps.snapshots.prune(config.name, config.uid, shard);
-    replica.log.info({ snapshot: ref.name, bytes: saved.bytes }, "snapshot saved");
+    replica.log.info({ snapshot: ref.name, bytes: saved.bytes, ms: Math.round(performance.now() - startedMs) }, "snapshot saved");
   }
   return saved.appliedSeq;
 }

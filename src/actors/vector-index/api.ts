@@ -6,6 +6,7 @@
  */
 import type { IndexParams, Metric, Payload, StoredPoint } from "../../runtime/schemas.ts";
 import type { Filter } from "../../runtime/filter.ts";
+import type { MessagePort } from "node:worker_threads";
 
 export interface ShardIndexConfig {
   dimension: number;
@@ -52,10 +53,12 @@ export type ShardSearchOutcome = { hits: ShardHit[] } | { error: string };
 
 /** What the pool hands every index worker it starts. */
 export interface IndexWorkerData {
-  shardIndex: { freshBytesMax?: number };
+  shardIndex: { freshBytesMax?: number; vectorDir?: string };
   /** AbsorbingWorkers' counter, shared by the pool's workers. */
   absorbing: SharedArrayBuffer;
   cores: number;
+  /** The worker's end of its search lane (search-batch.ts). */
+  searches: MessagePort;
 }
 
 export interface ShardHit {
@@ -85,8 +88,6 @@ export interface IndexWorkerApi {
   close(shardKey: string): void;
   /** Waits while the shard's fresh buffer is full or a save is writing its vectors, then applies. */
   apply(shardKey: string, records: LogRecord[]): Promise<ApplyResult>;
-  /** Every search the pool gathered for this worker in one tick, answered in one message. */
-  searchMany(items: ShardSearchItem[]): ShardSearchOutcome[];
   get(shardKey: string, ids: string[], withVectors: boolean): StoredPoint[];
   count(shardKey: string, filter?: Filter): number;
   /** Writes the whole shard (index, ids, keys, payloads, vectors, appliedSeq) to one file. */

@@ -1,5 +1,5 @@
 /**
- * Exact distances for filtered scans over a shard's float32 vector arena.
+ * Exact distances for filtered scans over a shard's float32 vectors.
  * They follow usearch's definitions so exact and HNSW results are comparable:
  * l2 → squared euclidean, cosine → 1 − cos (0 when both vectors are zero, 1 when
  * only one is, never negative), ip → 1 − dot. They are computed on the original
@@ -7,7 +7,7 @@
  */
 import type { Metric } from "../../runtime/schemas.ts";
 
-/** Distance between `query` and the vector at `offset` in `arena`. */
+/** Distance between `query` and the vector at `offset` in `arena` (a block of vectors). */
 export type DistanceFn = (query: Float32Array, arena: Float32Array, offset: number) => number;
 
 function l2sq(query: Float32Array, arena: Float32Array, offset: number): number {
@@ -56,19 +56,20 @@ export interface Scored {
 export type ScoredOrder = (a: Scored, b: Scored) => number;
 
 /**
- * The `k` best of `slots` by `order`: a bounded max-heap (worst on top), so a scan
- * of n candidates costs O(n log k) and O(k) memory.
+ * The `k` best of `slots` by `order`, their vectors given back to back in `vectors` (row i is
+ * slots[i]'s): a bounded max-heap (worst on top), so a scan of n candidates costs O(n log k)
+ * and O(k) memory.
  */
 export function exactTopK(
   query: Float32Array,
-  arena: Float32Array,
-  dimension: number,
+  vectors: Float32Array,
   slots: ArrayLike<number>,
   k: number,
   distance: DistanceFn,
   order: ScoredOrder,
 ): Scored[] {
   const heap: Scored[] = [];
+  const dimension = query.length;
   const worse = (i: number, j: number): boolean => order(heap[i]!, heap[j]!) > 0;
   const swap = (i: number, j: number): void => {
     const t = heap[i]!;
@@ -76,8 +77,7 @@ export function exactTopK(
     heap[j] = t;
   };
   for (let n = 0; n < slots.length; n++) {
-    const slot = slots[n]!;
-    const candidate = { slot, distance: distance(query, arena, slot * dimension) };
+    const candidate = { slot: slots[n]!, distance: distance(query, vectors, n * dimension) };
     if (heap.length < k) {
       heap.push(candidate);
       for (let i = heap.length - 1; i > 0; ) {

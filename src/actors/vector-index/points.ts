@@ -1,8 +1,8 @@
 /**
- * The live points of one shard, by slot: id, payload, version and float32 vector (the
- * arena, because usearch's JS binding cannot read vectors back), plus where the point's
- * current vector is being indexed: in the HNSW graph (`inGraph`) or still in the fresh
- * buffer (`freshChunk`). A slot's usearch key is the slot number itself, so no key → slot
+ * The live points of one shard, by slot: id, payload, version and float32 vector (in a
+ * VectorFile: usearch's JS binding cannot read vectors back), plus where the point's current
+ * vector is being indexed: in the HNSW graph (`inGraph`) or still in the fresh buffer
+ * (`freshChunk`). A slot's usearch key is the slot number itself, so no key → slot
  * map is needed (a BigInt-keyed Map cost ~100 bytes per point).
  *
  * The lowest free slot is always allocated first (a min-heap of freed slots), so slot numbers
@@ -10,6 +10,7 @@
  * restored from a snapshot of it, allocate the same slots from then on.
  */
 import type { Payload } from "../../runtime/schemas.ts";
+import { VectorFile } from "./vector-file.ts";
 
 /** Slots reserved at first growth; the tables double from there. */
 const slotsInitial = 1024;
@@ -29,7 +30,8 @@ export class PointTable {
   #metaBytesTotal = 0;
   /** Version of the point in each slot; 0 for a free slot (no write has version 0: sequences start at 1). */
   versions: Float64Array = new Float64Array(0);
-  arena: Float32Array = new Float32Array(0);
+  /** Every slot's vector (a freed slot keeps its last one, unread). */
+  readonly vectors: VectorFile;
   /** 1 when the slot's current vector is in the graph, under key = slot. */
   inGraph: Uint8Array = new Uint8Array(0);
   /** The fresh-buffer chunk holding the slot's current vector, or −1. */
@@ -38,8 +40,10 @@ export class PointTable {
   slotCount = 0;
   readonly #free = new SlotHeap();
 
-  constructor(dimension: number) {
+  /** `vectorDir`: where the vector file goes (it is unlinked at once: see vector-file.ts). */
+  constructor(dimension: number, vectorDir: string) {
     this.dimension = dimension;
+    this.vectors = new VectorFile(vectorDir, dimension);
   }
 
   get size(): number {
@@ -78,8 +82,7 @@ export class PointTable {
     this.versions[slot] = version;
     this.payloads[slot] = payload ?? undefined;
     this.#setMetaBytes(slot, metaBytes);
-    const dim = this.dimension;
-    this.arena.set(vectors.subarray(offset, offset + dim), slot * dim);
+    this.vectors.write(slot, vectors, offset);
     return slot;
   }
 
@@ -90,28 +93,18 @@ export class PointTable {
     this.payloads[slot] = undefined;
     this.#setMetaBytes(slot, 0);
     this.versions[slot] = 0;
-    this.arena.fill(0, slot * this.dimension, (slot + 1) * this.dimension);
     this.#free.push(slot);
   }
 
-  /** The vector of a slot as a view into the arena (valid until the next write or growth). */
-  vectorView(slot: number): Float32Array {
-    return this.arena.subarray(slot * this.dimension, (slot + 1) * this.dimension);
+  /** The vector of a slot. */
+  vector(slot: number): Float32Array {
+    return this.vectors.read(slot);
   }
 
-  /** Slots a restored table should have room for: its arena is allocated by the loader and adopted. */
-  static capacityFor(slotCount: number): number {
-    return Math.max(slotsInitial, slotCount);
-  }
-
-  /**
-   * Rebuilds the table from a snapshot's points (slots as they were saved). `arena` holds the
-   * saved vectors and has room for `capacityFor(slotCount)` slots: it is adopted, not copied.
-   */
-  restore(slotCount: number, slots: readonly number[], ids: readonly string[], versions: Float64Array, payloads: readonly (Payload | null)[], arena: Float32Array): void {
+  /** Rebuilds the table from a snapshot's points (slots as they were saved; the vectors are already in the file). */
+  restore(slotCount: number, slots: readonly number[], ids: readonly string[], versions: Float64Array, payloads: readonly (Payload | null)[]): void {
     this.slotCount = slotCount;
-    this.arena = arena;
-    this.#grow(PointTable.capacityFor(slotCount));
+    this.#grow(Math.max(slotsInitial, slotCount));
     slots.forEach((slot, i) => {
       const id = ids[i]!;
       const payload = payloads[i] ?? undefined;
@@ -138,11 +131,6 @@ export class PointTable {
     const versions = new Float64Array(capacity);
     versions.set(this.versions);
     this.versions = versions;
-    if (this.arena.length < capacity * this.dimension) {
-      const arena = new Float32Array(capacity * this.dimension);
-      arena.set(this.arena);
-      this.arena = arena;
-    }
     const inGraph = new Uint8Array(capacity);
     inGraph.set(this.inGraph);
     this.inGraph = inGraph;

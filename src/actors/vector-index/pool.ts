@@ -12,7 +12,7 @@
  * flight on a worker when it exits.
  */
 import os from "node:os";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/umd/node-adapter.js";
 import { pino } from "pino";
@@ -31,7 +31,7 @@ import type {
   IndexWorkerData,
 } from "./api.ts";
 import { AbsorbingWorkers } from "./absorber.ts";
-import { SearchBatches } from "./search-batch.ts";
+import { SearchBatches, SearchLane } from "./search-batch.ts";
 import type { ShardIndexOptions } from "./shard-index.ts";
 
 /** Delay before replacing a worker that died before it ever answered, so a broken build cannot spin. */
@@ -66,6 +66,7 @@ type Remote = Comlink.Remote<IndexWorkerApi>;
 interface WorkerHandle {
   readonly worker: Worker;
   readonly remote: Remote;
+  readonly searches: SearchLane;
   /** Resolves when this incarnation has exited. */
   readonly died: Promise<void>;
   /** Why it exited, once it has: later calls reject with it. */
@@ -163,7 +164,7 @@ export class IndexPool {
   readonly #shardCounts: number[];
   readonly #options: IndexPoolOptions;
   readonly #logger: PoolLogger;
-  readonly #searches = new SearchBatches((position, items) => this.#call(this.#handles[position]!, (remote) => remote.searchMany(items)));
+  readonly #searches = new SearchBatches((position, items) => this.#handles[position]!.searches.send(items));
   /** AbsorbingWorkers' counter, shared with every worker. */
   readonly #absorbing = AbsorbingWorkers.buffer();
   #closing: Promise<void> | undefined;
@@ -276,13 +277,15 @@ export class IndexPool {
 
   #spawn(position: number): WorkerHandle {
     const { url, execArgv } = workerSpec();
-    const workerData: IndexWorkerData = { shardIndex: this.#options.shardIndex ?? {}, absorbing: this.#absorbing, cores: os.availableParallelism() };
-    const worker = new Worker(url, { execArgv, name: `jade-index-${position}`, workerData });
+    const lane = new MessageChannel();
+    const workerData: IndexWorkerData = { shardIndex: this.#options.shardIndex ?? {}, absorbing: this.#absorbing, cores: os.availableParallelism(), searches: lane.port2 };
+    const worker = new Worker(url, { execArgv, name: `jade-index-${position}`, workerData, transferList: [lane.port2] });
     let exited: () => void = () => undefined;
     const died = new Promise<void>((r) => (exited = r));
     const handle: WorkerHandle = {
       worker,
       remote: Comlink.wrap<IndexWorkerApi>(nodeEndpoint(worker)),
+      searches: new SearchLane(lane.port1),
       died,
       dead: undefined,
       inflight: new Set(),
@@ -292,6 +295,7 @@ export class IndexPool {
       handle.dead = err;
       for (const r of handle.inflight) r(err);
       handle.inflight.clear();
+      handle.searches.close(err);
       exited();
     };
     let error: Error | undefined;

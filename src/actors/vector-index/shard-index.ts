@@ -15,6 +15,7 @@
  * Lower is closer; ties are broken by id so every replica orders hits the same way.
  */
 import { createHash } from "node:crypto";
+import os from "node:os";
 import type { BatchMatches } from "usearch";
 import { compileFilter, type Filter } from "../../runtime/filter.ts";
 import { decodeEntry, EntryKind, InvalidEntryError, isInvalidEntryError, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
@@ -72,6 +73,8 @@ function canonicalJson(value: unknown): string {
 
 export interface ShardIndexOptions {
   freshBytesMax?: number;
+  /** Where the shard's vector file goes (default: the system's temporary directory). */
+  vectorDir?: string;
 }
 
 export class ShardIndex {
@@ -95,7 +98,7 @@ export class ShardIndex {
     this.#space = spaceOf(config);
     this.#distance = distanceFn(config.metric);
     this.#freshBytesMax = options.freshBytesMax ?? freshBytesMaxDefault;
-    this.points = new PointTable(config.dimension);
+    this.points = new PointTable(config.dimension, options.vectorDir ?? os.tmpdir());
     this.graph = new Graph(config);
     this.fresh = new FreshBuffer(config.dimension, config.metric);
   }
@@ -238,7 +241,7 @@ export class ShardIndex {
       const hit: ShardHit = { id: this.points.ids[slot]!, distance };
       const payload = this.points.payloads[slot];
       if (request.withPayload && payload !== undefined) hit.payload = payload;
-      if (request.withVectors) hit.vector = Array.from(this.points.vectorView(slot));
+      if (request.withVectors) hit.vector = Array.from(this.points.vector(slot));
       return hit;
     });
   }
@@ -302,8 +305,8 @@ export class ShardIndex {
     const matching = this.#matchingSlots(filter);
     if (matching.length === 0) return [];
     const wanted = Math.min(k, matching.length);
-    const { arena, inGraph, dimension } = this.points;
-    const exact = (slots: ArrayLike<number>): Scored[] => exactTopK(query, arena, dimension, slots, wanted, this.#distance, this.#order);
+    const { inGraph, vectors } = this.points;
+    const exact = (slots: number[]): Scored[] => exactTopK(query, vectors.gather(slots), slots, wanted, this.#distance, this.#order);
     if (matching.length <= exactScanMax || matching.length <= this.size * exactScanShare) return exact(matching);
 
     const isMatch = new Uint8Array(this.points.slotCount);
@@ -343,7 +346,7 @@ export class ShardIndex {
       const point: StoredPoint = { id };
       const payload = this.points.payloads[slot];
       if (payload !== undefined) point.payload = payload;
-      if (withVectors) point.vector = Array.from(this.points.vectorView(slot));
+      if (withVectors) point.vector = Array.from(this.points.vector(slot));
       points.push(point);
     }
     return points;
@@ -356,8 +359,8 @@ export class ShardIndex {
   stats(): ShardStats {
     const { points } = this;
     const perSlot = 8 + 1 + 4; // version, inGraph, freshChunk
-    const memoryBytes =
-      points.arena.byteLength + points.versions.length * perSlot + points.metaBytes * 2 + this.size * 64 + this.graph.memoryBytes + this.fresh.bytes;
+    // The vectors are in the page cache (vector-file.ts), not counted here.
+    const memoryBytes = points.versions.length * perSlot + points.metaBytes * 2 + this.size * 64 + this.graph.memoryBytes + this.fresh.bytes;
     return { count: this.size, appliedSeq: this.#lastSeq, memoryBytes: Math.round(memoryBytes), pendingRows: this.fresh.pending };
   }
 
@@ -375,7 +378,7 @@ export class ShardIndex {
       const slot = this.points.slotOf(id)!;
       field(Buffer.from(id));
       field(Buffer.from(canonicalJson(this.points.payloads[slot] ?? null)));
-      const vector = this.points.vectorView(slot);
+      const vector = this.points.vector(slot);
       field(new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength));
     }
     return hash.digest("hex");
@@ -383,11 +386,16 @@ export class ShardIndex {
 
   /**
    * Writes the whole shard to one file (see shard-snapshot.ts), atomically. The graph and the
-   * points' metadata are captured synchronously; the vectors are written from the live arena,
-   * so `apply` must not run until the returned promise settles (the worker waits for it).
+   * points' metadata are captured synchronously; the vectors are streamed from the live vector
+   * file, so `apply` must not run until the returned promise settles (the worker waits for it).
    */
   save(path: string): Promise<SavedSnapshot> {
     return saveShard(this, path);
+  }
+
+  /** Frees the vector file (the graph and tables go with the object). */
+  close(): void {
+    this.points.vectors.close();
   }
 
   /** Restores a shard written by save; points the saved graph had not absorbed go to the fresh buffer. */

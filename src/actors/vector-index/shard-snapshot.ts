@@ -3,14 +3,14 @@
  *
  * Save: the graph is written by usearch (a native call that holds the worker for about
  * 0.7 µs per point: usearch has no other way out) and the points' metadata is captured, both
- * synchronously; the vectors are then streamed from the live arena with async I/O, so the
- * worker serves searches meanwhile and memory never holds a second copy. Applies to this
+ * synchronously; the vectors are then streamed from the shard's vector file with async I/O,
+ * so the worker serves searches meanwhile and memory never holds a second copy. Applies to this
  * shard wait for the save (`ShardIndex` users: worker.ts), the absorber does not: it changes
  * the graph, whose saved state was already captured, and the metadata records which slots
  * that saved graph holds.
  *
- * Load: the checksum is verified streaming, the vectors are read straight into the new
- * arena, the usearch section is extracted to a temporary file and loaded. Live points the
+ * Load: the checksum is verified streaming, the vectors are copied slice by slice into the new
+ * shard's vector file, the usearch section is extracted to a temporary file and loaded. Live points the
  * saved graph did not hold go to the fresh buffer and are absorbed from there.
  */
 import { randomUUID } from "node:crypto";
@@ -18,7 +18,6 @@ import { rm } from "node:fs/promises";
 import type { Metric, Payload, Quantization } from "../../runtime/schemas.ts";
 import type { SavedSnapshot } from "./api.ts";
 import { extractSection, openSnapshotFile, readSection, writeSnapshotFile } from "./snapshot-file.ts";
-import { PointTable } from "./points.ts";
 import type { ShardIndex } from "./shard-index.ts";
 
 interface SnapshotMeta {
@@ -61,8 +60,8 @@ async function writeShard(shard: ShardIndex, path: string): Promise<SavedSnapsho
   try {
     shard.graph.save(indexFile);
     const meta = captureMeta(shard);
-    const { arena, dimension } = shard.points;
-    const vectors = new Uint8Array(arena.buffer, arena.byteOffset, meta.slotCount * dimension * 4);
+    const { vectors: file, dimension } = shard.points;
+    const vectors = { byteLength: meta.slotCount * dimension * 4, read: (into: Uint8Array, position: number) => file.readBytes(into, position) };
     const bytes = await writeSnapshotFile(path, { meta, vectors, indexFile });
     return { appliedSeq: meta.appliedSeq, bytes };
   } finally {
@@ -98,8 +97,7 @@ export async function loadShard(shard: ShardIndex, path: string): Promise<ShardI
   if (layout.vectorBytes !== meta.slotCount * config.dimension * 4) {
     throw new Error(`${path}: ${layout.vectorBytes} bytes of vectors for ${meta.slotCount} slots of dimension ${config.dimension}`);
   }
-  const arena = new Float32Array(PointTable.capacityFor(meta.slotCount) * config.dimension);
-  await readSection(path, layout.vectorsOffset, new Uint8Array(arena.buffer, 0, layout.vectorBytes));
+  await readSection(path, layout.vectorsOffset, layout.vectorBytes, (chunk, position) => shard.points.vectors.writeBytes(chunk, position));
   const indexFile = `${path}.${randomUUID()}.usearch`;
   try {
     await extractSection(path, layout.indexOffset, layout.indexBytes, indexFile);
@@ -109,7 +107,7 @@ export async function loadShard(shard: ShardIndex, path: string): Promise<ShardI
   }
   // Copies: msgpack hands out views whose offsets need not be multiples of 8.
   const versions = new Float64Array(new Uint8Array(meta.versions).buffer);
-  shard.points.restore(meta.slotCount, meta.slots, meta.ids, versions, meta.payloads, arena);
+  shard.points.restore(meta.slotCount, meta.slots, meta.ids, versions, meta.payloads);
   restoreIndexing(shard, meta);
   shard.appliedSeq = meta.appliedSeq;
   return shard;
@@ -124,7 +122,7 @@ function restoreIndexing(shard: ShardIndex, meta: SnapshotMeta): void {
       points.inGraph[slot] = 1;
       inGraph++;
     } else {
-      points.freshChunk[slot] = fresh.push(slot, points.versions[slot]!, points.arena, slot * points.dimension);
+      points.freshChunk[slot] = fresh.push(slot, points.versions[slot]!, points.vector(slot), 0);
     }
   }
   if (graph.size !== inGraph) throw new Error(`snapshot: the usearch index holds ${graph.size} vectors, the metadata ${inGraph}`);

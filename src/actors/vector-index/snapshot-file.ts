@@ -11,7 +11,7 @@
  * Both directions stream in slices with async I/O: the index worker keeps answering
  * searches while a snapshot is written or read, and neither side holds a second copy of
  * the vectors or the graph in memory (version 1 read the whole file into memory and copied
- * the arena: a save doubled the resident size of a large shard).
+ * the vectors: a save doubled the resident size of a large shard).
  */
 import { createHash, type Hash } from "node:crypto";
 import { open, rename, rm, type FileHandle } from "node:fs/promises";
@@ -26,10 +26,16 @@ const sliceBytes = 4 * 1024 * 1024;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
+/** Bytes read slice by slice from somewhere else (a shard's vector file). */
+export interface ByteSource {
+  byteLength: number;
+  read(into: Uint8Array, position: number): void;
+}
+
 export interface SnapshotSource {
   meta: unknown;
-  /** Written from this view, slice by slice: it must not change until the write resolves. */
-  vectors: Uint8Array;
+  /** Read slice by slice: must not change until the write resolves. */
+  vectors: ByteSource;
   /** A usearch index file, copied into the container. */
   indexFile: string;
 }
@@ -53,8 +59,11 @@ export async function writeSnapshotFile(path: string, source: SnapshotSource): P
     const hash = createHash("sha256");
     let at = headerBytes;
     at += await writeHashed(out, at, meta, hash);
+    const slice = Buffer.alloc(Math.min(sliceBytes, Math.max(1, source.vectors.byteLength)));
     for (let offset = 0; offset < source.vectors.byteLength; offset += sliceBytes) {
-      at += await writeHashed(out, at, source.vectors.subarray(offset, offset + sliceBytes), hash);
+      const chunk = slice.subarray(0, Math.min(sliceBytes, source.vectors.byteLength - offset));
+      source.vectors.read(chunk, offset);
+      at += await writeHashed(out, at, chunk, hash);
     }
     const indexBytes = await copyHashed(source.indexFile, out, at, hash);
     const header = headerOf(meta.byteLength, source.vectors.byteLength, indexBytes, hash.digest());
@@ -106,11 +115,17 @@ export async function openSnapshotFile(path: string): Promise<SnapshotLayout> {
   }
 }
 
-/** Reads `into.byteLength` bytes of `path` from `offset` straight into `into`, slice by slice. */
-export async function readSection(path: string, offset: number, into: Uint8Array): Promise<void> {
+/** Hands `length` bytes of `path` from `offset` to `write`, slice by slice (with their position in the section). */
+export async function readSection(path: string, offset: number, length: number, write: (chunk: Uint8Array, position: number) => void): Promise<void> {
   const file = await open(path, "r");
   try {
-    await readAll(file, into, offset);
+    const buffer = Buffer.alloc(Math.min(sliceBytes, Math.max(1, length)));
+    for (let done = 0; done < length; ) {
+      const chunk = buffer.subarray(0, Math.min(buffer.byteLength, length - done));
+      await readAll(file, chunk, offset + done);
+      write(chunk, done);
+      done += chunk.byteLength;
+    }
   } finally {
     await file.close();
   }

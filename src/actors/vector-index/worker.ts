@@ -14,6 +14,7 @@ import type { IndexWorkerApi, IndexWorkerData, LogRecord, ShardIndexConfig, Shar
 import { errorMessage } from "../../runtime/errors.ts";
 import { ShardIndex, type ShardIndexOptions } from "./shard-index.ts";
 import { saveSettled } from "./shard-snapshot.ts";
+import { serveSearchLane } from "./search-batch.ts";
 
 if (parentPort === null) throw new Error("worker.ts must run in a worker thread (see IndexPool)");
 
@@ -31,9 +32,14 @@ function shard(shardKey: string): ShardIndex {
 
 function install(shardKey: string, index: ShardIndex): void {
   const previous = shards.get(shardKey);
-  if (previous) absorber.forget(previous);
+  if (previous) retire(previous);
   shards.set(shardKey, index);
   absorber.wake(index);
+}
+
+function retire(index: ShardIndex): void {
+  absorber.forget(index);
+  index.close();
 }
 
 const api: IndexWorkerApi = {
@@ -42,7 +48,7 @@ const api: IndexWorkerApi = {
   },
   close(shardKey: string) {
     const closing = shards.get(shardKey);
-    if (closing) absorber.forget(closing);
+    if (closing) retire(closing);
     shards.delete(shardKey);
   },
   async apply(shardKey: string, records: LogRecord[]) {
@@ -57,9 +63,6 @@ const api: IndexWorkerApi = {
     const result = index.apply(records);
     absorber.wake(index);
     return { ...result, pendingRows: index.pendingRows };
-  },
-  searchMany(items: ShardSearchItem[]) {
-    return searchMany(items);
   },
   get(shardKey: string, ids: string[], withVectors: boolean) {
     return shard(shardKey).get(ids, withVectors);
@@ -102,3 +105,4 @@ function searchMany(items: ShardSearchItem[]): ShardSearchOutcome[] {
 }
 
 Comlink.expose(api, nodeEndpoint(parentPort));
+serveSearchLane(data.searches, searchMany);
