@@ -21,6 +21,7 @@ import type { ReplicaHost } from "../replica/host.ts";
 import { requestReplica, type ReplicaReadRequest } from "../replica/protocol.ts";
 import { float32Bytes } from "../../runtime/encoding.ts";
 import type { ShardReplica } from "../replica/replica.ts";
+import { mergeTopK } from "./merge.ts";
 import { resolveSelection, type ReplicaSelection, type SelectionName } from "./selection/index.ts";
 import { withDeadline } from "../../runtime/async.ts";
 
@@ -73,9 +74,8 @@ export class ReadRouter {
       local: (replica, minSeq, timeoutMs) => replica.search(request, minSeq, timeoutMs),
       remote: () => ({ search: { ...rest, vector: float32Bytes(vector) } }),
     });
-    const hits: Hit[] = outcomes.flatMap((o) => (o.value as Hit[] | undefined) ?? []);
-    hits.sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return { hits: hits.slice(0, request.k), ...coverage(outcomes) };
+    const lists = outcomes.map((o) => (o.value as Hit[] | undefined) ?? []);
+    return { hits: mergeTopK(lists, request.k), ...coverage(outcomes) };
   }
 
   async get(config: CollectionConfig, ids: string[], withVectors: boolean, options: ReadOptions) {
