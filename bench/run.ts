@@ -22,7 +22,16 @@
  * search p95 / QPS during shard migrations vs before, on a 3-node cluster with default node settings;
  * writes bench/results/<timestamp>-resilience.json and bench/results/latest-resilience.json.
  *
- * --suite all: core, then cluster, then resilience.
+ * --suite scale (bench/scale.ts): `jade dev` + `jade import` of 100k and 1M clustered 128-d vectors into
+ * 4 shards (--scale-n, --burst-n, --expansion-search): acknowledged rate, ack → searchable, search latency
+ * during imports, settled and while snapshots save, memory and disk, against raw usearch building the same
+ * shards; writes bench/results/<timestamp>-scale.json, latest-scale.json and scale.md with plots.
+ *
+ * --suite peers (bench/peers.ts, --dataset fashion-mnist|clustered): JadeVectorDB, raw usearch, hnswlib-node
+ * and LanceDB on the same data in one run: build, memory, disk, latency, QPS, recall, an ef sweep;
+ * writes bench/results/<timestamp>-peers.json and peers.md with plots.
+ *
+ * --suite all: core, cluster, resilience, peers, then scale.
  *
  * Options left out take the suite's default (core / cluster):
  *   --limit N          train vectors (60000 / 20000)
@@ -78,6 +87,9 @@ import {
 } from "./common.ts";
 import { runCluster } from "./cluster.ts";
 import { runResilience } from "./resilience.ts";
+import { runScale } from "./scale.ts";
+import { peersDefaults, runPeers } from "./peers.ts";
+import { printSummary as printPeersSummary } from "./peers-report.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -87,7 +99,11 @@ const collection = "bench";
 const program = new Command()
   .name("bench")
   .description("JadeVectorDB benchmarks on Fashion-MNIST (core: ours vs raw usearch; cluster: fan-out and replicated ingest)")
-  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "resilience", "all"]).default("core"))
+  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "resilience", "scale", "peers", "all"]).default("core"))
+  .addOption(new Option("--dataset <name>", "peers: data set").choices(["fashion-mnist", "clustered"]).default("fashion-mnist"))
+  .option("--scale-n <n>", "scale: vectors of the sustained import", positiveInt, 1_000_000)
+  .option("--burst-n <n>", "scale: vectors of the burst import", positiveInt, 100_000)
+  .option("--expansion-search <n>", "scale: the collection's expansionSearch", positiveInt, 64)
   .option("--limit <n>", "train vectors to ingest, max 60000 (default: core 60000, cluster 20000)", positiveInt)
   .option("--queries <q>", "test vectors to search, max 10000 (default: core 1000, cluster 300)", positiveInt)
   .option("--shards <s>", "core: shards of the collection", positiveInt, 1)
@@ -103,7 +119,11 @@ const program = new Command()
   .showHelpAfterError();
 
 interface CliOptions {
-  suite: "core" | "cluster" | "resilience" | "all";
+  suite: Suite | "all";
+  dataset: "fashion-mnist" | "clustered";
+  scaleN: number;
+  burstN: number;
+  expansionSearch: number;
   rounds: number;
   failoverN: number;
   rebalanceN: number;
@@ -341,7 +361,9 @@ async function runCore(opts: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-function suiteOptions(cli: CliOptions, suite: "core" | "cluster" | "resilience"): Options {
+type Suite = "core" | "cluster" | "resilience" | "scale" | "peers";
+
+function suiteOptions(cli: CliOptions, suite: Suite): Options {
   const core = suite === "core";
   return {
     limit: cli.limit ?? (core ? 60_000 : 20_000),
@@ -357,13 +379,20 @@ function suiteOptions(cli: CliOptions, suite: "core" | "cluster" | "resilience")
 
 async function main(): Promise<void> {
   const cli = program.parse(process.argv).opts<CliOptions>();
-  const suites: ("core" | "cluster" | "resilience")[] = cli.suite === "all" ? ["core", "cluster", "resilience"] : [cli.suite];
+  const suites: Suite[] = cli.suite === "all" ? ["core", "cluster", "resilience", "peers", "scale"] : [cli.suite];
   for (const suite of suites) {
     const opts = suiteOptions(cli, suite);
     try {
       if (suite === "core") await runCore(opts);
       else if (suite === "cluster") await runCluster({ ...opts, fanoutShards: cli.fanoutShards });
-      else await runResilience({ failoverN: cli.failoverN, rebalanceN: cli.rebalanceN, rounds: cli.rounds, batch: cli.batch ?? 500, concurrency: cli.concurrency });
+      else if (suite === "peers") {
+        const { result, files } = await runPeers({ ...peersDefaults, dataset: cli.dataset, limit: cli.limit, queries: cli.queries ?? peersDefaults.queries });
+        printPeersSummary(result);
+        for (const f of files) log(`  ${f}`);
+      } else if (suite === "scale") {
+        const scale = { n: cli.scaleN, burstN: Math.min(cli.burstN, cli.scaleN), shards: cli.shards === 1 ? 4 : cli.shards, queries: cli.queries ?? 1_000 };
+        await runScale({ ...scale, quantization: cli.quantization, expansionSearch: cli.expansionSearch, raw: cli.raw });
+      } else await runResilience({ failoverN: cli.failoverN, rebalanceN: cli.rebalanceN, rounds: cli.rounds, batch: cli.batch ?? 500, concurrency: cli.concurrency });
     } finally {
       await runCleanups();
       resetCleanups();

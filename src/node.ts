@@ -178,6 +178,7 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
     settings: settings.replica,
     // A one-second burst: a small shard moves without waiting at all.
     transfer: new RateLimiter(transferBytesPerSecMax, transferBytesPerSecMax, systemClock),
+    uploads: new RateLimiter(settings.replica.snapshotUploadBytesPerSecMax, settings.replica.snapshotUploadBytesPerSecMax, systemClock),
   });
   host.start(ctx.catalog, ctx.placements);
   return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log) };

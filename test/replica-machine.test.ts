@@ -499,3 +499,21 @@ describe("replica state predicates", () => {
     expect(retryDelayFor({ retries: 10_000, retryDelayMs: 0, retryDelayMaxMs: 5 })).toBe(0);
   });
 });
+
+describe("replicaMachine: snapshot cost", () => {
+  it("starts no save for snapshotCostFactor × the last save's duration, whatever triggers", async () => {
+    const h = harness({ snapshotEveryEntries: 100, snapshotIntervalMs: 1000 });
+    await h.startServing(0);
+    h.progressTo(100);
+    expect(h.snapshots).toHaveLength(1);
+    h.snapshots[0]!.d.resolve({ seq: 100, durationMs: 300 }); // cooling for 20 × 300 = 6 s
+    await h.until((s) => s.context.snapshotSeq === 100);
+    h.progressTo(250); // due by entries, but cooling
+    h.clock.increment(5_999);
+    h.progressTo(260);
+    expect(h.snapshots).toHaveLength(1);
+    h.clock.increment(1); // cooled down: the next check saves
+    h.progressTo(270);
+    expect(h.snapshots).toHaveLength(2);
+  });
+});

@@ -13,7 +13,7 @@
  *  restoring ─┤                                ▼
  *      ▲      └─ onDone ─► active ─ FOLLOW_FAILED / follow error ─► failed
  *      │                   ║ readiness: replaying ─► serving ⇄ lagging
- *      │                   ║ snapshots: idle ⇄ saving
+ *      │                   ║ snapshots: idle → saving → cooling → idle
  *      └──── after retryDelay (retries+1) ──────────────────────── failed
  *  STOP (any state) ─► stopped (final)
  * ```
@@ -101,6 +101,8 @@ export interface ReplicaContext extends ReplicaInput {
   lastSeq: number;
   /** sequence covered by the newest snapshot (loaded or saved) */
   snapshotSeq: number;
+  /** how long the last successful save took (0 before the first) */
+  lastSaveMs: number;
   /** consecutive failures since the replica last reached serving */
   retries: number;
   /** message of the last failure (kept until serving) */
@@ -150,7 +152,17 @@ export interface SnapshotInput {
 export interface SnapshotOutput {
   /** sequence actually covered by the saved snapshot */
   seq: number;
+  /** how long the save took: the next one waits `snapshotCostFactor` times this (see `cooling`) */
+  durationMs?: number;
 }
+
+/**
+ * After a save of D ms no save starts for this many times D: saves then take at most 1/20th of
+ * a replica's time whatever the shard's size. A save's cost grows with the shard, the work it
+ * spares a restart grows with what was applied since the last one; at a million points a
+ * save every 30 s interval for a trickle of writes spent seconds saving for a few entries.
+ */
+export const snapshotCostFactor = 20;
 
 export interface NotifyStateParams {
   state: ReplicaState;
@@ -212,10 +224,12 @@ export const replicaMachine = setup({
       context.snapshotEveryEntries > 0 && context.appliedSeq - context.snapshotSeq >= context.snapshotEveryEntries,
     snapshotIntervalEnabled: ({ context }) => context.snapshotIntervalMs > 0,
     hasUnsnapshottedEntries: ({ context }) => context.appliedSeq > context.snapshotSeq,
+    noSnapshotCooldown: ({ context }) => context.lastSaveMs <= 0,
   },
   delays: {
     retryDelay: ({ context }) => retryDelayFor(context),
     snapshotInterval: ({ context }) => Math.min(Math.max(1, context.snapshotIntervalMs), timerDelayMsMax),
+    snapshotCooldown: ({ context }) => Math.min(Math.max(0, snapshotCostFactor * context.lastSaveMs), timerDelayMsMax),
   },
 }).createMachine({
   id: "replica",
@@ -224,6 +238,7 @@ export const replicaMachine = setup({
     appliedSeq: 0,
     lastSeq: 0,
     snapshotSeq: 0,
+    lastSaveMs: 0,
     retries: 0,
   }),
   initial: "restoring",
@@ -340,10 +355,11 @@ export const replicaMachine = setup({
                 src: "snapshot",
                 input: ({ context }) => ({ collection: context.collection, shard: context.shard }),
                 onDone: {
-                  target: "idle",
+                  target: "cooling",
                   actions: assign({
                     snapshotSeq: ({ context, event }) =>
                       Number.isFinite(event.output.seq) ? Math.max(context.snapshotSeq, event.output.seq) : context.snapshotSeq,
+                    lastSaveMs: ({ event }) => (Number.isFinite(event.output.durationMs) ? Math.max(0, event.output.durationMs!) : 0),
                   }),
                 },
                 onError: {
@@ -354,6 +370,11 @@ export const replicaMachine = setup({
                   },
                 },
               },
+            },
+            // No trigger starts a save while cooling (snapshotCostFactor × the last save's time).
+            cooling: {
+              always: { guard: "noSnapshotCooldown", target: "idle" },
+              after: { snapshotCooldown: "idle" },
             },
           },
         },

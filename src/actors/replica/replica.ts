@@ -225,9 +225,11 @@ export class ShardReplica {
           );
           return () => abort.abort();
         }),
-        snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async () => ({
-          seq: await this.#saving.run(() => saveSnapshot(parts, { upload: "ifDesignated" })),
-        })),
+        snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async () => {
+          const startedMs = performance.now();
+          const seq = await this.#saving.run(() => saveSnapshot(parts, { upload: "ifDesignated" }));
+          return { seq, durationMs: performance.now() - startedMs };
+        }),
       },
       actions: {
         notifyState: (_, params) => parts.log.info({ state: params.state, appliedSeq: this.appliedSeq }, "replica state"),

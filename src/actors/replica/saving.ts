@@ -33,7 +33,7 @@ export async function saveSnapshot(replica: ReplicaParts, options: { upload: "if
   progress.checkpointSeq = Math.max(progress.checkpointSeq, saved.appliedSeq);
   replica.log.info({ appliedSeq: saved.appliedSeq, bytes: saved.bytes, ms: Math.round(performance.now() - startedMs) }, "checkpoint saved");
   if (options.upload === "ifDesignated" && replica.role().designated) {
-    const ref = await deps.snapshots.upload(config.name, config.uid, shard, saved.appliedSeq, checkpoint.file);
+    const ref = await deps.snapshots.upload(config.name, config.uid, shard, saved.appliedSeq, checkpoint.file, (bytes) => deps.uploads.take(bytes));
     await deps.snapshots.prune(config.name, config.uid, shard);
     replica.log.info({ snapshot: ref.name, bytes: saved.bytes, ms: Math.round(performance.now() - startedMs) }, "snapshot saved");
   }

@@ -42,9 +42,12 @@ export class SnapshotStore {
       .sort((a, b) => b.seq - a.seq);
   }
 
-  async upload(collection: string, uid: string, shard: number, seq: number, file: string): Promise<SnapshotRef> {
+  /** Streams `file` into the store, paced by `throttle` so an upload never takes the node's whole CPU and disk. */
+  async upload(collection: string, uid: string, shard: number, seq: number, file: string, throttle?: Throttle): Promise<SnapshotRef> {
     const name = names.snapshotObject(collection, shard, seq);
-    const body = Readable.toWeb(createReadStream(file)) as unknown as ReadableStream<Uint8Array>;
+    const source = createReadStream(file);
+    const paced = throttle ? source.pipe(pace(throttle)) : source;
+    const body = Readable.toWeb(paced) as unknown as ReadableStream<Uint8Array>;
     await this.#store.put({ name, description: uid }, body);
     return { name, seq };
   }
@@ -53,18 +56,7 @@ export class SnapshotStore {
   async download(name: string, file: string, options: { throttle?: Throttle; onBytes?: (bytes: number) => void } = {}): Promise<void> {
     const result = await this.#store.get(name);
     if (!result) throw new Error(`snapshot ${name} disappeared`);
-    const { throttle, onBytes } = options;
-    const pace = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        const pass = () => {
-          onBytes?.(chunk.byteLength);
-          done(null, chunk);
-        };
-        if (throttle) throttle(chunk.byteLength).then(pass, done);
-        else pass();
-      },
-    });
-    await pipeline(Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>), pace, createWriteStream(file));
+    await pipeline(Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>), pace(options.throttle, options.onBytes), createWriteStream(file));
     const error = await result.error;
     if (error) {
       await rm(file, { force: true });
@@ -79,4 +71,18 @@ export class SnapshotStore {
     for (const ref of stale) await this.#store.delete(ref.name);
     return stale.length;
   }
+}
+
+/** Passes chunks on once `throttle` lets their bytes through, telling `onBytes` of each. */
+function pace(throttle: Throttle | undefined, onBytes?: (bytes: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      const pass = () => {
+        onBytes?.(chunk.byteLength);
+        done(null, chunk);
+      };
+      if (throttle) throttle(chunk.byteLength).then(pass, done);
+      else pass();
+    },
+  });
 }

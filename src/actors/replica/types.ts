@@ -25,6 +25,12 @@ export interface ReplicaSettings {
   transferBytesPerSecMax: number;
   /** A throttled catch-up hands the index actor at most this much log per call, so searches of other shards on the same worker never queue behind a long apply. */
   transferChunkBytesMax: number;
+  /**
+   * Bytes per second a designated replica streams a snapshot into the object store; 0 =
+   * unlimited. Unpaced, a 170 MB shard's upload took the node's main thread and the NATS
+   * server's disk for seconds, and every search with them (docs/performance.md).
+   */
+  snapshotUploadBytesPerSecMax: number;
 }
 
 export const defaultReplicaSettings: ReplicaSettings = {
@@ -35,6 +41,7 @@ export const defaultReplicaSettings: ReplicaSettings = {
   // three runs (p95 in two), 4 MiB/s cost 15–28 % of QPS (docs/decisions/003). Raise it where cores are spare.
   transferBytesPerSecMax: 2 * 1024 * 1024,
   transferChunkBytesMax: 256 * 1024,
+  snapshotUploadBytesPerSecMax: 32 * 1024 * 1024,
 };
 
 /** How this node holds a shard right now (from the placement). */
@@ -59,6 +66,8 @@ export interface ReplicaDeps {
   settings: ReplicaSettings;
   /** The node's transfer budget (see `transferBytesPerSecMax`). */
   transfer: RateLimiter;
+  /** The node's snapshot upload budget (see `snapshotUploadBytesPerSecMax`). */
+  uploads: RateLimiter;
 }
 
 /** The counters a replica reports in heartbeats and status; written by whichever job changes them. */

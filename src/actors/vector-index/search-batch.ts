@@ -9,7 +9,7 @@
  * every other call): measured on this machine, a comlink round trip cost 90–106 µs of main
  * thread time where a bare postMessage pair cost 61–64 µs, on every query's critical path.
  */
-import type { MessagePort } from "node:worker_threads";
+import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 import type { ShardHit, ShardSearchItem, ShardSearchOutcome, ShardSearchRequest } from "./api.ts";
 
 interface Pending {
@@ -117,9 +117,22 @@ export class SearchLane {
   }
 }
 
-/** The worker's end: answers each batch with `answer`. */
+/**
+ * The worker's end: answers batches with `answer`. When a batch arrives it also takes every
+ * batch already queued behind it on the port (`receiveMessageOnPort`), and answers them all
+ * together: requests that arrived one at a time while the worker was busy searching become
+ * one multi-threaded usearch call (at c=8 on one shard, every batch was a single query
+ * before: concurrent requests reach a node one per socket read).
+ */
 export function serveSearchLane(port: MessagePort, answer: (items: ShardSearchItem[]) => ShardSearchOutcome[]): void {
-  port.on("message", (request: LaneRequest) => {
-    port.postMessage({ id: request.id, outcomes: answer(request.items) } satisfies LaneReply);
+  port.on("message", (first: LaneRequest) => {
+    const requests = [first];
+    for (let next = receiveMessageOnPort(port); next !== undefined; next = receiveMessageOnPort(port)) requests.push(next.message as LaneRequest);
+    const outcomes = answer(requests.length === 1 ? first.items : requests.flatMap((r) => r.items));
+    let at = 0;
+    for (const request of requests) {
+      port.postMessage({ id: request.id, outcomes: outcomes.slice(at, at + request.items.length) } satisfies LaneReply);
+      at += request.items.length;
+    }
   });
 }

@@ -1,0 +1,565 @@
+/**
+ * `npm run bench -- --suite scale`: JadeVectorDB at a million vectors on one node, driven the
+ * way a user would drive it — `jade dev` and `jade import` as child processes — against raw
+ * usearch building the same shards in the same run.
+ *
+ *   burst      `jade import` of the first `--burst-n` (100k) clustered 128-d vectors into 4 shards:
+ *              acknowledged rate, how soon an acknowledged point is searchable (probes), search
+ *              latency during the burst;
+ *   sustained  `jade import` of all `--scale-n` (1M) into 4 shards: acknowledged / applied / indexed
+ *              over time, search latency during the import, when it is all searchable and indexed;
+ *   settled    search latency and recall@10; then latency while snapshots are saved, memory
+ *              (resident bytes per vector, peak during a save) and the data directory's size;
+ *   raw        usearch building the same 4 shards (2 threads) and searching them, the limit.
+ *
+ * Writes bench/results/<timestamp>-scale.json, latest-scale.json and scale.md with plots.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { Index, MetricKind, ScalarKind } from "usearch";
+import { JadeClient } from "../src/client/client.ts";
+import { delay } from "../src/runtime/async.ts";
+import { clusteredDefaults, clusteredQueries, clusteredStream, groundTruthCached, writeFvecs, type ClusteredSpec } from "./datasets-clustered.ts";
+import { readFvecs, type VectorSet } from "./datasets.ts";
+import { fmt, kv, latencyStats, log, percentile, repoRoot, resultsDir, round, section, type LatencyStats } from "./common.ts";
+import { barChart, lineChart, writeReport, type Row } from "./plot.ts";
+import { withProgress } from "./progress.ts";
+
+export interface ScaleOptions {
+  n: number;
+  burstN: number;
+  shards: number;
+  queries: number;
+  quantization: "f32" | "f16";
+  expansionSearch: number;
+  raw: boolean;
+}
+
+const k = 10;
+const dimension = clusteredDefaults.dimension;
+const indexParams = { connectivity: 16, expansionAdd: 128 };
+/** How often the timeline samples status and memory, and probes write a marker point. */
+const sampleEveryMs = 1_000;
+const probeEveryMs = 250;
+/** A probe point sits far from every cluster (the data lies in [-1, 1]^d), so k=1 of its own vector finds only it. */
+const probeOffset = 50;
+/** How long the snapshot window runs searches while small writes keep the replicas saving. */
+const snapshotWindowMs = 60_000;
+const dataCacheDir = path.join(os.tmpdir(), "jade-bench-data");
+
+// ---------------------------------------------------------------------------------------------
+// The node and the import, as child processes
+
+interface DevNode {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  /** Save events from the node's log: [endMs, durationMs] on this process's clock. */
+  saves: [number, number][];
+  stop(): Promise<void>;
+}
+
+async function startDev(dataDir: string): Promise<DevNode> {
+  const child = spawn(process.execPath, [path.join(repoRoot, "bin", "jade.mjs"), "dev", "--data", dataDir, "--nats-port", "0"], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, JADE_LOG_LEVEL: "info" },
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const saves: [number, number][] = [];
+  createInterface({ input: child.stderr! }).on("line", (line) => {
+    if (!line.includes("checkpoint saved")) return;
+    try {
+      saves.push([performance.now(), (JSON.parse(line) as { ms: number }).ms]);
+    } catch {
+      // Not a JSON log line.
+    }
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      const match = /ready .*nats=([^\s,]+)/.exec(line);
+      if (match) resolve(match[1]!);
+    });
+    child.once("exit", (code) => reject(new Error(`jade dev exited (${code}) before it was ready`)));
+  });
+  const stop = async () => {
+    if (child.exitCode === null) child.kill("SIGTERM");
+    await exited;
+  };
+  return { child, pid: child.pid!, url, saves, stop };
+}
+
+interface ImportResult {
+  vectors: number;
+  seconds: number;
+  vectorsPerSecond: number;
+  startedMs: number;
+  endedMs: number;
+}
+
+/** `jade import <collection> <file> --json`, as a user runs it. */
+async function jadeImport(url: string, collection: string, file: string): Promise<ImportResult> {
+  const startedMs = performance.now();
+  const child = spawn(process.execPath, [path.join(repoRoot, "bin", "jade.mjs"), "import", collection, file, "--nats", url, "--batch", "1000", "--concurrency", "4", "--json"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  if (code !== 0) throw new Error(`jade import exited with ${code}: ${out.slice(-500)}`);
+  const result = JSON.parse(out) as { vectors: number; seconds: number; vectorsPerSecond: number };
+  return { ...result, startedMs, endedMs: performance.now() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// What runs beside an import: searches, probes, and the timeline
+
+interface SearchSample {
+  atMs: number;
+  ms: number;
+}
+
+/** Searches one at a time (c=1) until stopped; every sample is kept with its time. */
+function searchLoop(client: JadeClient, collection: string, queries: VectorSet) {
+  const samples: SearchSample[] = [];
+  let running = true;
+  const done = (async () => {
+    for (let q = 0; running; q++) {
+      const vector = queries.data.subarray((q % queries.count) * dimension, ((q % queries.count) + 1) * dimension);
+      const t0 = performance.now();
+      try {
+        await client.search(collection, { vector, k, timeoutMs: 10_000 });
+        samples.push({ atMs: t0, ms: performance.now() - t0 });
+      } catch {
+        samples.push({ atMs: t0, ms: Number.NaN });
+      }
+    }
+  })();
+  return { samples, stop: async () => ((running = false), await done) };
+}
+
+/**
+ * Every `probeEveryMs`, a marker point is written (consistency log) and searched for until a
+ * search finds it: the time from its acknowledgement to being searchable.
+ */
+function probeLoop(client: JadeClient, collection: string) {
+  const delaysMs: number[] = [];
+  let running = true;
+  const probe = async (i: number) => {
+    const vector = new Float32Array(dimension).fill(probeOffset + i);
+    const id = `probe-${i}`;
+    await client.upsert(collection, { points: [{ id, vector: Array.from(vector) }], timeoutMs: 30_000 });
+    const ackedMs = performance.now();
+    for (;;) {
+      const { hits } = await client.search(collection, { vector, k: 1, timeoutMs: 10_000 });
+      if (hits[0]?.id === id) return delaysMs.push(performance.now() - ackedMs);
+      await delay(10);
+    }
+  };
+  const done = (async () => {
+    const inflight: Promise<unknown>[] = [];
+    for (let i = 0; running; i++) {
+      inflight.push(probe(i).catch(() => undefined));
+      await delay(probeEveryMs);
+    }
+    await Promise.all(inflight);
+  })();
+  return { delaysMs, stop: async () => ((running = false), await done) };
+}
+
+interface TimelinePoint {
+  atMs: number;
+  applied: number;
+  pending: number;
+  rssBytes: number;
+}
+
+/** Applied and pending points (all replicas of `collection`) and the node's resident size, every second. */
+function timeline(client: JadeClient, collection: string, pid: number) {
+  const points: TimelinePoint[] = [];
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const at = performance.now();
+      const status = await client.clusterStatus().catch(() => undefined);
+      const c = status?.collections.find((x) => x.name === collection);
+      const replicas = c?.shards.flatMap((s) => s.replicas) ?? [];
+      points.push({ atMs: at, applied: replicas.reduce((n, r) => n + (r.count ?? 0), 0), pending: replicas.reduce((n, r) => n + (r.pending ?? 0), 0), rssBytes: await rssOf(pid) });
+      await delay(Math.max(0, sampleEveryMs - (performance.now() - at)));
+    }
+  })();
+  return { points, stop: async () => ((running = false), await done) };
+}
+
+async function rssOf(pid: number, field = "VmRSS"): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return kb * 1024;
+}
+
+/** Waits until every replica of `collection` holds `count` points with none pending; returns when. */
+async function waitState(client: JadeClient, collection: string, count: number, indexed: boolean): Promise<number> {
+  for (;;) {
+    const c = (await client.clusterStatus()).collections.find((x) => x.name === collection);
+    const replicas = c?.shards.flatMap((s) => s.replicas) ?? [];
+    const applied = replicas.reduce((n, r) => n + (r.count ?? 0), 0);
+    if (applied >= count && (!indexed || replicas.every((r) => (r.pending ?? 0) === 0))) return performance.now();
+    await delay(100);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+async function dataFiles(opts: ScaleOptions): Promise<{ full: string; burst: string; queries: VectorSet; truth: Uint32Array }> {
+  await mkdir(dataCacheDir, { recursive: true });
+  const spec: ClusteredSpec = { ...clusteredDefaults, count: opts.n };
+  const file = async (count: number) => {
+    const out = path.join(dataCacheDir, `clustered-${count}x${dimension}-s${spec.seed}.fvecs`);
+    if (!existsSync(out)) await withProgress(`generate ${fmt(count)}`, count, (advance) => writeFvecs(out, clusteredStream({ ...spec, count }), advance));
+    return out;
+  };
+  const full = await file(opts.n);
+  const burst = await file(opts.burstN);
+  const queries = clusteredQueries(spec, { count: opts.queries, seed: 2 });
+  const train = await readFvecs(full);
+  const gtFile = path.join(dataCacheDir, `clustered-${opts.n}-q${opts.queries}-k${k}.ivecs`);
+  const { truth } = await withProgress("ground truth", opts.queries, (advance) => groundTruthCached(gtFile, train, queries, k, advance));
+  return { full, burst, queries, truth };
+}
+
+interface BurstResult {
+  ackedVps: number;
+  probeMs: LatencyStats;
+  searchDuring: LatencyStats;
+}
+
+async function burstPhase(client: JadeClient, node: DevNode, opts: ScaleOptions, file: string, queries: VectorSet): Promise<BurstResult> {
+  section(`burst: jade import of ${fmt(opts.burstN)} × ${dimension} into ${opts.shards} shards`);
+  await createCollection(client, "burst", opts);
+  const searches = searchLoop(client, "burst", queries);
+  const probes = probeLoop(client, "burst");
+  const imported = await jadeImport(node.url, "burst", file);
+  await waitState(client, "burst", opts.burstN, false);
+  await probes.stop();
+  await searches.stop();
+  const during = searches.samples.filter((s) => s.atMs >= imported.startedMs && s.atMs <= imported.endedMs);
+  const result = { ackedVps: imported.vectorsPerSecond, probeMs: latencyStats(probes.delaysMs), searchDuring: latencyStats(finite(during)) };
+  kv("acknowledged", `${fmt(imported.vectorsPerSecond)} vec/s (${fmt(imported.seconds, 2)} s)`);
+  kv("ack → searchable", `p50 ${fmt(result.probeMs.p50)} ms, p99 ${fmt(result.probeMs.p99)} ms, max ${fmt(result.probeMs.max)} ms (${probes.delaysMs.length} probes)`);
+  kv("search during burst", `p50 ${fmt(result.searchDuring.p50, 2)} ms, p95 ${fmt(result.searchDuring.p95, 2)} ms (${during.length} searches)`);
+  await client.dropCollection("burst");
+  return result;
+}
+
+interface SustainedResult {
+  ackedVps: number;
+  importSeconds: number;
+  searchableSeconds: number;
+  indexedSeconds: number;
+  indexedVps: number;
+  probeMs: LatencyStats;
+  searchDuring: LatencyStats;
+  timeline: Row[];
+  latencyTimeline: Row[];
+}
+
+async function sustainedPhase(client: JadeClient, node: DevNode, opts: ScaleOptions, file: string, queries: VectorSet): Promise<SustainedResult> {
+  section(`sustained: jade import of ${fmt(opts.n)} × ${dimension} into ${opts.shards} shards`);
+  await createCollection(client, "scale", opts);
+  const started = performance.now();
+  const searches = searchLoop(client, "scale", queries);
+  const probes = probeLoop(client, "scale");
+  const samples = timeline(client, "scale", node.pid);
+  const imported = await jadeImport(node.url, "scale", file);
+  const searchableAt = await waitState(client, "scale", opts.n, false);
+  await probes.stop();
+  const indexedAt = await waitState(client, "scale", opts.n, true);
+  await searches.stop();
+  await samples.stop();
+  const during = searches.samples.filter((s) => s.atMs >= imported.startedMs && s.atMs <= imported.endedMs);
+  const s = (ms: number) => (ms - started) / 1000;
+  const result: SustainedResult = {
+    ackedVps: imported.vectorsPerSecond,
+    importSeconds: imported.seconds,
+    searchableSeconds: s(searchableAt),
+    indexedSeconds: s(indexedAt),
+    indexedVps: opts.n / s(indexedAt),
+    probeMs: latencyStats(probes.delaysMs),
+    searchDuring: latencyStats(finite(during)),
+    timeline: ingestRows(samples.points, started, opts.n, imported),
+    latencyTimeline: latencyRows(searches.samples, started),
+  };
+  kv("acknowledged", `${fmt(result.ackedVps)} vec/s (import ${fmt(result.importSeconds, 1)} s)`);
+  kv("all searchable", `${fmt(result.searchableSeconds, 1)} s`);
+  kv("all indexed", `${fmt(result.indexedSeconds, 1)} s → ${fmt(result.indexedVps)} vec/s`);
+  kv("ack → searchable", `p50 ${fmt(result.probeMs.p50)} ms, p99 ${fmt(result.probeMs.p99)} ms, max ${fmt(result.probeMs.max)} ms`);
+  kv("search during import", `p50 ${fmt(result.searchDuring.p50, 2)} ms, p95 ${fmt(result.searchDuring.p95, 2)} ms`);
+  return result;
+}
+
+function ingestRows(points: TimelinePoint[], started: number, n: number, imported: ImportResult): Row[] {
+  const importedByMs = (ms: number) => (ms >= imported.endedMs ? n : Math.min(n, imported.vectorsPerSecond * Math.max(0, (ms - imported.startedMs) / 1000)));
+  return points.flatMap((p) => {
+    const t = round((p.atMs - started) / 1000, 1);
+    return [
+      { t, series: "acknowledged (import rate)", points: Math.round(importedByMs(p.atMs)) },
+      { t, series: "searchable (applied)", points: p.applied },
+      { t, series: "indexed (in the graph)", points: p.applied - p.pending },
+    ];
+  });
+}
+
+/** p50 and p95 of the searches started in each 5-second window. */
+function latencyRows(samples: SearchSample[], started: number): Row[] {
+  const windowMs = 5_000;
+  const buckets = new Map<number, number[]>();
+  for (const s of samples) {
+    if (!Number.isFinite(s.ms)) continue;
+    const b = Math.floor((s.atMs - started) / windowMs);
+    buckets.set(b, [...(buckets.get(b) ?? []), s.ms]);
+  }
+  return [...buckets].flatMap(([b, ms]) => {
+    const sorted = ms.sort((x, y) => x - y);
+    const t = (b * windowMs) / 1000;
+    return [
+      { t, series: "p50", ms: round(percentile(sorted, 50), 2) },
+      { t, series: "p95", ms: round(percentile(sorted, 95), 2) },
+    ];
+  });
+}
+
+interface SettledResult {
+  latency: LatencyStats;
+  qpsC1: number;
+  recall: number;
+  duringSaves: LatencyStats;
+  saves: number;
+  rssBytes: number;
+  peakRssDuringSavesBytes: number;
+  dataDirBytes: number;
+}
+
+async function settledPhase(client: JadeClient, node: DevNode, dataDir: string, queries: VectorSet, truth: Uint32Array): Promise<SettledResult> {
+  section("settled: search, recall, memory, snapshots");
+  const found: string[][] = [];
+  const ms: number[] = [];
+  const started = performance.now();
+  for (let q = 0; q < queries.count; q++) {
+    const t0 = performance.now();
+    const { hits } = await client.search("scale", { vector: queries.data.subarray(q * dimension, (q + 1) * dimension), k });
+    ms.push(performance.now() - t0);
+    found.push(hits.map((h) => h.id));
+  }
+  const qpsC1 = queries.count / ((performance.now() - started) / 1000);
+  const recall = recallAt(found, truth);
+  const rssBytes = await rssOf(node.pid);
+  const windows = await snapshotWindow(client, node, queries);
+  const result: SettledResult = { latency: latencyStats(ms), qpsC1, recall, ...windows, rssBytes, dataDirBytes: await duBytes(dataDir) };
+  kv("search c=1", `p50 ${fmt(result.latency.p50, 2)} ms, p95 ${fmt(result.latency.p95, 2)} ms, ${fmt(qpsC1)} QPS, recall@10 ${fmt(recall, 4)}`);
+  kv("while saving", `p95 ${fmt(result.duringSaves.p95, 2)} ms over ${result.saves} saves; peak RSS +${fmt((100 * (result.peakRssDuringSavesBytes - rssBytes)) / rssBytes, 1)} %`);
+  kv("memory", `RSS ${fmt(rssBytes / 2 ** 20)} MiB; data dir ${fmt(result.dataDirBytes / 2 ** 20)} MiB`);
+  return result;
+}
+
+/**
+ * Searches for `snapshotWindowMs` while a trickle of writes keeps every shard saving on its
+ * interval; the searches that overlapped a save (from the node's log) are the ones reported.
+ */
+async function snapshotWindow(client: JadeClient, node: DevNode, queries: VectorSet): Promise<{ duringSaves: LatencyStats; saves: number; peakRssDuringSavesBytes: number }> {
+  await writeFile(`/proc/${node.pid}/clear_refs`, "5").catch(() => undefined);
+  const before = node.saves.length;
+  const searches = searchLoop(client, "scale", queries);
+  const endAt = performance.now() + snapshotWindowMs;
+  for (let i = 0; performance.now() < endAt; i++) {
+    await client.upsert("scale", { points: [{ id: `trickle-${i}`, vector: Array.from(queries.data.subarray(0, dimension)) }] });
+    await delay(2_000);
+  }
+  await searches.stop();
+  const saves = node.saves.slice(before).map(([end, dur]) => [end - dur, end] as const);
+  const overlapping = finite(searches.samples.filter((s) => saves.some(([a, b]) => s.atMs <= b && s.atMs + s.ms >= a)));
+  return { duringSaves: latencyStats(overlapping), saves: saves.length, peakRssDuringSavesBytes: await rssOf(node.pid, "VmHWM") };
+}
+
+interface RawResult {
+  buildSeconds: number;
+  buildVps: number;
+  latency: LatencyStats;
+  recall: number;
+  indexBytes: number;
+}
+
+/** usearch building the same shards (each on 2 threads, one after another) and searching them, merged. */
+async function rawPhase(opts: ScaleOptions, file: string, queries: VectorSet, truth: Uint32Array): Promise<RawResult> {
+  section(`raw usearch: ${opts.shards} shards of ${fmt(opts.n / opts.shards)}, ${os.availableParallelism()} threads`);
+  const train = await readFvecs(file);
+  const per = Math.ceil(train.count / opts.shards);
+  const threads = os.availableParallelism();
+  const shards: Index[] = [];
+  const started = performance.now();
+  await withProgress("raw build", train.count, async (advance) => {
+    for (let s = 0; s < opts.shards; s++) {
+      const index = new Index({ dimensions: dimension, metric: MetricKind.L2sq, quantization: opts.quantization === "f16" ? ScalarKind.F16 : ScalarKind.F32, connectivity: indexParams.connectivity, expansion_add: indexParams.expansionAdd, expansion_search: opts.expansionSearch, multi: false });
+      for (let from = s * per; from < Math.min(train.count, (s + 1) * per); from += 10_000) {
+        const to = Math.min(train.count, (s + 1) * per, from + 10_000);
+        index.add(BigUint64Array.from({ length: to - from }, (_, i) => BigInt(from + i)), train.data.slice(from * dimension, to * dimension), threads);
+        advance(to);
+      }
+      shards.push(index);
+    }
+  });
+  const buildSeconds = (performance.now() - started) / 1000;
+  const { latency, found } = rawSearch(shards, queries);
+  const indexBytes = await rawIndexBytes(shards);
+  const result = { buildSeconds, buildVps: train.count / buildSeconds, latency, recall: recallAt(found, truth), indexBytes };
+  kv("build", `${fmt(buildSeconds, 1)} s → ${fmt(result.buildVps)} vec/s`);
+  kv("search", `p50 ${fmt(latency.p50, 2)} ms, p95 ${fmt(latency.p95, 2)} ms, recall@10 ${fmt(result.recall, 4)}`);
+  kv("index bytes", `${fmt(indexBytes / train.count)} B/vector (${fmt(indexBytes / 2 ** 20)} MiB)`);
+  return result;
+}
+
+function rawSearch(shards: Index[], queries: VectorSet): { latency: LatencyStats; found: string[][] } {
+  const ms: number[] = [];
+  const found: string[][] = [];
+  for (let q = 0; q < queries.count; q++) {
+    const vector = queries.data.slice(q * dimension, (q + 1) * dimension);
+    const t0 = performance.now();
+    const hits = shards.flatMap((index) => {
+      const m = index.search(vector, k, 1);
+      return Array.from(m.keys, (key, i) => ({ id: String(key), d: m.distances[i]! }));
+    });
+    hits.sort((a, b) => a.d - b.d);
+    ms.push(performance.now() - t0);
+    found.push(hits.slice(0, k).map((h) => h.id));
+  }
+  return { latency: latencyStats(ms), found };
+}
+
+/** usearch's own bytes for the shards: the size of their serialized form (vectors, graph, keys). */
+async function rawIndexBytes(shards: Index[]): Promise<number> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "jade-raw-"));
+  try {
+    let bytes = 0;
+    for (const [i, index] of shards.entries()) {
+      const file = path.join(dir, `${i}.usearch`);
+      index.save(file);
+      bytes += (await stat(file)).size;
+    }
+    return bytes;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+async function createCollection(client: JadeClient, name: string, opts: ScaleOptions): Promise<void> {
+  await client.createCollection({
+    name,
+    dimension,
+    metric: "l2",
+    shards: opts.shards,
+    index: { ...indexParams, expansionSearch: opts.expansionSearch, quantization: opts.quantization },
+  });
+  for (;;) {
+    const c = (await client.clusterStatus()).collections.find((x) => x.name === name);
+    if (c?.shards.length === opts.shards && c.shards.every((s) => s.replicas.some((r) => r.state === "serving"))) return;
+    await delay(100);
+  }
+}
+
+function recallAt(found: string[][], truth: Uint32Array): number {
+  let hit = 0;
+  found.forEach((ids, q) => {
+    const expected = new Set(Array.from(truth.subarray(q * k, (q + 1) * k), String));
+    hit += ids.filter((id) => expected.has(id)).length;
+  });
+  return hit / (found.length * k);
+}
+
+function finite(samples: SearchSample[]): number[] {
+  return samples.map((s) => s.ms).filter(Number.isFinite);
+}
+
+async function duBytes(dir: string): Promise<number> {
+  const child = spawn("du", ["-sb", dir]);
+  let out = "";
+  child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+  await new Promise((resolve) => child.once("exit", resolve));
+  return Number(out.split(/\s/)[0] ?? 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suite
+
+export async function runScale(opts: ScaleOptions): Promise<void> {
+  section("JadeVectorDB at scale");
+  const { full, burst: burstFile, queries, truth } = await dataFiles(opts);
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), "jade-scale-"));
+  const node = await startDev(dataDir);
+  let client: JadeClient | undefined;
+  let burst: BurstResult, sustained: SustainedResult, settled: SettledResult;
+  try {
+    client = await JadeClient.connect({ servers: node.url, timeoutMs: 120_000, name: "jade-bench-scale" });
+    burst = await burstPhase(client, node, opts, burstFile, queries);
+    sustained = await sustainedPhase(client, node, opts, full, queries);
+    settled = await settledPhase(client, node, dataDir, queries, truth);
+  } finally {
+    await client?.close();
+    await node.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+  const raw = opts.raw ? await rawPhase(opts, full, queries, truth) : undefined;
+  await report(opts, burst, sustained, settled, raw);
+}
+
+async function report(opts: ScaleOptions, burst: BurstResult, sustained: SustainedResult, settled: SettledResult, raw: RawResult | undefined): Promise<void> {
+  const targets = scaleTargets(opts, burst, sustained, settled, raw);
+  section("targets");
+  for (const t of targets) log(`  ${t.pass === undefined ? "SKIP" : t.pass ? "PASS" : "MISS"}  ${t.name.padEnd(58)} ${t.detail}`);
+  const result = { suite: "scale", at: new Date().toISOString(), machine: `${os.cpus().length} × ${os.cpus()[0]?.model}`, load: os.loadavg(), options: opts, burst, sustained: { ...sustained, timeline: undefined, latencyTimeline: undefined }, settled, raw, targets };
+  const stamp = new Date().toISOString().replace(/[:]/g, "-");
+  await mkdir(resultsDir, { recursive: true });
+  await writeFile(path.join(resultsDir, `${stamp}-scale.json`), JSON.stringify(result, null, 2) + "\n");
+  await writeFile(path.join(resultsDir, "latest-scale.json"), JSON.stringify(result, null, 2) + "\n");
+  const charts = [
+    { file: "scale-ingest.svg", title: "1M import: acknowledged, searchable, indexed", svg: await lineChart({ title: `jade import of ${fmt(opts.n)} × ${dimension}, ${opts.shards} shards`, x: { field: "t", title: "seconds" }, y: { field: "points", title: "points" }, series: "series", data: sustained.timeline }) },
+    { file: "scale-latency.svg", title: "Search latency during and after the import", svg: await lineChart({ title: "search latency (c=1), 5 s windows", x: { field: "t", title: "seconds" }, y: { field: "ms", title: "ms", scale: { type: "log" } }, series: "series", data: sustained.latencyTimeline }) },
+    { file: "scale-p95.svg", title: "Search p95: ours vs raw usearch", svg: await barChart({ title: "search p95 (ms)", category: { field: "when", title: "" }, value: { field: "ms", title: "ms" }, data: p95Rows(burst, sustained, settled, raw) }) },
+  ];
+  await writeReport(resultsDir, "scale", { title: "JadeVectorDB at scale", sections: [{ heading: "Targets", markdown: targets.map((t) => `- ${t.pass === undefined ? "SKIP" : t.pass ? "PASS" : "MISS"} ${t.name}: ${t.detail}`).join("\n"), charts }] });
+}
+
+function p95Rows(burst: BurstResult, sustained: SustainedResult, settled: SettledResult, raw: RawResult | undefined): Row[] {
+  const rows: Row[] = [
+    { when: "during burst", ms: round(burst.searchDuring.p95, 2) },
+    { when: "during 1M import", ms: round(sustained.searchDuring.p95, 2) },
+    { when: "settled", ms: round(settled.latency.p95, 2) },
+    { when: "while saving", ms: round(settled.duringSaves.p95, 2) },
+  ];
+  if (raw) rows.push({ when: "raw usearch", ms: round(raw.latency.p95, 2) });
+  return rows;
+}
+
+function scaleTargets(opts: ScaleOptions, burst: BurstResult, sustained: SustainedResult, settled: SettledResult, raw: RawResult | undefined) {
+  const perVector = settled.rssBytes / opts.n;
+  const rawPerVector = raw ? raw.indexBytes / opts.n : undefined;
+  return [
+    { name: "burst acknowledged ≥ 25,000 vec/s", pass: burst.ackedVps >= 25_000, detail: `${fmt(burst.ackedVps)} vec/s` },
+    { name: "burst: searchable within 1 s of acknowledgement (max)", pass: burst.probeMs.max <= 1_000, detail: `max ${fmt(burst.probeMs.max)} ms` },
+    { name: "burst: search p95 < 20 ms", pass: burst.searchDuring.p95 < 20, detail: `${fmt(burst.searchDuring.p95, 2)} ms` },
+    { name: "sustained: graphs absorb ≥ 80% of raw build", pass: raw ? sustained.indexedVps >= 0.8 * raw.buildVps : undefined, detail: raw ? `${fmt(sustained.indexedVps)} vs raw ${fmt(raw.buildVps)} vec/s (${fmt((100 * sustained.indexedVps) / raw.buildVps, 1)} %)` : "no raw run" },
+    { name: "sustained: all searchable ≤ 1.25 × raw build time", pass: raw ? sustained.searchableSeconds <= 1.25 * raw.buildSeconds : undefined, detail: raw ? `${fmt(sustained.searchableSeconds, 1)} s vs ≤ ${fmt(1.25 * raw.buildSeconds, 1)} s` : "no raw run" },
+    { name: "during import: search p95 < 20 ms", pass: sustained.searchDuring.p95 < 20, detail: `${fmt(sustained.searchDuring.p95, 2)} ms` },
+    { name: "settled: p95 < 5 ms at recall@10 ≥ 0.95", pass: settled.latency.p95 < 5 && settled.recall >= 0.95, detail: `${fmt(settled.latency.p95, 2)} ms, recall ${fmt(settled.recall, 4)}` },
+    { name: "while snapshots are saved: p95 < 10 ms", pass: settled.saves > 0 ? settled.duringSaves.p95 < 10 : undefined, detail: `${fmt(settled.duringSaves.p95, 2)} ms over ${settled.saves} saves` },
+    { name: "resident bytes/vector ≤ 1.3 × usearch's own", pass: rawPerVector ? perVector <= 1.3 * rawPerVector : undefined, detail: rawPerVector ? `${fmt(perVector)} vs usearch ${fmt(rawPerVector)} B (${fmt(perVector / rawPerVector, 2)} ×)` : `${fmt(perVector)} B/vector` },
+    { name: "a snapshot save raises the peak by ≤ 20%", pass: settled.peakRssDuringSavesBytes <= 1.2 * settled.rssBytes, detail: `+${fmt((100 * (settled.peakRssDuringSavesBytes - settled.rssBytes)) / settled.rssBytes, 1)} %` },
+    { name: "recall@10 within 0.005 of raw", pass: raw ? Math.abs(settled.recall - raw.recall) <= 0.005 : undefined, detail: raw ? `${fmt(settled.recall, 4)} vs raw ${fmt(raw.recall, 4)}` : "no raw run" },
+  ];
+}
