@@ -19,14 +19,13 @@ import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import v8 from "node:v8";
-import { runInNewContext } from "node:vm";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readIdxImages, type VectorSet } from "./datasets.ts";
 import { clusteredDefaults, clusteredQueries, clusteredVectors, groundTruthCached, groundTruthPath, querySeedDefault } from "./datasets-clustered.ts";
 import { createEngine, engineNames, hnswGraph, k, type EngineName, type Queries, type SearchEngine } from "./peers-engines.ts";
 import { printSummary, writePeersReport } from "./peers-report.ts";
 import { progressBar, withProgress } from "./progress.ts";
+import { settledNativeBytes } from "./memory.ts";
 
 export const datasetNames = ["fashion-mnist", "clustered"] as const;
 export type DatasetName = (typeof datasetNames)[number];
@@ -96,43 +95,6 @@ const resultsDir = path.join(repoRoot, "bench", "results");
 /** Ground truth is cached here (the datasets' own folders may be read-only system paths). */
 const cacheDir = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "jadevectordb-bench");
 const packageOf: Record<EngineName, string> = { jadevectordb: "jadevectordb", usearch: "usearch", hnswlib: "hnswlib-node", lancedb: "@lancedb/lancedb" };
-
-// Memory per vector is the growth of anonymous RSS outside the V8 heap over a build (every
-// engine keeps its index in native memory). Garbage is collected before each reading so the
-// build's JS garbage (chunk copies, hnswlib's number[] rows) is not counted; the V8 heap is left
-// out because V8 resizes it on its own (it shrank by 15 MB during one usearch build here), and
-// file-backed pages because they are code and page cache (LanceDB's 160 MB native library
-// added 45 MB of them).
-v8.setFlagsFromString("--expose-gc");
-const collectGarbage = runInNewContext("gc") as () => void;
-
-/** Rounds of garbage collection and waiting before an RSS reading. */
-const settleRounds = 3;
-const settleWaitMs = 50;
-
-/** Anonymous resident memory (RssAnon of /proc/self/status); all of RSS where that is missing. */
-function anonymousRss(): number {
-  try {
-    const kib = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
-    if (kib !== undefined) return Number(kib) * 1024;
-  } catch {
-    // not Linux: fall through
-  }
-  return process.memoryUsage.rss();
-}
-
-/**
- * Anonymous RSS less the V8 heap, once garbage is really gone: V8 frees ArrayBuffer backing
- * stores from a background sweeper after a collection, and native indexes in finalizers, so
- * one gc() is not enough (a single gc() left ~50 MB of dead Float32Arrays counted in a test).
- */
-async function settledNativeBytes(): Promise<number> {
-  for (let round = 0; round < settleRounds; round++) {
-    collectGarbage();
-    await new Promise((resolve) => setTimeout(resolve, settleWaitMs));
-  }
-  return anonymousRss() - process.memoryUsage().heapTotal;
-}
 
 const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
 

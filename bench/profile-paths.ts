@@ -145,6 +145,13 @@ try {
   await stage(`graph absorb, ${os.availableParallelism()} threads`, opts.vectors, "vector", () => {
     while (parallel.absorb(performance.now() + 50, os.availableParallelism()));
   }, 1);
+  const raw1 = new Index({ dimensions: dim, metric: MetricKind.L2sq, quantization: ScalarKind.F32, connectivity: 16, expansion_add: 128, expansion_search: 64, multi: false });
+  await stage("raw usearch add, 1 thread", opts.vectors, "vector", () => {
+    for (let from = 0; from < opts.vectors; from += 1000) {
+      const to = Math.min(opts.vectors, from + 1000);
+      raw1.add(BigUint64Array.from({ length: to - from }, (_, i) => BigInt(from + i)), data.slice(from * dim, to * dim), 1);
+    }
+  }, 1);
   const raw = new Index({ dimensions: dim, metric: MetricKind.L2sq, quantization: ScalarKind.F32, connectivity: 16, expansion_add: 128, expansion_search: 64, multi: false });
   await stage(`raw usearch add, ${os.availableParallelism()} threads (the limit)`, opts.vectors, "vector", () => {
     for (let from = 0; from < opts.vectors; from += 1000) {

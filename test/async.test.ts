@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Backoff, deferred, withDeadline } from "../src/runtime/async.ts";
+import { MessageChannel } from "node:worker_threads";
+import { Backoff, deferred, TurnQueue, withDeadline } from "../src/runtime/async.ts";
 
 describe("withDeadline", () => {
   it("passes the promise's value through when it settles in time", async () => {
@@ -27,5 +28,24 @@ describe("Backoff", () => {
 
   it("refuses settings where the first step exceeds the cap", () => {
     expect(() => new Backoff({ initialMs: 10, maxMs: 5 })).toThrow(/initialMs/);
+  });
+});
+
+describe("TurnQueue", () => {
+  it("lets one waiter go per turn, in order, with the I/O that arrived meanwhile handled between them", async () => {
+    const queue = new TurnQueue();
+    const seen: string[] = [];
+    const { port1, port2 } = new MessageChannel();
+    port2.on("message", (m: string) => seen.push(m));
+    const waiters = ["a", "b", "c"].map((name) =>
+      queue.turn().then(() => {
+        seen.push(name);
+        // A message posted while "a" runs is delivered before "b" goes.
+        if (name === "a") port1.postMessage("io");
+      }),
+    );
+    await Promise.all(waiters);
+    expect(seen).toEqual(["a", "io", "b", "c"]);
+    port1.close();
   });
 });

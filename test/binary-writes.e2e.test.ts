@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JadeClient } from "../src/client/client.ts";
 import { decodeBody, Encoding, encodingHeader, float32Bytes } from "../src/runtime/encoding.ts";
 import { JadeError, type Reply } from "../src/runtime/errors.ts";
+import { writesInFlightMax } from "../src/actors/write/writer.ts";
 import { Harness, randomPoints, waitFor } from "./support/harness.ts";
 
 const harness = new Harness();
@@ -128,6 +129,42 @@ describe("back-pressure", () => {
       await waitFor(async () => (await pacedClient.count("slow", { consistency: "eventual" })).count === 6_000, { what: "every point applied", timeoutMs: 60_000 });
       const { hits } = await pacedClient.search("slow", { vector: vectors[4321]!, k: 1 });
       expect(hits[0]?.id).toBe("s4321");
+    } finally {
+      await paced.close();
+    }
+  });
+
+  it("refuses writes past the node's in-flight bound at once, and keeps serving reads", async () => {
+    // Each write waits for the index (16 KiB of backlog is less than one write): more than
+    // writesInFlightMax of them waiting must not take the gateway's request slots.
+    const paced = new Harness();
+    try {
+      const pacedClient = await paced.singleNode({ freshBytesMax: 64 * 1024, backlogBytesMax: 16 * 1024 });
+      await pacedClient.createCollection({ name: "crowd", dimension: 64, metric: "l2", shards: 1, index: { expansionAdd: 256 } });
+      const vectors = randomPoints(writesInFlightMax * 2 * 40, 64, 4);
+      const writes = Promise.all(
+        Array.from({ length: writesInFlightMax * 2 }, async (_, w) => {
+          const points = vectors.slice(w * 40, (w + 1) * 40).map((vector, i) => ({ id: `c${w * 40 + i}`, vector }));
+          try {
+            await pacedClient.upsert("crowd", { points, requestId: `crowd-${w}`, timeoutMs: 60_000 });
+            return { acked: points.length };
+          } catch (err) {
+            if (!(err instanceof JadeError) || err.code !== "rate_limited" || !/writes in progress/.test(err.message)) throw err;
+            return { acked: 0 };
+          }
+        }),
+      );
+      // Reads are answered while the writes wait.
+      const { hits } = await pacedClient.search("crowd", { vector: vectors[0]!, k: 1 });
+      expect(hits.length).toBeLessThanOrEqual(1);
+      const outcomes = await writes;
+      const refused = outcomes.filter((o) => o.acked === 0).length;
+      expect(refused).toBeGreaterThan(0);
+      expect(refused).toBeLessThan(writesInFlightMax * 2);
+      const acked = outcomes.reduce((sum, o) => sum + o.acked, 0);
+      // A refused write changed nothing.
+      await waitFor(async () => (await pacedClient.count("crowd", { consistency: "eventual" })).count === acked, { what: "the acknowledged points applied", timeoutMs: 60_000 });
+      expect((await pacedClient.count("crowd", { consistency: "strong" })).count).toBe(acked);
     } finally {
       await paced.close();
     }

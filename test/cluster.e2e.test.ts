@@ -238,12 +238,12 @@ describe("migrations", () => {
     await client.upsert("moving", { points: vectors.map((vector, i) => ({ id: `m${i}`, vector })), consistency: "all" });
 
     let searching = true;
-    const outcomes = { complete: 0, incomplete: 0 };
+    const outcomes = { complete: 0, incomplete: [] as unknown[] };
     const searches = (async () => {
       for (let i = 0; searching && i < 5_000; i++) {
         const r = await client.search("moving", { vector: vectors[i % 400]!, k: 1, timeoutMs: 2_000 });
         if (!r.partial && r.hits[0]?.id === `m${i % 400}`) outcomes.complete++;
-        else outcomes.incomplete++;
+        else outcomes.incomplete.push({ wanted: `m${i % 400}`, ...r });
       }
     })();
     const view = await client.admin<{ id: string }>("move", { collection: "moving", shard: 0, from, to });
@@ -260,7 +260,7 @@ describe("migrations", () => {
     expect(after.shards[0]!.replicas[0]!.restored).toEqual({ source: "peer", seq: 1 });
     expect(done.progress.appliedSeq).toBe(1);
     expect(done.progress.bytesCopied).toBeGreaterThan(400 * 8 * 4);
-    expect(outcomes.incomplete).toBe(0);
+    expect(outcomes.incomplete).toEqual([]);
     expect(outcomes.complete).toBeGreaterThan(0);
     expect((await client.count("moving", { consistency: "strong" })).count).toBe(400);
   });

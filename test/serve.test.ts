@@ -1,7 +1,7 @@
 /**
  * The request-serving loop against a real nats-server: replies and error replies,
  * the in-flight cap refusing the excess and serving again after, and stop draining
- * the requests in flight.
+ * the requests in flight, heavy requests started one per turn behind the light ones.
  */
 import { errors, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
@@ -16,9 +16,18 @@ const harness = new Harness();
 let nc: NatsConnection;
 /** Requests on `test.block` wait for this gate; replaced by each test that uses it. */
 let gate: Deferred<void> = deferred();
+/** The subjects of the requests handled so far, in the order their handlers ran. */
+const handled: string[] = [];
 
 async function handle(msg: Msg): Promise<unknown> {
+  handled.push(msg.subject);
   switch (msg.subject) {
+    case "test.heavy": {
+      // Holds the thread like the decoding of a bulk write.
+      const until = performance.now() + 20;
+      while (performance.now() < until);
+      return "heavy";
+    }
     case "test.echo":
       return msg.json();
     case "test.jade":
@@ -31,8 +40,9 @@ async function handle(msg: Msg): Promise<unknown> {
   }
 }
 
-function start(inflightMax = 2): Serving {
+function start(inflightMax = 2, oneByOne?: (msg: Msg) => boolean): Serving {
   return serve(nc, {
+    oneByOne,
     subjects: [{ subject: "test.>", queue: "test-group" }],
     handle,
     encode: (reply) => JSON.stringify(reply),
@@ -110,4 +120,19 @@ it("stop takes no new requests and waits for those in flight, which still get th
   gate.resolve();
   await stopping;
   expect(await blocked).toEqual({ ok: true, result: "released" });
+});
+
+it("starts one-by-one requests one per turn: a light request that came with them is not handled after all of them", async () => {
+  const serving = start(100, (msg) => msg.subject === "test.heavy");
+  try {
+    handled.length = 0;
+    const heavy = Array.from({ length: 10 }, () => ask("test.heavy"));
+    const light = ask("test.echo", 3);
+    expect(await light).toEqual({ ok: true, result: 3 });
+    expect(await Promise.all(heavy)).toEqual(Array.from({ length: 10 }, () => ({ ok: true, result: "heavy" })));
+    // Published together; handled in arrival order they would put the light one last.
+    expect(handled.indexOf("test.echo")).toBeLessThan(5);
+  } finally {
+    await serving.stop();
+  }
 });

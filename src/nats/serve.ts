@@ -7,6 +7,7 @@
  */
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { ErrorCode, fail, ok, type JadeError, type Reply, type WireError } from "../runtime/errors.ts";
+import { TurnQueue } from "../runtime/async.ts";
 import type { Logger } from "../runtime/log.ts";
 
 export interface ServeOptions {
@@ -21,6 +22,12 @@ export interface ServeOptions {
    * overloaded node says so instead of queueing without bound. Without it, unbounded.
    */
   cap?: { inflightMax: number; refusal: JadeError };
+  /**
+   * Requests that start one per event-loop turn, in arrival order (runtime/async.ts
+   * TurnQueue): bulk writes, whose decoding and encoding hold the thread for milliseconds,
+   * so the reads that arrived with them are not queued behind all of them.
+   */
+  oneByOne?: (msg: Msg) => boolean;
   /** How loud a failed reply is logged (undefined: not at all); by default internal errors at error, the rest at warn. */
   failureLevel?: (error: WireError) => "error" | "warn" | undefined;
   log: Logger;
@@ -41,6 +48,7 @@ export function serve(nc: NatsConnection, options: ServeOptions): Serving {
   const { handle, encode, cap, log } = options;
   const failureLevel = options.failureLevel ?? defaultFailureLevel;
   const running = new Set<Promise<void>>();
+  const turns = new TurnQueue();
 
   const answer = (msg: Msg, reply: Reply<unknown>, startedMs: number): void => {
     if (!reply.ok) {
@@ -58,6 +66,7 @@ export function serve(nc: NatsConnection, options: ServeOptions): Serving {
   const run = async (msg: Msg, startedMs: number): Promise<void> => {
     let reply: Reply<unknown>;
     try {
+      if (options.oneByOne?.(msg)) await turns.turn();
       reply = ok(await handle(msg));
     } catch (err) {
       reply = fail(err);

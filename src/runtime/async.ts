@@ -1,6 +1,7 @@
 /**
- * The waiting primitives, once: a delay, a deferred promise, a deadline race and an
- * exponential backoff. Node 20 has no `Promise.withResolvers`, hence `deferred`.
+ * The waiting primitives, once: a delay, a deferred promise, a deadline race, an exponential
+ * backoff and a queue that lets one waiter go per event-loop turn. Node 20 has no
+ * `Promise.withResolvers`, hence `deferred`.
  */
 
 /** Resolves after `ms` milliseconds. */
@@ -69,4 +70,32 @@ export class Backoff {
   reset(): void {
     this.#nextMs = this.#settings.initialMs;
   }
+}
+
+/**
+ * Lets its waiters go one per event-loop turn, in arrival order, each after that turn's I/O:
+ * work that holds the thread for milliseconds (decoding a bulk write) queued here cannot
+ * delay the I/O callbacks (a search's request or its worker's answer) by more than one item.
+ */
+export class TurnQueue {
+  readonly #waiting: (() => void)[] = [];
+  #scheduled = false;
+
+  /** Resolves on a later turn, after every earlier `turn()` has resolved. */
+  turn(): Promise<void> {
+    const next = deferred();
+    this.#waiting.push(next.resolve);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#release);
+    }
+    return next.promise;
+  }
+
+  readonly #release = (): void => {
+    this.#waiting.shift()?.();
+    // Scheduled from the check phase, the next release runs on the next turn, after its I/O.
+    if (this.#waiting.length > 0) setImmediate(this.#release);
+    else this.#scheduled = false;
+  };
 }

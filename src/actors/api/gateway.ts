@@ -16,6 +16,12 @@ import type { ApiDeps } from "./types.ts";
 /** Requests handled at once; past this a request is answered `rate_limited` at once. */
 export const inflightMax = 512;
 
+/** Writes carry up to 8 MiB each, decoded and re-encoded on this thread: they start one per turn (nats/serve.ts). */
+function isWrite(msg: Msg): boolean {
+  const route = parseApiSubject(msg.subject);
+  return route.kind === "collection" && (route.op === "upsert" || route.op === "delete");
+}
+
 /** The request's encoding of a message (JSON unless its `Jade-Encoding` header says msgpack). */
 function encodingOfMsg(msg: Msg): Encoding {
   return encodingOf(msg.headers?.get(encodingHeader));
@@ -53,6 +59,7 @@ export class Gateway {
       handle: (msg) => handle(parseApiSubject(msg.subject), decodeBody(msg.data, encodingOfMsg(msg)), this.#deps),
       encode: encodeReply,
       cap: { inflightMax, refusal: new JadeError(ErrorCode.RateLimited, `more than ${inflightMax} requests in flight on this node`) },
+      oneByOne: isWrite,
       log: this.#log,
     });
   }

@@ -25,8 +25,8 @@ export class PointTable {
   readonly #slotById = new Map<string, number>();
   readonly ids: (string | undefined)[] = [];
   readonly payloads: (Payload | undefined)[] = [];
-  /** Encoded size of each slot's id and payload, for the memory estimate. */
-  readonly #metaBytes: number[] = [];
+  /** Encoded size of each slot's id and payload (rounded), for the memory estimate. */
+  #metaBytes: Uint32Array = new Uint32Array(0);
   #metaBytesTotal = 0;
   /** Version of the point in each slot; 0 for a free slot (no write has version 0: sequences start at 1). */
   versions: Float64Array = new Float64Array(0);
@@ -137,11 +137,15 @@ export class PointTable {
     const freshChunk = new Int32Array(capacity).fill(-1);
     freshChunk.set(this.freshChunk);
     this.freshChunk = freshChunk;
+    const metaBytes = new Uint32Array(capacity);
+    metaBytes.set(this.#metaBytes);
+    this.#metaBytes = metaBytes;
   }
 
   #setMetaBytes(slot: number, bytes: number): void {
-    this.#metaBytesTotal += bytes - (this.#metaBytes[slot] ?? 0);
-    this.#metaBytes[slot] = bytes;
+    const rounded = Math.round(bytes);
+    this.#metaBytesTotal += rounded - this.#metaBytes[slot]!;
+    this.#metaBytes[slot] = rounded;
   }
 }
 

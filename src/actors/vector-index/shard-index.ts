@@ -30,13 +30,21 @@ import { loadShard, saveShard } from "./shard-snapshot.ts";
 
 /** A filtered search scans the matching vectors exactly when there are at most this many… */
 export const exactScanMax = 2048;
-/** …or when they are at most this share of the shard; otherwise it oversamples the graph. */
+/**
+ * …or when they are at most this share of the shard; otherwise it oversamples the graph. An
+ * unfiltered search scans exactly when k is at least this share of the shard: an HNSW search
+ * for most of a graph visits that many vectors anyway, and it can miss points a removal left
+ * poorly linked (k = every point of a 100-point shard came back 2 short).
+ */
 export const exactScanShare = 0.05;
 /**
  * Bytes of vectors the fresh buffer may hold before applies wait for the graph: bounds both
- * its memory and the exact scan each search pays (32 MiB of 128-d vectors ≈ 1.5 ms).
+ * its memory and the exact scan every search pays. Measured at 1M × 128-d with searches during
+ * the import: at 32 MiB a shard's scan cost ~2.5 ms of CPU per query, and the scans of a
+ * steady search load took as much CPU as the graphs' absorption. 16 MiB (32k points of 128-d)
+ * still holds a 100k burst over 4 shards.
  */
-export const freshBytesMaxDefault = 32 * 1024 * 1024;
+export const freshBytesMaxDefault = 16 * 1024 * 1024;
 /** Rows the absorber hands to the graph between two looks at the clock. */
 const absorbRowsPerStep = 4;
 
@@ -232,8 +240,17 @@ export class ShardIndex {
     }
     if (this.size === 0 || k <= 0) return [];
     const query = whole(request.vector);
-    const scored = isUnfiltered(request) || filter === undefined ? this.#nearest(query, Math.min(k, this.size)) : this.#filteredSearch(query, k, filter);
-    return this.#hits(scored, request);
+    if (filter !== undefined && !isUnfiltered(request)) return this.#hits(this.#filteredSearch(query, k, filter), request);
+    if (this.#scansExactly(k)) return this.#hits(this.#exactTopK(query, this.#liveSlots(), Math.min(k, this.size)), request);
+    return this.#hits(this.#nearest(query, Math.min(k, this.size)), request);
+  }
+
+  #scansExactly(k: number): boolean {
+    return k >= this.size * exactScanShare;
+  }
+
+  #exactTopK(query: Float32Array, slots: number[], k: number): Scored[] {
+    return exactTopK(query, this.points.vectors.gather(slots), slots, k, this.#distance, this.#order);
   }
 
   #hits(scored: readonly Scored[], request: ShardSearchRequest): ShardHit[] {
@@ -252,7 +269,7 @@ export class ShardIndex {
    */
   searchMany(requests: readonly ShardSearchRequest[], threads: number): ShardHit[][] {
     const dim = this.config.dimension;
-    const batched = requests.flatMap((r, i) => (isUnfiltered(r) && r.vector.length === dim && r.k > 0 ? [i] : []));
+    const batched = requests.flatMap((r, i) => (isUnfiltered(r) && r.vector.length === dim && r.k > 0 && !this.#scansExactly(r.k) ? [i] : []));
     const out = new Array<ShardHit[]>(requests.length);
     if (batched.length >= 2 && this.size > 0) {
       const k = Math.min(this.size, Math.max(...batched.map((i) => requests[i]!.k)));
@@ -305,8 +322,8 @@ export class ShardIndex {
     const matching = this.#matchingSlots(filter);
     if (matching.length === 0) return [];
     const wanted = Math.min(k, matching.length);
-    const { inGraph, vectors } = this.points;
-    const exact = (slots: number[]): Scored[] => exactTopK(query, vectors.gather(slots), slots, wanted, this.#distance, this.#order);
+    const { inGraph } = this.points;
+    const exact = (slots: number[]): Scored[] => this.#exactTopK(query, slots, wanted);
     if (matching.length <= exactScanMax || matching.length <= this.size * exactScanShare) return exact(matching);
 
     const isMatch = new Uint8Array(this.points.slotCount);
@@ -334,6 +351,13 @@ export class ShardIndex {
     for (let slot = 0; slot < slotCount; slot++) {
       if (ids[slot] !== undefined && predicate(payloads[slot])) slots.push(slot);
     }
+    return slots;
+  }
+
+  #liveSlots(): number[] {
+    const { ids, slotCount } = this.points;
+    const slots: number[] = [];
+    for (let slot = 0; slot < slotCount; slot++) if (ids[slot] !== undefined) slots.push(slot);
     return slots;
   }
 

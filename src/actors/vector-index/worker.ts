@@ -10,7 +10,7 @@ import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/umd/node-adapter.js";
 import type { Filter } from "../../runtime/filter.ts";
 import { Absorber, AbsorbingWorkers, absorbSliceMsDefault } from "./absorber.ts";
-import type { IndexWorkerApi, IndexWorkerData, LogRecord, ShardIndexConfig, ShardSearchItem, ShardSearchOutcome } from "./api.ts";
+import type { ApplyResult, IndexWorkerApi, IndexWorkerData, LogRecord, RejectedEntry, ShardIndexConfig, ShardSearchItem, ShardSearchOutcome } from "./api.ts";
 import { errorMessage } from "../../runtime/errors.ts";
 import { ShardIndex, type ShardIndexOptions } from "./shard-index.ts";
 import { saveSettled } from "./shard-snapshot.ts";
@@ -28,6 +28,16 @@ function shard(shardKey: string): ShardIndex {
   const found = shards.get(shardKey);
   if (found === undefined) throw new Error(`shard ${shardKey} is not open on this index worker`);
   return found;
+}
+
+/** The shard once no save is writing its vectors and its fresh buffer has room (it may have been replaced meanwhile). */
+async function writable(shardKey: string): Promise<ShardIndex> {
+  for (;;) {
+    const index = shard(shardKey);
+    if (saveSettled(index) === undefined && index.hasRoom) return index;
+    await saveSettled(index);
+    await absorber.room(index);
+  }
 }
 
 function install(shardKey: string, index: ShardIndex): void {
@@ -52,17 +62,25 @@ const api: IndexWorkerApi = {
     shards.delete(shardKey);
   },
   async apply(shardKey: string, records: LogRecord[]) {
-    let index = shard(shardKey);
-    for (;;) {
-      await saveSettled(index);
-      await absorber.room(index);
-      // The shard may have been closed or replaced (a load) while this apply waited.
-      index = shard(shardKey);
-      if (saveSettled(index) === undefined && index.hasRoom) break;
+    // Record by record, each once the fresh buffer has room: a batch of many entries that
+    // waited for room as a whole went in as one lump (8 MiB over the bound, then nothing for
+    // tens of seconds at 1M points), and writers saw that as long stalls.
+    const rejected: RejectedEntry[] = [];
+    let sliceStartMs = performance.now();
+    for (const record of records) {
+      // Time-sliced like the absorber: a batch of 16 MiB of entries took ~220 ms of apply,
+      // and every search on this worker waited behind it.
+      if (performance.now() - sliceStartMs >= absorbSliceMsDefault) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStartMs = performance.now();
+      }
+      const index = await writable(shardKey);
+      rejected.push(...(index.apply([record]).rejected ?? []));
+      absorber.wake(index);
     }
-    const result = index.apply(records);
-    absorber.wake(index);
-    return { ...result, pendingRows: index.pendingRows };
+    const index = shard(shardKey);
+    const result: ApplyResult = { appliedSeq: index.appliedSeq, count: index.size, pendingRows: index.pendingRows };
+    return rejected.length > 0 ? { ...result, rejected } : result;
   },
   get(shardKey: string, ids: string[], withVectors: boolean) {
     return shard(shardKey).get(ids, withVectors);

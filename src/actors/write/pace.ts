@@ -19,7 +19,7 @@ import type { AppliedTracker } from "./applied-tracker.ts";
 
 /**
  * 8 MiB per shard: with 128-d vectors about 16,000 points, which a shard's graph absorbs in
- * a few seconds; a burst below the fresh buffer's bound (32 MiB) is applied at once anyway.
+ * a few seconds; a burst below the fresh buffer's bound (16 MiB) is applied at once anyway.
  */
 export const shardBacklogBytesMaxDefault = 8 * 1024 * 1024;
 

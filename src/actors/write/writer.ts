@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import type { NatsContext } from "../../nats/connect.ts";
 import { publishDurable } from "../../nats/streams.ts";
 import type { PointColumns } from "../../runtime/columns.ts";
-import { unavailable } from "../../runtime/errors.ts";
+import { ErrorCode, JadeError, unavailable } from "../../runtime/errors.ts";
 import { limits } from "../../runtime/limits.ts";
 import { encodeEntry, EntryKind, type UpsertEntry } from "../../runtime/log-entry.ts";
 import type { CollectionConfig, Payload, SessionToken, WriteConsistency } from "../../runtime/schemas.ts";
@@ -33,10 +33,18 @@ interface ShardEntry {
   data: Uint8Array;
 }
 
+/**
+ * Writes in progress on this node (waiting for back-pressure included) before more are refused
+ * `rate_limited` at once: paced writes wait for the index, and must not take every one of the
+ * gateway's request slots (512) from the reads.
+ */
+export const writesInFlightMax = 128;
+
 export class Writer {
   readonly #nats: NatsContext;
   readonly #tracker: AppliedTracker;
   readonly #backlog: ShardBacklog;
+  #inflight = 0;
 
   constructor(nats: NatsContext, tracker: AppliedTracker, backlogBytesMax?: number) {
     this.#nats = nats;
@@ -71,6 +79,16 @@ export class Writer {
   }
 
   async #append(config: CollectionConfig, entries: ShardEntry[], options: WriteOptions): Promise<SessionToken> {
+    if (this.#inflight >= writesInFlightMax) throw new JadeError(ErrorCode.RateLimited, `more than ${writesInFlightMax} writes in progress on this node`);
+    this.#inflight++;
+    try {
+      return await this.#appendEntries(config, entries, options);
+    } finally {
+      this.#inflight--;
+    }
+  }
+
+  async #appendEntries(config: CollectionConfig, entries: ShardEntry[], options: WriteOptions): Promise<SessionToken> {
     const requestId = options.requestId ?? randomUUID();
     const timeoutMs = options.timeoutMs ?? limits.writeTimeoutMsDefault;
     // One deadline for the pacing, the log ack and the replicas together: timeoutMs bounds the whole write.
