@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the JadeVectorDB benchmarks on Fashion-MNIST (784-d, L2).
  *
- *   npx tsx bench/run.ts [--suite core|cluster|all] [options]
+ *   npx tsx bench/run.ts [--suite core|cluster|nodes|resilience|scale|peers|all] [options]
  *
  * --suite core (the default) measures, through the NATS API of one JadeNode (1 shard by default,
  * like a new collection):
@@ -18,6 +18,10 @@
  * raw usearch, and replicated ingest (RF=1, RF=2) on a 3-node cluster; writes
  * bench/results/<timestamp>-cluster.json and bench/results/latest-cluster.json.
  *
+ * --suite nodes (bench/nodes.ts): throughput and CPU per vector and per query on 1, 2, 3 nodes
+ *   (all on this machine), and the per-node cost model that predicts 10 nodes; writes
+ *   bench/results/<timestamp>-nodes.json, latest-nodes.json and nodes.md with plots.
+ *
  * --suite resilience (bench/resilience.ts): failover time after kill -9 of a node (RF=2 and RF=1) and
  * search p95 / QPS during shard migrations vs before, on a 3-node cluster with default node settings;
  * writes bench/results/<timestamp>-resilience.json and bench/results/latest-resilience.json.
@@ -31,7 +35,7 @@
  * and LanceDB on the same data in one run: build, memory, disk, latency, QPS, recall, an ef sweep;
  * writes bench/results/<timestamp>-peers.json and peers.md with plots.
  *
- * --suite all: core, cluster, resilience, peers, then scale.
+ * --suite all: core, cluster, nodes, resilience, peers, then scale.
  *
  * Options left out take the suite's default (core / cluster):
  *   --limit N          train vectors (60000 / 20000)
@@ -86,6 +90,7 @@ import {
   type RawResult,
 } from "./common.ts";
 import { runCluster } from "./cluster.ts";
+import { runNodes } from "./nodes.ts";
 import { runResilience } from "./resilience.ts";
 import { runScale } from "./scale.ts";
 import { peersDefaults, runPeers } from "./peers.ts";
@@ -99,7 +104,7 @@ const collection = "bench";
 const program = new Command()
   .name("bench")
   .description("JadeVectorDB benchmarks on Fashion-MNIST (core: ours vs raw usearch; cluster: fan-out and replicated ingest)")
-  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "resilience", "scale", "peers", "all"]).default("core"))
+  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "all"]).default("core"))
   .addOption(new Option("--dataset <name>", "peers: data set").choices(["fashion-mnist", "clustered"]).default("fashion-mnist"))
   .option("--scale-n <n>", "scale: vectors of the sustained import", positiveInt, 1_000_000)
   .option("--burst-n <n>", "scale: vectors of the burst import", positiveInt, 100_000)
@@ -108,6 +113,7 @@ const program = new Command()
   .option("--queries <q>", "test vectors to search, max 10000 (default: core 1000, cluster 300)", positiveInt)
   .option("--shards <s>", "core: shards of the collection", positiveInt, 1)
   .option("--fanout-shards <list>", "cluster: shard counts of the fan-out runs", positiveIntList, [1, 2, 4, 8])
+  .option("--nodes <list>", "nodes: node counts of the scaling runs", positiveIntList, [1, 2, 3])
   .addOption(new Option("--quantization <q>", "index quantization").choices(["f32", "f16"]).default("f32"))
   .option("--batch <b>", "points per upsert request (default: core 1000, cluster 500)", positiveInt)
   .option("--concurrency <c>", "upsert requests in flight", positiveInt, 4)
@@ -131,6 +137,7 @@ interface CliOptions {
   queries?: number;
   shards: number;
   fanoutShards: number[];
+  nodes: number[];
   quantization: Quantization;
   batch?: number;
   concurrency: number;
@@ -361,7 +368,7 @@ async function runCore(opts: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-type Suite = "core" | "cluster" | "resilience" | "scale" | "peers";
+type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers";
 
 function suiteOptions(cli: CliOptions, suite: Suite): Options {
   const core = suite === "core";
@@ -379,12 +386,13 @@ function suiteOptions(cli: CliOptions, suite: Suite): Options {
 
 async function main(): Promise<void> {
   const cli = program.parse(process.argv).opts<CliOptions>();
-  const suites: Suite[] = cli.suite === "all" ? ["core", "cluster", "resilience", "peers", "scale"] : [cli.suite];
+  const suites: Suite[] = cli.suite === "all" ? ["core", "cluster", "nodes", "resilience", "peers", "scale"] : [cli.suite];
   for (const suite of suites) {
     const opts = suiteOptions(cli, suite);
     try {
       if (suite === "core") await runCore(opts);
       else if (suite === "cluster") await runCluster({ ...opts, fanoutShards: cli.fanoutShards });
+      else if (suite === "nodes") await runNodes({ ...opts, nodes: cli.nodes });
       else if (suite === "peers") {
         const { result, files } = await runPeers({ ...peersDefaults, dataset: cli.dataset, limit: cli.limit, queries: cli.queries ?? peersDefaults.queries });
         printPeersSummary(result);

@@ -1,7 +1,7 @@
 /**
  * The waiting primitives, once: a delay, a deferred promise, a deadline race, an exponential
- * backoff and a queue that lets one waiter go per event-loop turn. Node 20 has no
- * `Promise.withResolvers`, hence `deferred`.
+ * backoff, the next event-loop turn, a slicer for long synchronous work, and a queue that
+ * lets one waiter go per turn. Node 20 has no `Promise.withResolvers`, hence `deferred`.
  */
 
 /** Resolves after `ms` milliseconds. */
@@ -69,6 +69,31 @@ export class Backoff {
 
   reset(): void {
     this.#nextMs = this.#settings.initialMs;
+  }
+}
+
+/** Resolves on the next event-loop turn, after the I/O that is ready now (setImmediate). */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Cuts long synchronous work into slices: `pause()` yields to the event loop once the
+ * current slice has run `sliceMs`, so a message that arrives meanwhile waits at most one
+ * slice. Call it between units of work small enough to fit a slice many times over.
+ */
+export class TimeSlicer {
+  readonly #sliceMs: number;
+  #startedMs = performance.now();
+
+  constructor(sliceMs: number) {
+    this.#sliceMs = sliceMs;
+  }
+
+  async pause(): Promise<void> {
+    if (performance.now() - this.#startedMs < this.#sliceMs) return;
+    await nextTurn();
+    this.#startedMs = performance.now();
   }
 }
 

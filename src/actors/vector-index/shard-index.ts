@@ -409,9 +409,10 @@ export class ShardIndex {
   }
 
   /**
-   * Writes the whole shard to one file (see shard-snapshot.ts), atomically. The graph and the
-   * points' metadata are captured synchronously; the vectors are streamed from the live vector
-   * file, so `apply` must not run until the returned promise settles (the worker waits for it).
+   * Writes the whole shard to one file (see shard-snapshot.ts), atomically. The graph is
+   * captured synchronously; the points' metadata and vectors are read from the live tables
+   * and vector file afterwards, so `apply` must not run until the returned promise settles
+   * (the worker waits for it).
    */
   save(path: string): Promise<SavedSnapshot> {
     return saveShard(this, path);

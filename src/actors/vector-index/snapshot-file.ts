@@ -16,6 +16,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { Packr } from "msgpackr";
+import type { TimeSlicer } from "../../runtime/async.ts";
 
 const magic = Buffer.from("JADESNAP", "ascii");
 /** 2: graph keyed by slot, meta with versions and the graph's membership (issue 10). */
@@ -25,6 +26,8 @@ const headerBytes = magic.length + 4 + 4 + 3 * 8 + 32;
 const sliceBytes = 4 * 1024 * 1024;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
+/** Items of a long array packed per call: the metadata of a 250,000-point shard took 59 ms in one call. */
+const packSliceItems = 16_384;
 
 /** Bytes read slice by slice from somewhere else (a shard's vector file). */
 export interface ByteSource {
@@ -33,7 +36,9 @@ export interface ByteSource {
 }
 
 export interface SnapshotSource {
-  meta: unknown;
+  /** Packed between the slicer's pauses: must not change until the write resolves. */
+  meta: object;
+  slicer: TimeSlicer;
   /** Read slice by slice: must not change until the write resolves. */
   vectors: ByteSource;
   /** A usearch index file, copied into the container. */
@@ -51,7 +56,7 @@ export interface SnapshotLayout {
 
 /** Writes the container atomically; returns its size in bytes. */
 export async function writeSnapshotFile(path: string, source: SnapshotSource): Promise<number> {
-  const meta = packr.pack(source.meta);
+  const meta = await packInSlices(source.meta, source.slicer);
   const tmp = `${path}.tmp`;
   const out = await open(tmp, "w");
   let total: number;
@@ -78,6 +83,46 @@ export async function writeSnapshotFile(path: string, source: SnapshotSource): P
   await out.close();
   await rename(tmp, path);
   return total;
+}
+
+/**
+ * msgpack of the map `meta`, its long arrays packed a slice at a time with the slicer's
+ * pauses in between; unpacks to what `packr.pack(meta)` would.
+ */
+export async function packInSlices(meta: object, slicer: TimeSlicer): Promise<Buffer> {
+  const entries: [string, unknown][] = Object.entries(meta);
+  const parts: Uint8Array[] = [collectionHeader(entries.length, 0x80, 0xde)];
+  for (const [key, value] of entries) {
+    parts.push(packr.pack(key));
+    if (!Array.isArray(value) || value.length <= packSliceItems) {
+      parts.push(packr.pack(value));
+      continue;
+    }
+    parts.push(collectionHeader(value.length, 0x90, 0xdc));
+    for (let from = 0; from < value.length; from += packSliceItems) {
+      const packed = packr.pack(value.slice(from, from + packSliceItems));
+      parts.push(packed.subarray(arrayHeaderBytes(packed[0]!)));
+      await slicer.pause();
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+/** A msgpack map (fix 0x80, 16-bit 0xde) or array (0x90, 0xdc) header for `length` items; the 32-bit form follows the 16-bit one. */
+function collectionHeader(length: number, fix: number, sixteen: number): Buffer {
+  if (length <= 15) return Buffer.of(fix | length);
+  if (length <= 0xffff) return Buffer.of(sixteen, length >> 8, length & 0xff);
+  const header = Buffer.alloc(5);
+  header[0] = sixteen + 1;
+  header.writeUInt32BE(length, 1);
+  return header;
+}
+
+function arrayHeaderBytes(first: number): number {
+  if (first >= 0x90 && first <= 0x9f) return 1;
+  if (first === 0xdc) return 3;
+  if (first === 0xdd) return 5;
+  throw new Error(`not a msgpack array header: 0x${first.toString(16)}`);
 }
 
 /** Reads the header and meta and verifies the checksum of the whole body (streaming). */

@@ -11,6 +11,7 @@ import nodeEndpoint from "comlink/dist/umd/node-adapter.js";
 import type { Filter } from "../../runtime/filter.ts";
 import { Absorber, AbsorbingWorkers, absorbSliceMsDefault } from "./absorber.ts";
 import type { ApplyResult, IndexWorkerApi, IndexWorkerData, LogRecord, RejectedEntry, ShardIndexConfig, ShardSearchItem, ShardSearchOutcome } from "./api.ts";
+import { TimeSlicer } from "../../runtime/async.ts";
 import { errorMessage } from "../../runtime/errors.ts";
 import { ShardIndex, type ShardIndexOptions } from "./shard-index.ts";
 import { saveSettled } from "./shard-snapshot.ts";
@@ -66,14 +67,11 @@ const api: IndexWorkerApi = {
     // waited for room as a whole went in as one lump (8 MiB over the bound, then nothing for
     // tens of seconds at 1M points), and writers saw that as long stalls.
     const rejected: RejectedEntry[] = [];
-    let sliceStartMs = performance.now();
+    // Time-sliced like the absorber: a batch of 16 MiB of entries took ~220 ms of apply,
+    // and every search on this worker waited behind it.
+    const slicer = new TimeSlicer(absorbSliceMsDefault);
     for (const record of records) {
-      // Time-sliced like the absorber: a batch of 16 MiB of entries took ~220 ms of apply,
-      // and every search on this worker waited behind it.
-      if (performance.now() - sliceStartMs >= absorbSliceMsDefault) {
-        await new Promise((resolve) => setImmediate(resolve));
-        sliceStartMs = performance.now();
-      }
+      await slicer.pause();
       const index = await writable(shardKey);
       rejected.push(...(index.apply([record]).rejected ?? []));
       absorber.wake(index);
