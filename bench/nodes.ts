@@ -82,11 +82,14 @@ interface NodesRow {
   cpu_ms_per_vector: number;
   /** CPU of the nodes and nats-servers during the c=8 searches. */
   cpu_ms_per_query: number;
+  /** The same, split: the jade nodes' share and the nats-servers' share. */
+  cpu_ms_per_query_split: { nodes: number; nats: number };
 }
 
-function serverCpuMs(delta: CpuSnapshot): number {
+/** CPU of the processes whose name starts with `prefix` ("node", "nats"; "" = every server process). */
+function serverCpuMs(delta: CpuSnapshot, prefix = ""): number {
   return Object.entries(delta)
-    .filter(([name]) => name !== "bench")
+    .filter(([name]) => name !== "bench" && name.startsWith(prefix))
     .reduce((sum, [, c]) => sum + c.mainMs + c.otherMs, 0);
 }
 
@@ -123,7 +126,8 @@ async function runOne(n: number, opts: NodesOptions, train: VectorSet, bodies: U
     await searchApi(client, collection, bodies.slice(0, warmupQueries), 1, `n=${n} warm-up`);
     const readCpu = cpuSnapshot(pids);
     const run = await searchApi(client, collection, bodies, searchConcurrency, `n=${n} c=${searchConcurrency}`);
-    const cpuPerQuery = serverCpuMs(cpuDelta(readCpu, cpuSnapshot(pids))) / bodies.length;
+    const readDelta = cpuDelta(readCpu, cpuSnapshot(pids));
+    const cpuPerQuery = serverCpuMs(readDelta) / bodies.length;
     const row: NodesRow = {
       nodes: n,
       shards: n,
@@ -137,9 +141,10 @@ async function runOne(n: number, opts: NodesOptions, train: VectorSet, bodies: U
       recall_at_10: round(recallOf(run.found, truth), 4),
       cpu_ms_per_vector: round(cpuPerVector, 3),
       cpu_ms_per_query: round(cpuPerQuery, 3),
+      cpu_ms_per_query_split: { nodes: round(serverCpuMs(readDelta, "node") / bodies.length, 3), nats: round(serverCpuMs(readDelta, "nats") / bodies.length, 3) },
     };
     kv("ingest", `acked ${fmt(row.acked_vps)} vec/s, searchable ${fmt(row.searchable_vps)}, indexed ${fmt(row.indexed_vps)}; CPU ${fmt(row.cpu_ms_per_vector, 3)} ms/vector`);
-    kv(`search c=${searchConcurrency}`, `${fmt(row.qps_c8)} QPS, p50 ${fmt(row.p50_ms_c8, 2)} p95 ${fmt(row.p95_ms_c8, 2)} ms, recall ${fmt(row.recall_at_10, 4)}; CPU ${fmt(row.cpu_ms_per_query, 3)} ms/query`);
+    kv(`search c=${searchConcurrency}`, `${fmt(row.qps_c8)} QPS, p50 ${fmt(row.p50_ms_c8, 2)} p95 ${fmt(row.p95_ms_c8, 2)} ms, recall ${fmt(row.recall_at_10, 4)}; CPU ${fmt(row.cpu_ms_per_query, 3)} ms/query (nodes ${fmt(row.cpu_ms_per_query_split.nodes, 3)}, nats ${fmt(row.cpu_ms_per_query_split.nats, 3)})`);
     return row;
   } finally {
     await harness.close();
