@@ -23,7 +23,7 @@ import path from "node:path";
 import { JadeClient } from "../src/client/client.ts";
 import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../src/nats/embedded.ts";
 import { limits } from "../src/runtime/limits.ts";
-import { Harness, waitFor } from "../test/support/harness.ts";
+import { Harness } from "../test/support/harness.ts";
 import {
   contention,
   fmt,
@@ -47,6 +47,7 @@ import {
   section,
   setTrackedPids,
   snapshot,
+  startLocalCluster,
   startNode,
   table,
   upsertBody,
@@ -61,7 +62,7 @@ import {
   type SearchRun,
   type WriteConsistencyLevel,
 } from "./common.ts";
-import { cpuDelta, cpuSnapshot, type CpuSnapshot } from "./cpu.ts";
+import { cpuDelta, cpuMsOf, cpuSnapshot } from "./cpu.ts";
 import type { VectorSet } from "./datasets.ts";
 
 export interface ClusterOptions {
@@ -113,12 +114,6 @@ interface ReplicatedRow {
   load_1m_at_start: number;
   /** Cores busy on average during the ingest: ours (bench, nats-servers, nodes) and every other process. */
   cpu_busy: Contention;
-}
-
-function sumCpu(delta: CpuSnapshot, prefix: string): number {
-  return Object.entries(delta)
-    .filter(([name]) => name.startsWith(prefix))
-    .reduce((s, [, c]) => s + c.mainMs + c.otherMs, 0);
 }
 
 function load1m(): number {
@@ -238,35 +233,11 @@ async function replicated(opts: ClusterOptions, train: VectorSet, bodies: Uint8A
   section(`replicated ingest: 3 nats-servers + 3 jade nodes (child processes), ${clusterShards} shards`);
   const harness = new Harness();
   onCleanup(() => harness.close());
-  const servers = await harness.natsCluster(3);
-  const urls = servers.map((s) => s.url);
-  const nodePids: Record<string, number | undefined> = {};
-  await Promise.all(
-    clusterNodes.map(async (id, i) => {
-      // Each node prefers a different server, as on three machines.
-      const order = [...urls.slice(i), ...urls.slice(0, i)].join(",");
-      const data = await harness.tempDir(`jade-bench-${id}-`);
-      const args = ["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3", "--node-dead-after-ms", String(nodeDeadAfterMs)];
-      const child = await harness.spawnJade(args);
-      nodePids[id] = child.process.pid;
-    }),
-  );
-  const pids: Record<string, number | undefined> = { bench: process.pid };
-  servers.forEach((s, i) => (pids[`nats${i + 1}`] = s.process.pid));
-  for (const id of clusterNodes) pids[`node_${id}`] = nodePids[id];
-  kv("nats-servers", servers.map((s) => `${s.url} (pid ${s.process.pid})`).join(", "));
-  kv("nodes", clusterNodes.map((id) => `${id} pid ${nodePids[id]}`).join(", ") + ` (--stream-replicas 3, --node-dead-after-ms ${nodeDeadAfterMs})`);
-
-  const client = await JadeClient.connect({ servers: urls, name: "jade-bench-cluster", timeoutMs: 120_000 });
-  const close = once(() => client.close());
-  onCleanup(close);
-  await waitFor(
-    async () => {
-      const status = await client.clusterStatus();
-      return status.coordinator !== null && status.nodes.filter((n) => n.live).length === 3;
-    },
-    { what: "3 live nodes and a coordinator", timeoutMs: 60_000 },
-  );
+  const cluster = await startLocalCluster(harness, clusterNodes.length, { streamReplicas: 3, nodeDeadAfterMs, clientName: "jade-bench-cluster" });
+  const { client, closeClient: close } = cluster;
+  const pids: Record<string, number | undefined> = { bench: process.pid, ...cluster.pids };
+  kv("nats-servers", cluster.urls.map((url, i) => `${url} (pid ${pids[`nats${i + 1}`]})`).join(", "));
+  kv("nodes", clusterNodes.map((id) => `${id} pid ${pids[`node_${id}`]}`).join(", ") + ` (--stream-replicas 3, --node-dead-after-ms ${nodeDeadAfterMs})`);
 
   const runs: { replicas: number; consistency: WriteConsistencyLevel; search: boolean }[] = [
     { replicas: 1, consistency: "log", search: false },
@@ -304,7 +275,7 @@ async function replicated(opts: ClusterOptions, train: VectorSet, bodies: Uint8A
     const cpuBusy = busy();
     const cpu = cpuDelta(before, cpuSnapshot(pids));
     const per1000 = (ms: number) => round((ms * 1000) / train.count, 1);
-    const cpuRow = { nodes: per1000(sumCpu(cpu, "node_")), nats: per1000(sumCpu(cpu, "nats")), bench: per1000(sumCpu(cpu, "bench")), total: 0 };
+    const cpuRow = { nodes: per1000(cpuMsOf(cpu, "node_")), nats: per1000(cpuMsOf(cpu, "nats")), bench: per1000(cpuMsOf(cpu, "bench")), total: 0 };
     cpuRow.total = round(cpuRow.nodes + cpuRow.nats + cpuRow.bench, 1);
     kv("ingest", ingestLine(ing));
     kv("upsert request", `p50 ${fmt(ing.requestMs.p50, 0)} ms, p95 ${fmt(ing.requestMs.p95, 0)} ms, max ${fmt(ing.requestMs.max, 0)} ms`);

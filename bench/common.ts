@@ -15,7 +15,8 @@ import cliProgress from "cli-progress";
 import { InvalidArgumentError } from "commander";
 import { pino } from "pino";
 import { exactSearch, Index, MetricKind, ScalarKind, type BatchMatches, type Matches } from "usearch";
-import type { JadeClient } from "../src/client/client.ts";
+import { JadeClient } from "../src/client/client.ts";
+import { Harness, waitFor } from "../test/support/harness.ts";
 import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
 import { errorMessage, type Reply } from "../src/runtime/errors.ts";
 import type { ClusterStatus, SearchResult, SessionToken } from "../src/runtime/schemas.ts";
@@ -686,6 +687,54 @@ export async function searchApi(client: JadeClient, collection: string, bodies: 
   }
   const elapsed = (performance.now() - started) / 1000;
   return { latencies: latencyStats(samples), qps: bodies.length / elapsed, found };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A local cluster of child processes
+
+export interface LocalCluster {
+  urls: string[];
+  /** `nats1`…, `node_n1`… → pid, for cpuSnapshot. */
+  pids: Record<string, number | undefined>;
+  client: JadeClient;
+  /** Closes the client (also run at the suite's cleanup); call it before closing the harness. */
+  closeClient: () => Promise<void>;
+}
+
+/**
+ * `size` nats-servers (one alone for a single node, a routed cluster otherwise) and `size`
+ * `jade start` children on loopback, node i preferring server i as on separate machines;
+ * resolves once every node is live and a coordinator is elected. `harness` owns them all.
+ */
+export async function startLocalCluster(
+  harness: Harness,
+  size: number,
+  options: { streamReplicas: number; nodeDeadAfterMs: number; clientName: string },
+): Promise<LocalCluster> {
+  const servers = size === 1 ? [await harness.nats()] : await harness.natsCluster(size);
+  const urls = servers.map((s) => s.url);
+  const pids: Record<string, number | undefined> = {};
+  servers.forEach((s, i) => (pids[`nats${i + 1}`] = s.process.pid));
+  await Promise.all(
+    Array.from({ length: size }, async (_, i) => {
+      const id = `n${i + 1}`;
+      const order = [...urls.slice(i), ...urls.slice(0, i)].join(",");
+      const data = await harness.tempDir(`jade-bench-${id}-`);
+      const args = ["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", String(options.streamReplicas), "--node-dead-after-ms", String(options.nodeDeadAfterMs)];
+      pids[`node_${id}`] = (await harness.spawnJade(args)).process.pid;
+    }),
+  );
+  const client = await JadeClient.connect({ servers: urls, name: options.clientName, timeoutMs: 120_000 });
+  const closeClient = once(() => client.close());
+  onCleanup(closeClient);
+  await waitFor(
+    async () => {
+      const status = await client.clusterStatus();
+      return status.coordinator !== null && status.nodes.filter((n) => n.live).length === size;
+    },
+    { what: `${size} live nodes and a coordinator`, timeoutMs: 60_000 },
+  );
+  return { urls, pids, client, closeClient };
 }
 
 // ---------------------------------------------------------------------------------------------

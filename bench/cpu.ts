@@ -44,6 +44,13 @@ export function cpuSnapshot(pids: Record<string, number | undefined>): CpuSnapsh
   return snapshot;
 }
 
+/** CPU ms (all threads) of the processes in `delta` whose name starts with one of `prefixes`. */
+export function cpuMsOf(delta: CpuSnapshot, ...prefixes: string[]): number {
+  return Object.entries(delta)
+    .filter(([name]) => prefixes.some((prefix) => name.startsWith(prefix)))
+    .reduce((sum, [, c]) => sum + c.mainMs + c.otherMs, 0);
+}
+
 /** after − before, per process. */
 export function cpuDelta(before: CpuSnapshot, after: CpuSnapshot): CpuSnapshot {
   const delta: CpuSnapshot = {};

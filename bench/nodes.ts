@@ -20,8 +20,7 @@
  * Writes bench/results/<timestamp>-nodes.json, latest-nodes.json and nodes.md with a plot.
  */
 import os from "node:os";
-import { JadeClient } from "../src/client/client.ts";
-import { Harness, waitFor } from "../test/support/harness.ts";
+import { Harness } from "../test/support/harness.ts";
 import {
   fmt,
   groundTruth,
@@ -41,13 +40,14 @@ import {
   searchConcurrency,
   section,
   snapshot,
+  startLocalCluster,
   table,
   waitServing,
   warmupQueries,
   writeResults,
   type Quantization,
 } from "./common.ts";
-import { cpuDelta, cpuSnapshot, type CpuSnapshot } from "./cpu.ts";
+import { cpuDelta, cpuMsOf, cpuSnapshot } from "./cpu.ts";
 import type { VectorSet } from "./datasets.ts";
 import { barChart, lineChart, writeReport } from "./plot.ts";
 
@@ -86,12 +86,8 @@ interface NodesRow {
   cpu_ms_per_query_split: { nodes: number; nats: number };
 }
 
-/** CPU of the processes whose name starts with `prefix` ("node", "nats"; "" = every server process). */
-function serverCpuMs(delta: CpuSnapshot, prefix = ""): number {
-  return Object.entries(delta)
-    .filter(([name]) => name !== "bench" && name.startsWith(prefix))
-    .reduce((sum, [, c]) => sum + c.mainMs + c.otherMs, 0);
-}
+/** CPU of the nodes and nats-servers (not this bench process). */
+const serverPrefixes = ["node_", "nats"] as const;
 
 async function runOne(n: number, opts: NodesOptions, train: VectorSet, bodies: Uint8Array[], truth: bigint[][]): Promise<NodesRow> {
   const streamReplicas = Math.min(n, streamReplicasMax);
@@ -99,35 +95,18 @@ async function runOne(n: number, opts: NodesOptions, train: VectorSet, bodies: U
   const harness = new Harness();
   onCleanup(() => harness.close());
   try {
-    const servers = n === 1 ? [await harness.nats()] : await harness.natsCluster(n);
-    const urls = servers.map((s) => s.url);
-    const pids: Record<string, number | undefined> = {};
-    servers.forEach((s, i) => (pids[`nats${i + 1}`] = s.process.pid));
-    await Promise.all(
-      Array.from({ length: n }, async (_, i) => {
-        const order = [...urls.slice(i), ...urls.slice(0, i)].join(",");
-        const data = await harness.tempDir(`jade-bench-n${i + 1}-`);
-        const args = ["start", "--nats", order, "--node-id", `n${i + 1}`, "--data", data, "--stream-replicas", String(streamReplicas), "--node-dead-after-ms", String(nodeDeadAfterMs)];
-        pids[`node${i + 1}`] = (await harness.spawnJade(args)).process.pid;
-      }),
-    );
-    const client = await harness.client(urls);
-    await waitFor(async () => {
-      const status = await client.clusterStatus();
-      return status.coordinator !== null && status.nodes.filter((node) => node.live).length === n;
-    }, { what: `${n} live nodes and a coordinator`, timeoutMs: 60_000 });
-
+    const { pids, client, closeClient } = await startLocalCluster(harness, n, { streamReplicas, nodeDeadAfterMs, clientName: "jade-bench-nodes" });
     const collection = `nodes_${n}`;
     await client.createCollection({ name: collection, dimension: train.dimension, metric: "l2", shards: n, index: { ...index, quantization: opts.quantization }, snapshot });
     await waitServing(client, collection);
     const writeCpu = cpuSnapshot(pids);
     const ing = await ingest(client, train, { collection, batch: opts.batch, concurrency: opts.concurrency, consistency: "log", label: `n=${n} ` });
-    const cpuPerVector = serverCpuMs(cpuDelta(writeCpu, cpuSnapshot(pids))) / train.count;
+    const cpuPerVector = cpuMsOf(cpuDelta(writeCpu, cpuSnapshot(pids)), ...serverPrefixes) / train.count;
     await searchApi(client, collection, bodies.slice(0, warmupQueries), 1, `n=${n} warm-up`);
     const readCpu = cpuSnapshot(pids);
     const run = await searchApi(client, collection, bodies, searchConcurrency, `n=${n} c=${searchConcurrency}`);
     const readDelta = cpuDelta(readCpu, cpuSnapshot(pids));
-    const cpuPerQuery = serverCpuMs(readDelta) / bodies.length;
+    const cpuPerQuery = cpuMsOf(readDelta, ...serverPrefixes) / bodies.length;
     const row: NodesRow = {
       nodes: n,
       shards: n,
@@ -141,10 +120,11 @@ async function runOne(n: number, opts: NodesOptions, train: VectorSet, bodies: U
       recall_at_10: round(recallOf(run.found, truth), 4),
       cpu_ms_per_vector: round(cpuPerVector, 3),
       cpu_ms_per_query: round(cpuPerQuery, 3),
-      cpu_ms_per_query_split: { nodes: round(serverCpuMs(readDelta, "node") / bodies.length, 3), nats: round(serverCpuMs(readDelta, "nats") / bodies.length, 3) },
+      cpu_ms_per_query_split: { nodes: round(cpuMsOf(readDelta, "node_") / bodies.length, 3), nats: round(cpuMsOf(readDelta, "nats") / bodies.length, 3) },
     };
     kv("ingest", `acked ${fmt(row.acked_vps)} vec/s, searchable ${fmt(row.searchable_vps)}, indexed ${fmt(row.indexed_vps)}; CPU ${fmt(row.cpu_ms_per_vector, 3)} ms/vector`);
     kv(`search c=${searchConcurrency}`, `${fmt(row.qps_c8)} QPS, p50 ${fmt(row.p50_ms_c8, 2)} p95 ${fmt(row.p95_ms_c8, 2)} ms, recall ${fmt(row.recall_at_10, 4)}; CPU ${fmt(row.cpu_ms_per_query, 3)} ms/query (nodes ${fmt(row.cpu_ms_per_query_split.nodes, 3)}, nats ${fmt(row.cpu_ms_per_query_split.nats, 3)})`);
+    await closeClient();
     return row;
   } finally {
     await harness.close();

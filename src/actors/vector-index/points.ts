@@ -63,8 +63,11 @@ export class PointTable {
     return this.#slotById.keys();
   }
 
-  liveSlots(): IterableIterator<number> {
-    return this.#slotById.values();
+  /** Live slots in ascending order (a scan of the slot table: ~1 ms for 250,000 slots). */
+  liveSlots(): number[] {
+    const slots: number[] = [];
+    for (let slot = 0; slot < this.slotCount; slot++) if (this.ids[slot] !== undefined) slots.push(slot);
+    return slots;
   }
 
   isLive(slot: number, version: number): boolean {

@@ -241,7 +241,7 @@ export class ShardIndex {
     if (this.size === 0 || k <= 0) return [];
     const query = whole(request.vector);
     if (filter !== undefined && !isUnfiltered(request)) return this.#hits(this.#filteredSearch(query, k, filter), request);
-    if (this.#scansExactly(k)) return this.#hits(this.#exactTopK(query, this.#liveSlots(), Math.min(k, this.size)), request);
+    if (this.#scansExactly(k)) return this.#hits(this.#exactTopK(query, this.points.liveSlots(), Math.min(k, this.size)), request);
     return this.#hits(this.#nearest(query, Math.min(k, this.size)), request);
   }
 
@@ -351,13 +351,6 @@ export class ShardIndex {
     for (let slot = 0; slot < slotCount; slot++) {
       if (ids[slot] !== undefined && predicate(payloads[slot])) slots.push(slot);
     }
-    return slots;
-  }
-
-  #liveSlots(): number[] {
-    const { ids, slotCount } = this.points;
-    const slots: number[] = [];
-    for (let slot = 0; slot < slotCount; slot++) if (ids[slot] !== undefined) slots.push(slot);
     return slots;
   }
 

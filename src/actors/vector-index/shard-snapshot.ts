@@ -80,22 +80,17 @@ const captureSliceSlots = 4096;
 /** The points' metadata beside `inGraph` (captured with the graph), copied in slices: applies wait meanwhile. */
 async function captureMeta(shard: ShardIndex, inGraph: Uint8Array, slicer: TimeSlicer): Promise<SnapshotMeta> {
   const { points, config } = shard;
-  const slots: number[] = [];
-  const versionList: number[] = [];
-  const ids: string[] = [];
-  const payloads: (Payload | null)[] = [];
-  // In slot order: a scan, not a sort of the id map's slots.
-  for (let slot = 0; slot < points.slotCount; slot++) {
-    const id = points.ids[slot];
-    if (id !== undefined) {
-      slots.push(slot);
-      versionList.push(points.versions[slot]!);
-      ids.push(id);
-      payloads.push(points.payloads[slot] ?? null);
-    }
-    if (slot % captureSliceSlots === 0) await slicer.pause();
+  const slots = points.liveSlots();
+  const versions = new Float64Array(slots.length);
+  const ids = new Array<string>(slots.length);
+  const payloads = new Array<Payload | null>(slots.length);
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots[i]!;
+    versions[i] = points.versions[slot]!;
+    ids[i] = points.ids[slot]!;
+    payloads[i] = points.payloads[slot] ?? null;
+    if (i % captureSliceSlots === 0) await slicer.pause();
   }
-  const versions = Float64Array.from(versionList);
   return {
     appliedSeq: shard.appliedSeq,
     dimension: config.dimension,
