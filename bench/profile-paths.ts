@@ -80,7 +80,7 @@ const data = await dataset(Math.max(opts.vectors, opts.batch) + 1000);
 const batch = opts.batch;
 const ids = Array.from({ length: batch }, (_, i) => String(i));
 const points = ids.map((id, i) => ({ id, vector: Array.from(data.subarray(i * dim, (i + 1) * dim)) }));
-const config = { name: "p", dimension: dim, metric: "l2" as const, shards: opts.shards, replicas: 1, sharding: "hash" as const, index: indexConfig.index, snapshot: { everyEntries: 1000, intervalMs: 30000 }, createdAt: "", uid: "u" };
+const config = { name: "p", dimension: dim, metric: "l2" as const, shards: opts.shards, replicas: 1, sharding: "hash" as const, index: indexConfig.index, snapshot: { everyEntries: 1000, intervalMs: 30000 }, retention: { pointInTimeMs: 0 }, createdAt: "", uid: "u" };
 
 process.stdout.write(`\n== write path: one upsert of ${batch} points × ${dim}, ${opts.shards} shards (per point) ==\n`);
 const jsonBody = await stage("client: JSON.stringify({points})", batch, "point", () => Buffer.from(JSON.stringify({ points })));

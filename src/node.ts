@@ -20,7 +20,7 @@ import { RateLimiter, systemClock } from "./runtime/rate-limit.ts";
 import { ReplicaHost } from "./actors/replica/host.ts";
 import type { ShardReplica } from "./actors/replica/replica.ts";
 import { defaultReplicaSettings, type ReplicaSettings } from "./actors/replica/types.ts";
-import { SnapshotStore } from "./actors/replica/snapshots.ts";
+import { SnapshotStore } from "./nats/snapshots.ts";
 import { ReadRouter } from "./actors/read/router.ts";
 import { Writer } from "./actors/write/writer.ts";
 import { rootLogger, type Logger } from "./runtime/log.ts";
@@ -85,7 +85,7 @@ export class JadeNode {
       { servers: options.servers, name: `jade-${nodeId}`, streamReplicas: options.streamReplicas, leaseTtlMs: settings.coordinator.leaseTtlMs },
       log,
     );
-    const catalog = new Catalog(nats, log);
+    const catalog = new Catalog(nats, new SnapshotStore(nats.objm, nats.streamReplicas), log);
     await catalog.start();
     const placements = new PlacementStore(nats.placement, log);
     await placements.start();
@@ -170,7 +170,7 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
   host = new ReplicaHost({
     nats,
     pool,
-    snapshots: new SnapshotStore(nats.snapshots),
+    snapshots: new SnapshotStore(nats.objm, nats.streamReplicas),
     nodeId,
     scratchDir: path.join(options.dataDir, "scratch"),
     checkpoints: new LocalCheckpoints(path.join(options.dataDir, "checkpoints")),
@@ -208,6 +208,8 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     leases: nats.leases,
     migrations: nats.migrations,
     config: nats.config,
+    retention: nats.retention,
+    snapshots: new SnapshotStore(nats.objm, nats.streamReplicas),
     catalog,
     membership,
     placements,
@@ -218,7 +220,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const writer = new Writer(nats, tracker, options.backlogBytesMax);
   const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
   replicaServer.start(nats.nc);
-  gateway = new Gateway({ nodeId, catalog, writer, router, host, membership, placements, coordinator }, log);
+  gateway = new Gateway({ nodeId, catalog, writer, router, host, membership, placements, coordinator, retention: nats.retention }, log);
   gateway.start(nats.nc);
   const ingestion = new Ingestion(nats, catalog, writer, log);
   await ingestion.start();
@@ -236,6 +238,7 @@ function replicaBeatOf(r: ShardReplica): ReplicaBeat {
     lag: Math.max(0, r.lastSeq - r.appliedSeq),
     count: r.pointCount,
     transferredBytes: r.transferredBytes,
+    checkpointSeq: r.checkpointSeq,
     pending: r.pendingRows,
     ...(r.restored ? { restored: r.restored } : {}),
   };

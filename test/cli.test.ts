@@ -14,6 +14,7 @@ import { JadeClient } from "../src/client/client.ts";
 import { JadeNode } from "../src/node.ts";
 import { natsServerAvailable, startEmbeddedNats, type EmbeddedNats } from "../src/nats/embedded.ts";
 import { seededRandom } from "./support/random.ts";
+import { waitFor } from "./support/harness.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const bin = path.join(root, "bin", "jade.mjs");
@@ -94,7 +95,17 @@ describe.skipIf(!available)("jade CLI", { timeout: 120_000 }, () => {
     expect(lines.some((l) => /^vecs\s+8\s+l2\s+3\b/.test(l))).toBe(true);
 
     const config = JSON.parse(await ok(["collections", "get", "vecs", "--json"]));
-    expect(config).toMatchObject({ name: "vecs", dimension: 8, metric: "l2", shards: 3, index: { connectivity: 8 } });
+    expect(config).toMatchObject({ name: "vecs", dimension: 8, metric: "l2", shards: 3, index: { connectivity: 8 }, retention: { pointInTimeMs: 86_400_000 } });
+  });
+
+  it("changes a collection's point-in-time window", async () => {
+    const updated = await ok(["collections", "update", "docs", "--point-in-time-ms", "0"]);
+    expect(updated).toContain("updated collection docs");
+    expect(updated).toMatch(/retention:\s+point-in-time window 0 ms/);
+    expect(JSON.parse(await ok(["collections", "get", "docs", "--json"])).retention).toEqual({ pointInTimeMs: 0 });
+    const refused = await jade(["collections", "update", "docs", "--point-in-time-ms", "99999999999"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("invalid_argument");
   });
 
   it("upserts JSON lines, skipping a malformed line with its number (exit 1) while the rest lands", async () => {
@@ -178,6 +189,12 @@ describe.skipIf(!available)("jade CLI", { timeout: 120_000 }, () => {
     expect(out).toMatch(/collection vecs: dimension 8, l2, 3 shards × RF 1, 250 points, placement epoch \d+/);
     expect(out).toMatch(new RegExp(`${node!.nodeId} \\(coordinator\\) \\*\\s+live`));
     expect(out).toMatch(/^\s+0\s+serving @\d+ lag \d+ n=\d+/m);
+    // The log column, once the coordinator's retention pass has run: what the log holds and what holds its floor.
+    const withLog = await waitFor(async () => {
+      const text = await ok(["status"]);
+      return /held by/.test(text) && text;
+    }, { what: "the shard logs in status", timeoutMs: 30_000 });
+    expect(withLog).toMatch(/\d+ KiB; purged ≤ \d+, held by (snapshot \d+|point-in-time window|no snapshot yet)/);
     const status = JSON.parse(await ok(["status", "--json"]));
     expect(status.collections.map((c: { name: string }) => c.name).sort()).toEqual(["docs", "vecs"]);
   });

@@ -14,6 +14,7 @@ import type {
   CollectionConfig,
   CountRequest,
   CreateCollectionRequest,
+  UpdateCollectionRequest,
   DeleteRequest,
   GetRequest,
   SearchRequest,
@@ -211,6 +212,11 @@ export class JadeClient {
 
   dropCollection(name: string): Promise<{ dropped: string }> {
     return this.#catalog("drop", { name });
+  }
+
+  /** Changes a collection's retention (its point-in-time window); the returned config is the stored one. */
+  updateCollection(request: UpdateCollectionRequest): Promise<CollectionConfig> {
+    return this.#catalog("update", request);
   }
 
   /** Sent in columns (one float32 block of every vector) when the points' vectors all have one length. */

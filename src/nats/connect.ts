@@ -16,7 +16,7 @@ import {
   type JetStreamManager,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { Objm, type ObjectStore } from "@nats-io/obj";
+import { Objm } from "@nats-io/obj";
 import { nanos } from "@nats-io/nats-core";
 import { limits } from "../runtime/limits.ts";
 import { names, subjects } from "../runtime/subjects.ts";
@@ -35,7 +35,9 @@ export interface NatsContext {
   placement: KV;
   migrations: KV;
   config: KV;
-  snapshots: ObjectStore;
+  retention: KV;
+  /** Object stores: shard snapshots are one bucket each (nats/snapshots.ts). */
+  objm: Objm;
   /** Number of replicas for streams/buckets we create (1 on one server, 3 on a cluster). */
   streamReplicas: number;
 }
@@ -104,7 +106,7 @@ async function setUp(
   const placement = await kvm.create(names.placementBucket, { history: 5, replicas });
   const migrations = await kvm.create(names.migrationsBucket, { history: 5, replicas });
   const config = await kvm.create(names.configBucket, { history: 10, replicas });
-  const snapshots = await new Objm(js).create(names.snapshotsBucket, { replicas, storage: StorageType.File });
+  const retention = await kvm.create(names.retentionBucket, { history: 1, replicas });
   await ensureStream(jsm, {
     name: names.ingestStream,
     subjects: [subjects.ingestWildcard],
@@ -134,5 +136,5 @@ async function setUp(
       // Another node created it concurrently with the same config: fine.
       if (!(err instanceof JetStreamApiError)) throw err;
     });
-  return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, snapshots, streamReplicas: replicas };
+  return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, retention, objm: new Objm(js), streamReplicas: replicas };
 }

@@ -45,6 +45,15 @@ export const SnapshotPolicy = z
   .strict();
 export type SnapshotPolicy = z.infer<typeof SnapshotPolicy>;
 
+/** How long each shard log keeps entries a restore no longer needs (decision 007). */
+export const RetentionPolicy = z
+  .object({
+    /** Point-in-time restore reaches back this far; 0 keeps only what restores need. Default 24 h. */
+    pointInTimeMs: z.number().int().min(0).max(limits.pointInTimeMsMax).default(24 * 3_600_000),
+  })
+  .strict();
+export type RetentionPolicy = z.infer<typeof RetentionPolicy>;
+
 /**
  * Adds an issue that also stops the refinements of the objects around the value (zod runs
  * them despite custom issues by default): checkShardingFields may then assume a valid
@@ -105,6 +114,7 @@ export const CreateCollectionRequest = z
     centroids: z.array(Vector).max(limits.shardsMax).optional(),
     index: IndexParams.default(IndexParams.parse({})),
     snapshot: SnapshotPolicy.default(SnapshotPolicy.parse({})),
+    retention: RetentionPolicy.default(RetentionPolicy.parse({})),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -203,6 +213,8 @@ export const CollectionConfig = z.object({
   centroids: z.array(z.array(z.number())).optional(),
   index: IndexParams,
   snapshot: SnapshotPolicy,
+  /** Configs stored before retention existed read as the default. */
+  retention: RetentionPolicy.default(RetentionPolicy.parse({})),
   createdAt: z.string(),
   /** A new incarnation per create, so a re-created collection never reads an old one's snapshots. */
   uid: z.string(),
@@ -210,6 +222,15 @@ export const CollectionConfig = z.object({
 export type CollectionConfig = z.infer<typeof CollectionConfig>;
 
 export const NameRequest = z.object({ name: CollectionName }).strict();
+
+/** `collections.update`: the settings that may change after create (the rest shape the data). */
+export const UpdateCollectionRequest = z
+  .object({
+    name: CollectionName,
+    retention: RetentionPolicy,
+  })
+  .strict();
+export type UpdateCollectionRequest = z.input<typeof UpdateCollectionRequest>;
 export const EmptyRequest = z.object({}).strict();
 
 /** A JSON object stored exactly as sent, within the limits of payload.ts. */
@@ -395,6 +416,17 @@ export interface ReplicaStatus {
   restored?: RestoreInfo;
 }
 
+export interface ShardLogStatus {
+  firstSeq: number;
+  lastSeq: number;
+  messages: number;
+  bytes: number;
+  /** Entries at or below this sequence were purged (or may be). */
+  floor: number;
+  /** What holds the floor: the newest snapshot, a replica, the point-in-time window, a backup. */
+  heldBy: string;
+}
+
 export interface ClusterStatus {
   nodes: { id: string; self: boolean; live: boolean; load: number; rssBytes: number; lastSeenMs: number }[];
   coordinator: string | null;
@@ -405,6 +437,7 @@ export interface ClusterStatus {
     replicas: number;
     /** Placement epoch: bumped on every placement change. */
     epoch: number;
-    shards: { shard: number; replicas: ReplicaStatus[] }[];
+    /** `log`: the shard log and its purge floor, as the coordinator's last retention pass saw them. */
+    shards: { shard: number; replicas: ReplicaStatus[]; log?: ShardLogStatus }[];
   }[];
 }

@@ -131,11 +131,12 @@ function createArb(world: World): fc.Arbitrary<Json> {
       f16: fc.boolean(),
       replicas: fc.constantFrom(1, 1, 1, 2),
       snapshot: optional({ everyEntries: fc.integer({ min: 1, max: 1_000_000 }), intervalMs: fc.integer({ min: 100, max: 86_400_000 }) }),
+      retention: optional({ pointInTimeMs: fc.integer({ min: 0, max: 30 * 86_400_000 }) }),
       // A k-means sample instead of centroids (vector, auto); its vectors are drawn for the largest dimension and cut.
       sample: fc.option(fc.array(vectorArb({ dimension: 8, metric: "cosine" }), { minLength: 3, maxLength: 12 }), { nil: undefined }),
     })
-    .map(({ name, dimension, metric, shards, strategy, index, f16, replicas, snapshot, sample }) => {
-      const request: Record<string, Json> = { name, dimension, metric, shards, replicas, sharding: strategy, index: { ...index, quantization: f16 ? "f16" : "f32" }, snapshot };
+    .map(({ name, dimension, metric, shards, strategy, index, f16, replicas, snapshot, retention, sample }) => {
+      const request: Record<string, Json> = { name, dimension, metric, shards, replicas, sharding: strategy, index: { ...index, quantization: f16 ? "f16" : "f32" }, snapshot, retention };
       if (strategy === "range") request["splitPoints"] = Array.from({ length: shards - 1 }, (_, i) => `k${i}`);
       const byVector = strategy === "vector" || strategy === "auto";
       if (byVector && sample !== undefined) request["sample"] = sample.map((v) => v.slice(0, dimension)).map((v) => (v.every((x) => Math.abs(x) < 1e-3) ? [1, ...v.slice(1)] : v));
@@ -152,6 +153,22 @@ function catalogRequest(world: World): fc.Arbitrary<FuzzRequest> {
     { weight: 1, arbitrary: fc.constant(api(world, "collections.list", "collections.list", { json: {} })) },
     { weight: 2, arbitrary: fc.constantFrom(...known, ...world.pool, "fz-none").map((name) => api(world, "collections.get", "collections.get", { json: { name } })) },
     { weight: 1, arbitrary: fc.constantFrom(...world.pool, "fz-none").map((name) => api(world, "collections.drop", "collections.drop", { json: { name } })) },
+    // Retention of the pool's collections (the references keep theirs): valid windows, and values just out of range or of the wrong type.
+    {
+      weight: 1,
+      arbitrary: fc
+        .record({
+          name: fc.constantFrom(...world.pool, "fz-none"),
+          pointInTimeMs: fc.oneof(
+            fc.integer({ min: 0, max: 30 * 86_400_000 }).map((ms) => ({ ms: ms as Json, expect: "valid" as const })),
+            fc.constantFrom<Json>(-1, 30 * 86_400_000 + 1, 1.5, "1h", null).map((ms) => ({ ms, expect: "refused" as const })),
+          ),
+        })
+        // A pool collection may not exist at that moment (not_found is then the right answer): only a bad window must be refused.
+        .map(({ name, pointInTimeMs: { ms, expect } }) =>
+          api(world, "collections.update", "collections.update", { json: { name, retention: { pointInTimeMs: ms } } }, false, expect === "refused" ? "refused" : "any"),
+        ),
+    },
     { weight: 1, arbitrary: fc.constant(api(world, "cluster.status", "cluster.status", { json: {} })) },
   );
 }

@@ -36,6 +36,8 @@ export async function handle(route: ApiRoute, body: unknown, deps: ApiDeps): Pro
           return deps.catalog.require(parse(NameRequest, body).name);
         case "drop":
           return deps.catalog.drop(parse(NameRequest, body).name);
+        case "update":
+          return deps.catalog.update(body);
       }
       break;
     case "cluster":

@@ -6,6 +6,7 @@
  */
 import type { ClusterStatus, ReplicaStatus } from "../../runtime/schemas.ts";
 import type { ApiDeps } from "./types.ts";
+import { readLogState } from "../control/retention.ts";
 
 export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
   const { membership, placements, catalog, host, router, nodeId } = deps;
@@ -24,6 +25,7 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
     catalog.cached().map(async (config) => {
       const stored = placements.get(config.name);
       const placed = stored && stored.record.uid === config.uid ? stored.record.shards : [];
+      const logs = await readLogState(deps.retention, config.name, config.uid).catch(() => undefined);
       const shards = await Promise.all(
         Array.from({ length: config.shards }, async (_, shard) => {
           const lastSeq = await router.streamLastSeq(config, shard).catch(() => undefined);
@@ -49,7 +51,10 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
               };
             }),
           );
-          return { shard, replicas };
+          const logState = logs?.shards[shard];
+          if (logState === undefined) return { shard, replicas };
+          const { firstSeq, lastSeq: logLastSeq, messages, bytes, floor, heldBy } = logState;
+          return { shard, replicas, log: { firstSeq, lastSeq: logLastSeq, messages, bytes, floor, heldBy } };
         }),
       );
       return { name: config.name, dimension: config.dimension, metric: config.metric, replicas: config.replicas, epoch: stored?.record.epoch ?? 0, shards };

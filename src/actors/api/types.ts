@@ -6,6 +6,7 @@ import type { PlacementStore } from "../cluster/placement-store.ts";
 import type { ReadRouter } from "../read/router.ts";
 import type { ReplicaHost } from "../replica/host.ts";
 import type { Writer } from "../write/writer.ts";
+import type { KV } from "@nats-io/kv";
 
 export interface ApiDeps {
   nodeId: string;
@@ -16,4 +17,6 @@ export interface ApiDeps {
   membership: Membership;
   placements: PlacementStore;
   coordinator: Coordinator;
+  /** KV `jade_retention`: each shard log's state and purge floor, as the coordinator last wrote it. */
+  retention: KV;
 }

@@ -11,9 +11,10 @@ import type { NatsContext } from "../../nats/connect.ts";
 import { KvView } from "../../nats/kv-view.ts";
 import { ensureStream, shardStreamConfig } from "../../nats/streams.ts";
 import { parse } from "../../runtime/checks.ts";
-import { CollectionConfig, CreateCollectionRequest } from "../../runtime/schemas.ts";
+import { CollectionConfig, CreateCollectionRequest, UpdateCollectionRequest } from "../../runtime/schemas.ts";
 import { planSharding } from "../../runtime/sharding/index.ts";
 import { names } from "../../runtime/subjects.ts";
+import type { SnapshotStore } from "../../nats/snapshots.ts";
 
 export type CatalogChange = { type: "put"; config: CollectionConfig } | { type: "delete"; name: string };
 
@@ -24,9 +25,11 @@ export class Catalog {
   readonly #kv: KV;
   readonly #log: Logger;
   readonly #view: KvView<CollectionConfig>;
+  readonly #snapshots: SnapshotStore;
 
-  constructor(ctx: NatsContext, log: Logger) {
+  constructor(ctx: NatsContext, snapshots: SnapshotStore, log: Logger) {
     this.#ctx = ctx;
+    this.#snapshots = snapshots;
     this.#kv = ctx.collections;
     this.#log = log.child({ actor: "catalog" });
     this.#view = new KvView(this.#kv, { decode: (entry) => CollectionConfig.parse(entry.json()), log: this.#log });
@@ -103,16 +106,39 @@ export class Catalog {
     return configs.sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /**
+   * Changes the settings that may change (retention) by compare-and-set on the stored config:
+   * a concurrent create, drop or update makes this one fail as `conflict`, never lost.
+   */
+  async update(raw: unknown): Promise<CollectionConfig> {
+    const { name, retention } = parse(UpdateCollectionRequest, raw);
+    const entry = await this.#kv.get(name);
+    if (entry?.operation !== "PUT") throw notFound(`collection ${JSON.stringify(name)} does not exist`);
+    const config: CollectionConfig = { ...CollectionConfig.parse(entry.json()), retention };
+    let revision: number;
+    try {
+      revision = await this.#kv.update(name, encoder.encode(JSON.stringify(config)), entry.revision);
+    } catch (err) {
+      throw new JadeError(ErrorCode.Conflict, `collection ${JSON.stringify(name)} changed while it was updated; retry`, { cause: err });
+    }
+    this.#view.applyOwnWrite(name, config, revision);
+    this.#log.info({ collection: name, retention }, "collection updated");
+    return config;
+  }
+
   async drop(name: string): Promise<{ dropped: string }> {
     const config = await this.require(name);
-    await this.#kv.delete(name);
+    // Purged, not deleted: the dropped config's history goes with it.
+    await this.#kv.purge(name);
     this.#view.applyOwnDelete(name);
     for (let shard = 0; shard < config.shards; shard++) {
       await this.#ctx.jsm.streams.delete(names.logStream(name, shard)).catch(() => false);
     }
-    for (const info of await this.#ctx.snapshots.list()) {
-      if (info.name.startsWith(`${name}/`)) await this.#ctx.snapshots.delete(info.name).catch(() => undefined);
+    // Every incarnation's snapshots and what retention published: a dropped collection leaves nothing behind.
+    for (const snapshot of await this.#snapshots.all()) {
+      if (snapshot.collection === name) await this.#snapshots.delete(snapshot.name).catch(() => undefined);
     }
+    await this.#ctx.retention.purge(name).catch(() => undefined);
     this.#log.info({ collection: name }, "collection dropped");
     return { dropped: name };
   }

@@ -35,6 +35,8 @@ import type { PlacementStore } from "../cluster/placement-store.ts";
 import { servingPlacement } from "../../runtime/placement.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import { KvView } from "../../nats/kv-view.ts";
+import type { SnapshotStore } from "../../nats/snapshots.ts";
+import { defaultRetentionSettings, Retention, type RetentionSettings } from "./retention.ts";
 
 export interface CoordinatorSettings {
   leaseTtlMs: number;
@@ -51,6 +53,7 @@ export interface CoordinatorSettings {
   /** Move replicas onto a node that joins (zero-downtime migrations), so load spreads without an operator. */
   autoRebalance: boolean;
   migration: MigrationSettings;
+  retention: RetentionSettings;
 }
 
 export const defaultCoordinatorSettings: CoordinatorSettings = {
@@ -61,6 +64,7 @@ export const defaultCoordinatorSettings: CoordinatorSettings = {
   nodeDeadAfterMs: 8_000,
   autoRebalance: true,
   migration: defaultMigrationSettings,
+  retention: defaultRetentionSettings,
 };
 
 /** Load added to a drained node when placing new replicas: it is chosen only if nothing else can take them. */
@@ -73,6 +77,8 @@ interface Deps {
   leases: KV;
   migrations: KV;
   config: KV;
+  retention: KV;
+  snapshots: SnapshotStore;
   catalog: Catalog;
   membership: Membership;
   placements: PlacementStore;
@@ -97,6 +103,7 @@ export class Coordinator {
   readonly #actor: CoordinatorActorRef;
   readonly #runner: MigrationRunner;
   readonly #admin: ClusterAdmin;
+  readonly #retention: Retention;
   readonly #lease: KvView<string>;
   #poke: () => void = () => undefined;
   #knownLive = new Set<string>();
@@ -122,6 +129,17 @@ export class Coordinator {
       nodeDeadAfterMs: deps.settings.nodeDeadAfterMs,
       poke: () => this.#poke(),
       log: deps.log,
+    });
+    this.#retention = new Retention({
+      jsm: deps.jsm,
+      kv: deps.retention,
+      snapshots: deps.snapshots,
+      catalog: deps.catalog,
+      membership: deps.membership,
+      placements: deps.placements,
+      nodeDeadAfterMs: deps.settings.nodeDeadAfterMs,
+      log: deps.log,
+      settings: deps.settings.retention,
     });
     this.#actor = createActor(this.#machine(), {
       input: {
@@ -254,6 +272,7 @@ export class Coordinator {
     this.#knownLive = new Set(membership.liveNodes(settings.nodeDeadAfterMs));
     this.#admin.serve(this.#deps.nc);
     void this.#runner.start().catch((err) => this.#log.warn({ err: String(err) }, "could not resume migrations"));
+    this.#retention.start();
     void run();
     return () => {
       stopped = true;
@@ -263,6 +282,7 @@ export class Coordinator {
       this.#poke = () => undefined;
       this.#admin.stop();
       this.#runner.stop();
+      void this.#retention.stop();
     };
   }
 

@@ -40,15 +40,34 @@ export interface FollowOptions {
   limits?: FollowLimits;
 }
 
+/**
+ * Entries this replica needs were purged from the log (retention moved the floor past it,
+ * e.g. while its node was away): following on would skip them, so the replica restores a
+ * snapshot instead.
+ */
+export class LogPurgedError extends Error {
+  override readonly name = "LogPurgedError";
+  readonly code = "log_purged" as const;
+
+  constructor(stream: string, neededSeq: number, firstSeq: number) {
+    super(`log ${stream} starts at ${firstSeq}, after the needed sequence ${neededSeq}: restore a newer snapshot`);
+  }
+}
+
+export function isLogPurgedError(err: unknown): err is LogPurgedError {
+  return err instanceof LogPurgedError;
+}
+
+/** Were entries from `neededSeq` on purged? (An emptied log keeps its last sequence.) */
+function purgedPast(state: { first_seq: number; last_seq: number }, neededSeq: number): boolean {
+  return state.first_seq > neededSeq && state.last_seq >= neededSeq;
+}
+
 /** Runs until the signal aborts (resolves) or the log cannot be followed (rejects). */
 export async function followLog(options: FollowOptions): Promise<void> {
   const limits = options.limits ?? defaultFollowLimits;
   const info = await options.jsm.streams.info(options.stream);
-  if (info.state.first_seq > options.fromSeq && info.state.messages > 0) {
-    throw new Error(
-      `log ${options.stream} starts at ${info.state.first_seq}, after the needed sequence ${options.fromSeq}: restore a newer snapshot`,
-    );
-  }
+  if (purgedPast(info.state, options.fromSeq)) throw new LogPurgedError(options.stream, options.fromSeq, info.state.first_seq);
   // Report where the log ends now, so an idle shard is known to be caught up without any message.
   options.onProgress(options.fromSeq - 1, info.state.last_seq);
   let next = options.fromSeq;
@@ -59,8 +78,10 @@ export async function followLog(options: FollowOptions): Promise<void> {
       backoff.reset();
     } catch (err) {
       // The index is intact: a consumer that failed (NATS server lost, JetStream electing)
-      // is simply recreated from the next sequence. Only a log that is gone ends following.
+      // is simply recreated from the next sequence. Only a log that is gone, or purged past
+      // what this replica applied, ends following.
       if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) throw err;
+      if (isLogPurgedError(err)) throw err;
       await backoff.wait();
     }
   }
@@ -85,6 +106,7 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
   const buffer = new RecordBuffer(limits);
   let next = fromSeq;
   let received = false;
+  let gap: LogPurgedError | undefined;
   const stop = () => {
     void messages.stop();
     buffer.end();
@@ -99,6 +121,7 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
       .info(options.stream)
       .then((now) => {
         if (now.state.last_seq < next) return;
+        if (purgedPast(now.state, next)) gap = new LogPurgedError(options.stream, next, now.state.first_seq);
         // Entries exist that never arrived: show the lag, and start a fresh consumer.
         options.onProgress(next - 1, now.state.last_seq);
         stop();
@@ -108,8 +131,15 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
   // The pump moves messages into the buffer; the apply loop takes whatever has
   // accumulated whenever the index actor is free (bounded by the limits).
   const pump = (async () => {
+    let expected = fromSeq;
     for await (const m of messages) {
       received = true;
+      // Sequences are contiguous (entries are never deleted one by one): a jump is a purge.
+      if (m.seq > expected) {
+        gap = new LogPurgedError(options.stream, expected, m.seq);
+        break;
+      }
+      expected = m.seq + 1;
       await buffer.push({ seq: m.seq, data: m.data }, m.seq + m.info.pending);
     }
   })().finally(() => buffer.end());
@@ -123,6 +153,7 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
       options.onProgress(result.appliedSeq, Math.max(taken.lastSeq, result.appliedSeq));
     }
     await pump;
+    if (gap) throw gap;
   } finally {
     clearInterval(watchdog);
     options.signal.removeEventListener("abort", stop);

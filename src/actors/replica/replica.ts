@@ -119,6 +119,11 @@ export class ShardReplica {
     return this.#parts.progress.transferredBytes;
   }
 
+  /** The sequence this node's local checkpoint of the shard covers (0: none). */
+  get checkpointSeq(): number {
+    return this.#parts.progress.checkpointSeq;
+  }
+
   /** Points applied and searchable (exactly) that the graph has not absorbed yet. */
   get pendingRows(): number {
     return this.#parts.progress.pendingRows;
@@ -226,9 +231,8 @@ export class ShardReplica {
           return () => abort.abort();
         }),
         snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async () => {
-          const startedMs = performance.now();
-          const seq = await this.#saving.run(() => saveSnapshot(parts, { upload: "ifDesignated" }));
-          return { seq, durationMs: performance.now() - startedMs };
+          const saved = await this.#saving.run(() => saveSnapshot(parts, { upload: "ifDesignated" }));
+          return { seq: saved.seq, durationMs: saved.saveMs };
         }),
       },
       actions: {

@@ -9,7 +9,7 @@ import { errorMessage } from "../../runtime/errors.ts";
 import { RestoreSource } from "../../runtime/schemas.ts";
 import { names } from "../../runtime/subjects.ts";
 import { copyCheckpoint } from "./peer-copy.ts";
-import type { Throttle } from "./snapshots.ts";
+import type { Throttle } from "../../nats/snapshots.ts";
 import { indexConfigOf, type ReplicaParts } from "./types.ts";
 
 /**
@@ -23,6 +23,8 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
   await index.open(indexConfigOf(config));
   progress.count = 0;
   progress.pendingRows = 0;
+  // Set again only if the local checkpoint is what this restore starts from (retention reads it).
+  progress.checkpointSeq = 0;
   const shared = await deps.snapshots.list(config.name, config.uid, shard);
   const local = await deps.checkpoints.latest(config.uid, shard);
   if (local && local.seq + config.snapshot.everyEntries >= (shared[0]?.seq ?? 0)) {

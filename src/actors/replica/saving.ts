@@ -12,13 +12,24 @@ import type { ReplicaParts } from "./types.ts";
 /** A shutdown checkpoint gives up after this long so a stopping node never hangs on a slow disk. */
 const shutdownCheckpointTimeoutMs = 30_000;
 
+export interface SavedSnapshot {
+  /** The log sequence the checkpoint covers. */
+  seq: number;
+  /**
+   * How long the local save took: what the replica pays (its next save waits a multiple of
+   * it). The upload is paced by the node's upload budget and is not counted: counting a
+   * 38 s upload of a 250,000-point shard held that shard's next save back for 13 minutes.
+   */
+  saveMs: number;
+}
+
 /**
  * Saves the index as this replica's local checkpoint; if this is the shard's designated
  * replica (and `upload` allows it) it then uploads that file as the shared snapshot new
  * replicas start from. Local first, so a crash in between never leaves this node's
  * checkpoint older than the shared snapshot.
  */
-export async function saveSnapshot(replica: ReplicaParts, options: { upload: "ifDesignated" | "never" }): Promise<number> {
+export async function saveSnapshot(replica: ReplicaParts, options: { upload: "ifDesignated" | "never" }): Promise<SavedSnapshot> {
   const { config, shard, deps, index, progress } = replica;
   const startedMs = performance.now();
   const file = await deps.checkpoints.scratchFile(config.uid, shard);
@@ -31,19 +42,20 @@ export async function saveSnapshot(replica: ReplicaParts, options: { upload: "if
   }
   const checkpoint = await deps.checkpoints.commit(config.uid, shard, file, saved.appliedSeq);
   progress.checkpointSeq = Math.max(progress.checkpointSeq, saved.appliedSeq);
-  replica.log.info({ appliedSeq: saved.appliedSeq, bytes: saved.bytes, ms: Math.round(performance.now() - startedMs) }, "checkpoint saved");
+  const saveMs = performance.now() - startedMs;
+  replica.log.info({ appliedSeq: saved.appliedSeq, bytes: saved.bytes, ms: Math.round(saveMs) }, "checkpoint saved");
   if (options.upload === "ifDesignated" && replica.role().designated) {
+    // Older snapshots are deleted by the coordinator's retention pass, which knows what point-in-time restores still need.
     const ref = await deps.snapshots.upload(config.name, config.uid, shard, saved.appliedSeq, checkpoint.file, (bytes) => deps.uploads.take(bytes));
-    await deps.snapshots.prune(config.name, config.uid, shard);
     replica.log.info({ snapshot: ref.name, bytes: saved.bytes, ms: Math.round(performance.now() - startedMs) }, "snapshot saved");
   }
-  return saved.appliedSeq;
+  return { seq: saved.appliedSeq, saveMs };
 }
 
 /** The node is stopping and keeps the shard: save a checkpoint so the restart replays only the delta. Never throws. */
 export async function shutdownCheckpoint(replica: ReplicaParts): Promise<void> {
   try {
-    const seq = await withDeadline(
+    const { seq } = await withDeadline(
       saveSnapshot(replica, { upload: "never" }),
       shutdownCheckpointTimeoutMs,
       () => new Error(`save took over ${shutdownCheckpointTimeoutMs} ms`),

@@ -10,7 +10,7 @@ import type { CollectionConfig, RestoreInfo } from "../../runtime/schemas.ts";
 import type { IndexPool, ShardIndexClient } from "../vector-index/pool.ts";
 import type { ShardIndexConfig } from "../vector-index/api.ts";
 import type { LocalCheckpoints } from "./checkpoints.ts";
-import type { SnapshotStore } from "./snapshots.ts";
+import type { SnapshotStore } from "../../nats/snapshots.ts";
 
 export interface ReplicaSettings {
   lagThresholdEntries: number;

@@ -1,5 +1,5 @@
 /**
- * `jade collections create|list|get|drop`. Options are checked to be integers
+ * `jade collections create|list|get|update|drop`. Options are checked to be integers
  * here; their ranges are the server's to check (one source of truth: schemas.ts).
  */
 import type { Command } from "commander";
@@ -21,6 +21,7 @@ interface CreateOptions extends ClientOptions {
   quantization?: Quantization;
   snapshotEvery?: number;
   snapshotIntervalMs?: number;
+  pointInTimeMs?: number;
 }
 
 /** The create request from the options; only what the user gave, so the server's defaults apply to the rest. */
@@ -38,6 +39,7 @@ export function createRequest(name: string, o: CreateOptions): CreateCollectionR
   if (o.snapshotEvery !== undefined) snapshot.everyEntries = o.snapshotEvery;
   if (o.snapshotIntervalMs !== undefined) snapshot.intervalMs = o.snapshotIntervalMs;
   if (Object.keys(snapshot).length > 0) request.snapshot = snapshot;
+  if (o.pointInTimeMs !== undefined) request.retention = { pointInTimeMs: o.pointInTimeMs };
   return request;
 }
 
@@ -51,6 +53,7 @@ export function describeCollection(c: CollectionConfig): string {
     ["sharding", c.sharding],
     ["index", `connectivity=${c.index.connectivity} expansionAdd=${c.index.expansionAdd} expansionSearch=${c.index.expansionSearch} quantization=${c.index.quantization}`],
     ["snapshot", `every ${c.snapshot.everyEntries} entries or ${c.snapshot.intervalMs} ms`],
+    ["retention", `point-in-time window ${c.retention.pointInTimeMs} ms`],
     ["created", c.createdAt],
     ["uid", c.uid],
   ]);
@@ -72,7 +75,8 @@ export function registerCollectionCommands(program: Command): void {
       .option("--expansion-search <n>", "HNSW expansion at search (default 64)", integer(1))
       .addOption(choice("--quantization <q>", "stored scalar type (i8 needs cosine; default f32)", quantizations))
       .option("--snapshot-every <n>", "snapshot a shard every N log entries (default 1000)", integer(1))
-      .option("--snapshot-interval-ms <ms>", "or at most every MS milliseconds (default 30000)", integer(1)),
+      .option("--snapshot-interval-ms <ms>", "or at most every MS milliseconds (default 30000)", integer(1))
+      .option("--point-in-time-ms <ms>", "keep the log for point-in-time restores this far back; 0 = only what restores need (default 86400000)", integer(0)),
   ).action((name: string, o: CreateOptions) =>
     runWithClient(o, async (client) => {
       const config = await client.createCollection(createRequest(name, o));
@@ -103,6 +107,20 @@ export function registerCollectionCommands(program: Command): void {
         if (o.json) return printJson(config);
         printLine(describeCollection(config));
       }),
+  );
+
+  withClientOptions(
+    collections
+      .command("update <name>")
+      .description("change a collection's retention")
+      .requiredOption("--point-in-time-ms <ms>", "keep the log for point-in-time restores this far back; 0 = only what restores need", integer(0)),
+  ).action((name: string, o: ClientOptions & { pointInTimeMs: number }) =>
+    runWithClient(o, async (client) => {
+      const config = await client.updateCollection({ name, retention: { pointInTimeMs: o.pointInTimeMs } });
+      if (o.json) return printJson(config);
+      printLine(`updated collection ${config.name}`);
+      printLine(describeCollection(config));
+    }),
   );
 
   withClientOptions(collections.command("drop <name>").description("drop a collection and all its data")).action(

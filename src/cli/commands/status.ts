@@ -1,6 +1,6 @@
 /** `jade status`: nodes, coordinator, and per collection the shard × replica grid. */
 import type { Command } from "commander";
-import type { ClusterStatus, ReplicaStatus } from "../../runtime/schemas.ts";
+import type { ClusterStatus, ReplicaStatus, ShardLogStatus } from "../../runtime/schemas.ts";
 import { formatCount, plural, printJson, printLine, table, type Cell } from "../format.ts";
 import { runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 
@@ -8,6 +8,12 @@ function replicaCell(r: ReplicaStatus | undefined): string {
   if (!r) return "";
   const count = r.count === undefined ? "?" : formatCount(r.count);
   return `${r.state} @${r.appliedSeq} lag ${r.lag} n=${count} (${r.node})`;
+}
+
+function logCell(log: ShardLogStatus | undefined): string {
+  if (!log) return "";
+  const entries = log.messages === 0 ? "empty" : `${log.firstSeq}–${log.lastSeq}`;
+  return `${entries}, ${formatCount(Math.round(log.bytes / 1024))} KiB; purged ≤ ${log.floor}, held by ${log.heldBy}`;
 }
 
 /** The human rendering of a cluster status. */
@@ -38,14 +44,19 @@ export function renderStatus(status: ClusterStatus): string {
     out.push(
       `collection ${c.name}: dimension ${c.dimension}, ${c.metric}, ${plural(c.shards.length, "shard")} × RF ${c.replicas}, ${plural(total, "point")}, placement epoch ${c.epoch}`,
     );
-    const headers = ["shard", ...Array.from({ length: replicas }, (_, i) => `replica ${i}`)];
+    const headers = ["shard", ...Array.from({ length: replicas }, (_, i) => `replica ${i}`), "log"];
     const rows: Cell[][] = c.shards.map((s) => [
       s.shard,
       ...Array.from({ length: replicas }, (_, i) => (s.replicas.length === 0 && i === 0 ? "(not hosted)" : replicaCell(s.replicas[i]))),
+      logCell(s.log),
     ]);
     out.push(table(headers, rows));
   }
-  out.push("", "cells: state @applied-sequence lag <entries behind the log> n=<points> (node); * = the node that answered");
+  out.push(
+    "",
+    "cells: state @applied-sequence lag <entries behind the log> n=<points> (node); * = the node that answered",
+    "log: entries held, size; the purge floor and what holds it (the newest snapshot, a replica, the point-in-time window)",
+  );
   return out.join("\n");
 }
 

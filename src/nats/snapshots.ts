@@ -1,0 +1,122 @@
+/**
+ * Shard snapshots in the object store, one bucket per snapshot, named
+ * `jadesnap_<collection>_<shard>_<seq>` and described with the collection's uid so a
+ * re-created collection never restores its predecessor. A bucket is sealed once its upload
+ * completed: only sealed buckets are snapshots; an unsealed one is an upload in progress or
+ * one a crash interrupted (the retention pass deletes those a newer snapshot replaced).
+ * Files move through disk on both sides: the index worker writes/reads a file, and we stream
+ * it to/from JetStream without holding it in memory.
+ */
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { StorageType } from "@nats-io/jetstream";
+import { Objm } from "@nats-io/obj";
+import { names, parseSnapshotBucket } from "../runtime/subjects.ts";
+
+/** Waits until `bytes` more may pass (a transfer budget). */
+export type Throttle = (bytes: number) => Promise<void>;
+
+export interface SnapshotRef {
+  /** The snapshot's bucket. */
+  name: string;
+  seq: number;
+}
+
+/** A stored snapshot bucket, as the retention pass sees it. */
+export interface StoredSnapshot extends SnapshotRef {
+  collection: string;
+  shard: number;
+  /** The collection incarnation it belongs to. */
+  uid: string;
+  /** Its upload completed (the bucket is sealed). */
+  complete: boolean;
+  /** When its upload completed (or, while incomplete, when the bucket was made). */
+  savedAtMs: number;
+  bytes: number;
+}
+
+export class SnapshotStore {
+  readonly #objm: Objm;
+  readonly #replicas: number;
+
+  constructor(objm: Objm, replicas: number) {
+    this.#objm = objm;
+    this.#replicas = replicas;
+  }
+
+  /** This incarnation's complete snapshots of the shard, newest first. */
+  async list(collection: string, uid: string, shard: number): Promise<SnapshotRef[]> {
+    return (await this.all())
+      .filter((s) => s.complete && s.collection === collection && s.shard === shard && s.uid === uid)
+      .sort((a, b) => b.seq - a.seq);
+  }
+
+  /** Every snapshot bucket of every collection, complete or not, with one listing. */
+  async all(): Promise<StoredSnapshot[]> {
+    const out: StoredSnapshot[] = [];
+    for await (const status of this.#objm.list()) {
+      const parsed = parseSnapshotBucket(status.bucket);
+      if (!parsed) continue;
+      const { state, created } = status.streamInfo;
+      const savedAtMs = Date.parse(status.sealed ? (state.last_ts ?? created) : created);
+      out.push({ ...parsed, name: status.bucket, uid: status.description, complete: status.sealed, savedAtMs, bytes: state.bytes });
+    }
+    return out;
+  }
+
+  /**
+   * Streams `file` into a new bucket, paced by `throttle` so an upload never takes the node's
+   * whole CPU and disk, then seals it. A failed upload deletes its bucket.
+   */
+  async upload(collection: string, uid: string, shard: number, seq: number, file: string, throttle?: Throttle): Promise<SnapshotRef> {
+    const name = names.snapshotBucket(collection, shard, seq);
+    const store = await this.#objm.create(name, { description: uid, replicas: this.#replicas, storage: StorageType.File });
+    try {
+      const source = createReadStream(file);
+      const paced = throttle ? source.pipe(pace(throttle)) : source;
+      const body = Readable.toWeb(paced) as unknown as ReadableStream<Uint8Array>;
+      await store.put({ name: names.snapshotObject }, body);
+      await store.seal();
+    } catch (err) {
+      await store.destroy().catch(() => undefined);
+      throw err;
+    }
+    return { name, seq };
+  }
+
+  /** Streams a snapshot to `file`; `throttle` paces it chunk by chunk, `onBytes` sees each chunk pass (progress). */
+  async download(name: string, file: string, options: { throttle?: Throttle; onBytes?: (bytes: number) => void } = {}): Promise<void> {
+    const store = await this.#objm.open(name);
+    const result = await store.get(names.snapshotObject);
+    if (!result) throw new Error(`snapshot ${name} disappeared`);
+    await pipeline(Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>), pace(options.throttle, options.onBytes), createWriteStream(file));
+    const error = await result.error;
+    if (error) {
+      await rm(file, { force: true });
+      throw error;
+    }
+  }
+
+  /** Deletes a snapshot (its bucket and stream: the disk is given back). */
+  async delete(name: string): Promise<void> {
+    const store = await this.#objm.open(name, false);
+    await store.destroy();
+  }
+}
+
+/** Passes chunks on once `throttle` lets their bytes through, telling `onBytes` of each. */
+function pace(throttle: Throttle | undefined, onBytes?: (bytes: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      const pass = () => {
+        onBytes?.(chunk.byteLength);
+        done(null, chunk);
+      };
+      if (throttle) throttle(chunk.byteLength).then(pass, done);
+      else pass();
+    },
+  });
+}
