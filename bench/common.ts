@@ -5,7 +5,7 @@
  * recall, the raw usearch baseline, CPU accounting per phase and the result files.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -23,7 +23,7 @@ import type { ClusterStatus, SearchResult, SessionToken } from "../src/runtime/s
 import { subjects } from "../src/runtime/subjects.ts";
 import { encodeBody, Encoding, float32Bytes } from "../src/runtime/encoding.ts";
 import { JadeNode } from "../src/node.ts";
-import { cpuDelta, cpuSnapshot, type CpuSnapshot } from "./cpu.ts";
+import { cpuDelta, cpuMsOf, cpuPhase, cpuSnapshot, type CpuSnapshot } from "./cpu.ts";
 import { readIdxImages, type VectorSet } from "./datasets.ts";
 import { delay } from "../src/runtime/async.ts";
 
@@ -101,31 +101,16 @@ export function machineInfo() {
   };
 }
 
-/** Busy CPU time of the whole machine (every process), ms, from /proc/stat; 0 elsewhere than Linux. */
-export function machineBusyMs(): number {
-  try {
-    const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal …
-    const busy = (fields[0] ?? 0) + (fields[1] ?? 0) + (fields[2] ?? 0) + (fields[5] ?? 0) + (fields[6] ?? 0);
-    return busy * 10; // USER_HZ = 100
-  } catch {
-    return 0;
-  }
-}
-
 /**
  * Measures how busy the machine was during a phase, split into our processes (`pids`) and
  * everything else (other jobs sharing the cores): in cores busy on average.
  */
 export function contention(pids: Record<string, number | undefined>) {
-  const machine0 = machineBusyMs();
-  const ours0 = cpuSnapshot(pids);
-  const t0 = performance.now();
+  const end = cpuPhase(pids);
   return () => {
-    const wall = Math.max(1, performance.now() - t0);
-    const ours = Object.values(cpuDelta(ours0, cpuSnapshot(pids))).reduce((s, c) => s + c.mainMs + c.otherMs, 0);
-    const machine = machineBusyMs() - machine0;
-    return { ours_cores: round(ours / wall, 2), others_cores: round(Math.max(0, machine - ours) / wall, 2) };
+    const phase = end();
+    const ours = cpuMsOf(phase.byProcess, "");
+    return { ours_cores: round(ours / phase.wallMs, 2), others_cores: round(phase.restMs / phase.wallMs, 2) };
   };
 }
 

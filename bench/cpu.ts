@@ -60,3 +60,46 @@ export function cpuDelta(before: CpuSnapshot, after: CpuSnapshot): CpuSnapshot {
   }
   return delta;
 }
+
+/** Busy CPU time of the whole machine (every process), ms, from /proc/stat; 0 elsewhere than Linux. */
+export function machineBusyMs(): number {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal …
+    const busy = (fields[0] ?? 0) + (fields[1] ?? 0) + (fields[2] ?? 0) + (fields[5] ?? 0) + (fields[6] ?? 0);
+    return (busy * 1000) / ticksPerSecond;
+  } catch {
+    return 0;
+  }
+}
+
+/** The child processes of `pid` (Linux; empty elsewhere or once it has ended). */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Where the machine's CPU went during a phase: named processes' main and other threads, and the rest. */
+export interface CpuPhase {
+  wallMs: number;
+  byProcess: CpuSnapshot;
+  /** Busy time of every process not named (short-lived children such as a CLI import, other jobs). */
+  restMs: number;
+  machineMs: number;
+}
+
+/** Starts measuring; the returned function ends the phase. */
+export function cpuPhase(pids: Record<string, number | undefined>): () => CpuPhase {
+  const machine0 = machineBusyMs();
+  const before = cpuSnapshot(pids);
+  const t0 = performance.now();
+  return () => {
+    const byProcess = cpuDelta(before, cpuSnapshot(pids));
+    const machineMs = machineBusyMs() - machine0;
+    const namedMs = Object.values(byProcess).reduce((sum, c) => sum + c.mainMs + c.otherMs, 0);
+    return { wallMs: Math.max(1, performance.now() - t0), byProcess, restMs: Math.max(0, machineMs - namedMs), machineMs };
+  };
+}

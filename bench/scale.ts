@@ -29,6 +29,7 @@ import { fmt, kv, latencyStats, log, percentile, repoRoot, resultsDir, round, se
 import { barChart, lineChart, writeReport, type Row } from "./plot.ts";
 import { withProgress } from "./progress.ts";
 import { settledNativeBytes } from "./memory.ts";
+import { childPids, cpuPhase, type CpuPhase } from "./cpu.ts";
 
 export interface ScaleOptions {
   n: number;
@@ -242,6 +243,49 @@ async function waitState(client: JadeClient, collection: string, count: number, 
   }
 }
 
+/** Cores busy on average during a phase, by where the CPU went (the import client is in `rest`). */
+interface CpuSplit {
+  nodeMain: number;
+  nodeWorkers: number;
+  natsServer: number;
+  benchClient: number;
+  rest: number;
+  machine: number;
+  /** CPU µs per imported vector, every process. */
+  usPerVector: number;
+}
+
+/**
+ * Starts measuring where the 2 cores go during an import: the node's main thread, its other
+ * threads (index workers and their usearch insertion threads), the nats-server `jade dev`
+ * started, this process (searches, probes, status polls), and the rest — the `jade import`
+ * client (a child that is gone before the phase ends, so it is counted as machine busy time
+ * that no named process accounts for) and anything else running.
+ */
+function cpuSplit(node: DevNode): (vectors: number) => CpuSplit {
+  const end = cpuPhase({ node: node.pid, nats: childPids(node.pid)[0], bench: process.pid });
+  return (vectors) => split(end(), vectors);
+}
+
+function split(phase: CpuPhase, vectors: number): CpuSplit {
+  const cores = (ms: number) => round(ms / phase.wallMs, 2);
+  const { node, nats, bench } = phase.byProcess;
+  const all = (c: { mainMs: number; otherMs: number } | undefined) => (c ? c.mainMs + c.otherMs : 0);
+  return {
+    nodeMain: cores(node?.mainMs ?? 0),
+    nodeWorkers: cores(node?.otherMs ?? 0),
+    natsServer: cores(all(nats)),
+    benchClient: cores(all(bench)),
+    rest: cores(phase.restMs),
+    machine: cores(phase.machineMs),
+    usPerVector: round((phase.machineMs * 1000) / Math.max(1, vectors), 1),
+  };
+}
+
+function cpuLine(c: CpuSplit): string {
+  return `${fmt(c.machine, 2)} cores busy: node main ${fmt(c.nodeMain, 2)}, node workers ${fmt(c.nodeWorkers, 2)}, nats-server ${fmt(c.natsServer, 2)}, searches ${fmt(c.benchClient, 2)}, import client + rest ${fmt(c.rest, 2)}; ${fmt(c.usPerVector, 1)} µs CPU per vector`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Phases
 
@@ -266,6 +310,8 @@ interface BurstResult {
   ackedVps: number;
   probeMs: LatencyStats;
   searchDuring: LatencyStats;
+  /** While `jade import` runs. */
+  cpu: CpuSplit;
 }
 
 async function burstPhase(client: JadeClient, node: DevNode, opts: ScaleOptions, file: string, queries: VectorSet): Promise<BurstResult> {
@@ -273,19 +319,22 @@ async function burstPhase(client: JadeClient, node: DevNode, opts: ScaleOptions,
   await createCollection(client, "burst", opts);
   const searches = searchLoop(client, "burst", queries);
   const probes = probeLoop(client, "burst");
-  let imported: ImportResult;
+  let imported: ImportResult, cpu: CpuSplit;
   try {
+    const endCpu = cpuSplit(node);
     imported = await jadeImport(node.url, "burst", file);
+    cpu = endCpu(opts.burstN);
     await waitState(client, "burst", opts.burstN, false);
   } finally {
     await probes.stop();
     await searches.stop();
   }
   const during = searches.samples.filter((s) => s.atMs >= imported.startedMs && s.atMs <= imported.endedMs);
-  const result = { ackedVps: imported.vectorsPerSecond, probeMs: latencyStats(probes.delaysMs), searchDuring: latencyStats(finite(during)) };
+  const result = { ackedVps: imported.vectorsPerSecond, probeMs: latencyStats(probes.delaysMs), searchDuring: latencyStats(finite(during)), cpu };
   kv("acknowledged", `${fmt(imported.vectorsPerSecond)} vec/s (${fmt(imported.seconds, 2)} s)`);
   kv("ack → searchable", `p50 ${fmt(result.probeMs.p50)} ms, p99 ${fmt(result.probeMs.p99)} ms, max ${fmt(result.probeMs.max)} ms (${probes.delaysMs.length} probes)`);
   kv("search during burst", `p50 ${fmt(result.searchDuring.p50, 2)} ms, p95 ${fmt(result.searchDuring.p95, 2)} ms (${during.length} searches)`);
+  kv("CPU during burst", cpuLine(cpu));
   await client.dropCollection("burst");
   return result;
 }
@@ -298,6 +347,8 @@ interface SustainedResult {
   indexedVps: number;
   probeMs: LatencyStats;
   searchDuring: LatencyStats;
+  /** From the import's start until every point is in the graphs. */
+  cpu: CpuSplit;
   timeline: Row[];
   latencyTimeline: Row[];
 }
@@ -309,12 +360,14 @@ async function sustainedPhase(client: JadeClient, node: DevNode, opts: ScaleOpti
   const searches = searchLoop(client, "scale", queries);
   const probes = probeLoop(client, "scale");
   const samples = timeline(client, "scale", node.pid);
-  let imported: ImportResult, searchableAt: number, indexedAt: number;
+  let imported: ImportResult, searchableAt: number, indexedAt: number, cpu: CpuSplit;
   try {
+    const endCpu = cpuSplit(node);
     imported = await jadeImport(node.url, "scale", file);
     searchableAt = await waitState(client, "scale", opts.n, false);
     await probes.stop();
     indexedAt = await waitState(client, "scale", opts.n, true);
+    cpu = endCpu(opts.n);
   } finally {
     await probes.stop();
     await searches.stop();
@@ -330,6 +383,7 @@ async function sustainedPhase(client: JadeClient, node: DevNode, opts: ScaleOpti
     indexedVps: opts.n / s(indexedAt),
     probeMs: latencyStats(probes.delaysMs),
     searchDuring: latencyStats(finite(during)),
+    cpu,
     timeline: ingestRows(samples.points, started, opts.n, imported),
     latencyTimeline: latencyRows(searches.samples, started),
   };
@@ -338,6 +392,7 @@ async function sustainedPhase(client: JadeClient, node: DevNode, opts: ScaleOpti
   kv("all indexed", `${fmt(result.indexedSeconds, 1)} s → ${fmt(result.indexedVps)} vec/s`);
   kv("ack → searchable", `p50 ${fmt(result.probeMs.p50)} ms, p99 ${fmt(result.probeMs.p99)} ms, max ${fmt(result.probeMs.max)} ms`);
   kv("search during import", `p50 ${fmt(result.searchDuring.p50, 2)} ms, p95 ${fmt(result.searchDuring.p95, 2)} ms`);
+  kv("CPU, import start → all indexed", cpuLine(cpu));
   return result;
 }
 
@@ -581,7 +636,19 @@ async function report(opts: ScaleOptions, burst: BurstResult, sustained: Sustain
     { file: "scale-latency.svg", title: "Search latency during and after the import", svg: await lineChart({ title: "search latency (c=1), 5 s windows", x: { field: "t", title: "seconds" }, y: { field: "ms", title: "ms", scale: { type: "log" } }, series: "series", data: sustained.latencyTimeline }) },
     { file: "scale-p95.svg", title: "Search p95: ours vs raw usearch", svg: await barChart({ title: "search p95 (ms)", category: { field: "when", title: "" }, value: { field: "ms", title: "ms" }, data: p95Rows(burst, sustained, settled, raw) }) },
   ];
-  await writeReport(resultsDir, "scale", { title: "JadeVectorDB at scale", sections: [{ heading: "Targets", markdown: targets.map((t) => `- ${t.pass === undefined ? "SKIP" : t.pass ? "PASS" : "MISS"} ${t.name}: ${t.detail}`).join("\n"), charts }] });
+  const cpu = [
+    "Cores busy on average (of 2), and CPU per imported vector over every process:",
+    "",
+    `- burst (while \`jade import\` runs): ${cpuLine(burst.cpu)}`,
+    `- 1M (import start → all indexed): ${cpuLine(sustained.cpu)}`,
+  ].join("\n");
+  await writeReport(resultsDir, "scale", {
+    title: "JadeVectorDB at scale",
+    sections: [
+      { heading: "Targets", markdown: targets.map((t) => `- ${t.pass === undefined ? "SKIP" : t.pass ? "PASS" : "MISS"} ${t.name}: ${t.detail}`).join("\n"), charts },
+      { heading: "Where the CPU went", markdown: cpu },
+    ],
+  });
 }
 
 function p95Rows(burst: BurstResult, sustained: SustainedResult, settled: SettledResult, raw: RawResult | undefined): Row[] {
