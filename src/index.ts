@@ -3,6 +3,7 @@
  * server, and the API's message types and errors.
  */
 export { JadeClient, type JadeClientOptions, type Coverage } from "./client/client.ts";
+export { ChangeFeed, type Change, type ChangeStart, type ChangesOptions } from "./client/changes.ts";
 export { JadeNode, type NodeOptions } from "./node.ts";
 export { startEmbeddedNats, NatsServerMissingError, NatsServerStartError, type EmbeddedNats, type EmbeddedNatsOptions } from "./nats/embedded.ts";
 export { ErrorCode, JadeError, type Reply, type WireError } from "./runtime/errors.ts";

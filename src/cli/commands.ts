@@ -5,6 +5,7 @@
  */
 import type { Command } from "commander";
 import { registerAdminCommands } from "./commands/admin.ts";
+import { registerChangesCommand } from "./commands/changes.ts";
 import { registerCollectionCommands } from "./commands/collections.ts";
 import { registerReadCommands } from "./commands/read.ts";
 import { registerStatusCommand } from "./commands/status.ts";
@@ -15,5 +16,6 @@ export function registerClientCommands(program: Command): void {
   registerWriteCommands(program);
   registerReadCommands(program);
   registerStatusCommand(program);
+  registerChangesCommand(program);
   registerAdminCommands(program);
 }

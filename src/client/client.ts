@@ -27,6 +27,7 @@ import type {
 } from "../runtime/schemas.ts";
 import { nodeApiSubject, subjects, type AdminOp, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
 import { NodeTracker } from "./nodes.ts";
+import { ChangeFeed, type ChangesOptions } from "./changes.ts";
 
 export interface JadeClientOptions {
   servers: string | string[];
@@ -212,6 +213,15 @@ export class JadeClient {
 
   dropCollection(name: string): Promise<{ dropped: string }> {
     return this.#catalog("drop", { name });
+  }
+
+  /**
+   * The collection's changes, read from its shard logs: each once per shard, in log order,
+   * from `from` ("now" by default, "start", a Date, or a position token a change carried).
+   * Iterate the returned feed; `feed.position` resumes it later; `feed.stop()` ends it.
+   */
+  async changes(collection: string, options: ChangesOptions = {}): Promise<ChangeFeed> {
+    return ChangeFeed.open(this.nc, await this.getCollection(collection), options);
   }
 
   /** Changes a collection's retention (its point-in-time window); the returned config is the stored one. */

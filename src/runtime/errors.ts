@@ -16,6 +16,8 @@ export const ErrorCode = {
   Conflict: "conflict",
   Unauthorized: "unauthorized",
   RateLimited: "rate_limited",
+  /** A change-feed position whose entries were purged (below the shard's purge floor). */
+  OutOfRange: "out_of_range",
   Internal: "internal",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -6,6 +6,9 @@
  * every replica of a shard.
  *
  * Upsert wire form: `{k:"u", i: ids, d: dimension, v: float32 bytes, p?: payloads, x?: deleteIds}`.
+ * This is format 1, public since the change feed reads it (docs/changes.md): a later format
+ * sets `f` to its number, and a reader refuses a format it does not know rather than
+ * misreading it.
  * `p` is absent when no point of the entry has a payload (a bulk import of bare vectors
  * then carries no per-point null); entries written before that always carry it, and
  * both decode alike.
@@ -43,7 +46,10 @@ export type LogEntry = UpsertEntry | DeleteEntry;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
-interface WireUpsert { k: "u"; i: string[]; p?: (Payload | null)[]; d: number; v: Uint8Array; x?: string[] }
+/** The format this module writes; entries of format 1 carry no `f`. */
+export const entryFormat = 1;
+
+interface WireUpsert { k: "u"; i: string[]; p?: (Payload | null)[]; d: number; v: Uint8Array; x?: string[]; f?: number }
 interface WireDelete { k: "d"; i: string[] }
 
 export function encodeEntry(entry: LogEntry): Uint8Array {
@@ -88,6 +94,7 @@ export function decodeEntry(bytes: Uint8Array): LogEntry {
   }
   if (typeof wire !== "object" || wire === null) invalid("not an object");
   const w = wire as Partial<Record<keyof WireUpsert, unknown>>;
+  if (w.f !== undefined && w.f !== entryFormat) invalid(`entry format ${JSON.stringify(w.f).slice(0, 20)} is not one this node reads (${entryFormat})`);
   if (!isIdList(w.i)) invalid("ids must be a list of non-empty strings");
   if (w.k === "d") return { kind: EntryKind.Delete, ids: w.i };
   if (w.k !== "u") invalid(`unknown kind ${JSON.stringify(String(w.k)).slice(0, 40)}`);

@@ -103,6 +103,11 @@ function spacedFrom(base: SnapshotAt | undefined, newestFirst: readonly Snapshot
   return kept;
 }
 
+/** Were the log's entries from `neededSeq` on purged? (An emptied log keeps its last sequence.) */
+export function logPurgedPast(state: { first_seq: number; last_seq: number }, neededSeq: number): boolean {
+  return state.first_seq > neededSeq && state.last_seq >= neededSeq;
+}
+
 /** What a replica may still read, from its heartbeat: after its checkpoint, or after what it applied. */
 export function replicaNeedSeq(beat: { checkpointSeq: number; appliedSeq: number } | undefined): number {
   if (beat === undefined) return 0;

@@ -7,6 +7,7 @@
 import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { ApplyResult, LogRecord } from "../vector-index/api.ts";
 import { Backoff } from "../../runtime/async.ts";
+import { logPurgedPast } from "../../runtime/retention.ts";
 
 export interface FollowLimits {
   /** Entries handed to the index actor in one call. */
@@ -58,16 +59,11 @@ export function isLogPurgedError(err: unknown): err is LogPurgedError {
   return err instanceof LogPurgedError;
 }
 
-/** Were entries from `neededSeq` on purged? (An emptied log keeps its last sequence.) */
-function purgedPast(state: { first_seq: number; last_seq: number }, neededSeq: number): boolean {
-  return state.first_seq > neededSeq && state.last_seq >= neededSeq;
-}
-
 /** Runs until the signal aborts (resolves) or the log cannot be followed (rejects). */
 export async function followLog(options: FollowOptions): Promise<void> {
   const limits = options.limits ?? defaultFollowLimits;
   const info = await options.jsm.streams.info(options.stream);
-  if (purgedPast(info.state, options.fromSeq)) throw new LogPurgedError(options.stream, options.fromSeq, info.state.first_seq);
+  if (logPurgedPast(info.state, options.fromSeq)) throw new LogPurgedError(options.stream, options.fromSeq, info.state.first_seq);
   // Report where the log ends now, so an idle shard is known to be caught up without any message.
   options.onProgress(options.fromSeq - 1, info.state.last_seq);
   let next = options.fromSeq;
@@ -121,7 +117,7 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
       .info(options.stream)
       .then((now) => {
         if (now.state.last_seq < next) return;
-        if (purgedPast(now.state, next)) gap = new LogPurgedError(options.stream, next, now.state.first_seq);
+        if (logPurgedPast(now.state, next)) gap = new LogPurgedError(options.stream, next, now.state.first_seq);
         // Entries exist that never arrived: show the lag, and start a fresh consumer.
         options.onProgress(next - 1, now.state.last_seq);
         stop();
