@@ -35,7 +35,11 @@
  * and LanceDB on the same data in one run: build, memory, disk, latency, QPS, recall, an ef sweep;
  * writes bench/results/<timestamp>-peers.json and peers.md with plots.
  *
- * --suite all: core, cluster, nodes, resilience, peers, then scale.
+ * --suite storage (bench/storage.ts, --storage-n, --storage-rounds): disk per live vector while the same ids
+ * are overwritten, with the log kept (24 h window), compacted (window 0), and after deleting half;
+ * writes bench/results/<timestamp>-storage.json, latest-storage.json and storage.md.
+ *
+ * --suite all: core, cluster, nodes, resilience, peers, storage, then scale.
  *
  * Options left out take the suite's default (core / cluster):
  *   --limit N          train vectors (60000 / 20000)
@@ -93,6 +97,7 @@ import { runCluster } from "./cluster.ts";
 import { runNodes } from "./nodes.ts";
 import { runResilience } from "./resilience.ts";
 import { runScale } from "./scale.ts";
+import { runStorage } from "./storage.ts";
 import { peersDefaults, runPeers } from "./peers.ts";
 import { printSummary as printPeersSummary } from "./peers-report.ts";
 
@@ -104,7 +109,7 @@ const collection = "bench";
 const program = new Command()
   .name("bench")
   .description("JadeVectorDB benchmarks on Fashion-MNIST (core: ours vs raw usearch; cluster: fan-out and replicated ingest)")
-  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "all"]).default("core"))
+  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "storage", "all"]).default("core"))
   .addOption(new Option("--dataset <name>", "peers: data set").choices(["fashion-mnist", "clustered"]).default("fashion-mnist"))
   .option("--scale-n <n>", "scale: vectors of the sustained import", positiveInt, 1_000_000)
   .option("--burst-n <n>", "scale: vectors of the burst import", positiveInt, 100_000)
@@ -119,6 +124,8 @@ const program = new Command()
   .option("--concurrency <c>", "upsert requests in flight", positiveInt, 4)
   .addOption(new Option("--node-mode <mode>", "run the node in this process or as a child process (default: core inproc, cluster child)").choices(["inproc", "child"]))
   .option("--no-raw", "skip the raw usearch baseline")
+  .option("--storage-n <n>", "storage: ids overwritten each round", positiveInt, 100_000)
+  .option("--storage-rounds <r>", "storage: times every id is written", positiveInt, 5)
   .option("--rounds <r>", "resilience: failover rounds", positiveInt, 3)
   .option("--failover-n <n>", "resilience: vectors per failover collection", positiveInt, 2_000)
   .option("--rebalance-n <n>", "resilience: vectors of the rebalance collection", positiveInt, 10_000)
@@ -129,6 +136,8 @@ interface CliOptions {
   dataset: "fashion-mnist" | "clustered";
   scaleN: number;
   burstN: number;
+  storageN: number;
+  storageRounds: number;
   expansionSearch: number;
   rounds: number;
   failoverN: number;
@@ -368,7 +377,7 @@ async function runCore(opts: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers";
+type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers" | "storage";
 
 function suiteOptions(cli: CliOptions, suite: Suite): Options {
   const core = suite === "core";
@@ -386,7 +395,7 @@ function suiteOptions(cli: CliOptions, suite: Suite): Options {
 
 async function main(): Promise<void> {
   const cli = program.parse(process.argv).opts<CliOptions>();
-  const suites: Suite[] = cli.suite === "all" ? ["core", "cluster", "nodes", "resilience", "peers", "scale"] : [cli.suite];
+  const suites: Suite[] = cli.suite === "all" ? ["core", "cluster", "nodes", "resilience", "peers", "storage", "scale"] : [cli.suite];
   for (const suite of suites) {
     const opts = suiteOptions(cli, suite);
     try {
@@ -400,7 +409,8 @@ async function main(): Promise<void> {
       } else if (suite === "scale") {
         const scale = { n: cli.scaleN, burstN: Math.min(cli.burstN, cli.scaleN), shards: cli.shards === 1 ? 4 : cli.shards, queries: cli.queries ?? 1_000 };
         await runScale({ ...scale, quantization: cli.quantization, expansionSearch: cli.expansionSearch, raw: cli.raw });
-      } else await runResilience({ failoverN: cli.failoverN, rebalanceN: cli.rebalanceN, rounds: cli.rounds, batch: cli.batch ?? 500, concurrency: cli.concurrency });
+      } else if (suite === "storage") await runStorage({ n: cli.storageN, rounds: cli.storageRounds });
+      else await runResilience({ failoverN: cli.failoverN, rebalanceN: cli.rebalanceN, rounds: cli.rounds, batch: cli.batch ?? 500, concurrency: cli.concurrency });
     } finally {
       await runCleanups();
       resetCleanups();

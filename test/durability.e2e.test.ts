@@ -120,6 +120,29 @@ describe("kill -9 and restart", () => {
     await second.stop();
     expect(second.process.exitCode).toBe(0);
   });
+
+  it("a node stopped while idle keeps its checkpoint: its next clean restart starts from it", async () => {
+    const nats = await harness.nats();
+    const data = await harness.tempDir();
+    const start = () => harness.spawnJade(["start", "--nats", nats.url, "--data", data, "--node-id", "idle"], { env: { JADE_LOG_LEVEL: "info" } });
+    let node = await start();
+    const client = await harness.client(nats.url);
+    await client.createCollection({ name: "idle", dimension, metric: "l2", shards: 1, snapshot: { everyEntries: 1_000_000, intervalMs: 86_400_000 } });
+    await client.upsert("idle", { points: randomPoints(30, dimension, 5).map((vector, i) => ({ id: `i${i}`, vector })), consistency: "all" });
+    // This process's own account (a status could still show the previous process's heartbeat).
+    const restoredFromCheckpoint = async () => {
+      await waitFor(() => node.output.some((l) => l.includes('"state":"serving"')), { what: "the replica serving again" });
+      return node.output.some((l) => l.includes("restored local checkpoint"));
+    };
+    await node.stop(); // checkpoint at the last write
+    node = await start();
+    expect(await restoredFromCheckpoint()).toBe(true);
+    await node.stop(); // nothing new since: the checkpoint is kept as it is
+    node = await start();
+    expect(await restoredFromCheckpoint()).toBe(true);
+    expect((await client.count("idle", { consistency: "strong" })).count).toBe(30);
+    await node.stop();
+  });
 });
 
 describe("restart from the local checkpoint", () => {

@@ -14,6 +14,7 @@ import { JadeNode } from "../node.ts";
 import type { SelectionName } from "../actors/read/selection/index.ts";
 import type { CoordinatorSettings } from "../actors/control/coordinator.ts";
 import { defaultMigrationSettings } from "../actors/control/migrations.ts";
+import type { ReplicaSettings } from "../actors/replica/types.ts";
 
 /** The CLI speaks MiB/s; the settings count bytes. */
 export const bytesPerMib = 1024 * 1024;
@@ -45,7 +46,8 @@ export async function runDev(options: ServeOptions & { natsPort?: number }): Pro
     }
     throw err;
   }
-  await serve([nats.url], dataDir, options, () => nats.stop());
+  // The node's data directory holds the object store too: one copy of each snapshot, not two.
+  await serve([nats.url], dataDir, options, () => nats.stop(), { keepUploadedCheckpoint: false });
 }
 
 export async function runStart(options: ServeOptions & { nats: string[] }): Promise<void> {
@@ -72,7 +74,13 @@ async function stableNodeId(dataDir: string, explicit: string | undefined): Prom
   return generated;
 }
 
-async function serve(servers: string[], dataDir: string, options: ServeOptions, stopNats: () => Promise<void>): Promise<void> {
+async function serve(
+  servers: string[],
+  dataDir: string,
+  options: ServeOptions,
+  stopNats: () => Promise<void>,
+  replica: Partial<ReplicaSettings> = {},
+): Promise<void> {
   let node: JadeNode | undefined;
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -94,7 +102,7 @@ async function serve(servers: string[], dataDir: string, options: ServeOptions, 
       streamReplicas: options.streamReplicas,
       selection: options.selection,
       coordinator: coordinatorOptions(options),
-      replica: options.transferMibPerSec === undefined ? undefined : { transferBytesPerSecMax: Math.round(options.transferMibPerSec * bytesPerMib) },
+      replica: options.transferMibPerSec === undefined ? replica : { ...replica, transferBytesPerSecMax: Math.round(options.transferMibPerSec * bytesPerMib) },
     });
     const client = await JadeClient.connect({ servers, name: "jade-readiness" });
     await client.listCollections();

@@ -73,6 +73,11 @@ export class LocalCheckpoints {
     return (await this.#list(uid, shard, offerName)).find((ref) => ref.seq === seq)?.file;
   }
 
+  /** Deletes the shard's checkpoint at `seq` (a copy offered to a peer stays until its offer expires). */
+  async discard(uid: string, shard: number, seq: number): Promise<void> {
+    await rm(path.join(this.#dir, uid, `${shard}-${seq}.snap`), { force: true });
+  }
+
   /** Deletes the shard's checkpoints and offers. */
   async drop(uid: string, shard: number): Promise<void> {
     for (const ref of [...(await this.#list(uid, shard)), ...(await this.#list(uid, shard, offerName))]) await rm(ref.file, { force: true });

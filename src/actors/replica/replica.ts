@@ -187,8 +187,11 @@ export class ShardReplica {
     this.#subscription?.unsubscribe();
     clearInterval(this.#pendingTimer);
     this.#waiters.rejectAll(() => unavailable(`shard ${this.shard} of ${this.config.name} stopped`));
-    if (options.checkpoint && worthCheckpointing) await this.#saving.run(() => shutdownCheckpoint(this.#parts));
-    else await deps.checkpoints.drop(this.config.uid, this.shard).catch((err) => log.warn({ err }, "could not delete checkpoint"));
+    // Keeping the shard: save what the checkpoint lacks (an idle replica's checkpoint is kept as
+    // it is: deleting it sent an idle node's clean restart to the shared snapshot). Giving it up: delete.
+    if (options.checkpoint) {
+      if (worthCheckpointing) await this.#saving.run(() => shutdownCheckpoint(this.#parts));
+    } else await deps.checkpoints.drop(this.config.uid, this.shard).catch((err) => log.warn({ err }, "could not delete checkpoint"));
     await index.close().catch(() => undefined);
     deps.pool.unpin(shardKey(this.config.uid, this.shard));
   }

@@ -48,6 +48,10 @@ export async function saveSnapshot(replica: ReplicaParts, options: { upload: "if
     // Older snapshots are deleted by the coordinator's retention pass, which knows what point-in-time restores still need.
     const ref = await deps.snapshots.upload(config.name, config.uid, shard, saved.appliedSeq, checkpoint.file, (bytes) => deps.uploads.take(bytes));
     replica.log.info({ snapshot: ref.name, bytes: saved.bytes, ms: Math.round(performance.now() - startedMs) }, "snapshot saved");
+    if (!deps.settings.keepUploadedCheckpoint) {
+      await deps.checkpoints.discard(config.uid, shard, saved.appliedSeq);
+      progress.checkpointSeq = 0;
+    }
   }
   return { seq: saved.appliedSeq, saveMs };
 }
