@@ -107,12 +107,19 @@ export async function runStorage(opts: StorageOptions): Promise<void> {
     kv(phase, `${mib(dataBytes)} MiB on disk (logs ${mib(parts.logs)}, snapshots ${mib(parts.snapshots)}, checkpoints ${mib(parts.checkpoints)}, other ${mib(parts.other)}), ${fmt(result.bytesPerVector)} B per live vector = ${fmt(result.ofRaw, 2)} × raw`);
     return result;
   };
-  /** Every shard applied all, saved a snapshot of it, and (window 0) purged its log to there. */
+  /**
+   * Every shard applied all, and (window 0) saved a snapshot of it and purged its log to there;
+   * the retention state must be one that saw the log's current end.
+   */
   const settled = (purged: boolean) =>
     waitFor(
       async () => {
         const status = (await client.clusterStatus()).collections.find((c) => c.name === "churn");
-        return status?.shards.every((s) => s.log && s.replicas.every((r) => r.lag === 0 && r.pending === 0) && (!purged || s.log.messages === 0)) ?? false;
+        return (
+          status?.shards.every(
+            (s) => s.log && s.replicas.every((r) => r.lag === 0 && r.pending === 0 && r.lastSeq === s.log!.lastSeq) && (!purged || (s.log.messages === 0 && s.log.floor === s.log.lastSeq)),
+          ) ?? false
+        );
       },
       { what: "the shards settled", timeoutMs: 600_000 },
     );

@@ -11,7 +11,7 @@ const snap = (seq: number, hoursAgo: number): SnapshotAt => ({ name: `c/0/${seq}
 
 describe("shardFloor", () => {
   it("purges nothing before the first snapshot", () => {
-    expect(shardFloor({ nowMs: now, pointInTimeMs: 0, snapshots: [], replicas: [{ what: "replica on a", seq: 50 }], holds: [] })).toEqual({
+    expect(shardFloor({ nowMs: now, graceMs: 30_000, pointInTimeMs: 0, snapshots: [], replicas: [{ what: "replica on a", seq: 50 }], holds: [] })).toEqual({
       seq: 0,
       heldBy: noSnapshotYet,
       obsoleteSnapshots: [],
@@ -20,7 +20,7 @@ describe("shardFloor", () => {
 
   it("without a window: the newest snapshot, unless a replica or a hold needs less; older snapshots go", () => {
     const snapshots = [snap(40, 3), snap(90, 1), snap(70, 2)];
-    const base = { nowMs: now, pointInTimeMs: 0, snapshots, holds: [] };
+    const base = { nowMs: now, graceMs: 30_000, pointInTimeMs: 0, snapshots, holds: [] };
     expect(shardFloor({ ...base, replicas: [{ what: "replica on a", seq: 95 }] })).toEqual({ seq: 90, heldBy: "snapshot 90", obsoleteSnapshots: ["c/0/70", "c/0/40"] });
     expect(shardFloor({ ...base, replicas: [{ what: "replica on a", seq: 95 }, { what: "replica on b", seq: 60 }] }).seq).toBe(60);
     expect(shardFloor({ ...base, replicas: [], holds: [{ what: "backup b1", seq: 12 }] })).toMatchObject({ seq: 12, heldBy: "backup b1" });
@@ -30,9 +30,10 @@ describe("shardFloor", () => {
 
   it("with a window: the newest snapshot saved before it began, and a few spread over it are kept", () => {
     const windowMs = 24 * hourMs;
+    // No grace period here (graceMs 0): the newest was saved this instant, and the grace has its own case below.
     // One snapshot an hour for 30 hours: seq = 10 × (30 − hours ago).
     const snapshots = Array.from({ length: 31 }, (_, h) => snap(10 * (30 - h), h));
-    const floor = shardFloor({ nowMs: now, pointInTimeMs: windowMs, snapshots, replicas: [], holds: [] });
+    const floor = shardFloor({ nowMs: now, graceMs: 0, pointInTimeMs: windowMs, snapshots, replicas: [], holds: [] });
     expect(floor.seq).toBe(60); // saved 24 h ago: the window's base
     expect(floor.heldBy).toBe(pointInTimeWindow);
     const kept = snapshots.map((s) => s.name).filter((n) => !floor.obsoleteSnapshots.includes(n));
@@ -41,13 +42,22 @@ describe("shardFloor", () => {
     expect(kept.length).toBeLessThanOrEqual(pointInTimeSnapshotsPerWindow + 1);
 
     // An hour later the base has not moved (the next kept one is 6 h newer); 6 h later it has, and the rest stay.
-    const later = (hours: number) => shardFloor({ nowMs: now + hours * hourMs, pointInTimeMs: windowMs, snapshots: snapshots.filter((s) => kept.includes(s.name)), replicas: [], holds: [] });
+    const later = (hours: number) => shardFloor({ nowMs: now + hours * hourMs, graceMs: 0, pointInTimeMs: windowMs, snapshots: snapshots.filter((s) => kept.includes(s.name)), replicas: [], holds: [] });
     expect(later(1)).toMatchObject({ seq: 60, obsoleteSnapshots: [] });
     expect(later(6)).toMatchObject({ seq: 120, obsoleteSnapshots: ["c/0/60"] });
   });
 
+  it("keeps a replaced snapshot, and the log after it, for the grace period: a restore downloading it finishes", () => {
+    const fresh = (seq: number, msAgo: number): SnapshotAt => ({ name: `c/0/${seq}`, seq, savedAtMs: now - msAgo });
+    const snapshots = [fresh(10, 90_000), fresh(20, 50_000), fresh(30, 10_000)];
+    // 30 replaced 20 ten seconds ago (within 30 s): 20 is still restorable; 20 replaced 10 fifty seconds ago: 10 goes.
+    expect(shardFloor({ nowMs: now, graceMs: 30_000, pointInTimeMs: 0, snapshots, replicas: [], holds: [] })).toEqual({ seq: 20, heldBy: "snapshot 20", obsoleteSnapshots: ["c/0/10"] });
+    // Once the grace has passed, only the newest is kept.
+    expect(shardFloor({ nowMs: now + 25_000, graceMs: 30_000, pointInTimeMs: 0, snapshots, replicas: [], holds: [] })).toEqual({ seq: 30, heldBy: "snapshot 30", obsoleteSnapshots: ["c/0/20", "c/0/10"] });
+  });
+
   it("keeps the whole log while the window reaches before the first snapshot", () => {
-    const floor = shardFloor({ nowMs: now, pointInTimeMs: 24 * hourMs, snapshots: [snap(10, 2), snap(20, 1)], replicas: [], holds: [] });
+    const floor = shardFloor({ nowMs: now, graceMs: 30_000, pointInTimeMs: 24 * hourMs, snapshots: [snap(10, 2), snap(20, 1)], replicas: [], holds: [] });
     expect(floor).toMatchObject({ seq: 0, heldBy: pointInTimeWindow });
     expect(floor.obsoleteSnapshots).toEqual([]); // 1 h apart: fewer than 6 h, but the newest is always kept
   });

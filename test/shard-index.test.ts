@@ -376,6 +376,41 @@ describe("ShardIndex snapshots", () => {
     expect(loaded.get(["a"], true)).toEqual([{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }]);
   });
 
+  it("stores only the live points' vectors; a version 2 file (every slot) still loads", async () => {
+    const dim = 16;
+    const random = seededRandom(8);
+    const vectors = randomVectors(random, 2000, dim);
+    const cfg = config(dim);
+    const full = new ShardIndex(cfg);
+    const log = records(vectors, dim, 500, (i) => ({ i }));
+    full.apply(log);
+    const fullFile = path.join(dir, "full.snap");
+    const fullBytes = (await full.save(fullFile)).bytes;
+
+    // Half deleted, in scattered runs: the vector section shrinks by their rows.
+    const sparse = new ShardIndex(cfg);
+    sparse.apply(log);
+    const gone = Array.from({ length: 1000 }, (_, i) => `p${2 * i + (i % 3 === 0 ? 1 : 0)}`);
+    sparse.apply([remove(log.length + 1, gone)]);
+    const sparseFile = path.join(dir, "sparse.snap");
+    const sparseBytes = (await sparse.save(sparseFile)).bytes;
+    expect(fullBytes - sparseBytes).toBeGreaterThanOrEqual(1000 * dim * 4);
+    const loaded = await ShardIndex.load(cfg, sparseFile);
+    expect(loaded.digest()).toBe(sparse.digest());
+    const ids = Array.from({ length: 2000 }, (_, i) => `p${i}`);
+    expect(loaded.get(ids, true)).toEqual(sparse.get(ids, true));
+
+    // With every slot live, versions 2 and 3 write the same body: the header's version is all that differs.
+    const v2 = await readFile(fullFile);
+    v2.writeUInt32LE(2, 8);
+    const v2File = path.join(dir, "v2.snap");
+    await writeFile(v2File, v2);
+    expect((await ShardIndex.load(cfg, v2File)).digest()).toBe(full.digest());
+    v2.writeUInt32LE(9, 8);
+    await writeFile(v2File, v2);
+    await expect(ShardIndex.load(cfg, v2File)).rejects.toThrow(/format version 9/);
+  });
+
   it("saves and loads an empty shard", async () => {
     const file = path.join(dir, "empty.snap");
     await new ShardIndex(config(8)).save(file);

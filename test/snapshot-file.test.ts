@@ -5,7 +5,9 @@
  */
 import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
+import fc from "fast-check";
 import { packInSlices } from "../src/actors/vector-index/snapshot-file.ts";
+import { LiveRows } from "../src/actors/vector-index/shard-snapshot.ts";
 import { TimeSlicer } from "../src/runtime/async.ts";
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -39,5 +41,30 @@ describe("packInSlices", () => {
     await packInSlices({ ids: Array.from({ length: 100_000 }, (_, i) => `p${i}`) }, new TimeSlicer(0));
     packing = false;
     expect(turns).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe("LiveRows", () => {
+  it("maps any byte range of the live rows onto the vector file, byte for byte", () => {
+    const arbitrary = fc
+      .record({ slots: fc.uniqueArray(fc.nat({ max: 200 }), { minLength: 1, maxLength: 60 }), rowBytes: fc.integer({ min: 1, max: 24 }) })
+      .chain(({ slots, rowBytes }) => {
+        const sorted = slots.sort((a, b) => a - b);
+        const total = sorted.length * rowBytes;
+        return fc.record({ slots: fc.constant(sorted), rowBytes: fc.constant(rowBytes), from: fc.nat({ max: total - 1 }), length: fc.integer({ min: 1, max: total }) });
+      });
+    fc.assert(
+      fc.property(arbitrary, ({ slots, rowBytes, from, length }) => {
+        const rows = new LiveRows(slots, rowBytes);
+        const size = Math.min(length, rows.byteLength - from);
+        const mapped = new Array<number>(size).fill(-1);
+        rows.each(from, size, (at, filePosition, n) => {
+          for (let i = 0; i < n; i++) mapped[at + i] = filePosition + i;
+        });
+        // Byte b of the section is byte (b mod rowBytes) of row slots[b / rowBytes] in the file.
+        const expected = Array.from({ length: size }, (_, i) => slots[Math.floor((from + i) / rowBytes)]! * rowBytes + ((from + i) % rowBytes));
+        expect(mapped).toEqual(expected);
+      }),
+    );
   });
 });

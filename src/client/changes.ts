@@ -12,7 +12,16 @@
  * Points moved between shards by vector sharding appear as their upsert on the new shard
  * only (the old shard's removal of the copy is not a change of the collection).
  */
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import {
+  DeliverPolicy,
+  jetstream,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { ErrorCode, JadeError } from "../runtime/errors.ts";
@@ -151,7 +160,11 @@ export class ChangeFeed implements AsyncIterable<Change> {
     const pumps: { shard: number; stream: string; fromSeq: number; caughtUpAt: number }[] = [];
     for (let shard = 0; shard < shards; shard++) {
       const stream = names.logStream(this.#config.name, shard);
-      const { state } = await this.#jsm.streams.info(stream);
+      const { state } = await this.#jsm.streams.info(stream).catch((err: unknown) => {
+        // Dropped between reading its config and opening its logs.
+        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) throw new JadeError(ErrorCode.NotFound, `collection ${this.#config.name} was dropped`);
+        throw err;
+      });
       const caughtUpAt = state.last_seq;
       let start: ShardPosition;
       if (from === "start") start = { seq: Math.max(1, state.first_seq), index: 0 };

@@ -7,7 +7,9 @@
  * The floor is a log sequence: entries at or below it may be purged, the log keeps
  * floor + 1 onwards. It is the lowest of
  *   - the newest shared snapshot: a replica that starts from nothing restores it and
- *     replays after it (no snapshot yet: nothing is purged);
+ *     replays after it (no snapshot yet: nothing is purged); a snapshot it replaced less than
+ *     `graceMs` ago counts too, with the log after it, so a restore that was downloading it
+ *     when the newer one appeared still finishes (one snapshot interval);
  *   - every live replica's need: its local checkpoint (it restarts from there), or what it
  *     applied when it has none, or 0 while it is being placed (a migration or transfer
  *     that still reads the log from wherever its copy starts);
@@ -36,6 +38,8 @@ export interface LogNeed {
 
 export interface FloorInput {
   nowMs: number;
+  /** How long a replaced snapshot stays restorable: the collection's snapshot interval. */
+  graceMs: number;
   /** The collection's point-in-time window; 0 keeps only what restores need. */
   pointInTimeMs: number;
   snapshots: readonly SnapshotAt[];
@@ -49,7 +53,7 @@ export interface ShardFloor {
   seq: number;
   /** What holds the floor where it is. */
   heldBy: string;
-  /** Shared snapshots to delete: not the newest, and not one the point-in-time window keeps. */
+  /** Shared snapshots to delete: not the newest, not one replaced within the grace period, not one the point-in-time window keeps. */
   obsoleteSnapshots: string[];
 }
 
@@ -68,8 +72,11 @@ export function shardFloor(input: FloorInput): ShardFloor {
   const newestFirst = [...input.snapshots].sort((a, b) => b.seq - a.seq);
   const newest = newestFirst[0];
   if (newest === undefined) return { seq: 0, heldBy: noSnapshotYet, obsoleteSnapshots: [] };
-  const needs: LogNeed[] = [{ what: `snapshot ${newest.seq}`, seq: newest.seq }, ...input.replicas];
-  const keep = new Set([newest.name]);
+  // The newest, and those replaced (by the next newer one) within the grace period.
+  const restorable = newestFirst.filter((s, i) => i === 0 || newestFirst[i - 1]!.savedAtMs > input.nowMs - input.graceMs);
+  const oldestRestorable = restorable[restorable.length - 1]!;
+  const needs: LogNeed[] = [{ what: `snapshot ${oldestRestorable.seq}`, seq: oldestRestorable.seq }, ...input.replicas];
+  const keep = new Set(restorable.map((s) => s.name));
   if (input.pointInTimeMs > 0) {
     const windowStartMs = input.nowMs - input.pointInTimeMs;
     const base = newestFirst.find((s) => s.savedAtMs <= windowStartMs);

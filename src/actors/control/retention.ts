@@ -104,7 +104,12 @@ export class Retention {
   async #pass(): Promise<void> {
     try {
       const snapshots = await this.#deps.snapshots.all();
-      for (const config of this.#deps.catalog.cached()) await this.#collection(config, snapshots);
+      // One collection that fails (its log dropped a moment ago, a JetStream hiccup) does not hold back the others.
+      for (const config of this.#deps.catalog.cached()) {
+        await this.#collection(config, snapshots).catch((err: unknown) =>
+          this.#log.warn({ collection: config.name, err: errorMessage(err) }, "retention of a collection failed; will retry"),
+        );
+      }
       await this.#deleteLeftovers(snapshots);
       await this.#forgetDropped();
     } catch (err) {
@@ -169,7 +174,14 @@ export class Retention {
   async #shard(config: CollectionConfig, shard: number, snapshots: readonly StoredSnapshot[], replicas: LogNeed[]): Promise<ShardLogState> {
     const { jsm } = this.#deps;
     const stream = names.logStream(config.name, shard);
-    const floor = shardFloor({ nowMs: Date.now(), pointInTimeMs: config.retention.pointInTimeMs, snapshots, replicas, holds: [] });
+    const floor = shardFloor({
+      nowMs: Date.now(),
+      graceMs: config.snapshot.intervalMs,
+      pointInTimeMs: config.retention.pointInTimeMs,
+      snapshots,
+      replicas,
+      holds: [],
+    });
     let { state } = await jsm.streams.info(stream);
     if (floor.seq >= state.first_seq && state.messages > 0) {
       const { purged } = await jsm.streams.purge(stream, { seq: floor.seq + 1 });

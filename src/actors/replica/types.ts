@@ -34,7 +34,7 @@ export interface ReplicaSettings {
   /**
    * Keep the local checkpoint a designated replica uploaded as the shared snapshot. `jade dev`
    * turns it off: there the data directory holds the object store too, and the two were the
-   * same bytes twice (4.2 × the live vectors on disk instead of 2.0 ×, bench --suite storage).
+   * same bytes twice (bench --suite storage: 4.2 × the live vectors on disk, 2.3 × with one copy).
    * Without it, a restart after a crash restores the snapshot from the local store (a clean
    * stop still saves a checkpoint).
    */

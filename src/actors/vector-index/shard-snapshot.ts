@@ -5,9 +5,9 @@
  * synchronously (a native call that holds the worker ~0.65 µs per point, 162 ms at 250,000
  * × 128-d: usearch has no other way out); the absorber changes both. Everything else changes
  * only with applies, which wait for the save (worker.ts): the rest of the metadata is captured
- * and packed in 4 ms slices (it took 130 ms more in one piece), and the vectors are streamed
- * from the shard's vector file with async I/O, so the worker serves searches meanwhile and
- * memory never holds a second copy.
+ * and packed in 4 ms slices (it took 130 ms more in one piece), and the live points' vectors
+ * (only theirs: `LiveRows`) are streamed from the shard's vector file with async I/O, so the
+ * worker serves searches meanwhile and memory never holds a second copy.
  *
  * Load: the checksum is verified streaming, the vectors are copied slice by slice into the new
  * shard's vector file, the usearch section is extracted to a temporary file and loaded. Live points the
@@ -66,7 +66,8 @@ async function writeShard(shard: ShardIndex, path: string): Promise<SavedSnapsho
     const slicer = new TimeSlicer(absorbSliceMsDefault);
     const meta = await captureMeta(shard, inGraph, slicer);
     const { vectors: file, dimension } = shard.points;
-    const vectors = { byteLength: meta.slotCount * dimension * 4, read: (into: Uint8Array, position: number) => file.readBytes(into, position) };
+    const rows = new LiveRows(meta.slots, dimension * 4);
+    const vectors = { byteLength: rows.byteLength, read: (into: Uint8Array, position: number) => rows.each(position, into.byteLength, (at, filePosition, length) => file.readBytes(into.subarray(at, at + length), filePosition)) };
     const bytes = await writeSnapshotFile(path, { meta, slicer, vectors, indexFile });
     return { appliedSeq: meta.appliedSeq, bytes };
   } finally {
@@ -112,10 +113,18 @@ export async function loadShard(shard: ShardIndex, path: string): Promise<ShardI
   const expected = `${config.dimension}/${config.metric}/${config.index.quantization}`;
   const found = `${meta.dimension}/${meta.metric}/${meta.quantization}`;
   if (expected !== found) throw new Error(`${path}: snapshot is ${found} (dimension/metric/quantization), expected ${expected}`);
-  if (layout.vectorBytes !== meta.slotCount * config.dimension * 4) {
-    throw new Error(`${path}: ${layout.vectorBytes} bytes of vectors for ${meta.slotCount} slots of dimension ${config.dimension}`);
+  // Version 2 held every slot up to slotCount; version 3 only the live ones, in slot order.
+  const rowBytes = config.dimension * 4;
+  const rows = layout.version === 2 ? undefined : new LiveRows(meta.slots, rowBytes);
+  const expectedBytes = rows ? rows.byteLength : meta.slotCount * rowBytes;
+  if (layout.vectorBytes !== expectedBytes) {
+    throw new Error(`${path}: ${layout.vectorBytes} bytes of vectors, expected ${expectedBytes} (${rows ? meta.slots.length : meta.slotCount} rows of dimension ${config.dimension})`);
   }
-  await readSection(path, layout.vectorsOffset, layout.vectorBytes, (chunk, position) => shard.points.vectors.writeBytes(chunk, position));
+  const file = shard.points.vectors;
+  await readSection(path, layout.vectorsOffset, layout.vectorBytes, (chunk, position) => {
+    if (!rows) return file.writeBytes(chunk, position);
+    rows.each(position, chunk.byteLength, (at, filePosition, length) => file.writeBytes(chunk.subarray(at, at + length), filePosition));
+  });
   const indexFile = `${path}.${randomUUID()}.usearch`;
   try {
     await extractSection(path, layout.indexOffset, layout.indexBytes, indexFile);
@@ -129,6 +138,43 @@ export async function loadShard(shard: ShardIndex, path: string): Promise<ShardI
   restoreIndexing(shard, meta);
   shard.appliedSeq = meta.appliedSeq;
   return shard;
+}
+
+/**
+ * The vector section of a version 3 snapshot: the live slots' rows back to back, in slot order.
+ * Maps a byte range of the section onto the vector file, one call per run of consecutive
+ * slots (without deletes that is one run, so one read per slice as before).
+ */
+export class LiveRows {
+  readonly #slots: ArrayLike<number>;
+  readonly #rowBytes: number;
+
+  constructor(slots: ArrayLike<number>, rowBytes: number) {
+    this.#slots = slots;
+    this.#rowBytes = rowBytes;
+  }
+
+  get byteLength(): number {
+    return this.#slots.length * this.#rowBytes;
+  }
+
+  /** Calls `visit(offset in the range, position in the vector file, length)` for `length` bytes of the section from `position`. */
+  each(position: number, length: number, visit: (at: number, filePosition: number, length: number) => void): void {
+    const rowBytes = this.#rowBytes;
+    const end = position + length;
+    let row = Math.floor(position / rowBytes);
+    let at = position;
+    while (at < end) {
+      // A run: rows whose slots follow one another.
+      let last = row;
+      while (last + 1 < this.#slots.length && (last + 1) * rowBytes < end && this.#slots[last + 1] === this.#slots[last]! + 1) last++;
+      const runEnd = Math.min(end, (last + 1) * rowBytes);
+      const filePosition = this.#slots[row]! * rowBytes + (at - row * rowBytes);
+      visit(at - position, filePosition, runEnd - at);
+      at = runEnd;
+      row = last + 1;
+    }
+  }
 }
 
 /** Marks what the saved graph holds; live points it does not hold go to the fresh buffer. */

@@ -19,8 +19,14 @@ import { Packr } from "msgpackr";
 import type { TimeSlicer } from "../../runtime/async.ts";
 
 const magic = Buffer.from("JADESNAP", "ascii");
-/** 2: graph keyed by slot, meta with versions and the graph's membership (issue 10). */
-export const snapshotFormatVersion = 2;
+/**
+ * 2: graph keyed by slot, meta with versions and the graph's membership (issue 10).
+ * 3: the vector section holds only the live slots, in slot order (`meta.slots`), not every
+ *    slot up to the highest used: deleted points no longer take room (decision 007).
+ */
+export const snapshotFormatVersion = 3;
+/** Versions this code reads. */
+const readableVersions: ReadonlySet<number> = new Set([2, 3]);
 const headerBytes = magic.length + 4 + 4 + 3 * 8 + 32;
 /** Bytes per read or write: small enough that a slice never holds the worker long. */
 const sliceBytes = 4 * 1024 * 1024;
@@ -47,6 +53,7 @@ export interface SnapshotSource {
 
 /** Where the sections of a verified snapshot file are. */
 export interface SnapshotLayout {
+  version: number;
   meta: unknown;
   vectorsOffset: number;
   vectorBytes: number;
@@ -136,7 +143,7 @@ export async function openSnapshotFile(path: string): Promise<SnapshotLayout> {
     }
     let at = magic.length;
     const version = header.readUInt32LE(at);
-    if (version !== snapshotFormatVersion) throw new Error(`${path}: snapshot format version ${version}, expected ${snapshotFormatVersion}`);
+    if (!readableVersions.has(version)) throw new Error(`${path}: snapshot format version ${version}, this node reads ${[...readableVersions].join(", ")}`);
     at += 8;
     const [metaBytes, vectorBytes, indexBytes] = [0, 1, 2].map((i) => Number(header.readBigUInt64LE(at + 8 * i))) as [number, number, number];
     at += 24;
@@ -149,6 +156,7 @@ export async function openSnapshotFile(path: string): Promise<SnapshotLayout> {
     const meta = Buffer.alloc(metaBytes);
     await readAll(file, meta, headerBytes);
     return {
+      version,
       meta: packr.unpack(meta),
       vectorsOffset: headerBytes + metaBytes,
       vectorBytes,
