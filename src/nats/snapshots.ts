@@ -35,7 +35,6 @@ export interface StoredSnapshot extends SnapshotRef {
   complete: boolean;
   /** When its upload completed (or, while incomplete, when the bucket was made). */
   savedAtMs: number;
-  bytes: number;
 }
 
 export class SnapshotStore {
@@ -62,7 +61,7 @@ export class SnapshotStore {
       if (!parsed) continue;
       const { state, created } = status.streamInfo;
       const savedAtMs = Date.parse(status.sealed ? (state.last_ts ?? created) : created);
-      out.push({ ...parsed, name: status.bucket, uid: status.description, complete: status.sealed, savedAtMs, bytes: state.bytes });
+      out.push({ ...parsed, name: status.bucket, uid: status.description, complete: status.sealed, savedAtMs });
     }
     return out;
   }
