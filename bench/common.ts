@@ -18,7 +18,7 @@ import { exactSearch, Index, MetricKind, ScalarKind, type BatchMatches, type Mat
 import { JadeClient } from "../src/client/client.ts";
 import { Harness, waitFor } from "../test/support/harness.ts";
 import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
-import { errorMessage, type Reply } from "../src/runtime/errors.ts";
+import { ErrorCode, errorMessage, JadeError, type Reply } from "../src/runtime/errors.ts";
 import type { ClusterStatus, SearchResult, SessionToken } from "../src/runtime/schemas.ts";
 import { subjects } from "../src/runtime/subjects.ts";
 import { encodeBody, Encoding, float32Bytes } from "../src/runtime/encoding.ts";
@@ -26,6 +26,7 @@ import { JadeNode } from "../src/node.ts";
 import { cpuDelta, cpuMsOf, cpuPhase, cpuSnapshot, type CpuSnapshot } from "./cpu.ts";
 import { readIdxImages, type VectorSet } from "./datasets.ts";
 import { delay } from "../src/runtime/async.ts";
+import { yieldToEventLoop } from "./progress.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -799,4 +800,16 @@ export async function writeResults(suite: string, startedAt: Date, result: unkno
   await writeFile(file, text);
   await writeFile(latest, text);
   return [path.relative(repoRoot, file), path.relative(repoRoot, latest)];
+}
+
+/** Retries a write the node paced (rate_limited: its index is absorbing). */
+export async function retryPaced<T>(send: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!(err instanceof JadeError) || err.code !== ErrorCode.RateLimited) throw err;
+      await yieldToEventLoop();
+    }
+  }
 }

@@ -21,7 +21,7 @@ import { pino } from "pino";
 import { JadeClient } from "../src/client/client.ts";
 import { startEmbeddedNats } from "../src/nats/embedded.ts";
 import { JadeNode } from "../src/node.ts";
-import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
+import { retryPaced } from "./common.ts";
 import type { VectorSet } from "./datasets.ts";
 import { withProgress, withTicker, yieldToEventLoop } from "./progress.ts";
 
@@ -159,18 +159,6 @@ class JadeEngine implements SearchEngine {
   async close(): Promise<void> {
     await this.stop?.();
     this.client = undefined;
-  }
-}
-
-/** Retries a write the node paced (rate_limited: its index is absorbing). */
-async function retryPaced<T>(send: () => Promise<T>): Promise<T> {
-  for (;;) {
-    try {
-      return await send();
-    } catch (err) {
-      if (!(err instanceof JadeError) || err.code !== ErrorCode.RateLimited) throw err;
-      await yieldToEventLoop();
-    }
   }
 }
 

@@ -16,8 +16,7 @@ import { readdir, stat, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Harness, waitFor } from "../test/support/harness.ts";
 import { JadeClient } from "../src/client/client.ts";
-import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
-import { fmt, kv, log, onCleanup, once, resultsDir, round, section, table } from "./common.ts";
+import { fmt, kv, log, onCleanup, once, resultsDir, retryPaced, round, section, table } from "./common.ts";
 import { barChart, writeReport } from "./plot.ts";
 import { withProgress } from "./progress.ts";
 
@@ -63,17 +62,6 @@ function vectors(from: number, count: number, round: number): Float32Array {
   return out;
 }
 
-async function upsertRetrying(client: JadeClient, ids: string[], data: Float32Array, payloads: { n: number }[]): Promise<void> {
-  for (;;) {
-    try {
-      await client.upsertColumns("churn", { ids, vectors: data, payloads });
-      return;
-    } catch (err) {
-      if (!(err instanceof JadeError && err.code === ErrorCode.RateLimited)) throw err;
-    }
-  }
-}
-
 export async function runStorage(opts: StorageOptions): Promise<void> {
   section(`storage: ${fmt(opts.n)} ids × ${dimension}-d written ${opts.rounds} times, one node`);
   const harness = new Harness();
@@ -90,7 +78,8 @@ export async function runStorage(opts: StorageOptions): Promise<void> {
     for (let round = 0; round < opts.rounds; round++) {
       for (let from = 0; from < opts.n; from += batch) {
         const slice = ids.slice(from, from + batch);
-        await upsertRetrying(client, slice, vectors(from, slice.length, round), slice.map((_, i) => ({ n: from + i })));
+        const payloads = slice.map((_, i) => ({ n: from + i }));
+        await retryPaced(() => client.upsertColumns("churn", { ids: slice, vectors: vectors(from, slice.length, round), payloads }));
         advance((done += slice.length));
       }
     }

@@ -10,6 +10,7 @@ import type { KV } from "@nats-io/kv";
 import { z } from "zod";
 import type { Logger } from "../../runtime/log.ts";
 import { errorMessage } from "../../runtime/errors.ts";
+import { hostsOf } from "../../runtime/placement.ts";
 import { replicaNeedSeq, shardFloor, type LogNeed } from "../../runtime/retention.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import { names } from "../../runtime/subjects.ts";
@@ -125,8 +126,7 @@ export class Retention {
     const shards: ShardLogState[] = [];
     for (let shard = 0; shard < config.shards; shard++) {
       const placed = placement.shards[shard];
-      const placedNodes = [...(placed?.replicas ?? []), ...(placed?.learners ?? []), ...(placed?.draining ?? [])];
-      const nodes = [...new Set(placedNodes)].filter((node) => live.has(node));
+      const nodes = (placed ? hostsOf(placed) : []).filter((node) => live.has(node));
       const replicas: LogNeed[] = nodes.map((node) => ({
         what: `replica on ${node}`,
         seq: replicaNeedSeq(this.#deps.membership.replicaBeat(node, config.uid, shard)),
