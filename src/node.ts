@@ -26,6 +26,7 @@ import { Writer } from "./actors/write/writer.ts";
 import { rootLogger, type Logger } from "./runtime/log.ts";
 import { connectNats, type NatsContext } from "./nats/connect.ts";
 import { nodeIdPattern } from "./runtime/subjects.ts";
+import { Backups, defaultBackupSettings, type BackupSettings } from "./actors/backup/service.ts";
 
 export interface NodeOptions {
   servers: string[];
@@ -46,6 +47,7 @@ export interface NodeOptions {
   replica?: Partial<ReplicaSettings>;
   membership?: Partial<MembershipSettings>;
   coordinator?: Partial<CoordinatorSettings>;
+  backup?: Partial<BackupSettings>;
   log?: Logger;
 }
 
@@ -201,6 +203,24 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     settings.membership,
   );
   await membership.start();
+  const snapshots = new SnapshotStore(nats.objm, nats.streamReplicas);
+  const backups = new Backups({
+    nodeId,
+    nc: nats.nc,
+    js: nats.js,
+    jsm: nats.jsm,
+    objm: nats.objm,
+    streamReplicas: nats.streamReplicas,
+    backupsKv: nats.backups,
+    restoresKv: nats.restores,
+    catalog,
+    snapshots,
+    membership,
+    placements,
+    scratchDir: path.join(options.dataDir, "scratch", "backups"),
+    log,
+    settings: { ...defaultBackupSettings, ...options.backup },
+  });
   const coordinator = new Coordinator({
     nodeId,
     nc: nats.nc,
@@ -209,7 +229,8 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     migrations: nats.migrations,
     config: nats.config,
     retention: nats.retention,
-    snapshots: new SnapshotStore(nats.objm, nats.streamReplicas),
+    snapshots,
+    backups,
     catalog,
     membership,
     placements,
@@ -220,7 +241,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const writer = new Writer(nats, tracker, options.backlogBytesMax);
   const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
   replicaServer.start(nats.nc);
-  gateway = new Gateway({ nodeId, catalog, writer, router, host, membership, placements, coordinator, retention: nats.retention }, log);
+  gateway = new Gateway({ nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, retention: nats.retention }, log);
   gateway.start(nats.nc);
   const ingestion = new Ingestion(nats, catalog, writer, log);
   await ingestion.start();

@@ -28,8 +28,9 @@ const allowed: Record<string, string[]> = {
   "actors/replica": [...base, "nats", "machines", "actors/cluster", "actors/vector-index"],
   "actors/read": [...base, "nats", "machines", "actors/cluster", "actors/vector-index", "actors/replica"],
   "actors/write": [...base, "nats", "machines", "actors/cluster", "actors/vector-index", "actors/replica"],
-  "actors/control": [...base, "nats", "machines", "actors/cluster"],
-  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control"],
+  "actors/backup": [...base, "nats", "actors/cluster", "actors/replica", "actors/vector-index"],
+  "actors/control": [...base, "nats", "machines", "actors/cluster", "actors/backup"],
+  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup"],
   client: [...base, "nats"],
   // The CLI starts nodes and reads the defaults of the actors it configures.
   cli: [...base, "nats", "client", "node", "actors/replica", "actors/read", "actors/control"],

@@ -1,10 +1,11 @@
 /**
  * The client commands of `jade` (collections, upsert, import, search, count,
- * get, delete, status; nodes, shards, rebalance, migrations). Each takes `--nats URL[,URL…]` and `--json`; they all
+ * get, delete, status, changes; nodes, shards, rebalance, migrations; backup, restore). Each takes `--nats URL[,URL…]` and `--json`; they all
  * talk to the cluster through JadeClient. See docs/cli.md.
  */
 import type { Command } from "commander";
 import { registerAdminCommands } from "./commands/admin.ts";
+import { registerBackupCommands } from "./commands/backup.ts";
 import { registerChangesCommand } from "./commands/changes.ts";
 import { registerCollectionCommands } from "./commands/collections.ts";
 import { registerReadCommands } from "./commands/read.ts";
@@ -18,4 +19,5 @@ export function registerClientCommands(program: Command): void {
   registerStatusCommand(program);
   registerChangesCommand(program);
   registerAdminCommands(program);
+  registerBackupCommands(program);
 }

@@ -29,6 +29,7 @@ import { decodeEntry, EntryKind, type LogEntry } from "../runtime/log-entry.ts";
 import { logPurgedPast } from "../runtime/retention.ts";
 import type { CollectionConfig, Payload } from "../runtime/schemas.ts";
 import { names } from "../runtime/subjects.ts";
+import { firstSeqAtOrAfter } from "../nats/log-range.ts";
 
 /** One change of a collection, as the feed delivers it (format 1). */
 export interface Change {
@@ -169,7 +170,7 @@ export class ChangeFeed implements AsyncIterable<Change> {
       let start: ShardPosition;
       if (from === "start") start = { seq: Math.max(1, state.first_seq), index: 0 };
       else if (from === "now") start = { seq: state.last_seq + 1, index: 0 };
-      else if (from instanceof Date) start = { seq: await this.#firstAtOrAfter(stream, state, from), index: 0 };
+      else if (from instanceof Date) start = { seq: await firstSeqAtOrAfter(this.#jsm, stream, state, from.getTime()), index: 0 };
       else start = given!.get(shard)!;
       if (logPurgedPast(state, start.seq)) throw purged(this.#config.name, shard, start.seq, state.first_seq);
       this.#positions.set(shard, start);
@@ -179,23 +180,6 @@ export class ChangeFeed implements AsyncIterable<Change> {
     this.#handedOut = encodePosition(this.#config.uid, this.#positions);
     this.#running = pumps.length;
     for (const p of pumps) void this.#pump(p.shard, p.stream, p.fromSeq, p.caughtUpAt).catch((err: unknown) => this.#fail(err));
-  }
-
-  /**
-   * The first entry appended at or after `at` (entries are in append order): a binary search
-   * with one direct read per step, ~20 for a million entries. None yet: the next one written.
-   */
-  async #firstAtOrAfter(stream: string, state: { first_seq: number; last_seq: number }, at: Date): Promise<number> {
-    let low = Math.max(1, state.first_seq);
-    let high = state.last_seq + 1;
-    while (low < high) {
-      const mid = Math.floor((low + high) / 2);
-      const stored = await this.#jsm.streams.getMessage(stream, { seq: mid }).catch(() => null);
-      // Purged meanwhile: everything at or below it is gone, so the answer is above.
-      if (stored === null || stored.time < at) low = mid + 1;
-      else high = mid;
-    }
-    return low;
   }
 
   async #pump(shard: number, stream: string, fromSeq: number, caughtUpAt: number): Promise<void> {

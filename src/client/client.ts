@@ -25,8 +25,11 @@ import type {
   UpsertRequest,
   Payload,
 } from "../runtime/schemas.ts";
-import { nodeApiSubject, subjects, type AdminOp, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
+import { adminTimeoutMs, nodeApiSubject, subjects, type AdminOp, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
 import { NodeTracker } from "./nodes.ts";
+import { waitForJob, type JobWaitOptions } from "./jobs.ts";
+import type { BackupCreateRequest, BackupVerifyRequest, RestoreRequest } from "../runtime/backup-schemas.ts";
+import type { BackupRecord, RestoreRecord } from "../runtime/backup-schemas.ts";
 import { ChangeFeed, type ChangesOptions } from "./changes.ts";
 
 export interface JadeClientOptions {
@@ -265,7 +268,43 @@ export class JadeClient {
 
   /** Cluster administration (`jade.v1.admin.<op>`), carried out by the coordinator. */
   admin<T = unknown>(op: AdminOp, body: unknown = {}): Promise<T> {
-    return op === "migrations" ? this.read<T>(subjects.admin(op), body) : this.request<T>(subjects.admin(op), body);
+    const reads: AdminOp[] = ["migrations", "backup.list", "restore.list"];
+    return reads.includes(op) ? this.read<T>(subjects.admin(op), body) : this.request<T>(subjects.admin(op), body, Math.max(this.#timeoutMs, adminTimeoutMs(op)));
+  }
+
+  /** Starts a backup; it runs in the background (`waitForBackup` follows it). */
+  createBackup(request: z.input<typeof BackupCreateRequest> = {}): Promise<BackupRecord> {
+    return this.admin("backup.create", request);
+  }
+
+  async listBackups(): Promise<BackupRecord[]> {
+    return (await this.admin<{ backups: BackupRecord[] }>("backup.list", {})).backups;
+  }
+
+  verifyBackup(request: z.input<typeof BackupVerifyRequest>): Promise<{ id: string; files: number; bytes: number; deep?: { collection: string; points: number }[] }> {
+    return this.admin("backup.verify", request);
+  }
+
+  deleteBackup(id: string, options: { force?: boolean } = {}): Promise<{ deleted: string }> {
+    return this.admin("backup.delete", { id, ...options });
+  }
+
+  /** Starts a restore; it runs in the background (`waitForRestore` follows it). */
+  restore(request: z.input<typeof RestoreRequest>): Promise<RestoreRecord> {
+    return this.admin("restore", request);
+  }
+
+  async listRestores(): Promise<RestoreRecord[]> {
+    return (await this.admin<{ restores: RestoreRecord[] }>("restore.list", {})).restores;
+  }
+
+  /** Follows a backup until it ends: its record once complete, its error (a JadeError) if it failed. */
+  waitForBackup(id: string, options: JobWaitOptions<BackupRecord> = {}): Promise<BackupRecord> {
+    return waitForJob(() => this.listBackups(), id, "backup", options);
+  }
+
+  waitForRestore(id: string, options: JobWaitOptions<RestoreRecord> = {}): Promise<RestoreRecord> {
+    return waitForJob(() => this.listRestores(), id, "restore", options);
   }
 
   clusterStatus(): Promise<ClusterStatus> {

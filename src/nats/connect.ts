@@ -36,6 +36,8 @@ export interface NatsContext {
   migrations: KV;
   config: KV;
   retention: KV;
+  backups: KV;
+  restores: KV;
   /** Object stores: shard snapshots are one bucket each (nats/snapshots.ts). */
   objm: Objm;
   /** Number of replicas for streams/buckets we create (1 on one server, 3 on a cluster). */
@@ -107,6 +109,8 @@ async function setUp(
   const migrations = await kvm.create(names.migrationsBucket, { history: 5, replicas });
   const config = await kvm.create(names.configBucket, { history: 10, replicas });
   const retention = await kvm.create(names.retentionBucket, { history: 1, replicas });
+  const backups = await kvm.create(names.backupsBucket, { history: 1, replicas });
+  const restores = await kvm.create(names.restoresBucket, { history: 1, replicas });
   await ensureStream(jsm, {
     name: names.ingestStream,
     subjects: [subjects.ingestWildcard],
@@ -136,5 +140,5 @@ async function setUp(
       // Another node created it concurrently with the same config: fine.
       if (!(err instanceof JetStreamApiError)) throw err;
     });
-  return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, retention, objm: new Objm(js), streamReplicas: replicas };
+  return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, retention, backups, restores, objm: new Objm(js), streamReplicas: replicas };
 }

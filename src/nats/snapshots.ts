@@ -88,15 +88,33 @@ export class SnapshotStore {
 
   /** Streams a snapshot to `file`; `throttle` paces it chunk by chunk, `onBytes` sees each chunk pass (progress). */
   async download(name: string, file: string, options: { throttle?: Throttle; onBytes?: (bytes: number) => void } = {}): Promise<void> {
+    try {
+      await pipeline(Readable.from(this.read(name, options)), createWriteStream(file));
+    } catch (err) {
+      await rm(file, { force: true });
+      throw err;
+    }
+  }
+
+  /** A snapshot's bytes, chunk by chunk, each let through by `throttle` first (backups copy it so). */
+  async *read(name: string, options: { throttle?: Throttle; onBytes?: (bytes: number) => void } = {}): AsyncGenerator<Uint8Array> {
     const store = await this.#objm.open(name);
     const result = await store.get(names.snapshotObject);
     if (!result) throw new Error(`snapshot ${name} disappeared`);
-    await pipeline(Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>), pace(options.throttle, options.onBytes), createWriteStream(file));
-    const error = await result.error;
-    if (error) {
-      await rm(file, { force: true });
-      throw error;
+    for await (const chunk of Readable.fromWeb(result.data as unknown as WebReadableStream<Uint8Array>) as AsyncIterable<Uint8Array>) {
+      await options.throttle?.(chunk.byteLength);
+      options.onBytes?.(chunk.byteLength);
+      yield chunk;
     }
+    const error = await result.error;
+    if (error) throw error;
+  }
+
+  /** A snapshot's size in bytes. */
+  async size(name: string): Promise<number> {
+    const info = await (await this.#objm.open(name)).info(names.snapshotObject);
+    if (!info) throw new Error(`snapshot ${name} disappeared`);
+    return info.size;
   }
 
   /** Deletes a snapshot (its bucket and stream: the disk is given back). */

@@ -124,3 +124,18 @@ export class TurnQueue {
     else this.#scheduled = false;
   };
 }
+
+/**
+ * Polls `check` every `intervalMs` until it returns a value other than undefined, or throws
+ * `onTimeout()` once `timeoutMs` passed: for conditions that no event announces (a replica's
+ * heartbeat says it caught up).
+ */
+export async function pollUntil<T>(check: () => T | undefined | Promise<T | undefined>, options: { timeoutMs: number; intervalMs: number; onTimeout: () => Error }): Promise<T> {
+  const deadline = performance.now() + options.timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (performance.now() >= deadline) throw options.onTimeout();
+    await delay(options.intervalMs);
+  }
+}

@@ -18,6 +18,8 @@ export const ErrorCode = {
   RateLimited: "rate_limited",
   /** A change-feed position whose entries were purged (below the shard's purge floor). */
   OutOfRange: "out_of_range",
+  /** Stored data failed its check (a backup file whose checksum or content digest differs). */
+  Corrupt: "corrupt",
   Internal: "internal",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

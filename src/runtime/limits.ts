@@ -43,6 +43,8 @@ export const limits = {
   searchTimeoutMsDefault: 5_000,
   searchTimeoutMsMax: 60_000,
   writeTimeoutMsDefault: 10_000,
+  /** How long `backup.verify` may take (it re-reads every file; deep, it restores the backup too). */
+  backupVerifyMsMax: 3_600_000,
   /** A collection's point-in-time window: 30 days of log at most. */
   pointInTimeMsMax: 30 * 24 * 3_600_000,
 } as const;

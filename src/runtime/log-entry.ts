@@ -17,6 +17,7 @@ import { Packr } from "msgpackr";
 import { positionsPerEntry } from "./limits.ts";
 import type { Payload } from "./schemas.ts";
 import { errorMessage } from "./errors.ts";
+import { vectorIssue, type VectorSpace } from "./vectors.ts";
 
 export const EntryKind = { Upsert: "upsert", Delete: "delete" } as const;
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
@@ -112,6 +113,20 @@ export function decodeEntry(bytes: Uint8Array): LogEntry {
   if (w.p !== undefined) entry.payloads = w.p as (Payload | null)[];
   if (w.x !== undefined) entry.deleteIds = w.x;
   return entry;
+}
+
+/**
+ * An upsert's vectors must be valid in the shard's space: the rules the API applies
+ * (vectors.ts). Replicas skip an entry that breaks them, whole; so does every replay that
+ * must end in the same state (backups).
+ */
+export function checkUpsertValues(entry: UpsertEntry, space: VectorSpace): void {
+  const dim = space.dimension;
+  if (entry.dimension !== dim) throw new InvalidEntryError(`dimension ${entry.dimension}, the shard has ${dim}`);
+  for (let p = 0; p < entry.ids.length; p++) {
+    const issue = vectorIssue(entry.vectors.subarray(p * dim, (p + 1) * dim), space);
+    if (issue) throw new InvalidEntryError(`point ${p}: vector${issue.path.map((i) => `[${i}]`).join("")} ${issue.message}`);
+  }
 }
 
 /** usearch key of the point at `position` in the entry at stream sequence `seq`. */

@@ -17,7 +17,8 @@
  *     or before that instant and the log after it, so the floor is the newest snapshot
  *     saved before the window began (none: the log is kept whole), and a few snapshots
  *     spread over the window are kept so that floor moves on as the window slides;
- *   - holds (backups in progress).
+ *   - holds: a backup or restore in progress keeps the log after what it copies, and the
+ *     snapshot it copies.
  * A replica on a node that is gone is not waited for: when it comes back, its checkpoint
  * is older than the log and it restores the shared snapshot instead (restore.ts), and a
  * follower that finds the log purged under it does the same (follow.ts).
@@ -30,10 +31,11 @@ export interface SnapshotAt {
   savedAtMs: number;
 }
 
-/** Something that needs the log after `seq`; `what` names it in status and logs. */
+/** Something that needs the log after `seq` (and, for a backup or restore, the snapshot it copies); `what` names it in status and logs. */
 export interface LogNeed {
   what: string;
   seq: number;
+  snapshot?: string;
 }
 
 export interface FloorInput {
@@ -84,6 +86,7 @@ export function shardFloor(input: FloorInput): ShardFloor {
     for (const name of spacedFrom(base, newestFirst, input.pointInTimeMs / pointInTimeSnapshotsPerWindow)) keep.add(name);
   }
   needs.push(...input.holds);
+  for (const hold of input.holds) if (hold.snapshot !== undefined) keep.add(hold.snapshot);
   const lowest = needs.reduce((low, need) => (need.seq < low.seq ? need : low));
   return {
     seq: Math.max(0, lowest.seq),

@@ -218,6 +218,12 @@ export const CollectionConfig = z.object({
   createdAt: z.string(),
   /** A new incarnation per create, so a re-created collection never reads an old one's snapshots. */
   uid: z.string(),
+  /**
+   * Set while a restore builds the collection (decision 008): `loading` (its logs and snapshots
+   * are being written; nothing else sees it), then `starting` (replicas load it; the API still
+   * refuses it). Removed once every shard serves exactly what was restored.
+   */
+  restoring: z.object({ id: z.string(), phase: z.enum(["loading", "starting"]) }).strict().optional(),
 });
 export type CollectionConfig = z.infer<typeof CollectionConfig>;
 
@@ -427,9 +433,23 @@ export interface ShardLogStatus {
   heldBy: string;
 }
 
+/** A backup or restore running now, as the status shows it. */
+export interface JobStatus {
+  id: string;
+  kind: "backup" | "restore";
+  node: string;
+  collections: string[];
+  bytesDone: number;
+  bytesTotal: number;
+  shardsDone: number;
+  shardsTotal: number;
+}
+
 export interface ClusterStatus {
   nodes: { id: string; self: boolean; live: boolean; load: number; rssBytes: number; lastSeenMs: number }[];
   coordinator: string | null;
+  /** Backups and restores running now (their history: `backup.list`, `restore.list`). */
+  jobs: JobStatus[];
   collections: {
     name: string;
     dimension: number;

@@ -2,6 +2,8 @@
  * The one module that owns the subject grammar and the names of NATS objects.
  * Subjects and stream/bucket names are built and parsed here and nowhere else.
  */
+import { limits } from "./limits.ts";
+
 export const collectionNamePattern = /^[a-zA-Z0-9_-]{1,64}$/;
 
 /**
@@ -55,9 +57,28 @@ export const AdminOp = {
   Pause: "pause",
   Resume: "resume",
   Cancel: "cancel",
+  BackupCreate: "backup.create",
+  BackupList: "backup.list",
+  BackupVerify: "backup.verify",
+  BackupDelete: "backup.delete",
+  Restore: "restore",
+  RestoreList: "restore.list",
 } as const;
 export type AdminOp = (typeof AdminOp)[keyof typeof AdminOp];
 const adminOps: ReadonlySet<string> = new Set(Object.values(AdminOp));
+
+/** How long the leader may take to answer an admin request: verifying a backup re-reads all of it. */
+export function adminTimeoutMs(op: AdminOp): number {
+  return op === AdminOp.BackupVerify ? limits.backupVerifyMsMax : 30_000;
+}
+
+/** The admin ops of backups and restores (backup/service.ts serves them). */
+export type BackupOp = (typeof AdminOp)["BackupCreate" | "BackupList" | "BackupVerify" | "BackupDelete" | "Restore" | "RestoreList"];
+const backupOps: ReadonlySet<string> = new Set<BackupOp>([AdminOp.BackupCreate, AdminOp.BackupList, AdminOp.BackupVerify, AdminOp.BackupDelete, AdminOp.Restore, AdminOp.RestoreList]);
+
+export function isBackupOp(op: AdminOp): op is BackupOp {
+  return backupOps.has(op);
+}
 
 /** Reserved first tokens after `jade.v1.`: no collection may use them as its name. */
 export const reservedNames: ReadonlySet<string> = new Set(["collections", "cluster", "admin"]);
@@ -86,7 +107,7 @@ export const subjects = {
   replicaWildcard: (nodeId: string) => `jade.replica.${nodeId}.>`,
 } as const;
 
-export const ReplicaOp = { Search: "search", Get: "get", Count: "count", Checkpoint: "checkpoint", Chunk: "chunk" } as const;
+export const ReplicaOp = { Search: "search", Get: "get", Count: "count", Checkpoint: "checkpoint", Chunk: "chunk", Digest: "digest" } as const;
 export type ReplicaOp = (typeof ReplicaOp)[keyof typeof ReplicaOp];
 const replicaOps: ReadonlySet<string> = new Set(Object.values(ReplicaOp));
 
@@ -129,11 +150,15 @@ export function parseApiSubject(subject: string): ApiRoute {
     return parseApiSubject(`jade.${rest}`);
   }
   const parts = subject.split(".");
+  // Admin ops may have two tokens (`backup.create`).
+  if (parts[0] === "jade" && parts[1] === "v1" && parts[2] === "admin" && parts.length <= 5) {
+    const op = parts.slice(3).join(".");
+    return adminOps.has(op) ? { kind: "admin", op: op as AdminOp } : { kind: "unknown", subject };
+  }
   if (parts.length !== 4 || parts[0] !== "jade" || parts[1] !== "v1") return { kind: "unknown", subject };
   const [, , scope, op] = parts as [string, string, string, string];
   if (scope === "collections" && catalogOps.has(op)) return { kind: "catalog", op: op as CatalogOp };
   if (scope === "cluster" && op === "status") return { kind: "cluster", op: "status" };
-  if (scope === "admin" && adminOps.has(op)) return { kind: "admin", op: op as AdminOp };
   if (!reservedNames.has(scope) && collectionOps.has(op)) {
     return { kind: "collection", collection: scope, op: op as CollectionOp };
   }
@@ -143,8 +168,9 @@ export function parseApiSubject(subject: string): ApiRoute {
 /** `jade.coordinator.<op>` → op, or undefined for anything else. */
 export function parseCoordinatorSubject(subject: string): AdminOp | undefined {
   const parts = subject.split(".");
-  if (parts.length !== 3 || parts[0] !== "jade" || parts[1] !== "coordinator" || !adminOps.has(parts[2]!)) return undefined;
-  return parts[2] as AdminOp;
+  if (parts.length < 3 || parts[0] !== "jade" || parts[1] !== "coordinator") return undefined;
+  const op = parts.slice(2).join(".");
+  return adminOps.has(op) ? (op as AdminOp) : undefined;
 }
 
 /** `jade.ingest.<collection>` → collection, or undefined for anything else. */
@@ -177,6 +203,10 @@ export const names = {
   configBucket: "jade_config",
   /** Per collection: each shard log's state and purge floor, written by the coordinator (retention). */
   retentionBucket: "jade_retention",
+  /** The backup catalog: backup id → where it is, its cut, its base, its state (decision 008). */
+  backupsBucket: "jade_backups",
+  /** Restores: id → source, target collections, state and progress. */
+  restoresBucket: "jade_restores",
   cordonedKey: "cordoned",
   removedKey: "removed",
   /**

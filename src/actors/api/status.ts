@@ -4,9 +4,18 @@
  * the placement, with each replica's state and applied sequence from its node's
  * heartbeat (our own replicas first-hand) and lag against the shard log.
  */
-import type { ClusterStatus, ReplicaStatus } from "../../runtime/schemas.ts";
+import type { ClusterStatus, JobStatus, ReplicaStatus } from "../../runtime/schemas.ts";
 import type { ApiDeps } from "./types.ts";
 import { readLogState } from "../control/retention.ts";
+
+async function runningJobs(deps: ApiDeps): Promise<JobStatus[]> {
+  const nowMs = Date.now();
+  const [backups, restores] = await Promise.all([deps.backups.backups.running(nowMs), deps.backups.restores.running(nowMs)]).catch(() => [[], []]);
+  return [
+    ...backups.map((b) => ({ id: b.id, kind: "backup" as const, node: b.node, collections: b.collections, ...b.progress })),
+    ...restores.map((r) => ({ id: r.id, kind: "restore" as const, node: r.node, collections: r.collections.map((c) => c.to), ...r.progress })),
+  ];
+}
 
 export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
   const { membership, placements, catalog, host, router, nodeId } = deps;
@@ -60,5 +69,5 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
       return { name: config.name, dimension: config.dimension, metric: config.metric, replicas: config.replicas, epoch: stored?.record.epoch ?? 0, shards };
     }),
   );
-  return { nodes, coordinator: deps.coordinator.leader, collections };
+  return { nodes, coordinator: deps.coordinator.leader, jobs: await runningJobs(deps), collections };
 }

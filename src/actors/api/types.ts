@@ -7,6 +7,7 @@ import type { ReadRouter } from "../read/router.ts";
 import type { ReplicaHost } from "../replica/host.ts";
 import type { Writer } from "../write/writer.ts";
 import type { KV } from "@nats-io/kv";
+import type { Backups } from "../backup/service.ts";
 
 export interface ApiDeps {
   nodeId: string;
@@ -17,6 +18,8 @@ export interface ApiDeps {
   membership: Membership;
   placements: PlacementStore;
   coordinator: Coordinator;
+  /** Backups and restores: their records, for the status. */
+  backups: Backups;
   /** KV `jade_retention`: each shard log's state and purge floor, as the coordinator last wrote it. */
   retention: KV;
 }

@@ -16,6 +16,11 @@ import { planSharding } from "../../runtime/sharding/index.ts";
 import { names } from "../../runtime/subjects.ts";
 import type { SnapshotStore } from "../../nats/snapshots.ts";
 
+/** A config the nodes act on: not one a restore is still loading. */
+function visible(config: CollectionConfig | undefined): CollectionConfig | undefined {
+  return config?.restoring?.phase === "loading" ? undefined : config;
+}
+
 export type CatalogChange = { type: "put"; config: CollectionConfig } | { type: "delete"; name: string };
 
 const encoder = new TextEncoder();
@@ -49,19 +54,34 @@ export class Catalog {
    * then the new one's put; a re-put of the same incarnation is not a change.
    */
   onChange(listener: (change: CatalogChange) => void): () => void {
-    return this.#view.onChange(({ key, value, previous }) => {
+    return this.#view.onChange((change) => {
+      const { key } = change;
+      const value = visible(change.value);
+      const previous = visible(change.previous);
       if (previous !== undefined && previous.uid === value?.uid) return;
       if (previous !== undefined) listener({ type: "delete", name: key });
       if (value !== undefined) listener({ type: "put", config: value });
     });
   }
 
+  /** The collections nodes serve (or start serving: a restore's `starting` phase). */
   cached(): CollectionConfig[] {
+    return this.#view.values().filter((c) => visible(c) !== undefined);
+  }
+
+  /** Every stored collection, those a restore is still loading included. */
+  stored(): CollectionConfig[] {
     return this.#view.values();
   }
 
-  /** The collection's config, or a not_found error. */
+  /** The collection's config, or a not_found error; `unavailable` while a restore builds it. */
   async require(name: string): Promise<CollectionConfig> {
+    const config = await this.#find(name);
+    if (config.restoring) throw new JadeError(ErrorCode.Unavailable, `collection ${JSON.stringify(name)} is being restored (restore ${config.restoring.id})`);
+    return config;
+  }
+
+  async #find(name: string): Promise<CollectionConfig> {
     const config = this.#view.get(name) ?? (await this.#view.read(name));
     if (!config) throw notFound(`collection ${JSON.stringify(name)} does not exist`);
     return config.value;
@@ -72,18 +92,37 @@ export class Catalog {
     // auto is resolved and a sample trained into centroids here, once; the sample is not stored.
     const plan = planSharding({ ...request, sharding, splitPoints, sample, centroids });
     const config: CollectionConfig = { ...request, ...plan, createdAt: new Date().toISOString(), uid: randomUUID() };
+    return this.#create(config);
+  }
+
+  /**
+   * Reserves a name for a restore: the config of the collection it rebuilds, new uid, in its
+   * `loading` phase; the restore writes its logs itself (restore/run.ts).
+   */
+  async createRestoring(source: CollectionConfig, name: string, restoreId: string): Promise<CollectionConfig> {
+    const config: CollectionConfig = { ...source, name, uid: randomUUID(), createdAt: new Date().toISOString(), restoring: { id: restoreId, phase: "loading" } };
+    return this.#create(config);
+  }
+
+  /** Moves a restore on (`starting`), or ends it (undefined): CAS on the stored config, which must still be this incarnation. */
+  async setRestoring(name: string, uid: string, phase: "starting" | undefined): Promise<CollectionConfig> {
+    const entry = await this.#kv.get(name);
+    const stored = entry?.operation === "PUT" ? CollectionConfig.parse(entry.json()) : undefined;
+    if (!stored?.restoring || stored.uid !== uid) throw new JadeError(ErrorCode.Conflict, `collection ${JSON.stringify(name)} is no longer the one being restored (dropped?)`);
+    const { restoring, ...rest } = stored;
+    const config: CollectionConfig = phase ? { ...rest, restoring: { id: restoring.id, phase } } : rest;
+    const revision = await this.#kv.update(name, encoder.encode(JSON.stringify(config)), entry!.revision);
+    this.#view.applyOwnWrite(name, config, revision);
+    return config;
+  }
+
+  async #create(config: CollectionConfig): Promise<CollectionConfig> {
     const exists = () => this.#kv.get(config.name).then((e) => e?.operation === "PUT");
     const duplicate = () => new JadeError(ErrorCode.AlreadyExists, `collection ${JSON.stringify(config.name)} already exists`);
     if (await exists()) throw duplicate();
     // The shard logs exist before the collection does: replicas started by its appearance
-    // (on every node, through the watch) find their streams.
-    try {
-      for (let shard = 0; shard < config.shards; shard++) {
-        await ensureStream(this.#ctx.jsm, shardStreamConfig(config.name, shard, this.#ctx.streamReplicas));
-      }
-    } catch (err) {
-      throw new JadeError(ErrorCode.Unavailable, `could not create the shard logs of ${config.name}`, { cause: err });
-    }
+    // (on every node, through the watch) find their streams. A restore writes its own.
+    if (!config.restoring) await this.#createLogs(config);
     let revision: number;
     try {
       revision = await this.#kv.create(config.name, encoder.encode(JSON.stringify(config)));
@@ -94,6 +133,16 @@ export class Catalog {
     this.#view.applyOwnWrite(config.name, config, revision);
     this.#log.info({ collection: config.name, shards: config.shards, dimension: config.dimension }, "collection created");
     return config;
+  }
+
+  async #createLogs(config: CollectionConfig): Promise<void> {
+    try {
+      for (let shard = 0; shard < config.shards; shard++) {
+        await ensureStream(this.#ctx.jsm, shardStreamConfig(config.name, shard, this.#ctx.streamReplicas));
+      }
+    } catch (err) {
+      throw new JadeError(ErrorCode.Unavailable, `could not create the shard logs of ${config.name}`, { cause: err });
+    }
   }
 
   async list(): Promise<CollectionConfig[]> {
@@ -127,7 +176,8 @@ export class Catalog {
   }
 
   async drop(name: string): Promise<{ dropped: string }> {
-    const config = await this.require(name);
+    // A collection being restored may be dropped too: that is how a failed restore is cleaned up.
+    const config = await this.#find(name);
     // Purged, not deleted: the dropped config's history goes with it.
     await this.#kv.purge(name);
     this.#view.applyOwnDelete(name);

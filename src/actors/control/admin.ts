@@ -12,7 +12,8 @@ import { decodeJsonBody } from "../../runtime/json-body.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { rebalanceMoves, type Move } from "../../runtime/rebalance.ts";
-import { type AdminOp, names, nodeIdPattern, parseCoordinatorSubject, shardKey, subjects } from "../../runtime/subjects.ts";
+import { type AdminOp, isBackupOp, names, nodeIdPattern, parseCoordinatorSubject, shardKey, subjects } from "../../runtime/subjects.ts";
+import type { Backups } from "../backup/service.ts";
 import { parse } from "../../runtime/checks.ts";
 import { CollectionName, EmptyRequest } from "../../runtime/schemas.ts";
 import { quote } from "../../runtime/text.ts";
@@ -76,6 +77,7 @@ export class NodeSets {
 
 interface Deps {
   nodeSets: NodeSets;
+  backups: Backups;
   placements: PlacementStore;
   membership: Membership;
   runner: MigrationRunner;
@@ -142,6 +144,7 @@ export class ClusterAdmin {
 
   async #handle(op: AdminOp, body: unknown): Promise<unknown> {
     const { nodeSets, runner, placements, poke } = this.#deps;
+    if (isBackupOp(op)) return this.#deps.backups.handle(op, body);
     switch (op) {
       case "drain": {
         const { node } = parse(NodeRequest, body);

@@ -27,7 +27,7 @@ import { loadOf, planPlacement } from "../../runtime/placement.ts";
 import type { Catalog } from "../cluster/catalog.ts";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { errorMessage, ErrorCode, JadeError, type Reply } from "../../runtime/errors.ts";
-import { names, subjects, type AdminOp } from "../../runtime/subjects.ts";
+import { adminTimeoutMs, names, subjects, type AdminOp } from "../../runtime/subjects.ts";
 import { ClusterAdmin, NodeSets } from "./admin.ts";
 import type { Membership } from "../cluster/membership.ts";
 import { defaultMigrationSettings, MigrationRunner, type MigrationSettings } from "./migrations.ts";
@@ -36,6 +36,7 @@ import { servingPlacement } from "../../runtime/placement.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import { KvView } from "../../nats/kv-view.ts";
 import type { SnapshotStore } from "../../nats/snapshots.ts";
+import type { Backups } from "../backup/service.ts";
 import { defaultRetentionSettings, Retention, type RetentionSettings } from "./retention.ts";
 
 export interface CoordinatorSettings {
@@ -79,6 +80,7 @@ interface Deps {
   config: KV;
   retention: KV;
   snapshots: SnapshotStore;
+  backups: Backups;
   catalog: Catalog;
   membership: Membership;
   placements: PlacementStore;
@@ -123,6 +125,7 @@ export class Coordinator {
     });
     this.#admin = new ClusterAdmin({
       nodeSets: new NodeSets(deps.config),
+      backups: deps.backups,
       placements: deps.placements,
       membership: deps.membership,
       runner: this.#runner,
@@ -140,6 +143,7 @@ export class Coordinator {
       nodeDeadAfterMs: deps.settings.nodeDeadAfterMs,
       log: deps.log,
       settings: deps.settings.retention,
+      holds: () => deps.backups.holds(),
     });
     this.#actor = createActor(this.#machine(), {
       input: {
@@ -161,10 +165,10 @@ export class Coordinator {
   }
 
   /** Forwards an admin request to whichever node leads now. */
-  async forward(op: AdminOp, body: unknown, timeoutMs = 30_000): Promise<unknown> {
+  async forward(op: AdminOp, body: unknown): Promise<unknown> {
     let reply: Reply<unknown>;
     try {
-      const msg = await this.#deps.nc.request(subjects.coordinator(op), JSON.stringify(body ?? {}), { timeout: timeoutMs });
+      const msg = await this.#deps.nc.request(subjects.coordinator(op), JSON.stringify(body ?? {}), { timeout: adminTimeoutMs(op) });
       reply = msg.json<Reply<unknown>>();
     } catch (err) {
       throw new JadeError(ErrorCode.Unavailable, `no coordinator answered: ${errorMessage(err)}`);
@@ -273,6 +277,7 @@ export class Coordinator {
     this.#admin.serve(this.#deps.nc);
     void this.#runner.start().catch((err) => this.#log.warn({ err: String(err) }, "could not resume migrations"));
     this.#retention.start();
+    const stopSweeping = this.#deps.backups.lead();
     void run();
     return () => {
       stopped = true;
@@ -283,6 +288,7 @@ export class Coordinator {
       this.#admin.stop();
       this.#runner.stop();
       void this.#retention.stop();
+      stopSweeping();
     };
   }
 

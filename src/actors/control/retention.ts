@@ -18,6 +18,7 @@ import type { Catalog } from "../cluster/catalog.ts";
 import type { Membership } from "../cluster/membership.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
 import type { SnapshotStore, StoredSnapshot } from "../../nats/snapshots.ts";
+import type { Hold } from "../../runtime/backup-schemas.ts";
 
 /** One shard log's state after a pass. */
 export const ShardLogState = z.object({
@@ -58,6 +59,8 @@ interface Deps {
   nodeDeadAfterMs: number;
   log: Logger;
   settings: RetentionSettings;
+  /** What running backups and restores still read. */
+  holds: () => Promise<Hold[]>;
 }
 
 const encoder = new TextEncoder();
@@ -104,10 +107,10 @@ export class Retention {
 
   async #pass(): Promise<void> {
     try {
-      const snapshots = await this.#deps.snapshots.all();
+      const [snapshots, holds] = await Promise.all([this.#deps.snapshots.all(), this.#deps.holds()]);
       // One collection that fails (its log dropped a moment ago, a JetStream hiccup) does not hold back the others.
       for (const config of this.#deps.catalog.cached()) {
-        await this.#collection(config, snapshots).catch((err: unknown) =>
+        await this.#collection(config, snapshots, holds).catch((err: unknown) =>
           this.#log.warn({ collection: config.name, err: errorMessage(err) }, "retention of a collection failed; will retry"),
         );
       }
@@ -118,7 +121,7 @@ export class Retention {
     }
   }
 
-  async #collection(config: CollectionConfig, snapshots: readonly StoredSnapshot[]): Promise<void> {
+  async #collection(config: CollectionConfig, snapshots: readonly StoredSnapshot[], holds: readonly Hold[]): Promise<void> {
     const placement = this.#deps.placements.get(config.name)?.record;
     // Placed by this incarnation: until then nothing reads the log and nothing is purged.
     if (placement === undefined || placement.uid !== config.uid) return;
@@ -132,7 +135,8 @@ export class Retention {
         seq: replicaNeedSeq(this.#deps.membership.replicaBeat(node, config.uid, shard)),
       }));
       const own = snapshots.filter((s) => s.complete && s.collection === config.name && s.shard === shard && s.uid === config.uid);
-      shards.push(await this.#shard(config, shard, own, replicas));
+      const held = holds.filter((h) => h.uid === config.uid && h.shard === shard).map(({ what, seq, snapshot }) => ({ what, seq, ...(snapshot ? { snapshot } : {}) }));
+      shards.push(await this.#shard(config, shard, own, replicas, held));
     }
     // Written when something changed, not every pass: the bucket is replicated.
     const shape = JSON.stringify({ uid: config.uid, shards });
@@ -149,7 +153,7 @@ export class Retention {
    * this leader's catalog yet) or an upload in progress is never touched.
    */
   async #deleteLeftovers(snapshots: readonly StoredSnapshot[]): Promise<void> {
-    const uids = new Map(this.#deps.catalog.cached().map((c) => [c.name, c.uid]));
+    const uids = new Map(this.#deps.catalog.stored().map((c) => [c.name, c.uid]));
     const nowMs = Date.now();
     for (const s of snapshots) {
       if (nowMs - s.savedAtMs < leftoverAgeMs) continue;
@@ -163,7 +167,7 @@ export class Retention {
 
   /** Keys of collections that no longer exist (dropped while no pass ran, or raced with one). */
   async #forgetDropped(): Promise<void> {
-    const wanted = new Set(this.#deps.catalog.cached().map((c) => c.name));
+    const wanted = new Set(this.#deps.catalog.stored().map((c) => c.name));
     for await (const key of await this.#deps.kv.keys()) {
       if (wanted.has(key)) continue;
       await this.#deps.kv.purge(key);
@@ -171,7 +175,7 @@ export class Retention {
     }
   }
 
-  async #shard(config: CollectionConfig, shard: number, snapshots: readonly StoredSnapshot[], replicas: LogNeed[]): Promise<ShardLogState> {
+  async #shard(config: CollectionConfig, shard: number, snapshots: readonly StoredSnapshot[], replicas: LogNeed[], holds: LogNeed[]): Promise<ShardLogState> {
     const { jsm } = this.#deps;
     const stream = names.logStream(config.name, shard);
     const floor = shardFloor({
@@ -180,7 +184,7 @@ export class Retention {
       pointInTimeMs: config.retention.pointInTimeMs,
       snapshots,
       replicas,
-      holds: [],
+      holds,
     });
     let { state } = await jsm.streams.info(stream);
     if (floor.seq >= state.first_seq && state.messages > 0) {

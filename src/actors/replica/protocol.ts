@@ -51,6 +51,7 @@ export const ReplicaReadRequest = z
     get: z.object({ ids: z.array(z.string().max(limits.idBytesMax * 4)).max(limits.idsPerRequestMax), withVectors: z.boolean() }).strict().optional(),
     count: z.object({ filter: FilterAst.optional() }).strict().optional(),
     checkpoint: z.object({}).strict().optional(),
+    digest: z.object({}).strict().optional(),
     chunk: z.object({ seq: z.number().int().min(0), offset: z.number().int().min(0), length: z.number().int().min(1).max(checkpointChunkBytesMax) }).strict().optional(),
   })
   .strict();

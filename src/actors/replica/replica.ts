@@ -22,7 +22,7 @@ import {
   type SnapshotInput,
   type SnapshotOutput,
 } from "../../machines/replica.ts";
-import type { ShardHit, ShardSearchRequest } from "../vector-index/api.ts";
+import type { ShardDigest, ShardHit, ShardSearchRequest } from "../vector-index/api.ts";
 import { applyRecords } from "./apply.ts";
 import { followLog } from "./follow.ts";
 import { readOfferedChunk } from "./peer-copy.ts";
@@ -150,6 +150,12 @@ export class ShardReplica {
   async count(filter: Filter | undefined, minSeq: number, timeoutMs: number): Promise<number> {
     await this.#readable(minSeq, timeoutMs);
     return this.#parts.index.count(filter);
+  }
+
+  /** The content digest and the sequence it covers (at least `minSeq`): restores and deep verification compare it with a backup's. */
+  async contentDigest(minSeq: number, timeoutMs: number): Promise<ShardDigest> {
+    await this.#readable(minSeq, timeoutMs);
+    return this.#parts.index.contentDigest();
   }
 
   /**

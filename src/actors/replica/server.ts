@@ -73,6 +73,8 @@ export class ReplicaServer {
         return replica.get(request.get.ids, request.get.withVectors, request.minSeq, request.timeoutMs);
       case "count":
         return replica.count(request.count?.filter, request.minSeq, request.timeoutMs);
+      case "digest":
+        return replica.contentDigest(request.minSeq, request.timeoutMs);
       case "checkpoint":
         return replica.offerCheckpoint();
       case "chunk": {

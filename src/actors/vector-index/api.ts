@@ -4,6 +4,7 @@
  * addressed by its `shardKey` (runtime/subjects.ts, of the collection uid). All calls for one shard run in
  * order on that worker's thread, so apply/search/save never interleave.
  */
+import type { ContentDigest } from "../../runtime/content-digest.ts";
 import type { IndexParams, Metric, Payload, StoredPoint } from "../../runtime/schemas.ts";
 import type { Filter } from "../../runtime/filter.ts";
 import type { MessagePort } from "node:worker_threads";
@@ -77,6 +78,10 @@ export interface ShardStats {
   pendingRows: number;
 }
 
+export interface ShardDigest extends ContentDigest {
+  appliedSeq: number;
+}
+
 export interface SavedSnapshot {
   appliedSeq: number;
   bytes: number;
@@ -95,4 +100,6 @@ export interface IndexWorkerApi {
   /** Replaces the shard with the contents of a file written by save. */
   load(shardKey: string, config: ShardIndexConfig, path: string): Promise<ApplyResult>;
   stats(shardKey: string): ShardStats;
+  /** The live points' content digest (runtime/content-digest.ts) and the sequence it covers. */
+  contentDigest(shardKey: string): ShardDigest;
 }

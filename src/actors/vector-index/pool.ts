@@ -20,6 +20,7 @@ import { unavailable } from "../../runtime/errors.ts";
 import type { Filter } from "../../runtime/filter.ts";
 import type { StoredPoint } from "../../runtime/schemas.ts";
 import type {
+  ShardDigest,
   ApplyResult,
   IndexWorkerApi,
   LogRecord,
@@ -155,6 +156,10 @@ export class ShardIndexClient {
 
   stats(): Promise<ShardStats> {
     return this.#invoke((r) => r.stats(this.shardKey));
+  }
+
+  contentDigest(): Promise<ShardDigest> {
+    return this.#invoke((r) => r.contentDigest(this.shardKey));
   }
 }
 

@@ -14,12 +14,12 @@
  * Distances are usearch's: l2 → squared euclidean, cosine → 1 − cos, ip → 1 − dot.
  * Lower is closer; ties are broken by id so every replica orders hits the same way.
  */
-import { createHash } from "node:crypto";
 import os from "node:os";
 import type { BatchMatches } from "usearch";
 import { compileFilter, type Filter } from "../../runtime/filter.ts";
-import { decodeEntry, EntryKind, InvalidEntryError, isInvalidEntryError, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
-import { spaceOf, vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
+import { checkUpsertValues, decodeEntry, EntryKind, isInvalidEntryError, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
+import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
+import { digestOf, pointHash, type ContentDigest } from "../../runtime/content-digest.ts";
 import type { StoredPoint } from "../../runtime/schemas.ts";
 import type { ApplyResult, LogRecord, RejectedEntry, SavedSnapshot, ShardHit, ShardIndexConfig, ShardSearchRequest, ShardStats } from "./api.ts";
 import { distanceFn, exactTopK, type DistanceFn, type Scored } from "./distance.ts";
@@ -65,18 +65,6 @@ function batchRow(matches: BatchMatches, row: number, count: number): Scored[] {
 
 function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** Key-sorted JSON, so digests do not depend on the order payload keys were written in. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (typeof value === "object" && value !== null) {
-    const entries = Object.keys(value)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
-    return `{${entries.join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
 }
 
 export interface ShardIndexOptions {
@@ -147,7 +135,7 @@ export class ShardIndex {
       try {
         const entry = decodeEntry(record.data);
         if (entry.kind === EntryKind.Upsert) {
-          this.#checkUpsert(entry);
+          checkUpsertValues(entry, this.#space);
           this.#applyUpsert(record.seq, entry, record.data.byteLength);
         } else this.#applyDelete(entry);
       } catch (err) {
@@ -178,16 +166,6 @@ export class ShardIndex {
     }
     graph.flush(threads);
     return this.fresh.pending > 0;
-  }
-
-  /** The vectors must be valid in the shard's space: the same rules the API applies (vectors.ts). */
-  #checkUpsert(entry: UpsertEntry): void {
-    const dim = this.config.dimension;
-    if (entry.dimension !== dim) throw new InvalidEntryError(`dimension ${entry.dimension}, the shard has ${dim}`);
-    for (let p = 0; p < entry.ids.length; p++) {
-      const issue = vectorIssue(entry.vectors.subarray(p * dim, (p + 1) * dim), this.#space);
-      if (issue) throw new InvalidEntryError(`point ${p}: vector${issue.path.map((i) => `[${i}]`).join("")} ${issue.message}`);
-    }
   }
 
   #applyUpsert(seq: number, entry: UpsertEntry, entryBytes: number): void {
@@ -381,24 +359,17 @@ export class ShardIndex {
     return { count: this.size, appliedSeq: this.#lastSeq, memoryBytes: Math.round(memoryBytes), pendingRows: this.fresh.pending };
   }
 
-  /** sha256 hex over every point in id order (id, key-sorted payload JSON, vector bytes): equal on converged replicas. */
-  digest(): string {
-    const hash = createHash("sha256");
-    const header = Buffer.alloc(4);
-    const field = (bytes: Uint8Array): void => {
-      header.writeUInt32LE(bytes.byteLength, 0);
-      hash.update(header);
-      hash.update(bytes);
+  /** The order-independent digest of the live points (runtime/content-digest.ts): equal on converged replicas, and to a backup's. */
+  contentDigest(): ContentDigest {
+    const { points } = this;
+    const hashes = function* () {
+      for (const id of points.liveIds()) {
+        const slot = points.slotOf(id)!;
+        const vector = points.vector(slot);
+        yield pointHash(id, points.payloads[slot], new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength));
+      }
     };
-    const ids = [...this.points.liveIds()].sort(compareIds);
-    for (const id of ids) {
-      const slot = this.points.slotOf(id)!;
-      field(Buffer.from(id));
-      field(Buffer.from(canonicalJson(this.points.payloads[slot] ?? null)));
-      const vector = this.points.vector(slot);
-      field(new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength));
-    }
-    return hash.digest("hex");
+    return digestOf(hashes());
   }
 
   /**

@@ -140,6 +140,37 @@ export async function loadShard(shard: ShardIndex, path: string): Promise<ShardI
   return shard;
 }
 
+/** What a snapshot file holds, read without loading it: its sequence, space and each live point (backups digest it). */
+export async function readSnapshotPoints(
+  path: string,
+  visit: (id: string, payload: Payload | null, vector: Uint8Array) => void,
+): Promise<{ appliedSeq: number; dimension: number; metric: Metric; quantization: Quantization; count: number }> {
+  const layout = await openSnapshotFile(path);
+  const meta = layout.meta as SnapshotMeta;
+  const rowBytes = meta.dimension * 4;
+  // Version 2 held a row for every slot up to slotCount; version 3 only the live ones, in order.
+  const rowOfPoint = layout.version === 2 ? meta.slots : undefined;
+  const pointOfRow = new Map<number, number>();
+  meta.slots.forEach((slot, i) => pointOfRow.set(rowOfPoint ? slot : i, i));
+  const row = Buffer.alloc(rowBytes);
+  let filled = 0;
+  let rowIndex = 0;
+  await readSection(path, layout.vectorsOffset, layout.vectorBytes, (chunk) => {
+    let at = 0;
+    while (at < chunk.byteLength) {
+      const take = Math.min(rowBytes - filled, chunk.byteLength - at);
+      row.set(chunk.subarray(at, at + take), filled);
+      filled += take;
+      at += take;
+      if (filled < rowBytes) break;
+      const point = pointOfRow.get(rowIndex++);
+      if (point !== undefined) visit(meta.ids[point]!, meta.payloads[point] ?? null, row);
+      filled = 0;
+    }
+  });
+  return { appliedSeq: meta.appliedSeq, dimension: meta.dimension, metric: meta.metric, quantization: meta.quantization, count: meta.slots.length };
+}
+
 /**
  * The vector section of a version 3 snapshot: the live slots' rows back to back, in slot order.
  * Maps a byte range of the section onto the vector file, one call per run of consecutive

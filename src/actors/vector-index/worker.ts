@@ -97,6 +97,10 @@ const api: IndexWorkerApi = {
   stats(shardKey: string) {
     return shard(shardKey).stats();
   },
+  contentDigest(shardKey: string) {
+    const index = shard(shardKey);
+    return { ...index.contentDigest(), appliedSeq: index.appliedSeq };
+  },
 };
 
 /** Answers a batch, each shard's searches together (its unfiltered ones as one multi-threaded usearch call). */

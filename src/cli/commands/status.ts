@@ -33,6 +33,10 @@ export function renderStatus(status: ClusterStatus): string {
       ]),
     ),
   );
+  for (const job of status.jobs ?? []) {
+    const mib = (bytes: number) => (bytes / 1_048_576).toFixed(1);
+    out.push("", `${job.kind} ${job.id} on ${job.node} (${job.collections.join(", ")}): ${mib(job.bytesDone)}/${mib(job.bytesTotal)} MiB, ${job.shardsDone}/${job.shardsTotal} shards`);
+  }
   if (status.collections.length === 0) {
     out.push("", "no collections");
     return out.join("\n");

@@ -1,0 +1,170 @@
+/**
+ * Taking a backup (decision 008). The cut is one instant: per shard, the last entry appended at
+ * or before it. Per shard the backup copies the newest shared snapshot at or below the cut and
+ * the log from there to the cut; an incremental backup copies only the log after its base's
+ * cut, or a newer snapshot when the log no longer reaches back that far. What it reads is held
+ * (retention keeps it) from before the first byte is copied. Copies are paced by the backup
+ * budget, so searches go on at full speed. Then each shard's content digest at the cut is
+ * computed by replaying what was written, read back from where it was written (which also
+ * proves the files readable), and the manifest is written last.
+ */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { lastSeqAtOrBefore, readLogRange, type LogMessage } from "../../nats/log-range.ts";
+import type { SnapshotStore, Throttle } from "../../nats/snapshots.ts";
+import { ErrorCode, JadeError } from "../../runtime/errors.ts";
+import type { Logger } from "../../runtime/log.ts";
+import type { CollectionConfig } from "../../runtime/schemas.ts";
+import { names } from "../../runtime/subjects.ts";
+import { encodeLogFile } from "./log-file.ts";
+import { type BackupFile, type BackupManifest, type CollectionBackup, type Hold, manifestFormat, type Progress, type ShardBackup } from "../../runtime/backup-schemas.ts";
+import { ShardReplay } from "./replay.ts";
+import { chainSources, type ChainLink } from "./sources.ts";
+import type { BackupFiles } from "./store.ts";
+
+export interface BackupDeps {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  snapshots: SnapshotStore;
+  throttle: Throttle;
+  scratchDir: string;
+  log: Logger;
+}
+
+/** What one shard's part of the backup copies. */
+interface ShardCopy {
+  config: CollectionConfig;
+  shard: number;
+  cutSeq: number;
+  snapshot?: { name: string; seq: number };
+  log?: { fromSeq: number; toSeq: number };
+  bytes: number;
+}
+
+export interface BackupJob {
+  id: string;
+  configs: readonly CollectionConfig[];
+  /** The base chain of an incremental backup, oldest first (empty for a full backup). */
+  base: readonly ChainLink[];
+  files: BackupFiles;
+  progress: Progress;
+  /** Told what the backup reads, before it reads it. */
+  hold: (holds: Hold[]) => Promise<void>;
+}
+
+/** Shards copied at once: enough to overlap reads and writes, few enough to keep the budget meaningful. */
+const shardsInParallel = 2;
+
+export async function takeBackup(deps: BackupDeps, job: BackupJob): Promise<BackupManifest> {
+  const cutAtMs = Date.now();
+  const copies: ShardCopy[] = [];
+  for (const config of job.configs) {
+    for (let shard = 0; shard < config.shards; shard++) copies.push(await planCopy(deps, job, config, shard, cutAtMs));
+  }
+  await job.hold(copies.map((c) => ({ what: `backup ${job.id}`, collection: c.config.name, uid: c.config.uid, shard: c.shard, seq: (c.snapshot?.seq ?? c.log?.fromSeq ?? c.cutSeq + 1) - 1, ...(c.snapshot ? { snapshot: c.snapshot.name } : {}) })));
+  job.progress.bytesTotal = copies.reduce((sum, c) => sum + c.bytes, 0);
+  job.progress.shardsTotal = copies.length;
+  const files: BackupFile[] = [];
+  const written = new Map<ShardCopy, Omit<ShardBackup, "digest">>();
+  await eachLimited(copies, shardsInParallel, async (copy) => {
+    written.set(copy, await copyShard(deps, job, copy, files));
+  });
+  const collections: CollectionBackup[] = job.configs.map((config) => ({
+    config,
+    // Digests are filled in by digestShards, which reads the files this manifest lists.
+    shards: copies.filter((c) => c.config === config).map((c) => ({ ...written.get(c)!, digest: { count: 0, hash: "0".repeat(16) } })),
+  }));
+  const manifest: BackupManifest = {
+    format: manifestFormat,
+    id: job.id,
+    createdAt: new Date().toISOString(),
+    cutAtMs,
+    ...(job.base.length > 0 ? { base: job.base.at(-1)!.manifest.id } : {}),
+    collections,
+    files,
+  };
+  await digestShards(deps, [...job.base, { manifest, files: job.files }]);
+  return manifest;
+}
+
+/** Chooses what one shard's part copies (see the header), checking the log still holds it. */
+async function planCopy(deps: BackupDeps, job: BackupJob, config: CollectionConfig, shard: number, cutAtMs: number): Promise<ShardCopy> {
+  const stream = names.logStream(config.name, shard);
+  const { state } = await deps.jsm.streams.info(stream);
+  const lastMs = Date.parse(state.last_ts);
+  const cutSeq = state.messages === 0 || lastMs <= cutAtMs ? state.last_seq : await lastSeqAtOrBefore(deps.jsm, stream, state, cutAtMs);
+  const base = job.base.at(-1)?.manifest.collections.find((c) => c.config.name === config.name && c.config.uid === config.uid)?.shards.find((s) => s.shard === shard);
+  const averageEntryBytes = state.messages > 0 ? state.bytes / state.messages : 0;
+  const logCopy = (fromSeq: number) => (cutSeq >= fromSeq ? { log: { fromSeq, toSeq: cutSeq } } : {});
+  const logBytes = (fromSeq: number) => Math.round(averageEntryBytes * Math.max(0, cutSeq - fromSeq + 1));
+  const holds = (fromSeq: number) => cutSeq < fromSeq || state.first_seq <= fromSeq;
+  if (base && holds(base.seq + 1)) return { config, shard, cutSeq, ...logCopy(base.seq + 1), bytes: logBytes(base.seq + 1) };
+  const snapshot = (await deps.snapshots.list(config.name, config.uid, shard)).find((s) => s.seq <= cutSeq);
+  if (snapshot && holds(snapshot.seq + 1)) {
+    return { config, shard, cutSeq, snapshot, ...logCopy(snapshot.seq + 1), bytes: (await deps.snapshots.size(snapshot.name)) + logBytes(snapshot.seq + 1) };
+  }
+  if (holds(1)) return { config, shard, cutSeq, ...logCopy(1), bytes: logBytes(1) };
+  throw new JadeError(ErrorCode.Unavailable, `shard ${shard} of ${config.name}: its log starts at ${state.first_seq} and no snapshot covers what comes before; retry once a snapshot was saved`);
+}
+
+async function copyShard(deps: BackupDeps, job: BackupJob, copy: ShardCopy, files: BackupFile[]): Promise<Omit<ShardBackup, "digest">> {
+  const { config, shard } = copy;
+  const dir = `${config.name}/${shard}`;
+  const out: Omit<ShardBackup, "digest"> = { shard, seq: copy.cutSeq };
+  const onBytes = (bytes: number) => (job.progress.bytesDone += bytes);
+  if (copy.snapshot) {
+    const file = `${dir}/snapshot-${copy.snapshot.seq}.snap`;
+    const result = await job.files.write(file, deps.snapshots.read(copy.snapshot.name, { throttle: deps.throttle, onBytes }));
+    files.push({ path: file, ...result });
+    out.snapshot = { seq: copy.snapshot.seq, file };
+  }
+  if (copy.log) {
+    const { fromSeq, toSeq } = copy.log;
+    const file = `${dir}/log-${fromSeq}-${toSeq}.jlog`;
+    let firstTimeMs: number | undefined;
+    const entries = async function* (): AsyncGenerator<LogMessage> {
+      for await (const entry of readLogRange(deps.js, names.logStream(config.name, shard), fromSeq, toSeq)) {
+        firstTimeMs ??= Number(entry.timeNs / 1_000_000n);
+        await deps.throttle(entry.data.byteLength);
+        onBytes(entry.data.byteLength);
+        yield entry;
+      }
+    };
+    const result = await job.files.write(file, encodeLogFile(entries()));
+    files.push({ path: file, ...result });
+    out.log = { fromSeq, toSeq, firstTimeMs: firstTimeMs!, file };
+  }
+  job.progress.shardsDone++;
+  return out;
+}
+
+/** Sets each shard's digest in the newest link's manifest, from its files and its base's, read back from where they were written. */
+async function digestShards(deps: BackupDeps, chain: ChainLink[]): Promise<void> {
+  const { manifest } = chain.at(-1)!;
+  for (const collection of manifest.collections) {
+    const { sources } = chainSources(chain, collection.config.name, { kind: "latest" });
+    for (const source of sources) {
+      const replay = new ShardReplay(collection.config);
+      if (source.snapshot) {
+        const local = await source.snapshot.local(deps.scratchDir);
+        try {
+          await replay.loadSnapshot(local.path);
+        } finally {
+          await local.release();
+        }
+      }
+      for await (const entry of source.entries()) replay.apply(entry.seq, entry.data);
+      const shard = collection.shards.find((s) => s.shard === source.shard)!;
+      if (replay.seq !== shard.seq) throw new Error(`backup ${manifest.id}: shard ${source.shard} of ${collection.config.name} replays to ${replay.seq}, its cut is ${shard.seq}`);
+      shard.digest = replay.digest();
+    }
+  }
+}
+
+/** Runs `work` over `items`, at most `limit` at a time; the first failure fails the whole (the rest are not started). */
+async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}

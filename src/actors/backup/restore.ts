@@ -1,0 +1,153 @@
+/**
+ * Rebuilding a collection from shard sources (sources.ts), all shards in parallel. The name is
+ * reserved first (the collection in its `loading` phase, seen by nothing else); each shard's
+ * log is re-created starting right after its snapshot's sequence, so every entry keeps the
+ * sequence it had (a point's version and usearch key derive from it), and the snapshot is
+ * stored as the shard's shared snapshot: replicas start from it as from any other. The same
+ * replay computes each shard's content digest, checked against the backup's before anything
+ * serves. Then replicas start (`starting`: the API still refuses the collection), and once every
+ * replica serves the restored sequence and reports the same digest, the collection serves.
+ * Anything failing before that drops what was built: no half-restored collection is readable.
+ */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Membership } from "../cluster/membership.ts";
+import type { Catalog } from "../cluster/catalog.ts";
+import type { PlacementStore } from "../cluster/placement-store.ts";
+import { requestReplica } from "../replica/protocol.ts";
+import type { ShardDigest } from "../vector-index/api.ts";
+import type { SnapshotStore } from "../../nats/snapshots.ts";
+import { shardStreamConfig } from "../../nats/streams.ts";
+import { pollUntil } from "../../runtime/async.ts";
+import { sameDigest, type ContentDigest } from "../../runtime/content-digest.ts";
+import { ErrorCode, JadeError } from "../../runtime/errors.ts";
+import type { Logger } from "../../runtime/log.ts";
+import { hostsOf } from "../../runtime/placement.ts";
+import type { CollectionConfig } from "../../runtime/schemas.ts";
+import { names, subjects } from "../../runtime/subjects.ts";
+import type { Progress } from "../../runtime/backup-schemas.ts";
+import { ShardReplay } from "./replay.ts";
+import type { ShardSource } from "./sources.ts";
+
+export interface RestoreDeps {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  streamReplicas: number;
+  snapshots: SnapshotStore;
+  catalog: Catalog;
+  membership: Membership;
+  placements: PlacementStore;
+  scratchDir: string;
+  log: Logger;
+}
+
+/** Publishes in flight per shard while its log is rebuilt: enough to keep JetStream busy, few enough to stop at once on a failure. */
+const publishWindow = 64;
+/** How long replicas may take to load and serve what was restored, per GiB restored (at least a minute). */
+const servingMsPerGiB = 10 * 60_000;
+
+export interface RestoredShard {
+  shard: number;
+  /** The last entry restored. */
+  seq: number;
+  digest: ContentDigest;
+}
+
+/** Restores `config` (reserved with `catalog.createRestoring`) from `sources`; on any failure the collection is dropped. */
+export async function restoreCollection(deps: RestoreDeps, config: CollectionConfig, sources: readonly ShardSource[], progress: Progress, restoreId: string): Promise<RestoredShard[]> {
+  try {
+    const shards = await Promise.all(sources.map((source) => loadShard(deps, config, source, progress, restoreId)));
+    await deps.catalog.setRestoring(config.name, config.uid, "starting");
+    const bytes = sources.reduce((sum, s) => sum + (s.snapshot?.bytes ?? 0) + s.logBytes, 0);
+    await waitServing(deps, config, shards, Math.max(60_000, (bytes / 2 ** 30) * servingMsPerGiB));
+    await deps.catalog.setRestoring(config.name, config.uid, undefined);
+    return shards;
+  } catch (err) {
+    await deps.catalog.drop(config.name).catch((dropErr: unknown) => deps.log.warn({ err: dropErr, collection: config.name }, "could not drop a failed restore's collection"));
+    throw err;
+  }
+}
+
+async function loadShard(deps: RestoreDeps, config: CollectionConfig, source: ShardSource, progress: Progress, restoreId: string): Promise<RestoredShard> {
+  const { shard } = source;
+  const stream = names.logStream(config.name, shard);
+  // The name is ours (reserved): a log under it is a leftover of an interrupted restore.
+  await deps.jsm.streams.delete(stream).catch(() => false);
+  await deps.jsm.streams.add(shardStreamConfig(config.name, shard, deps.streamReplicas));
+  const replay = new ShardReplay(config);
+  if (source.snapshot) {
+    const local = await source.snapshot.local(deps.scratchDir);
+    try {
+      await replay.loadSnapshot(local.path).catch((err: unknown) => {
+        throw new JadeError(ErrorCode.Corrupt, `shard ${shard}: the snapshot is unreadable: ${String(err)}`, { cause: err });
+      });
+      if (replay.seq !== source.snapshot.seq) throw new JadeError(ErrorCode.Corrupt, `shard ${shard}: the snapshot covers ${replay.seq}, the backup says ${source.snapshot.seq}`);
+      await deps.snapshots.upload(config.name, config.uid, shard, replay.seq, local.path);
+      progress.bytesDone += source.snapshot.bytes;
+    } finally {
+      await local.release();
+    }
+    // The log goes on where the snapshot ends (nats-server sets an empty stream's next sequence so).
+    if (replay.seq > 0) await deps.jsm.streams.purge(stream, { seq: replay.seq + 1 });
+  }
+  await republish(deps, config, source, replay, progress, restoreId);
+  if (source.toTimeMs === undefined && replay.seq < source.toSeq) {
+    throw new JadeError(ErrorCode.Corrupt, `shard ${shard}: the source ended at ${replay.seq}, before ${source.toSeq}`);
+  }
+  const digest = replay.digest();
+  if (source.expected && !sameDigest(digest, source.expected)) {
+    throw new JadeError(ErrorCode.Corrupt, `shard ${shard}: the restored content (${digest.count} points, ${digest.hash}) differs from the backup's (${source.expected.count}, ${source.expected.hash})`);
+  }
+  progress.shardsDone++;
+  deps.log.info({ collection: config.name, shard, seq: replay.seq, points: digest.count }, "shard restored; waiting for its replicas");
+  return { shard, seq: replay.seq, digest };
+}
+
+/** Appends the source's entries after the snapshot, each at the sequence it had, and replays them into the digest. */
+async function republish(deps: RestoreDeps, config: CollectionConfig, source: ShardSource, replay: ShardReplay, progress: Progress, restoreId: string): Promise<void> {
+  const subject = subjects.log(config.name, source.shard);
+  const inflight: Promise<void>[] = [];
+  const toTimeNs = source.toTimeMs === undefined ? undefined : BigInt(source.toTimeMs) * 1_000_000n + 999_999n;
+  for await (const entry of source.entries()) {
+    if (entry.seq <= replay.seq) continue;
+    if (entry.seq > source.toSeq || (toTimeNs !== undefined && entry.timeNs > toTimeNs)) break;
+    replay.apply(entry.seq, entry.data);
+    const seq = entry.seq;
+    inflight.push(
+      deps.js.publish(subject, entry.data, { msgID: `${restoreId}-${source.shard}-${seq}` }).then((ack) => {
+        if (ack.seq !== seq) throw new Error(`shard ${source.shard}: entry ${seq} was stored at ${ack.seq}`);
+      }),
+    );
+    progress.bytesDone += entry.data.byteLength;
+    if (inflight.length >= publishWindow) await inflight.shift();
+  }
+  await Promise.all(inflight);
+}
+
+/** Waits until every placed replica of every shard serves the restored sequence, then compares their digests with the restore's. */
+async function waitServing(deps: RestoreDeps, config: CollectionConfig, shards: readonly RestoredShard[], timeoutMs: number): Promise<void> {
+  const hosts = await pollUntil(
+    () => {
+      const placed = deps.placements.get(config.name)?.record;
+      if (placed?.uid !== config.uid) return undefined;
+      const byShard = shards.map((s) => hostsOf(placed.shards[s.shard]!));
+      const ready = shards.every((s, i) =>
+        byShard[i]!.every((node) => {
+          const beat = deps.membership.replicaBeat(node, config.uid, s.shard);
+          return beat?.state === "serving" && beat.appliedSeq >= s.seq;
+        }),
+      );
+      return ready ? byShard : undefined;
+    },
+    { timeoutMs, intervalMs: 200, onTimeout: () => new JadeError(ErrorCode.Timeout, `the replicas of ${config.name} did not all serve the restored data within ${Math.round(timeoutMs / 1000)} s`) },
+  );
+  for (const s of shards) {
+    for (const node of hosts[s.shard]!) {
+      const found = await requestReplica<ShardDigest>(deps.nc, { node, collection: config.name, shard: s.shard, op: "digest" }, { uid: config.uid, minSeq: s.seq, timeoutMs: 30_000, digest: {} }, 30_000);
+      if (!sameDigest(found, s.digest)) {
+        throw new JadeError(ErrorCode.Internal, `shard ${s.shard} on ${node} holds ${found.count} points (${found.hash}) at ${found.appliedSeq}, the restore wrote ${s.digest.count} (${s.digest.hash})`);
+      }
+    }
+  }
+}
