@@ -39,7 +39,10 @@
  * are overwritten, with the log kept (24 h window), compacted (window 0), and after deleting half;
  * writes bench/results/<timestamp>-storage.json, latest-storage.json and storage.md.
  *
- * --suite all: core, cluster, nodes, resilience, peers, storage, then scale.
+ * --suite backup (bench/backup.ts, --backup-n): backup and restore throughput against re-importing, on
+ *   Fashion-MNIST and --backup-n clustered 128-d vectors; search QPS while a backup runs; point-in-time
+ *   restore time against the log replayed; disk per vector before and after compaction.
+ * --suite all: core, cluster, nodes, resilience, peers, storage, backup, then scale.
  *
  * Options left out take the suite's default (core / cluster):
  *   --limit N          train vectors (60000 / 20000)
@@ -98,6 +101,7 @@ import { runNodes } from "./nodes.ts";
 import { runResilience } from "./resilience.ts";
 import { runScale } from "./scale.ts";
 import { runStorage } from "./storage.ts";
+import { runBackupBench } from "./backup.ts";
 import { peersDefaults, runPeers } from "./peers.ts";
 import { printSummary as printPeersSummary } from "./peers-report.ts";
 
@@ -109,7 +113,7 @@ const collection = "bench";
 const program = new Command()
   .name("bench")
   .description("JadeVectorDB benchmarks on Fashion-MNIST (core: ours vs raw usearch; cluster: fan-out and replicated ingest)")
-  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "storage", "all"]).default("core"))
+  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "storage", "backup", "all"]).default("core"))
   .addOption(new Option("--dataset <name>", "peers: data set").choices(["fashion-mnist", "clustered"]).default("fashion-mnist"))
   .option("--scale-n <n>", "scale: vectors of the sustained import", positiveInt, 1_000_000)
   .option("--burst-n <n>", "scale: vectors of the burst import", positiveInt, 100_000)
@@ -126,6 +130,7 @@ const program = new Command()
   .option("--no-raw", "skip the raw usearch baseline")
   .option("--storage-n <n>", "storage: ids overwritten each round", positiveInt, 100_000)
   .option("--storage-rounds <r>", "storage: times every id is written", positiveInt, 5)
+  .option("--backup-n <n>", "backup: clustered 128-d vectors of the large data set", positiveInt, 1_000_000)
   .option("--rounds <r>", "resilience: failover rounds", positiveInt, 3)
   .option("--failover-n <n>", "resilience: vectors per failover collection", positiveInt, 2_000)
   .option("--rebalance-n <n>", "resilience: vectors of the rebalance collection", positiveInt, 10_000)
@@ -138,6 +143,7 @@ interface CliOptions {
   burstN: number;
   storageN: number;
   storageRounds: number;
+  backupN: number;
   expansionSearch: number;
   rounds: number;
   failoverN: number;
@@ -377,7 +383,7 @@ async function runCore(opts: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers" | "storage";
+type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers" | "storage" | "backup";
 
 function suiteOptions(cli: CliOptions, suite: Suite): Options {
   const core = suite === "core";
@@ -395,7 +401,7 @@ function suiteOptions(cli: CliOptions, suite: Suite): Options {
 
 async function main(): Promise<void> {
   const cli = program.parse(process.argv).opts<CliOptions>();
-  const suites: Suite[] = cli.suite === "all" ? ["core", "cluster", "nodes", "resilience", "peers", "storage", "scale"] : [cli.suite];
+  const suites: Suite[] = cli.suite === "all" ? ["core", "cluster", "nodes", "resilience", "peers", "storage", "backup", "scale"] : [cli.suite];
   for (const suite of suites) {
     const opts = suiteOptions(cli, suite);
     try {
@@ -410,6 +416,7 @@ async function main(): Promise<void> {
         const scale = { n: cli.scaleN, burstN: Math.min(cli.burstN, cli.scaleN), shards: cli.shards === 1 ? 4 : cli.shards, queries: cli.queries ?? 1_000 };
         await runScale({ ...scale, quantization: cli.quantization, expansionSearch: cli.expansionSearch, raw: cli.raw });
       } else if (suite === "storage") await runStorage({ n: cli.storageN, rounds: cli.storageRounds });
+      else if (suite === "backup") await runBackupBench({ n: cli.backupN, shards: cli.shards === 1 ? 4 : cli.shards });
       else await runResilience({ failoverN: cli.failoverN, rebalanceN: cli.rebalanceN, rounds: cli.rounds, batch: cli.batch ?? 500, concurrency: cli.concurrency });
     } finally {
       await runCleanups();

@@ -17,6 +17,7 @@ import { IndexPool } from "./actors/vector-index/pool.ts";
 import { Ingestion } from "./actors/write/ingestion.ts";
 import { LocalCheckpoints } from "./actors/replica/checkpoints.ts";
 import { RateLimiter, systemClock } from "./runtime/rate-limit.ts";
+import { Mutex } from "./runtime/mutex.ts";
 import { ReplicaHost } from "./actors/replica/host.ts";
 import type { ShardReplica } from "./actors/replica/replica.ts";
 import { defaultReplicaSettings, type ReplicaSettings } from "./actors/replica/types.ts";
@@ -181,6 +182,7 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
     // A one-second burst: a small shard moves without waiting at all.
     transfer: new RateLimiter(transferBytesPerSecMax, transferBytesPerSecMax, systemClock),
     uploads: new RateLimiter(settings.replica.snapshotUploadBytesPerSecMax, settings.replica.snapshotUploadBytesPerSecMax, systemClock),
+    downloads: new Mutex(),
   });
   host.start(ctx.catalog, ctx.placements);
   return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log) };

@@ -6,14 +6,16 @@
  * caught by verify and refused by restore, before anything is created; a backup whose node is
  * killed fails cleanly and `list` never shows it as complete.
  */
+import { execFile } from "node:child_process";
 import { readdir, readFile, writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackupManifest } from "../src/runtime/backup-schemas.ts";
 import type { JadeClient } from "../src/client/client.ts";
 import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import type { StoredPoint } from "../src/runtime/schemas.ts";
-import { Harness, waitFor } from "./support/harness.ts";
+import { Harness, jadeBin, repoRoot, waitFor } from "./support/harness.ts";
 
 const harness = new Harness();
 afterAll(() => harness.close());
@@ -58,9 +60,11 @@ async function topK(client: JadeClient, collection: string): Promise<string[][]>
 
 let client: JadeClient;
 let backupDir: string;
+let natsUrl: string;
 
 beforeAll(async () => {
   const nats = await harness.nats();
+  natsUrl = nats.url;
   for (const nodeId of ["n1", "n2", "n3"]) await harness.node([nats.url], { nodeId, coordinator: { retention: { intervalMs: 300 } } });
   client = await harness.client(nats.url);
   await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 3, { what: "3 live nodes" });
@@ -176,5 +180,102 @@ describe("backup and restore", () => {
       await writeFile(full, original);
     }
     expect((await client.listCollections()).map((c) => c.name)).not.toContain("never");
+  });
+});
+
+describe("where backups are kept", () => {
+  it("in the default bucket; and read by another cluster from its directory, which its catalog does not know", async () => {
+    await client.createCollection({ name: "moving", dimension, metric: "ip", shards: 2, replicas: 2, snapshot });
+    const points = batch(0, 120, "m");
+    await client.upsert("moving", { points, consistency: "all" });
+    const inBucket = await client.waitForBackup((await client.createBackup({ collections: ["moving"] })).id);
+    expect(inBucket.location).toEqual({ bucket: "jade-backups" });
+    await client.waitForRestore((await client.restore({ backup: inBucket.id, as: "moved-bucket" })).id);
+    expect(await contentsOf(client, "moved-bucket", points.map((p) => p.id))).toEqual(apply(new Map(), points));
+
+    const inDir = await client.waitForBackup((await client.createBackup({ collections: ["moving"], to: { dir: backupDir } })).id);
+    const elsewhere = await harness.nats();
+    await harness.node([elsewhere.url], { nodeId: "other" });
+    const other = await harness.client(elsewhere.url);
+    expect(await other.listBackups()).toEqual([]);
+    const { manifests } = await other.admin<{ manifests: { id: string }[] }>("backup.list", { from: { dir: backupDir } });
+    expect(manifests.map((m) => m.id)).toContain(inDir.id);
+    await expect(other.restore({ backup: inDir.id, as: "x" })).rejects.toMatchObject({ code: ErrorCode.NotFound });
+    await other.waitForRestore((await other.restore({ backup: inDir.id, from: { dir: backupDir } })).id);
+    expect(await contentsOf(other, "moving", points.map((p) => p.id))).toEqual(apply(new Map(), points));
+  });
+
+  it("from the command line, with the same results", async () => {
+    const jade = (...args: string[]) => promisify(execFile)(process.execPath, [jadeBin, ...args, "--nats", natsUrl], { cwd: repoRoot });
+    await client.createCollection({ name: "cli", dimension, metric: "l2", shards: 2, replicas: 2, snapshot });
+    const points = batch(0, 80, "cli");
+    await client.upsert("cli", { points, consistency: "all" });
+    const created = JSON.parse((await jade("backup", "create", "--collections", "cli", "--to", backupDir, "--json")).stdout) as { id: string; state: string; points: number };
+    expect(created).toMatchObject({ state: "complete", points: 80 });
+    expect((await jade("backup", "list")).stdout).toContain(created.id);
+    expect((await jade("backup", "verify", created.id)).stdout).toMatch(/every checksum matches/);
+    const restored = await jade("restore", created.id, "--as", "cli2");
+    expect(restored.stdout).toMatch(/restored cli2: 80 points/);
+    expect((await jade("restores")).stdout).toContain("cli → cli2");
+    expect(await contentsOf(client, "cli2", points.map((p) => p.id))).toEqual(apply(new Map(), points));
+    const refused = await jade("restore", created.id, "--as", "cli2").then(
+      () => undefined,
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(refused?.code).toBe(1);
+    expect(refused?.stderr).toMatch(/already_exists/);
+  });
+});
+
+describe("backups and failures", () => {
+  it("a node killed during a backup: another node's death does not stall it; the runner's fails it cleanly, never listed complete", async () => {
+    const nats = await harness.nats();
+    const a = await harness.spawnJade(["start", "--nats", nats.url, "--data", await harness.tempDir(), "--node-id", "ka"]);
+    const c = await harness.client(nats.url);
+    await waitFor(async () => (await c.clusterStatus()).coordinator === "ka", { what: "ka leads" });
+    const b = await harness.spawnJade(["start", "--nats", nats.url, "--data", await harness.tempDir(), "--node-id", "kb"]);
+    await harness.node([nats.url], { nodeId: "kc" });
+    await waitFor(async () => (await c.clusterStatus()).nodes.filter((n) => n.live).length === 3, { what: "3 live nodes" });
+    const dim = 128;
+    await c.createCollection({ name: "big", dimension: dim, metric: "l2", shards: 3, replicas: 2, snapshot: { everyEntries: 1_000, intervalMs: 60_000 } });
+    for (let i = 0; i < 8_000; i += 500) {
+      const vectors = Float32Array.from({ length: 500 * dim }, (_, k) => Math.sin(i * dim + k));
+      await c.upsertColumns("big", { ids: Array.from({ length: 500 }, (_, k) => `b${i + k}`), vectors, consistency: "all" });
+    }
+    const dir = await harness.tempDir("jade-backups-");
+    let sawComplete: string[] = [];
+    let survivedId = "";
+    let afterId = "";
+    const watch = setInterval(() => void c.listBackups().then((list) => (sawComplete = [...sawComplete, ...list.filter((r) => r.state === "complete").map((r) => r.id)]), () => undefined), 200);
+    try {
+      // ~4 MB of log at 1 MiB/s: several seconds in which to kill a node that does not run it.
+      const slow = { collections: ["big"], to: { dir }, bytesPerSecMax: 1 << 20 };
+      const survived = await c.createBackup(slow);
+      survivedId = survived.id;
+      expect(survived.node).toBe("ka");
+      await waitFor(async () => ((await c.listBackups()).find((r) => r.id === survived.id)?.progress.bytesDone ?? 0) > 0, { what: "the backup copying" });
+      await b.kill9();
+      const done = await c.waitForBackup(survived.id, { timeoutMs: 120_000 });
+      expect(done.points).toBe(8_000);
+      expect(await c.verifyBackup({ id: done.id })).toMatchObject({ id: done.id });
+
+      const killed = await c.createBackup(slow);
+      await waitFor(async () => ((await c.listBackups()).find((r) => r.id === killed.id)?.progress.bytesDone ?? 0) > 0, { what: "the second backup copying" });
+      await a.kill9();
+      // The next leader fails it once its heartbeat is stale, and removes what it wrote.
+      const failed = await waitFor(async () => (await c.listBackups()).find((r) => r.id === killed.id && r.state === "failed"), { what: "the orphaned backup failed", timeoutMs: 90_000 });
+      expect(failed.error?.message).toContain("ka stopped");
+      expect(await readdir(dir)).toEqual([survived.id]);
+      await expect(c.restore({ backup: killed.id, as: "nope" })).rejects.toMatchObject({ code: ErrorCode.Conflict });
+      // Backups go on on the new leader.
+      const after = await c.waitForBackup((await c.createBackup({ collections: ["big"], to: { dir } })).id, { timeoutMs: 120_000 });
+      expect(after.node).toBe("kc");
+      afterId = after.id;
+      expect(after.points).toBe(8_000);
+    } finally {
+      clearInterval(watch);
+    }
+    // Seen complete at some point: the two that completed, never the one whose node died.
+    expect([...new Set(sawComplete)].sort()).toEqual([survivedId, afterId].sort());
   });
 });

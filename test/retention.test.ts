@@ -56,6 +56,12 @@ describe("shardFloor", () => {
     expect(shardFloor({ nowMs: now + 25_000, graceMs: 30_000, pointInTimeMs: 0, snapshots, replicas: [], holds: [] })).toEqual({ seq: 30, heldBy: "snapshot 30", obsoleteSnapshots: ["c/0/20", "c/0/10"] });
   });
 
+  it("a backup or restore in progress keeps the snapshot it copies and the log after it", () => {
+    const snapshots = [snap(40, 3), snap(90, 1), snap(70, 2)];
+    const floor = shardFloor({ nowMs: now, graceMs: 30_000, pointInTimeMs: 0, snapshots, replicas: [], holds: [{ what: "backup b1", seq: 70, snapshot: "c/0/70" }] });
+    expect(floor).toEqual({ seq: 70, heldBy: "backup b1", obsoleteSnapshots: ["c/0/40"] });
+  });
+
   it("keeps the whole log while the window reaches before the first snapshot", () => {
     const floor = shardFloor({ nowMs: now, graceMs: 30_000, pointInTimeMs: 24 * hourMs, snapshots: [snap(10, 2), snap(20, 1)], replicas: [], holds: [] });
     expect(floor).toMatchObject({ seq: 0, heldBy: pointInTimeWindow });

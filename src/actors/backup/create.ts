@@ -61,7 +61,8 @@ export async function takeBackup(deps: BackupDeps, job: BackupJob): Promise<Back
     for (let shard = 0; shard < config.shards; shard++) copies.push(await planCopy(deps, job, config, shard, cutAtMs));
   }
   await job.hold(copies.map((c) => ({ what: `backup ${job.id}`, collection: c.config.name, uid: c.config.uid, shard: c.shard, seq: (c.snapshot?.seq ?? c.log?.fromSeq ?? c.cutSeq + 1) - 1, ...(c.snapshot ? { snapshot: c.snapshot.name } : {}) })));
-  job.progress.bytesTotal = copies.reduce((sum, c) => sum + c.bytes, 0);
+  // Copied, then read back for the digests (the base's files too, for an incremental backup: an estimate).
+  job.progress.bytesTotal = 2 * copies.reduce((sum, c) => sum + c.bytes, 0);
   job.progress.shardsTotal = copies.length;
   const files: BackupFile[] = [];
   const written = new Map<ShardCopy, Omit<ShardBackup, "digest">>();
@@ -82,7 +83,7 @@ export async function takeBackup(deps: BackupDeps, job: BackupJob): Promise<Back
     collections,
     files,
   };
-  await digestShards(deps, [...job.base, { manifest, files: job.files }]);
+  await digestShards(deps, [...job.base, { manifest, files: job.files }], job.progress);
   return manifest;
 }
 
@@ -137,26 +138,37 @@ async function copyShard(deps: BackupDeps, job: BackupJob, copy: ShardCopy, file
   return out;
 }
 
-/** Sets each shard's digest in the newest link's manifest, from its files and its base's, read back from where they were written. */
-async function digestShards(deps: BackupDeps, chain: ChainLink[]): Promise<void> {
+/**
+ * Sets each shard's digest in the newest link's manifest, from its files and its base's, read
+ * back from where they were written (so a backup is known readable before it is complete), paced
+ * by the same budget as the copy: hashing every point is the backup's largest CPU cost.
+ */
+async function digestShards(deps: BackupDeps, chain: ChainLink[], progress: Progress): Promise<void> {
   const { manifest } = chain.at(-1)!;
+  const pace = async (bytes: number) => {
+    await deps.throttle(bytes);
+    progress.bytesDone += bytes;
+  };
   for (const collection of manifest.collections) {
     const { sources } = chainSources(chain, collection.config.name, { kind: "latest" });
     for (const source of sources) {
       const replay = new ShardReplay(collection.config);
-      if (source.snapshot) {
-        const local = await source.snapshot.local(deps.scratchDir);
-        try {
-          await replay.loadSnapshot(local.path);
-        } finally {
-          await local.release();
-        }
+      if (source.snapshot) await replay.loadSnapshot(paced(source.snapshot.read(), pace), `snapshot ${source.snapshot.seq} of shard ${source.shard}`);
+      for await (const entry of source.entries()) {
+        await pace(entry.data.byteLength);
+        replay.apply(entry.seq, entry.data);
       }
-      for await (const entry of source.entries()) replay.apply(entry.seq, entry.data);
       const shard = collection.shards.find((s) => s.shard === source.shard)!;
       if (replay.seq !== shard.seq) throw new Error(`backup ${manifest.id}: shard ${source.shard} of ${collection.config.name} replays to ${replay.seq}, its cut is ${shard.seq}`);
       shard.digest = replay.digest();
     }
+  }
+}
+
+async function* paced(chunks: AsyncIterable<Uint8Array>, pace: (bytes: number) => Promise<void>): AsyncGenerator<Uint8Array> {
+  for await (const chunk of chunks) {
+    await pace(chunk.byteLength);
+    yield chunk;
   }
 }
 

@@ -4,7 +4,7 @@
  * replicas' rules (an entry they skip as invalid is skipped here too), so the digest a backup
  * records is the one a replica restored from it reports.
  */
-import { readSnapshotPoints } from "../vector-index/shard-snapshot.ts";
+import { scanSnapshotPoints } from "../vector-index/shard-snapshot.ts";
 import { digestOf, pointHash, type ContentDigest } from "../../runtime/content-digest.ts";
 import { checkUpsertValues, decodeEntry, EntryKind, isInvalidEntryError } from "../../runtime/log-entry.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
@@ -17,17 +17,17 @@ export class ShardReplay {
   /** The last sequence applied. */
   seq = 0;
 
-  constructor(config: CollectionConfig) {
+  constructor(config: Pick<CollectionConfig, "dimension" | "metric" | "index">) {
     this.#space = spaceOf(config);
     this.#expected = `${config.dimension}/${config.metric}/${config.index.quantization}`;
   }
 
-  /** Starts over from a snapshot file (its checksum is verified as it is read). */
-  async loadSnapshot(path: string): Promise<void> {
+  /** Starts over from a snapshot streaming past (its checksum is verified as it is read). */
+  async loadSnapshot(chunks: AsyncIterable<Uint8Array>, name: string): Promise<void> {
     this.#points.clear();
-    const meta = await readSnapshotPoints(path, (id, payload, vector) => this.#points.set(id, pointHash(id, payload, vector)));
+    const meta = await scanSnapshotPoints(chunks, name, (id, payload, vector) => this.#points.set(id, pointHash(id, payload, vector)));
     const found = `${meta.dimension}/${meta.metric}/${meta.quantization}`;
-    if (found !== this.#expected) throw new Error(`${path}: snapshot is ${found} (dimension/metric/quantization), expected ${this.#expected}`);
+    if (found !== this.#expected) throw new Error(`${name}: snapshot is ${found} (dimension/metric/quantization), expected ${this.#expected}`);
     this.seq = meta.appliedSeq;
   }
 

@@ -9,6 +9,7 @@
  * replica serves the restored sequence and reports the same digest, the collection serves.
  * Anything failing before that drops what was built: no half-restored collection is readable.
  */
+import { createReadStream } from "node:fs";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Membership } from "../cluster/membership.ts";
@@ -42,8 +43,13 @@ export interface RestoreDeps {
   log: Logger;
 }
 
-/** Publishes in flight per shard while its log is rebuilt: enough to keep JetStream busy, few enough to stop at once on a failure. */
-const publishWindow = 64;
+/**
+ * Bytes of entries in flight per shard while its log is rebuilt: enough to keep JetStream busy,
+ * few enough that acks come back within their deadline (an entry is up to 8 MiB).
+ */
+const publishWindowBytes = 16 * 1024 * 1024;
+/** An entry's acknowledgement may take this long (a large entry behind others). */
+const publishTimeoutMs = 60_000;
 /** How long replicas may take to load and serve what was restored, per GiB restored (at least a minute). */
 const servingMsPerGiB = 10 * 60_000;
 
@@ -79,7 +85,7 @@ async function loadShard(deps: RestoreDeps, config: CollectionConfig, source: Sh
   if (source.snapshot) {
     const local = await source.snapshot.local(deps.scratchDir);
     try {
-      await replay.loadSnapshot(local.path).catch((err: unknown) => {
+      await replay.loadSnapshot(createReadStream(local.path), `snapshot ${source.snapshot.seq} of shard ${shard}`).catch((err: unknown) => {
         throw new JadeError(ErrorCode.Corrupt, `shard ${shard}: the snapshot is unreadable: ${String(err)}`, { cause: err });
       });
       if (replay.seq !== source.snapshot.seq) throw new JadeError(ErrorCode.Corrupt, `shard ${shard}: the snapshot covers ${replay.seq}, the backup says ${source.snapshot.seq}`);
@@ -107,22 +113,29 @@ async function loadShard(deps: RestoreDeps, config: CollectionConfig, source: Sh
 /** Appends the source's entries after the snapshot, each at the sequence it had, and replays them into the digest. */
 async function republish(deps: RestoreDeps, config: CollectionConfig, source: ShardSource, replay: ShardReplay, progress: Progress, restoreId: string): Promise<void> {
   const subject = subjects.log(config.name, source.shard);
-  const inflight: Promise<void>[] = [];
+  const inflight: { acked: Promise<void>; bytes: number }[] = [];
+  let inflightBytes = 0;
   const toTimeNs = source.toTimeMs === undefined ? undefined : BigInt(source.toTimeMs) * 1_000_000n + 999_999n;
   for await (const entry of source.entries()) {
     if (entry.seq <= replay.seq) continue;
     if (entry.seq > source.toSeq || (toTimeNs !== undefined && entry.timeNs > toTimeNs)) break;
     replay.apply(entry.seq, entry.data);
     const seq = entry.seq;
-    inflight.push(
-      deps.js.publish(subject, entry.data, { msgID: `${restoreId}-${source.shard}-${seq}` }).then((ack) => {
-        if (ack.seq !== seq) throw new Error(`shard ${source.shard}: entry ${seq} was stored at ${ack.seq}`);
-      }),
-    );
+    const acked = deps.js.publish(subject, entry.data, { msgID: `${restoreId}-${source.shard}-${seq}`, timeout: publishTimeoutMs }).then((ack) => {
+      if (ack.seq !== seq) throw new Error(`shard ${source.shard}: entry ${seq} was stored at ${ack.seq}`);
+    });
+    // Awaited in order below; a failure meanwhile must not count as unhandled (it is, once awaited).
+    acked.catch(() => undefined);
+    inflight.push({ acked, bytes: entry.data.byteLength });
+    inflightBytes += entry.data.byteLength;
     progress.bytesDone += entry.data.byteLength;
-    if (inflight.length >= publishWindow) await inflight.shift();
+    while (inflightBytes > publishWindowBytes) {
+      const oldest = inflight.shift()!;
+      await oldest.acked;
+      inflightBytes -= oldest.bytes;
+    }
   }
-  await Promise.all(inflight);
+  for (const { acked } of inflight) await acked;
 }
 
 /** Waits until every placed replica of every shard serves the restored sequence, then compares their digests with the restore's. */

@@ -5,7 +5,7 @@
  * every second. While this node leads, a sweep fails the jobs whose node stopped beating and
  * cleans up what they left: a backup's files, a restore's half-built collection.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -34,12 +34,12 @@ import {
   newBackupId,
   type Progress,
   RestoreRecord,
-  StoredManifest,
 } from "../../runtime/backup-schemas.ts";
 import { beat, isStale, JobRecords } from "./records.ts";
 import { restoreCollection, type RestoreDeps } from "./restore.ts";
 import { chainSources, liveSources, type ChainLink, type RestoreTarget, type ShardSource } from "./sources.ts";
 import { backupFiles, backupIdsAt, type BackupFiles } from "./store.ts";
+import { loadChain, readManifest, verifyFiles } from "./chain.ts";
 
 export interface BackupSettings {
   /** What a backup may read per second unless its request says otherwise (searches keep their speed). */
@@ -69,9 +69,6 @@ export interface BackupsDeps {
   log: Logger;
   settings: BackupSettings;
 }
-
-/** A chain is a full backup and the incremental ones on it: this many at most. */
-const chainLengthMax = 1_000;
 
 const zeroProgress = (): Progress => ({ bytesDone: 0, bytesTotal: 0, shardsDone: 0, shardsTotal: 0 });
 
@@ -139,7 +136,8 @@ export class Backups {
       if (request.to && describeLocation(request.to) !== describeLocation(base.location)) {
         throw invalidArgument(`an incremental backup is kept beside its base, in ${describeLocation(base.location)}`);
       }
-      chain = await this.#chain(base.location, base.id, base.manifestSha256);
+      const { location } = base;
+      chain = await loadChain((link) => this.#files(location, link), base.id, base.manifestSha256);
     }
     const configs = request.collections
       ? await Promise.all(request.collections.map((name) => this.#deps.catalog.require(name)))
@@ -217,7 +215,8 @@ export class Backups {
   async verify(raw: unknown): Promise<{ id: string; files: number; bytes: number; deep?: { collection: string; points: number }[] }> {
     const { id, from, deep } = parse(BackupVerifyRequest, raw);
     const record = from ? undefined : await this.#record(id);
-    const chain = await this.#chain(from ?? record!.location, id, record?.manifestSha256);
+    const location = from ?? record!.location;
+    const chain = await loadChain((link) => this.#files(location, link), id, record?.manifestSha256);
     const checked = await verifyFiles(chain);
     if (!deep) return { id, ...checked };
     const restored: { collection: string; points: number }[] = [];
@@ -288,7 +287,8 @@ export class Backups {
     const id = request.backup!;
     const record = request.from ? undefined : await this.#record(id);
     if (record && record.state !== "complete") throw new JadeError(ErrorCode.Conflict, `backup ${id} is ${record.state}, not complete`);
-    const chain = await this.#chain(request.from ?? record!.location, id, record?.manifestSha256);
+    const location = request.from ?? record!.location;
+    const chain = await loadChain((link) => this.#files(location, link), id, record?.manifestSha256);
     // A corrupt or missing file refuses the restore before anything is created.
     await verifyFiles(chain);
     const names = request.collections ?? chain.at(-1)!.manifest.collections.map((c) => c.config.name);
@@ -366,20 +366,6 @@ export class Backups {
     return record;
   }
 
-  /** The backup and its bases, oldest first, each manifest checked. */
-  async #chain(location: BackupLocation, id: string, expectedSha256?: string): Promise<ChainLink[]> {
-    const chain: ChainLink[] = [];
-    let next: string | undefined = id;
-    while (next !== undefined) {
-      if (chain.length >= chainLengthMax) throw new JadeError(ErrorCode.Corrupt, `backup ${id}: its chain of bases is longer than ${chainLengthMax}`);
-      const files = this.#files(location, next);
-      const manifest = await readManifest(files, next, next === id ? expectedSha256 : undefined);
-      chain.unshift({ manifest, files });
-      next = manifest.base;
-    }
-    return chain;
-  }
-
   #track(job: Promise<void>): void {
     this.#jobs.add(job);
     void job.finally(() => this.#jobs.delete(job));
@@ -407,51 +393,4 @@ function summaryOf(manifest: BackupManifest): BackupManifestSummary {
     collections: manifest.collections.map((c) => c.config.name),
     bytes: manifest.files.reduce((sum, f) => sum + f.bytes, 0),
   };
-}
-
-async function readManifest(files: BackupFiles, id: string, expectedSha256?: string): Promise<BackupManifest> {
-  if (!(await files.exists("manifest.json"))) throw new JadeError(ErrorCode.NotFound, `backup ${id} has no manifest in ${files.where}: it was never completed, or is not there`);
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of files.read("manifest.json")) chunks.push(chunk);
-  const corrupt = (why: string) => new JadeError(ErrorCode.Corrupt, `${files.where}/manifest.json: ${why}`);
-  let stored;
-  try {
-    stored = StoredManifest.parse(JSON.parse(Buffer.concat(chunks).toString("utf8")));
-  } catch {
-    throw corrupt("not a backup manifest");
-  }
-  const parsed = BackupManifest.safeParse(stored.manifest);
-  if (!parsed.success) throw corrupt(`not a manifest this node reads (format ${JSON.stringify((stored.manifest as { format?: unknown })?.format)})`);
-  const sha256 = manifestSha256(parsed.data);
-  if (sha256 !== stored.sha256) throw corrupt(`checksum ${sha256}, expected ${stored.sha256}`);
-  if (expectedSha256 !== undefined && sha256 !== expectedSha256) throw corrupt(`checksum ${sha256}, the catalog recorded ${expectedSha256}`);
-  if (parsed.data.id !== id) throw corrupt(`it describes backup ${parsed.data.id}`);
-  return parsed.data;
-}
-
-/** Reads every file of the chain against its manifest; the first that differs is named with the checksum expected. */
-async function verifyFiles(chain: readonly ChainLink[]): Promise<{ files: number; bytes: number }> {
-  let files = 0;
-  let bytes = 0;
-  for (const { manifest, files: store } of chain) {
-    for (const file of manifest.files) {
-      const hash = createHash("sha256");
-      let size = 0;
-      try {
-        for await (const chunk of store.read(file.path)) {
-          hash.update(chunk);
-          size += chunk.byteLength;
-        }
-      } catch (err) {
-        throw new JadeError(ErrorCode.Corrupt, `${store.where}/${file.path}: unreadable (${errorMessage(err)}); expected ${file.bytes} bytes with sha256 ${file.sha256}`);
-      }
-      const sha256 = hash.digest("hex");
-      if (sha256 !== file.sha256 || size !== file.bytes) {
-        throw new JadeError(ErrorCode.Corrupt, `${store.where}/${file.path}: sha256 ${sha256} (${size} bytes), expected ${file.sha256} (${file.bytes} bytes)`);
-      }
-      files++;
-      bytes += size;
-    }
-  }
-  return { files, bytes };
 }

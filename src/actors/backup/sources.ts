@@ -23,8 +23,8 @@ export type RestoreTarget = { kind: "latest" } | { kind: "seq"; seqs: ReadonlyMa
 
 export interface ShardSource {
   shard: number;
-  /** The shard at `seq`, as a snapshot file on this machine. */
-  snapshot?: { seq: number; bytes: number; local: (scratch: string) => Promise<{ path: string; release: () => Promise<void> }> };
+  /** The shard at `seq`: a snapshot, as a file on this machine or streamed. */
+  snapshot?: { seq: number; bytes: number; local: (scratch: string) => Promise<{ path: string; release: () => Promise<void> }>; read: () => AsyncIterable<Uint8Array> };
   /** The entries after the snapshot (or from 1) up to at least `toSeq`, in order; the restore stops at the target. */
   entries: () => AsyncIterable<LogMessage>;
   /** The last sequence to restore (the target, or the cut when restoring to an instant). */
@@ -49,7 +49,7 @@ function outOfRange(message: string): JadeError {
   return new JadeError(ErrorCode.OutOfRange, message);
 }
 
-/** The shard's entry in each link that belongs to the same incarnation as the newest, oldest first. */
+/** The shard's entry in each link that belongs to the same incarnation as the newest, oldest first (back to the chain's start). */
 function shardHistory(chain: readonly ChainLink[], name: string, shard: number): { link: ChainLink; entry: ShardBackup }[] {
   const newest = chain.at(-1)!.manifest.collections.find((c) => c.config.name === name);
   if (!newest) throw new JadeError(ErrorCode.NotFound, `backup ${chain.at(-1)!.manifest.id} holds no collection ${JSON.stringify(name)}`);
@@ -60,7 +60,6 @@ function shardHistory(chain: readonly ChainLink[], name: string, shard: number):
     const entry = collection?.shards.find((s) => s.shard === shard);
     if (!entry) break;
     out.unshift({ link, entry });
-    if (entry.snapshot) break;
   }
   return out;
 }
@@ -73,7 +72,9 @@ export function chainSources(chain: readonly ChainLink[], name: string, target: 
   for (let shard = 0; shard < config.shards; shard++) {
     const history = shardHistory(chain, name, shard);
     const cut = history.at(-1)!.entry;
-    const toSeq = target.kind === "seq" ? (target.seqs.get(shard) ?? cut.seq) : cut.seq;
+    // To an instant: no entry after the cut of the first backup taken at or after it can be needed.
+    const toSeq =
+      target.kind === "seq" ? (target.seqs.get(shard) ?? cut.seq) : target.kind === "time" ? (history.find((h) => h.link.manifest.cutAtMs >= target.atMs)?.entry.seq ?? cut.seq) : cut.seq;
     if (toSeq > cut.seq) throw outOfRange(`shard ${shard} of ${name}: sequence ${toSeq} is past the backup's cut (${cut.seq})`);
     // The newest start (snapshot, or nothing when the oldest link logs from 1) at or before the target.
     let start = -1;
@@ -91,17 +92,25 @@ export function chainSources(chain: readonly ChainLink[], name: string, target: 
     }
     const used = history.slice(start);
     const first = used[0]!;
-    const logs = used.flatMap(({ link, entry }) => (entry.log ? [{ link, log: entry.log }] : []));
+    const logs = used.flatMap(({ link, entry }) => (entry.log && entry.log.fromSeq <= toSeq ? [{ link, log: entry.log }] : []));
     let next = (first.entry.snapshot?.seq ?? 0) + 1;
     for (const { log } of logs) {
-      if (log.fromSeq > next) throw new JadeError(ErrorCode.Corrupt, `shard ${shard} of ${name}: the backup chain misses entries ${next}–${log.fromSeq - 1}`);
+      if (log.fromSeq > next) throw missing(used, shard, name, next, log.fromSeq - 1);
       next = Math.max(next, log.toSeq + 1);
     }
+    if (next <= toSeq) throw missing(used, shard, name, next, toSeq);
     const snapshot = first.entry.snapshot;
     sources.push({
       shard,
       ...(snapshot
-        ? { snapshot: { seq: snapshot.seq, bytes: fileBytes(first.link, snapshot.file), local: (scratch: string) => first.link.files.local(snapshot.file, scratch) } }
+        ? {
+            snapshot: {
+              seq: snapshot.seq,
+              bytes: fileBytes(first.link, snapshot.file),
+              local: (scratch: string) => first.link.files.local(snapshot.file, scratch),
+              read: () => first.link.files.read(snapshot.file),
+            },
+          }
         : {}),
       entries: async function* () {
         for (const { link, log } of logs) yield* decodeLogFile(link.files.read(log.file), log.file);
@@ -116,6 +125,17 @@ export function chainSources(chain: readonly ChainLink[], name: string, target: 
 }
 
 /**
+ * Entries the chain does not hold: normal before a later backup's snapshot (an incremental
+ * backup that found them purged copied a snapshot instead), so the target is out of reach; a
+ * corrupt chain otherwise.
+ */
+function missing(used: readonly { entry: ShardBackup }[], shard: number, name: string, from: number, to: number): JadeError {
+  const skipped = used.some(({ entry }) => entry.snapshot !== undefined && entry.snapshot.seq >= from);
+  const text = `shard ${shard} of ${name}: the backup chain does not hold entries ${from}–${to}`;
+  return skipped ? outOfRange(`${text} (a later backup holds a snapshot instead): restore to a point before or after them`) : new JadeError(ErrorCode.Corrupt, text);
+}
+
+/**
  * Can a restore to the target start from this link's snapshot (or, for the oldest link
  * without one, from nothing)? To an instant, a snapshot is known to be no later than it when
  * the first entry logged after it is (its own entry's time is not kept), or when it is the
@@ -123,7 +143,8 @@ export function chainSources(chain: readonly ChainLink[], name: string, target: 
  */
 function startsAt(link: ChainLink, entry: ShardBackup, oldest: boolean, target: RestoreTarget, toSeq: number): boolean {
   if (!entry.snapshot) return oldest && (entry.log?.fromSeq ?? 1) === 1;
-  if (target.kind !== "time") return entry.snapshot.seq <= toSeq;
+  if (entry.snapshot.seq > toSeq) return false;
+  if (target.kind !== "time") return true;
   return entry.log ? entry.log.firstTimeMs <= target.atMs : link.manifest.cutAtMs <= target.atMs;
 }
 
@@ -164,6 +185,7 @@ export async function liveSources(deps: LiveDeps, config: CollectionConfig, targ
             snapshot: {
               seq: snapshot.seq,
               bytes: await deps.snapshots.size(snapshot.name),
+              read: () => deps.snapshots.read(snapshot.name),
               local: async (scratch: string) => {
                 await mkdir(scratch, { recursive: true });
                 const file = path.join(scratch, `${process.hrtime.bigint()}-${snapshot.name}.snap`);

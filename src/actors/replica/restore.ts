@@ -40,7 +40,7 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
     const file = path.join(deps.scratchDir, `restore-${config.uid}-${shard}-${ref.seq}.snap`);
     try {
       const throttle: Throttle | undefined = replica.role().throttled ? (bytes) => deps.transfer.take(bytes) : undefined;
-      await deps.snapshots.download(ref.name, file, { throttle, onBytes: (bytes) => (progress.transferredBytes += bytes) });
+      await deps.downloads.run(() => deps.snapshots.download(ref.name, file, { throttle, onBytes: (bytes) => (progress.transferredBytes += bytes) }));
       const loaded = await index.load(indexConfigOf(config), file);
       progress.count = loaded.count;
       progress.pendingRows = loaded.pendingRows ?? 0;

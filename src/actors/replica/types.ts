@@ -5,6 +5,7 @@
  */
 import type { Logger } from "../../runtime/log.ts";
 import type { NatsContext } from "../../nats/connect.ts";
+import type { Mutex } from "../../runtime/mutex.ts";
 import type { RateLimiter } from "../../runtime/rate-limit.ts";
 import type { CollectionConfig, RestoreInfo } from "../../runtime/schemas.ts";
 import type { IndexPool, ShardIndexClient } from "../vector-index/pool.ts";
@@ -77,6 +78,13 @@ export interface ReplicaDeps {
   transfer: RateLimiter;
   /** The node's snapshot upload budget (see `snapshotUploadBytesPerSecMax`). */
   uploads: RateLimiter;
+  /**
+   * One shared-snapshot download at a time per node. Four at once (a restored collection's
+   * shards starting together) overran the node's NATS connection: nats-server dropped it as a
+   * slow consumer, heartbeats and the coordinator's lease renewal timed out, and 386 MB took
+   * 34 s to arrive; one at a time, each moves at full speed (~100 MB/s here).
+   */
+  downloads: Mutex;
 }
 
 /** The counters a replica reports in heartbeats and status; written by whichever job changes them. */

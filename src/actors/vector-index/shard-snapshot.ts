@@ -19,7 +19,7 @@ import type { Metric, Payload, Quantization } from "../../runtime/schemas.ts";
 import { nextTurn, TimeSlicer } from "../../runtime/async.ts";
 import { absorbSliceMsDefault } from "./absorber.ts";
 import type { SavedSnapshot } from "./api.ts";
-import { extractSection, openSnapshotFile, readSection, writeSnapshotFile } from "./snapshot-file.ts";
+import { extractSection, openSnapshotFile, readSection, scanSnapshotStream, writeSnapshotFile } from "./snapshot-file.ts";
 import type { ShardIndex } from "./shard-index.ts";
 
 interface SnapshotMeta {
@@ -140,35 +140,42 @@ export async function loadShard(shard: ShardIndex, path: string): Promise<ShardI
   return shard;
 }
 
-/** What a snapshot file holds, read without loading it: its sequence, space and each live point (backups digest it). */
-export async function readSnapshotPoints(
-  path: string,
+/**
+ * Each live point of a snapshot as it streams past (a backup copying it, a restore replaying
+ * it), without loading it; the body's checksum is verified at the end. Returns what it covers.
+ */
+export async function scanSnapshotPoints(
+  chunks: AsyncIterable<Uint8Array>,
+  name: string,
   visit: (id: string, payload: Payload | null, vector: Uint8Array) => void,
 ): Promise<{ appliedSeq: number; dimension: number; metric: Metric; quantization: Quantization; count: number }> {
-  const layout = await openSnapshotFile(path);
-  const meta = layout.meta as SnapshotMeta;
-  const rowBytes = meta.dimension * 4;
-  // Version 2 held a row for every slot up to slotCount; version 3 only the live ones, in order.
-  const rowOfPoint = layout.version === 2 ? meta.slots : undefined;
-  const pointOfRow = new Map<number, number>();
-  meta.slots.forEach((slot, i) => pointOfRow.set(rowOfPoint ? slot : i, i));
-  const row = Buffer.alloc(rowBytes);
+  let meta: SnapshotMeta | undefined;
+  let pointOfRow = new Map<number, number>();
+  let row = Buffer.alloc(0);
   let filled = 0;
   let rowIndex = 0;
-  await readSection(path, layout.vectorsOffset, layout.vectorBytes, (chunk) => {
-    let at = 0;
-    while (at < chunk.byteLength) {
-      const take = Math.min(rowBytes - filled, chunk.byteLength - at);
-      row.set(chunk.subarray(at, at + take), filled);
-      filled += take;
-      at += take;
-      if (filled < rowBytes) break;
-      const point = pointOfRow.get(rowIndex++);
-      if (point !== undefined) visit(meta.ids[point]!, meta.payloads[point] ?? null, row);
-      filled = 0;
-    }
+  await scanSnapshotStream(chunks, name, {
+    meta: (value, version) => {
+      meta = value as SnapshotMeta;
+      // Version 2 held a row for every slot up to slotCount; version 3 only the live ones, in order.
+      pointOfRow = new Map(meta.slots.map((slot, i) => [version === 2 ? slot : i, i]));
+      row = Buffer.alloc(meta.dimension * 4);
+    },
+    vectors: (bytes) => {
+      for (let at = 0; at < bytes.byteLength; ) {
+        const take = Math.min(row.byteLength - filled, bytes.byteLength - at);
+        row.set(bytes.subarray(at, at + take), filled);
+        filled += take;
+        at += take;
+        if (filled < row.byteLength) break;
+        const point = pointOfRow.get(rowIndex++);
+        if (point !== undefined) visit(meta!.ids[point]!, meta!.payloads[point] ?? null, row);
+        filled = 0;
+      }
+    },
   });
-  return { appliedSeq: meta.appliedSeq, dimension: meta.dimension, metric: meta.metric, quantization: meta.quantization, count: meta.slots.length };
+  const m = meta!;
+  return { appliedSeq: m.appliedSeq, dimension: m.dimension, metric: m.metric, quantization: m.quantization, count: m.slots.length };
 }
 
 /**

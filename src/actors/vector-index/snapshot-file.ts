@@ -132,27 +132,39 @@ function arrayHeaderBytes(first: number): number {
   throw new Error(`not a msgpack array header: 0x${first.toString(16)}`);
 }
 
+interface Header {
+  version: number;
+  metaBytes: number;
+  vectorBytes: number;
+  indexBytes: number;
+  digest: Buffer;
+}
+
+function parseHeader(header: Buffer, path: string): Header {
+  if (header.byteLength < headerBytes || !header.subarray(0, magic.length).equals(magic)) throw new Error(`${path}: not a JadeVectorDB shard snapshot`);
+  let at = magic.length;
+  const version = header.readUInt32LE(at);
+  if (!readableVersions.has(version)) throw new Error(`${path}: snapshot format version ${version}, this node reads ${[...readableVersions].join(", ")}`);
+  at += 8;
+  const [metaBytes, vectorBytes, indexBytes] = [0, 1, 2].map((i) => Number(header.readBigUInt64LE(at + 8 * i))) as [number, number, number];
+  at += 24;
+  return { version, metaBytes, vectorBytes, indexBytes, digest: header.subarray(at, at + 32) };
+}
+
 /** Reads the header and meta and verifies the checksum of the whole body (streaming). */
 export async function openSnapshotFile(path: string): Promise<SnapshotLayout> {
   const file = await open(path, "r");
   try {
     const size = (await file.stat()).size;
     const header = Buffer.alloc(headerBytes);
-    if (size < headerBytes || (await file.read(header, 0, headerBytes, 0)).bytesRead !== headerBytes || !header.subarray(0, magic.length).equals(magic)) {
-      throw new Error(`${path}: not a JadeVectorDB shard snapshot`);
-    }
-    let at = magic.length;
-    const version = header.readUInt32LE(at);
-    if (!readableVersions.has(version)) throw new Error(`${path}: snapshot format version ${version}, this node reads ${[...readableVersions].join(", ")}`);
-    at += 8;
-    const [metaBytes, vectorBytes, indexBytes] = [0, 1, 2].map((i) => Number(header.readBigUInt64LE(at + 8 * i))) as [number, number, number];
-    at += 24;
+    if (size >= headerBytes) await readAll(file, header, 0);
+    const { version, metaBytes, vectorBytes, indexBytes, digest } = parseHeader(size >= headerBytes ? header : Buffer.alloc(0), path);
     if (size !== headerBytes + metaBytes + vectorBytes + indexBytes) {
       throw new Error(`${path}: snapshot is ${size} bytes, its header describes ${headerBytes + metaBytes + vectorBytes + indexBytes}`);
     }
     const hash = createHash("sha256");
     await readHashed(file, headerBytes, size - headerBytes, hash);
-    if (!hash.digest().equals(header.subarray(at, at + 32))) throw new Error(`${path}: snapshot checksum mismatch`);
+    if (!hash.digest().equals(digest)) throw new Error(`${path}: snapshot checksum mismatch`);
     const meta = Buffer.alloc(metaBytes);
     await readAll(file, meta, headerBytes);
     return {
@@ -166,6 +178,56 @@ export async function openSnapshotFile(path: string): Promise<SnapshotLayout> {
   } finally {
     await file.close();
   }
+}
+
+/**
+ * Reads a snapshot as it streams past (a backup copying it, a restore replaying it): the meta
+ * once it has arrived, then the vector section's bytes in order; the index section is only
+ * hashed. Throws at the end if the body's checksum or length differs from the header's.
+ */
+export async function scanSnapshotStream(
+  chunks: AsyncIterable<Uint8Array>,
+  path: string,
+  visit: { meta: (meta: unknown, version: number, vectorBytes: number) => void; vectors: (bytes: Uint8Array) => void },
+): Promise<void> {
+  let head: Buffer = Buffer.alloc(0);
+  let header: Header | undefined;
+  /** Body bytes gathered until the meta is complete. */
+  let metaParts: Buffer[] | undefined = [];
+  let metaGathered = 0;
+  let vectorsLeft = 0;
+  let bodyLeft = 0;
+  const hash = createHash("sha256");
+  for await (const chunk of chunks) {
+    let bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (!header) {
+      head = Buffer.concat([head, bytes]);
+      if (head.byteLength < headerBytes) continue;
+      header = parseHeader(head.subarray(0, headerBytes), path);
+      vectorsLeft = header.vectorBytes;
+      bodyLeft = header.metaBytes + header.vectorBytes + header.indexBytes;
+      bytes = head.subarray(headerBytes);
+    }
+    if (bytes.byteLength > bodyLeft) throw new Error(`${path}: longer than its header describes`);
+    hash.update(bytes);
+    bodyLeft -= bytes.byteLength;
+    if (metaParts) {
+      metaParts.push(bytes);
+      metaGathered += bytes.byteLength;
+      if (metaGathered < header.metaBytes) continue;
+      const gathered = Buffer.concat(metaParts);
+      visit.meta(packr.unpack(gathered.subarray(0, header.metaBytes)), header.version, header.vectorBytes);
+      metaParts = undefined;
+      bytes = gathered.subarray(header.metaBytes);
+    }
+    if (vectorsLeft > 0 && bytes.byteLength > 0) {
+      const take = Math.min(vectorsLeft, bytes.byteLength);
+      visit.vectors(bytes.subarray(0, take));
+      vectorsLeft -= take;
+    }
+  }
+  if (!header || metaParts || bodyLeft !== 0) throw new Error(`${path}: ends ${header ? `${bodyLeft} bytes` : "inside its header,"} early`);
+  if (!hash.digest().equals(header.digest)) throw new Error(`${path}: snapshot checksum mismatch`);
 }
 
 /** Hands `length` bytes of `path` from `offset` to `write`, slice by slice (with their position in the section). */

@@ -1,0 +1,238 @@
+/**
+ * `npm run bench -- --suite backup`: backup and restore throughput against rebuilding by
+ * re-importing the same data (decision 008), on `jade dev` (one node and its nats-server):
+ *
+ *   re-import   the data set upserted through the API until every shard's graph absorbed it;
+ *   backup      a full backup to a directory (the collection's logs compacted to its snapshots
+ *               first, as they are once the point-in-time window has passed), with the search
+ *               QPS at concurrency 8 measured before and while it runs;
+ *   restore     that backup restored under a new name, until every replica serves it and its
+ *               digests match;
+ *   PITR        (Fashion-MNIST) a collection without snapshots restored from its own log to 25,
+ *               50 and 100 % of it: restore time against the log replayed;
+ *   disk        bytes per live vector before and after compaction.
+ *
+ * Data sets: Fashion-MNIST (60k × 784) and `--backup-n` clustered 128-d vectors (1M by default).
+ * Writes bench/results/<timestamp>-backup.json, latest-backup.json and backup.md.
+ */
+import { readdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { JadeClient } from "../src/client/client.ts";
+import { Encoding } from "../src/runtime/encoding.ts";
+import type { ClusterStatus } from "../src/runtime/schemas.ts";
+import { Harness, waitFor } from "../test/support/harness.ts";
+import { fmt, ingest, index, kv, loadDataset, log, onCleanup, once, resultsDir, round, searchBodies, section, table, writeResults } from "./common.ts";
+import { clusteredDefaults, clusteredQueries, clusteredVectors } from "./datasets-clustered.ts";
+import type { VectorSet } from "./datasets.ts";
+import { barChart, writeReport } from "./plot.ts";
+import { withTicker } from "./progress.ts";
+
+export interface BackupBenchOptions {
+  /** Clustered 128-d vectors of the second data set. */
+  n: number;
+  shards: number;
+}
+
+interface DatasetRun {
+  dataset: string;
+  vectors: number;
+  dimension: number;
+  reimportSeconds: number;
+  backup: { seconds: number; bytes: number; vectorsPerSecond: number; mibPerSecond: number };
+  restore: { seconds: number; vectorsPerSecond: number; mibPerSecond: number };
+  restoreSpeedup: number;
+  qps: { before: number; during: number; drop: number };
+  disk: { beforeCompaction: number; afterCompaction: number };
+}
+
+interface PitrPoint {
+  share: number;
+  entries: number;
+  vectors: number;
+  seconds: number;
+}
+
+const concurrency = 8;
+const mib = (bytes: number) => bytes / 2 ** 20;
+
+async function dataBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name)).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
+
+/** Searches cycled over `bodies` at concurrency 8 until `until` resolves (or for `forMs`); returns QPS. */
+async function qpsWhile(client: JadeClient, collection: string, bodies: readonly Uint8Array[], stop: { until?: Promise<unknown>; forMs?: number }): Promise<number> {
+  const subject = `jade.v1.${collection}.search`;
+  let done = false;
+  const ended = stop.until ?? new Promise((r) => setTimeout(r, stop.forMs));
+  const end = () => {
+    done = true;
+  };
+  ended.then(end, end);
+  let queries = 0;
+  let next = 0;
+  const started = performance.now();
+  const loop = async () => {
+    while (!done) {
+      const reply = await client.requestRaw(subject, bodies[next++ % bodies.length]!, 30_000, undefined, Encoding.Msgpack);
+      if (!reply.ok) throw new Error(`search failed: ${reply.error.code}: ${reply.error.message}`);
+      queries++;
+    }
+  };
+  await Promise.all([...Array.from({ length: concurrency }, loop), ended]);
+  return queries / ((performance.now() - started) / 1000);
+}
+
+function shardsOf(status: ClusterStatus, name: string) {
+  return status.collections.find((c) => c.name === name)?.shards ?? [];
+}
+
+/** Every shard saved a snapshot of everything and purged its log to it (window 0). */
+async function compacted(client: JadeClient, name: string): Promise<void> {
+  await client.updateCollection({ name, retention: { pointInTimeMs: 0 } });
+  await waitFor(
+    async () => {
+      const shards = shardsOf(await client.clusterStatus(), name);
+      return shards.length > 0 && shards.every((s) => s.log && s.log.lastSeq > 0 && s.log.messages === 0 && s.log.floor === s.log.lastSeq && s.replicas.every((r) => r.lastSeq === s.log!.lastSeq));
+    },
+    { what: `${name} compacted to its snapshots`, timeoutMs: 900_000 },
+  );
+}
+
+async function runDataset(client: JadeClient, dataDir: string, backupDir: string, name: string, train: VectorSet, queries: VectorSet, shards: number): Promise<DatasetRun> {
+  section(`backup: ${name}, ${fmt(train.count)} × ${train.dimension}-d, ${shards} shards`);
+  await client.createCollection({ name, dimension: train.dimension, metric: "l2", shards, index, snapshot: { everyEntries: 1_000_000, intervalMs: 5_000 } });
+  const imported = await ingest(client, train, { collection: name, batch: 1_000, concurrency: 4, consistency: "log", label: `${name} ` });
+  kv("re-import (to fully indexed)", `${fmt(imported.indexedSeconds, 1)} s = ${fmt(train.count / imported.indexedSeconds)} vectors/s`);
+  const beforeCompaction = await dataBytes(dataDir);
+  await withTicker("compacting to snapshots", () => compacted(client, name));
+  // Replaced snapshots go one grace period (a snapshot interval) after the purge: one per shard left.
+  await waitFor(async () => (await readdir(path.join(dataDir, "nats"), { recursive: true })).filter((f) => /streams\/OBJ_jadesnap_[^/]+$/.test(String(f))).length === shards, {
+    what: "one snapshot per shard",
+    timeoutMs: 120_000,
+  });
+  const afterCompaction = await dataBytes(dataDir);
+  kv("disk per vector", `${fmt(beforeCompaction / train.count)} B with the whole log, ${fmt(afterCompaction / train.count)} B compacted`);
+
+  const bodies = searchBodies(queries);
+  const before = await qpsWhile(client, name, bodies, { forMs: 10_000 });
+  const backupStarted = performance.now();
+  const started = await client.createBackup({ collections: [name], to: { dir: backupDir } });
+  const finished = client.waitForBackup(started.id, { timeoutMs: 3_600_000 });
+  const during = await qpsWhile(client, name, bodies, { until: finished });
+  const backup = await finished;
+  const backupSeconds = (performance.now() - backupStarted) / 1000;
+  const bytes = backup.bytes ?? 0;
+  kv("backup", `${fmt(backupSeconds, 1)} s, ${fmt(mib(bytes), 1)} MiB = ${fmt(mib(bytes) / backupSeconds, 1)} MiB/s, ${fmt(train.count / backupSeconds)} vectors/s`);
+  kv("search QPS (c=8)", `${fmt(before)} before, ${fmt(during)} during the backup (${fmt(100 * (1 - during / before), 1)} % lower)`);
+
+  const restoreStarted = performance.now();
+  const restore = await client.restore({ backup: backup.id, as: `${name}-restored` });
+  await withTicker("restoring", () => client.waitForRestore(restore.id, { timeoutMs: 3_600_000 }));
+  const restoreSeconds = (performance.now() - restoreStarted) / 1000;
+  kv("restore (to serving, digests checked)", `${fmt(restoreSeconds, 1)} s = ${fmt(train.count / restoreSeconds)} vectors/s, ${fmt(mib(bytes) / restoreSeconds, 1)} MiB/s: ${fmt(imported.indexedSeconds / restoreSeconds, 1)} × faster than re-importing`);
+  await client.dropCollection(`${name}-restored`);
+  return {
+    dataset: name,
+    vectors: train.count,
+    dimension: train.dimension,
+    reimportSeconds: round(imported.indexedSeconds, 2),
+    backup: { seconds: round(backupSeconds, 2), bytes, vectorsPerSecond: Math.round(train.count / backupSeconds), mibPerSecond: round(mib(bytes) / backupSeconds, 1) },
+    restore: { seconds: round(restoreSeconds, 2), vectorsPerSecond: Math.round(train.count / restoreSeconds), mibPerSecond: round(mib(bytes) / restoreSeconds, 1) },
+    restoreSpeedup: round(imported.indexedSeconds / restoreSeconds, 2),
+    qps: { before: Math.round(before), during: Math.round(during), drop: round(1 - during / before, 3) },
+    disk: { beforeCompaction: Math.round(beforeCompaction / train.count), afterCompaction: Math.round(afterCompaction / train.count) },
+  };
+}
+
+/** Restores of a snapshot-less collection from its own log, to a share of it: time against entries replayed. */
+async function runPitr(client: JadeClient, train: VectorSet): Promise<PitrPoint[]> {
+  section(`point-in-time restore from the live log: ${fmt(train.count)} × ${train.dimension}-d, no snapshot`);
+  const name = "pitr";
+  await client.createCollection({ name, dimension: train.dimension, metric: "l2", shards: 1, index, snapshot: { everyEntries: 1_000_000, intervalMs: 86_400_000 } });
+  await ingest(client, train, { collection: name, batch: 1_000, concurrency: 4, consistency: "log", label: "pitr " });
+  const last = shardsOf(await client.clusterStatus(), name)[0]!.log?.lastSeq ?? Math.ceil(train.count / 1_000);
+  const points: PitrPoint[] = [];
+  for (const share of [0.25, 0.5, 1]) {
+    const seq = Math.max(1, Math.round(last * share));
+    const started = performance.now();
+    const restore = await client.restore({ live: name, as: "pitr-at", toSeq: [{ shard: 0, seq }] });
+    const done = await withTicker(`restoring to ${share * 100} %`, () => client.waitForRestore(restore.id, { timeoutMs: 3_600_000 }));
+    const seconds = (performance.now() - started) / 1000;
+    points.push({ share, entries: seq, vectors: done.points ?? 0, seconds: round(seconds, 2) });
+    kv(`to ${share * 100} % (${fmt(seq)} entries)`, `${fmt(seconds, 1)} s, ${fmt((done.points ?? 0) / seconds)} vectors/s`);
+    await client.dropCollection("pitr-at");
+  }
+  return points;
+}
+
+export async function runBackupBench(opts: BackupBenchOptions): Promise<void> {
+  const startedAt = new Date();
+  const harness = new Harness();
+  onCleanup(() => harness.close());
+  const dataDir = await harness.tempDir("jade-bench-dev-");
+  const backupDir = await harness.tempDir("jade-bench-backups-");
+  const dev = await harness.spawnJade(["dev", "--data", dataDir, "--nats-port", "0"]);
+  const client = await JadeClient.connect({ servers: dev.natsUrl, name: "jade-bench-backup", timeoutMs: 120_000 });
+  onCleanup(once(() => client.close()));
+
+  const fashion = await loadDataset(60_000, 1_000);
+  const runs = [await runDataset(client, dataDir, backupDir, "fashion-mnist", fashion.train, fashion.queries, opts.shards)];
+  const pitr = await runPitr(client, fashion.train);
+  await client.dropCollection("fashion-mnist");
+  await client.dropCollection("pitr");
+  const spec = { ...clusteredDefaults, count: opts.n };
+  const clustered = await withTicker(`generating ${fmt(opts.n)} clustered vectors`, async () => clusteredVectors(spec));
+  runs.push(await runDataset(client, dataDir, backupDir, "clustered", clustered, clusteredQueries(spec, { count: 1_000, seed: 2 }), opts.shards));
+
+  table(
+    ["data set", "vectors", "re-import s", "backup s", "backup MiB/s", "restore s", "restore vectors/s", "restore ×", "QPS before", "QPS during", "drop", "B/vector kept", "B/vector compacted"],
+    runs.map((r) => [
+      r.dataset,
+      fmt(r.vectors),
+      fmt(r.reimportSeconds, 1),
+      fmt(r.backup.seconds, 1),
+      fmt(r.backup.mibPerSecond, 1),
+      fmt(r.restore.seconds, 1),
+      fmt(r.restore.vectorsPerSecond),
+      fmt(r.restoreSpeedup, 1),
+      fmt(r.qps.before),
+      fmt(r.qps.during),
+      `${fmt(100 * r.qps.drop, 1)} %`,
+      fmt(r.disk.beforeCompaction),
+      fmt(r.disk.afterCompaction),
+    ]),
+  );
+  const result = { suite: "backup", at: startedAt.toISOString(), options: opts, runs, pitr };
+  for (const f of await writeResults("backup", startedAt, result)) log(`  ${f}`);
+  const markdown = [
+    `\`jade dev\` (one node, its nats-server), ${opts.shards} shards, backups to a directory on the same disk; QPS at concurrency ${concurrency}.`,
+    "",
+    "| data set | vectors | re-import to indexed (s) | backup (s) | backup MiB/s | restore to serving (s) | restore vectors/s | restore vs re-import | QPS before | QPS during backup | B/vector with log | B/vector compacted |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...runs.map(
+      (r) =>
+        `| ${r.dataset} | ${fmt(r.vectors)} | ${fmt(r.reimportSeconds, 1)} | ${fmt(r.backup.seconds, 1)} | ${fmt(r.backup.mibPerSecond, 1)} | ${fmt(r.restore.seconds, 1)} | ${fmt(r.restore.vectorsPerSecond)} | ${fmt(r.restoreSpeedup, 1)} × | ${fmt(r.qps.before)} | ${fmt(r.qps.during)} (${fmt(100 * r.qps.drop, 1)} % lower) | ${fmt(r.disk.beforeCompaction)} | ${fmt(r.disk.afterCompaction)} |`,
+    ),
+    "",
+    "Point-in-time restore from the live log of a collection without snapshots (Fashion-MNIST, 1 shard): every replayed entry is indexed again.",
+    "",
+    "| share of the log | entries | vectors | seconds |",
+    "| ---: | ---: | ---: | ---: |",
+    ...pitr.map((p) => `| ${p.share * 100} % | ${fmt(p.entries)} | ${fmt(p.vectors)} | ${fmt(p.seconds, 1)} |`),
+  ].join("\n");
+  const chart = await barChart({
+    title: "seconds to get the data back",
+    category: { field: "what", title: "" },
+    value: { field: "seconds", title: "seconds" },
+    data: runs.flatMap((r) => [
+      { what: `${r.dataset}: re-import`, seconds: r.reimportSeconds },
+      { what: `${r.dataset}: restore`, seconds: r.restore.seconds },
+    ]),
+  });
+  const files = await writeReport(resultsDir, "backup", { title: "JadeVectorDB backup and restore", sections: [{ heading: "Restore against re-import", markdown, charts: [{ file: "backup-restore.svg", title: "restore vs re-import", svg: chart }] }] });
+  for (const f of files) log(`  ${f}`);
+}
