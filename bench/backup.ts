@@ -176,6 +176,14 @@ export async function runBackupBench(opts: BackupBenchOptions): Promise<void> {
   const dataDir = await harness.tempDir("jade-bench-dev-");
   const backupDir = await harness.tempDir("jade-bench-backups-");
   const dev = await harness.spawnJade(["dev", "--data", dataDir, "--nats-port", "0"]);
+  let stopping = false;
+  onCleanup(async () => void (stopping = true));
+  // A node that dies mid-run would leave the benchmark waiting on it: say why, and stop.
+  dev.process.once("exit", (code, signal) => {
+    if (stopping) return;
+    log(`jade dev exited (${code ?? signal}); its last output:\n${dev.output.slice(-40).join("\n")}`);
+    process.exit(1);
+  });
   const client = await JadeClient.connect({ servers: dev.natsUrl, name: "jade-bench-backup", timeoutMs: 120_000 });
   onCleanup(once(() => client.close()));
 

@@ -25,7 +25,7 @@ import { SnapshotStore } from "./nats/snapshots.ts";
 import { ReadRouter } from "./actors/read/router.ts";
 import { Writer } from "./actors/write/writer.ts";
 import { rootLogger, type Logger } from "./runtime/log.ts";
-import { connectNats, type NatsContext } from "./nats/connect.ts";
+import { connectBulk, connectNats, type BulkConnection, type NatsContext } from "./nats/connect.ts";
 import { nodeIdPattern } from "./runtime/subjects.ts";
 import { Backups, defaultBackupSettings, type BackupSettings } from "./actors/backup/service.ts";
 
@@ -63,6 +63,8 @@ interface NodeParts {
   gateway: Gateway;
   replicaServer: ReplicaServer;
   ingestion: Ingestion;
+  /** Backups' and restores' own connection (nats/connect.ts, connectBulk). */
+  bulk: BulkConnection;
 }
 
 export class JadeNode {
@@ -103,11 +105,12 @@ export class JadeNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk } = this.#parts;
     host.freeze();
     // Say goodbye first so peers stop routing here, and hand the coordinator lease over.
     await membership.beat(true).catch(() => undefined);
     await coordinator.stop().catch((err) => this.#log.warn({ err }, "coordinator stop"));
+    await bulk.nc.close().catch(() => undefined);
     await gateway.stop().catch((err) => this.#log.warn({ err }, "gateway stop"));
     await ingestion.stop().catch((err) => this.#log.warn({ err }, "ingestion stop"));
     await replicaServer.stop().catch((err) => this.#log.warn({ err }, "replica server stop"));
@@ -206,17 +209,18 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   );
   await membership.start();
   const snapshots = new SnapshotStore(nats.objm, nats.streamReplicas);
+  const bulk = await connectBulk(options.servers, `jade-${nodeId}-bulk`);
   const backups = new Backups({
     nodeId,
     nc: nats.nc,
-    js: nats.js,
-    jsm: nats.jsm,
-    objm: nats.objm,
+    js: bulk.js,
+    jsm: bulk.jsm,
+    objm: bulk.objm,
     streamReplicas: nats.streamReplicas,
     backupsKv: nats.backups,
     restoresKv: nats.restores,
     catalog,
-    snapshots,
+    snapshots: new SnapshotStore(bulk.objm, nats.streamReplicas),
     membership,
     placements,
     scratchDir: path.join(options.dataDir, "scratch", "backups"),
@@ -247,7 +251,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   gateway.start(nats.nc);
   const ingestion = new Ingestion(nats, catalog, writer, log);
   await ingestion.start();
-  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion };
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk };
 }
 
 /** What this node's heartbeat says about one of its replicas. */

@@ -112,6 +112,7 @@ describe("backup and restore", () => {
     const ids: string[] = [];
     let state: Contents = new Map();
     const backups: string[] = [];
+    const instants: Date[] = [];
     for (let round = 0; round < 3; round++) {
       const points = batch(round * 100, 150, `r${round}`); // overlaps the previous round's ids
       ids.push(...points.map((p) => p.id));
@@ -125,11 +126,21 @@ describe("backup and restore", () => {
       const done = await client.waitForBackup(started.id);
       expect(done.base).toBe(base);
       backups.push(done.id);
+      // After this round's backup, before the next round's writes.
+      await new Promise((r) => setTimeout(r, 5));
+      instants.push(new Date());
+      await new Promise((r) => setTimeout(r, 5));
     }
     for (let round = 0; round < 3; round++) {
       const restore = await client.restore({ backup: backups[round]!, as: `chain${round}` });
       await client.waitForRestore(restore.id);
       expect(await contentsOf(client, `chain${round}`, [...new Set(ids)])).toEqual(states[round]);
+    }
+    // The newest backup of the chain, to instants between the rounds' writes.
+    for (let round = 0; round < 2; round++) {
+      const restore = await client.restore({ backup: backups[2]!, as: `chain-at${round}`, toTime: instants[round]!.toISOString() });
+      await client.waitForRestore(restore.id);
+      expect(await contentsOf(client, `chain-at${round}`, [...new Set(ids)])).toEqual(states[round]);
     }
     // A base an incremental backup builds on is not deleted by accident.
     await expect(client.deleteBackup(backups[1]!)).rejects.toMatchObject({ code: ErrorCode.Conflict });

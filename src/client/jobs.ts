@@ -22,7 +22,16 @@ export interface JobWaitOptions<T> {
 export async function waitForJob<T extends JobRecord>(list: () => Promise<T[]>, id: string, what: string, options: JobWaitOptions<T>): Promise<T> {
   const deadline = performance.now() + (options.timeoutMs ?? 3_600_000);
   for (;;) {
-    const record = (await list()).find((r) => r.id === id);
+    // A job outlives a change of leader (its record is in KV): a moment without one is waited out.
+    const records = await list().catch((err: unknown) => {
+      if (err instanceof JadeError && err.retryable && performance.now() < deadline) return undefined;
+      throw err;
+    });
+    if (records === undefined) {
+      await delay(options.intervalMs ?? 250);
+      continue;
+    }
+    const record = records.find((r) => r.id === id);
     if (!record) throw new JadeError(ErrorCode.NotFound, `no ${what} ${id}`);
     options.onProgress?.(record);
     if (record.state === "complete") return record;

@@ -88,6 +88,26 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
   return retryWhileStarting(() => setUp(nc, js, jsm, replicas, options), options.setupDeadlineMs ?? 60_000, log);
 }
 
+/** A connection for moving bulk data (backups, restores), with the JetStream handles on it. */
+export interface BulkConnection {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  objm: Objm;
+}
+
+/**
+ * A second connection for bulk transfers. On the node's own connection, a restore publishing
+ * multi-megabyte entries and reading a log back queued the coordinator's lease renewals and
+ * the heartbeats behind them until they timed out (the leader stepped down mid-restore); on
+ * its own connection bulk traffic waits only for itself.
+ */
+export async function connectBulk(servers: string[], name: string, jsTimeoutMs = 30_000): Promise<BulkConnection> {
+  const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
+  const js = jetstream(nc, { timeout: jsTimeoutMs });
+  return { nc, js, jsm: await jetstreamManager(nc, { timeout: jsTimeoutMs }), objm: new Objm(js) };
+}
+
 async function retryWhileStarting<T>(step: () => Promise<T>, deadlineMs: number, log: Logger): Promise<T> {
   const deadline = performance.now() + deadlineMs;
   const backoff = new Backoff({ initialMs: 100, maxMs: 2_000 });

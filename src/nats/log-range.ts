@@ -44,7 +44,8 @@ export function isLogRangeError(err: unknown): err is LogRangeError {
 export async function* readLogRange(js: JetStreamClient, stream: string, fromSeq: number, toSeq: number): AsyncGenerator<LogMessage> {
   if (toSeq < fromSeq) return;
   const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });
-  const messages = await consumer.consume({ max_messages: 256 });
+  // Counted in messages, as the followers do (follow.ts): byte-bounded pulls stalled on nats-server 2.9.
+  const messages = await consumer.consume({ max_messages: 16 });
   try {
     let expected = fromSeq;
     for await (const m of messages) {

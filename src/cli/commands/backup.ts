@@ -139,7 +139,7 @@ export function registerBackupCommands(program: Command): void {
       .option("--to <dir>", "write the backup under this directory")
       .option("--bucket <name>", "write the backup into this object-store bucket (default: jade-backups)")
       .option("--incremental-from <id>", "only what changed since this backup (kept beside it)")
-      .option("--mib-per-sec <n>", "read at most this many MiB/s (default 64)", integer(1, 1024))
+      .option("--mib-per-sec <n>", "read at most this many MiB/s (default 16: searches keep their speed)", integer(1, 1024))
       .option("--no-wait", "return once it started, without following it"),
   ).action((o: ClientOptions & LocationOptions & { collections?: string[]; incrementalFrom?: string; mibPerSec?: number; wait: boolean }) => runWithClient(o, (client) => backupCreate(client, o)));
   withClientOptions(
