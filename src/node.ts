@@ -90,7 +90,7 @@ export class JadeNode {
       { servers: options.servers, name: `jade-${nodeId}`, streamReplicas: options.streamReplicas, leaseTtlMs: settings.coordinator.leaseTtlMs },
       log,
     );
-    const catalog = new Catalog(nats, new SnapshotStore(nats.objm, nats.streamReplicas), log);
+    const catalog = new Catalog(nats, new SnapshotStore(nats.js, nats.streamReplicas), log);
     await catalog.start();
     const placements = new PlacementStore(nats.placement, log);
     await placements.start();
@@ -176,7 +176,7 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
   host = new ReplicaHost({
     nats,
     pool,
-    snapshots: new SnapshotStore(nats.objm, nats.streamReplicas),
+    snapshots: new SnapshotStore(nats.js, nats.streamReplicas),
     nodeId,
     scratchDir: path.join(options.dataDir, "scratch"),
     checkpoints: new LocalCheckpoints(path.join(options.dataDir, "checkpoints")),
@@ -208,7 +208,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     settings.membership,
   );
   await membership.start();
-  const snapshots = new SnapshotStore(nats.objm, nats.streamReplicas);
+  const snapshots = new SnapshotStore(nats.js, nats.streamReplicas);
   const bulk = await connectBulk(options.servers, `jade-${nodeId}-bulk`);
   const backups = new Backups({
     nodeId,
@@ -220,7 +220,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     backupsKv: nats.backups,
     restoresKv: nats.restores,
     catalog,
-    snapshots: new SnapshotStore(bulk.objm, nats.streamReplicas),
+    snapshots: new SnapshotStore(bulk.js, nats.streamReplicas),
     membership,
     placements,
     scratchDir: path.join(options.dataDir, "scratch", "backups"),

@@ -106,7 +106,7 @@ describe("log retention", () => {
     const status = shardsOf(await client.clusterStatus(), "churn");
     for (const s of status) expect(s.log!.heldBy).toMatch(/^snapshot \d+$/);
     // One snapshot per shard is left: the newest, at the floor.
-    const snapshots = new SnapshotStore(node.nats.objm, 1);
+    const snapshots = new SnapshotStore(node.nats.js, 1);
     const objects = (await snapshots.all()).filter((o) => o.collection === "churn");
     expect(objects.map((o) => [o.shard, o.complete]).sort()).toEqual([[0, true], [1, true]]);
     for (const o of objects) expect(o.seq).toBe(status[o.shard]!.log!.floor);
