@@ -21,6 +21,8 @@ export const documentedCodes: ReadonlyMap<string, boolean> = new Map([
   [ErrorCode.Timeout, true],
   [ErrorCode.Conflict, false],
   [ErrorCode.RateLimited, true],
+  [ErrorCode.OutOfRange, false],
+  [ErrorCode.Corrupt, false],
 ]);
 
 const refusedCodes: ReadonlySet<string> = new Set([ErrorCode.InvalidArgument, ErrorCode.DimensionMismatch]);
