@@ -65,6 +65,7 @@ interface NodeParts {
   ingestion: Ingestion;
   /** Backups' and restores' own connection (nats/connect.ts, connectBulk). */
   bulk: BulkConnection;
+  backups: Backups;
 }
 
 export class JadeNode {
@@ -105,11 +106,12 @@ export class JadeNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups } = this.#parts;
     host.freeze();
     // Say goodbye first so peers stop routing here, and hand the coordinator lease over.
     await membership.beat(true).catch(() => undefined);
     await coordinator.stop().catch((err) => this.#log.warn({ err }, "coordinator stop"));
+    await backups.stop().catch(() => undefined);
     await bulk.nc.close().catch(() => undefined);
     await gateway.stop().catch((err) => this.#log.warn({ err }, "gateway stop"));
     await ingestion.stop().catch((err) => this.#log.warn({ err }, "ingestion stop"));
@@ -227,6 +229,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     log,
     settings: { ...defaultBackupSettings, ...options.backup },
   });
+  await backups.start();
   const coordinator = new Coordinator({
     nodeId,
     nc: nats.nc,
@@ -251,7 +254,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   gateway.start(nats.nc);
   const ingestion = new Ingestion(nats, catalog, writer, log);
   await ingestion.start();
-  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk };
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups };
 }
 
 /** What this node's heartbeat says about one of its replicas. */

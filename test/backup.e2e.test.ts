@@ -15,7 +15,7 @@ import type { BackupManifest } from "../src/runtime/backup-schemas.ts";
 import type { JadeClient } from "../src/client/client.ts";
 import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import type { StoredPoint } from "../src/runtime/schemas.ts";
-import { Harness, jadeBin, repoRoot, waitFor } from "./support/harness.ts";
+import { Harness, jadeBin, repoRoot, waitFor, type ChildNode } from "./support/harness.ts";
 
 const harness = new Harness();
 afterAll(() => harness.close());
@@ -241,11 +241,10 @@ describe("where backups are kept", () => {
 describe("backups and failures", () => {
   it("a node killed during a backup: another node's death does not stall it; the runner's fails it cleanly, never listed complete", async () => {
     const nats = await harness.nats();
-    const a = await harness.spawnJade(["start", "--nats", nats.url, "--data", await harness.tempDir(), "--node-id", "ka"]);
+    // Whichever node leads runs the backups: every node is a process that can be killed.
+    const nodes = new Map<string, ChildNode>();
+    for (const id of ["ka", "kb", "kc"]) nodes.set(id, await harness.spawnJade(["start", "--nats", nats.url, "--data", await harness.tempDir(), "--node-id", id]));
     const c = await harness.client(nats.url);
-    await waitFor(async () => (await c.clusterStatus()).coordinator === "ka", { what: "ka leads" });
-    const b = await harness.spawnJade(["start", "--nats", nats.url, "--data", await harness.tempDir(), "--node-id", "kb"]);
-    await harness.node([nats.url], { nodeId: "kc" });
     await waitFor(async () => (await c.clusterStatus()).nodes.filter((n) => n.live).length === 3, { what: "3 live nodes" });
     const dim = 128;
     await c.createCollection({ name: "big", dimension: dim, metric: "l2", shards: 3, replicas: 2, snapshot: { everyEntries: 1_000, intervalMs: 60_000 } });
@@ -263,24 +262,26 @@ describe("backups and failures", () => {
       const slow = { collections: ["big"], to: { dir }, bytesPerSecMax: 1 << 20 };
       const survived = await c.createBackup(slow);
       survivedId = survived.id;
-      expect(survived.node).toBe("ka");
       await waitFor(async () => ((await c.listBackups()).find((r) => r.id === survived.id)?.progress.bytesDone ?? 0) > 0, { what: "the backup copying" });
-      await b.kill9();
+      const bystander = [...nodes.keys()].find((id) => id !== survived.node)!;
+      await nodes.get(bystander)!.kill9();
+      nodes.delete(bystander);
       const done = await c.waitForBackup(survived.id, { timeoutMs: 120_000 });
       expect(done.points).toBe(8_000);
       expect(await c.verifyBackup({ id: done.id })).toMatchObject({ id: done.id });
 
       const killed = await c.createBackup(slow);
       await waitFor(async () => ((await c.listBackups()).find((r) => r.id === killed.id)?.progress.bytesDone ?? 0) > 0, { what: "the second backup copying" });
-      await a.kill9();
+      await nodes.get(killed.node)!.kill9();
+      nodes.delete(killed.node);
       // The next leader fails it once its heartbeat is stale, and removes what it wrote.
       const failed = await waitFor(async () => (await c.listBackups()).find((r) => r.id === killed.id && r.state === "failed"), { what: "the orphaned backup failed", timeoutMs: 90_000 });
-      expect(failed.error?.message).toContain("ka stopped");
+      expect(failed.error?.message).toContain(`${killed.node} stopped`);
       expect(await readdir(dir)).toEqual([survived.id]);
       await expect(c.restore({ backup: killed.id, as: "nope" })).rejects.toMatchObject({ code: ErrorCode.Conflict });
       // Backups go on on the new leader.
       const after = await c.waitForBackup((await c.createBackup({ collections: ["big"], to: { dir } })).id, { timeoutMs: 120_000 });
-      expect(after.node).toBe("kc");
+      expect(after.node).toBe([...nodes.keys()][0]);
       afterId = after.id;
       expect(after.points).toBe(8_000);
     } finally {

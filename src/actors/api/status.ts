@@ -8,9 +8,10 @@ import type { ClusterStatus, JobStatus, ReplicaStatus } from "../../runtime/sche
 import type { ApiDeps } from "./types.ts";
 import { readLogState } from "../control/retention.ts";
 
-async function runningJobs(deps: ApiDeps): Promise<JobStatus[]> {
+function runningJobs(deps: ApiDeps): JobStatus[] {
   const nowMs = Date.now();
-  const [backups, restores] = await Promise.all([deps.backups.backups.running(nowMs), deps.backups.restores.running(nowMs)]).catch(() => [[], []]);
+  const backups = deps.backups.backups.running(nowMs);
+  const restores = deps.backups.restores.running(nowMs);
   return [
     ...backups.map((b) => ({ id: b.id, kind: "backup" as const, node: b.node, collections: b.collections, ...b.progress })),
     ...restores.map((r) => ({ id: r.id, kind: "restore" as const, node: r.node, collections: r.collections.map((c) => c.to), ...r.progress })),
@@ -69,5 +70,5 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
       return { name: config.name, dimension: config.dimension, metric: config.metric, replicas: config.replicas, epoch: stored?.record.epoch ?? 0, shards };
     }),
   );
-  return { nodes, coordinator: deps.coordinator.leader, jobs: await runningJobs(deps), collections };
+  return { nodes, coordinator: deps.coordinator.leader, jobs: runningJobs(deps), collections };
 }

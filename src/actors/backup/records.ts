@@ -6,6 +6,7 @@
  */
 import type { KV } from "@nats-io/kv";
 import type { z } from "zod";
+import { KvView } from "../../nats/kv-view.ts";
 import { errorMessage } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
 
@@ -18,10 +19,25 @@ const encoder = new TextEncoder();
 export class JobRecords<T extends { id: string; state: string; heartbeatAtMs: number }> {
   readonly #kv: KV;
   readonly #schema: z.ZodType<T>;
+  /**
+   * The records as a watch keeps them, for what runs often and must not wait on KV: the status
+   * (listing the keys of a bucket under a partitioned NATS held `cluster.status` past its
+   * 10 s deadline in the chaos run) and the retention pass's holds.
+   */
+  readonly #view: KvView<T>;
 
-  constructor(kv: KV, schema: z.ZodType<T>) {
+  constructor(kv: KV, schema: z.ZodType<T>, log: Logger) {
     this.#kv = kv;
     this.#schema = schema;
+    this.#view = new KvView(kv, { decode: (entry) => schema.parse(entry.json()), log });
+  }
+
+  start(): Promise<void> {
+    return this.#view.start();
+  }
+
+  stop(): Promise<void> {
+    return this.#view.stop();
   }
 
   async get(id: string): Promise<T | undefined> {
@@ -32,11 +48,13 @@ export class JobRecords<T extends { id: string; state: string; heartbeatAtMs: nu
   }
 
   async put(record: T): Promise<void> {
-    await this.#kv.put(record.id, encoder.encode(JSON.stringify(record)));
+    const revision = await this.#kv.put(record.id, encoder.encode(JSON.stringify(record)));
+    this.#view.applyOwnWrite(record.id, record, revision);
   }
 
   async delete(id: string): Promise<void> {
     await this.#kv.purge(id);
+    this.#view.applyOwnDelete(id);
   }
 
   /** Every record, oldest id first (ids sort by time). */
@@ -49,9 +67,9 @@ export class JobRecords<T extends { id: string; state: string; heartbeatAtMs: nu
     return out.sort((a, b) => a.id.localeCompare(b.id));
   }
 
-  /** Running records whose heartbeat is fresh: what retention must not purge under. */
-  async running(nowMs: number): Promise<T[]> {
-    return (await this.list()).filter((r) => r.state === "running" && nowMs - r.heartbeatAtMs < heartbeatStaleMs);
+  /** Running records whose heartbeat is fresh (from the watch): what retention must not purge under, what the status shows. */
+  running(nowMs: number): T[] {
+    return this.#view.values().filter((r) => r.state === "running" && nowMs - r.heartbeatAtMs < heartbeatStaleMs);
   }
 }
 

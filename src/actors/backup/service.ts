@@ -87,8 +87,17 @@ export class Backups {
   constructor(deps: BackupsDeps) {
     this.#deps = deps;
     this.#log = deps.log.child({ actor: "backups" });
-    this.backups = new JobRecords(deps.backupsKv, BackupRecord);
-    this.restores = new JobRecords(deps.restoresKv, RestoreRecord);
+    this.backups = new JobRecords(deps.backupsKv, BackupRecord, this.#log);
+    this.restores = new JobRecords(deps.restoresKv, RestoreRecord, this.#log);
+  }
+
+  /** Starts watching the job records; resolves once the current ones are cached. */
+  async start(): Promise<void> {
+    await Promise.all([this.backups.start(), this.restores.start()]);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.backups.stop(), this.restores.stop()]);
   }
 
   /** While this node leads: sweeps for jobs whose node died. */
@@ -121,8 +130,7 @@ export class Backups {
   /** What running backups and restores read: retention keeps it. */
   async holds(): Promise<Hold[]> {
     const nowMs = Date.now();
-    const [backups, restores] = await Promise.all([this.backups.running(nowMs), this.restores.running(nowMs)]);
-    return [...backups, ...restores].flatMap((r) => r.holds);
+    return [...this.backups.running(nowMs), ...this.restores.running(nowMs)].flatMap((r) => r.holds);
   }
 
   async create(raw: unknown): Promise<BackupRecord> {
