@@ -28,8 +28,7 @@ import type {
 import { adminTimeoutMs, nodeApiSubject, subjects, type AdminOp, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
 import { NodeTracker } from "./nodes.ts";
 import { waitForJob, type JobWaitOptions } from "./jobs.ts";
-import type { BackupCreateRequest, BackupVerifyRequest, RestoreRequest } from "../runtime/backup-schemas.ts";
-import type { BackupRecord, RestoreRecord } from "../runtime/backup-schemas.ts";
+import type { BackupCreateRequest, BackupRecord, BackupVerifyRequest, RestoreRecord, RestoreRequest } from "../runtime/backup-schemas.ts";
 import { ChangeFeed, type ChangesOptions } from "./changes.ts";
 
 export interface JadeClientOptions {

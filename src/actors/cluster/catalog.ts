@@ -97,7 +97,7 @@ export class Catalog {
 
   /**
    * Reserves a name for a restore: the config of the collection it rebuilds, new uid, in its
-   * `loading` phase; the restore writes its logs itself (restore/run.ts).
+   * `loading` phase; the restore writes its logs itself (actors/backup/restore.ts).
    */
   async createRestoring(source: CollectionConfig, name: string, restoreId: string): Promise<CollectionConfig> {
     const config: CollectionConfig = { ...source, name, uid: randomUUID(), createdAt: new Date().toISOString(), restoring: { id: restoreId, phase: "loading" } };
