@@ -15,6 +15,8 @@ import type { BackupManifest } from "../src/runtime/backup-schemas.ts";
 import type { JadeClient } from "../src/client/client.ts";
 import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import type { StoredPoint } from "../src/runtime/schemas.ts";
+import { backupFiles } from "../src/actors/backup/store.ts";
+import { connectBulk } from "../src/nats/connect.ts";
 import { Harness, jadeBin, repoRoot, waitFor, type ChildNode } from "./support/harness.ts";
 
 const harness = new Harness();
@@ -214,6 +216,26 @@ describe("where backups are kept", () => {
     await expect(other.restore({ backup: inDir.id, as: "x" })).rejects.toMatchObject({ code: ErrorCode.NotFound });
     await other.waitForRestore((await other.restore({ backup: inDir.id, from: { dir: backupDir } })).id);
     expect(await contentsOf(other, "moving", points.map((p) => p.id))).toEqual(apply(new Map(), points));
+  });
+
+  it("a file whose source fails partway fails its write, in a directory and in a bucket, and nothing crashes", async () => {
+    // The fuzz suite found it: a collection dropped while a bucket backup read its log killed the node
+    // (the source's error never reached the object-store put). Now the write rejects with it.
+    const bulk = await connectBulk([natsUrl], "source-fails");
+    try {
+      async function* failing(): AsyncIterable<Uint8Array> {
+        yield new Uint8Array(64 * 1024).fill(7);
+        throw new Error("the log went away");
+      }
+      for (const location of [{ dir: backupDir }, { bucket: "source-fails" }]) {
+        const files = backupFiles(location, "20261205T000000Z-000000", bulk.objm, 1);
+        await expect(files.write("shard-0.log", failing()), JSON.stringify(location)).rejects.toThrow("the log went away");
+        await files.remove();
+      }
+      expect((await client.clusterStatus()).nodes.every((n) => n.live)).toBe(true);
+    } finally {
+      await bulk.nc.close();
+    }
   });
 
   it("from the command line, with the same results", async () => {

@@ -127,7 +127,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       env: options.measureMemory ? { NODE_OPTIONS: `${process.env["NODE_OPTIONS"] ?? ""} --inspect=127.0.0.1:0`.trim() } : {},
     });
     const client = await harness.client(nats.url);
-    const world = await setUpWorld(client, nodeId);
+    // Backups the requests name go below this directory, and nowhere else (backups.ts).
+    const world = await setUpWorld(client, nodeId, await harness.tempDir("jade-fuzz-backups-"));
     const pid = node.process.pid!;
     const baseline = await readReferences(client, world);
     let glance = await glanceReferences(client, world);
@@ -145,6 +146,11 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     let batches = 0;
     let shrinking = false;
     let poisoned = false;
+    /** The batch in flight when the node process exited (a crash: nothing else stops it during a run). */
+    let died: { requests: string[]; sentBefore: number } | undefined;
+    /** The last catalog and admin requests with their answers: a crash in a background job (a backup, a restore) starts from one. */
+    const recentAdmin: string[] = [];
+    const dead = () => node.process.exitCode !== null || node.process.signalCode !== null;
     const batchMax = options.batchMax ?? 16;
     const property = fc.asyncProperty(fc.array(requestArb(world), { minLength: 1, maxLength: batchMax }), async (batch) => {
       // numRuns over-counts batches (fast-check favours short arrays): past the target, runs are empty.
@@ -155,6 +161,11 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
         poisoned = false;
       }
       const outcomes = await Promise.all(batch.map((r) => fuzz.send(r)));
+      if (dead()) {
+        died ??= { requests: batch.map(describeRequest), sentBefore: sent };
+        shrinking = true;
+        throw new Error("the node process exited");
+      }
       if (!shrinking) {
         sent += batch.length;
         batches += 1;
@@ -163,7 +174,9 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
           const reply = outcomes[i]!.reply as { ok?: boolean; error?: { code?: string } } | undefined;
           const code = outcomes[i]!.unsendable ? "unsendable" : reply?.ok === true ? "ok" : (reply?.error?.code ?? "none");
           codes[code] = (codes[code] ?? 0) + 1;
+          if (/^jade\.(v1\.(admin|collections)|n\.[^.]+\.v1\.(admin|collections)|coordinator)\./.test(r.subject)) recentAdmin.push(`${describeRequest(r).slice(0, 300)} -> ${code}`);
         }
+        recentAdmin.splice(0, recentAdmin.length - 40);
         if (memory && inspector) {
           if (memory.warm === undefined && sent >= memory.warmupRequests) memory.warm = await inspector.settledMemory();
           if (sent >= (memory.collected.length + 1) * 5_000) {
@@ -209,6 +222,23 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       memory,
     };
     if (ingest) report.ingest = ingest;
+    if (died) {
+      // Shrinking a dead node's batches says nothing: what matters is what was in flight, and what the node said last.
+      const exit = `exit code ${String(node.process.exitCode)}, signal ${String(node.process.signalCode)}`;
+      const output = node.output.filter((l) => !l.startsWith('{"level":')).slice(-30).join("\n    ");
+      report.failure = {
+        message:
+          `the node process exited (${exit}) while this batch was in flight, after ${died.sentBefore} requests (a background job one of them or an earlier request started may be the cause); its last output:\n    ${output}\n` +
+          `  the last catalog and admin requests before:\n    ${recentAdmin.join("\n    ")}`,
+        requests: died.requests,
+      };
+      report.referencesUnchanged = true;
+      await waitFor(() => fuzz.open === 0, { timeoutMs: 120_000, what: "every reply window to close" });
+      fuzz.close();
+      inspector?.close();
+      report.durationMs = performance.now() - started;
+      return report;
+    }
     if (details.failed) {
       const batch = (details.counterexample?.[0] ?? []) as FuzzRequest[];
       report.failure = { message: String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance), path: details.counterexamplePath ?? undefined, requests: batch.map(describeRequest) };

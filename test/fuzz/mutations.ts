@@ -5,11 +5,13 @@
  * subject replaced, or the body replaced by text that is not a request at all
  * (truncated, binary, empty, oversized). A mutated request may happen to stay
  * valid; the properties only ask that its reply is documented and never `internal`.
+ * A backup location stays below the run's temp dir whatever the mutation (`confine`).
  */
 import fc from "fast-check";
 import { limits } from "../../src/runtime/limits.ts";
 import { defineKey, isObject, nested, NumberLiteral, pathsOf, toJsonText, valueAt, withValue, type Json, type Path } from "./body.ts";
 import type { FuzzRequest } from "./requests.ts";
+import { confineDirs } from "./backups.ts";
 
 /** Numbers at the edges: of float32, f16, safe integers, subnormals, and literals JSON.parse turns into something else. */
 export const boundaryNumbers: readonly Json[] = [
@@ -149,8 +151,9 @@ export function mutated(valid: fc.Arbitrary<FuzzRequest>): fc.Arbitrary<FuzzRequ
     const base = { ...request, family, expect: "any" as const };
     if ("json" in request.body) {
       const json = request.body.json;
+      const confined = (j: Json): Json => (request.confine === undefined ? j : confineDirs(j, request.confine));
       return fc.oneof(
-        { weight: 8, arbitrary: jsonMutation(json).map((m): FuzzRequest => ({ ...base, body: { json: applyMutation(json, m) } })) },
+        { weight: 8, arbitrary: jsonMutation(json).map((m): FuzzRequest => ({ ...base, body: { json: confined(applyMutation(json, m)) } })) },
         { weight: 2, arbitrary: rawBody(toJsonText(json)).map((bytes): FuzzRequest => ({ ...base, body: { bytes } })) },
         { weight: 1, arbitrary: weirdCollectionToken.map((token): FuzzRequest => ({ ...base, subject: replaceCollectionToken(request.subject, token) })) },
       );

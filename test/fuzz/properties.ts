@@ -2,8 +2,9 @@
  * What every reply must be, whatever was asked: exactly one, within the request's
  * deadline, in the documented envelope, with a documented code that is never
  * `internal`; a valid request is never refused as invalid; a refused write is
- * refused; and a successful read has the documented shape (a hit's distance is a
- * finite number, hits are sorted, a count is a count).
+ * refused; a request that breaks a documented rule is refused as invalid; and a
+ * successful read has the documented shape (a hit's distance is a finite number,
+ * hits are sorted, a count is a count).
  */
 import { ErrorCode } from "../../src/runtime/errors.ts";
 import { isObject, type Json } from "./body.ts";
@@ -43,9 +44,13 @@ export function violation(request: FuzzRequest, outcome: Outcome): string | unde
   const reply = outcome.reply as { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } };
   if (!reply.ok) {
     if (request.expect === "valid" && refusedCodes.has(reply.error.code)) return `a valid request was refused: ${reply.error.code}: ${reply.error.message}`;
+    if (request.expect === "invalid" && reply.error.code !== ErrorCode.InvalidArgument && !documentedCodes.get(reply.error.code)) {
+      return `a request that breaks a documented rule was answered ${reply.error.code}, not invalid_argument: ${reply.error.message}`;
+    }
     return undefined;
   }
   if (request.expect === "refused") return "a write that must be refused was accepted";
+  if (request.expect === "invalid") return "a request that breaks a documented rule was accepted";
   return resultIssue(request, reply.result);
 }
 

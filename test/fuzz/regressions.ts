@@ -1,7 +1,9 @@
 /**
  * Every defect the fuzzer (and the probing that started it) found, as a named request
  * with the reply it must get now. Each was accepted, answered `internal`, not answered,
- * or waited on for its whole deadline before the fix named in `was`.
+ * or waited on for its whole deadline before the fix named in `was`. A few pin a rule of
+ * API surface when it joined the fuzzer (their `was` says so): a rule the fuzzer's
+ * invalid bodies rely on, which must not loosen unseen.
  */
 import { Packr } from "msgpackr";
 import type { CreateCollectionRequest } from "../../src/runtime/schemas.ts";
@@ -215,6 +217,23 @@ export const regressions: readonly Regression[] = [
     body: "{}",
     code: "invalid_argument",
     message: /unknown coordinator subject/,
+  },
+  {
+    name: "restore to both an instant and sequences (backup API, decision 008)",
+    was: "no defect: pinned when backups and restores joined the fuzzer",
+    subject: "jade.v1.admin.restore",
+    body: '{"live":"reg","as":"reg-copy","toTime":"2026-12-05T08:00:00+01:00","toSeq":[{"shard":0,"seq":1}]}',
+    code: "invalid_argument",
+    message: /give toTime or toSeq, not both/,
+  },
+  {
+    // Of a collection that does not exist: had the rule loosened, the request would stop at not_found, before writing anything.
+    name: "backup to a relative directory (backup API, decision 008)",
+    was: "no defect: pinned when backups and restores joined the fuzzer",
+    subject: "jade.coordinator.backup.create",
+    body: '{"collections":["reg-none"],"to":{"dir":"relative/dir"}}',
+    code: "invalid_argument",
+    message: /must be an absolute path/,
   },
   {
     name: "replica request that is not msgpack",

@@ -1,22 +1,25 @@
 /**
  * Valid requests for every subject a client can reach: the API (collections,
- * points, cluster status, admin), the same API addressed to one node, the
- * coordinator's subjects and the replicas' node-to-node subjects. Each request
- * says what the properties may expect of its reply.
+ * points, cluster status, admin, backups and restores: backups.ts), the same API
+ * addressed to one node, the coordinator's subjects and the replicas' node-to-node
+ * subjects. Each request says what the properties may expect of its reply.
  */
 import fc from "fast-check";
 import type { Body, Json } from "./body.ts";
 import { filterArb, idArb, payloadArb, timeoutArb, vectorArb } from "./values.ts";
 import type { Metric } from "../../src/runtime/schemas.ts";
 import type { CollectionSpec, World } from "./world.ts";
+import { backupRequest } from "./backups.ts";
 
 /**
  * - `valid`: documented as valid, so never refused as invalid (state errors such as
  *   not_found or unavailable are fine);
  * - `any`: anything documented, never `internal`;
- * - `refused`: a write to a reference collection that must be refused whole.
+ * - `refused`: a write to a reference collection that must be refused whole;
+ * - `invalid`: breaks a documented rule, so answered `invalid_argument` (or a retryable
+ *   code, when the coordinator is between leaders), never accepted.
  */
-export type Expectation = "valid" | "any" | "refused";
+export type Expectation = "valid" | "any" | "refused" | "invalid";
 
 export interface FuzzRequest {
   /** What it exercises, for the run's tally (`search`, `upsert.mutated`, `replica.count`, …). */
@@ -30,6 +33,8 @@ export interface FuzzRequest {
   touchesReference: boolean;
   /** An API request in the binary encoding: sent with `Jade-Encoding: msgpack`, answered in msgpack. */
   encoding?: "msgpack";
+  /** A directory every `dir` in the body must stay below, mutated or not (backup locations). */
+  confine?: string;
 }
 
 const writeConsistency = fc.constantFrom("log", "one", "quorum", "all");
@@ -201,54 +206,6 @@ function adminRequest(world: World): fc.Arbitrary<FuzzRequest> {
         ? api(world, `admin.${op}`, `admin.${op}`, { json }, false, expect)
         : { family: `coordinator.${op}`, subject: `jade.coordinator.${op}`, body: { json }, expect, transport: "request", touchesReference: false };
     }),
-  );
-}
-
-/**
- * Backups and restores (decision 008). Valid bodies back up one reference into a fuzz bucket and
- * restore a reference's live logs under a pool name (both only read the reference); ids are
- * well-formed but unknown (not_found is a fine answer). Refused bodies break one documented rule.
- */
-function backupRequest(world: World): fc.Arbitrary<FuzzRequest> {
-  const reference = fc.constantFrom(...world.references.map((s) => s.name));
-  const unknownId = fc.constantFrom("20261205T081500Z-3fa9c1", "19991231T235959Z-000000");
-  const location = fc.constantFrom<Json>({ bucket: "fz-backups" }, { bucket: "fz-other" });
-  const valid: Record<string, fc.Arbitrary<Json>> = {
-    "backup.create": fc.tuple(reference, location, fc.option(fc.integer({ min: 1 << 20, max: 1 << 30 }), { nil: undefined })).map(([name, to, rate]) => ({ collections: [name], to, ...(rate ? { bytesPerSecMax: rate } : {}) })),
-    "backup.list": fc.oneof(fc.constant({}), location.map((from) => ({ from }))),
-    "backup.verify": fc.tuple(unknownId, fc.boolean()).map(([id, deep]) => ({ id, deep })),
-    "backup.delete": fc.tuple(unknownId, fc.boolean()).map(([id, force]) => ({ id, force })),
-    restore: fc.oneof(
-      fc.tuple(reference, fc.constantFrom(...world.pool), fc.constantFrom<Json | undefined>(undefined, new Date(Date.now() - 60_000).toISOString(), "2026-12-05T08:00:00+01:00")).map(([live, as, toTime]) => ({ live, as, ...(toTime ? { toTime } : {}) })),
-      unknownId.map((backup) => ({ backup, as: world.pool[0]! })),
-    ),
-    "restore.list": fc.constant({}),
-  };
-  const refused: fc.Arbitrary<[string, Json]> = fc.constantFrom<[string, Json]>(
-    ["backup.create", { to: { dir: "relative/path" } }],
-    ["backup.create", { to: { dir: "/tmp", bucket: "x" } }],
-    ["backup.create", { incrementalFrom: "not-an-id" }],
-    ["backup.create", { bytesPerSecMax: 1 }],
-    ["backup.create", { collections: [] }],
-    ["backup.verify", { id: "../../etc" }],
-    ["backup.delete", {}],
-    ["restore", { backup: "20261205T081500Z-3fa9c1", live: "fz-ref-cos", as: "x" }],
-    ["restore", { live: "fz-ref-cos" }],
-    ["restore", { live: "fz-ref-cos", as: "x", toTime: "yesterday" }],
-    ["restore", { live: "fz-ref-cos", as: "x", toTime: "2026-12-05T08:00:00Z", toSeq: [{ shard: 0, seq: 1 }] }],
-    ["restore", { backup: "20261205T081500Z-3fa9c1", as: "x", collections: ["a", "b"] }],
-    ["restore.list", { extra: true }],
-  );
-  const toRequest = (op: string, json: Json, expect: Expectation, via: "api" | "coordinator"): FuzzRequest =>
-    via === "api"
-      ? api(world, `admin.${op}`, `admin.${op}`, { json }, false, expect)
-      : { family: `coordinator.${op}`, subject: `jade.coordinator.${op}`, body: { json }, expect, transport: "request", touchesReference: false };
-  // Creates and restores start background jobs (a backup, a restored collection): rarer than the rest.
-  const weightOf = (op: string) => (op === "backup.create" || op === "restore" ? 1 : 3);
-  const validOp = fc.oneof(...Object.keys(valid).map((op) => ({ weight: weightOf(op), arbitrary: fc.constant(op) })));
-  return fc.oneof(
-    { weight: 3, arbitrary: validOp.chain((op) => fc.tuple(valid[op]!, fc.constantFrom("api" as const, "coordinator" as const)).map(([json, via]) => toRequest(op, json, "valid", via))) },
-    { weight: 1, arbitrary: fc.tuple(refused, fc.constantFrom("api" as const, "coordinator" as const)).map(([[op, json], via]) => ({ ...toRequest(op, json, "any", via), family: `admin.${op}.refused`, expect: "refused" as const })) },
   );
 }
 

@@ -7,6 +7,7 @@
 import type { JadeClient } from "../../src/client/client.ts";
 import type { CreateCollectionRequest, Metric, Quantization } from "../../src/runtime/schemas.ts";
 import { randomPoints } from "../support/harness.ts";
+import { setUpBackups, type BackupWorld } from "./backups.ts";
 
 export type Role = "reference" | "scratch";
 
@@ -27,10 +28,12 @@ export interface World {
   scratch: CollectionSpec[];
   /** Where ingestion records go (the run's first phase): every good one has an id of its own. */
   ingest: CollectionSpec[];
-  /** Names generated creates and drops use; none exists when the run starts. */
+  /** Names generated creates, restores and drops use; none exists when the run starts. */
   pool: string[];
   /** Collection uid by name, for replica requests (learned at setup). */
   uids: Map<string, string>;
+  /** The backups taken at setup and the places backup requests may name (all below a temp dir of the run). */
+  backups: BackupWorld;
 }
 
 function spec(name: string, role: Role, dimension: number, metric: Metric, quantization: Quantization, shards: number, extra: Partial<CreateCollectionRequest> = {}): CollectionSpec {
@@ -77,8 +80,11 @@ export function referencePoints(s: CollectionSpec): { id: string; vector: number
   }));
 }
 
-/** Creates every reference and scratch collection and writes the reference points. */
-export async function setUpWorld(client: JadeClient, nodeId: string): Promise<World> {
+/**
+ * Creates every reference and scratch collection, writes the reference points, and takes the
+ * setup backups into `backupRoot` (a temp dir of the run).
+ */
+export async function setUpWorld(client: JadeClient, nodeId: string, backupRoot: string): Promise<World> {
   const uids = new Map<string, string>();
   for (const s of [...referenceSpecs, ...scratchSpecs, ...ingestSpecs]) {
     const config = await client.createCollection(s.create);
@@ -87,7 +93,8 @@ export async function setUpWorld(client: JadeClient, nodeId: string): Promise<Wo
   for (const s of referenceSpecs) {
     await client.upsert(s.name, { points: referencePoints(s), consistency: "all" });
   }
-  return { nodeId, references: [...referenceSpecs], scratch: [...scratchSpecs], ingest: [...ingestSpecs], pool: [...poolNames], uids };
+  const backups = await setUpBackups(client, backupRoot);
+  return { nodeId, references: [...referenceSpecs], scratch: [...scratchSpecs], ingest: [...ingestSpecs], pool: [...poolNames], uids, backups };
 }
 
 /** Everything a reader can see of the reference collections, read at strong consistency. */

@@ -119,7 +119,11 @@ class BucketFiles implements BackupFiles {
   async write(file: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<WrittenFile> {
     const store = await this.#store(true);
     const { transform, finish } = hashing({ bytes: 0, sha256: "" });
-    const body = Readable.toWeb(Readable.from(chunks).pipe(transform)) as unknown as ReadableStream<Uint8Array>;
+    const source = Readable.from(chunks);
+    // `pipe` does not pass a source's error on: unhandled, it killed the node (a collection
+    // dropped while a bucket backup read its log; found by the fuzz suite). The put fails instead.
+    source.once("error", (err) => transform.destroy(err));
+    const body = Readable.toWeb(source.pipe(transform)) as unknown as ReadableStream<Uint8Array>;
     await store.put({ name: this.#prefix + file }, body);
     return finish();
   }
