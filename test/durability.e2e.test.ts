@@ -145,6 +145,39 @@ describe("kill -9 and restart", () => {
   });
 });
 
+describe("snapshots of an absorbed graph", () => {
+  it("a checkpoint that left points for the graph to absorb is saved again once it has: a node killed then restarts with nothing to index again", async () => {
+    const nats = await harness.nats();
+    const data = await harness.tempDir();
+    const start = () => harness.spawnJade(["start", "--nats", nats.url, "--data", data, "--node-id", "burst"], { env: { JADE_LOG_LEVEL: "info" } });
+    let node = await start();
+    const client = await harness.client(nats.url);
+    const dim = 128;
+    const total = 30_000;
+    await client.createCollection({ name: "burst", dimension: dim, metric: "l2", shards: 1, snapshot: { everyEntries: 1_000_000, intervalMs: 300 } });
+    for (let from = 0; from < total; from += 2_000) {
+      const vectors = Float32Array.from({ length: 2_000 * dim }, (_, k) => Math.sin(from * dim + k * 0.37));
+      await client.upsertColumns("burst", { ids: Array.from({ length: 2_000 }, (_, k) => `p${from + k}`), vectors, consistency: "all" });
+    }
+    // Stopped at once: its shutdown checkpoint holds points the graph had not absorbed (seconds of work on two cores).
+    await node.stop();
+    node = await start();
+    const line = <T>(msg: string) => node.output.filter((l) => l.includes(`"${msg}"`)).map((l) => JSON.parse(l) as T);
+    await waitFor(() => line("restored local checkpoint").length > 0, { what: "the restart restoring its checkpoint" });
+    expect(line<{ count: number; unabsorbed: number }>("restored local checkpoint")[0]!.unabsorbed).toBeGreaterThanOrEqual(1_024);
+    // Nothing new is written; once the graph holds every point, the replica saves again.
+    await waitFor(() => line<{ points: number; unabsorbed: number }>("checkpoint saved").some((s) => s.points === total && s.unabsorbed === 0), {
+      what: "a checkpoint of the absorbed graph",
+      timeoutMs: 120_000,
+    });
+    await node.kill9();
+    node = await start();
+    await waitFor(() => line("restored local checkpoint").length > 0, { what: "the second restart restoring its checkpoint" });
+    expect(line("restored local checkpoint")[0]).toMatchObject({ count: total, unabsorbed: 0 });
+    await node.stop();
+  });
+});
+
 describe("restart from the local checkpoint", () => {
   it("a restarted node loads its own checkpoint and replays only the delta; a corrupt one is discarded", async () => {
     const nats = await harness.nats();

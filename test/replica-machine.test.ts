@@ -55,7 +55,7 @@ function harness(input: Partial<ReplicaInput> = {}) {
   const failures: { error: string; retries: number }[] = [];
   const snapshotErrors: string[] = [];
   /** when set, restore resolves at once with the next queued result (Error = reject) */
-  const restorePlan: (number | Error)[] = [];
+  const restorePlan: (number | RestoreOutput | Error)[] = [];
   let followThrows: Error | undefined;
 
   const machine = replicaMachine.provide({
@@ -65,7 +65,8 @@ function harness(input: Partial<ReplicaInput> = {}) {
         restores.push({ input, signal, d });
         const next = restorePlan.shift();
         if (next instanceof Error) d.reject(next);
-        else if (next !== undefined) d.resolve({ snapshotSeq: next });
+        else if (typeof next === "number") d.resolve({ snapshotSeq: next });
+        else if (next !== undefined) d.resolve(next);
         return d.promise;
       }),
       follow: fromCallback<{ type: string }, FollowInput>(({ input, sendBack }) => {
@@ -285,6 +286,65 @@ describe("replicaMachine: snapshots", () => {
     h.progressTo(20);
     h.clock.increment(1000);
     expect(h.snapshots).toHaveLength(2);
+  });
+
+  it("saves again, with nothing new applied, once the graph absorbed the many points the last save left out", async () => {
+    const h = harness({ snapshotIntervalMs: 1000 });
+    await h.startServing(10);
+    h.progressTo(15);
+    h.clock.increment(1000);
+    h.snapshots[0]!.d.resolve({ seq: 15, unabsorbed: 5_000, points: 20_000 });
+    await h.until((s) => s.context.snapshotSeq === 15);
+    h.clock.increment(1000); // still absorbing
+    expect(h.snapshots).toHaveLength(1);
+    h.actor.send({ type: "ABSORBED" });
+    h.clock.increment(1000);
+    expect(h.snapshots).toHaveLength(2);
+    h.snapshots[1]!.d.resolve({ seq: 15, unabsorbed: 0, points: 20_000 });
+    await h.until((s) => s.context.snapshotUnabsorbed === 0 && s.matches({ active: { snapshots: "idle" } }));
+    h.actor.send({ type: "ABSORBED" });
+    h.clock.increment(5000);
+    expect(h.snapshots).toHaveLength(2);
+  });
+
+  it("a few points left out are not worth a save: fewer than resaveUnabsorbedMin, or under resaveUnabsorbedShare of the snapshot", async () => {
+    for (const [unabsorbed, points] of [
+      [1_000, 2_000],
+      [2_000, 100_000],
+    ] as const) {
+      const h = harness({ snapshotIntervalMs: 1000 });
+      await h.startServing(10);
+      h.progressTo(15);
+      h.clock.increment(1000);
+      h.snapshots[0]!.d.resolve({ seq: 15, unabsorbed, points });
+      await h.until((s) => s.context.snapshotSeq === 15);
+      h.actor.send({ type: "ABSORBED" });
+      h.clock.increment(5000);
+      expect(h.snapshots, `${unabsorbed} of ${points}`).toHaveLength(1);
+    }
+  });
+
+  it("counts an ABSORBED that came while saving (the save may have captured the graph before it), and after a restore", async () => {
+    const h = harness({ snapshotIntervalMs: 1000 });
+    await h.startServing(10);
+    h.progressTo(15);
+    h.clock.increment(1000);
+    h.actor.send({ type: "ABSORBED" });
+    h.snapshots[0]!.d.resolve({ seq: 15, unabsorbed: 5_000, points: 20_000 });
+    await h.until((s) => s.context.snapshotSeq === 15);
+    h.clock.increment(1000);
+    expect(h.snapshots).toHaveLength(2);
+
+    const restored = harness({ snapshotIntervalMs: 1000 });
+    restored.restorePlan.push({ snapshotSeq: 7, unabsorbed: 3_000, points: 9_000 });
+    restored.actor.start();
+    await restored.untilState(ReplicaState.Replaying);
+    restored.progressTo(7);
+    restored.clock.increment(1000);
+    expect(restored.snapshots).toHaveLength(0);
+    restored.actor.send({ type: "ABSORBED" });
+    restored.clock.increment(1000);
+    expect(restored.snapshots).toHaveLength(1);
   });
 
   it("interval-only snapshots don't trigger on entry count when snapshotEveryEntries is 0", async () => {

@@ -3,7 +3,8 @@
  * newest snapshot (or what a replica or the point-in-time window still needs), deletes the
  * snapshots no restore needs, and shows it all in the status; a follower whose entries
  * were purged from under it stops and restores instead of skipping them; overwriting the
- * same ids does not grow the disk; a dropped collection leaves nothing behind.
+ * same ids does not grow the disk, and deleting shrinks it; a dropped collection leaves
+ * nothing behind.
  */
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
@@ -98,9 +99,9 @@ describe("log retention", () => {
     const liveBytes = (count: number) => count * (dimension * 4 + JSON.stringify({ n: 999_999 }).length);
     expect(diskAfter[0]!).toBeLessThan(2.5 * liveBytes(20_000));
     expect(diskAfter[1]!).toBeLessThan(2.5 * liveBytes(20_000));
-    // Deleting half does not grow it (it shrinks by their vectors, shard-index.test.ts; not yet to
-    // 2.5 × of what is left: the graph keeps its removed nodes, decision 007).
-    expect(final).toBeLessThan(2.5 * liveBytes(20_000));
+    // Deleting half shrinks it to 2.5 × of what is left: the snapshot after the deletes holds the
+    // live points' vectors only and a graph rebuilt without the removed nodes (compaction.ts).
+    expect(final).toBeLessThan(2.5 * liveBytes(10_000));
     // The uploaded checkpoints were not kept beside the snapshots.
     expect((await readdir(nodeDir, { recursive: true })).filter((f) => String(f).endsWith(".snap"))).toEqual([]);
     const status = shardsOf(await client.clusterStatus(), "churn");

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LogRecord, ShardHit, ShardIndexConfig } from "../src/actors/vector-index/api.ts";
 import { exactScanMax, ShardIndex } from "../src/actors/vector-index/shard-index.ts";
 import { saveSettled } from "../src/actors/vector-index/shard-snapshot.ts";
+import { compactGraph } from "../src/actors/vector-index/compaction.ts";
 import { compileFilter, parseFilter } from "../src/runtime/filter.ts";
 import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
 import type { Metric, Payload, Quantization } from "../src/runtime/schemas.ts";
@@ -322,6 +323,8 @@ describe("ShardIndex snapshots", () => {
     const file = path.join(dir, "shard.snap");
     const saved = await original.save(file);
     expect(saved.appliedSeq).toBe(log.length + 1);
+    // Nothing was absorbed (no absorb call): every point is left for the load to index.
+    expect(saved).toMatchObject({ points: 2997, unabsorbed: 2997 });
     expect(saved.bytes).toBe((await readFile(file)).byteLength);
 
     const loaded = await ShardIndex.load(cfg, file);
@@ -432,5 +435,143 @@ describe("ShardIndex snapshots", () => {
     await expect(ShardIndex.load(config(4), file)).rejects.toThrow(/checksum/);
     await writeFile(file, bytes.subarray(0, bytes.byteLength - 10));
     await expect(ShardIndex.load(config(4), file)).rejects.toThrow(/bytes/);
+  });
+});
+
+describe("ShardIndex graph compaction", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "jade-compaction-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const dim = 16;
+  const cfg = config(dim);
+
+  function absorbAll(shard: ShardIndex): void {
+    while (shard.absorb(performance.now() + 1_000)) {
+      // until the fresh buffer is empty
+    }
+  }
+
+  /** Slots whose current vector is in the graph. */
+  function inGraphCount(shard: ShardIndex): number {
+    let n = 0;
+    for (let slot = 0; slot < shard.points.slotCount; slot++) n += shard.points.inGraph[slot]!;
+    return n;
+  }
+
+  /** Share of the live points the graph alone finds as their own nearest neighbour. */
+  function selfRecall(shard: ShardIndex): number {
+    let found = 0;
+    let total = 0;
+    for (let slot = 0; slot < shard.points.slotCount; slot++) {
+      if (shard.points.inGraph[slot] !== 1) continue;
+      total++;
+      const { keys } = shard.graph.search(shard.points.vector(slot).slice(), 1);
+      if (Number(keys[0]) === slot) found++;
+    }
+    return found / total;
+  }
+
+  function churned(count: number, seed: number): { shard: ShardIndex; vectors: Float32Array; log: LogRecord[] } {
+    const vectors = randomVectors(seededRandom(seed), count, dim);
+    const shard = new ShardIndex(cfg);
+    const log = records(vectors, dim, 500, (i) => ({ i }));
+    shard.apply(log);
+    absorbAll(shard);
+    return { shard, vectors, log };
+  }
+
+  it("a save after deleting half rebuilds the graph from the live points: its file holds no removed node, answers are unchanged", async () => {
+    const { shard, vectors, log } = churned(4_000, 11);
+    const full = await shard.save(path.join(dir, "full.snap"));
+    expect(full).toMatchObject({ points: 4_000, unabsorbed: 0 });
+    const fullBytes = full.bytes;
+    const gone = Array.from({ length: 2_000 }, (_, i) => `p${2 * i}`);
+    shard.apply([remove(log.length + 1, gone)]);
+    expect(shard.graph.removed).toBe(2_000);
+    const queries = Array.from({ length: 20 }, (_, q) => vectors.slice(q * dim, (q + 1) * dim));
+    const before = queries.map((vector) => shard.search({ vector, k: 10, withPayload: true, withVectors: false }));
+
+    const saved = await shard.save(path.join(dir, "compacted.snap"));
+    expect(shard.graph.removed).toBe(0);
+    expect(shard.graph.size).toBe(2_000);
+    // Our vectors of the 2,000 deleted points and usearch's nodes of them are gone: about half the file.
+    expect(saved.bytes).toBeLessThan(0.55 * fullBytes);
+    expect(selfRecall(shard)).toBeGreaterThan(0.99);
+    const after = queries.map((vector) => shard.search({ vector, k: 10, withPayload: true, withVectors: false }));
+    expect(after.flat().length).toBe(before.flat().length);
+    let same = 0;
+    after.forEach((hits, q) => (same += hits.filter((h) => before[q]!.some((b) => b.id === h.id && b.distance === h.distance)).length));
+    expect(same / after.flat().length).toBeGreaterThan(0.95);
+
+    const loaded = await ShardIndex.load(cfg, path.join(dir, "compacted.snap"));
+    expect(loaded.graph.removed).toBe(0);
+    expect(loaded.contentDigest()).toEqual(shard.contentDigest());
+  });
+
+  it("a few removed nodes are not worth a rebuild; a loaded graph knows how many it holds", async () => {
+    const { shard, log } = churned(4_000, 12);
+    shard.apply([remove(log.length + 1, Array.from({ length: 500 }, (_, i) => `p${3 * i}`))]);
+    const graph = shard.graph;
+    await shard.save(path.join(dir, "few.snap"));
+    expect(shard.graph).toBe(graph);
+    expect(shard.graph.removed).toBe(500);
+    expect((await ShardIndex.load(cfg, path.join(dir, "few.snap"))).graph.removed).toBe(500);
+    // An overwrite removes the old vector and its absorption reuses the node: no growth.
+    shard.apply([upsert(log.length + 2, dim, Array.from({ length: 300 }, (_, i) => ({ id: `p${3 * i + 1}`, vector: new Float32Array(dim).fill(i) })))]);
+    expect(shard.graph.removed).toBe(800);
+    absorbAll(shard);
+    expect(shard.graph.removed).toBe(500);
+  });
+
+  it("writes applied between its slices end up in the new graph: upserts, overwrites, deletes, absorptions", async () => {
+    const { shard, vectors, log } = churned(4_000, 13);
+    let seq = log.length;
+    shard.apply([remove(++seq, Array.from({ length: 2_000 }, (_, i) => `p${2 * i}`))]);
+    const random = seededRandom(14);
+    const compaction = compactGraph(shard, { sliceMs: 0 });
+    expect(compaction).toBeDefined();
+    let done = false;
+    void compaction!.finally(() => (done = true));
+    let rounds = 0;
+    const latest = new Map<string, Float32Array>();
+    while (!done) {
+      rounds++;
+      const fresh = randomVectors(random, 20, dim);
+      const points = Array.from({ length: 20 }, (_, i) => ({ id: i % 2 === 0 ? `p${(rounds * 40 + i * 2 + 1) % 4_000}` : `new-${rounds}-${i}`, vector: fresh.subarray(i * dim, (i + 1) * dim) }));
+      shard.apply([upsert(++seq, dim, points), remove(++seq, [`p${(rounds * 40 + 3) % 4_000}`, `new-${rounds - 1}-1`])]);
+      for (const p of points) latest.set(p.id, p.vector.slice());
+      latest.delete(`p${(rounds * 40 + 3) % 4_000}`);
+      latest.delete(`new-${rounds - 1}-1`);
+      if (rounds % 2 === 0) shard.absorb(performance.now() + 2);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await compaction).toBe(true);
+    expect(rounds).toBeGreaterThan(3);
+    // The new graph holds exactly the slots the points table says are in it, each under its current vector.
+    expect(shard.graph.size).toBe(inGraphCount(shard));
+    expect(selfRecall(shard)).toBeGreaterThan(0.99);
+    absorbAll(shard);
+    expect(shard.graph.size).toBe(shard.size);
+    expect(selfRecall(shard)).toBeGreaterThan(0.99);
+    for (const [id, vector] of latest) {
+      if (shard.points.slotOf(id) === undefined) continue;
+      expect(shard.search({ vector, k: 1, withPayload: false, withVectors: false })[0]).toMatchObject({ id, distance: 0 });
+    }
+    expect(vectors.length).toBe(4_000 * dim);
+  });
+
+  it("stops when its shard is closed", async () => {
+    const { shard, log } = churned(4_000, 15);
+    shard.apply([remove(log.length + 1, Array.from({ length: 2_000 }, (_, i) => `p${2 * i}`))]);
+    const graph = shard.graph;
+    const compaction = compactGraph(shard, { sliceMs: 0 });
+    shard.close();
+    expect(await compaction).toBe(false);
+    expect(shard.graph).toBe(graph);
   });
 });

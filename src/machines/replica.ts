@@ -13,7 +13,7 @@
  *  restoring ─┤                                ▼
  *      ▲      └─ onDone ─► active ─ FOLLOW_FAILED / follow error ─► failed
  *      │                   ║ readiness: replaying ─► serving ⇄ lagging
- *      │                   ║ snapshots: idle → saving → cooling → idle
+ *      │                   ║ snapshots: idle → saving → cooling → idle (ABSORBED: see resaveUnabsorbedMin)
  *      └──── after retryDelay (retries+1) ──────────────────────── failed
  *  STOP (any state) ─► stopped (final)
  * ```
@@ -86,7 +86,7 @@ export interface ReplicaInput {
   lagThresholdEntries: number;
   /** save a snapshot once this many entries were applied since the last one; <= 0 disables */
   snapshotEveryEntries: number;
-  /** save a snapshot this often if anything was applied since the last one; <= 0 disables */
+  /** save a snapshot this often if anything was applied since the last one (or the graph absorbed many points it left out); <= 0 disables */
   snapshotIntervalMs: number;
   /** first retry delay after a failure; doubles per consecutive failure */
   retryDelayMs: number;
@@ -101,6 +101,11 @@ export interface ReplicaContext extends ReplicaInput {
   lastSeq: number;
   /** sequence covered by the newest snapshot (loaded or saved) */
   snapshotSeq: number;
+  /** points of the newest snapshot its graph did not hold (absorbed again by whoever loads it), and all its points */
+  snapshotUnabsorbed: number;
+  snapshotPoints: number;
+  /** an ABSORBED came after the newest save started: the graph now holds what that save left out */
+  absorbedSinceSave: boolean;
   /** how long the last successful save took (0 before the first) */
   lastSaveMs: number;
   /** consecutive failures since the replica last reached serving */
@@ -123,18 +128,29 @@ export interface FollowFailedEvent {
 export interface StopEvent {
   type: "STOP";
 }
+/** Sent when the index's graph has absorbed every point it holds (its pending rows reached 0). */
+export interface AbsorbedEvent {
+  type: "ABSORBED";
+}
 /** Internal: raised after context absorbed a PROGRESS so the regions re-evaluate. */
 interface CheckEvent {
   type: "replica.check";
 }
-export type ReplicaEvent = ProgressEvent | FollowFailedEvent | StopEvent;
+export type ReplicaEvent = ProgressEvent | FollowFailedEvent | StopEvent | AbsorbedEvent;
 type ReplicaInternalEvent = ReplicaEvent | CheckEvent;
 
 export interface RestoreInput {
   collection: string;
   shard: number;
 }
-export interface RestoreOutput {
+/** How much of a snapshot's graph was missing: points saved before the graph absorbed them. */
+export interface Unabsorbed {
+  /** points the snapshot's graph did not hold */
+  unabsorbed?: number;
+  /** every point of the snapshot */
+  points?: number;
+}
+export interface RestoreOutput extends Unabsorbed {
   /** sequence covered by the loaded snapshot; 0 if none (fresh empty index) */
   snapshotSeq: number;
 }
@@ -149,7 +165,7 @@ export interface SnapshotInput {
   collection: string;
   shard: number;
 }
-export interface SnapshotOutput {
+export interface SnapshotOutput extends Unabsorbed {
   /** sequence actually covered by the saved snapshot */
   seq: number;
   /** how long the save took: the next one waits `snapshotCostFactor` times this (see `cooling`) */
@@ -163,6 +179,27 @@ export interface SnapshotOutput {
  * save every 30 s interval for a trickle of writes spent seconds saving for a few entries.
  */
 export const snapshotCostFactor = 20;
+
+/**
+ * A snapshot saved while the graph was still absorbing a burst of writes leaves the points it
+ * had not absorbed to whoever loads it (a restart, a new replica, a restore of a backup), who
+ * indexes them again: a save with no new entries is still worth it once the graph holds them,
+ * if they are at least this many…
+ */
+export const resaveUnabsorbedMin = 1_024;
+/** …and at least this share of the snapshot's points. */
+export const resaveUnabsorbedShare = 0.05;
+
+function graphOutgrewSnapshot(c: ReplicaContext): boolean {
+  const unabsorbed = Number.isFinite(c.snapshotUnabsorbed) ? c.snapshotUnabsorbed : 0;
+  return c.absorbedSinceSave && unabsorbed >= resaveUnabsorbedMin && unabsorbed >= resaveUnabsorbedShare * c.snapshotPoints;
+}
+
+/** The newest snapshot's record of what its graph left out (numbers from effects are checked). */
+function unabsorbedOf(output: Unabsorbed): Pick<ReplicaContext, "snapshotUnabsorbed" | "snapshotPoints"> {
+  const count = (n: number | undefined) => (n !== undefined && Number.isFinite(n) ? Math.max(0, Math.trunc(n)) : 0);
+  return { snapshotUnabsorbed: count(output.unabsorbed), snapshotPoints: count(output.points) };
+}
 
 export interface NotifyStateParams {
   state: ReplicaState;
@@ -223,7 +260,8 @@ export const replicaMachine = setup({
     snapshotDueByEntries: ({ context }) =>
       context.snapshotEveryEntries > 0 && context.appliedSeq - context.snapshotSeq >= context.snapshotEveryEntries,
     snapshotIntervalEnabled: ({ context }) => context.snapshotIntervalMs > 0,
-    hasUnsnapshottedEntries: ({ context }) => context.appliedSeq > context.snapshotSeq,
+    /** entries applied since the newest snapshot, or a graph that absorbed what it left out */
+    snapshotOutdated: ({ context }) => context.appliedSeq > context.snapshotSeq || graphOutgrewSnapshot(context),
     noSnapshotCooldown: ({ context }) => context.lastSaveMs <= 0,
   },
   delays: {
@@ -238,12 +276,16 @@ export const replicaMachine = setup({
     appliedSeq: 0,
     lastSeq: 0,
     snapshotSeq: 0,
+    snapshotUnabsorbed: 0,
+    snapshotPoints: 0,
+    absorbedSinceSave: false,
     lastSaveMs: 0,
     retries: 0,
   }),
   initial: "restoring",
   on: {
     STOP: ".stopped",
+    ABSORBED: { actions: assign({ absorbedSinceSave: true }) },
   },
   states: {
     restoring: {
@@ -256,7 +298,7 @@ export const replicaMachine = setup({
           target: "active",
           actions: assign(({ context, event }) => {
             const seq = Math.max(0, Math.trunc(event.output.snapshotSeq));
-            return { appliedSeq: seq, snapshotSeq: seq, lastSeq: Math.max(context.lastSeq, seq) };
+            return { appliedSeq: seq, snapshotSeq: seq, lastSeq: Math.max(context.lastSeq, seq), ...unabsorbedOf(event.output), absorbedSinceSave: false };
           }),
         },
         onError: {
@@ -341,7 +383,7 @@ export const replicaMachine = setup({
                 timed: {
                   after: {
                     snapshotInterval: [
-                      { guard: "hasUnsnapshottedEntries", target: "#replica.active.snapshots.saving" },
+                      { guard: "snapshotOutdated", target: "#replica.active.snapshots.saving" },
                       { target: "timed", reenter: true },
                     ],
                   },
@@ -350,17 +392,18 @@ export const replicaMachine = setup({
               },
             },
             saving: {
+              entry: assign({ absorbedSinceSave: false }),
               invoke: {
                 id: "snapshot",
                 src: "snapshot",
                 input: ({ context }) => ({ collection: context.collection, shard: context.shard }),
                 onDone: {
                   target: "cooling",
-                  actions: assign({
-                    snapshotSeq: ({ context, event }) =>
-                      Number.isFinite(event.output.seq) ? Math.max(context.snapshotSeq, event.output.seq) : context.snapshotSeq,
-                    lastSaveMs: ({ event }) => (Number.isFinite(event.output.durationMs) ? Math.max(0, event.output.durationMs!) : 0),
-                  }),
+                  actions: assign(({ context, event }) => ({
+                    snapshotSeq: Number.isFinite(event.output.seq) ? Math.max(context.snapshotSeq, event.output.seq) : context.snapshotSeq,
+                    lastSaveMs: Number.isFinite(event.output.durationMs) ? Math.max(0, event.output.durationMs!) : 0,
+                    ...unabsorbedOf(event.output),
+                  })),
                 },
                 onError: {
                   target: "idle",

@@ -9,6 +9,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { SimResult } from "./config.ts";
 import { runSimulation } from "./simulator.ts";
+import { workerModule } from "../../src/runtime/worker-module.ts";
 
 /** simulations run interleaved per thread (each has its own clock; they share only the event loop) */
 export const CONCURRENCY = 8;
@@ -42,9 +43,8 @@ export function defaultThreads(): number {
 
 /** How this module starts a worker: `.ts` under tsx / vitest (tsx hooks registered in the worker). */
 function startWorker(): Worker {
-  return new Worker(new URL("./worker.ts", import.meta.url), {
-    execArgv: ["--import", new URL("./register.mjs", import.meta.url).href],
-  });
+  const { url, execArgv } = workerModule(import.meta.url, { ts: "./worker.ts", built: "./worker.js" });
+  return new Worker(url, { execArgv });
 }
 
 /** Run `seeds` over `threads` worker threads (in this thread if 1); the failures, by seed. */

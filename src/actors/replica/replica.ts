@@ -46,6 +46,7 @@ export class ShardReplica {
   /** Snapshot saves run one at a time (periodic, on request, at shutdown): they share checkpoint files. */
   readonly #saving = new Mutex();
   #pendingTimer: NodeJS.Timeout | undefined;
+  #wasAbsorbing = false;
 
   /** `role` reads how this node holds the shard from the current placement. */
   constructor(config: CollectionConfig, shard: number, deps: ReplicaDeps, role: () => ReplicaRole) {
@@ -83,10 +84,16 @@ export class ShardReplica {
     this.#pendingTimer.unref();
   }
 
-  /** The graph absorbs between applies: while it has rows left, ask the index how many. */
+  /**
+   * The graph absorbs between applies: while it has rows left, ask the index how many; once
+   * none are left, tell the machine (a snapshot saved meanwhile may be worth saving again).
+   */
   #refreshPending(): void {
     const { index, progress } = this.#parts;
-    if (progress.pendingRows === 0 || !isReadable(this.#state)) return;
+    const absorbing = progress.pendingRows > 0;
+    if (this.#wasAbsorbing && !absorbing) this.#actor.send({ type: "ABSORBED" });
+    this.#wasAbsorbing = absorbing;
+    if (!absorbing || !isReadable(this.#state)) return;
     index.stats().then(
       (stats) => (progress.pendingRows = stats.pendingRows),
       () => undefined,
@@ -218,7 +225,10 @@ export class ShardReplica {
     const shard = this.shard;
     return replicaMachine.provide({
       actors: {
-        restore: fromPromise<RestoreOutput, RestoreInput>(async () => ({ snapshotSeq: await restoreReplica(parts) })),
+        restore: fromPromise<RestoreOutput, RestoreInput>(async () => {
+          const snapshotSeq = await restoreReplica(parts);
+          return { snapshotSeq, unabsorbed: parts.progress.pendingRows, points: parts.progress.count };
+        }),
         follow: fromCallback<EventObject, FollowInput>(({ input, sendBack }) => {
           const abort = new AbortController();
           followLog({
@@ -241,7 +251,7 @@ export class ShardReplica {
         }),
         snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async () => {
           const saved = await this.#saving.run(() => saveSnapshot(parts, { upload: "ifDesignated" }));
-          return { seq: saved.seq, durationMs: saved.saveMs };
+          return { seq: saved.seq, durationMs: saved.saveMs, unabsorbed: saved.unabsorbed, points: saved.points };
         }),
       },
       actions: {

@@ -44,7 +44,7 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
       const loaded = await index.load(indexConfigOf(config), file);
       progress.count = loaded.count;
       progress.pendingRows = loaded.pendingRows ?? 0;
-      replica.log.info({ snapshot: ref.name, appliedSeq: loaded.appliedSeq, count: loaded.count }, "restored snapshot");
+      replica.log.info({ snapshot: ref.name, appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows }, "restored snapshot");
       return restoredFrom(replica, RestoreSource.Snapshot, loaded.appliedSeq);
     } catch (err) {
       replica.log.warn({ err, snapshot: ref.name }, "snapshot unreadable; trying an older one");
@@ -75,7 +75,7 @@ async function loadCheckpoint(replica: ReplicaParts, file: string, seq: number):
     progress.pendingRows = loaded.pendingRows ?? 0;
     progress.checkpointSeq = loaded.appliedSeq;
     progress.transferredBytes += (await stat(file)).size;
-    log.info({ appliedSeq: loaded.appliedSeq, count: loaded.count, deltaEntries: lastSeq - loaded.appliedSeq }, "restored local checkpoint");
+    log.info({ appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows, deltaEntries: lastSeq - loaded.appliedSeq }, "restored local checkpoint");
     return loaded.appliedSeq;
   } catch (err) {
     log.warn({ err, file }, "local checkpoint unreadable; discarding it");
@@ -110,7 +110,7 @@ async function copyFromPeer(replica: ReplicaParts): Promise<number | undefined> 
       const loaded = await index.load(indexConfigOf(config), file);
       progress.count = loaded.count;
       progress.pendingRows = loaded.pendingRows ?? 0;
-      log.info({ peer, appliedSeq: loaded.appliedSeq, count: loaded.count, bytes: offer.bytes }, "copied the shard from a serving replica");
+      log.info({ peer, appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows, bytes: offer.bytes }, "copied the shard from a serving replica");
       return loaded.appliedSeq;
     } catch (err) {
       log.warn({ err: errorMessage(err), peer }, "could not copy the shard from a serving replica; trying the next source");

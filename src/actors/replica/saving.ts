@@ -21,6 +21,9 @@ export interface SavedSnapshot {
    * 38 s upload of a 250,000-point shard held that shard's next save back for 13 minutes.
    */
   saveMs: number;
+  /** Points saved, and how many of them the saved graph did not hold. */
+  points: number;
+  unabsorbed: number;
 }
 
 /**
@@ -33,7 +36,7 @@ export async function saveSnapshot(replica: ReplicaParts, options: { upload: "if
   const { config, shard, deps, index, progress } = replica;
   const startedMs = performance.now();
   const file = await deps.checkpoints.scratchFile(config.uid, shard);
-  let saved: { appliedSeq: number; bytes: number };
+  let saved: { appliedSeq: number; bytes: number; points: number; unabsorbed: number };
   try {
     saved = await index.save(file);
   } catch (err) {
@@ -43,7 +46,7 @@ export async function saveSnapshot(replica: ReplicaParts, options: { upload: "if
   const checkpoint = await deps.checkpoints.commit(config.uid, shard, file, saved.appliedSeq);
   progress.checkpointSeq = Math.max(progress.checkpointSeq, saved.appliedSeq);
   const saveMs = performance.now() - startedMs;
-  replica.log.info({ appliedSeq: saved.appliedSeq, bytes: saved.bytes, ms: Math.round(saveMs) }, "checkpoint saved");
+  replica.log.info({ appliedSeq: saved.appliedSeq, bytes: saved.bytes, points: saved.points, unabsorbed: saved.unabsorbed, ms: Math.round(saveMs) }, "checkpoint saved");
   if (options.upload === "ifDesignated" && replica.role().designated) {
     // Older snapshots are deleted by the coordinator's retention pass, which knows what point-in-time restores still need.
     const ref = await deps.snapshots.upload(config.name, config.uid, shard, saved.appliedSeq, checkpoint.file, (bytes) => deps.uploads.take(bytes));
@@ -53,7 +56,7 @@ export async function saveSnapshot(replica: ReplicaParts, options: { upload: "if
       progress.checkpointSeq = 0;
     }
   }
-  return { seq: saved.appliedSeq, saveMs };
+  return { seq: saved.appliedSeq, saveMs, points: saved.points, unabsorbed: saved.unabsorbed };
 }
 
 /** The node is stopping and keeps the shard: save a checkpoint so the restart replays only the delta. Never throws. */

@@ -85,6 +85,9 @@ export interface ShardDigest extends ContentDigest {
 export interface SavedSnapshot {
   appliedSeq: number;
   bytes: number;
+  /** Live points saved, and how many of them the saved graph did not hold (a load indexes those again). */
+  points: number;
+  unabsorbed: number;
 }
 
 export interface IndexWorkerApi {

@@ -8,6 +8,7 @@
  * capacity ahead of searches!"). So an add that will make the index grow always passes
  * `contexts` (the machine's cores); others pass 1 for a sequential insert, or `threads`.
  */
+import { openSync, readSync, closeSync } from "node:fs";
 import os from "node:os";
 import { Index, MetricKind, ScalarKind, type BatchMatches } from "usearch";
 import type { Metric, Quantization } from "../../runtime/schemas.ts";
@@ -39,6 +40,7 @@ export class Graph {
   readonly #keys = new BigUint64Array(addRowsPerCallMax);
   readonly #contexts = Math.max(1, os.availableParallelism());
   #staged = 0;
+  #removed = 0;
 
   constructor(config: ShardIndexConfig) {
     this.#config = config;
@@ -58,10 +60,19 @@ export class Graph {
     return this.#index.size();
   }
 
-  /** Approximate bytes usearch holds: the quantized vector, the key, and about 2 × connectivity u32 neighbours at level 0. */
+  /**
+   * Removed nodes usearch still holds: a removal only marks its node, which keeps its vector and
+   * links (in memory and in a saved file) until a later add reuses it. compaction.ts rebuilds a
+   * graph that holds too many.
+   */
+  get removed(): number {
+    return this.#removed;
+  }
+
+  /** Approximate bytes usearch holds per node, removed ones too: the quantized vector, the key, and about 2 × connectivity u32 neighbours at level 0. */
   get memoryBytes(): number {
     const { dimension, index } = this.#config;
-    return this.#index.size() * (dimension * scalarBytes[index.quantization] + 8 + 8 * index.connectivity);
+    return (this.#index.size() + this.#removed) * (dimension * scalarBytes[index.quantization] + 8 + 8 * index.connectivity);
   }
 
   /** Stages one row for the next `flush` (which happens by itself when the stage is full). */
@@ -90,6 +101,8 @@ export class Graph {
     // binding overhead each (27 % of a 128-d insert).
     const size = this.#index.size();
     const grows = size + n >= this.#index.capacity();
+    // usearch puts an added row in a removed node when it holds one (index_dense add_).
+    this.#removed = Math.max(0, this.#removed - n);
     if (size >= concurrentAddMinRows) this.#index.add(keys, vectors, threads > 1 || grows ? this.#contexts : 1);
     else if (!grows) this.#index.add(keys, vectors, 1);
     // A small graph grows one row per call: the reservation still gets every context, and no
@@ -109,7 +122,7 @@ export class Graph {
   }
 
   remove(slot: number): void {
-    this.#index.remove(BigInt(slot));
+    this.#removed += this.#index.remove(BigInt(slot)) as number;
   }
 
   /** The `k` nearest slots to `query` (a whole-buffer array), one thread. */
@@ -125,5 +138,26 @@ export class Graph {
 
   load(path: string): void {
     this.#index.load(path);
+    this.#removed = removedNodesIn(path);
+  }
+}
+
+/**
+ * The removed nodes a saved usearch file holds, from its header. usearch 2.25 writes
+ * `[u32 rows][u32 bytes per row]`, the rows, then a 64-byte header: "usearch", three u16 of
+ * version, four u8 kinds, then u64 count_present and u64 count_deleted (offset 25).
+ */
+function removedNodesIn(path: string): number {
+  const fd = openSync(path, "r");
+  try {
+    const head = Buffer.alloc(64);
+    readSync(fd, head, 0, 8, 0);
+    const headerAt = 8 + head.readUInt32LE(0) * head.readUInt32LE(4);
+    if (readSync(fd, head, 0, 64, headerAt) !== 64 || head.toString("latin1", 0, 7) !== "usearch") {
+      throw new Error(`${path}: no usearch header at byte ${headerAt}`);
+    }
+    return Number(head.readBigUInt64LE(25));
+  } finally {
+    closeSync(fd);
   }
 }

@@ -34,6 +34,7 @@ import type {
 import { AbsorbingWorkers } from "./absorber.ts";
 import { SearchBatches, SearchLane } from "./search-batch.ts";
 import type { ShardIndexOptions } from "./shard-index.ts";
+import { workerModule } from "../../runtime/worker-module.ts";
 
 /** Delay before replacing a worker that died before it ever answered, so a broken build cannot spin. */
 const respawnDelayMs = 1_000;
@@ -75,17 +76,6 @@ interface WorkerHandle {
   /** Rejecters of the calls in flight on it. */
   readonly inflight: Set<(err: Error) => void>;
   ready: boolean;
-}
-
-/** How a module that is run by tsx (`.ts`) or from a build (`.js`) starts its worker. */
-function workerSpec(): { url: URL; execArgv?: string[] } {
-  if (import.meta.url.endsWith(".ts")) {
-    return {
-      url: new URL("./worker.ts", import.meta.url),
-      execArgv: ["--import", new URL("./register.mjs", import.meta.url).href],
-    };
-  }
-  return { url: new URL("../index/worker.js", import.meta.url) };
 }
 
 /**
@@ -281,7 +271,7 @@ export class IndexPool {
   }
 
   #spawn(position: number): WorkerHandle {
-    const { url, execArgv } = workerSpec();
+    const { url, execArgv } = workerModule(import.meta.url, { ts: "./worker.ts", built: "./worker.js" });
     const lane = new MessageChannel();
     const workerData: IndexWorkerData = { shardIndex: this.#options.shardIndex ?? {}, absorbing: this.#absorbing, cores: os.availableParallelism(), searches: lane.port2 };
     const worker = new Worker(url, { execArgv, name: `jade-index-${position}`, workerData, transferList: [lane.port2] });

@@ -27,6 +27,7 @@ import { FreshBuffer } from "./fresh.ts";
 import { Graph, whole } from "./graph.ts";
 import { PointTable, versionOf } from "./points.ts";
 import { loadShard, saveShard } from "./shard-snapshot.ts";
+import { compactGraph } from "./compaction.ts";
 
 /** A filtered search scans the matching vectors exactly when there are at most this many… */
 export const exactScanMax = 2048;
@@ -80,11 +81,12 @@ export class ShardIndex {
   readonly #freshBytesMax: number;
   /** @internal for shard-snapshot.ts */
   readonly points: PointTable;
-  /** @internal for shard-snapshot.ts */
-  readonly graph: Graph;
+  /** @internal for shard-snapshot.ts; replaced by compaction.ts */
+  graph: Graph;
   /** @internal for shard-snapshot.ts */
   readonly fresh: FreshBuffer;
   #lastSeq = 0;
+  #closed = false;
   readonly #order = (a: Scored, b: Scored): number =>
     a.distance - b.distance || compareIds(this.points.ids[a.slot]!, this.points.ids[b.slot]!);
   readonly #isLive = (slot: number, version: number): boolean => this.points.isLive(slot, version);
@@ -373,17 +375,27 @@ export class ShardIndex {
   }
 
   /**
-   * Writes the whole shard to one file (see shard-snapshot.ts), atomically. The graph is
-   * captured synchronously; the points' metadata and vectors are read from the live tables
-   * and vector file afterwards, so `apply` must not run until the returned promise settles
-   * (the worker waits for it).
+   * Writes the whole shard to one file (see shard-snapshot.ts), atomically. A graph holding
+   * many removed nodes is rebuilt first (compaction.ts; on up to `threads` threads), while
+   * applies go on, and the save captures the shard as it is once that is done; otherwise it
+   * captures the shard as it is when called. The graph is captured synchronously; the points'
+   * metadata and vectors are read from the live tables and vector file afterwards, so `apply`
+   * must not run until the returned promise settles (the worker waits for that part:
+   * saveSettled).
    */
-  save(path: string): Promise<SavedSnapshot> {
-    return saveShard(this, path);
+  save(path: string, options: { threads?: number } = {}): Promise<SavedSnapshot> {
+    const compaction = compactGraph(this, options);
+    return compaction ? compaction.then(() => saveShard(this, path)) : saveShard(this, path);
+  }
+
+  /** True once closed: work under way on it (a compaction) stops. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Frees the vector file (the graph and tables go with the object). */
   close(): void {
+    this.#closed = true;
     this.points.vectors.close();
   }
 

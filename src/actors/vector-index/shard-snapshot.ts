@@ -69,7 +69,9 @@ async function writeShard(shard: ShardIndex, path: string): Promise<SavedSnapsho
     const rows = new LiveRows(meta.slots, dimension * 4);
     const vectors = { byteLength: rows.byteLength, read: (into: Uint8Array, position: number) => rows.each(position, into.byteLength, (at, filePosition, length) => file.readBytes(into.subarray(at, at + length), filePosition)) };
     const bytes = await writeSnapshotFile(path, { meta, slicer, vectors, indexFile });
-    return { appliedSeq: meta.appliedSeq, bytes };
+    let unabsorbed = 0;
+    for (const slot of meta.slots) unabsorbed += 1 - inGraph[slot]!;
+    return { appliedSeq: meta.appliedSeq, bytes, points: meta.slots.length, unabsorbed };
   } finally {
     await rm(indexFile, { force: true });
   }

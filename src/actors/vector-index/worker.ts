@@ -23,7 +23,8 @@ const data = workerData as IndexWorkerData;
 const options: ShardIndexOptions = data.shardIndex;
 const cores = data.cores;
 const shards = new Map<string, ShardIndex>();
-const absorber = new Absorber(absorbSliceMsDefault, new AbsorbingWorkers(data.absorbing, cores));
+const absorbing = new AbsorbingWorkers(data.absorbing, cores);
+const absorber = new Absorber(absorbSliceMsDefault, absorbing);
 
 function shard(shardKey: string): ShardIndex {
   const found = shards.get(shardKey);
@@ -87,7 +88,8 @@ const api: IndexWorkerApi = {
     return shard(shardKey).count(filter);
   },
   save(shardKey: string, path: string) {
-    return shard(shardKey).save(path);
+    // A compaction before the save inserts with the threads an absorbing worker would get.
+    return shard(shardKey).save(path, { threads: absorbing.threads() });
   },
   async load(shardKey: string, config: ShardIndexConfig, path: string) {
     const loaded = await ShardIndex.load(config, path, options);

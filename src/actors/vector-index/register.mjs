@@ -1,5 +1,0 @@
-// Loaded with `--import` into index workers: before Node 22.22, tsx's hooks registered
-// on the main thread do not reach worker threads, so each worker registers its own.
-import { register } from "tsx/esm/api";
-
-register();
