@@ -214,6 +214,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const bulk = await connectBulk(options.servers, `jade-${nodeId}-bulk`);
   const backups = new Backups({
     nodeId,
+    servers: options.servers,
     nc: nats.nc,
     js: bulk.js,
     jsm: bulk.jsm,

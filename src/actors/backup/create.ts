@@ -31,13 +31,19 @@ export interface BackupDeps {
 }
 
 /** What one shard's part of the backup copies. */
-interface ShardCopy {
+export interface ShardCopy {
   config: CollectionConfig;
   shard: number;
   cutSeq: number;
   snapshot?: { name: string; seq: number };
   log?: { fromSeq: number; toSeq: number };
   bytes: number;
+}
+
+/** What a backup copies, shard by shard, as of its cut: planned before anything is copied (and held). */
+export interface BackupPlan {
+  cutAtMs: number;
+  copies: ShardCopy[];
 }
 
 export interface BackupJob {
@@ -47,20 +53,29 @@ export interface BackupJob {
   base: readonly ChainLink[];
   files: BackupFiles;
   progress: Progress;
-  /** Told what the backup reads, before it reads it. */
-  hold: (holds: Hold[]) => Promise<void>;
 }
 
 /** Shards copied at once: enough to overlap reads and writes, few enough to keep the budget meaningful. */
 const shardsInParallel = 2;
 
-export async function takeBackup(deps: BackupDeps, job: BackupJob): Promise<BackupManifest> {
+/** Plans every shard's copy as of now (the cut); `base` is the chain of an incremental backup. */
+export async function planBackup(deps: Pick<BackupDeps, "jsm" | "snapshots">, configs: readonly CollectionConfig[], base: readonly BackupManifest[]): Promise<BackupPlan> {
   const cutAtMs = Date.now();
   const copies: ShardCopy[] = [];
-  for (const config of job.configs) {
-    for (let shard = 0; shard < config.shards; shard++) copies.push(await planCopy(deps, job, config, shard, cutAtMs));
+  for (const config of configs) {
+    for (let shard = 0; shard < config.shards; shard++) copies.push(await planCopy(deps, base.at(-1), config, shard, cutAtMs));
   }
-  await job.hold(copies.map((c) => ({ what: `backup ${job.id}`, collection: c.config.name, uid: c.config.uid, shard: c.shard, seq: (c.snapshot?.seq ?? c.log?.fromSeq ?? c.cutSeq + 1) - 1, ...(c.snapshot ? { snapshot: c.snapshot.name } : {}) })));
+  return { cutAtMs, copies };
+}
+
+/** What the plan reads, for retention to keep until the backup ends. */
+export function holdsOf(plan: BackupPlan, id: string): Hold[] {
+  return plan.copies.map((c) => ({ what: `backup ${id}`, collection: c.config.name, uid: c.config.uid, shard: c.shard, seq: (c.snapshot?.seq ?? c.log?.fromSeq ?? c.cutSeq + 1) - 1, ...(c.snapshot ? { snapshot: c.snapshot.name } : {}) }));
+}
+
+/** Copies what `plan` names (held already), then digests what was written; returns the manifest. */
+export async function takeBackup(deps: BackupDeps, job: BackupJob, plan: BackupPlan): Promise<BackupManifest> {
+  const { cutAtMs, copies } = plan;
   // Copied, then read back for the digests (the base's files too, for an incremental backup: an estimate).
   job.progress.bytesTotal = 2 * copies.reduce((sum, c) => sum + c.bytes, 0);
   job.progress.shardsTotal = copies.length;
@@ -72,7 +87,7 @@ export async function takeBackup(deps: BackupDeps, job: BackupJob): Promise<Back
   const collections: CollectionBackup[] = job.configs.map((config) => ({
     config,
     // Digests are filled in by digestShards, which reads the files this manifest lists.
-    shards: copies.filter((c) => c.config === config).map((c) => ({ ...written.get(c)!, digest: { count: 0, hash: "0".repeat(16) } })),
+    shards: copies.filter((c) => c.config.uid === config.uid).map((c) => ({ ...written.get(c)!, digest: { count: 0, hash: "0".repeat(16) } })),
   }));
   const manifest: BackupManifest = {
     format: manifestFormat,
@@ -88,12 +103,12 @@ export async function takeBackup(deps: BackupDeps, job: BackupJob): Promise<Back
 }
 
 /** Chooses what one shard's part copies (see the header), checking the log still holds it. */
-async function planCopy(deps: BackupDeps, job: BackupJob, config: CollectionConfig, shard: number, cutAtMs: number): Promise<ShardCopy> {
+async function planCopy(deps: Pick<BackupDeps, "jsm" | "snapshots">, baseManifest: BackupManifest | undefined, config: CollectionConfig, shard: number, cutAtMs: number): Promise<ShardCopy> {
   const stream = names.logStream(config.name, shard);
   const { state } = await deps.jsm.streams.info(stream);
   const lastMs = Date.parse(state.last_ts);
   const cutSeq = state.messages === 0 || lastMs <= cutAtMs ? state.last_seq : await lastSeqAtOrBefore(deps.jsm, stream, state, cutAtMs);
-  const base = job.base.at(-1)?.manifest.collections.find((c) => c.config.name === config.name && c.config.uid === config.uid)?.shards.find((s) => s.shard === shard);
+  const base = baseManifest?.collections.find((c) => c.config.name === config.name && c.config.uid === config.uid)?.shards.find((s) => s.shard === shard);
   const averageEntryBytes = state.messages > 0 ? state.bytes / state.messages : 0;
   const logCopy = (fromSeq: number) => (cutSeq >= fromSeq ? { log: { fromSeq, toSeq: cutSeq } } : {});
   const logBytes = (fromSeq: number) => Math.round(averageEntryBytes * Math.max(0, cutSeq - fromSeq + 1));

@@ -17,11 +17,11 @@ import type { SnapshotStore } from "../../nats/snapshots.ts";
 import { parse } from "../../runtime/checks.ts";
 import { errorMessage, ErrorCode, invalidArgument, JadeError } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
-import { RateLimiter, systemClock } from "../../runtime/rate-limit.ts";
 import { EmptyRequest, type CollectionConfig } from "../../runtime/schemas.ts";
 import { AdminOp, type BackupOp } from "../../runtime/subjects.ts";
 import { BackupCreateRequest, BackupDeleteRequest, BackupListRequest, BackupVerifyRequest, RestoreRequest } from "../../runtime/backup-schemas.ts";
-import { takeBackup } from "./create.ts";
+import { holdsOf, planBackup } from "./create.ts";
+import { takeBackupOnThread } from "./thread.ts";
 import {
   BackupManifest,
   type BackupManifestSummary,
@@ -59,6 +59,8 @@ export const defaultBackupSettings: BackupSettings = { bytesPerSecMax: 16 * 1024
 
 export interface BackupsDeps {
   nodeId: string;
+  /** For the backup threads' own connections (thread.ts). */
+  servers: string[];
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
@@ -83,6 +85,8 @@ export class Backups {
   readonly #deps: BackupsDeps;
   readonly #log: Logger;
   #sweeper: NodeJS.Timeout | undefined;
+  /** Ends the backup threads when the node stops. */
+  readonly #stopping = new AbortController();
 
   constructor(deps: BackupsDeps) {
     this.#deps = deps;
@@ -97,6 +101,7 @@ export class Backups {
   }
 
   async stop(): Promise<void> {
+    this.#stopping.abort();
     await Promise.all([this.backups.stop(), this.restores.stop()]);
   }
 
@@ -173,23 +178,18 @@ export class Backups {
     const files = this.#files(record.location, record.id);
     let current = record;
     const stopBeat = beat(this.backups, () => current, this.#log);
-    const budget = new RateLimiter(bytesPerSec, bytesPerSec, systemClock);
     const log = this.#log.child({ backup: record.id });
     log.info({ collections: record.collections, location: describeLocation(record.location), base: record.base }, "backup started");
     try {
-      const manifest = await takeBackup(
-        { js: deps.js, jsm: deps.jsm, snapshots: deps.snapshots, throttle: (bytes) => budget.take(bytes), scratchDir: deps.scratchDir, log },
-        {
-          id: record.id,
-          configs,
-          base: chain,
-          files,
-          progress: current.progress,
-          hold: async (holds) => {
-            current = { ...current, holds };
-            await this.backups.put({ ...current, heartbeatAtMs: Date.now() });
-          },
-        },
+      const base = chain.map((link) => link.manifest);
+      const plan = await planBackup(deps, configs, base);
+      // Held before the first byte is copied: retention keeps what the plan reads.
+      current = { ...current, holds: holdsOf(plan, record.id) };
+      await this.backups.put({ ...current, heartbeatAtMs: Date.now() });
+      const manifest = await takeBackupOnThread(
+        { servers: deps.servers, streamReplicas: deps.streamReplicas, id: record.id, configs, plan, location: record.location, base, bytesPerSec, scratchDir: deps.scratchDir },
+        { progress: (progress) => void Object.assign(current.progress, progress) },
+        this.#stopping.signal,
       );
       const sha256 = manifestSha256(manifest);
       await files.write("manifest.json", [Buffer.from(JSON.stringify({ manifest, sha256 }))]);
