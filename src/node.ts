@@ -271,6 +271,7 @@ function replicaBeatOf(r: ShardReplica): ReplicaBeat {
     transferredBytes: r.transferredBytes,
     checkpointSeq: r.checkpointSeq,
     pending: r.pendingRows,
+    snapshotUnabsorbed: r.snapshotUnabsorbed,
     ...(r.restored ? { restored: r.restored } : {}),
   };
 }

@@ -6,12 +6,13 @@
  * same ids does not grow the disk, and deleting shrinks it; a dropped collection leaves
  * nothing behind.
  */
-import { readdir, stat } from "node:fs/promises";
+import { readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { followLog, isLogPurgedError } from "../src/actors/replica/follow.ts";
+import { worthResaving } from "../src/machines/replica.ts";
 import type { JadeClient } from "../src/client/client.ts";
 import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import { SnapshotStore } from "../src/nats/snapshots.ts";
@@ -69,13 +70,16 @@ describe("log retention", () => {
     const diskAfter: number[] = [];
     const settle = async (what: string) => {
       // Settled: every shard applied everything, saved a snapshot of it, and purged its log to there
-      // (the retention state is the last pass's: it must have seen the log's current end).
+      // (the retention state is the last pass's: it must have seen the log's current end); its graph
+      // absorbed everything and no re-save of it is due (or one came, and the snapshot it replaced is gone).
       await waitFor(
         async () => {
           const shards = shardsOf(await client.clusterStatus(), "churn");
           const purged = shards.length === 2 && shards.every((s) => s.log && s.log.lastSeq > 0 && s.log.lastSeq === s.replicas[0]?.lastSeq && s.log.floor === s.log.lastSeq && s.log.messages === 0);
+          const absorbed = shards.every((s) => s.replicas.every((r) => r.pending === 0 && !worthResaving(r.snapshotUnabsorbed ?? 0, r.count ?? 0)));
+          const single = (await new SnapshotStore(node.nats.js, 1).all()).filter((o) => o.collection === "churn").length === 2;
           // …and no checkpoint is left beside its uploaded snapshot (it is deleted right after the upload).
-          return purged && (await readdir(nodeDir, { recursive: true })).every((f) => !String(f).endsWith(".snap"));
+          return purged && absorbed && single && (await readdir(nodeDir, { recursive: true })).every((f) => !String(f).endsWith(".snap"));
         },
         { what, timeoutMs: 60_000 },
       );
@@ -221,6 +225,36 @@ describe("a follower whose entries were purged", () => {
       await expect(following).rejects.toSatisfy(isLogPurgedError);
       expect(applied.every((seq, i) => i === 0 || seq === applied[i - 1]! + 1)).toBe(true); // nothing skipped
       expect(applied).not.toContain(9);
+    } finally {
+      await nc.close();
+    }
+  });
+});
+
+describe("two snapshots of one sequence", () => {
+  it("the second upload goes beside the first, which stays whole; the second is the newest", async () => {
+    // A replica saves again at the same sequence once its graph absorbed what a save left out, and a newly
+    // designated replica may save where its predecessor did: one bucket name for both once cost the first.
+    const nats = await harness.nats();
+    const nc = await connect({ servers: nats.url });
+    try {
+      const snapshots = new SnapshotStore(jetstream(nc), 1);
+      const dir = await harness.tempDir("jade-snapfiles-");
+      const first = path.join(dir, "first");
+      const again = path.join(dir, "again");
+      await writeFile(first, Buffer.alloc(300_000, 1));
+      await writeFile(again, Buffer.alloc(200_000, 2));
+      const a = await snapshots.upload("twice", "uid-1", 0, 40, first);
+      const b = await snapshots.upload("twice", "uid-1", 0, 40, again);
+      expect(b.name).not.toBe(a.name);
+      expect((await snapshots.list("twice", "uid-1", 0)).map((s) => s.name)).toEqual([b.name, a.name]);
+      const bytesOf = async (name: string) => {
+        let n = 0;
+        for await (const chunk of snapshots.read(name)) n += chunk.byteLength;
+        return n;
+      };
+      expect(await bytesOf(a.name)).toBe(300_000);
+      expect(await bytesOf(b.name)).toBe(200_000);
     } finally {
       await nc.close();
     }

@@ -56,6 +56,19 @@ describe("shardFloor", () => {
     expect(shardFloor({ nowMs: now + 25_000, graceMs: 30_000, pointInTimeMs: 0, snapshots, replicas: [], holds: [] })).toEqual({ seq: 30, heldBy: "snapshot 30", obsoleteSnapshots: ["c/0/20", "c/0/10"] });
   });
 
+  it("of two snapshots of one sequence (a graph saved again), the later one is the newest; the earlier goes after the grace", () => {
+    const at = (name: string, seq: number, msAgo: number): SnapshotAt => ({ name, seq, savedAtMs: now - msAgo });
+    // Listed in either order: the one saved last wins.
+    for (const snapshots of [
+      [at("first", 30, 60_000), at("again", 30, 40_000), at("older", 20, 90_000)],
+      [at("again", 30, 40_000), at("older", 20, 90_000), at("first", 30, 60_000)],
+    ]) {
+      expect(shardFloor({ nowMs: now, graceMs: 30_000, pointInTimeMs: 0, snapshots, replicas: [], holds: [] })).toEqual({ seq: 30, heldBy: "snapshot 30", obsoleteSnapshots: ["first", "older"] });
+      // Within the grace, the one it replaced stays.
+      expect(shardFloor({ nowMs: now - 20_000, graceMs: 30_000, pointInTimeMs: 0, snapshots, replicas: [], holds: [] }).obsoleteSnapshots).toEqual(["older"]);
+    }
+  });
+
   it("a backup or restore in progress keeps the snapshot it copies and the log after it", () => {
     const snapshots = [snap(40, 3), snap(90, 1), snap(70, 2)];
     const floor = shardFloor({ nowMs: now, graceMs: 30_000, pointInTimeMs: 0, snapshots, replicas: [], holds: [{ what: "backup b1", seq: 70, snapshot: "c/0/70" }] });

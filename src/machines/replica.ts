@@ -190,9 +190,13 @@ export const resaveUnabsorbedMin = 1_024;
 /** …and at least this share of the snapshot's points. */
 export const resaveUnabsorbedShare = 0.05;
 
+/** Whether a snapshot that left `unabsorbed` of its `points` outside its graph is worth saving again once they are absorbed. */
+export function worthResaving(unabsorbed: number, points: number): boolean {
+  return unabsorbed >= resaveUnabsorbedMin && unabsorbed >= resaveUnabsorbedShare * points;
+}
+
 function graphOutgrewSnapshot(c: ReplicaContext): boolean {
-  const unabsorbed = Number.isFinite(c.snapshotUnabsorbed) ? c.snapshotUnabsorbed : 0;
-  return c.absorbedSinceSave && unabsorbed >= resaveUnabsorbedMin && unabsorbed >= resaveUnabsorbedShare * c.snapshotPoints;
+  return c.absorbedSinceSave && worthResaving(Number.isFinite(c.snapshotUnabsorbed) ? c.snapshotUnabsorbed : 0, c.snapshotPoints);
 }
 
 /** The newest snapshot's record of what its graph left out (numbers from effects are checked). */

@@ -15,6 +15,7 @@ import { createHash } from "node:crypto";
 import { StorageType, type JetStreamClient } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { names, parseSnapshotBucket } from "../runtime/subjects.ts";
+import { newestSnapshotFirst } from "../runtime/retention.ts";
 
 /** Waits until `bytes` more may pass (a transfer budget). */
 export type Throttle = (bytes: number) => Promise<void>;
@@ -48,11 +49,11 @@ export class SnapshotStore {
     this.#replicas = replicas;
   }
 
-  /** This incarnation's complete snapshots of the shard, newest first. */
+  /** This incarnation's complete snapshots of the shard, newest first (of one sequence, the last saved first). */
   async list(collection: string, uid: string, shard: number): Promise<SnapshotRef[]> {
     return (await this.all())
       .filter((s) => s.complete && s.collection === collection && s.shard === shard && s.uid === uid)
-      .sort((a, b) => b.seq - a.seq);
+      .sort(newestSnapshotFirst);
   }
 
   /** Every snapshot bucket of every collection, complete or not, with one listing. */
@@ -73,8 +74,11 @@ export class SnapshotStore {
    * whole CPU and disk, then seals it. A failed upload deletes its bucket.
    */
   async upload(collection: string, uid: string, shard: number, seq: number, file: string, throttle?: Throttle): Promise<SnapshotRef> {
-    const name = names.snapshotBucket(collection, shard, seq);
+    const name = names.snapshotBucket(collection, shard, seq, Date.now());
     const store = await this.#objm.create(name, { description: uid, replicas: this.#replicas, storage: StorageType.File });
+    // `create` opens a bucket that exists: never write into (or, failing, delete) another upload's.
+    const { streamInfo, sealed } = await store.status();
+    if (sealed || streamInfo.state.messages > 0) throw new Error(`snapshot bucket ${name} is another upload's`);
     try {
       const source = createReadStream(file);
       const paced = throttle ? source.pipe(pace(throttle)) : source;

@@ -31,6 +31,11 @@ export interface SnapshotAt {
   savedAtMs: number;
 }
 
+/** Newest first: by sequence, then (two of one sequence: a graph saved again) by when it was saved. */
+export function newestSnapshotFirst(a: Omit<SnapshotAt, "name">, b: Omit<SnapshotAt, "name">): number {
+  return b.seq - a.seq || b.savedAtMs - a.savedAtMs;
+}
+
 /** Something that needs the log after `seq` (and, for a backup or restore, the snapshot it copies); `what` names it in status and logs. */
 export interface LogNeed {
   what: string;
@@ -71,7 +76,7 @@ export const pointInTimeWindow = "point-in-time window";
 export const pointInTimeSnapshotsPerWindow = 4;
 
 export function shardFloor(input: FloorInput): ShardFloor {
-  const newestFirst = [...input.snapshots].sort((a, b) => b.seq - a.seq);
+  const newestFirst = [...input.snapshots].sort(newestSnapshotFirst);
   const newest = newestFirst[0];
   if (newest === undefined) return { seq: 0, heldBy: noSnapshotYet, obsoleteSnapshots: [] };
   // The newest, and those replaced (by the next newer one) within the grace period.

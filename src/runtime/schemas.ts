@@ -419,6 +419,8 @@ export interface ReplicaStatus {
   count?: number;
   /** Points applied and searchable (scanned exactly) that the HNSW graph has not absorbed yet. */
   pending?: number;
+  /** Points of the replica's newest snapshot that its graph did not hold when saved: a restart indexes them again (a re-save comes once absorbed). */
+  snapshotUnabsorbed?: number;
   restored?: RestoreInfo;
 }
 

@@ -212,19 +212,26 @@ export const names = {
   /**
    * One object-store bucket per shard snapshot: deleting a snapshot deletes its stream, the one
    * way nats-server 2.9 gives the disk back (objects deleted from a shared bucket left their
-   * 8 MiB blocks behind: 39 MB on disk for 14 MB of live snapshots, decision 007).
+   * 8 MiB blocks behind: 39 MB on disk for 14 MB of live snapshots, decision 007). The
+   * revision (the upload's start, in ms) tells apart two snapshots of one sequence: a replica
+   * saves again once its graph absorbed what a save left out, and a newly designated replica
+   * may save at the sequence its predecessor did. With one name, the second upload opened the
+   * first's sealed bucket, failed to write, and deleted it.
    */
-  snapshotBucket: (collection: string, shard: number, seq: number) => `${snapshotBucketPrefix}${collection}_${shard}_${seq}`,
+  snapshotBucket: (collection: string, shard: number, seq: number, revision: number) => `${snapshotBucketPrefix}${collection}_${shard}_${seq}_r${revision}`,
   /** The object inside a snapshot bucket. */
   snapshotObject: "snapshot",
 } as const;
 
 const snapshotBucketPrefix = "jadesnap_";
 
-/** Parses a snapshot bucket's name back (collection names may hold `_`: shard and seq are the last two parts). */
+/**
+ * Parses a snapshot bucket's name back (collection names may hold `_`: shard, seq and the
+ * revision are the last parts; names without a revision were written before it existed).
+ */
 export function parseSnapshotBucket(bucket: string): { collection: string; shard: number; seq: number } | undefined {
   if (!bucket.startsWith(snapshotBucketPrefix)) return undefined;
-  const match = /^(.+)_(\d+)_(\d+)$/.exec(bucket.slice(snapshotBucketPrefix.length));
+  const match = /^(.+)_(\d+)_(\d+)(?:_r\d+)?$/.exec(bucket.slice(snapshotBucketPrefix.length));
   if (!match || !isCollectionName(match[1]!)) return undefined;
   return { collection: match[1]!, shard: Number(match[2]), seq: Number(match[3]) };
 }

@@ -47,6 +47,7 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
               const appliedSeq = local?.appliedSeq ?? beat?.appliedSeq ?? 0;
               const count = local?.pointCount ?? beat?.count;
               const pending = local?.pendingRows ?? beat?.pending;
+              const snapshotUnabsorbed = local?.snapshotUnabsorbed ?? beat?.snapshotUnabsorbed;
               const last = lastSeq ?? appliedSeq;
               const restored = local?.restored ?? beat?.restored;
               return {
@@ -57,6 +58,7 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
                 lag: Math.max(0, last - appliedSeq),
                 ...(count === undefined ? {} : { count }),
                 ...(pending === undefined ? {} : { pending }),
+                ...(snapshotUnabsorbed === undefined ? {} : { snapshotUnabsorbed }),
                 ...(restored ? { restored } : {}),
               };
             }),

@@ -31,6 +31,8 @@ export const ReplicaBeat = z.object({
   restored: RestoreInfo.optional(),
   /** Points applied and searchable (exactly) that the graph has not absorbed yet. */
   pending: z.number().int().default(0),
+  /** Points of its newest snapshot the saved graph did not hold (a restart indexes them again; a re-save comes once absorbed). */
+  snapshotUnabsorbed: z.number().int().default(0),
 });
 export type ReplicaBeat = z.infer<typeof ReplicaBeat>;
 

@@ -136,6 +136,11 @@ export class ShardReplica {
     return this.#parts.progress.pendingRows;
   }
 
+  /** Points of the newest snapshot (saved or restored) that its graph did not hold. */
+  get snapshotUnabsorbed(): number {
+    return this.#actor.getSnapshot().context.snapshotUnabsorbed;
+  }
+
   /** Resolves once the replica applied `seq` (read-your-writes), or rejects with a timeout error. */
   waitApplied(seq: number, timeoutMs: number): Promise<void> {
     if (this.appliedSeq >= seq) return Promise.resolve();
