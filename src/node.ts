@@ -215,6 +215,8 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const backups = new Backups({
     nodeId,
     servers: options.servers,
+    seedCheckpoint: (config, shard, seq, file) => host.seedCheckpoint(config, shard, seq, file),
+    unseedCheckpoints: (config) => host.unseedCheckpoints(config),
     nc: nats.nc,
     js: bulk.js,
     jsm: bulk.jsm,

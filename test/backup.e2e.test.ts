@@ -95,14 +95,20 @@ describe("backup and restore", () => {
     await client.delete("orig", { ids: ["p100", "p101"], consistency: "all" });
 
     const restore = await client.restore({ backup: started.id, as: "copy" });
-    await client.waitForRestore(restore.id);
+    const restored = await client.waitForRestore(restore.id);
     const ids = [...batch(0, 600, "").map((p) => p.id)];
     expect(await contentsOf(client, "copy", ids)).toEqual(expected);
     expect((await client.count("copy", { consistency: "strong" })).count).toBe(expected.size);
     expect(await topK(client, "copy")).toEqual(expectedTopK);
-    // Its replicas started from the restored snapshots, as replicas of any collection do.
-    const copy = (await client.clusterStatus()).collections.find((c) => c.name === "copy")!;
-    expect(copy.shards.flatMap((s) => s.replicas.map((r) => r.restored?.source))).toEqual(Array(6).fill("snapshot"));
+    // Its replicas started from the restored snapshots, as replicas of any collection do; those on the
+    // node that ran the restore from the file it handed over, without downloading it back.
+    const copy = await waitFor(async () => {
+      const found = (await client.clusterStatus()).collections.find((c) => c.name === "copy")!;
+      return found.shards.every((s) => s.replicas.every((r) => r.restored)) ? found : undefined;
+    }, { what: "every replica's start in the status (heartbeats)" });
+    const sources = copy.shards.flatMap((s) => s.replicas.map((r) => [r.node, r.restored!.source]));
+    expect(sources).toEqual(sources.map(([node]) => [node, node === restored.node ? "checkpoint" : "snapshot"]));
+    expect(sources.filter(([node]) => node === restored.node).length).toBeGreaterThan(0);
     // The restored collection takes writes like any other.
     await client.upsert("copy", { points: batch(700, 10, "new"), consistency: "all" });
     expect((await client.count("copy", { consistency: "strong" })).count).toBe(expected.size + 10);

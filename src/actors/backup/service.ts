@@ -61,6 +61,9 @@ export interface BackupsDeps {
   nodeId: string;
   /** For the backup threads' own connections (thread.ts). */
   servers: string[];
+  /** This node's replicas take a restored shard's snapshot as their local checkpoint (restore.ts). */
+  seedCheckpoint: RestoreDeps["seedCheckpoint"];
+  unseedCheckpoints: RestoreDeps["unseedCheckpoints"];
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
@@ -361,7 +364,7 @@ export class Backups {
 
   #restoreDeps(log: Logger): RestoreDeps {
     const d = this.#deps;
-    return { nc: d.nc, js: d.js, jsm: d.jsm, streamReplicas: d.streamReplicas, snapshots: d.snapshots, catalog: d.catalog, membership: d.membership, placements: d.placements, scratchDir: d.scratchDir, log };
+    return { nc: d.nc, js: d.js, jsm: d.jsm, streamReplicas: d.streamReplicas, snapshots: d.snapshots, catalog: d.catalog, placements: d.placements, scratchDir: d.scratchDir, log, seedCheckpoint: d.seedCheckpoint, unseedCheckpoints: d.unseedCheckpoints };
   }
 
   #files(location: BackupLocation, id: string): BackupFiles {

@@ -4,6 +4,8 @@
  * node should host and stop the others. The first replica listed for a shard
  * is the one that writes snapshots.
  */
+import { constants as fsConstants } from "node:fs";
+import { copyFile } from "node:fs/promises";
 import type { Logger } from "../../runtime/log.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { Catalog } from "../cluster/catalog.ts";
@@ -55,6 +57,29 @@ export class ReplicaHost {
 
   all(): ShardReplica[] {
     return [...this.#replicas.values()].flat().filter((r): r is ShardReplica => r !== undefined);
+  }
+
+  /**
+   * A restore on this node hands over the snapshot it just stored for a shard, as this node's
+   * checkpoint of it: a replica placed here then loads it instead of downloading the same bytes
+   * back (a Fashion-MNIST restore spent ~1 s per shard downloading, one shard at a time). The
+   * restore seeds every shard before the collection is placed, then `unseedCheckpoints` drops
+   * those of shards that were placed elsewhere.
+   */
+  async seedCheckpoint(config: CollectionConfig, shard: number, seq: number, file: string): Promise<void> {
+    const { checkpoints } = this.#deps;
+    const scratch = await checkpoints.scratchFile(config.uid, shard);
+    await copyFile(file, scratch, fsConstants.COPYFILE_FICLONE);
+    await checkpoints.commit(config.uid, shard, scratch, seq);
+  }
+
+  /** Drops the seeded checkpoints of the collection's shards that no replica here hosts. */
+  async unseedCheckpoints(config: CollectionConfig): Promise<void> {
+    const placed = this.#placements?.get(config.name)?.record;
+    if (placed?.uid !== config.uid) return;
+    for (let shard = 0; shard < config.shards; shard++) {
+      if (!hostsOf(placed.shards[shard]!).includes(this.#deps.nodeId)) await this.#deps.checkpoints.drop(config.uid, shard);
+    }
   }
 
   /** How this node holds the shard: designated snapshot writer (first replica), or a throttled learner. */

@@ -29,7 +29,15 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
   const local = await deps.checkpoints.latest(config.uid, shard);
   if (local && local.seq + config.snapshot.everyEntries >= (shared[0]?.seq ?? 0)) {
     const seq = await loadCheckpoint(replica, local.file, local.seq);
-    if (seq !== undefined) return restoredFrom(replica, RestoreSource.Checkpoint, seq);
+    if (seq !== undefined) {
+      // Where the node and the store share a disk, a checkpoint of what a shared snapshot holds is
+      // a second copy of it (a restore hands one over: ReplicaHost.seedCheckpoint).
+      if (!deps.settings.keepUploadedCheckpoint && shared.some((s) => s.seq === seq)) {
+        await deps.checkpoints.discard(config.uid, shard, seq);
+        progress.checkpointSeq = 0;
+      }
+      return restoredFrom(replica, RestoreSource.Checkpoint, seq);
+    }
   }
   await mkdir(deps.scratchDir, { recursive: true });
   if (replica.role().throttled) {
