@@ -255,6 +255,10 @@ describe("two snapshots of one sequence", () => {
       };
       expect(await bytesOf(a.name)).toBe(300_000);
       expect(await bytesOf(b.name)).toBe(200_000);
+      // A paced upload whose file is gone (a restarting replica discarded its checkpoint) fails, and
+      // leaves no bucket: the read stream's error once went unhandled and killed the node (chaos suite).
+      await expect(snapshots.upload("twice", "uid-1", 0, 41, path.join(dir, "deleted"), async () => undefined)).rejects.toThrow(/ENOENT/);
+      expect((await snapshots.all()).filter((s) => s.seq === 41)).toEqual([]);
     } finally {
       await nc.close();
     }

@@ -16,6 +16,7 @@ import { StorageType, type JetStreamClient } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { names, parseSnapshotBucket } from "../runtime/subjects.ts";
 import { newestSnapshotFirst } from "../runtime/retention.ts";
+import { pipeInto } from "../runtime/streams.ts";
 
 /** Waits until `bytes` more may pass (a transfer budget). */
 export type Throttle = (bytes: number) => Promise<void>;
@@ -81,7 +82,8 @@ export class SnapshotStore {
     if (sealed || streamInfo.state.messages > 0) throw new Error(`snapshot bucket ${name} is another upload's`);
     try {
       const source = createReadStream(file);
-      const paced = throttle ? source.pipe(pace(throttle)) : source;
+      // A file deleted under the upload (a replica restarting discards a checkpoint) fails it.
+      const paced = throttle ? pipeInto(source, pace(throttle)) : source;
       const body = Readable.toWeb(paced) as unknown as ReadableStream<Uint8Array>;
       await store.put({ name: names.snapshotObject }, body);
       await store.seal();

@@ -15,6 +15,7 @@ import { StorageType } from "@nats-io/jetstream";
 import type { ObjectStore, Objm } from "@nats-io/obj";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
 import { type BackupLocation, describeLocation } from "../../runtime/backup-schemas.ts";
+import { pipeInto } from "../../runtime/streams.ts";
 
 export interface WrittenFile {
   bytes: number;
@@ -119,11 +120,8 @@ class BucketFiles implements BackupFiles {
   async write(file: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<WrittenFile> {
     const store = await this.#store(true);
     const { transform, finish } = hashing({ bytes: 0, sha256: "" });
-    const source = Readable.from(chunks);
-    // `pipe` does not pass a source's error on: unhandled, it killed the node (a collection
-    // dropped while a bucket backup read its log; found by the fuzz suite). The put fails instead.
-    source.once("error", (err) => transform.destroy(err));
-    const body = Readable.toWeb(source.pipe(transform)) as unknown as ReadableStream<Uint8Array>;
+    // A source that fails (its log dropped meanwhile) fails the put.
+    const body = Readable.toWeb(pipeInto(Readable.from(chunks), transform)) as unknown as ReadableStream<Uint8Array>;
     await store.put({ name: this.#prefix + file }, body);
     return finish();
   }
