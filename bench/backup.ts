@@ -22,7 +22,7 @@ import { JadeClient } from "../src/client/client.ts";
 import { Encoding } from "../src/runtime/encoding.ts";
 import type { ClusterStatus } from "../src/runtime/schemas.ts";
 import { Harness, waitFor } from "../test/support/harness.ts";
-import { worthResaving } from "../src/machines/replica.ts";
+import { worthResaving } from "../src/machines/replica-snapshots.ts";
 import { fmt, ingest, index, kv, loadDataset, log, onCleanup, once, resultsDir, round, searchBodies, section, table, writeResults } from "./common.ts";
 import { clusteredDefaults, clusteredQueries, clusteredVectors } from "./datasets-clustered.ts";
 import type { VectorSet } from "./datasets.ts";

@@ -12,7 +12,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { followLog, isLogPurgedError } from "../src/actors/replica/follow.ts";
-import { worthResaving } from "../src/machines/replica.ts";
+import { worthResaving } from "../src/machines/replica-snapshots.ts";
 import type { JadeClient } from "../src/client/client.ts";
 import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import { SnapshotStore } from "../src/nats/snapshots.ts";

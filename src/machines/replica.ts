@@ -13,7 +13,7 @@
  *  restoring ─┤                                ▼
  *      ▲      └─ onDone ─► active ─ FOLLOW_FAILED / follow error ─► failed
  *      │                   ║ readiness: replaying ─► serving ⇄ lagging
- *      │                   ║ snapshots: idle → saving → cooling → idle (ABSORBED: see resaveUnabsorbedMin)
+ *      │                   ║ snapshots: idle → saving → cooling → idle (ABSORBED: see replica-snapshots.ts)
  *      └──── after retryDelay (retries+1) ──────────────────────── failed
  *  STOP (any state) ─► stopped (final)
  * ```
@@ -30,6 +30,7 @@ import {
 } from "xstate";
 import { errorMessage } from "../runtime/errors.ts";
 import { timerDelayMsMax, unboundEffect as unbound, unhandledState } from "./common.ts";
+import { snapshotCostFactor, worthResaving, type Unabsorbed } from "./replica-snapshots.ts";
 
 // ───────────────────────────── states ─────────────────────────────
 
@@ -143,13 +144,6 @@ export interface RestoreInput {
   collection: string;
   shard: number;
 }
-/** How much of a snapshot's graph was missing: points saved before the graph absorbed them. */
-export interface Unabsorbed {
-  /** points the snapshot's graph did not hold */
-  unabsorbed?: number;
-  /** every point of the snapshot */
-  points?: number;
-}
 export interface RestoreOutput extends Unabsorbed {
   /** sequence covered by the loaded snapshot; 0 if none (fresh empty index) */
   snapshotSeq: number;
@@ -170,29 +164,6 @@ export interface SnapshotOutput extends Unabsorbed {
   seq: number;
   /** how long the save took: the next one waits `snapshotCostFactor` times this (see `cooling`) */
   durationMs?: number;
-}
-
-/**
- * After a save of D ms no save starts for this many times D: saves then take at most 1/20th of
- * a replica's time whatever the shard's size. A save's cost grows with the shard, the work it
- * spares a restart grows with what was applied since the last one; at a million points a
- * save every 30 s interval for a trickle of writes spent seconds saving for a few entries.
- */
-export const snapshotCostFactor = 20;
-
-/**
- * A snapshot saved while the graph was still absorbing a burst of writes leaves the points it
- * had not absorbed to whoever loads it (a restart, a new replica, a restore of a backup), who
- * indexes them again: a save with no new entries is still worth it once the graph holds them,
- * if they are at least this many…
- */
-export const resaveUnabsorbedMin = 1_024;
-/** …and at least this share of the snapshot's points. */
-export const resaveUnabsorbedShare = 0.05;
-
-/** Whether a snapshot that left `unabsorbed` of its `points` outside its graph is worth saving again once they are absorbed. */
-export function worthResaving(unabsorbed: number, points: number): boolean {
-  return unabsorbed >= resaveUnabsorbedMin && unabsorbed >= resaveUnabsorbedShare * points;
 }
 
 function graphOutgrewSnapshot(c: ReplicaContext): boolean {
