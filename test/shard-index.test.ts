@@ -558,9 +558,11 @@ describe("ShardIndex graph compaction", () => {
     absorbAll(shard);
     expect(shard.graph.size).toBe(shard.size);
     expect(selfRecall(shard)).toBeGreaterThan(0.99);
+    // Every point written meanwhile is in the graph under its latest vector. Among its 10 nearest, not
+    // only the first: HNSW is approximate, and at k = 1 one of ~2,000 such points was once missed.
     for (const [id, vector] of latest) {
       if (shard.points.slotOf(id) === undefined) continue;
-      expect(shard.search({ vector, k: 1, withPayload: false, withVectors: false })[0]).toMatchObject({ id, distance: 0 });
+      expect(shard.search({ vector, k: 10, withPayload: false, withVectors: false }).find((h) => h.id === id), id).toMatchObject({ id, distance: 0 });
     }
     expect(vectors.length).toBe(4_000 * dim);
   });
