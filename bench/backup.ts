@@ -20,7 +20,7 @@ import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { JadeClient } from "../src/client/client.ts";
 import { Encoding } from "../src/runtime/encoding.ts";
-import type { ClusterStatus } from "../src/runtime/schemas.ts";
+import type { ClusterStatus } from "../src/runtime/status.ts";
 import { Harness, waitFor } from "../test/support/harness.ts";
 import { worthResaving } from "../src/machines/replica-snapshots.ts";
 import { fmt, ingest, index, kv, loadDataset, log, onCleanup, once, resultsDir, round, searchBodies, section, table, writeResults } from "./common.ts";

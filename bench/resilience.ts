@@ -28,7 +28,8 @@
  */
 import os from "node:os";
 import { JadeClient } from "../src/client/client.ts";
-import type { ClusterStatus, SearchResult } from "../src/runtime/schemas.ts";
+import type { SearchResult } from "../src/runtime/schemas.ts";
+import type { ClusterStatus } from "../src/runtime/status.ts";
 import { Encoding } from "../src/runtime/encoding.ts";
 import { subjects } from "../src/runtime/subjects.ts";
 import { Harness, waitFor, type ChildNode } from "../test/support/harness.ts";

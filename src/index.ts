@@ -9,7 +9,6 @@ export { startEmbeddedNats, NatsServerMissingError, NatsServerStartError, type E
 export { ErrorCode, JadeError, type Reply, type WireError } from "./runtime/errors.ts";
 export { limits } from "./runtime/limits.ts";
 export type {
-  ClusterStatus,
   CollectionConfig,
   CountRequest,
   CreateCollectionRequest,
@@ -19,7 +18,6 @@ export type {
   Payload,
   Point,
   ReadConsistency,
-  ReplicaStatus,
   SearchRequest,
   SearchResult,
   SessionToken,
@@ -27,4 +25,5 @@ export type {
   UpsertRequest,
   WriteConsistency,
 } from "./runtime/schemas.ts";
+export type { ClusterStatus, ReplicaStatus } from "./runtime/status.ts";
 export { subjects } from "./runtime/subjects.ts";

@@ -16,7 +16,7 @@ import { worthResaving } from "../src/machines/replica-snapshots.ts";
 import type { JadeClient } from "../src/client/client.ts";
 import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import { SnapshotStore } from "../src/nats/snapshots.ts";
-import type { ClusterStatus } from "../src/runtime/schemas.ts";
+import type { ClusterStatus } from "../src/runtime/status.ts";
 import { Harness, waitFor } from "./support/harness.ts";
 import { randomVectors, seededRandom } from "./support/random.ts";
 

@@ -10,7 +10,6 @@ import { z } from "zod";
 import { errorMessage, ErrorCode, JadeError, type Reply } from "../runtime/errors.ts";
 import { limits } from "../runtime/limits.ts";
 import type {
-  ClusterStatus,
   CollectionConfig,
   CountRequest,
   CreateCollectionRequest,
@@ -25,6 +24,7 @@ import type {
   UpsertRequest,
   Payload,
 } from "../runtime/schemas.ts";
+import type { ClusterStatus } from "../runtime/status.ts";
 import { adminTimeoutMs, nodeApiSubject, subjects, type AdminOp, type CatalogOp, type CollectionOp } from "../runtime/subjects.ts";
 import { NodeTracker } from "./nodes.ts";
 import { waitForJob, type JobWaitOptions } from "./jobs.ts";

@@ -4,7 +4,7 @@
  * the placement, with each replica's state and applied sequence from its node's
  * heartbeat (our own replicas first-hand) and lag against the shard log.
  */
-import type { ClusterStatus, JobStatus, ReplicaStatus } from "../../runtime/schemas.ts";
+import type { ClusterStatus, JobStatus, ReplicaStatus } from "../../runtime/status.ts";
 import type { ApiDeps } from "./types.ts";
 import { readLogState } from "../control/retention.ts";
 

@@ -11,7 +11,7 @@ import { z } from "zod";
 import { ReplicaState } from "../../machines/replica.ts";
 import { KvView } from "../../nats/kv-view.ts";
 import type { Logger } from "../../runtime/log.ts";
-import { RestoreInfo } from "../../runtime/schemas.ts";
+import { RestoreInfo } from "../../runtime/status.ts";
 import { heartbeatIntervalMsDefault, nodeSilentMsDefault } from "../../runtime/limits.ts";
 
 export const ReplicaBeat = z.object({

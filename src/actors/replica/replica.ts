@@ -8,7 +8,8 @@ import { createActor, fromCallback, fromPromise, type EventObject, type Subscrip
 import { errorMessage, ErrorCode, JadeError, unavailable } from "../../runtime/errors.ts";
 import type { Filter } from "../../runtime/filter.ts";
 import { Mutex } from "../../runtime/mutex.ts";
-import type { CollectionConfig, RestoreInfo, StoredPoint } from "../../runtime/schemas.ts";
+import type { CollectionConfig, StoredPoint } from "../../runtime/schemas.ts";
+import type { RestoreInfo } from "../../runtime/status.ts";
 import { names, shardKey, subjects } from "../../runtime/subjects.ts";
 import {
   isReadable,

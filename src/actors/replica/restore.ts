@@ -6,7 +6,7 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { errorMessage } from "../../runtime/errors.ts";
-import { RestoreSource } from "../../runtime/schemas.ts";
+import { RestoreSource } from "../../runtime/status.ts";
 import { names } from "../../runtime/subjects.ts";
 import { copyCheckpoint } from "./peer-copy.ts";
 import type { Throttle } from "../../nats/snapshots.ts";

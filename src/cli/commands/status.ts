@@ -1,6 +1,6 @@
 /** `jade status`: nodes, coordinator, and per collection the shard × replica grid. */
 import type { Command } from "commander";
-import type { ClusterStatus, ReplicaStatus, ShardLogStatus } from "../../runtime/schemas.ts";
+import type { ClusterStatus, ReplicaStatus, ShardLogStatus } from "../../runtime/status.ts";
 import { formatCount, plural, printJson, printLine, table, type Cell } from "../format.ts";
 import { runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 

@@ -1,0 +1,78 @@
+/**
+ * What the status reports: replicas, shard logs, jobs and the cluster view. Shapes only
+ * (readers import them without the message schemas).
+ */
+import { z } from "zod";
+
+/**
+ * Where a replica's index came from when it (re)started: its own checkpoint, a copy of a
+ * serving replica's checkpoint (joining a shard), a shared snapshot, or the log alone.
+ */
+export const RestoreSource = {
+  Checkpoint: "checkpoint",
+  Peer: "peer",
+  Snapshot: "snapshot",
+  Log: "log",
+} as const;
+export type RestoreSource = (typeof RestoreSource)[keyof typeof RestoreSource];
+
+export const RestoreInfo = z.object({
+  source: z.enum(RestoreSource),
+  /** The log sequence the loaded state covers; replay started after it. */
+  seq: z.number().int(),
+});
+export type RestoreInfo = z.infer<typeof RestoreInfo>;
+
+export interface ReplicaStatus {
+  node: string;
+  state: string;
+  appliedSeq: number;
+  lastSeq: number;
+  lag: number;
+  count?: number;
+  /** Points applied and searchable (scanned exactly) that the HNSW graph has not absorbed yet. */
+  pending?: number;
+  /** Points of the replica's newest snapshot that its graph did not hold when saved: a restart indexes them again (a re-save comes once absorbed). */
+  snapshotUnabsorbed?: number;
+  restored?: RestoreInfo;
+}
+
+export interface ShardLogStatus {
+  firstSeq: number;
+  lastSeq: number;
+  messages: number;
+  bytes: number;
+  /** Entries at or below this sequence were purged (or may be). */
+  floor: number;
+  /** What holds the floor: the newest snapshot, a replica, the point-in-time window, a backup. */
+  heldBy: string;
+}
+
+/** A backup or restore running now, as the status shows it. */
+export interface JobStatus {
+  id: string;
+  kind: "backup" | "restore";
+  node: string;
+  collections: string[];
+  bytesDone: number;
+  bytesTotal: number;
+  shardsDone: number;
+  shardsTotal: number;
+}
+
+export interface ClusterStatus {
+  nodes: { id: string; self: boolean; live: boolean; load: number; rssBytes: number; lastSeenMs: number }[];
+  coordinator: string | null;
+  /** Backups and restores running now (their history: `backup.list`, `restore.list`). */
+  jobs: JobStatus[];
+  collections: {
+    name: string;
+    dimension: number;
+    metric: string;
+    replicas: number;
+    /** Placement epoch: bumped on every placement change. */
+    epoch: number;
+    /** `log`: the shard log and its purge floor, as the coordinator's last retention pass saw them. */
+    shards: { shard: number; replicas: ReplicaStatus[]; log?: ShardLogStatus }[];
+  }[];
+}
