@@ -190,7 +190,7 @@ export async function runBackupBench(opts: BackupBenchOptions): Promise<void> {
   onCleanup(() => harness.close());
   const dataDir = await harness.tempDir("jade-bench-dev-");
   const backupDir = await harness.tempDir("jade-bench-backups-");
-  const dev = await harness.spawnJade(["dev", "--data", dataDir, "--nats-port", "0"]);
+  const dev = await harness.spawnJade(["dev", "--data", dataDir, "--nats-port", "0", "--http-port", "0"]);
   let stopping = false;
   onCleanup(async () => void (stopping = true));
   // A node that dies mid-run would leave the benchmark waiting on it: say why, and stop.

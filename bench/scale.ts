@@ -68,7 +68,7 @@ interface DevNode {
 }
 
 async function startDev(dataDir: string): Promise<DevNode> {
-  const child = spawn(process.execPath, [path.join(repoRoot, "bin", "jade.mjs"), "dev", "--data", dataDir, "--nats-port", "0"], {
+  const child = spawn(process.execPath, [path.join(repoRoot, "bin", "jade.mjs"), "dev", "--data", dataDir, "--nats-port", "0", "--http-port", "0"], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, JADE_LOG_LEVEL: "info" },
   });

@@ -67,7 +67,7 @@ export async function runStorage(opts: StorageOptions): Promise<void> {
   const harness = new Harness();
   onCleanup(() => harness.close());
   const dataDir = await harness.tempDir("jade-bench-dev-");
-  const dev = await harness.spawnJade(["dev", "--data", dataDir, "--nats-port", "0"]);
+  const dev = await harness.spawnJade(["dev", "--data", dataDir, "--nats-port", "0", "--http-port", "0"]);
   const client = await JadeClient.connect({ servers: dev.natsUrl, name: "jade-bench-storage", timeoutMs: 120_000 });
   onCleanup(once(() => client.close()));
   await client.createCollection({ name: "churn", dimension, metric: "l2", shards: 4, snapshot: { everyEntries: 1_000_000, intervalMs: 2_000 } });

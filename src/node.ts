@@ -28,6 +28,8 @@ import { rootLogger, type Logger } from "./runtime/log.ts";
 import { connectBulk, connectNats, type BulkConnection, type NatsContext } from "./nats/connect.ts";
 import { nodeIdPattern } from "./runtime/subjects.ts";
 import { Backups, defaultBackupSettings, type BackupSettings } from "./actors/backup/service.ts";
+import { HttpServer, type HttpOptions } from "./actors/http/server.ts";
+import { jadeVersion } from "./runtime/version.ts";
 
 export interface NodeOptions {
   servers: string[];
@@ -49,6 +51,8 @@ export interface NodeOptions {
   membership?: Partial<MembershipSettings>;
   coordinator?: Partial<CoordinatorSettings>;
   backup?: Partial<BackupSettings>;
+  /** Serve HTTP (the REST API, OpenAPI, health): off without it. */
+  http?: HttpOptions;
   log?: Logger;
 }
 
@@ -66,14 +70,21 @@ interface NodeParts {
   /** Backups' and restores' own connection (nats/connect.ts, connectBulk). */
   bulk: BulkConnection;
   backups: Backups;
+  http: HttpServer | undefined;
 }
 
 export class JadeNode {
   readonly nodeId: string;
   readonly nats: NatsContext;
+  #httpUrl: string | undefined;
   readonly #parts: NodeParts;
   readonly #log: Logger;
   #stopped = false;
+
+  /** The HTTP base URL, when serving HTTP. */
+  get httpUrl(): string | undefined {
+    return this.#httpUrl;
+  }
 
   private constructor(nodeId: string, nats: NatsContext, parts: NodeParts, log: Logger) {
     this.nodeId = nodeId;
@@ -98,15 +109,24 @@ export class JadeNode {
     const data = await startDataPlane({ nodeId, nats, catalog, placements, options, settings, log });
     const parts = await startServing({ nodeId, nats, catalog, placements, options, settings, log, ...data });
     await nats.nc.flush();
-    log.info({ servers: options.servers }, "node started");
-    return new JadeNode(nodeId, nats, parts, log);
+    const node = new JadeNode(nodeId, nats, parts, log);
+    if (options.http) {
+      // A taken port fails the start, and leaves nothing running.
+      node.#httpUrl = await parts.http?.start(options.http).catch(async (err: unknown) => {
+        await node.stop();
+        throw err;
+      });
+    }
+    log.info({ servers: options.servers, http: node.httpUrl }, "node started");
+    return node;
   }
 
   /** Stops taking work, finishes what is in flight, then closes workers and the connection. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http } = this.#parts;
+    await http?.stop().catch((err) => this.#log.warn({ err }, "http stop"));
     host.freeze();
     // Say goodbye first so peers stop routing here, and hand the coordinator lease over.
     await membership.beat(true).catch(() => undefined);
@@ -202,10 +222,11 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     if (change.type === "delete") tracker.forget(change.name);
   });
   let gateway: Gateway | undefined;
+  let http: HttpServer | undefined;
   const membership = new Membership(
     nats.nodes,
     nodeId,
-    () => ({ replicas: host.all().map(replicaBeatOf), load: replicaServer.inflight + (gateway?.inflight ?? 0) }),
+    () => ({ replicas: host.all().map(replicaBeatOf), load: replicaServer.inflight + (gateway?.inflight ?? 0) + (http?.inflight ?? 0) }),
     log,
     settings.membership,
   );
@@ -253,11 +274,13 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const writer = new Writer(nats, tracker, options.backlogBytesMax);
   const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
   replicaServer.start(nats.nc);
-  gateway = new Gateway({ nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, retention: nats.retention }, log);
+  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, retention: nats.retention };
+  gateway = new Gateway(api, log);
   gateway.start(nats.nc);
+  if (options.http) http = new HttpServer({ api, connected: nats.connected, version: jadeVersion, log });
   const ingestion = new Ingestion(nats, catalog, writer, log);
   await ingestion.start();
-  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups };
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http };
 }
 
 /** What this node's heartbeat says about one of its replicas. */

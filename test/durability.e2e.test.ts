@@ -101,7 +101,7 @@ describe("kill -9 and restart", () => {
 
   it("`jade dev` killed with -9 together with its nats-server comes back with its data", async () => {
     const data = await harness.tempDir();
-    const first = await harness.spawnJade(["dev", "--data", data, "--nats-port", "0"]);
+    const first = await harness.spawnJade(["dev", "--data", data, "--nats-port", "0", "--http-port", "0"]);
     expect(first.readyLine).toMatch(/ready .*nats=nats:\/\/127\.0\.0\.1:\d+/);
     let client = await JadeClient.connect({ servers: first.natsUrl });
     await client.createCollection({ name: "devcrash", dimension, metric: "cosine", shards: 2 });
@@ -111,7 +111,7 @@ describe("kill -9 and restart", () => {
     await writer.stop();
     await client.close();
 
-    const second = await harness.spawnJade(["dev", "--data", data, "--nats-port", "0"]);
+    const second = await harness.spawnJade(["dev", "--data", data, "--nats-port", "0", "--http-port", "0"]);
     client = await harness.client(second.natsUrl);
     await waitFor(async () => (await client.count("devcrash", { consistency: "strong" })).partial === false, {
       what: "devcrash readable",

@@ -31,9 +31,11 @@ const allowed: Record<string, string[]> = {
   "actors/backup": [...base, "nats", "actors/cluster", "actors/replica", "actors/vector-index"],
   "actors/control": [...base, "nats", "machines", "actors/cluster", "actors/backup"],
   "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup"],
+  // HTTP serves the API's handlers (the same ones NATS requests run) and the admin bodies' schemas.
+  "actors/http": [...base, "machines", "actors/api", "actors/replica", "actors/control"],
   client: [...base, "nats"],
   // The CLI starts nodes and reads the defaults of the actors it configures.
-  cli: [...base, "nats", "client", "node", "actors/replica", "actors/read", "actors/control"],
+  cli: [...base, "nats", "client", "node", "actors/replica", "actors/read", "actors/control", "actors/http"],
 };
 
 function sourceFiles(dir: string): string[] {

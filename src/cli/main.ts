@@ -6,6 +6,7 @@ import { SelectionName, selectionDefault } from "../actors/read/selection/index.
 import { defaultReplicaSettings } from "../actors/replica/types.ts";
 import { bytesPerMib, runDev, runStart } from "./serve.ts";
 import { registerClientCommands } from "./commands.ts";
+import type { HttpOptions } from "../actors/http/server.ts";
 
 function nonNegative(value: string): number {
   const n = Number(value);
@@ -29,6 +30,19 @@ export function natsUrls(value: string): string[] {
   return value.split(",").map((s) => s.trim()).filter(Boolean);
 }
 
+/** `--http-port` of `jade dev` (documented in the README): NATS's 4222 with HTTP's 80. */
+const httpPortDev = 4280;
+
+function httpPort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < -1 || n > 65_535) throw new InvalidArgumentError("must be a port (0 – 65535), or -1 for none");
+  return n;
+}
+
+function httpOf(o: { httpPort?: number; httpHost: string }): HttpOptions | undefined {
+  return o.httpPort === undefined || o.httpPort < 0 ? undefined : { port: o.httpPort, host: o.httpHost };
+}
+
 const program = new Command()
   .name("jade")
   .description("JadeVectorDB: a distributed vector database on NATS")
@@ -41,7 +55,9 @@ program
   .option("--nats-port <port>", "client port of the embedded nats-server", int, 4222)
   .option("--node-id <id>", "node identity")
   .option("--workers <n>", "index worker threads (default: one per core)", int)
-  .action((o) => runDev({ data: o.data, natsPort: o.natsPort, nodeId: o.nodeId, workers: o.workers }));
+  .option("--http-port <port>", "HTTP port: REST API, OpenAPI, health (0 = any free port, -1 = no HTTP)", httpPort, httpPortDev)
+  .option("--http-host <address>", "address HTTP listens on", "127.0.0.1")
+  .action((o) => runDev({ data: o.data, natsPort: o.natsPort, nodeId: o.nodeId, workers: o.workers, http: httpOf(o) }));
 
 program
   .command("start")
@@ -61,6 +77,8 @@ program
   )
   .option("--no-auto-rebalance", "when coordinator, do not move replicas onto a node that joins (run `jade rebalance` instead)")
   .option("--migrations-max <n>", "when coordinator, shard migrations run at once", positiveInt, defaultMigrationSettings.concurrentMax)
+  .option("--http-port <port>", "serve HTTP on this port: REST API, OpenAPI, health (0 = any free port; default: no HTTP)", httpPort)
+  .option("--http-host <address>", "address HTTP listens on", "127.0.0.1")
   .action((o) =>
     runStart({
       nats: o.nats,
@@ -73,6 +91,7 @@ program
       transferMibPerSec: o.transferMibPerSec,
       autoRebalance: o.autoRebalance,
       migrationsMax: o.migrationsMax,
+      http: httpOf(o),
     }),
   );
 

@@ -1,7 +1,7 @@
 /**
  * `jade dev` (embedded nats-server + one node) and `jade start` (a node on an
- * existing NATS). Both print one line containing `ready` and the NATS URL once
- * the API answers, and stop cleanly on SIGINT/SIGTERM.
+ * existing NATS). Both print one line containing `ready`, the NATS URL and (when
+ * serving HTTP) the HTTP URL once the API answers, and stop cleanly on SIGINT/SIGTERM.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -15,6 +15,7 @@ import type { SelectionName } from "../actors/read/selection/index.ts";
 import type { CoordinatorSettings } from "../actors/control/coordinator.ts";
 import { defaultMigrationSettings } from "../actors/control/migrations.ts";
 import type { ReplicaSettings } from "../actors/replica/types.ts";
+import type { HttpOptions } from "../actors/http/server.ts";
 
 /** The CLI speaks MiB/s; the settings count bytes. */
 export const bytesPerMib = 1024 * 1024;
@@ -31,6 +32,7 @@ export interface ServeOptions {
   /** Coordinator settings: they apply while this node leads, so start every node with the same. */
   autoRebalance?: boolean;
   migrationsMax?: number;
+  http?: HttpOptions;
 }
 
 export async function runDev(options: ServeOptions & { natsPort?: number }): Promise<void> {
@@ -103,6 +105,7 @@ async function serve(
       selection: options.selection,
       coordinator: coordinatorOptions(options),
       replica: options.transferMibPerSec === undefined ? replica : { ...replica, transferBytesPerSecMax: Math.round(options.transferMibPerSec * bytesPerMib) },
+      http: options.http,
     });
     const client = await JadeClient.connect({ servers, name: "jade-readiness" });
     await client.listCollections();
@@ -112,7 +115,8 @@ async function serve(
     await stopNats();
     process.exit(1);
   }
-  process.stdout.write(`jade ready nats=${servers.join(",")} node=${node.nodeId}\n`);
+  const http = node.httpUrl ? ` http=${node.httpUrl}` : "";
+  process.stdout.write(`jade ready nats=${servers.join(",")} node=${node.nodeId}${http}\n`);
 }
 
 function coordinatorOptions(options: ServeOptions): Partial<CoordinatorSettings> {

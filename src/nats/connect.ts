@@ -42,6 +42,8 @@ export interface NatsContext {
   objm: Objm;
   /** Number of replicas for streams/buckets we create (1 on one server, 3 on a cluster). */
   streamReplicas: number;
+  /** Connected now (false from a disconnect until the reconnect). */
+  connected: () => boolean;
 }
 
 export interface ConnectOptions {
@@ -75,17 +77,22 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
     // request, measured on the search path (docs/performance.md). Our errors say what timed out.
     noAsyncTraces: true,
   });
+  let linked = true;
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === "disconnect" || s.type === "reconnect") log.warn({ status: s.type }, "nats connection status");
+      if (s.type === "disconnect") linked = false;
+      if (s.type === "reconnect") linked = true;
     }
   })();
+  const connected = () => linked && !nc.isClosed();
   const timeout = options.jsTimeoutMs ?? 5_000;
   const js = jetstream(nc, { timeout });
   // A NATS cluster that just started may still be electing its JetStream meta leader.
   const jsm = await retryWhileStarting(() => jetstreamManager(nc, { timeout }), options.setupDeadlineMs ?? 60_000, log);
   const replicas = options.streamReplicas ?? 1;
-  return retryWhileStarting(() => setUp(nc, js, jsm, replicas, options), options.setupDeadlineMs ?? 60_000, log);
+  const handles = await retryWhileStarting(() => setUp(nc, js, jsm, replicas, options), options.setupDeadlineMs ?? 60_000, log);
+  return { ...handles, connected };
 }
 
 /** A connection for moving bulk data (backups, restores), with the JetStream handles on it. */
@@ -128,7 +135,7 @@ async function setUp(
   jsm: JetStreamManager,
   replicas: number,
   options: ConnectOptions,
-): Promise<NatsContext> {
+): Promise<Omit<NatsContext, "connected">> {
   const kvm = new Kvm(js);
   const collections = await kvm.create(names.collectionsBucket, { history: 10, replicas });
   const nodes = await kvm.create(names.nodesBucket, { history: 1, replicas, ttl: 60_000 });

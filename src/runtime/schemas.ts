@@ -78,13 +78,13 @@ export const PointId = z.string().superRefine((id, ctx) => {
 export const Vector = z.custom<number[]>().superRefine((value, ctx) => {
   const issue = shapeIssue(value);
   if (issue) refuse(ctx, issue.message, issue.path);
-});
+}).meta({ type: "array", items: { type: "number" }, description: "a vector: finite numbers, as many as the collection's dimension" });
 
 /** Little-endian float32 values as bytes (a msgpack bin): how the binary encoding carries vectors (encoding.ts). */
 export const Float32Bytes = z.custom<Uint8Array>().superRefine((value, ctx) => {
   if (!(value instanceof Uint8Array)) return refuse(ctx, `must be float32 bytes, got ${describeValue(value)}`);
   if (value.byteLength === 0 || value.byteLength % 4 !== 0) refuse(ctx, `must be a non-empty multiple of 4 bytes (float32 values), got ${value.byteLength}`);
-});
+}).meta({ type: "string", contentEncoding: "binary", description: "little-endian float32 values back to back (a msgpack bin; msgpack bodies only)" });
 
 /** A vector as a request may carry it: an array of numbers, or (msgpack) its float32 bytes. */
 export const VectorInput = z.custom<number[] | Uint8Array>().superRefine((value, ctx) => {
@@ -95,7 +95,7 @@ export const VectorInput = z.custom<number[] | Uint8Array>().superRefine((value,
   }
   const issue = shapeIssue(value);
   if (issue) refuse(ctx, issue.message, issue.path);
-});
+}).meta({ type: "array", items: { type: "number" }, description: "a vector: finite numbers, as many as the collection's dimension (in msgpack also a bin of float32 values)" });
 export type VectorInput = z.infer<typeof VectorInput>;
 
 export const CreateCollectionRequest = z
@@ -243,7 +243,7 @@ export const EmptyRequest = z.object({}).strict();
 export const Payload = z.custom<Record<string, unknown>>().superRefine((value, ctx) => {
   const issue = payloadIssue(value);
   if (issue) refuse(ctx, issue.message, issue.path);
-});
+}).meta({ type: "object", description: "a JSON object stored with the point, exactly as sent" });
 export type Payload = z.infer<typeof Payload>;
 
 export const Point = z.object({ id: PointId, vector: VectorInput, payload: Payload.optional() }).strict();
@@ -276,7 +276,7 @@ export const SessionToken = z.custom<Record<string, number>>().superRefine((valu
       return refuse(ctx, `must be a log sequence: an integer from 0 to 2^53 − 1, got ${typeof seq === "number" ? seq : typeof seq}`, [key]);
     }
   }
-});
+}).meta({ type: "object", additionalProperties: { type: "integer", minimum: 0 }, description: "a session token: {\"<shard>\": sequence}, from a write's reply" });
 export type SessionToken = z.infer<typeof SessionToken>;
 
 /** Printable ASCII: the id becomes part of a `Nats-Msg-Id` header, where CR/LF would end it. */
@@ -340,12 +340,15 @@ export const GetRequest = z
   .strict();
 export type GetRequest = z.input<typeof GetRequest>;
 
+/** Filters are parsed by runtime/filter.ts (their own errors, with paths); the schema only documents them. */
+const FilterInput = z.unknown().meta({ type: "object", description: "a filter on payload fields (docs/api.md#filters)" });
+
 export const SearchRequest = z
   .object({
     vector: VectorInput,
     k: z.number().int().min(1, "must be at least 1").max(limits.kMax, `must be at most ${limits.kMax}`),
     /** Validated by parseFilter (filter.ts), which builds the normalized form. */
-    filter: z.unknown().optional(),
+    filter: FilterInput.optional(),
     withPayload: z.boolean().default(false),
     withVectors: z.boolean().default(false),
     /** Vector sharding: probe only the shards of the nprobe nearest centroids (all when absent); ignored otherwise. */
@@ -356,7 +359,7 @@ export const SearchRequest = z
 export type SearchRequest = z.input<typeof SearchRequest>;
 
 export const CountRequest = z
-  .object({ filter: z.unknown().optional(), ...ReadOptions })
+  .object({ filter: FilterInput.optional(), ...ReadOptions })
   .strict();
 export type CountRequest = z.input<typeof CountRequest>;
 

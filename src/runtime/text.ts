@@ -35,6 +35,7 @@ export function tokenIssue(s: string, bytesMax: number): string | undefined {
 /** What kind of JSON value `value` is, for a message ("got a string", "got null"). */
 export function describeValue(value: unknown): string {
   if (value === null) return "null";
+  if (value === undefined) return "nothing (missing)";
   if (Array.isArray(value)) return "an array";
   if (typeof value === "number" && !Number.isFinite(value)) return "a non-finite number";
   return typeof value === "object" ? "an object" : `a ${typeof value}`;

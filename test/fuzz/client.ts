@@ -11,6 +11,7 @@ import { limits } from "../../src/runtime/limits.ts";
 import { isObject, NumberLiteral, toJsonText, type Body, type Json } from "./body.ts";
 import type { FuzzRequest } from "./requests.ts";
 import { errorMessage } from "../../src/runtime/errors.ts";
+import { httpTargetOf } from "./http.ts";
 
 export interface Outcome {
   /** Replies received before the deadline (a publish counts its JetStream ack). */
@@ -23,6 +24,8 @@ export interface Outcome {
   unsendable?: true;
   /** NATS answered that nobody serves the subject (a leader-only subject between two leaders). */
   noResponders?: true;
+  /** The HTTP status, for a request sent over HTTP. */
+  httpStatus?: number;
   elapsedMs: number;
   deadlineMs: number;
 }
@@ -52,9 +55,13 @@ export class FuzzClient {
   #sub: Subscription;
   #next = 0;
 
-  constructor(nc: NatsConnection, js: JetStreamClient) {
+  readonly #httpUrl: string;
+
+  /** `httpUrl`: the node's HTTP base URL, where `http` requests go. */
+  constructor(nc: NatsConnection, js: JetStreamClient, httpUrl: string) {
     this.#nc = nc;
     this.#js = js;
+    this.#httpUrl = httpUrl;
     this.#prefix = `_INBOX.fuzz.${Math.random().toString(36).slice(2)}`;
     this.#sub = nc.subscribe(`${this.#prefix}.*`, {
       callback: (_err, msg) => {
@@ -79,6 +86,7 @@ export class FuzzClient {
     } catch {
       return { replies: 0, unsendable: true, elapsedMs: 0, deadlineMs };
     }
+    if (request.transport === "http") return this.#sendHttp(request, data, deadlineMs);
     if (request.transport === "publish") {
       try {
         await this.#js.publish(request.subject, data, { timeout: deadlineMs });
@@ -116,6 +124,33 @@ export class FuzzClient {
       return { replies: pending.replies, reply, elapsedMs, deadlineMs };
     } catch (err) {
       return { replies: pending.replies, problem: `reply does not decode: ${errorMessage(err)}`, elapsedMs, deadlineMs };
+    }
+  }
+
+  async #sendHttp(request: FuzzRequest, data: Uint8Array, deadlineMs: number): Promise<Outcome> {
+    const started = performance.now();
+    const target = httpTargetOf({ ...request, transport: "request" });
+    if (!target) return { replies: 0, problem: `no HTTP route for ${request.subject}`, elapsedMs: 0, deadlineMs };
+    const msgpack = request.encoding === "msgpack";
+    let res: Response;
+    try {
+      res = await fetch(`${this.#httpUrl}${target.path}`, {
+        method: target.method,
+        ...(target.method === "GET" ? {} : { body: data, headers: { "content-type": msgpack ? "application/msgpack" : "application/json" } }),
+        signal: AbortSignal.timeout(deadlineMs),
+      });
+    } catch (err) {
+      const elapsedMs = performance.now() - started;
+      if (err instanceof DOMException && err.name === "TimeoutError") return { replies: 0, elapsedMs, deadlineMs };
+      return { replies: 0, problem: `HTTP request failed: ${errorMessage(err)}`, elapsedMs, deadlineMs };
+    }
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const elapsedMs = performance.now() - started;
+    try {
+      const reply = res.headers.get("content-type")?.startsWith("application/msgpack") ? packr.unpack(bytes) : JSON.parse(decoder.decode(bytes));
+      return { replies: 1, reply, httpStatus: res.status, elapsedMs, deadlineMs };
+    } catch (err) {
+      return { replies: 1, problem: `HTTP ${res.status} reply does not decode: ${errorMessage(err)}`, elapsedMs, deadlineMs };
     }
   }
 

@@ -21,6 +21,7 @@ import { runIngestion, type IngestReport } from "./ingest.ts";
 import { Inspector, type MemoryUsage } from "./inspector.ts";
 import { mutated } from "./mutations.ts";
 import { poisonRequest } from "./poison.ts";
+import { httpTargetOf } from "./http.ts";
 import { violation } from "./properties.ts";
 import { validRequest, type FuzzRequest } from "./requests.ts";
 import { glanceReferences, readReferences, referencePoints, referenceSpecs, setUpWorld, type World } from "./world.ts";
@@ -75,7 +76,7 @@ const nodeId = "fuzz-node";
 /** How a request is shown in a failure report: subject, expectation and the start of its body. */
 function describeRequest(r: FuzzRequest): string {
   const body = "json" in r.body ? toJsonText(r.body.json) : "bytes" in r.body ? `<${r.body.bytes.byteLength} bytes> ${Buffer.from(r.body.bytes.subarray(0, 120)).toString("hex")}` : `msgpack ${safeJson(r.body.msgpack)}`;
-  return `[${r.expect}] ${r.subject} ${body.length > 600 ? `${body.slice(0, 600)}… (${body.length} chars)` : body}`;
+  return `[${r.expect}]${r.transport === "http" ? " (over HTTP)" : ""} ${r.subject} ${body.length > 600 ? `${body.slice(0, 600)}… (${body.length} chars)` : body}`;
 }
 
 function safeJson(value: unknown): string {
@@ -102,9 +103,14 @@ async function rssBytes(pid: number): Promise<number> {
   return kb === undefined ? 0 : Number(kb) * 1024;
 }
 
+/** One API request in this many that HTTP can carry goes to the REST mirror instead of NATS. */
+const httpOneIn = 4;
+
 function requestArb(world: World): fc.Arbitrary<FuzzRequest> {
   const valid = validRequest(world);
-  return fc.oneof({ weight: 9, arbitrary: valid }, { weight: 9, arbitrary: mutated(valid) }, { weight: 2, arbitrary: poisonRequest(world) });
+  return fc
+    .tuple(fc.oneof({ weight: 9, arbitrary: valid }, { weight: 9, arbitrary: mutated(valid) }, { weight: 2, arbitrary: poisonRequest(world) }), fc.nat(httpOneIn - 1))
+    .map(([request, pick]) => (pick === 0 && httpTargetOf(request) ? { ...request, transport: "http" as const } : request));
 }
 
 /** Drops and re-creates the reference collections after a failure changed them, so shrinking starts from the same state. */
@@ -123,7 +129,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const started = performance.now();
   try {
     const nats = await harness.nats();
-    const node = await harness.spawnJade(["start", "--nats", nats.url, "--data", await harness.tempDir("jade-fuzz-node-"), "--node-id", nodeId], {
+    const node = await harness.spawnJade(["start", "--nats", nats.url, "--data", await harness.tempDir("jade-fuzz-node-"), "--node-id", nodeId, "--http-port", "0"], {
       env: options.measureMemory ? { NODE_OPTIONS: `${process.env["NODE_OPTIONS"] ?? ""} --inspect=127.0.0.1:0`.trim() } : {},
     });
     const client = await harness.client(nats.url);
@@ -132,7 +138,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     const pid = node.process.pid!;
     const baseline = await readReferences(client, world);
     let glance = await glanceReferences(client, world);
-    const fuzz = new FuzzClient(client.nc, jetstream(client.nc));
+    const fuzz = new FuzzClient(client.nc, jetstream(client.nc), node.httpUrl);
     const inspector = options.measureMemory ? await Inspector.connect(node.output) : undefined;
     const memory: FuzzReport["memory"] = inspector ? { cold: await inspector.memoryAfterGc(), warmupRequests: warmupRequestsOf(options.requests), peakRssBytes: 0, samples: [], collected: [] } : undefined;
     log(`node ${nodeId} ready (pid ${pid}); seed ${options.seed}`);
@@ -171,6 +177,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
         batches += 1;
         for (const [i, r] of batch.entries()) {
           families[r.family] = (families[r.family] ?? 0) + 1;
+          if (r.transport === "http") families["http"] = (families["http"] ?? 0) + 1;
           const reply = outcomes[i]!.reply as { ok?: boolean; error?: { code?: string } } | undefined;
           const code = outcomes[i]!.unsendable ? "unsendable" : reply?.ok === true ? "ok" : (reply?.error?.code ?? "none");
           codes[code] = (codes[code] ?? 0) + 1;

@@ -6,6 +6,7 @@
  * successful read has the documented shape (a hit's distance is a finite number,
  * hits are sorted, a count is a count).
  */
+import { httpStatusOf } from "../../src/actors/http/status-codes.ts";
 import { ErrorCode } from "../../src/runtime/errors.ts";
 import { isObject, type Json } from "./body.ts";
 import type { Outcome } from "./client.ts";
@@ -41,7 +42,11 @@ export function violation(request: FuzzRequest, outcome: Outcome): string | unde
   if (outcome.replies > 1) return `${outcome.replies} replies`;
   const envelope = envelopeIssue(outcome.reply);
   if (envelope) return envelope;
-  const reply = outcome.reply as { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } };
+  const reply = outcome.reply as { ok: true; result: unknown } | { ok: false; error: { code: ErrorCode; message: string } };
+  if (outcome.httpStatus !== undefined) {
+    const status = reply.ok ? 200 : httpStatusOf[reply.error.code];
+    if (outcome.httpStatus !== status) return `HTTP status ${outcome.httpStatus} for ${reply.ok ? "ok" : reply.error.code}, not ${status}`;
+  }
   if (!reply.ok) {
     if (request.expect === "valid" && refusedCodes.has(reply.error.code)) return `a valid request was refused: ${reply.error.code}: ${reply.error.message}`;
     if (request.expect === "invalid" && reply.error.code !== ErrorCode.InvalidArgument && !documentedCodes.get(reply.error.code)) {

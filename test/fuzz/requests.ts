@@ -27,8 +27,11 @@ export interface FuzzRequest {
   subject: string;
   body: Body;
   expect: Expectation;
-  /** `publish`: a JetStream publish with no reply from a node (a stray shard-log entry). */
-  transport: "request" | "publish";
+  /**
+   * `publish`: a JetStream publish with no reply from a node (a stray shard-log entry);
+   * `http`: the API request sent to the node's REST mirror (http.ts).
+   */
+  transport: "request" | "publish" | "http";
   /** It could change a reference collection if the node let it: check them after its batch. */
   touchesReference: boolean;
   /** An API request in the binary encoding: sent with `Jade-Encoding: msgpack`, answered in msgpack. */

@@ -45,6 +45,8 @@ export interface ChildNode {
   /** The line with `ready`. */
   readyLine: string;
   natsUrl: string;
+  /** The HTTP base URL from the ready line ("" when the node serves no HTTP). */
+  httpUrl: string;
   output: string[];
   kill9(): Promise<void>;
   stop(): Promise<void>;
@@ -142,10 +144,12 @@ export class Harness {
       });
     });
     const natsUrl = /nats=([^\s,]+)/.exec(readyLine)?.[1] ?? "";
+    const httpUrl = /http=(\S+)/.exec(readyLine)?.[1] ?? "";
     return {
       process: child,
       readyLine,
       natsUrl,
+      httpUrl,
       output,
       kill9: () => kill("SIGKILL"),
       stop: () => kill("SIGTERM"),

@@ -25,12 +25,12 @@ import { servingPlacement } from "../../runtime/placement.ts";
 import { serve, type Serving } from "../../nats/serve.ts";
 
 const NodeId = z.string().regex(nodeIdPattern, "must match ^[a-zA-Z0-9_-]{1,64}$ (a node id)");
-const NodeRequest = z.object({ node: NodeId }).strict();
-const MoveRequest = z
+export const NodeRequest = z.object({ node: NodeId }).strict();
+export const MoveRequest = z
   .object({ collection: CollectionName, shard: z.number().int().min(0).max(limits.shardsMax - 1), from: NodeId, to: NodeId })
   .strict();
 /** Migration ids are `<collection>/<shard>/…` of printable ASCII (see transfer.ts). */
-const MigrationRequest = z.object({ id: z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, "must be printable ASCII (a migration id)") }).strict();
+export const MigrationRequest = z.object({ id: z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, "must be printable ASCII (a migration id)") }).strict();
 
 /** A node set as stored in KV `jade_config`: sorted node ids. */
 const StoredNodeSet = z.array(NodeId);

@@ -60,6 +60,19 @@ export class ReplicaHost {
   }
 
   /**
+   * Every replica the placement puts on this node, with the replica hosting it (undefined
+   * until the next reconcile starts it, or while its collection's uid changes): readiness.
+   */
+  placed(): { collection: string; shard: number; replica: ShardReplica | undefined }[] {
+    return (this.#catalog?.cached() ?? []).flatMap((config) =>
+      [...this.#wantedShards(config)].map((shard) => {
+        const replica = this.#replicas.get(config.name)?.[shard];
+        return { collection: config.name, shard, replica: replica?.config.uid === config.uid ? replica : undefined };
+      }),
+    );
+  }
+
+  /**
    * A restore on this node hands over the snapshot it just stored for a shard, as this node's
    * checkpoint of it: a replica placed here then loads it instead of downloading the same bytes
    * back (a Fashion-MNIST restore spent ~1 s per shard downloading, one shard at a time). The
