@@ -265,10 +265,13 @@ export interface RunningNode {
   mode: NodeMode;
   /** The child's pid (child mode). */
   pid?: number;
+  /** Its HTTP base URL, when started with `--http-port`. */
+  httpUrl?: string;
   stop(): Promise<void>;
 }
 
-export async function startNode(mode: NodeMode, natsUrl: string, dataDir: string): Promise<RunningNode> {
+/** `args`: more `jade start` options (child mode only). */
+export async function startNode(mode: NodeMode, natsUrl: string, dataDir: string, args: readonly string[] = []): Promise<RunningNode> {
   if (mode === "inproc") {
     const node = await JadeNode.start({
       servers: [natsUrl],
@@ -279,11 +282,11 @@ export async function startNode(mode: NodeMode, natsUrl: string, dataDir: string
   }
   const child: ChildProcess = spawn(
     process.execPath,
-    [...process.execArgv.filter((a) => a.startsWith("--cpu-prof")), path.join(repoRoot, "bin", "jade.mjs"), "start", "--nats", natsUrl, "--data", dataDir],
+    [...process.execArgv.filter((a) => a.startsWith("--cpu-prof")), path.join(repoRoot, "bin", "jade.mjs"), "start", "--nats", natsUrl, "--data", dataDir, ...args],
     { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, JADE_LOG_LEVEL: process.env.JADE_LOG_LEVEL ?? "warn" } },
   );
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  await new Promise<void>((resolve, reject) => {
+  const readyLine = await new Promise<string>((resolve, reject) => {
     const onExit = (code: number | null, signal: string | null) => {
       clearTimeout(timer);
       reject(new Error(`jade start exited early (code ${code}, signal ${signal})`));
@@ -298,13 +301,14 @@ export async function startNode(mode: NodeMode, natsUrl: string, dataDir: string
       if (/\bready\b/.test(line)) {
         clearTimeout(timer);
         child.off("exit", onExit);
-        resolve();
+        resolve(line);
       }
     });
   });
   return {
     mode,
     pid: child.pid,
+    httpUrl: /http=(\S+)/.exec(readyLine)?.[1],
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");

@@ -4,6 +4,7 @@
  * Any number of nodes can share one NATS; the API is served by all of them.
  */
 import { hostname } from "node:os";
+import { statfs } from "node:fs/promises";
 import path from "node:path";
 import { AppliedTracker } from "./actors/write/applied-tracker.ts";
 import { Catalog } from "./actors/cluster/catalog.ts";
@@ -30,6 +31,8 @@ import { nodeIdPattern } from "./runtime/subjects.ts";
 import { Backups, defaultBackupSettings, type BackupSettings } from "./actors/backup/service.ts";
 import { HttpServer, type HttpOptions } from "./actors/http/server.ts";
 import { jadeVersion } from "./runtime/version.ts";
+import { NodeMetrics, type MetricSources } from "./actors/metrics/node-metrics.ts";
+import { readLogState } from "./actors/control/retention.ts";
 
 export interface NodeOptions {
   servers: string[];
@@ -51,8 +54,10 @@ export interface NodeOptions {
   membership?: Partial<MembershipSettings>;
   coordinator?: Partial<CoordinatorSettings>;
   backup?: Partial<BackupSettings>;
-  /** Serve HTTP (the REST API, OpenAPI, health): off without it. */
+  /** Serve HTTP (the REST API, OpenAPI, health, metrics): off without it. */
   http?: HttpOptions;
+  /** Prometheus metrics at `/metrics` (default on; off only to measure what they cost). */
+  metrics?: boolean;
   log?: Logger;
 }
 
@@ -275,12 +280,76 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
   replicaServer.start(nats.nc);
   const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, retention: nats.retention };
-  gateway = new Gateway(api, log);
+  const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, dataDir: options.dataDir }));
+  gateway = new Gateway(api, log, metrics?.requests);
   gateway.start(nats.nc);
-  if (options.http) http = new HttpServer({ api, connected: nats.connected, version: jadeVersion, log });
+  if (options.http) http = new HttpServer({ api, connected: nats.connected, version: jadeVersion, metrics, log });
   const ingestion = new Ingestion(nats, catalog, writer, log);
   await ingestion.start();
   return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http };
+}
+
+/** The figures the metrics read at scrape time (actors/metrics/node-metrics.ts). */
+function metricSources(parts: {
+  nodeId: string;
+  nats: NatsContext;
+  host: ReplicaHost;
+  writer: Writer;
+  coordinator: Coordinator;
+  catalog: Catalog;
+  backups: Backups;
+  pool: IndexPool;
+  dataDir: string;
+}): MetricSources {
+  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, dataDir } = parts;
+  return {
+    nodeId,
+    replicas: () =>
+      Promise.all(
+        host.all().map(async (r) => ({
+          collection: r.config.name,
+          shard: r.shard,
+          state: r.state,
+          appliedSeq: r.appliedSeq,
+          lastSeq: r.lastSeq,
+          points: r.pointCount,
+          pending: r.pendingRows,
+          transferredBytes: r.transferredBytes,
+          indexMemoryBytes: (await r.indexStats())?.memoryBytes,
+        })),
+      ),
+    pointsWritten: () => writer.written,
+    nats: () => ({ connected: nats.connected(), ...nats.events }),
+    coordinator: () => ({ leader: coordinator.isLeader, epoch: coordinator.epoch }),
+    shardLogs: async () => {
+      if (!coordinator.isLeader) return [];
+      const logs = await Promise.all(catalog.cached().map(async (c) => ({ name: c.name, state: await readLogState(nats.retention, c.name, c.uid).catch(() => undefined) })));
+      return logs.flatMap(({ name, state }) => (state?.shards ?? []).map((s) => ({ collection: name, ...s })));
+    },
+    migrations: () =>
+      coordinator.runningMigrations().map((m) => ({
+        id: m.id,
+        collection: m.transfer.collection,
+        shard: m.transfer.shard,
+        state: m.state,
+        appliedSeq: m.progress.appliedSeq,
+        targetSeq: m.progress.targetSeq,
+        bytesCopied: m.progress.bytesCopied,
+        etaMs: m.progress.etaMs,
+      })),
+    workers: () => pool.utilization(),
+    disk: async () => {
+      const fs = await statfs(dataDir);
+      return { freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize };
+    },
+    jobs: () => {
+      const nowMs = Date.now();
+      return [
+        ...backups.backups.running(nowMs).filter((b) => b.node === nodeId).map((b) => ({ kind: "backup" as const, ...b.progress })),
+        ...backups.restores.running(nowMs).filter((r) => r.node === nodeId).map((r) => ({ kind: "restore" as const, ...r.progress })),
+      ];
+    },
+  };
 }
 
 /** What this node's heartbeat says about one of its replicas. */

@@ -30,9 +30,11 @@ const allowed: Record<string, string[]> = {
   "actors/write": [...base, "nats", "machines", "actors/cluster", "actors/vector-index", "actors/replica"],
   "actors/backup": [...base, "nats", "actors/cluster", "actors/replica", "actors/vector-index"],
   "actors/control": [...base, "nats", "machines", "actors/cluster", "actors/backup"],
-  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup"],
+  // Metrics see plain figures only (the node hands them over), so every actor may report to them.
+  "actors/metrics": [...base, "machines"],
+  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup", "actors/metrics"],
   // HTTP serves the API's handlers (the same ones NATS requests run) and the admin bodies' schemas.
-  "actors/http": [...base, "machines", "actors/api", "actors/replica", "actors/control"],
+  "actors/http": [...base, "machines", "actors/api", "actors/replica", "actors/control", "actors/metrics"],
   client: [...base, "nats"],
   // The CLI starts nodes and reads the defaults of the actors it configures.
   cli: [...base, "nats", "client", "node", "actors/replica", "actors/read", "actors/control", "actors/http"],

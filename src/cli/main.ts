@@ -57,6 +57,7 @@ program
   .option("--workers <n>", "index worker threads (default: one per core)", int)
   .option("--http-port <port>", "HTTP port: REST API, OpenAPI, health (0 = any free port, -1 = no HTTP)", httpPort, httpPortDev)
   .option("--http-host <address>", "address HTTP listens on", "127.0.0.1")
+  .option("--no-metrics", "serve no /metrics (to measure what the metrics cost)")
   .action((o) => runDev({ data: o.data, natsPort: o.natsPort, nodeId: o.nodeId, workers: o.workers, http: httpOf(o) }));
 
 program
@@ -79,6 +80,7 @@ program
   .option("--migrations-max <n>", "when coordinator, shard migrations run at once", positiveInt, defaultMigrationSettings.concurrentMax)
   .option("--http-port <port>", "serve HTTP on this port: REST API, OpenAPI, health (0 = any free port; default: no HTTP)", httpPort)
   .option("--http-host <address>", "address HTTP listens on", "127.0.0.1")
+  .option("--no-metrics", "serve no /metrics (to measure what the metrics cost)")
   .action((o) =>
     runStart({
       nats: o.nats,
@@ -92,6 +94,7 @@ program
       autoRebalance: o.autoRebalance,
       migrationsMax: o.migrationsMax,
       http: httpOf(o),
+      metrics: o.metrics,
     }),
   );
 

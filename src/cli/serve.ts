@@ -33,6 +33,7 @@ export interface ServeOptions {
   autoRebalance?: boolean;
   migrationsMax?: number;
   http?: HttpOptions;
+  metrics?: boolean;
 }
 
 export async function runDev(options: ServeOptions & { natsPort?: number }): Promise<void> {
@@ -106,6 +107,7 @@ async function serve(
       coordinator: coordinatorOptions(options),
       replica: options.transferMibPerSec === undefined ? replica : { ...replica, transferBytesPerSecMax: Math.round(options.transferMibPerSec * bytesPerMib) },
       http: options.http,
+      metrics: options.metrics,
     });
     const client = await JadeClient.connect({ servers, name: "jade-readiness" });
     await client.listCollections();

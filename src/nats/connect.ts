@@ -44,6 +44,15 @@ export interface NatsContext {
   streamReplicas: number;
   /** Connected now (false from a disconnect until the reconnect). */
   connected: () => boolean;
+  /** What the connection went through since it opened (metrics). */
+  events: Readonly<ConnectionEvents>;
+}
+
+export interface ConnectionEvents {
+  disconnects: number;
+  reconnects: number;
+  /** A subscription of this client fell behind and NATS dropped messages for it. */
+  slowConsumers: number;
 }
 
 export interface ConnectOptions {
@@ -78,11 +87,22 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
     noAsyncTraces: true,
   });
   let linked = true;
+  const events: ConnectionEvents = { disconnects: 0, reconnects: 0, slowConsumers: 0 };
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === "disconnect" || s.type === "reconnect") log.warn({ status: s.type }, "nats connection status");
-      if (s.type === "disconnect") linked = false;
-      if (s.type === "reconnect") linked = true;
+      if (s.type === "disconnect") {
+        linked = false;
+        events.disconnects += 1;
+      }
+      if (s.type === "reconnect") {
+        linked = true;
+        events.reconnects += 1;
+      }
+      if (s.type === "slowConsumer") {
+        events.slowConsumers += 1;
+        log.warn({ subject: s.sub.getSubject(), pending: s.pending }, "slow consumer: messages dropped by this client");
+      }
     }
   })();
   const connected = () => linked && !nc.isClosed();
@@ -92,7 +112,7 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
   const jsm = await retryWhileStarting(() => jetstreamManager(nc, { timeout }), options.setupDeadlineMs ?? 60_000, log);
   const replicas = options.streamReplicas ?? 1;
   const handles = await retryWhileStarting(() => setUp(nc, js, jsm, replicas, options), options.setupDeadlineMs ?? 60_000, log);
-  return { ...handles, connected };
+  return { ...handles, connected, events };
 }
 
 /** A connection for moving bulk data (backups, restores), with the JetStream handles on it. */
@@ -135,7 +155,7 @@ async function setUp(
   jsm: JetStreamManager,
   replicas: number,
   options: ConnectOptions,
-): Promise<Omit<NatsContext, "connected">> {
+): Promise<Omit<NatsContext, "connected" | "events">> {
   const kvm = new Kvm(js);
   const collections = await kvm.create(names.collectionsBucket, { history: 10, replicas });
   const nodes = await kvm.create(names.nodesBucket, { history: 1, replicas, ttl: 60_000 });

@@ -28,6 +28,8 @@ export interface ServeOptions {
    * so the reads that arrived with them are not queued behind all of them.
    */
   oneByOne?: (msg: Msg) => boolean;
+  /** Told of every reply as it is sent, with the time since the request arrived (metrics). */
+  observe?: (msg: Msg, reply: Reply<unknown>, ms: number) => void;
   /** How loud a failed reply is logged (undefined: not at all); by default internal errors at error, the rest at warn. */
   failureLevel?: (error: WireError) => "error" | "warn" | undefined;
   log: Logger;
@@ -51,6 +53,7 @@ export function serve(nc: NatsConnection, options: ServeOptions): Serving {
   const turns = new TurnQueue();
 
   const answer = (msg: Msg, reply: Reply<unknown>, startedMs: number): void => {
+    options.observe?.(msg, reply, performance.now() - startedMs);
     if (!reply.ok) {
       const level = failureLevel(reply.error);
       if (level) log[level]({ subject: msg.subject, error: reply.error, ms: Math.round(performance.now() - startedMs) }, "request failed");

@@ -139,6 +139,7 @@ describe("the CLI and the server agree on points", () => {
 });
 
 describe("fuzzing every subject", () => {
+  // 10,000 requests take 78 s alone and 97–120 s beside the rest of the suite on 2 cores: past the 120 s default.
   it("keeps every property over a fixed-seed run", async () => {
     const report = await runFuzz({ seed: 20261202, requests: 10_000, ingestRecords: 300 });
     const failure = report.failure ? `${report.failure.message}\nshrunk batch:\n  ${report.failure.requests.join("\n  ")}` : undefined;
@@ -152,5 +153,5 @@ describe("fuzzing every subject", () => {
       expect(report.families[family], family).toBeGreaterThan(0);
     }
     expect(report.ingest!.records).toBeGreaterThanOrEqual(300);
-  });
+  }, 300_000);
 });

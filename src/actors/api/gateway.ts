@@ -10,6 +10,7 @@ import { decodeBody, encodeBody, type Encoding, encodingHeader, encodingOf } fro
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { apiQueueGroup, nodeApiWildcard, parseApiSubject, subjects } from "../../runtime/subjects.ts";
+import type { RequestMetrics } from "../metrics/requests.ts";
 import { handle } from "./handlers.ts";
 import type { ApiDeps } from "./types.ts";
 
@@ -38,6 +39,10 @@ function encodeReply(reply: Reply<unknown>, msg: Msg): Uint8Array {
   );
 }
 
+function observer(metrics: RequestMetrics): (msg: Msg, reply: Reply<unknown>, ms: number) => void {
+  return (msg, reply, ms) => metrics.observe("nats", parseApiSubject(msg.subject), reply.ok ? "ok" : reply.error.code, ms / 1000);
+}
+
 export class Gateway {
   readonly #deps: ApiDeps;
   readonly #log: Logger;
@@ -47,9 +52,12 @@ export class Gateway {
     return this.#serving?.inflight ?? 0;
   }
 
-  constructor(deps: ApiDeps, log: Logger) {
+  readonly #metrics: RequestMetrics | undefined;
+
+  constructor(deps: ApiDeps, log: Logger, metrics?: RequestMetrics) {
     this.#deps = deps;
     this.#log = log.child({ actor: "gateway" });
+    this.#metrics = metrics;
   }
 
   /** Serves the API in the shared queue group and on this node's own subjects. */
@@ -60,6 +68,7 @@ export class Gateway {
       encode: encodeReply,
       cap: { inflightMax, refusal: new JadeError(ErrorCode.RateLimited, `more than ${inflightMax} requests in flight on this node`) },
       oneByOne: isWrite,
+      observe: this.#metrics && observer(this.#metrics),
       log: this.#log,
     });
   }

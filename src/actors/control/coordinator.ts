@@ -30,7 +30,7 @@ import { errorMessage, ErrorCode, JadeError, type Reply } from "../../runtime/er
 import { adminTimeoutMs, names, subjects, type AdminOp } from "../../runtime/subjects.ts";
 import { ClusterAdmin, NodeSets } from "./admin.ts";
 import type { Membership } from "../cluster/membership.ts";
-import { defaultMigrationSettings, MigrationRunner, type MigrationSettings } from "./migrations.ts";
+import { defaultMigrationSettings, MigrationRunner, type MigrationSettings, type MigrationView } from "./migrations.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
 import { servingPlacement } from "../../runtime/placement.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
@@ -179,6 +179,16 @@ export class Coordinator {
 
   get isLeader(): boolean {
     return isLeader(coordinatorStateOf(this.#actor.getSnapshot()));
+  }
+
+  /** The lease revision this node leads under (fences its writes); null when not leading. */
+  get epoch(): number | null {
+    return this.isLeader ? this.#actor.getSnapshot().context.epoch : null;
+  }
+
+  /** Migrations this node runs as leader, not finished yet. */
+  runningMigrations(): MigrationView[] {
+    return this.#runner.running();
   }
 
   /** The node we believe leads (ourselves when leader), or null. */

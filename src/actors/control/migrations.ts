@@ -167,6 +167,11 @@ export class MigrationRunner {
     return view(actor);
   }
 
+  /** Migrations this leader runs and that have not finished, with their progress (metrics). */
+  running(): MigrationView[] {
+    return [...this.#actors.values()].filter((a) => !isFinal(migrationStateOf(a.getSnapshot()))).map(view);
+  }
+
   /** Transfers not finished yet (active or waiting). */
   pending(): Transfer[] {
     return [...this.#actors.values()].filter((a) => !isFinal(migrationStateOf(a.getSnapshot()))).map((a) => a.getSnapshot().context.transfer);

@@ -15,7 +15,9 @@ import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply } from "../
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { isJsonObject } from "../../runtime/payload.ts";
+import type { ApiRoute } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
+import type { NodeMetrics } from "../metrics/node-metrics.ts";
 import { jsonMediaType, msgpackMediaType, openApiDocument } from "./openapi.ts";
 import { readiness, type Readiness } from "./readiness.ts";
 import { httpRoutes, type HttpRoute } from "./routes.ts";
@@ -39,6 +41,8 @@ export interface HttpDeps {
   /** Connected to NATS now. */
   connected: () => boolean;
   version: string;
+  /** Served at `/metrics`, and told of every API request; none when metrics are off. */
+  metrics?: NodeMetrics;
   log: Logger;
 }
 
@@ -79,7 +83,7 @@ export class HttpServer {
       return503OnClosing: true,
       // A path's collection may be any length: past 64 characters it is refused as invalid by the handler, as over NATS,
       // not unrouted (Fastify's default of 100 would answer not_found).
-      maxParamLength: 16 * 1024,
+      routerOptions: { maxParamLength: 16 * 1024 },
       // A path that does not decode (`/v1/collections/%ZZ`): answered before any route.
       frameworkErrors: (err, req, reply) => this.#send(req, reply, fail(invalidArgument(err.message)), Encoding.Json),
       clientErrorHandler: (err, socket) => this.#clientError(err, socket),
@@ -113,6 +117,13 @@ export class HttpServer {
   #routes(): void {
     const document = openApiDocument(httpRoutes, this.#deps.version);
     this.#app.get("/v1/openapi.json", (_req, reply) => reply.type(jsonMediaType).send(document));
+    const metrics = this.#deps.metrics;
+    if (metrics) {
+      this.#app.get("/metrics", async (_req, reply) => {
+        const { text, contentType } = await metrics.scrape();
+        return reply.type(contentType).send(text);
+      });
+    }
     this.#app.get("/healthz", (req, reply) => this.#send(req, reply, ok({ status: "alive", node: this.#deps.api.nodeId }), Encoding.Json));
     this.#app.get("/readyz", (req, reply) => {
       const state = readiness(this.#deps.connected(), this.#deps.api.host);
@@ -125,25 +136,26 @@ export class HttpServer {
 
   async #serve(route: HttpRoute, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const encoding = encodingOfRequest(req);
-    if (this.#inflight >= httpInflightMax) {
-      return this.#send(req, reply, fail(new JadeError(ErrorCode.RateLimited, `more than ${httpInflightMax} HTTP requests in flight on this node`)), encoding);
-    }
     const startedMs = performance.now();
-    this.#inflight++;
-    let result: Reply<unknown>;
-    try {
-      const name = (req.params as { name?: string }).name ?? "";
-      result = ok(await handle(route.api(name), bodyOf(route, req, encoding), this.#deps.api));
-    } catch (err) {
-      result = fail(err);
-    } finally {
-      this.#inflight--;
-    }
+    const api = route.api((req.params as { name?: string }).name ?? "");
+    const result = this.#inflight >= httpInflightMax ? fail(new JadeError(ErrorCode.RateLimited, `more than ${httpInflightMax} HTTP requests in flight on this node`)) : await this.#run(api, route, req, encoding);
+    this.#deps.metrics?.requests.observe("http", api, result.ok ? "ok" : result.error.code, (performance.now() - startedMs) / 1000);
     if (!result.ok) {
       const level = result.error.code === ErrorCode.Internal ? "error" : "warn";
       this.#log[level]({ method: req.method, url: req.url, error: result.error, ms: Math.round(performance.now() - startedMs) }, "request failed");
     }
     return this.#send(req, reply, result, encoding);
+  }
+
+  async #run(api: ApiRoute, route: HttpRoute, req: FastifyRequest, encoding: Encoding): Promise<Reply<unknown>> {
+    this.#inflight++;
+    try {
+      return ok(await handle(api, bodyOf(route, req, encoding), this.#deps.api));
+    } catch (err) {
+      return fail(err);
+    } finally {
+      this.#inflight--;
+    }
   }
 
   #send(_req: FastifyRequest, reply: FastifyReply, result: Reply<unknown>, encoding: Encoding): FastifyReply {

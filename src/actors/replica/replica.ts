@@ -23,7 +23,7 @@ import {
   type SnapshotInput,
   type SnapshotOutput,
 } from "../../machines/replica.ts";
-import type { ShardDigest, ShardHit, ShardSearchRequest } from "../vector-index/api.ts";
+import type { ShardDigest, ShardHit, ShardSearchRequest, ShardStats } from "../vector-index/api.ts";
 import { applyRecords } from "./apply.ts";
 import { followLog } from "./follow.ts";
 import { readOfferedChunk } from "./peer-copy.ts";
@@ -140,6 +140,12 @@ export class ShardReplica {
   /** Points of the newest snapshot (saved or restored) that its graph did not hold. */
   get snapshotUnabsorbed(): number {
     return this.#actor.getSnapshot().context.snapshotUnabsorbed;
+  }
+
+  /** The index's own figures (its memory), asked of its worker; undefined while it has none to give. */
+  async indexStats(): Promise<ShardStats | undefined> {
+    if (!isReadable(this.#state)) return undefined;
+    return this.#parts.index.stats().catch(() => undefined);
   }
 
   /** Resolves once the replica applied `seq` (read-your-writes), or rejects with a timeout error. */

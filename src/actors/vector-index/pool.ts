@@ -12,6 +12,7 @@
  * flight on a worker when it exits.
  */
 import os from "node:os";
+import type { EventLoopUtilization } from "node:perf_hooks";
 import { MessageChannel, Worker } from "node:worker_threads";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/umd/node-adapter.js";
@@ -162,6 +163,8 @@ export class IndexPool {
   readonly #searches = new SearchBatches((position, items) => this.#handles[position]!.searches.send(items));
   /** AbsorbingWorkers' counter, shared with every worker. */
   readonly #absorbing = AbsorbingWorkers.buffer();
+  /** Each worker's last event-loop utilisation reading, for `utilization`. */
+  readonly #utilizationSince = new WeakMap<Worker, EventLoopUtilization>();
   #closing: Promise<void> | undefined;
 
   private constructor(workers: number, options: IndexPoolOptions) {
@@ -186,6 +189,19 @@ export class IndexPool {
 
   get size(): number {
     return this.#handles.length;
+  }
+
+  /**
+   * The share of time each worker thread was busy since the previous call (0 – 1, by
+   * position): Node measures it per thread, from this side, without asking the worker.
+   */
+  utilization(): number[] {
+    return this.#handles.map((h) => {
+      const now = h.worker.performance.eventLoopUtilization();
+      const since = this.#utilizationSince.get(h.worker);
+      this.#utilizationSince.set(h.worker, now);
+      return since ? h.worker.performance.eventLoopUtilization(now, since).utilization : now.utilization;
+    });
   }
 
   /** Binds `shardKey` to a worker (sticky until unpin) and returns its client. */

@@ -45,6 +45,8 @@ export class Writer {
   readonly #tracker: AppliedTracker;
   readonly #backlog: ShardBacklog;
   #inflight = 0;
+  /** Points whose upsert or delete this node made durable (metrics: the ingest rate). */
+  readonly written = { upserted: 0, deleted: 0 };
 
   constructor(nats: NatsContext, tracker: AppliedTracker, backlogBytesMax?: number) {
     this.#nats = nats;
@@ -58,6 +60,7 @@ export class Writer {
     if (points.vectors.length !== points.ids.length * config.dimension) throw new Error("writer.upsert got vectors that were not checked");
     const entries = shardEntries(config, points);
     const token = await this.#append(config, entries, options);
+    this.written.upserted += points.ids.length;
     return { upserted: points.ids.length, token };
   }
 
@@ -74,6 +77,7 @@ export class Writer {
     }
     const entries = [...byShard].map(([shard, shardIds]) => ({ shard, data: encodeEntry({ kind: EntryKind.Delete, ids: shardIds }) }));
     const token = await this.#append(config, entries, options);
+    this.written.deleted += unique.size;
     // The log does not know which ids exist: `deleted` counts the distinct ids whose deletion is now durable.
     return { deleted: unique.size, token };
   }

@@ -1,0 +1,268 @@
+/**
+ * A node's Prometheus metrics (prom-client), served at `/metrics`. One registry per node
+ * (tests run several nodes in one process). Requests are observed as they are answered
+ * (requests.ts); everything else is read when Prometheus scrapes, from plain figures the
+ * actors keep anyway (`MetricSources`), so the data path carries no metrics code.
+ *
+ * Names follow Prometheus conventions: `jade_` prefix, base units last (`_seconds`,
+ * `_bytes`), `_total` on counters. Shard logs and migrations are the coordinator's: only
+ * the leader exports them, so a sum over the cluster counts each once.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { ReplicaState } from "../../machines/replica.ts";
+import { RequestMetrics, requestSecondsBuckets } from "./requests.ts";
+
+export interface ReplicaSample {
+  collection: string;
+  shard: number;
+  state: ReplicaState;
+  appliedSeq: number;
+  lastSeq: number;
+  points: number;
+  /** Applied points the graph has not absorbed yet. */
+  pending: number;
+  transferredBytes: number;
+  /** The index's estimate, when it answered. */
+  indexMemoryBytes: number | undefined;
+}
+
+export interface ShardLogSample {
+  collection: string;
+  shard: number;
+  firstSeq: number;
+  lastSeq: number;
+  messages: number;
+  bytes: number;
+  floor: number;
+}
+
+export interface MigrationSample {
+  id: string;
+  collection: string;
+  shard: number;
+  state: string;
+  appliedSeq: number;
+  targetSeq: number;
+  bytesCopied: number;
+  etaMs: number | null;
+}
+
+export interface JobSample {
+  kind: "backup" | "restore";
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+/** What the node hands the metrics: functions of plain figures, read at scrape time. */
+export interface MetricSources {
+  nodeId: string;
+  replicas(): Promise<ReplicaSample[]>;
+  pointsWritten(): { upserted: number; deleted: number };
+  nats(): { connected: boolean; disconnects: number; reconnects: number; slowConsumers: number };
+  coordinator(): { leader: boolean; epoch: number | null };
+  /** Leader only (empty elsewhere). */
+  shardLogs(): Promise<ShardLogSample[]>;
+  /** Leader only (empty elsewhere). */
+  migrations(): MigrationSample[];
+  /** Busy share of each index worker since the previous scrape. */
+  workers(): number[];
+  /** Backups and restores this node runs. */
+  jobs(): JobSample[];
+  /** The file system of the node's data directory. */
+  disk(): Promise<{ freeBytes: number; totalBytes: number }>;
+}
+
+type Labels<T extends string> = Partial<Record<T, string | number>>;
+
+/** A counter whose value an actor keeps: set to it on each scrape (a restart of the process resets it, as counters may). */
+function setCounter<T extends string>(counter: Counter<T>, labels: Labels<T>, value: number): void {
+  counter.inc(labels, value);
+}
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+  readonly requests: RequestMetrics;
+  readonly #sources: MetricSources;
+  readonly #setReplicas: (samples: ReplicaSample[]) => void;
+  readonly #setShardLogs: (samples: ShardLogSample[]) => void;
+  readonly #setMigrations: (samples: MigrationSample[]) => void;
+  readonly #setJobs: (samples: JobSample[]) => void;
+  readonly #setDisk: (disk: { freeBytes: number; totalBytes: number }) => void;
+
+  constructor(sources: MetricSources) {
+    const registry = this.registry;
+    registry.setDefaultLabels({ node: sources.nodeId });
+    // Process CPU and memory, event-loop lag (nodejs_eventloop_lag_*), GC: the standard names dashboards know.
+    collectDefaultMetrics({ register: registry });
+    this.requests = new RequestMetrics(
+      new Counter({ name: "jade_requests_total", help: "API requests answered, by transport, operation and outcome (ok or the error code)", labelNames: ["transport", "op", "code"], registers: [registry] }),
+      new Histogram({ name: "jade_request_duration_seconds", help: "API request latency, arrival to reply, by transport and operation", labelNames: ["transport", "op"], buckets: requestSecondsBuckets, registers: [registry] }),
+    );
+    this.#sources = sources;
+    this.#setReplicas = this.#replicas();
+    this.#setShardLogs = this.#shardLogs();
+    this.#setMigrations = this.#migrations();
+    this.#setJobs = this.#jobs();
+    this.#setDisk = this.#disk();
+    this.#writes(sources);
+    this.#nats(sources);
+    this.#coordinator(sources);
+    this.#workers(sources);
+  }
+
+  /**
+   * The exposition text and its content type. Groups of gauges read from one source (the
+   * replicas, each index's memory asked of its worker, the shard logs from KV, migrations,
+   * jobs) are filled first, from one reading: prom-client reads each metric right after
+   * its own `collect`, so a gauge filled by another's collect would show the previous scrape.
+   */
+  async scrape(): Promise<{ text: string; contentType: string }> {
+    const [replicas, logs, disk] = await Promise.all([this.#sources.replicas(), this.#sources.shardLogs(), this.#sources.disk()]);
+    this.#setReplicas(replicas);
+    this.#setShardLogs(logs);
+    this.#setDisk(disk);
+    this.#setMigrations(this.#sources.migrations());
+    this.#setJobs(this.#sources.jobs());
+    return { text: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+
+  /** Gauges read from the replicas: filled by `#refreshReplicas` before each scrape. */
+  #replicas(): (samples: ReplicaSample[]) => void {
+    const registers = [this.registry];
+    const labelNames = ["collection", "shard"] as const;
+    const applied = new Gauge({ name: "jade_replica_applied_sequence", help: "Last shard-log sequence the replica applied", labelNames, registers });
+    const lag = new Gauge({ name: "jade_replica_lag_entries", help: "Shard-log entries the replica has not applied yet", labelNames, registers });
+    const points = new Gauge({ name: "jade_replica_points", help: "Points in the replica's index", labelNames, registers });
+    const pending = new Gauge({ name: "jade_replica_unabsorbed_points", help: "Applied points the HNSW graph has not absorbed yet (searched exactly meanwhile)", labelNames, registers });
+    const memory = new Gauge({ name: "jade_replica_index_memory_bytes", help: "The index's estimate of the memory it holds (vectors, graph, payloads)", labelNames, registers });
+    const transferred = new Counter({ name: "jade_replica_transferred_bytes_total", help: "Bytes copied to build the replica (snapshot download and log)", labelNames, registers });
+    const state = new Gauge({ name: "jade_replica_state", help: "1 for the replica's current state, 0 for the others", labelNames: [...labelNames, "state"], registers });
+    const hosted = new Gauge({ name: "jade_replicas", help: "Replicas hosted on this node", registers });
+    return (samples) => {
+      for (const metric of [applied, lag, points, pending, memory, transferred, state]) metric.reset();
+      for (const r of samples) {
+        const labels = { collection: r.collection, shard: r.shard };
+        applied.set(labels, r.appliedSeq);
+        lag.set(labels, Math.max(0, r.lastSeq - r.appliedSeq));
+        points.set(labels, r.points);
+        pending.set(labels, r.pending);
+        if (r.indexMemoryBytes !== undefined) memory.set(labels, r.indexMemoryBytes);
+        setCounter(transferred, labels, r.transferredBytes);
+        for (const s of Object.values(ReplicaState)) state.set({ ...labels, state: s }, s === r.state ? 1 : 0);
+      }
+      hosted.set(samples.length);
+    };
+  }
+
+  #writes(sources: MetricSources): void {
+    new Counter({
+      name: "jade_points_written_total",
+      help: "Points whose upsert or delete this node made durable in the shard logs (the ingest rate: rate() of it)",
+      labelNames: ["op"],
+      registers: [this.registry],
+      collect() {
+        const written = sources.pointsWritten();
+        this.reset();
+        setCounter(this, { op: "upsert" }, written.upserted);
+        setCounter(this, { op: "delete" }, written.deleted);
+      },
+    });
+  }
+
+  #nats(sources: MetricSources): void {
+    const registers = [this.registry];
+    new Gauge({ name: "jade_nats_connected", help: "1 while connected to NATS", registers, collect() { this.set(sources.nats().connected ? 1 : 0); } });
+    new Counter({ name: "jade_nats_disconnects_total", help: "Times the NATS connection was lost", registers, collect() { this.reset(); setCounter(this, {}, sources.nats().disconnects); } });
+    new Counter({ name: "jade_nats_reconnects_total", help: "Times the NATS connection was re-established", registers, collect() { this.reset(); setCounter(this, {}, sources.nats().reconnects); } });
+    new Counter({ name: "jade_nats_slow_consumer_events_total", help: "Times a subscription fell behind and NATS dropped messages for it", registers, collect() { this.reset(); setCounter(this, {}, sources.nats().slowConsumers); } });
+  }
+
+  #coordinator(sources: MetricSources): void {
+    const registers = [this.registry];
+    new Gauge({ name: "jade_coordinator_leader", help: "1 on the node that leads the cluster", registers, collect() { this.set(sources.coordinator().leader ? 1 : 0); } });
+    new Gauge({ name: "jade_coordinator_epoch", help: "The lease revision the leader leads under; 0 on the other nodes", registers, collect() { this.set(sources.coordinator().epoch ?? 0); } });
+  }
+
+  /** Gauges of the shard logs: filled before each scrape. */
+  #shardLogs(): (samples: ShardLogSample[]) => void {
+    const registers = [this.registry];
+    const labelNames = ["collection", "shard"] as const;
+    const first = new Gauge({ name: "jade_shard_log_first_sequence", help: "First sequence still in the shard log", labelNames, registers });
+    const last = new Gauge({ name: "jade_shard_log_last_sequence", help: "Last sequence of the shard log", labelNames, registers });
+    const messages = new Gauge({ name: "jade_shard_log_messages", help: "Entries in the shard log", labelNames, registers });
+    const bytes = new Gauge({ name: "jade_shard_log_bytes", help: "Bytes the shard log holds", labelNames, registers });
+    const floor = new Gauge({ name: "jade_shard_log_purge_floor_sequence", help: "Entries at or below this sequence are purged (or may be)", labelNames, registers });
+    return (samples) => {
+      for (const metric of [first, last, messages, bytes, floor]) metric.reset();
+      for (const s of samples) {
+        const labels = { collection: s.collection, shard: s.shard };
+        first.set(labels, s.firstSeq);
+        last.set(labels, s.lastSeq);
+        messages.set(labels, s.messages);
+        bytes.set(labels, s.bytes);
+        floor.set(labels, s.floor);
+      }
+    };
+  }
+
+  /** Gauges of the leader's running migrations: filled before each scrape. */
+  #migrations(): (samples: MigrationSample[]) => void {
+    const registers = [this.registry];
+    const labelNames = ["id", "collection", "shard", "state"] as const;
+    const progress = new Gauge({ name: "jade_migration_progress_ratio", help: "A running migration's target: applied / shard-log sequence (1 = caught up)", labelNames, registers });
+    const copied = new Gauge({ name: "jade_migration_copied_bytes", help: "Bytes a running migration's target copied so far", labelNames, registers });
+    const eta = new Gauge({ name: "jade_migration_eta_seconds", help: "Estimated seconds until a running migration can cut over", labelNames, registers });
+    const running = new Gauge({ name: "jade_migrations_running", help: "Shard migrations the leader runs now", registers });
+    return (samples) => {
+      for (const metric of [progress, copied, eta]) metric.reset();
+      for (const m of samples) {
+        const labels = { id: m.id, collection: m.collection, shard: m.shard, state: m.state };
+        progress.set(labels, m.targetSeq > 0 ? Math.min(1, m.appliedSeq / m.targetSeq) : 0);
+        copied.set(labels, m.bytesCopied);
+        if (m.etaMs !== null) eta.set(labels, m.etaMs / 1000);
+      }
+      running.set(samples.length);
+    };
+  }
+
+  /** Gauges of the backups and restores this node runs: filled before each scrape. */
+  #jobs(): (samples: JobSample[]) => void {
+    const registers = [this.registry];
+    const labelNames = ["kind"] as const;
+    const running = new Gauge({ name: "jade_jobs_running", help: "Backups and restores this node runs now", labelNames, registers });
+    const done = new Gauge({ name: "jade_job_done_bytes", help: "Bytes the running backups or restores have moved", labelNames, registers });
+    const total = new Gauge({ name: "jade_job_total_bytes", help: "Bytes the running backups or restores will move", labelNames, registers });
+    return (samples) => {
+      for (const kind of ["backup", "restore"] as const) {
+        const jobs = samples.filter((j) => j.kind === kind);
+        running.set({ kind }, jobs.length);
+        done.set({ kind }, jobs.reduce((n, j) => n + j.bytesDone, 0));
+        total.set({ kind }, jobs.reduce((n, j) => n + j.bytesTotal, 0));
+      }
+    };
+  }
+
+  /** The data directory's file system: filled before each scrape. */
+  #disk(): (disk: { freeBytes: number; totalBytes: number }) => void {
+    const registers = [this.registry];
+    const free = new Gauge({ name: "jade_disk_free_bytes", help: "Bytes free for unprivileged use on the file system of the node's data directory", registers });
+    const total = new Gauge({ name: "jade_disk_size_bytes", help: "Size of the file system of the node's data directory", registers });
+    return (disk) => {
+      free.set(disk.freeBytes);
+      total.set(disk.totalBytes);
+    };
+  }
+
+  #workers(sources: MetricSources): void {
+    new Gauge({
+      name: "jade_index_worker_utilization_ratio",
+      help: "Share of time each index worker thread was busy since the previous scrape",
+      labelNames: ["worker"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        sources.workers().forEach((ratio, worker) => this.set({ worker }, ratio));
+      },
+    });
+  }
+}
