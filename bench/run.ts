@@ -42,8 +42,8 @@
  * --suite backup (bench/backup.ts, --backup-n): backup and restore throughput against re-importing, on
  *   Fashion-MNIST and --backup-n clustered 128-d vectors; search QPS while a backup runs; point-in-time
  *   restore time against the log replayed; disk per vector before and after compaction.
- * --suite observability (bench/observability.ts, --rounds): search latency and QPS with metrics off and on
- *   (scraped every second), alternating node restarts, beside raw usearch; writes
+ * --suite observability (bench/observability.ts, --rounds): search latency and QPS with metrics off, on
+ *   (scraped every second), and with every request traced, alternating node restarts, beside raw usearch; writes
  *   bench/results/<timestamp>-observability.json and latest-observability.json.
  * --suite all: core, cluster, nodes, resilience, peers, storage, backup, observability, then scale.
  *

@@ -199,6 +199,22 @@ describe.skipIf(!available)("jade CLI", { timeout: 120_000 }, () => {
     expect(status.collections.map((c: { name: string }) => c.name).sort()).toEqual(["docs", "vecs"]);
   });
 
+  it("lists nodes and shards, and shows one node", async () => {
+    const id = node!.nodeId;
+    expect(await ok(["nodes", "list"])).toMatch(new RegExp(`^${id}\\s+live\\s+yes\\s+5\\s`, "m"));
+    const nodes = JSON.parse(await ok(["nodes", "list", "--json"])) as { id: string; coordinator: boolean; replicas: number }[];
+    expect(nodes).toEqual([expect.objectContaining({ id, coordinator: true, replicas: 5, live: true })]);
+    const one = await ok(["nodes", "get", id]);
+    expect(one).toMatch(/^coordinator:\s+yes$/m);
+    expect(one).toMatch(/^vecs\s+2\s+serving\s+\d+\s+\d+\s+\d+$/m);
+    const missing = await jade(["nodes", "get", "nobody"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/not_found: no node "nobody"/);
+    const shards = JSON.parse(await ok(["shards", "list", "vecs", "--json"])) as { collection: string; shard: number; replicas: { node: string }[] }[];
+    expect(shards.map((s) => [s.collection, s.shard, s.replicas[0]!.node])).toEqual([["vecs", 0, id], ["vecs", 1, id], ["vecs", 2, id]]);
+    expect(await ok(["shards", "list"])).toMatch(new RegExp(`^docs\\s+1\\s+${id} serving lag \\d+`, "m"));
+  });
+
   it("reports a server error with its code and exit 1", async () => {
     const run = await jade(["search", "nosuch", "--vector", "[1,0,0]"]);
     expect(run.code).toBe(1);

@@ -7,6 +7,7 @@ import { defaultReplicaSettings } from "../actors/replica/types.ts";
 import { bytesPerMib, runDev, runStart } from "./serve.ts";
 import { registerClientCommands } from "./commands.ts";
 import type { HttpOptions } from "../actors/http/server.ts";
+import type { TracingOptions } from "../runtime/tracing-sdk.ts";
 
 function nonNegative(value: string): number {
   const n = Number(value);
@@ -39,6 +40,17 @@ function httpPort(value: string): number {
   return n;
 }
 
+function ratio(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError("must be a number from 0 to 1");
+  return n;
+}
+
+/** Tracing is off unless an endpoint is given. */
+function tracingOf(o: { otlpEndpoint?: string; traceSampleRatio: number }): TracingOptions | undefined {
+  return o.otlpEndpoint === undefined ? undefined : { otlpUrl: o.otlpEndpoint, sampleRatio: o.traceSampleRatio };
+}
+
 function httpOf(o: { httpPort?: number; httpHost: string }): HttpOptions | undefined {
   return o.httpPort === undefined || o.httpPort < 0 ? undefined : { port: o.httpPort, host: o.httpHost };
 }
@@ -58,7 +70,11 @@ program
   .option("--http-port <port>", "HTTP port: REST API, OpenAPI, health (0 = any free port, -1 = no HTTP)", httpPort, httpPortDev)
   .option("--http-host <address>", "address HTTP listens on", "127.0.0.1")
   .option("--no-metrics", "serve no /metrics (to measure what the metrics cost)")
-  .action((o) => runDev({ data: o.data, natsPort: o.natsPort, nodeId: o.nodeId, workers: o.workers, http: httpOf(o) }));
+  .option("--otlp-endpoint <url>", "trace requests (OpenTelemetry): send spans to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318/v1/traces")
+  .option("--trace-sample-ratio <r>", "share of new traces recorded (0 – 1)", ratio, 1)
+  .action((o) =>
+    runDev({ data: o.data, natsPort: o.natsPort, nodeId: o.nodeId, workers: o.workers, http: httpOf(o), metrics: o.metrics, tracing: tracingOf(o) }),
+  );
 
 program
   .command("start")
@@ -81,6 +97,8 @@ program
   .option("--http-port <port>", "serve HTTP on this port: REST API, OpenAPI, health (0 = any free port; default: no HTTP)", httpPort)
   .option("--http-host <address>", "address HTTP listens on", "127.0.0.1")
   .option("--no-metrics", "serve no /metrics (to measure what the metrics cost)")
+  .option("--otlp-endpoint <url>", "trace requests (OpenTelemetry): send spans to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318/v1/traces")
+  .option("--trace-sample-ratio <r>", "share of new traces recorded (0 – 1)", ratio, 1)
   .action((o) =>
     runStart({
       nats: o.nats,
@@ -95,6 +113,7 @@ program
       migrationsMax: o.migrationsMax,
       http: httpOf(o),
       metrics: o.metrics,
+      tracing: tracingOf(o),
     }),
   );
 

@@ -16,6 +16,7 @@ import type { CoordinatorSettings } from "../actors/control/coordinator.ts";
 import { defaultMigrationSettings } from "../actors/control/migrations.ts";
 import type { ReplicaSettings } from "../actors/replica/types.ts";
 import type { HttpOptions } from "../actors/http/server.ts";
+import { startTracing, type TracingOptions } from "../runtime/tracing-sdk.ts";
 
 /** The CLI speaks MiB/s; the settings count bytes. */
 export const bytesPerMib = 1024 * 1024;
@@ -34,6 +35,8 @@ export interface ServeOptions {
   migrationsMax?: number;
   http?: HttpOptions;
   metrics?: boolean;
+  /** OpenTelemetry tracing; off without it. */
+  tracing?: TracingOptions;
 }
 
 export async function runDev(options: ServeOptions & { natsPort?: number }): Promise<void> {
@@ -86,11 +89,14 @@ async function serve(
 ): Promise<void> {
   let node: JadeNode | undefined;
   let stopping = false;
+  const tracing = options.tracing && startTracing(options.tracing);
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     rootLogger.info({ signal }, "shutting down");
     await node?.stop().catch((err) => rootLogger.error({ err }, "node stop failed"));
+    // The spans still buffered go out before the process ends.
+    await tracing?.shutdown().catch((err) => rootLogger.warn({ err }, "trace export failed"));
     await stopNats();
     process.exit(0);
   };

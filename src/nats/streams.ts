@@ -11,7 +11,7 @@ import {
   type JetStreamManager,
   type PubAck,
 } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/nats-core";
+import { nanos, type MsgHdrs } from "@nats-io/nats-core";
 import { limits } from "../runtime/limits.ts";
 import { names, subjects } from "../runtime/subjects.ts";
 import { Backoff } from "../runtime/async.ts";
@@ -57,6 +57,8 @@ export interface PublishOptions {
   msgID: string;
   /** Overall deadline including retries. */
   deadlineMs: number;
+  /** Stored with the entry (a traced write's traceparent). */
+  headers?: MsgHdrs;
 }
 
 /**
@@ -75,7 +77,7 @@ export async function publishDurable(
   for (;;) {
     const remaining = deadline - performance.now();
     try {
-      return await js.publish(subject, data, { msgID: options.msgID, timeout: Math.max(250, Math.min(remaining, 5_000)) });
+      return await js.publish(subject, data, { msgID: options.msgID, timeout: Math.max(250, Math.min(remaining, 5_000)), ...(options.headers ? { headers: options.headers } : {}) });
     } catch (err) {
       if (!isTransient(err) || performance.now() + backoff.nextMs >= deadline) throw err;
       await backoff.wait();

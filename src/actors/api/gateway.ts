@@ -10,7 +10,8 @@ import { decodeBody, encodeBody, type Encoding, encodingHeader, encodingOf } fro
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { apiQueueGroup, nodeApiWildcard, parseApiSubject, subjects } from "../../runtime/subjects.ts";
-import type { RequestMetrics } from "../metrics/requests.ts";
+import { opLabel, type RequestMetrics } from "../metrics/requests.ts";
+import { extractTrace, SpanKind, traced, tracingEnabled } from "../../runtime/tracing.ts";
 import { handle } from "./handlers.ts";
 import type { ApiDeps } from "./types.ts";
 
@@ -64,7 +65,13 @@ export class Gateway {
   start(nc: NatsConnection): void {
     this.#serving = serve(nc, {
       subjects: [{ subject: subjects.apiWildcard, queue: apiQueueGroup }, { subject: nodeApiWildcard(this.#deps.nodeId) }],
-      handle: (msg) => handle(parseApiSubject(msg.subject), decodeBody(msg.data, encodingOfMsg(msg)), this.#deps),
+      handle: (msg) => {
+        const route = parseApiSubject(msg.subject);
+        const run = () => handle(route, decodeBody(msg.data, encodingOfMsg(msg)), this.#deps);
+        if (!tracingEnabled()) return run();
+        const op = opLabel(route);
+        return traced(`jade.api ${op}`, { "jade.node": this.#deps.nodeId, "jade.op": op, "jade.transport": "nats" }, run, { kind: SpanKind.SERVER, parent: extractTrace(msg.headers) });
+      },
       encode: encodeReply,
       cap: { inflightMax, refusal: new JadeError(ErrorCode.RateLimited, `more than ${inflightMax} requests in flight on this node`) },
       oneByOne: isWrite,

@@ -18,6 +18,8 @@ import { isJsonObject } from "../../runtime/payload.ts";
 import type { ApiRoute } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
 import type { NodeMetrics } from "../metrics/node-metrics.ts";
+import { opLabel } from "../metrics/requests.ts";
+import { extractHttpTrace, SpanKind, traced, tracingEnabled } from "../../runtime/tracing.ts";
 import { jsonMediaType, msgpackMediaType, openApiDocument } from "./openapi.ts";
 import { readiness, type Readiness } from "./readiness.ts";
 import { httpRoutes, type HttpRoute } from "./routes.ts";
@@ -150,7 +152,11 @@ export class HttpServer {
   async #run(api: ApiRoute, route: HttpRoute, req: FastifyRequest, encoding: Encoding): Promise<Reply<unknown>> {
     this.#inflight++;
     try {
-      return ok(await handle(api, bodyOf(route, req, encoding), this.#deps.api));
+      const run = () => handle(api, bodyOf(route, req, encoding), this.#deps.api);
+      if (!tracingEnabled()) return ok(await run());
+      const op = opLabel(api);
+      const attributes = { "jade.node": this.#deps.api.nodeId, "jade.op": op, "jade.transport": "http", "http.request.method": req.method };
+      return ok(await traced(`jade.api ${op}`, attributes, run, { kind: SpanKind.SERVER, parent: extractHttpTrace(req.headers) }));
     } catch (err) {
       return fail(err);
     } finally {

@@ -24,6 +24,7 @@ import type { ShardReplica } from "../replica/replica.ts";
 import { mergeTopK } from "./merge.ts";
 import { resolveSelection, type ReplicaSelection, type SelectionName } from "./selection/index.ts";
 import { withDeadline } from "../../runtime/async.ts";
+import { SpanKind, traced, tracingEnabled } from "../../runtime/tracing.ts";
 
 export interface ReadOptions {
   consistency: ReadConsistency;
@@ -147,7 +148,15 @@ export class ReadRouter {
     throw lastError ?? new JadeError(ErrorCode.Timeout, `shard ${shard} did not answer in time`);
   }
 
-  async #readOn<T>(node: string, config: CollectionConfig, shard: number, minSeq: number, timeoutMs: number, read: ReadOp<T>): Promise<T> {
+  #readOn<T>(node: string, config: CollectionConfig, shard: number, minSeq: number, timeoutMs: number, read: ReadOp<T>): Promise<T> {
+    const run = () => this.#readReplica(node, config, shard, minSeq, timeoutMs, read);
+    if (!tracingEnabled()) return run();
+    const local = node === this.#deps.nodeId;
+    const attributes = { "jade.node": this.#deps.nodeId, "jade.replica.node": node, "jade.collection": config.name, "jade.shard": shard, "jade.replica.local": local };
+    return traced(`jade.router.${read.op} ${local ? "local" : "remote"}`, attributes, run, { kind: local ? SpanKind.INTERNAL : SpanKind.CLIENT });
+  }
+
+  async #readReplica<T>(node: string, config: CollectionConfig, shard: number, minSeq: number, timeoutMs: number, read: ReadOp<T>): Promise<T> {
     if (node === this.#deps.nodeId) {
       const replica = this.#deps.host.replicas(config.name)[shard];
       if (!replica || replica.config.uid !== config.uid) throw new JadeError(ErrorCode.Unavailable, `replica of shard ${shard} not hosted here`);

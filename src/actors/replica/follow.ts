@@ -8,6 +8,8 @@ import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClie
 import type { ApplyResult, LogRecord } from "../vector-index/api.ts";
 import { Backoff } from "../../runtime/async.ts";
 import { logPurgedPast } from "../../runtime/retention.ts";
+import { extractTrace, hasSpan, startSpan, tracingEnabled } from "../../runtime/tracing.ts";
+import type { Attributes, Context, Span } from "@opentelemetry/api";
 
 export interface FollowLimits {
   /** Entries handed to the index actor in one call. */
@@ -39,6 +41,8 @@ export interface FollowOptions {
   onProgress: (appliedSeq: number, lastSeq: number) => void;
   signal: AbortSignal;
   limits?: FollowLimits;
+  /** On the spans of traced entries' applies (the node, collection and shard). */
+  traceAttributes?: Attributes;
 }
 
 /**
@@ -103,6 +107,8 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
   let next = fromSeq;
   let received = false;
   let gap: LogPurgedError | undefined;
+  /** Traced entries not applied yet: sequence → the write that made it. */
+  const traces = new Map<number, Context>();
   const stop = () => {
     void messages.stop();
     buffer.end();
@@ -136,6 +142,10 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
         break;
       }
       expected = m.seq + 1;
+      if (tracingEnabled()) {
+        const parent = extractTrace(m.headers);
+        if (hasSpan(parent)) traces.set(m.seq, parent);
+      }
       await buffer.push({ seq: m.seq, data: m.data }, m.seq + m.info.pending);
     }
   })().finally(() => buffer.end());
@@ -143,7 +153,13 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
     for (;;) {
       const taken = await buffer.take();
       if (!taken || options.signal.aborted) break;
-      const result = await options.apply(taken.records);
+      const spans = traces.size > 0 ? applySpans(taken.records, traces, options.traceAttributes ?? {}) : [];
+      let result: ApplyResult;
+      try {
+        result = await options.apply(taken.records);
+      } finally {
+        for (const span of spans) span.end();
+      }
       next = result.appliedSeq + 1;
       if (options.signal.aborted) break;
       options.onProgress(result.appliedSeq, Math.max(taken.lastSeq, result.appliedSeq));
@@ -156,6 +172,19 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
     stop();
   }
   return next;
+}
+
+/** A span per traced entry of a batch, each a child of the write that made the entry, open while the batch applies. */
+function applySpans(records: readonly LogRecord[], traces: Map<number, Context>, attributes: Attributes): Span[] {
+  const spans: Span[] = [];
+  for (const { seq } of records) {
+    const parent = traces.get(seq);
+    if (!parent) continue;
+    traces.delete(seq);
+    const span = startSpan("jade.replica.apply", { ...attributes, "jade.seq": seq, "jade.batch.entries": records.length }, parent);
+    if (span) spans.push(span);
+  }
+  return spans;
 }
 
 /**

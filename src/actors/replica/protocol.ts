@@ -7,7 +7,7 @@
  * `checkpoint` makes the source save one and says its sequence and size, `chunk`
  * reads a byte range of it.
  */
-import type { NatsConnection } from "@nats-io/nats-core";
+import { headers, type NatsConnection } from "@nats-io/nats-core";
 import { Packr } from "msgpackr";
 import { z } from "zod";
 import { errorMessage, ErrorCode, JadeError, type WireError } from "../../runtime/errors.ts";
@@ -17,6 +17,7 @@ import { limits } from "../../runtime/limits.ts";
 /** Bytes per `chunk` request: well under NATS max_payload (8 MiB here, 1 MiB by default). */
 export const checkpointChunkBytesMax = 512 * 1024;
 import { subjects, type ReplicaOp } from "../../runtime/subjects.ts";
+import { injectTrace, tracingEnabled } from "../../runtime/tracing.ts";
 
 const FilterAst = z.custom<Filter>().superRefine((value, ctx) => {
   try {
@@ -94,8 +95,10 @@ export async function requestReplica<T>(
 ): Promise<T> {
   let reply: ReplicaReadReply;
   try {
+    const traceHeaders = tracingEnabled() ? headers() : undefined;
     const msg = await nc.request(subjects.replica(target.node, target.collection, target.shard, target.op), encodeReplicaMessage(request), {
       timeout: Math.max(1, Math.ceil(timeoutMs)),
+      ...(traceHeaders && injectTrace(traceHeaders) ? { headers: traceHeaders } : {}),
     });
     reply = decodeReplicaMessage<ReplicaReadReply>(msg.data);
   } catch (err) {

@@ -251,6 +251,7 @@ export class ShardReplica {
             apply: (records) => applyRecords(parts, records, abort.signal),
             onProgress: (appliedSeq, lastSeq) => sendBack({ type: "PROGRESS", appliedSeq, lastSeq }),
             signal: abort.signal,
+            traceAttributes: { "jade.node": nodeId, "jade.collection": name, "jade.shard": shard },
           }).then(
             () => {
               if (!abort.signal.aborted) sendBack({ type: "FOLLOW_FAILED", error: "the log consumer ended" });

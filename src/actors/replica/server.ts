@@ -14,6 +14,7 @@ import { spaceOf } from "../../runtime/vectors.ts";
 import type { ReplicaHost } from "./host.ts";
 import { float32FromBytes } from "../../runtime/encoding.ts";
 import { decodeReplicaRequest, encodeReplicaMessage, ReplicaReadRequest } from "./protocol.ts";
+import { extractTrace, SpanKind, traced, tracingEnabled } from "../../runtime/tracing.ts";
 
 export const replicaInflightMax = 256;
 
@@ -42,7 +43,12 @@ export class ReplicaServer {
   start(nc: NatsConnection): void {
     this.#serving = serve(nc, {
       subjects: [{ subject: subjects.replicaWildcard(this.#nodeId) }],
-      handle: (msg) => this.#read(msg),
+      handle: (msg) => {
+        if (!tracingEnabled()) return this.#read(msg);
+        const route = parseReplicaSubject(msg.subject);
+        const attributes = { "jade.node": this.#nodeId, "jade.collection": route?.collection ?? "", "jade.shard": route?.shard ?? -1 };
+        return traced(`jade.replica.${route?.op ?? "unknown"}`, attributes, () => this.#read(msg), { kind: SpanKind.SERVER, parent: extractTrace(msg.headers) });
+      },
       encode: encodeReplicaMessage,
       cap: { inflightMax: replicaInflightMax, refusal: new JadeError(ErrorCode.RateLimited, "replica reads saturated on this node") },
       failureLevel,

@@ -36,6 +36,7 @@ import { AbsorbingWorkers } from "./absorber.ts";
 import { SearchBatches, SearchLane } from "./search-batch.ts";
 import type { ShardIndexOptions } from "./shard-index.ts";
 import { workerModule } from "../../runtime/worker-module.ts";
+import { traced, tracingEnabled } from "../../runtime/tracing.ts";
 
 /** Delay before replacing a worker that died before it ever answered, so a broken build cannot spin. */
 const respawnDelayMs = 1_000;
@@ -126,7 +127,8 @@ export class ShardIndexClient {
 
   /** Batched with the worker's other searches of this tick (search-batch.ts). */
   search(request: ShardSearchRequest): Promise<ShardHit[]> {
-    return this.#search(request);
+    if (!tracingEnabled()) return this.#search(request);
+    return traced("jade.index.search", { "jade.shard.key": this.shardKey, "jade.k": request.k }, () => this.#search(request));
   }
 
   get(ids: string[], withVectors: boolean): Promise<StoredPoint[]> {

@@ -9,6 +9,7 @@
  * than the index slows down instead of leaving acknowledged points unsearchable for long.
  */
 import { randomUUID } from "node:crypto";
+import { headers, type MsgHdrs } from "@nats-io/nats-core";
 import type { NatsContext } from "../../nats/connect.ts";
 import { publishDurable } from "../../nats/streams.ts";
 import type { PointColumns } from "../../runtime/columns.ts";
@@ -18,6 +19,7 @@ import { encodeEntry, EntryKind, type UpsertEntry } from "../../runtime/log-entr
 import type { CollectionConfig, Payload, SessionToken, WriteConsistency } from "../../runtime/schemas.ts";
 import { resolveSharding } from "../../runtime/sharding/index.ts";
 import { subjects } from "../../runtime/subjects.ts";
+import { injectTrace, traced, tracingEnabled } from "../../runtime/tracing.ts";
 import type { AppliedTracker } from "./applied-tracker.ts";
 import { ShardBacklog } from "./pace.ts";
 
@@ -86,7 +88,9 @@ export class Writer {
     if (this.#inflight >= writesInFlightMax) throw new JadeError(ErrorCode.RateLimited, `more than ${writesInFlightMax} writes in progress on this node`);
     this.#inflight++;
     try {
-      return await this.#appendEntries(config, entries, options);
+      if (!tracingEnabled()) return await this.#appendEntries(config, entries, options);
+      const attributes = { "jade.collection": config.name, "jade.shards": entries.length, "jade.consistency": options.consistency ?? "log" };
+      return await traced("jade.writer.append", attributes, () => this.#appendEntries(config, entries, options));
     } finally {
       this.#inflight--;
     }
@@ -101,10 +105,19 @@ export class Writer {
       entries.map(async ({ shard, data }) => {
         const release = await this.#backlog.reserve(config, shard, data.byteLength, deadline);
         try {
-          const ack = await publishDurable(this.#nats.js, subjects.log(config.name, shard), data, {
-            msgID: `${config.uid}:${requestId}:${shard}`,
-            deadlineMs: Math.max(1, deadline - performance.now()),
-          });
+          const publish = (headers?: MsgHdrs) =>
+            publishDurable(this.#nats.js, subjects.log(config.name, shard), data, {
+              msgID: `${config.uid}:${requestId}:${shard}`,
+              deadlineMs: Math.max(1, deadline - performance.now()),
+              headers,
+            });
+          // A traced write's entries carry its traceparent: the replicas' apply continues the trace.
+          const ack = tracingEnabled()
+            ? await traced("jade.log.publish", { "jade.collection": config.name, "jade.shard": shard, "jade.bytes": data.byteLength }, () => {
+                const h = headers();
+                return publish(injectTrace(h) ? h : undefined);
+              })
+            : await publish();
           release(ack.seq);
           return [shard, ack.seq] as const;
         } catch (err) {

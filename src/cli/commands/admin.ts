@@ -5,6 +5,7 @@ import type { Move } from "../../runtime/rebalance.ts";
 import { formatSeconds, printJson, printLine, table } from "../format.ts";
 import type { TransferProgress } from "../../runtime/transfer.ts";
 import { integer, runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
+import { registerInspectCommands } from "./inspect.ts";
 
 function printMoves(moves: Move[]): void {
   if (moves.length === 0) return printLine("nothing to move");
@@ -30,7 +31,7 @@ function printMigrations(migrations: MigrationView[]): void {
 }
 
 export function registerAdminCommands(program: Command): void {
-  const nodes = program.command("nodes").description("drain, undrain or remove cluster nodes");
+  const nodes = program.command("nodes").description("list, inspect, drain, undrain or remove cluster nodes");
   withClientOptions(nodes.command("drain <node>").description("move every replica off a node (zero-downtime migrations) and give it no new ones")).action(
     (node: string, o: ClientOptions) =>
       runWithClient(o, async (client) => {
@@ -56,7 +57,8 @@ export function registerAdminCommands(program: Command): void {
       }),
   );
 
-  const shards = program.command("shards").description("move shard replicas");
+  const shards = program.command("shards").description("list shards, move shard replicas");
+  registerInspectCommands(nodes, shards);
   withClientOptions(
     shards
       .command("move <collection> <shard>")
