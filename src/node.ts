@@ -33,6 +33,8 @@ import { HttpServer, type HttpOptions } from "./actors/http/server.ts";
 import { jadeVersion } from "./runtime/version.ts";
 import { NodeMetrics, type MetricSources } from "./actors/metrics/node-metrics.ts";
 import { readLogState } from "./actors/control/retention.ts";
+import { LogShipper } from "./actors/logs/shipper.ts";
+import { DiagResponder } from "./actors/logs/diag.ts";
 
 export interface NodeOptions {
   servers: string[];
@@ -76,6 +78,8 @@ interface NodeParts {
   bulk: BulkConnection;
   backups: Backups;
   http: HttpServer | undefined;
+  logs: LogShipper;
+  diag: DiagResponder;
 }
 
 export class JadeNode {
@@ -130,7 +134,7 @@ export class JadeNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag } = this.#parts;
     await http?.stop().catch((err) => this.#log.warn({ err }, "http stop"));
     host.freeze();
     // Say goodbye first so peers stop routing here, and hand the coordinator lease over.
@@ -139,6 +143,7 @@ export class JadeNode {
     await backups.stop().catch(() => undefined);
     await bulk.nc.close().catch(() => undefined);
     await gateway.stop().catch((err) => this.#log.warn({ err }, "gateway stop"));
+    await diag.stop();
     await ingestion.stop().catch((err) => this.#log.warn({ err }, "ingestion stop"));
     await replicaServer.stop().catch((err) => this.#log.warn({ err }, "replica server stop"));
     await host.stop();
@@ -147,6 +152,7 @@ export class JadeNode {
     catalog.stop();
     placements.stop();
     await pool.close();
+    logs.stop();
     await this.nats.nc.drain().catch(() => this.nats.nc.close());
     this.#log.info("node stopped");
   }
@@ -280,13 +286,17 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
   replicaServer.start(nats.nc);
   const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, retention: nats.retention };
-  const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, dataDir: options.dataDir }));
+  const logs = new LogShipper(nats.nc, nodeId, nats.connected);
+  logs.start();
+  const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));
   gateway = new Gateway(api, log, metrics?.requests);
   gateway.start(nats.nc);
   if (options.http) http = new HttpServer({ api, connected: nats.connected, version: jadeVersion, metrics, log });
+  const diag = new DiagResponder(nodeId, metrics && (async () => (await metrics.scrape()).text), log);
+  diag.start(nats.nc);
   const ingestion = new Ingestion(nats, catalog, writer, log);
   await ingestion.start();
-  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http };
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag };
 }
 
 /** The figures the metrics read at scrape time (actors/metrics/node-metrics.ts). */
@@ -299,9 +309,10 @@ function metricSources(parts: {
   catalog: Catalog;
   backups: Backups;
   pool: IndexPool;
+  logs: LogShipper;
   dataDir: string;
 }): MetricSources {
-  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, dataDir } = parts;
+  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, logs, dataDir } = parts;
   return {
     nodeId,
     replicas: () =>
@@ -320,6 +331,7 @@ function metricSources(parts: {
       ),
     pointsWritten: () => writer.written,
     nats: () => ({ connected: nats.connected(), ...nats.events }),
+    logLinesDropped: () => logs.dropped,
     coordinator: () => ({ leader: coordinator.isLeader, epoch: coordinator.epoch }),
     shardLogs: async () => {
       if (!coordinator.isLeader) return [];

@@ -32,6 +32,7 @@ const allowed: Record<string, string[]> = {
   "actors/control": [...base, "nats", "machines", "actors/cluster", "actors/backup"],
   // Metrics see plain figures only (the node hands them over), so every actor may report to them.
   "actors/metrics": [...base, "machines"],
+  "actors/logs": [...base, "nats"],
   "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup", "actors/metrics"],
   // HTTP serves the API's handlers (the same ones NATS requests run) and the admin bodies' schemas.
   "actors/http": [...base, "machines", "actors/api", "actors/replica", "actors/control", "actors/metrics"],

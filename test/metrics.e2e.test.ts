@@ -191,6 +191,7 @@ describe("scrape-time figures", () => {
     replicas: async () => figures.replicas,
     pointsWritten: () => ({ upserted: 5, deleted: 1 }),
     nats: () => ({ connected: false, disconnects: 2, reconnects: 1, slowConsumers: 3 }),
+    logLinesDropped: () => 4,
     coordinator: () => ({ leader: figures.leader, epoch: figures.leader ? 7 : null }),
     shardLogs: async () => [],
     migrations: () => (figures.leader ? figures.migrations : []),

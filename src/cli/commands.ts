@@ -7,6 +7,8 @@ import type { Command } from "commander";
 import { registerAdminCommands } from "./commands/admin.ts";
 import { registerBackupCommands } from "./commands/backup.ts";
 import { registerChangesCommand } from "./commands/changes.ts";
+import { registerLogsCommand } from "./commands/logs.ts";
+import { registerDiagCommand } from "./commands/diag.ts";
 import { registerCollectionCommands } from "./commands/collections.ts";
 import { registerReadCommands } from "./commands/read.ts";
 import { registerStatusCommand } from "./commands/status.ts";
@@ -20,4 +22,6 @@ export function registerClientCommands(program: Command): void {
   registerChangesCommand(program);
   registerAdminCommands(program);
   registerBackupCommands(program);
+  registerLogsCommand(program);
+  registerDiagCommand(program);
 }

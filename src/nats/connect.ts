@@ -75,6 +75,10 @@ export interface ConnectOptions {
  */
 setSha256Backend("native");
 
+/** How long, and how many bytes of, log lines the cluster keeps (`jade logs`, diagnostics). */
+const logsKeptMs = 60 * 60 * 1000;
+const logsBytesMax = 64 * 1024 * 1024;
+
 export async function connectNats(options: ConnectOptions, log: Logger): Promise<NatsContext> {
   const nc = await connect({
     servers: options.servers,
@@ -182,6 +186,17 @@ async function setUp(
     storage: StorageType.File,
     num_replicas: replicas,
     max_age: nanos(7 * 24 * 3_600_000),
+    discard: DiscardPolicy.Old,
+  });
+  // Recent log lines of every node: an hour, at most 64 MiB, the oldest dropped first.
+  await ensureStream(jsm, {
+    name: names.logsStream,
+    subjects: [subjects.logsWildcard],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: replicas,
+    max_age: nanos(logsKeptMs),
+    max_bytes: logsBytesMax,
     discard: DiscardPolicy.Old,
   });
   await jsm.consumers

@@ -1,11 +1,48 @@
-/** Structured logs (pino). `JADE_LOG_LEVEL` sets the level; tests default to `error`. */
+/**
+ * Structured logs (pino). `JADE_LOG_LEVEL` sets the level; tests default to `error`. On a
+ * terminal they are printed for people (pino-pretty); piped, or with `JADE_LOG_FORMAT=json`,
+ * as JSON lines. Every line is also offered to the taps (`onLogLine`): a node ships its own
+ * to `jade.logs.<node>` (actors/logs).
+ */
+import { Writable } from "node:stream";
 import { pino, type Logger } from "pino";
+import pretty from "pino-pretty";
 
 export type { Logger };
 
 const defaultLevel = process.env.JADE_LOG_LEVEL ?? (process.env.VITEST ? "error" : "info");
 
-export const rootLogger: Logger = pino({ level: defaultLevel, base: { pid: process.pid } }, pino.destination(2));
+type LogLineListener = (line: string) => void;
+const listeners = new Set<LogLineListener>();
+
+/** Every line the root logger writes (JSON, with its newline), while registered; returns the unregister. */
+export function onLogLine(listener: LogLineListener): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+const tap = new Writable({
+  write(chunk: Buffer | string, _encoding, done) {
+    if (listeners.size > 0) {
+      const line = chunk.toString();
+      for (const listener of listeners) listener(line);
+    }
+    done();
+  },
+});
+
+function terminal(): pino.DestinationStream {
+  const human = process.stderr.isTTY && process.env.JADE_LOG_FORMAT !== "json" && !process.env.VITEST;
+  return human ? pretty({ destination: 2, sync: true, translateTime: "HH:MM:ss.l", ignore: "pid,hostname" }) : pino.destination(2);
+}
+
+export const rootLogger: Logger = pino(
+  { level: defaultLevel, base: { pid: process.pid } },
+  pino.multistream([
+    { stream: terminal(), level: "trace" },
+    { stream: tap, level: "trace" },
+  ]),
+);
 
 export function childLogger(bindings: Record<string, unknown>): Logger {
   return rootLogger.child(bindings);

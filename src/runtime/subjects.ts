@@ -98,6 +98,12 @@ export const subjects = {
   ingestWildcard: "jade.ingest.>",
   dlq: (collection: string) => `jade.dlq.${collection}`,
   dlqWildcard: "jade.dlq.>",
+  /** Each node's own log lines (JSON), kept a while in the stream `JADE_LOGS` (actors/logs). */
+  logs: (nodeId: string) => `jade.logs.${nodeId}`,
+  logsWildcard: "jade.logs.>",
+  /** A node's diagnostics (`info`, `metrics`), answered by that node alone: `jade diag` (actors/logs/diag.ts). */
+  diag: (nodeId: string, op: DiagOp) => `jade.diag.${nodeId}.${op}`,
+  diagWildcard: (nodeId: string) => `jade.diag.${nodeId}.*`,
   /** Dead letters whose subject names no valid collection (`$` cannot start a collection name). */
   dlqUnroutable: "jade.dlq.$unroutable",
   applied: (collection: string, shard: number) => `jade.applied.${collection}.${shard}`,
@@ -106,6 +112,9 @@ export const subjects = {
   replica: (nodeId: string, collection: string, shard: number, op: ReplicaOp) => `jade.replica.${nodeId}.${collection}.${shard}.${op}`,
   replicaWildcard: (nodeId: string) => `jade.replica.${nodeId}.>`,
 } as const;
+
+export const DiagOp = { Info: "info", Metrics: "metrics" } as const;
+export type DiagOp = (typeof DiagOp)[keyof typeof DiagOp];
 
 export const ReplicaOp = { Search: "search", Get: "get", Count: "count", Checkpoint: "checkpoint", Chunk: "chunk", Digest: "digest" } as const;
 export type ReplicaOp = (typeof ReplicaOp)[keyof typeof ReplicaOp];
@@ -194,6 +203,7 @@ export const names = {
   ingestStream: "JADE_INGEST",
   ingestConsumer: "jade-ingest",
   dlqStream: "JADE_DLQ",
+  logsStream: "JADE_LOGS",
   collectionsBucket: "jade_collections",
   nodesBucket: "jade_nodes",
   leasesBucket: "jade_leases",

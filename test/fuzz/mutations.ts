@@ -172,6 +172,8 @@ export function mutated(valid: fc.Arbitrary<FuzzRequest>): fc.Arbitrary<FuzzRequ
 /** `jade.v1.<collection>.<op>` (or the node-addressed form) with another collection token. */
 function replaceCollectionToken(subject: string, token: string): string {
   const parts = subject.split(".");
+  // A diagnostics subject names a node, not a collection: another token would reach nobody.
+  if (parts[1] === "diag") return subject;
   const at = parts[1] === "n" ? 4 : parts[0] === "jade" && parts[1] === "replica" ? 3 : 2;
   if (parts.length <= at) return subject;
   parts[at] = token;

@@ -253,6 +253,18 @@ function replicaRequest(world: World): fc.Arbitrary<FuzzRequest> {
   );
 }
 
+/** A node's diagnostics subjects (`jade diag`), with any body: they read nothing from it. */
+function diagRequest(world: World): fc.Arbitrary<FuzzRequest> {
+  return fc.tuple(fc.constantFrom("info", "metrics", "frobnicate"), fc.jsonValue({ maxDepth: 2 })).map(([op, json]): FuzzRequest => ({
+    family: `diag.${op}`,
+    subject: `jade.diag.${world.nodeId}.${op}`,
+    body: { json: json as Json },
+    expect: "any",
+    transport: "request",
+    touchesReference: false,
+  }));
+}
+
 /**
  * Reads and writes of the pool collections, which generated creates and drops make and
  * unmake while these run: the races between them. Their shape is whatever the last create
@@ -277,5 +289,6 @@ export function validRequest(world: World): fc.Arbitrary<FuzzRequest> {
     { weight: 1, arbitrary: backupRequest(world) },
     { weight: 1, arbitrary: unknownSubject(world) },
     { weight: 2, arbitrary: replicaRequest(world) },
+    { weight: 1, arbitrary: diagRequest(world) },
   );
 }

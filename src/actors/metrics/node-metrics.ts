@@ -59,6 +59,8 @@ export interface MetricSources {
   replicas(): Promise<ReplicaSample[]>;
   pointsWritten(): { upserted: number; deleted: number };
   nats(): { connected: boolean; disconnects: number; reconnects: number; slowConsumers: number };
+  /** Log lines not shipped to NATS (over budget, or disconnected). */
+  logLinesDropped(): number;
   coordinator(): { leader: boolean; epoch: number | null };
   /** Leader only (empty elsewhere). */
   shardLogs(): Promise<ShardLogSample[]>;
@@ -174,6 +176,7 @@ export class NodeMetrics {
     new Gauge({ name: "jade_nats_connected", help: "1 while connected to NATS", registers, collect() { this.set(sources.nats().connected ? 1 : 0); } });
     new Counter({ name: "jade_nats_disconnects_total", help: "Times the NATS connection was lost", registers, collect() { this.reset(); setCounter(this, {}, sources.nats().disconnects); } });
     new Counter({ name: "jade_nats_reconnects_total", help: "Times the NATS connection was re-established", registers, collect() { this.reset(); setCounter(this, {}, sources.nats().reconnects); } });
+    new Counter({ name: "jade_log_lines_dropped_total", help: "Log lines not shipped to jade.logs (over the shipping budget, or while disconnected)", registers, collect() { this.reset(); setCounter(this, {}, sources.logLinesDropped()); } });
     new Counter({ name: "jade_nats_slow_consumer_events_total", help: "Times a subscription fell behind and NATS dropped messages for it", registers, collect() { this.reset(); setCounter(this, {}, sources.nats().slowConsumers); } });
   }
 
