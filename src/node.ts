@@ -291,7 +291,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));
   gateway = new Gateway(api, log, metrics?.requests);
   gateway.start(nats.nc);
-  if (options.http) http = new HttpServer({ api, connected: nats.connected, version: jadeVersion, metrics, log });
+  if (options.http) http = new HttpServer({ api, nc: nats.nc, connected: nats.connected, version: jadeVersion, metrics, log });
   const diag = new DiagResponder(nodeId, metrics && (async () => (await metrics.scrape()).text), log);
   diag.start(nats.nc);
   const ingestion = new Ingestion(nats, catalog, writer, log);

@@ -88,6 +88,13 @@ function operationOf(route: HttpRoute): Record<string, unknown> {
 export function openApiDocument(routes: readonly HttpRoute[], version: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) (paths[route.path] ??= {})[route.method.toLowerCase()] = operationOf(route);
+  paths["/v1/events"] = {
+    get: {
+      operationId: "events",
+      summary: "The dashboard's live feed (Server-Sent Events): `status` (the cluster status, every second), `migrations`, and `log` (every node's log lines)",
+      responses: { "200": { description: "an event stream", content: { "text/event-stream": { schema: { type: "string" } } } }, "429": { description: "rate_limited: too many pages open on this node" } },
+    },
+  };
   paths["/healthz"] = { get: { operationId: "healthz", summary: "The process is alive", responses: { "200": { description: "alive" } } } };
   paths["/readyz"] = {
     get: {

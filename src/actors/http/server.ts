@@ -6,7 +6,9 @@
  * through `decodeBody` like NATS bodies (strict UTF-8, no `__proto__`, msgpack by
  * `Content-Type: application/msgpack`).
  */
+import { readFileSync } from "node:fs";
 import type { Duplex } from "node:stream";
+import type { NatsConnection } from "@nats-io/nats-core";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { handle } from "../api/handlers.ts";
 import type { ApiDeps } from "../api/types.ts";
@@ -15,7 +17,8 @@ import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply } from "../
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { isJsonObject } from "../../runtime/payload.ts";
-import type { ApiRoute } from "../../runtime/subjects.ts";
+import { AdminOp, type ApiRoute } from "../../runtime/subjects.ts";
+import { eventPagesMax, LiveEvents } from "./events.ts";
 import { quote } from "../../runtime/text.ts";
 import type { NodeMetrics } from "../metrics/node-metrics.ts";
 import { opLabel } from "../metrics/requests.ts";
@@ -40,6 +43,8 @@ export interface HttpOptions {
 
 export interface HttpDeps {
   api: ApiDeps;
+  /** For the dashboard's live feed (every node's log lines). */
+  nc: NatsConnection;
   /** Connected to NATS now. */
   connected: () => boolean;
   version: string;
@@ -70,6 +75,7 @@ export class HttpServer {
   readonly #log: Logger;
   readonly #app: FastifyInstance;
   #inflight = 0;
+  readonly #events: LiveEvents;
 
   get inflight(): number {
     return this.#inflight;
@@ -87,15 +93,28 @@ export class HttpServer {
       // not unrouted (Fastify's default of 100 would answer not_found).
       routerOptions: { maxParamLength: 16 * 1024 },
       // A path that does not decode (`/v1/collections/%ZZ`): answered before any route.
-      frameworkErrors: (err, req, reply) => this.#send(req, reply, fail(invalidArgument(err.message)), Encoding.Json),
+      frameworkErrors: (err, _req, reply) => this.#send(reply, fail(invalidArgument(err.message)), Encoding.Json),
       clientErrorHandler: (err, socket) => this.#clientError(err, socket),
+    });
+    this.#events = new LiveEvents(
+      deps.nc,
+      {
+        status: () => handle({ kind: "cluster", op: "status" }, {}, deps.api),
+        migrations: () => handle({ kind: "admin", op: AdminOp.Migrations }, {}, deps.api),
+      },
+      this.#log,
+    );
+    // Open event streams would hold the close forever: end them first.
+    this.#app.addHook("preClose", (done) => {
+      this.#events.closeAll();
+      done();
     });
     this.#app.removeAllContentTypeParsers();
     // Every body arrives as bytes and is decoded like a NATS body.
     this.#app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
-    this.#app.setErrorHandler((err: FastifyError, req, reply) => this.#send(req, reply, fail(this.#framingError(err)), Encoding.Json));
+    this.#app.setErrorHandler((err: FastifyError, _req, reply) => this.#send(reply, fail(this.#framingError(err)), Encoding.Json));
     this.#app.setNotFoundHandler((req, reply) =>
-      this.#send(req, reply, fail(new JadeError(ErrorCode.NotFound, `no route ${req.method} ${req.url.split("?")[0]} (see /v1/openapi.json)`)), Encoding.Json),
+      this.#send(reply, fail(new JadeError(ErrorCode.NotFound, `no route ${req.method} ${req.url.split("?")[0]} (see /v1/openapi.json)`)), Encoding.Json),
     );
     this.#routes();
   }
@@ -126,10 +145,19 @@ export class HttpServer {
         return reply.type(contentType).send(text);
       });
     }
-    this.#app.get("/healthz", (req, reply) => this.#send(req, reply, ok({ status: "alive", node: this.#deps.api.nodeId }), Encoding.Json));
-    this.#app.get("/readyz", (req, reply) => {
+    for (const [path, file, type] of dashboardFiles) {
+      this.#app.get(path, (_req, reply) => reply.type(type).header("cache-control", "no-cache").send(file));
+    }
+    this.#app.get("/v1/events", (_req, reply) => {
+      if (this.#events.full) return this.#send(reply, fail(new JadeError(ErrorCode.RateLimited, `more than ${eventPagesMax} live pages on this node`)), Encoding.Json);
+      reply.hijack();
+      this.#events.open(reply.raw);
+      return reply;
+    });
+    this.#app.get("/healthz", (_req, reply) => this.#send(reply, ok({ status: "alive", node: this.#deps.api.nodeId }), Encoding.Json));
+    this.#app.get("/readyz", (_req, reply) => {
       const state = readiness(this.#deps.connected(), this.#deps.api.host);
-      return this.#send(req, reply, state.ready ? ok(state) : fail(notReady(state)), Encoding.Json);
+      return this.#send(reply, state.ready ? ok(state) : fail(notReady(state)), Encoding.Json);
     });
     for (const route of httpRoutes) {
       this.#app.route({ method: route.method, url: route.path.replace("{name}", ":name"), handler: (req, reply) => this.#serve(route, req, reply) });
@@ -140,13 +168,16 @@ export class HttpServer {
     const encoding = encodingOfRequest(req);
     const startedMs = performance.now();
     const api = route.api((req.params as { name?: string }).name ?? "");
-    const result = this.#inflight >= httpInflightMax ? fail(new JadeError(ErrorCode.RateLimited, `more than ${httpInflightMax} HTTP requests in flight on this node`)) : await this.#run(api, route, req, encoding);
+    const result =
+      this.#inflight >= httpInflightMax
+        ? fail(new JadeError(ErrorCode.RateLimited, `more than ${httpInflightMax} HTTP requests in flight on this node`))
+        : await this.#run(api, route, req, encoding);
     this.#deps.metrics?.requests.observe("http", api, result.ok ? "ok" : result.error.code, (performance.now() - startedMs) / 1000);
     if (!result.ok) {
       const level = result.error.code === ErrorCode.Internal ? "error" : "warn";
       this.#log[level]({ method: req.method, url: req.url, error: result.error, ms: Math.round(performance.now() - startedMs) }, "request failed");
     }
-    return this.#send(req, reply, result, encoding);
+    return this.#send(reply, result, encoding);
   }
 
   async #run(api: ApiRoute, route: HttpRoute, req: FastifyRequest, encoding: Encoding): Promise<Reply<unknown>> {
@@ -164,7 +195,7 @@ export class HttpServer {
     }
   }
 
-  #send(_req: FastifyRequest, reply: FastifyReply, result: Reply<unknown>, encoding: Encoding): FastifyReply {
+  #send(reply: FastifyReply, result: Reply<unknown>, encoding: Encoding): FastifyReply {
     const status = result.ok ? 200 : httpStatusOf[result.error.code];
     if (!result.ok && result.error.retryable) reply.header("retry-after", String(retryAfterSeconds));
     return reply
@@ -199,6 +230,13 @@ export class HttpServer {
     return new JadeError(ErrorCode.Internal, err.message);
   }
 }
+
+/** The dashboard, read once: a few files, served from memory. */
+const dashboardFiles: readonly [string, Buffer, string][] = [
+  ["/", "index.html", "text/html; charset=utf-8"],
+  ["/dashboard/app.js", "app.js", "text/javascript; charset=utf-8"],
+  ["/dashboard/style.css", "style.css", "text/css; charset=utf-8"],
+].map(([path, file, type]) => [path!, readFileSync(new URL(`./dashboard/${file}`, import.meta.url)), type!]);
 
 function notReady(state: Readiness): JadeError {
   return new JadeError(ErrorCode.Unavailable, `not ready: ${state.reasons.join("; ")}`, { details: { reasons: state.reasons, replicas: state.replicas } });

@@ -74,13 +74,6 @@ export interface MetricSources {
   disk(): Promise<{ freeBytes: number; totalBytes: number }>;
 }
 
-type Labels<T extends string> = Partial<Record<T, string | number>>;
-
-/** A counter whose value an actor keeps: set to it on each scrape (a restart of the process resets it, as counters may). */
-function setCounter<T extends string>(counter: Counter<T>, labels: Labels<T>, value: number): void {
-  counter.inc(labels, value);
-}
-
 export class NodeMetrics {
   readonly registry = new Registry();
   readonly requests: RequestMetrics;
@@ -97,8 +90,19 @@ export class NodeMetrics {
     // Process CPU and memory, event-loop lag (nodejs_eventloop_lag_*), GC: the standard names dashboards know.
     collectDefaultMetrics({ register: registry });
     this.requests = new RequestMetrics(
-      new Counter({ name: "jade_requests_total", help: "API requests answered, by transport, operation and outcome (ok or the error code)", labelNames: ["transport", "op", "code"], registers: [registry] }),
-      new Histogram({ name: "jade_request_duration_seconds", help: "API request latency, arrival to reply, by transport and operation", labelNames: ["transport", "op"], buckets: requestSecondsBuckets, registers: [registry] }),
+      new Counter({
+        name: "jade_requests_total",
+        help: "API requests answered, by transport, operation and outcome (ok or the error code)",
+        labelNames: ["transport", "op", "code"],
+        registers: [registry],
+      }),
+      new Histogram({
+        name: "jade_request_duration_seconds",
+        help: "API request latency, arrival to reply, by transport and operation",
+        labelNames: ["transport", "op"],
+        buckets: requestSecondsBuckets,
+        registers: [registry],
+      }),
     );
     this.#sources = sources;
     this.#setReplicas = this.#replicas();
@@ -149,7 +153,8 @@ export class NodeMetrics {
         points.set(labels, r.points);
         pending.set(labels, r.pending);
         if (r.indexMemoryBytes !== undefined) memory.set(labels, r.indexMemoryBytes);
-        setCounter(transferred, labels, r.transferredBytes);
+        // The actor's total (reset above, so this sets it): a new process starts from 0, as counters may.
+        transferred.inc(labels, r.transferredBytes);
         for (const s of Object.values(ReplicaState)) state.set({ ...labels, state: s }, s === r.state ? 1 : 0);
       }
       hosted.set(samples.length);
@@ -165,25 +170,41 @@ export class NodeMetrics {
       collect() {
         const written = sources.pointsWritten();
         this.reset();
-        setCounter(this, { op: "upsert" }, written.upserted);
-        setCounter(this, { op: "delete" }, written.deleted);
+        this.inc({ op: "upsert" }, written.upserted);
+        this.inc({ op: "delete" }, written.deleted);
+      },
+    });
+  }
+
+  /** An unlabelled gauge read at scrape time. */
+  #gaugeFrom(name: string, help: string, read: () => number): void {
+    new Gauge({ name, help, registers: [this.registry], collect() { this.set(read()); } });
+  }
+
+  /** An unlabelled counter whose total an actor keeps, read at scrape time (a new process starts from 0, as counters may). */
+  #counterFrom(name: string, help: string, read: () => number): void {
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read());
       },
     });
   }
 
   #nats(sources: MetricSources): void {
-    const registers = [this.registry];
-    new Gauge({ name: "jade_nats_connected", help: "1 while connected to NATS", registers, collect() { this.set(sources.nats().connected ? 1 : 0); } });
-    new Counter({ name: "jade_nats_disconnects_total", help: "Times the NATS connection was lost", registers, collect() { this.reset(); setCounter(this, {}, sources.nats().disconnects); } });
-    new Counter({ name: "jade_nats_reconnects_total", help: "Times the NATS connection was re-established", registers, collect() { this.reset(); setCounter(this, {}, sources.nats().reconnects); } });
-    new Counter({ name: "jade_log_lines_dropped_total", help: "Log lines not shipped to jade.logs (over the shipping budget, or while disconnected)", registers, collect() { this.reset(); setCounter(this, {}, sources.logLinesDropped()); } });
-    new Counter({ name: "jade_nats_slow_consumer_events_total", help: "Times a subscription fell behind and NATS dropped messages for it", registers, collect() { this.reset(); setCounter(this, {}, sources.nats().slowConsumers); } });
+    this.#gaugeFrom("jade_nats_connected", "1 while connected to NATS", () => (sources.nats().connected ? 1 : 0));
+    this.#counterFrom("jade_nats_disconnects_total", "Times the NATS connection was lost", () => sources.nats().disconnects);
+    this.#counterFrom("jade_nats_reconnects_total", "Times the NATS connection was re-established", () => sources.nats().reconnects);
+    this.#counterFrom("jade_nats_slow_consumer_events_total", "Times a subscription fell behind and NATS dropped messages for it", () => sources.nats().slowConsumers);
+    this.#counterFrom("jade_log_lines_dropped_total", "Log lines not shipped to jade.logs (over the shipping budget, or while disconnected)", () => sources.logLinesDropped());
   }
 
   #coordinator(sources: MetricSources): void {
-    const registers = [this.registry];
-    new Gauge({ name: "jade_coordinator_leader", help: "1 on the node that leads the cluster", registers, collect() { this.set(sources.coordinator().leader ? 1 : 0); } });
-    new Gauge({ name: "jade_coordinator_epoch", help: "The lease revision the leader leads under; 0 on the other nodes", registers, collect() { this.set(sources.coordinator().epoch ?? 0); } });
+    this.#gaugeFrom("jade_coordinator_leader", "1 on the node that leads the cluster", () => (sources.coordinator().leader ? 1 : 0));
+    this.#gaugeFrom("jade_coordinator_epoch", "The lease revision the leader leads under; 0 on the other nodes", () => sources.coordinator().epoch ?? 0);
   }
 
   /** Gauges of the shard logs: filled before each scrape. */

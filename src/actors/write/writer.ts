@@ -105,11 +105,11 @@ export class Writer {
       entries.map(async ({ shard, data }) => {
         const release = await this.#backlog.reserve(config, shard, data.byteLength, deadline);
         try {
-          const publish = (headers?: MsgHdrs) =>
+          const publish = (traceHeaders?: MsgHdrs) =>
             publishDurable(this.#nats.js, subjects.log(config.name, shard), data, {
               msgID: `${config.uid}:${requestId}:${shard}`,
               deadlineMs: Math.max(1, deadline - performance.now()),
-              headers,
+              headers: traceHeaders,
             });
           // A traced write's entries carry its traceparent: the replicas' apply continues the trace.
           const ack = tracingEnabled()

@@ -1,0 +1,109 @@
+/**
+ * The admin dashboard in a real browser (Debian's Chromium through playwright-core) against a
+ * real 3-node cluster: the page loads small and from the node alone, shows the nodes and the
+ * shard × replica grid live, drains a node from the page and shows its replicas move, shows
+ * the nodes' log lines as they come, and leaves a screenshot in test/artifacts/.
+ */
+import { mkdir } from "node:fs/promises";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { JadeClient } from "../src/client/client.ts";
+import type { JadeNode } from "../src/node.ts";
+import { rootLogger } from "../src/runtime/log.ts";
+import { Harness, randomPoints, repoRoot, waitFor } from "./support/harness.ts";
+
+const harness = new Harness();
+const nodeIds = ["d1", "d2", "d3"];
+const pageBytesMax = 200 * 1024;
+let client: JadeClient;
+let web: JadeNode;
+let browser: Browser;
+let page: Page;
+const outside: string[] = [];
+
+beforeAll(async () => {
+  const nats = await harness.nats();
+  // At info, so the nodes ship log lines for the page to show.
+  const log = rootLogger.child({}, { level: "info" });
+  for (const nodeId of nodeIds) {
+    const node = await harness.node([nats.url], { nodeId, log, ...(nodeId === "d1" ? { http: { port: 0, host: "127.0.0.1" } } : {}) });
+    if (nodeId === "d1") web = node;
+  }
+  client = await harness.client(nats.url);
+  await client.createCollection({ name: "dash", dimension: 4, metric: "l2", shards: 3, replicas: 1 });
+  await client.upsert("dash", { points: randomPoints(60, 4, 9).map((vector, i) => ({ id: `p${i}`, vector })), consistency: "all" });
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  page = await browser.newPage({ viewport: { width: 1400, height: 1600 } });
+  page.on("request", (req) => {
+    if (!req.url().startsWith(web.httpUrl!)) outside.push(req.url());
+  });
+}, 120_000);
+afterAll(async () => {
+  await browser?.close();
+  await harness.close();
+});
+
+/** The nodes holding a replica of `dash`, as the page's grid shows them. */
+async function gridNodes(): Promise<string[]> {
+  return page.locator('[data-collection="dash"] td[data-node]').evaluateAll((cells) => cells.map((c) => c.getAttribute("data-node")!));
+}
+
+describe("the dashboard", () => {
+  it("is small, and comes from the node alone", async () => {
+    let bytes = 0;
+    for (const path of ["/", "/dashboard/app.js", "/dashboard/style.css"]) {
+      const res = await fetch(`${web.httpUrl}${path}`);
+      expect(res.status, path).toBe(200);
+      bytes += (await res.arrayBuffer()).byteLength;
+    }
+    expect(bytes).toBeLessThan(pageBytesMax);
+  });
+
+  it("shows the cluster live, drains a node from the page and shows its replicas move, and shows log lines", async () => {
+    await page.goto(web.httpUrl!);
+    await page.getByTestId("live").filter({ hasText: "live" }).waitFor();
+    await waitFor(async () => (await page.locator("#nodes tr").count()) === 3, { what: "three nodes on the page" });
+    await waitFor(async () => (await gridNodes()).length === 3, { what: "the grid" });
+    await expect.poll(() => page.getByTestId("coordinator").textContent()).toMatch(/coordinator: d\d/);
+    // Every shard on its own node (RF 1, three nodes): drain one that holds one.
+    const victim = (await gridNodes()).find((n) => n !== "d1")!;
+    expect(Number(await page.getByTestId(`replicas-${victim}`).textContent())).toBe(1);
+    await page.getByTestId(`drain-${victim}`).click();
+    await page.getByTestId("notice").filter({ hasText: `draining ${victim}` }).waitFor();
+    await waitFor(async () => (await page.getByTestId(`replicas-${victim}`).textContent()) === "0" && !(await gridNodes()).includes(victim), {
+      timeoutMs: 60_000,
+      what: `the page to show ${victim}'s replica moved`,
+    });
+    expect((await gridNodes()).sort()).toHaveLength(3);
+    // The migration's cutover is logged by the coordinator, shipped, and pushed to the page.
+    const cutover = page.locator("#logs li", { hasText: "placement updated by a migration" });
+    await cutover.first().waitFor({ timeout: 30_000 });
+    // Filtering by level hides info lines.
+    await page.getByTestId("log-level").selectOption("50");
+    expect(await cutover.count()).toBe(0);
+    await page.getByTestId("log-level").selectOption("30");
+    await mkdir(`${repoRoot}/test/artifacts`, { recursive: true });
+    await page.screenshot({ path: `${repoRoot}/test/artifacts/dashboard.png`, fullPage: true });
+    // The data is still all there.
+    expect((await client.count("dash", { consistency: "strong" })).count).toBe(60);
+    expect(outside).toEqual([]);
+  });
+
+  it("creates and drops a collection from the page", async () => {
+    await page.locator('#create input[name="name"]').fill("fromui");
+    await page.locator('#create input[name="dimension"]').fill("3");
+    await page.locator("#create button").click();
+    await page.locator('[data-collection="fromui"]').waitFor({ timeout: 30_000 });
+    expect((await client.getCollection("fromui")).dimension).toBe(3);
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.locator('[data-collection="fromui"] button', { hasText: "drop" }).click();
+    await page.locator('[data-collection="fromui"]').waitFor({ state: "detached", timeout: 30_000 });
+    // A refused operation says why.
+    await page.locator('#create input[name="name"]').fill("dash");
+    await page.locator("#create button").click();
+    await page.getByTestId("notice").filter({ hasText: "already_exists" }).waitFor();
+  });
+});
