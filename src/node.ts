@@ -285,7 +285,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const writer = new Writer(nats, tracker, options.backlogBytesMax);
   const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
   replicaServer.start(nats.nc);
-  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, retention: nats.retention };
+  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, retention: nats.retention, config: nats.config };
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();
   const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));

@@ -78,6 +78,9 @@ describe("the dashboard", () => {
       what: `the page to show ${victim}'s replica moved`,
     });
     expect((await gridNodes()).sort()).toHaveLength(3);
+    await page.getByTestId(`state-${victim}`).filter({ hasText: "drained" }).waitFor();
+    await page.getByTestId(`undrain-${victim}`).click();
+    await page.getByTestId(`state-${victim}`).filter({ hasNotText: "drained" }).waitFor();
     // The migration's cutover is logged by the coordinator, shipped, and pushed to the page.
     const cutover = page.locator("#logs li", { hasText: "placement updated by a migration" });
     await cutover.first().waitFor({ timeout: 30_000 });

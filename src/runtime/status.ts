@@ -61,7 +61,8 @@ export interface JobStatus {
 }
 
 export interface ClusterStatus {
-  nodes: { id: string; self: boolean; live: boolean; load: number; rssBytes: number; lastSeenMs: number }[];
+  /** `drained`: the node takes no new replicas (`jade nodes drain`). */
+  nodes: { id: string; self: boolean; live: boolean; drained: boolean; load: number; rssBytes: number; lastSeenMs: number }[];
   coordinator: string | null;
   /** Backups and restores running now (their history: `backup.list`, `restore.list`). */
   jobs: JobStatus[];

@@ -7,6 +7,8 @@
 import type { ClusterStatus, JobStatus, ReplicaStatus } from "../../runtime/status.ts";
 import type { ApiDeps } from "./types.ts";
 import { readLogState } from "../control/retention.ts";
+import { NodeSets } from "../control/admin.ts";
+import { names } from "../../runtime/subjects.ts";
 
 function runningJobs(deps: ApiDeps): JobStatus[] {
   const nowMs = Date.now();
@@ -20,12 +22,15 @@ function runningJobs(deps: ApiDeps): JobStatus[] {
 
 export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
   const { membership, placements, catalog, host, router, nodeId } = deps;
+  // A drained node keeps serving what it still holds; the status says it takes nothing new.
+  const drained = new Set(await new NodeSets(deps.config).get(names.cordonedKey).catch(() => []));
   const nodes = membership
     .members()
     .map((m) => ({
       id: m.heartbeat.nodeId,
       self: m.heartbeat.nodeId === nodeId,
       live: membership.isLive(m.heartbeat.nodeId),
+      drained: drained.has(m.heartbeat.nodeId),
       load: m.heartbeat.load,
       rssBytes: m.heartbeat.rssBytes,
       lastSeenMs: Math.round(performance.now() - m.seenAtMs),

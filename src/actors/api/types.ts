@@ -22,4 +22,6 @@ export interface ApiDeps {
   backups: Backups;
   /** KV `jade_retention`: each shard log's state and purge floor, as the coordinator last wrote it. */
   retention: KV;
+  /** KV `jade_config`: the node sets (which nodes are drained). */
+  config: KV;
 }

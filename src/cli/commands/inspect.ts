@@ -26,7 +26,7 @@ export function registerInspectCommands(nodes: Command, shards: Command): void {
       printLine(
         table(
           ["node", "state", "coordinator", "replicas", "load", "memory", "last heartbeat"],
-          rows.map((n) => [n.id, n.live ? "live" : "silent", n.coordinator ? "yes" : "", n.replicas, n.load, mib(n.rssBytes), `${formatCount(n.lastSeenMs)} ms ago`]),
+          rows.map((n) => [n.id, (n.live ? "live" : "silent") + (n.drained ? ", drained" : ""), n.coordinator ? "yes" : "", n.replicas, n.load, mib(n.rssBytes), `${formatCount(n.lastSeenMs)} ms ago`]),
         ),
       );
     }),
@@ -42,7 +42,7 @@ export function registerInspectCommands(nodes: Command, shards: Command): void {
       printLine(
         keyValues([
           ["node", found.id],
-          ["state", found.live ? "live" : "silent"],
+          ["state", (found.live ? "live" : "silent") + (found.drained ? ", drained" : "")],
           ["coordinator", node === status.coordinator ? "yes" : "no"],
           ["load", found.load],
           ["memory", mib(found.rssBytes)],

@@ -26,7 +26,7 @@ export function renderStatus(status: ClusterStatus): string {
       ["node", "state", "load", "memory", "last heartbeat"],
       status.nodes.map((n) => [
         n.id + (n.id === status.coordinator ? " (coordinator)" : "") + (n.self ? " *" : ""),
-        n.live ? "live" : "silent",
+        (n.live ? "live" : "silent") + (n.drained ? ", drained" : ""),
         n.load,
         `${formatCount(Math.round(n.rssBytes / 1_048_576))} MiB`,
         `${formatCount(n.lastSeenMs)} ms ago`,

@@ -47,7 +47,7 @@ function renderNodes() {
         "tr",
         { "data-node": n.id, class: n.live ? "" : "silent" },
         el("td", {}, n.id, n.id === status.coordinator ? " (coordinator)" : ""),
-        el("td", {}, n.live ? "live" : "silent"),
+        el("td", { "data-testid": `state-${n.id}` }, n.live ? "live" : "silent", n.drained ? " · drained" : ""),
         el("td", { "data-testid": `replicas-${n.id}` }, replicasOn(n.id)),
         el("td", {}, n.load),
         el("td", {}, mib(n.rssBytes)),
