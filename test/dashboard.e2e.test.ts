@@ -95,7 +95,7 @@ describe("the dashboard", () => {
     expect(outside).toEqual([]);
   });
 
-  it("creates and drops a collection from the page", async () => {
+  it("creates and drops a collection, backs up, and restores a backup under another name, from the page", async () => {
     await page.locator('#create input[name="name"]').fill("fromui");
     await page.locator('#create input[name="dimension"]').fill("3");
     await page.locator("#create button").click();
@@ -104,6 +104,17 @@ describe("the dashboard", () => {
     page.once("dialog", (dialog) => void dialog.accept());
     await page.locator('[data-collection="fromui"] button', { hasText: "drop" }).click();
     await page.locator('[data-collection="fromui"]').waitFor({ state: "detached", timeout: 30_000 });
+    // Back up from the page, then restore the backup under another name from the page.
+    await page.locator("#backup").click();
+    await page.getByTestId("notice").filter({ hasText: "backup started" }).waitFor();
+    const backupId = await waitFor(async () => {
+      await page.locator("#list-backups").click();
+      return (await page.locator("#backups tr[data-backup]").first().getAttribute("data-backup", { timeout: 1_000 }).catch(() => null)) ?? undefined;
+    }, { timeoutMs: 60_000, intervalMs: 500, what: "a complete backup listed on the page" });
+    await page.getByTestId(`restore-as-${backupId}`).fill("dash_copy");
+    await page.getByTestId(`restore-${backupId}`).click();
+    await page.locator('[data-collection="dash_copy"]').waitFor({ timeout: 60_000 });
+    await waitFor(async () => (await client.count("dash_copy", { consistency: "strong" }).catch(() => ({ count: -1 }))).count === 60, { timeoutMs: 60_000, what: "the restored copy to serve" });
     // A refused operation says why.
     await page.locator('#create input[name="name"]').fill("dash");
     await page.locator("#create button").click();

@@ -118,6 +118,29 @@ function renderMigrations(data) {
   );
 }
 
+/** Backups on demand (not every tick: listing reads the catalog), each with a restore form. */
+async function listBackups() {
+  try {
+    const reply = await (await fetch("/v1/admin/backup/list", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).json();
+    if (!reply.ok) return notice(`backup list: ${reply.error.code}: ${reply.error.message}`, true);
+    const complete = reply.result.backups.filter((b) => b.state === "complete");
+    $("backups").replaceChildren(
+      ...(complete.length === 0 ? [el("tr", {}, el("td", {}, "no complete backups"))] : []),
+      ...complete.map((b) => {
+        const as = el("input", { placeholder: "restore as", "data-testid": `restore-as-${b.id}` });
+        const at = el("input", { placeholder: "to time (ISO 8601, optional)", "data-testid": `restore-at-${b.id}` });
+        const restore = () => {
+          const body = { backup: b.id, ...(as.value ? { as: as.value } : {}), ...(at.value ? { toTime: at.value } : {}) };
+          api("POST", "/v1/admin/restore", body, `restoring ${b.id}${as.value ? ` as ${as.value}` : ""}`);
+        };
+        return el("tr", { "data-backup": b.id }, el("td", {}, b.id), el("td", {}, b.collections.join(", ")), el("td", {}, `${b.points ?? "?"} points, ${mib(b.bytes ?? 0)}`), el("td", {}, as, " ", at, " ", el("button", { type: "button", "data-testid": `restore-${b.id}`, onclick: restore }, "restore")));
+      }),
+    );
+  } catch (err) {
+    notice(`backup list: ${err.message}`, true);
+  }
+}
+
 function logLine(entry) {
   const { time, level, node, actor, msg, pid: _pid, ...rest } = entry;
   const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : "";
@@ -184,6 +207,7 @@ $("move").addEventListener("submit", (e) => {
 });
 $("rebalance").addEventListener("click", () => api("POST", "/v1/admin/rebalance", {}, "rebalancing"));
 $("backup").addEventListener("click", () => api("POST", "/v1/admin/backup/create", {}, "backup started"));
+$("list-backups").addEventListener("click", listBackups);
 $("log-node").addEventListener("change", renderLogs);
 $("log-level").addEventListener("change", renderLogs);
 connect();
