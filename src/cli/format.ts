@@ -79,6 +79,11 @@ export function formatCount(n: number): string {
 }
 
 /** "1 point", "2 points" (with thousands separators). */
+/** Bytes as whole MiB, for people. */
+export function formatMib(bytes: number): string {
+  return `${formatCount(Math.round(bytes / 1_048_576))} MiB`;
+}
+
 export function plural(n: number, word: string, pluralWord = word + "s"): string {
   return `${formatCount(n)} ${n === 1 ? word : pluralWord}`;
 }

@@ -9,8 +9,8 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { readLogLines } from "../../client/logs.ts";
 import type { Command } from "commander";
 import type { JadeClient } from "../../client/client.ts";
 import { errorMessage, type Reply } from "../../runtime/errors.ts";
@@ -102,17 +102,7 @@ async function readConfig(client: JadeClient): Promise<Record<string, unknown>> 
 }
 
 async function readLogs(client: JadeClient): Promise<string> {
-  const consumer = await jetstream(client.nc).consumers.get(names.logsStream, {
-    filter_subjects: subjects.logsWildcard,
-    deliver_policy: DeliverPolicy.StartTime,
-    opt_start_time: new Date(Date.now() - 60 * 60_000).toISOString(),
-  });
-  if ((await consumer.info()).num_pending === 0) return "";
   const lines: string[] = [];
-  const messages = await consumer.consume();
-  for await (const m of messages) {
-    lines.push(m.string().trimEnd());
-    if (m.info.pending === 0 || lines.length >= logLinesMax) break;
-  }
-  return `${lines.join("\n")}\n`;
+  await readLogLines(client.nc, { sinceMs: 60 * 60_000 }, (line) => lines.push(line) < logLinesMax);
+  return lines.length === 0 ? "" : `${lines.join("\n")}\n`;
 }

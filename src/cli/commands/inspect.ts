@@ -5,16 +5,12 @@
 import type { Command } from "commander";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
 import type { ClusterStatus, ReplicaStatus } from "../../runtime/status.ts";
-import { formatCount, keyValues, printJson, printLine, table } from "../format.ts";
+import { formatCount, formatMib as mib, keyValues, printJson, printLine, table } from "../format.ts";
 import { runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 
 /** Every replica a node hosts, with its collection and shard. */
 function replicasOn(status: ClusterStatus, node: string): (ReplicaStatus & { collection: string; shard: number })[] {
   return status.collections.flatMap((c) => c.shards.flatMap((s) => s.replicas.filter((r) => r.node === node).map((r) => ({ ...r, collection: c.name, shard: s.shard }))));
-}
-
-function mib(bytes: number): string {
-  return `${formatCount(Math.round(bytes / 1_048_576))} MiB`;
 }
 
 export function registerInspectCommands(nodes: Command, shards: Command): void {

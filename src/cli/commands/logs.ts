@@ -3,9 +3,9 @@
  * the stream `JADE_LOGS` (each node ships its own: actors/logs), oldest first, then (with
  * `--follow`) new ones as they come. `--json` prints the lines as the nodes wrote them.
  */
-import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { InvalidArgumentError, type Command } from "commander";
-import { names, nodeIdPattern, subjects } from "../../runtime/subjects.ts";
+import { readLogLines } from "../../client/logs.ts";
+import { nodeIdPattern } from "../../runtime/subjects.ts";
 import { printLine } from "../format.ts";
 import { runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 
@@ -58,25 +58,17 @@ export function registerLogsCommand(program: Command): void {
     runWithClient(o, async (client) => {
       const minLevel = levels[o.level];
       if (minLevel === undefined) throw new InvalidArgumentError(`--level must be one of ${Object.keys(levels).join(", ")}`);
-      const consumer = await jetstream(client.nc).consumers.get(names.logsStream, {
-        filter_subjects: o.node ? subjects.logs(o.node) : subjects.logsWildcard,
-        deliver_policy: DeliverPolicy.StartTime,
-        opt_start_time: new Date(Date.now() - o.since).toISOString(),
-      });
-      const print = (data: string) => {
-        const level = /"level":(\d+)/.exec(data)?.[1];
-        if (level !== undefined && Number(level) < minLevel) return;
-        printLine(o.json ? data.trimEnd() : formatLogLine(data));
-      };
-      if (!o.follow && (await consumer.info()).num_pending === 0) return;
-      const messages = await consumer.consume();
-      const stop = () => void messages.stop();
+      const interrupted = new AbortController();
+      const stop = () => interrupted.abort();
       process.once("SIGINT", stop);
-      for await (const m of messages) {
-        print(m.string());
-        if (!o.follow && m.info.pending === 0) break;
+      try {
+        await readLogLines(client.nc, { node: o.node, sinceMs: o.since, follow: o.follow, signal: interrupted.signal }, (line) => {
+          const level = /"level":(\d+)/.exec(line)?.[1];
+          if (level === undefined || Number(level) >= minLevel) printLine(o.json ? line : formatLogLine(line));
+        });
+      } finally {
+        process.off("SIGINT", stop);
       }
-      process.off("SIGINT", stop);
     }),
   );
 }

@@ -1,7 +1,7 @@
 /** `jade status`: nodes, coordinator, and per collection the shard × replica grid. */
 import type { Command } from "commander";
 import type { ClusterStatus, ReplicaStatus, ShardLogStatus } from "../../runtime/status.ts";
-import { formatCount, plural, printJson, printLine, table, type Cell } from "../format.ts";
+import { formatCount, formatMib, plural, printJson, printLine, table, type Cell } from "../format.ts";
 import { runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 
 function replicaCell(r: ReplicaStatus | undefined): string {
@@ -28,7 +28,7 @@ export function renderStatus(status: ClusterStatus): string {
         n.id + (n.id === status.coordinator ? " (coordinator)" : "") + (n.self ? " *" : ""),
         (n.live ? "live" : "silent") + (n.drained ? ", drained" : ""),
         n.load,
-        `${formatCount(Math.round(n.rssBytes / 1_048_576))} MiB`,
+        formatMib(n.rssBytes),
         `${formatCount(n.lastSeenMs)} ms ago`,
       ]),
     ),
