@@ -211,6 +211,10 @@ describe("where backups are kept", () => {
     expect(inBucket.location).toEqual({ bucket: "jade-backups" });
     await client.waitForRestore((await client.restore({ backup: inBucket.id, as: "moved-bucket" })).id);
     expect(await contentsOf(client, "moved-bucket", points.map((p) => p.id))).toEqual(apply(new Map(), points));
+    // A backup of two collections restores under another name only one at a time, named.
+    const both = await client.waitForBackup((await client.createBackup({ collections: ["moving", "moved-bucket"] })).id);
+    await expect(client.restore({ backup: both.id, as: "one" })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument, message: expect.stringContaining("collections") });
+    expect((await client.listCollections()).map((c) => c.name)).not.toContain("one");
 
     const inDir = await client.waitForBackup((await client.createBackup({ collections: ["moving"], to: { dir: backupDir } })).id);
     const elsewhere = await harness.nats();

@@ -15,6 +15,7 @@ import { Harness, randomPoints, repoRoot, waitFor } from "./support/harness.ts";
 const harness = new Harness();
 const nodeIds = ["d1", "d2", "d3"];
 const pageBytesMax = 200 * 1024;
+const transferBytesPerSecMax = 256 * 1024;
 let client: JadeClient;
 let web: JadeNode;
 let browser: Browser;
@@ -26,7 +27,9 @@ beforeAll(async () => {
   // At info, so the nodes ship log lines for the page to show.
   const log = rootLogger.child({}, { level: "info" });
   for (const nodeId of nodeIds) {
-    const node = await harness.node([nats.url], { nodeId, log, ...(nodeId === "d1" ? { http: { port: 0, host: "127.0.0.1" } } : {}) });
+    // A transfer budget that makes a move of a few MiB take seconds, long enough to watch it on the page.
+    const replica = { transferBytesPerSecMax: transferBytesPerSecMax };
+    const node = await harness.node([nats.url], { nodeId, log, replica, ...(nodeId === "d1" ? { http: { port: 0, host: "127.0.0.1" } } : {}) });
     if (nodeId === "d1") web = node;
   }
   client = await harness.client(nats.url);
@@ -71,6 +74,14 @@ describe("the dashboard", () => {
     // Every shard on its own node (RF 1, three nodes): drain one that holds one.
     const victim = (await gridNodes()).find((n) => n !== "d1")!;
     expect(Number(await page.getByTestId(`replicas-${victim}`).textContent())).toBe(1);
+    // Updates happen in place: a button survives the status pushed every second (a click is never lost to a re-render).
+    const drainButton = await page.getByTestId(`drain-${victim}`).elementHandle();
+    const heartbeat = page.locator(`#nodes tr[data-node="${victim}"] td`).nth(5);
+    for (let push = 0; push < 2; push++) {
+      const before = await heartbeat.textContent();
+      await waitFor(async () => (await heartbeat.textContent()) !== before, { what: "a status push" });
+    }
+    expect(await drainButton!.evaluate((button) => button.isConnected)).toBe(true);
     await page.getByTestId(`drain-${victim}`).click();
     await page.getByTestId("notice").filter({ hasText: `draining ${victim}` }).waitFor();
     await waitFor(async () => (await page.getByTestId(`replicas-${victim}`).textContent()) === "0" && !(await gridNodes()).includes(victim), {
@@ -95,6 +106,34 @@ describe("the dashboard", () => {
     expect(outside).toEqual([]);
   });
 
+  it("shows a move's learner and its copy, and pauses and resumes it from the page", async () => {
+    await client.createCollection({ name: "held", dimension: 32, metric: "l2", shards: 1, replicas: 1 });
+    const vectors = randomPoints(10_000, 32, 4);
+    for (let i = 0; i < vectors.length; i += 1_000) {
+      await client.upsert("held", { points: vectors.slice(i, i + 1_000).map((vector, j) => ({ id: `h${i + j}`, vector })), consistency: "all" });
+    }
+    const from = await waitFor(async () => {
+      const shard = (await client.clusterStatus()).collections.find((c) => c.name === "held")?.shards[0];
+      return shard?.replicas[0]?.state === "serving" && shard.replicas[0].node;
+    }, { what: "held placed" });
+    const to = nodeIds.find((n) => n !== from)!;
+    // Some MiB at 256 KiB/s: the copy takes seconds, and the page shows it.
+    const move = await client.admin<{ id: string }>("move", { collection: "held", shard: 0, from, to });
+    const learner = page.locator(`[data-collection="held"] td[data-learner-node="${to}"]`);
+    await learner.waitFor({ timeout: 30_000 });
+    const row = page.locator(`[data-migration="${move.id}"]`);
+    await row.filter({ hasText: "copying" }).waitFor({ timeout: 30_000 });
+    await page.getByTestId(`pause-${move.id}`).click();
+    await row.filter({ hasText: "paused" }).waitFor({ timeout: 30_000 });
+    // Only what the paused migration accepts can be clicked.
+    await expect.poll(() => page.getByTestId(`pause-${move.id}`).isDisabled()).toBe(true);
+    expect(await page.getByTestId(`cancel-${move.id}`).isDisabled()).toBe(false);
+    await page.getByTestId(`resume-${move.id}`).click();
+    await learner.waitFor({ state: "detached", timeout: 90_000 });
+    await page.locator(`[data-collection="held"] td[data-node="${to}"]`).waitFor({ timeout: 30_000 });
+    expect((await client.count("held", { consistency: "strong" })).count).toBe(10_000);
+  });
+
   it("creates and drops a collection, backs up, and restores a backup under another name, from the page", async () => {
     await page.locator('#create input[name="name"]').fill("fromui");
     await page.locator('#create input[name="dimension"]').fill("3");
@@ -111,6 +150,8 @@ describe("the dashboard", () => {
       await page.locator("#list-backups").click();
       return (await page.locator("#backups tr[data-backup]").first().getAttribute("data-backup", { timeout: 1_000 }).catch(() => null)) ?? undefined;
     }, { timeoutMs: 60_000, intervalMs: 500, what: "a complete backup listed on the page" });
+    // The backup holds every collection: restore one of them under another name.
+    await page.getByTestId(`restore-collection-${backupId}`).selectOption("dash");
     await page.getByTestId(`restore-as-${backupId}`).fill("dash_copy");
     await page.getByTestId(`restore-${backupId}`).click();
     await page.locator('[data-collection="dash_copy"]').waitFor({ timeout: 60_000 });

@@ -179,7 +179,7 @@ describe("scrape-time figures", () => {
   });
   const figures = {
     replicas: [replica(0, "serving"), replica(1, "lagging")],
-    migrations: [{ id: "c/0/1", collection: "c", shard: 0, state: "catchingUp", appliedSeq: 30, targetSeq: 120, bytesCopied: 1_000, etaMs: 2_500 }],
+    migrations: [{ id: "c/0/1", collection: "c", shard: 0, state: "catchingUp", appliedSeq: 30, targetSeq: 120, bytesCopied: 1_000, copyGoalBytes: 4_000, etaMs: 2_500 }],
     jobs: [
       { kind: "backup" as const, bytesDone: 10, bytesTotal: 40 },
       { kind: "backup" as const, bytesDone: 5, bytesTotal: 60 },

@@ -188,8 +188,8 @@ function harness(opts: { input?: Partial<MigrationInput>; cluster?: Cluster; sna
       if (!w) throw new Error("watchTarget never started");
       return w;
     },
-    progress(appliedSeq: number, lastSeq: number, bytes = appliedSeq * 100) {
-      h.watch().send({ type: "TARGET_PROGRESS", appliedSeq, lastSeq, bytes, atMs: clock.now() });
+    progress(appliedSeq: number, lastSeq: number, bytes = appliedSeq * 100, copyGoalBytes = 0) {
+      h.watch().send({ type: "TARGET_PROGRESS", appliedSeq, lastSeq, bytes, copyGoalBytes, atMs: clock.now() });
     },
     advance: (ms: number) => advance(clock, ms),
     async start() {
@@ -278,6 +278,19 @@ describe("transfer: value, id, placement transforms", () => {
     expect(estimateEta([{ atMs: 5, appliedSeq: 0, targetSeq: 100 }, { atMs: 5, appliedSeq: 50, targetSeq: 100 }])).toBeNull();
     expect(estimateEta([{ atMs: Number.NaN, appliedSeq: 0, targetSeq: 9 }, ...s], 10)).toBe(3950);
   });
+
+  it("estimateEta: while the target copies, the byte rate of this copy to its goal", () => {
+    const copy = (atMs: number, bytes: number, copyGoalBytes = 10_000) => ({ atMs, appliedSeq: 0, targetSeq: 1000, bytes, copyGoalBytes });
+    expect(estimateEta([copy(0, 1000)])).toBeNull();
+    // 2000 bytes in 1 s: 7000 to go
+    expect(estimateEta([copy(0, 1000), copy(1000, 3000)])).toBe(3500);
+    // a second copy (another source after a failure) starts a new rate: samples of the first do not count
+    expect(estimateEta([copy(0, 1000), copy(1000, 3000), copy(2000, 4000, 20_000)])).toBeNull();
+    expect(estimateEta([copy(0, 1000), copy(1000, 3000), copy(2000, 4000, 20_000), copy(3000, 8000, 20_000)])).toBe(3000);
+    // a stalled copy has no ETA; a copy that is in falls back to the lag
+    expect(estimateEta([copy(0, 1000), copy(1000, 1000)])).toBeNull();
+    expect(estimateEta([copy(0, 1000), { ...copy(1000, 10_000), appliedSeq: 500, targetSeq: 1000 }])).toBe(1000);
+  });
 });
 
 // ───────────────────────────── the machine ─────────────────────────────
@@ -302,7 +315,7 @@ describe("migrationMachine: happy path", () => {
     expect(h.record().value).toEqual({ running: { catchingUp: "untimed" } });
 
     h.progress(0, 1000);
-    expect(h.ctx().progress).toEqual({ appliedSeq: 0, targetSeq: 1000, bytesCopied: 0, startedAtMs: 0, etaMs: null });
+    expect(h.ctx().progress).toEqual({ appliedSeq: 0, targetSeq: 1000, bytesCopied: 0, copyGoalBytes: 0, startedAtMs: 0, etaMs: null });
     await h.advance(1000);
     h.progress(300, 1100);
     expect(h.ctx().progress).toMatchObject({ appliedSeq: 300, targetSeq: 1100, bytesCopied: 30_000, etaMs: 3950 });
@@ -356,23 +369,36 @@ describe("migrationMachine: happy path", () => {
     await h.startCatchingUp();
     await h.advance(1000);
     h.progress(100, 1000);
-    h.watch().send({ type: "TARGET_PROGRESS", appliedSeq: Number.NaN, lastSeq: 1000, bytes: 0, atMs: 1000 });
-    h.watch().send({ type: "TARGET_PROGRESS", appliedSeq: -1, lastSeq: 1000, bytes: 0, atMs: 1000 });
+    h.watch().send({ type: "TARGET_PROGRESS", appliedSeq: Number.NaN, lastSeq: 1000, bytes: 0, copyGoalBytes: 0, atMs: 1000 });
+    h.watch().send({ type: "TARGET_PROGRESS", appliedSeq: -1, lastSeq: 1000, bytes: 0, copyGoalBytes: 0, atMs: 1000 });
     expect(h.ctx().progress.appliedSeq).toBe(100);
     expect(h.ctx().samples).toHaveLength(1);
     await h.advance(1000);
     h.progress(50, 1000); // restarted from an older snapshot
-    expect(h.ctx().samples).toEqual([{ atMs: 2000, appliedSeq: 50, targetSeq: 1000 }]);
+    expect(h.ctx().samples).toEqual([{ atMs: 2000, appliedSeq: 50, targetSeq: 1000, bytes: 5000, copyGoalBytes: 0 }]);
     expect(h.ctx().progress.etaMs).toBeNull();
     await h.advance(1000);
     h.progress(500, 1000);
     expect(h.ctx().progress.etaMs).toBe(1089); // lag 950 → 500 in 1 s; 490 to go at 0.45/ms
     // a stamp from a clock behind (another coordinator): still counts, new window
-    h.watch().send({ type: "TARGET_PROGRESS", appliedSeq: 600, lastSeq: 1000, bytes: 0, atMs: 10 });
-    expect(h.ctx().samples).toEqual([{ atMs: 10, appliedSeq: 600, targetSeq: 1000 }]);
+    h.watch().send({ type: "TARGET_PROGRESS", appliedSeq: 600, lastSeq: 1000, bytes: 0, copyGoalBytes: 0, atMs: 10 });
+    expect(h.ctx().samples).toEqual([{ atMs: 10, appliedSeq: 600, targetSeq: 1000, bytes: 0, copyGoalBytes: 0 }]);
     expect(h.ctx().progress.appliedSeq).toBe(600);
-    h.watch().send({ type: "TARGET_PROGRESS", appliedSeq: 995, lastSeq: 1000, bytes: 0, atMs: 20 });
+    h.watch().send({ type: "TARGET_PROGRESS", appliedSeq: 995, lastSeq: 1000, bytes: 0, copyGoalBytes: 0, atMs: 20 });
     expect(h.state()).toBe(MigrationState.Cutover);
+  });
+
+  it("a target still copying shows the copy's goal and its ETA; once the copy is in, the lag's", async () => {
+    const h = harness();
+    await h.startCatchingUp();
+    h.progress(0, 1000, 1_000, 10_000);
+    await h.advance(1000);
+    h.progress(0, 1000, 3_000, 10_000);
+    expect(h.ctx().progress).toMatchObject({ appliedSeq: 0, bytesCopied: 3_000, copyGoalBytes: 10_000, etaMs: 3500 });
+    expect(h.state()).toBe(MigrationState.CatchingUp);
+    await h.advance(1000);
+    h.progress(800, 1000, 10_500, 10_000); // loaded, replaying: the lag closed 1000 → 200 in 2 s
+    expect(h.ctx().progress).toMatchObject({ appliedSeq: 800, bytesCopied: 10_500, etaMs: 475 });
   });
 });
 
@@ -745,7 +771,7 @@ describe("migrationMachine: persisted in jade_migrations, resumed by a new coord
     expect(b.ctx().progress).toMatchObject({ appliedSeq: 300, startedAtMs: 0 });
     expect(b.calls.prepare).toHaveLength(0);
     // the new coordinator's clock is its own; the samples carry wall-clock stamps
-    b.watch().send({ type: "TARGET_PROGRESS", appliedSeq: 700, lastSeq: 1200, bytes: 1, atMs: 2000 });
+    b.watch().send({ type: "TARGET_PROGRESS", appliedSeq: 700, lastSeq: 1200, bytes: 1, copyGoalBytes: 0, atMs: 2000 });
     expect(b.ctx().progress.etaMs).toBe(1960);
     await b.catchUp();
     await b.advance(500);

@@ -35,18 +35,32 @@ describe("transfer throttle", () => {
 
     const started = performance.now();
     const view = await client.admin<{ id: string }>("move", { collection: "slow", shard: 0, from, to });
+    // The status lists the target as a learner of the shard until the cutover.
+    const learner = await waitFor(async () => (await client.clusterStatus()).collections.find((c) => c.name === "slow")?.shards[0]?.learners[0], { what: "the target listed as a learner" });
+    expect(learner.node).toBe(to);
+    // What an operator sees while the target copies: how far the copy is, toward what, and when it ends.
+    const whileCopying: MigrationView["progress"][] = [];
     const done = await waitFor(async () => {
       const { migrations } = await client.admin<{ migrations: MigrationView[] }>("migrations");
       const m = migrations.find((x) => x.id === view.id);
+      if (m && m.progress.bytesCopied < m.progress.copyGoalBytes) whileCopying.push(m.progress);
       return m?.state === "completed" && m;
-    }, { what: "move completed", timeoutMs: 90_000 });
+    }, { what: "move completed", timeoutMs: 90_000, intervalMs: 200 });
     const seconds = (performance.now() - started) / 1_000;
 
     // ~0.8 MB of vectors alone: several seconds at 128 KiB/s after the one-second burst.
     const copied = done.progress.bytesCopied;
     expect(copied).toBeGreaterThan(3_000 * 64 * 4);
     expect(seconds).toBeGreaterThanOrEqual((copied - rateBytesPerSec) / rateBytesPerSec);
+    expect(whileCopying.length).toBeGreaterThan(0);
+    expect(whileCopying.every((p) => p.copyGoalBytes > 3_000 * 64 * 4 && p.copyGoalBytes <= copied)).toBe(true);
+    // Seconds of copying at a steady rate: the ETA is known, and no more than the time the copy had left plus a margin.
+    const withEta = whileCopying.filter((p) => p.etaMs !== null);
+    expect(withEta.length).toBeGreaterThan(0);
+    for (const p of withEta) expect(p.etaMs!).toBeLessThanOrEqual(((p.copyGoalBytes - p.bytesCopied) / rateBytesPerSec) * 1_000 * 4);
     expect((await client.count("slow", { consistency: "strong" })).count).toBe(3_000);
+    const shard = (await client.clusterStatus()).collections.find((c) => c.name === "slow")!.shards[0]!;
+    expect({ replicas: shard.replicas.map((r) => r.node), learners: shard.learners }).toEqual({ replicas: [to], learners: [] });
   });
 
   it("moves replicas onto a node that joins (auto-rebalance, the default)", async () => {

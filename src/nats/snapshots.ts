@@ -39,6 +39,13 @@ export interface StoredSnapshot extends SnapshotRef {
   savedAtMs: number;
 }
 
+/** How a snapshot is read: `throttle` paces it chunk by chunk; `onSize` hears its size before the first chunk, `onBytes` each chunk pass (progress). */
+export interface ReadOptions {
+  throttle?: Throttle;
+  onSize?: (bytes: number) => void;
+  onBytes?: (bytes: number) => void;
+}
+
 export class SnapshotStore {
   readonly #js: JetStreamClient;
   readonly #objm: Objm;
@@ -94,8 +101,8 @@ export class SnapshotStore {
     return { name, seq };
   }
 
-  /** Streams a snapshot to `file`; `throttle` paces it chunk by chunk, `onBytes` sees each chunk pass (progress). */
-  async download(name: string, file: string, options: { throttle?: Throttle; onBytes?: (bytes: number) => void } = {}): Promise<void> {
+  /** Streams a snapshot to `file` (see `read` for the options). */
+  async download(name: string, file: string, options: ReadOptions = {}): Promise<void> {
     try {
       await pipeline(Readable.from(this.read(name, options)), createWriteStream(file));
     } catch (err) {
@@ -110,10 +117,11 @@ export class SnapshotStore {
    * `get`, whose push consumer delivers as fast as the server sends: a reader slower than that
    * (a throttled backup on a busy node) had one stall for good with 17 MB of 92 left.
    */
-  async *read(name: string, options: { throttle?: Throttle; onBytes?: (bytes: number) => void } = {}): AsyncGenerator<Uint8Array> {
+  async *read(name: string, options: ReadOptions = {}): AsyncGenerator<Uint8Array> {
     const store = await this.#objm.open(name);
     const info = await store.info(names.snapshotObject);
     if (!info) throw new Error(`snapshot ${name} disappeared`);
+    options.onSize?.(info.size);
     if (info.size === 0) return;
     const consumer = await this.#js.consumers.get(`OBJ_${name}`, { filter_subjects: `$O.${name}.C.${info.nuid}` });
     const messages = await consumer.consume({ max_messages: 8 });

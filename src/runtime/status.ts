@@ -73,7 +73,10 @@ export interface ClusterStatus {
     replicas: number;
     /** Placement epoch: bumped on every placement change. */
     epoch: number;
-    /** `log`: the shard log and its purge floor, as the coordinator's last retention pass saw them. */
-    shards: { shard: number; replicas: ReplicaStatus[]; log?: ShardLogStatus }[];
+    /**
+     * `learners`: replicas a migration is building (they serve nothing until its cutover);
+     * `log`: the shard log and its purge floor, as the coordinator's last retention pass saw them.
+     */
+    shards: { shard: number; replicas: ReplicaStatus[]; learners: ReplicaStatus[]; log?: ShardLogStatus }[];
   }[];
 }

@@ -90,18 +90,36 @@ export const TransferProgress = z.object({
   targetSeq: z.number().int(),
   /** bytes the target reported copied (snapshot download + log), as last reported */
   bytesCopied: z.number(),
+  /**
+   * what `bytesCopied` reads once the snapshot or checkpoint the target is copying is in; while
+   * `bytesCopied` is below it the target is still copying. 0: no copy started (records written
+   * before this field existed read 0 too).
+   */
+  copyGoalBytes: z.number().default(0),
   /** wall-clock ms (the START event's `atMs`) */
   startedAtMs: z.number(),
-  /** estimated ms until the target's lag is within the cutover threshold; null = unknown */
+  /**
+   * estimated ms until the target's lag is within the cutover threshold; while it is still
+   * copying, until the copy is in (the replay after it covers only what the log gained since the
+   * copied state). null = unknown
+   */
   etaMs: z.number().nullable(),
 });
 export type TransferProgress = z.infer<typeof TransferProgress>;
+
+/** Is the target still copying a snapshot or checkpoint (its copied bytes below the copy's goal)? */
+export function copying(p: Pick<TransferProgress, "bytesCopied" | "copyGoalBytes">): boolean {
+  return p.bytesCopied < p.copyGoalBytes;
+}
 
 /** One progress report of the target, stamped by the watcher (wall-clock ms). */
 export interface ProgressSample {
   atMs: number;
   appliedSeq: number;
   targetSeq: number;
+  /** bytes copied so far, and what they read once the copy under way is in (both 0 when unreported) */
+  bytes?: number;
+  copyGoalBytes?: number;
 }
 
 const finite = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
@@ -117,6 +135,7 @@ export function estimateEta(samples: readonly ProgressSample[], lagMax = 0): num
   const usable = samples.filter((s) => finite(s.atMs) && finite(s.appliedSeq) && finite(s.targetSeq));
   const last = usable.at(-1);
   if (!last) return null;
+  if (sampleCopying(last)) return estimateCopyEta(usable.filter((s) => s.copyGoalBytes === last.copyGoalBytes && finite(s.bytes)), last);
   const lagOf = (s: ProgressSample) => Math.max(0, s.targetSeq - s.appliedSeq);
   const remaining = lagOf(last) - Math.max(0, finite(lagMax) ? lagMax : 0);
   if (remaining <= 0) return 0;
@@ -126,6 +145,18 @@ export function estimateEta(samples: readonly ProgressSample[], lagMax = 0): num
   const closingPerMs = (lagOf(first) - lagOf(last)) / dt;
   if (!(closingPerMs > 0)) return null;
   return Math.ceil(remaining / closingPerMs);
+}
+
+const sampleCopying = (s: ProgressSample): boolean => finite(s.bytes) && finite(s.copyGoalBytes) && s.bytes < s.copyGoalBytes;
+
+/** ETA (ms) of the copy under way, from the byte rate since the first sample of this copy; null without one. */
+function estimateCopyEta(sameCopy: readonly ProgressSample[], last: ProgressSample): number | null {
+  const first = sameCopy[0];
+  if (!first) return null;
+  const dt = last.atMs - first.atMs;
+  const perMs = (last.bytes! - first.bytes!) / dt;
+  if (!(dt > 0) || !(perMs > 0)) return null;
+  return Math.ceil((last.copyGoalBytes! - last.bytes!) / perMs);
 }
 
 // ───────────────────────────── placement transforms ─────────────────────────────

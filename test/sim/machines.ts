@@ -233,7 +233,7 @@ export const simMigrationMachine = migrationMachine.provide({
           const st = replicaStateOf(r.actor.getSnapshot());
           if (isApplying(st)) {
             const c = r.actor.getSnapshot().context;
-            sendBack({ type: "TARGET_PROGRESS", appliedSeq: c.appliedSeq, lastSeq: c.lastSeq, bytes: 0, atMs: now });
+            sendBack({ type: "TARGET_PROGRESS", appliedSeq: c.appliedSeq, lastSeq: c.lastSeq, bytes: 0, copyGoalBytes: 0, atMs: now });
           }
         }
         w.later(tick, 200);

@@ -4,6 +4,7 @@
  * the placement, with each replica's state and applied sequence from its node's
  * heartbeat (our own replicas first-hand) and lag against the shard log.
  */
+import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { ClusterStatus, JobStatus, ReplicaStatus } from "../../runtime/status.ts";
 import type { ApiDeps } from "./types.ts";
 import { readLogState } from "../control/retention.ts";
@@ -18,6 +19,31 @@ function runningJobs(deps: ApiDeps): JobStatus[] {
     ...backups.map((b) => ({ id: b.id, kind: "backup" as const, node: b.node, collections: b.collections, ...b.progress })),
     ...restores.map((r) => ({ id: r.id, kind: "restore" as const, node: r.node, collections: r.collections.map((c) => c.to), ...r.progress })),
   ];
+}
+
+/** One replica of a shard: first-hand when this node hosts it, else from its node's heartbeat. */
+function replicaStatus(deps: ApiDeps, config: CollectionConfig, shard: number, node: string, lastSeq: number | undefined): ReplicaStatus {
+  const { membership, host, nodeId } = deps;
+  const local = node === nodeId ? host.replicas(config.name)[shard] : undefined;
+  const beat = membership.replicaBeat(node, config.uid, shard);
+  const state = local?.state ?? (membership.isLive(node) ? (beat?.state ?? "starting") : "unreachable");
+  const appliedSeq = local?.appliedSeq ?? beat?.appliedSeq ?? 0;
+  const count = local?.pointCount ?? beat?.count;
+  const pending = local?.pendingRows ?? beat?.pending;
+  const snapshotUnabsorbed = local?.snapshotUnabsorbed ?? beat?.snapshotUnabsorbed;
+  const last = lastSeq ?? appliedSeq;
+  const restored = local?.restored ?? beat?.restored;
+  return {
+    node,
+    state,
+    appliedSeq,
+    lastSeq: last,
+    lag: Math.max(0, last - appliedSeq),
+    ...(count === undefined ? {} : { count }),
+    ...(pending === undefined ? {} : { pending }),
+    ...(snapshotUnabsorbed === undefined ? {} : { snapshotUnabsorbed }),
+    ...(restored ? { restored } : {}),
+  };
 }
 
 export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
@@ -44,34 +70,12 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
       const shards = await Promise.all(
         Array.from({ length: config.shards }, async (_, shard) => {
           const lastSeq = await router.streamLastSeq(config, shard).catch(() => undefined);
-          const replicas = await Promise.all(
-            (placed[shard]?.replicas ?? []).map(async (node): Promise<ReplicaStatus> => {
-              const local = node === nodeId ? host.replicas(config.name)[shard] : undefined;
-              const beat = membership.replicaBeat(node, config.uid, shard);
-              const state = local?.state ?? (membership.isLive(node) ? (beat?.state ?? "starting") : "unreachable");
-              const appliedSeq = local?.appliedSeq ?? beat?.appliedSeq ?? 0;
-              const count = local?.pointCount ?? beat?.count;
-              const pending = local?.pendingRows ?? beat?.pending;
-              const snapshotUnabsorbed = local?.snapshotUnabsorbed ?? beat?.snapshotUnabsorbed;
-              const last = lastSeq ?? appliedSeq;
-              const restored = local?.restored ?? beat?.restored;
-              return {
-                node,
-                state,
-                appliedSeq,
-                lastSeq: last,
-                lag: Math.max(0, last - appliedSeq),
-                ...(count === undefined ? {} : { count }),
-                ...(pending === undefined ? {} : { pending }),
-                ...(snapshotUnabsorbed === undefined ? {} : { snapshotUnabsorbed }),
-                ...(restored ? { restored } : {}),
-              };
-            }),
-          );
+          const replicas = (placed[shard]?.replicas ?? []).map((node) => replicaStatus(deps, config, shard, node, lastSeq));
+          const learners = (placed[shard]?.learners ?? []).map((node) => replicaStatus(deps, config, shard, node, lastSeq));
           const logState = logs?.shards[shard];
-          if (logState === undefined) return { shard, replicas };
+          if (logState === undefined) return { shard, replicas, learners };
           const { firstSeq, lastSeq: logLastSeq, messages, bytes, floor, heldBy } = logState;
-          return { shard, replicas, log: { firstSeq, lastSeq: logLastSeq, messages, bytes, floor, heldBy } };
+          return { shard, replicas, learners, log: { firstSeq, lastSeq: logLastSeq, messages, bytes, floor, heldBy } };
         }),
       );
       return { name: config.name, dimension: config.dimension, metric: config.metric, replicas: config.replicas, epoch: stored?.record.epoch ?? 0, shards };

@@ -303,6 +303,10 @@ export class Backups {
     // A corrupt or missing file refuses the restore before anything is created.
     await verifyFiles(chain);
     const names = request.collections ?? chain.at(-1)!.manifest.collections.map((c) => c.config.name);
+    // Two collections restored under one name would be one collection's data over the other's.
+    if (request.as !== undefined && names.length > 1) {
+      throw invalidArgument(`backup ${id} holds ${names.length} collections (${names.join(", ")}): name the one to restore as ${request.as} in collections`);
+    }
     return names.map((name) => {
       const { config, sources } = chainSources(chain, name, target);
       return { config, to: request.as ?? name, sources };

@@ -25,6 +25,8 @@ export const ReplicaBeat = z.object({
   count: z.number().int(),
   /** Bytes copied into the replica since it started (snapshot or checkpoint, then log): a migration's progress. */
   transferredBytes: z.number().int().default(0),
+  /** What `transferredBytes` reads once the copy under way (a peer's checkpoint, a shared snapshot) is in; 0: none started. */
+  copyGoalBytes: z.number().int().default(0),
   /** The sequence this node's local checkpoint of the shard covers (0: none): it restarts from there. */
   checkpointSeq: z.number().int().default(0),
   /** Where the replica's index came from at its last (re)start. */

@@ -7,7 +7,7 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import type { WatchTargetInput, WatchTargetSentEvent } from "../../machines/migration.ts";
 import { names } from "../../runtime/subjects.ts";
 import type { Transfer } from "../../runtime/transfer.ts";
-import type { Membership } from "../cluster/membership.ts";
+import type { Membership, ReplicaBeat } from "../cluster/membership.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
 
 export interface WatchDeps {
@@ -48,14 +48,21 @@ function watcher(deps: WatchDeps, t: Transfer, sendBack: SendBack): () => void {
     const beat = membership.replicaBeat(t.to, t.uid, t.shard);
     if (beat?.state === "restoring" && beat.transferredBytes > restoringBytes) {
       restoringBytes = beat.transferredBytes;
-      reportCopyProgress(deps, t, beat.appliedSeq, beat.transferredBytes, sendBack);
+      reportCopyProgress(deps, t, beat, sendBack);
     }
     // A serving or lagging target knows the log's end. A replaying one counts as progress
     // only while it shows lag: right after its restore it reports none until it has
     // asked the log, and that must never pass for caught up.
     const counts = beat && (beat.state === "serving" || beat.state === "lagging" || (beat.state === "replaying" && beat.lag > catchUpLagMax));
     if (counts) {
-      sendBack({ type: "TARGET_PROGRESS", appliedSeq: beat.appliedSeq, lastSeq: beat.appliedSeq + beat.lag, bytes: beat.transferredBytes, atMs: Date.now() });
+      sendBack({
+        type: "TARGET_PROGRESS",
+        appliedSeq: beat.appliedSeq,
+        lastSeq: beat.appliedSeq + beat.lag,
+        bytes: beat.transferredBytes,
+        copyGoalBytes: beat.copyGoalBytes,
+        atMs: Date.now(),
+      });
     }
   };
 }
@@ -64,12 +71,13 @@ function watcher(deps: WatchDeps, t: Transfer, sendBack: SendBack): () => void {
  * A target still copying: bytes are its progress (they keep the stall timer from firing on a
  * big shard), measured against the log's real end so it never looks caught up.
  */
-function reportCopyProgress(deps: WatchDeps, t: Transfer, appliedSeq: number, bytes: number, sendBack: SendBack): void {
+function reportCopyProgress(deps: WatchDeps, t: Transfer, beat: ReplicaBeat, sendBack: SendBack): void {
+  const { appliedSeq, transferredBytes: bytes, copyGoalBytes } = beat;
   void deps.jsm.streams
     .info(names.logStream(t.collection, t.shard))
     .then((info) => {
       if (info.state.last_seq > appliedSeq + deps.catchUpLagMax) {
-        sendBack({ type: "TARGET_PROGRESS", appliedSeq, lastSeq: info.state.last_seq, bytes, atMs: Date.now() });
+        sendBack({ type: "TARGET_PROGRESS", appliedSeq, lastSeq: info.state.last_seq, bytes, copyGoalBytes, atMs: Date.now() });
       }
     })
     .catch(() => undefined);

@@ -44,6 +44,7 @@ export interface MigrationSample {
   appliedSeq: number;
   targetSeq: number;
   bytesCopied: number;
+  copyGoalBytes: number;
   etaMs: number | null;
 }
 
@@ -235,14 +236,16 @@ export class NodeMetrics {
     const labelNames = ["id", "collection", "shard", "state"] as const;
     const progress = new Gauge({ name: "jade_migration_progress_ratio", help: "A running migration's target: applied / shard-log sequence (1 = caught up)", labelNames, registers });
     const copied = new Gauge({ name: "jade_migration_copied_bytes", help: "Bytes a running migration's target copied so far", labelNames, registers });
-    const eta = new Gauge({ name: "jade_migration_eta_seconds", help: "Estimated seconds until a running migration can cut over", labelNames, registers });
+    const goal = new Gauge({ name: "jade_migration_copy_goal_bytes", help: "What a running migration's copied bytes read once the snapshot or checkpoint it copies is in (0: none started)", labelNames, registers });
+    const eta = new Gauge({ name: "jade_migration_eta_seconds", help: "Estimated seconds until a running migration can cut over (while copying: until the copy is in)", labelNames, registers });
     const running = new Gauge({ name: "jade_migrations_running", help: "Shard migrations the leader runs now", registers });
     return (samples) => {
-      for (const metric of [progress, copied, eta]) metric.reset();
+      for (const metric of [progress, copied, goal, eta]) metric.reset();
       for (const m of samples) {
         const labels = { id: m.id, collection: m.collection, shard: m.shard, state: m.state };
         progress.set(labels, m.targetSeq > 0 ? Math.min(1, m.appliedSeq / m.targetSeq) : 0);
         copied.set(labels, m.bytesCopied);
+        goal.set(labels, m.copyGoalBytes);
         if (m.etaMs !== null) eta.set(labels, m.etaMs / 1000);
       }
       running.set(samples.length);

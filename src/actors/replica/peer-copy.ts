@@ -20,6 +20,8 @@ export interface PeerCopy {
   shard: number;
   /** Waits until `bytes` fit in the transfer budget. */
   take: (bytes: number) => Promise<void>;
+  /** Called once with the offer's size, before the first chunk. */
+  onOffer: (bytes: number) => void;
   /** Called with the size of every chunk written. */
   onBytes: (bytes: number) => void;
 }
@@ -43,6 +45,7 @@ export async function copyCheckpoint(copy: PeerCopy, file: string): Promise<Chec
   const { nc, uid } = copy;
   const target = { node: copy.peer, collection: copy.collection, shard: copy.shard };
   const offer = await requestReplica<CheckpointOffer>(nc, { ...target, op: "checkpoint" }, { uid, minSeq: 0, timeoutMs: peerOfferTimeoutMs, checkpoint: {} }, peerOfferTimeoutMs);
+  copy.onOffer(offer.bytes);
   const out = await open(file, "w");
   try {
     for (let offset = 0; offset < offer.bytes; ) {

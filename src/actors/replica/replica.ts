@@ -60,7 +60,7 @@ export class ShardReplica {
       role,
       index: deps.pool.pin(shardKey(config.uid, shard)),
       log: deps.log.child({ actor: "replica", collection: config.name, shard }),
-      progress: { count: 0, checkpointSeq: 0, transferredBytes: 0, restored: undefined, pendingRows: 0 },
+      progress: { count: 0, checkpointSeq: 0, transferredBytes: 0, copyGoalBytes: 0, restored: undefined, pendingRows: 0 },
     };
     this.#actor = createActor(this.#machine(), {
       input: {
@@ -125,6 +125,11 @@ export class ShardReplica {
 
   get transferredBytes(): number {
     return this.#parts.progress.transferredBytes;
+  }
+
+  /** What `transferredBytes` reads once the copy under way is in (0: none started). */
+  get copyGoalBytes(): number {
+    return this.#parts.progress.copyGoalBytes;
   }
 
   /** The sequence this node's local checkpoint of the shard covers (0: none). */

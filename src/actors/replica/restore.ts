@@ -48,7 +48,11 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
     const file = path.join(deps.scratchDir, `restore-${config.uid}-${shard}-${ref.seq}.snap`);
     try {
       const throttle: Throttle | undefined = replica.role().throttled ? (bytes) => deps.transfer.take(bytes) : undefined;
-      await deps.downloads.run(() => deps.snapshots.download(ref.name, file, { throttle, onBytes: (bytes) => (progress.transferredBytes += bytes) }));
+      await deps.downloads.run(() => deps.snapshots.download(ref.name, file, {
+          throttle,
+          onSize: (bytes) => (progress.copyGoalBytes = progress.transferredBytes + bytes),
+          onBytes: (bytes) => (progress.transferredBytes += bytes),
+        }));
       const loaded = await index.load(indexConfigOf(config), file);
       progress.count = loaded.count;
       progress.pendingRows = loaded.pendingRows ?? 0;
@@ -111,6 +115,7 @@ async function copyFromPeer(replica: ReplicaParts): Promise<number | undefined> 
           uid: config.uid,
           shard,
           take: (bytes) => deps.transfer.take(bytes),
+          onOffer: (bytes) => (progress.copyGoalBytes = progress.transferredBytes + bytes),
           onBytes: (bytes) => (progress.transferredBytes += bytes),
         },
         file,

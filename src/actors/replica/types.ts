@@ -96,6 +96,11 @@ export interface ReplicaProgress {
   checkpointSeq: number;
   /** Bytes copied into this replica since it started: snapshot or checkpoint loaded, then log replayed. */
   transferredBytes: number;
+  /**
+   * What `transferredBytes` will read once the copy under way (a peer's checkpoint or a shared
+   * snapshot) is in: the copy's progress and ETA. 0 when no copy has started.
+   */
+  copyGoalBytes: number;
   /** How the current index was restored; undefined until the first restore finished. */
   restored: RestoreInfo | undefined;
   /** Points applied (and searched exactly) that the graph has not absorbed yet. */

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import type { MigrationView } from "../../actors/control/migrations.ts";
 import type { Move } from "../../runtime/rebalance.ts";
 import { formatSeconds, printJson, printLine, table } from "../format.ts";
-import type { TransferProgress } from "../../runtime/transfer.ts";
+import { copying, type TransferProgress } from "../../runtime/transfer.ts";
 import { integer, runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 import { registerInspectCommands } from "./inspect.ts";
 
@@ -12,12 +12,13 @@ function printMoves(moves: Move[]): void {
   printLine(table(["collection", "shard", "from", "to"], moves.map((m) => [m.collection, m.shard, m.from, m.to])));
 }
 
-/** `applied/target seq, bytes copied, ETA` — what an operator watches during a move. */
+/** `copying x/y MiB` or `seq applied/target, x MiB`, then the ETA — what an operator watches during a move. */
 function progressText(p: TransferProgress | undefined): string {
   if (!p || p.startedAtMs === 0) return "-";
-  const mib = (p.bytesCopied / (1024 * 1024)).toFixed(1);
+  const mib = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
   const eta = p.etaMs === null ? "?" : `${formatSeconds(p.etaMs)} s`;
-  return `seq ${p.appliedSeq}/${p.targetSeq}, ${mib} MiB, ETA ${eta}`;
+  const where = copying(p) ? `copying ${mib(p.bytesCopied)}/${mib(p.copyGoalBytes)} MiB` : `seq ${p.appliedSeq}/${p.targetSeq}, ${mib(p.bytesCopied)} MiB`;
+  return `${where}, ETA ${eta}`;
 }
 
 function printMigrations(migrations: MigrationView[]): void {

@@ -71,7 +71,10 @@ export function registerInspectCommands(nodes: Command, shards: Command): void {
             rows.map((s) => [
               s.collection,
               s.shard,
-              s.replicas.length === 0 ? "(not hosted)" : s.replicas.map((r) => `${r.node} ${r.state} lag ${r.lag}`).join(", "),
+              [
+                s.replicas.length === 0 ? "(not hosted)" : s.replicas.map((r) => `${r.node} ${r.state} lag ${r.lag}`).join(", "),
+                ...s.learners.map((r) => `learner ${r.node} ${r.state} lag ${r.lag}`),
+              ].join(", "),
               s.log ? s.log.messages : null,
               s.log ? mib(s.log.bytes) : null,
               s.log ? `${s.log.floor} (${s.log.heldBy})` : null,

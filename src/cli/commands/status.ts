@@ -48,10 +48,13 @@ export function renderStatus(status: ClusterStatus): string {
     out.push(
       `collection ${c.name}: dimension ${c.dimension}, ${c.metric}, ${plural(c.shards.length, "shard")} × RF ${c.replicas}, ${plural(total, "point")}, placement epoch ${c.epoch}`,
     );
-    const headers = ["shard", ...Array.from({ length: replicas }, (_, i) => `replica ${i}`), "log"];
+    // Learners (replicas a migration is building) get a column only while there are some.
+    const learning = c.shards.some((s) => s.learners.length > 0);
+    const headers = ["shard", ...Array.from({ length: replicas }, (_, i) => `replica ${i}`), ...(learning ? ["learners"] : []), "log"];
     const rows: Cell[][] = c.shards.map((s) => [
       s.shard,
       ...Array.from({ length: replicas }, (_, i) => (s.replicas.length === 0 && i === 0 ? "(not hosted)" : replicaCell(s.replicas[i]))),
+      ...(learning ? [s.learners.map((r) => replicaCell(r)).join(", ")] : []),
       logCell(s.log),
     ]);
     out.push(table(headers, rows));

@@ -86,7 +86,7 @@ export const migrationMachine = migrationSetup.createMachine({
       retryDelayMs: input.retryDelayMs ?? 1000,
       retryDelayMaxMs: input.retryDelayMaxMs ?? 30_000,
       stallTimeoutMs: input.stallTimeoutMs ?? 0,
-      progress: { appliedSeq: 0, targetSeq: 0, bytesCopied: 0, startedAtMs: 0, etaMs: null },
+      progress: { appliedSeq: 0, targetSeq: 0, bytesCopied: 0, copyGoalBytes: 0, startedAtMs: 0, etaMs: null },
       samples: [],
       advanced: false,
       attempts: 0,
@@ -136,10 +136,14 @@ export const migrationMachine = migrationSetup.createMachine({
           actions: [
             assign(({ context, event }) => {
               const last = context.samples.at(-1);
+              const bytes = Math.max(0, event.bytes);
+              const copyGoalBytes = Math.max(0, event.copyGoalBytes);
               const sample: ProgressSample = {
                 atMs: event.atMs,
                 appliedSeq: event.appliedSeq,
                 targetSeq: Math.max(event.lastSeq, event.appliedSeq),
+                bytes,
+                copyGoalBytes,
               };
               // a target that restarted (appliedSeq went back), or a stamp older than the last
               // (another coordinator's clock, a reordered report), starts a new rate window: the
@@ -156,7 +160,8 @@ export const migrationMachine = migrationSetup.createMachine({
                   ...context.progress,
                   appliedSeq: sample.appliedSeq,
                   targetSeq: sample.targetSeq,
-                  bytesCopied: Math.max(0, event.bytes),
+                  bytesCopied: bytes,
+                  copyGoalBytes,
                   etaMs: estimateEta(samples, context.catchUpLagMax),
                 },
               };

@@ -132,7 +132,7 @@ export const migrationSetup = setup({
   guards: {
     validProgress: ({ event }) => {
       if (event.type !== "TARGET_PROGRESS") return false;
-      const ok = [event.appliedSeq, event.lastSeq, event.bytes, event.atMs].every(
+      const ok = [event.appliedSeq, event.lastSeq, event.bytes, event.copyGoalBytes, event.atMs].every(
         (x) => typeof x === "number" && Number.isFinite(x),
       );
       return ok && event.appliedSeq >= 0;

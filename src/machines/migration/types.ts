@@ -184,6 +184,8 @@ export interface TargetProgressEvent {
   lastSeq: number;
   /** bytes copied so far (snapshot + log), as the target reports it */
   bytes: number;
+  /** what `bytes` reads once the copy under way is in (0: no copy started) */
+  copyGoalBytes: number;
   /** wall-clock ms at receipt (Date.now()) */
   atMs: number;
 }

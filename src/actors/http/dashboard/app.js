@@ -6,7 +6,6 @@ const logsKept = 500;
 const errorsKept = 20;
 const levelNames = { 10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL" };
 const logs = [];
-const errors = [];
 let status = { nodes: [], collections: [], jobs: [], coordinator: null };
 
 function el(tag, attrs = {}, ...children) {
@@ -39,19 +38,51 @@ async function api(method, path, body, done) {
 
 const mib = (bytes) => `${Math.round(bytes / 1048576)} MiB`;
 
+/**
+ * Keeps one element per item in `container`, in the items' order: builds the missing ones,
+ * updates those it keeps and removes the rest. Elements outlive updates, so a status pushed
+ * every second never swaps a button out between a mouse press and its release (a click lost),
+ * and an unchanged grid costs no DOM work.
+ */
+function reconcile(container, items, keyOf, build, update) {
+  const existing = new Map([...container.children].map((child) => [child.dataset.key, child]));
+  items.forEach((item, i) => {
+    const key = String(keyOf(item));
+    let node = existing.get(key);
+    existing.delete(key);
+    if (!node) {
+      node = build(item);
+      node.dataset.key = key;
+    }
+    update(node, item);
+    if (container.children[i] !== node) container.insertBefore(node, container.children[i] ?? null);
+  });
+  for (const stale of existing.values()) stale.remove();
+}
+
+/** Refills `node` only when what it shows changed (`signature`). */
+function fill(node, signature, ...children) {
+  if (node.dataset.sig === signature) return;
+  node.dataset.sig = signature;
+  node.replaceChildren(...children);
+}
+
 function renderNodes() {
   const replicasOn = (id) => status.collections.reduce((n, c) => n + c.shards.reduce((m, s) => m + s.replicas.filter((r) => r.node === id).length, 0), 0);
-  $("nodes").replaceChildren(
-    ...status.nodes.map((n) =>
+  reconcile(
+    $("nodes"),
+    status.nodes,
+    (n) => n.id,
+    (n) =>
       el(
         "tr",
-        { "data-node": n.id, class: n.live ? "" : "silent" },
-        el("td", {}, n.id, n.id === status.coordinator ? " (coordinator)" : ""),
-        el("td", { "data-testid": `state-${n.id}` }, n.live ? "live" : "silent", n.drained ? " · drained" : ""),
-        el("td", { "data-testid": `replicas-${n.id}` }, replicasOn(n.id)),
-        el("td", {}, n.load),
-        el("td", {}, mib(n.rssBytes)),
-        el("td", {}, `${n.lastSeenMs} ms ago`),
+        { "data-node": n.id },
+        el("td"),
+        el("td", { "data-testid": `state-${n.id}` }),
+        el("td", { "data-testid": `replicas-${n.id}` }),
+        el("td"),
+        el("td"),
+        el("td"),
         el(
           "td",
           {},
@@ -60,7 +91,20 @@ function renderNodes() {
           el("button", { type: "button", "data-testid": `undrain-${n.id}`, onclick: () => api("POST", "/v1/admin/undrain", { node: n.id }, `${n.id} may take replicas again`) }, "undrain"),
         ),
       ),
-    ),
+    (row, n) => {
+      row.className = n.live ? "" : "silent";
+      const texts = [
+        `${n.id}${n.id === status.coordinator ? " (coordinator)" : ""}`,
+        `${n.live ? "live" : "silent"}${n.drained ? " · drained" : ""}`,
+        String(replicasOn(n.id)),
+        String(n.load),
+        mib(n.rssBytes),
+        `${n.lastSeenMs} ms ago`,
+      ];
+      texts.forEach((text, i) => {
+        if (row.cells[i].textContent !== text) row.cells[i].textContent = text;
+      });
+    },
   );
   $("coordinator").textContent = `coordinator: ${status.coordinator ?? "(none)"}`;
   const select = $("log-node");
@@ -68,53 +112,116 @@ function renderNodes() {
   for (const n of status.nodes) if (!known.has(n.id)) select.append(el("option", { value: n.id }, n.id));
 }
 
+/** One replica's cell (a learner's when `learner`): state, applied sequence, lag, points. */
+function replicaCell(cell, r, learner) {
+  const detail = `@${r.appliedSeq} lag ${r.lag}${r.count === undefined ? "" : ` n=${r.count}`}`;
+  fill(cell, `${r.node}|${r.state}|${detail}|${learner}`, `${r.node} ${learner ? "learning · " : ""}${r.state}`, el("small", {}, detail));
+  cell.className = `cell state-${r.state}${learner ? " learner" : ""}`;
+  // The grid's replicas carry data-node; a learner serves nothing yet, so it is told apart.
+  cell.removeAttribute(learner ? "data-node" : "data-learner-node");
+  cell.setAttribute(learner ? "data-learner-node" : "data-node", r.node);
+}
+
+function emptyCell(cell, text) {
+  for (const attr of ["data-node", "data-learner-node", "class", "data-sig"]) cell.removeAttribute(attr);
+  cell.textContent = text;
+}
+
+function shardRow(row, s, width, learnersWidth) {
+  const cellsWanted = 2 + width + learnersWidth;
+  if (row.cells.length !== cellsWanted) row.replaceChildren(...Array.from({ length: cellsWanted }, () => el("td")));
+  row.cells[0].textContent = String(s.shard);
+  for (let i = 0; i < width; i++) {
+    const cell = row.cells[i + 1];
+    const r = s.replicas[i];
+    if (r) replicaCell(cell, r, false);
+    else emptyCell(cell, i === 0 ? "(not hosted)" : "");
+  }
+  for (let i = 0; i < learnersWidth; i++) {
+    const r = s.learners[i];
+    if (r) replicaCell(row.cells[width + 1 + i], r, true);
+    else emptyCell(row.cells[width + 1 + i], "");
+  }
+  const log = s.log ? `${s.log.messages} entries, ${mib(s.log.bytes)}, purged ≤ ${s.log.floor} (${s.log.heldBy})` : "";
+  if (row.cells[cellsWanted - 1].textContent !== log) row.cells[cellsWanted - 1].textContent = log;
+}
+
 function renderCollections() {
-  $("collections").replaceChildren(
-    ...status.collections.map((c) => {
-      const width = Math.max(1, ...c.shards.map((s) => s.replicas.length));
-      const rows = c.shards.map((s) =>
-        el(
-          "tr",
-          {},
-          el("td", {}, s.shard),
-          ...Array.from({ length: width }, (_, i) => {
-            const r = s.replicas[i];
-            if (!r) return el("td", {}, i === 0 ? "(not hosted)" : "");
-            return el("td", { class: `cell state-${r.state}`, "data-testid": `replica-${c.name}-${s.shard}-${i}`, "data-node": r.node }, `${r.node} ${r.state}`, el("small", {}, `@${r.appliedSeq} lag ${r.lag}${r.count === undefined ? "" : ` n=${r.count}`}`));
-          }),
-          el("td", {}, s.log ? `${s.log.messages} entries, ${mib(s.log.bytes)}, purged ≤ ${s.log.floor} (${s.log.heldBy})` : ""),
-        ),
-      );
-      return el(
+  reconcile(
+    $("collections"),
+    status.collections,
+    (c) => c.name,
+    (c) =>
+      el(
         "div",
         { "data-collection": c.name },
-        el("h3", {}, `${c.name} — ${c.dimension}-d ${c.metric}, ${c.shards.length} shards × RF ${c.replicas}, epoch ${c.epoch} `, el("button", { type: "button", onclick: () => confirm(`drop ${c.name} and all its data?`) && api("DELETE", `/v1/collections/${encodeURIComponent(c.name)}`, undefined, `dropped ${c.name}`) }, "drop")),
-        el("table", { class: "grid" }, el("thead", {}, el("tr", {}, el("th", {}, "shard"), ...Array.from({ length: width }, (_, i) => el("th", {}, `replica ${i}`)), el("th", {}, "log"))), el("tbody", {}, rows)),
-      );
-    }),
+        el("h3", {}, el("span"), " ", el("button", { type: "button", onclick: () => confirm(`drop ${c.name} and all its data?`) && api("DELETE", `/v1/collections/${encodeURIComponent(c.name)}`, undefined, `dropped ${c.name}`) }, "drop")),
+        el("table", { class: "grid" }, el("thead"), el("tbody")),
+      ),
+    (div, c) => {
+      div.querySelector("h3 span").textContent = `${c.name} — ${c.dimension}-d ${c.metric}, ${c.shards.length} shards × RF ${c.replicas}, epoch ${c.epoch}`;
+      const width = Math.max(1, ...c.shards.map((s) => s.replicas.length));
+      // Learners (replicas a migration is building) get columns only while there are some.
+      const learnersWidth = Math.max(0, ...c.shards.map((s) => s.learners.length));
+      const headers = ["shard", ...Array.from({ length: width }, (_, i) => `replica ${i}`), ...Array.from({ length: learnersWidth }, () => "learner"), "log"];
+      fill(div.querySelector("thead"), headers.join("|"), el("tr", {}, headers.map((h) => el("th", {}, h))));
+      reconcile(div.querySelector("tbody"), c.shards, (s) => s.shard, () => el("tr"), (row, s) => shardRow(row, s, width, learnersWidth));
+    },
   );
-  $("jobs").replaceChildren(
-    ...(status.jobs.length === 0 ? [el("p", {}, "none running")] : status.jobs.map((j) => el("p", {}, `${j.kind} ${j.id} on ${j.node} (${j.collections.join(", ")}) `, el("progress", { max: j.bytesTotal || 1, value: j.bytesDone }), ` ${mib(j.bytesDone)} / ${mib(j.bytesTotal)}`))),
+  const jobs = status.jobs.length === 0 ? [{ none: true }] : status.jobs;
+  reconcile(
+    $("jobs"),
+    jobs,
+    (j) => (j.none ? "none" : j.id),
+    (j) => (j.none ? el("p", {}, "none running") : el("p", {}, el("span"), el("progress"), el("span"))),
+    (p, j) => {
+      if (j.none) return;
+      p.children[0].textContent = `${j.kind} ${j.id} on ${j.node} (${j.collections.join(", ")}) `;
+      p.children[1].max = j.bytesTotal || 1;
+      p.children[1].value = j.bytesDone;
+      p.children[2].textContent = ` ${mib(j.bytesDone)} / ${mib(j.bytesTotal)}`;
+    },
   );
 }
 
+/** A migration's progress: the copy while the target copies a snapshot or checkpoint, then the log it replays. */
+function migrationProgress(p) {
+  const eta = p.etaMs === null ? "ETA unknown" : `ETA ${Math.ceil(p.etaMs / 1000)} s`;
+  if (p.bytesCopied < p.copyGoalBytes) return { max: p.copyGoalBytes, value: p.bytesCopied, text: ` copying ${mib(p.bytesCopied)} / ${mib(p.copyGoalBytes)}, ${eta} ` };
+  return { max: Math.max(1, p.targetSeq), value: p.appliedSeq, text: ` ${p.appliedSeq}/${p.targetSeq}, ${mib(p.bytesCopied)}, ${eta} ` };
+}
+
+/** The states in which a migration accepts each operator command (the migration machine's PAUSE, RESUME, CANCEL). */
+const migrationAccepts = { pause: ["preparing", "catchingUp"], resume: ["paused"], cancel: ["planned", "preparing", "catchingUp", "paused"] };
+
 function renderMigrations(data) {
-  if (data.unavailable) return $("migrations").replaceChildren(el("p", {}, `no coordinator answered (${data.unavailable})`));
-  const running = data.migrations.filter((m) => !["completed", "rolledBack", "failed"].includes(m.state));
-  $("migrations").replaceChildren(
-    ...(running.length === 0 ? [el("p", {}, "none running")] : []),
-    ...running.map((m) => {
-      const p = m.progress;
-      const eta = p.etaMs === null ? "ETA unknown" : `ETA ${Math.ceil(p.etaMs / 1000)} s`;
-      return el(
-        "p",
-        { "data-migration": m.id },
-        `${m.transfer.collection}/${m.transfer.shard}: ${m.transfer.from ?? "(new)"} → ${m.transfer.to} — ${m.state} `,
-        el("progress", { max: Math.max(1, p.targetSeq), value: p.appliedSeq }),
-        ` ${p.appliedSeq}/${p.targetSeq}, ${mib(p.bytesCopied)}, ${eta} `,
-        ...["pause", "resume", "cancel"].map((op) => el("button", { type: "button", onclick: () => api("POST", `/v1/admin/${op}`, { id: m.id }, `${op}: ${m.id}`) }, op)),
-      );
-    }),
+  const finished = ["completed", "rolledBack", "failed"];
+  const running = data.unavailable ? [{ none: `no coordinator answered (${data.unavailable})` }] : data.migrations.filter((m) => !finished.includes(m.state));
+  reconcile(
+    $("migrations"),
+    running.length === 0 ? [{ none: "none running" }] : running,
+    (m) => m.id ?? "none",
+    (m) =>
+      m.none
+        ? el("p")
+        : el(
+            "p",
+            { "data-migration": m.id },
+            el("span"),
+            el("progress"),
+            el("span"),
+            ...["pause", "resume", "cancel"].map((op) => el("button", { type: "button", "data-testid": `${op}-${m.id}`, onclick: () => api("POST", `/v1/admin/${op}`, { id: m.id }, `${op}: ${m.id}`) }, op)),
+          ),
+    (p, m) => {
+      if (m.none) return void (p.textContent = m.none);
+      const progress = migrationProgress(m.progress);
+      p.children[0].textContent = `${m.transfer.collection}/${m.transfer.shard}: ${m.transfer.from ?? "(new)"} → ${m.transfer.to} — ${m.state} `;
+      p.children[1].max = progress.max;
+      p.children[1].value = progress.value;
+      p.children[2].textContent = progress.text;
+      // Only what the migration would accept now: after its cutover it can only finish.
+      for (const button of p.querySelectorAll("button")) button.disabled = !(migrationAccepts[button.textContent] ?? []).includes(m.state);
+    },
   );
 }
 
@@ -127,13 +234,15 @@ async function listBackups() {
     $("backups").replaceChildren(
       ...(complete.length === 0 ? [el("tr", {}, el("td", {}, "no complete backups"))] : []),
       ...complete.map((b) => {
+        // A backup of several collections restores one under another name, or all under their own.
+        const which = el("select", { "data-testid": `restore-collection-${b.id}` }, ...(b.collections.length > 1 ? [el("option", { value: "" }, "every collection")] : []), ...b.collections.map((c) => el("option", { value: c }, c)));
         const as = el("input", { placeholder: "restore as", "data-testid": `restore-as-${b.id}` });
         const at = el("input", { placeholder: "to time (ISO 8601, optional)", "data-testid": `restore-at-${b.id}` });
         const restore = () => {
-          const body = { backup: b.id, ...(as.value ? { as: as.value } : {}), ...(at.value ? { toTime: at.value } : {}) };
+          const body = { backup: b.id, ...(which.value ? { collections: [which.value] } : {}), ...(as.value ? { as: as.value } : {}), ...(at.value ? { toTime: at.value } : {}) };
           api("POST", "/v1/admin/restore", body, `restoring ${b.id}${as.value ? ` as ${as.value}` : ""}`);
         };
-        return el("tr", { "data-backup": b.id }, el("td", {}, b.id), el("td", {}, b.collections.join(", ")), el("td", {}, `${b.points ?? "?"} points, ${mib(b.bytes ?? 0)}`), el("td", {}, as, " ", at, " ", el("button", { type: "button", "data-testid": `restore-${b.id}`, onclick: restore }, "restore")));
+        return el("tr", { "data-backup": b.id }, el("td", {}, b.id), el("td", {}, b.collections.join(", ")), el("td", {}, `${b.points ?? "?"} points, ${mib(b.bytes ?? 0)}`), el("td", {}, which, " ", as, " ", at, " ", el("button", { type: "button", "data-testid": `restore-${b.id}`, onclick: restore }, "restore")));
       }),
     );
   } catch (err) {
@@ -147,13 +256,20 @@ function logLine(entry) {
   return el("li", { class: `lvl-${level}` }, `${new Date(time).toISOString().slice(11, 23)} ${levelNames[level] ?? level} ${node ?? ""}${actor ? ` ${actor}` : ""}: ${msg}${extra}`);
 }
 
+const logShown = (entry) => entry.level >= Number($("log-level").value) && (!$("log-node").value || entry.node === $("log-node").value);
+
+/** Shows `lines` at the end of `list`, keeping at most `kept`; follows the end only if the reader was there. */
+function appendLines(list, lines, kept) {
+  const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 8;
+  list.append(...lines);
+  while (list.children.length > kept) list.firstElementChild.remove();
+  if (atEnd) list.scrollTop = list.scrollHeight;
+}
+
+/** Every kept line again: only when the filter changes. */
 function renderLogs() {
-  const node = $("log-node").value;
-  const min = Number($("log-level").value);
-  const shown = logs.filter((e) => e.level >= min && (!node || e.node === node));
-  $("logs").replaceChildren(...shown.map(logLine));
-  $("logs").scrollTop = $("logs").scrollHeight;
-  $("errors").replaceChildren(...errors.map(logLine));
+  $("logs").replaceChildren();
+  appendLines($("logs"), logs.filter(logShown).map(logLine), logsKept);
 }
 
 function onLog(data) {
@@ -165,11 +281,8 @@ function onLog(data) {
   }
   logs.push(entry);
   if (logs.length > logsKept) logs.shift();
-  if (entry.level >= 40) {
-    errors.push(entry);
-    if (errors.length > errorsKept) errors.shift();
-  }
-  renderLogs();
+  if (logShown(entry)) appendLines($("logs"), [logLine(entry)], logsKept);
+  if (entry.level >= 40) appendLines($("errors"), [logLine(entry)], errorsKept);
 }
 
 function connect() {
