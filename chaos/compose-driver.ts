@@ -61,6 +61,8 @@ export class ComposeDriver implements FaultDriver {
       natsUrls: ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"],
       nodes: ["jade1", "jade2", "jade3"],
       natsServers: ["nats1", "nats2", "nats3"],
+      // What the `secrets` service made (deploy/compose/secrets.sh), seen from the host.
+      auth: { tls: { caFile: "deploy/secrets/ca.pem" }, credsFile: "deploy/secrets/auth/admin.creds.json" },
     };
   }
 

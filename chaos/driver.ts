@@ -3,6 +3,7 @@
  * written once against this interface; the local process driver (child
  * processes on 127.0.0.1) and the compose driver (docker compose) implement it.
  */
+import type { NatsAuth } from "../src/nats/auth.ts";
 
 /** What a fault can target. */
 export type Target = { kind: "node"; id: string } | { kind: "nats"; id: string };
@@ -33,6 +34,8 @@ export interface Fault {
 export interface ClusterInfo {
   /** NATS URLs a client can connect to. */
   natsUrls: string[];
+  /** How a client connects to a secured cluster (compose): TLS and the admin's credentials. */
+  auth?: NatsAuth;
   nodes: string[];
   natsServers: string[];
 }

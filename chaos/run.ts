@@ -101,7 +101,7 @@ async function main(): Promise<number> {
   progress(`seed ${seed} · ${long ? "soak" : "CI"} · rounds ${rounds} · scenarios ${names.join(", ")}`);
   const info = await driver.start({ nodes: 3, natsServers: 3 });
   progress(`logs in ${driver.logDir}`);
-  client = await JadeClient.connect({ servers: info.natsUrls, timeoutMs: 10_000, name: "jade-chaos" });
+  client = await JadeClient.connect({ servers: info.natsUrls, timeoutMs: 10_000, name: "jade-chaos", ...(info.auth ? { auth: info.auth } : {}) });
   const { workload, monitor } = await startWorkload(client, info);
   const run = await runScenarios({ client, info, random: seededRandom(seed), holdScale }, runStarted);
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what JadeVectorDB needs on a fresh Debian machine (Node 20 and npm present):
 # npm packages from the lock file, and Debian's nats-server, fashion-mnist, prometheus (for
-# promtool, which checks and unit-tests the alert rules) and chromium (the dashboard's browser
-# test) when missing.
+# promtool, which checks and unit-tests the alert rules), chromium (the dashboard's browser
+# test) and openssl (the security tests' certificates) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages: the NATS server, and the fashion-mnist images the recall tests and the benchmark use.
@@ -12,6 +12,8 @@ command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # The dashboard's browser test drives Debian's Chromium (playwright-core, never a downloaded browser).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The security tests make their certificates at run time with openssl.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

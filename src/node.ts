@@ -35,9 +35,12 @@ import { NodeMetrics, type MetricSources } from "./actors/metrics/node-metrics.t
 import { readLogState } from "./actors/control/retention.ts";
 import { LogShipper } from "./actors/logs/shipper.ts";
 import { DiagResponder } from "./actors/logs/diag.ts";
+import type { NatsAuth } from "./nats/auth.ts";
 
 export interface NodeOptions {
   servers: string[];
+  /** TLS and the identity this node's connections use (nats/auth.ts); none for an open NATS. */
+  auth?: NatsAuth;
   /** Stable identity of this node; default `<hostname>-<pid>`. */
   nodeId?: string;
   /** Scratch space (snapshot files in transit). */
@@ -108,7 +111,7 @@ export class JadeNode {
     const settings = resolveSettings(options);
     const log = (options.log ?? rootLogger).child({ node: nodeId });
     const nats = await connectNats(
-      { servers: options.servers, name: `jade-${nodeId}`, streamReplicas: options.streamReplicas, leaseTtlMs: settings.coordinator.leaseTtlMs },
+      { servers: options.servers, auth: options.auth, name: `jade-${nodeId}`, streamReplicas: options.streamReplicas, leaseTtlMs: settings.coordinator.leaseTtlMs },
       log,
     );
     const catalog = new Catalog(nats, new SnapshotStore(nats.js, nats.streamReplicas), log);
@@ -243,10 +246,11 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   );
   await membership.start();
   const snapshots = new SnapshotStore(nats.js, nats.streamReplicas);
-  const bulk = await connectBulk(options.servers, `jade-${nodeId}-bulk`);
+  const bulk = await connectBulk(options.servers, `jade-${nodeId}-bulk`, { auth: options.auth });
   const backups = new Backups({
     nodeId,
     servers: options.servers,
+    ...(options.auth ? { auth: options.auth } : {}),
     seedCheckpoint: (config, shard, seq, file) => host.seedCheckpoint(config, shard, seq, file),
     unseedCheckpoints: (config) => host.unseedCheckpoints(config),
     nc: nats.nc,
@@ -291,7 +295,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));
   gateway = new Gateway(api, log, metrics?.requests);
   gateway.start(nats.nc);
-  if (options.http) http = new HttpServer({ api, nc: nats.nc, connected: nats.connected, version: jadeVersion, metrics, log });
+  if (options.http) http = new HttpServer({ api, ...(options.http.tls ? { tls: options.http.tls } : {}), nc: nats.nc, connected: nats.connected, version: jadeVersion, metrics, log });
   const diag = new DiagResponder(nodeId, metrics && (async () => (await metrics.scrape()).text), log);
   diag.start(nats.nc);
   const ingestion = new Ingestion(nats, catalog, writer, log);

@@ -5,6 +5,8 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
 import Ajv2019 from "ajv/dist/2019.js";
@@ -20,7 +22,7 @@ interface ComposeService {
   command?: string[];
   volumes?: string[];
   networks?: string[];
-  depends_on?: string[];
+  depends_on?: string[] | Record<string, unknown>;
 }
 
 /** The published schema still marks sub-schemas with draft-04 `id` strings, which Ajv refuses; they are only labels. */
@@ -51,28 +53,53 @@ describe("compose.yml", () => {
     expect(valid).toBe(true);
   });
 
-  it("runs 3 clustered nats-servers and 3 jade nodes built from the Dockerfile", () => {
+  it("runs 3 clustered nats-servers and 3 jade nodes built from the Dockerfile, all on TLS with the identities of jade auth", () => {
     const nats = Object.entries(compose.services).filter(([, s]) => s.image?.startsWith("nats:"));
-    const jade = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
+    const jade = Object.entries(compose.services).filter(([, s]) => s.build !== undefined && s.command?.[0] === "start");
     expect(nats.map(([name]) => name)).toEqual(["nats1", "nats2", "nats3"]);
     expect(jade.map(([name]) => name)).toEqual(["jade1", "jade2", "jade3"]);
     for (const [name, s] of nats) {
-      expect(s.command).toEqual(expect.arrayContaining(["-n", name, "--cluster_name", "jade", "--routes", "nats://nats1:6222,nats://nats2:6222,nats://nats3:6222"]));
+      expect(s.command).toEqual(["-c", "/etc/nats/nats.conf", "-n", name]);
+      expect(s.depends_on).toEqual({ secrets: { condition: "service_completed_successfully" } });
+      expect(s.volumes).toContain("./deploy/secrets:/secrets:ro");
     }
+    const conf = readFileSync(path.join(repoRoot, "deploy/nats/nats.conf"), "utf8");
+    expect(conf).toMatch(/routes: \["nats-route:\/\/nats1:6222", "nats-route:\/\/nats2:6222", "nats-route:\/\/nats3:6222"\]/);
     for (const [name, s] of jade) {
       const args = s.command!;
-      expect(args[0]).toBe("start");
-      expect(args[args.indexOf("--node-id") + 1]).toBe(name);
-      expect(args[args.indexOf("--stream-replicas") + 1]).toBe("3");
-      expect(args[args.indexOf("--nats") + 1]!.split(",").sort()).toEqual(["nats://nats1:4222", "nats://nats2:4222", "nats://nats3:4222"]);
+      const arg = (flag: string) => args[args.indexOf(flag) + 1];
+      expect(arg("--node-id")).toBe(name);
+      expect(arg("--stream-replicas")).toBe("3");
+      expect(arg("--nats")!.split(",").sort()).toEqual(["nats://nats1:4222", "nats://nats2:4222", "nats://nats3:4222"]);
+      expect([arg("--tls-ca"), arg("--creds"), arg("--tls-cert"), arg("--tls-key")]).toEqual(["/secrets/ca.pem", "/secrets/auth/node.creds.json", "/secrets/server.pem", "/secrets/server.key"]);
       expect(s.depends_on).toEqual(["nats1", "nats2", "nats3"]);
     }
+    const secrets = compose.services["secrets"] as ComposeService & { entrypoint?: string[] };
+    expect(secrets.entrypoint).toEqual(["sh", "/app/deploy/compose/secrets.sh"]);
   });
 
-  it("gives nats-server a configuration it accepts", () => {
-    const result = spawnSync("nats-server", ["-t", "-c", path.join(repoRoot, "deploy/nats/nats.conf")], { encoding: "utf8" });
-    expect(result.status).toBe(0);
-    expect(result.stdout + result.stderr).toMatch(/is valid/);
+  it("makes the secrets with its own script, and gives nats-server a configuration it accepts with them", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "jade-compose-"));
+    try {
+      // The layout of a nats container: /etc/nats/nats.conf, and the secrets under /secrets.
+      const secrets = path.join(dir, "secrets");
+      await mkdir(path.join(dir, "etc/nats"), { recursive: true });
+      await mkdir(secrets);
+      const env = { ...process.env, SECRETS: secrets, JADE: `${process.execPath} ${path.join(repoRoot, "bin/jade.mjs")}` };
+      const made = spawnSync("sh", [path.join(repoRoot, "deploy/compose/secrets.sh")], { encoding: "utf8", env });
+      expect(made.stderr).toBe("");
+      expect(made.status).toBe(0);
+      for (const file of ["ca.pem", "server.pem", "server.key", "auth/node.creds.json", "auth/admin.creds.json", "auth/authorization.conf"]) {
+        expect(existsSync(path.join(secrets, file)), file).toBe(true);
+      }
+      const conf = readFileSync(path.join(repoRoot, "deploy/nats/nats.conf"), "utf8").replaceAll('"/secrets/', `"${secrets}/`).replace("store_dir: /data", `store_dir: ${JSON.stringify(path.join(dir, "data"))}`);
+      await writeFile(path.join(dir, "etc/nats/nats.conf"), conf);
+      const result = spawnSync("nats-server", ["-t", "-c", path.join(dir, "etc/nats/nats.conf")], { encoding: "utf8" });
+      expect(result.stdout + result.stderr).toMatch(/is valid/);
+      expect(result.status).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("builds the image from files that exist", () => {

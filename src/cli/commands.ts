@@ -5,6 +5,7 @@
  */
 import type { Command } from "commander";
 import { registerAdminCommands } from "./commands/admin.ts";
+import { registerAuthCommands } from "./commands/auth.ts";
 import { registerBackupCommands } from "./commands/backup.ts";
 import { registerChangesCommand } from "./commands/changes.ts";
 import { registerLogsCommand } from "./commands/logs.ts";
@@ -24,4 +25,5 @@ export function registerClientCommands(program: Command): void {
   registerBackupCommands(program);
   registerLogsCommand(program);
   registerDiagCommand(program);
+  registerAuthCommands(program);
 }

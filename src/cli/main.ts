@@ -8,6 +8,9 @@ import { bytesPerMib, runDev, runStart } from "./serve.ts";
 import { registerClientCommands } from "./commands.ts";
 import type { HttpOptions } from "../actors/http/server.ts";
 import type { TracingOptions } from "../runtime/tracing-sdk.ts";
+import type { ServerTls } from "../nats/embedded.ts";
+import { natsAuthOf } from "./commands/shared.ts";
+import { errorMessage } from "../runtime/errors.ts";
 
 function nonNegative(value: string): number {
   const n = Number(value);
@@ -51,8 +54,26 @@ function tracingOf(o: { otlpEndpoint?: string; traceSampleRatio: number }): Trac
   return o.otlpEndpoint === undefined ? undefined : { otlpUrl: o.otlpEndpoint, sampleRatio: o.traceSampleRatio };
 }
 
-function httpOf(o: { httpPort?: number; httpHost: string }): HttpOptions | undefined {
-  return o.httpPort === undefined || o.httpPort < 0 ? undefined : { port: o.httpPort, host: o.httpHost };
+function httpOf(o: { httpPort?: number; httpHost: string }, tls?: HttpOptions["tls"]): HttpOptions | undefined {
+  return o.httpPort === undefined || o.httpPort < 0 ? undefined : { port: o.httpPort, host: o.httpHost, ...(tls ? { tls } : {}) };
+}
+
+/** Options that do not fit together end the command with the reason, as commander does for one that does not parse. */
+function orExit<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    process.stderr.write(`error: ${errorMessage(err)}\n`);
+    process.exit(1);
+  }
+}
+
+/** `jade dev`'s TLS: a certificate and its key, or nothing. */
+function serverTlsOf(o: { tlsCert?: string; tlsKey?: string; tlsCa?: string; tlsVerifyClients?: boolean }): { tls?: ServerTls } {
+  if (o.tlsCert === undefined && o.tlsKey === undefined) return {};
+  if (o.tlsCert === undefined || o.tlsKey === undefined) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
+  if (o.tlsVerifyClients && o.tlsCa === undefined) throw new InvalidArgumentError("--tls-verify-clients needs --tls-ca");
+  return { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsCa ? { caFile: o.tlsCa } : {}), verifyClients: o.tlsVerifyClients === true } };
 }
 
 const program = new Command()
@@ -72,8 +93,23 @@ program
   .option("--no-metrics", "serve no /metrics (to measure what the metrics cost)")
   .option("--otlp-endpoint <url>", "trace requests (OpenTelemetry): send spans to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318/v1/traces")
   .option("--trace-sample-ratio <r>", "share of new traces recorded (0 – 1)", ratio, 1)
+  .option("--auth", "let only known NATS users in: the node, an admin and the tenants of `jade auth` (identities under <data>/auth)")
+  .option("--tls-cert <file>", "serve NATS and HTTP over TLS only, with this certificate (PEM)")
+  .option("--tls-key <file>", "its key (PEM)")
+  .option("--tls-ca <file>", "the CA that signed it (and, with --tls-verify-clients, the clients' certificates)")
+  .option("--tls-verify-clients", "NATS asks every client for a certificate signed by --tls-ca")
   .action((o) =>
-    runDev({ data: o.data, natsPort: o.natsPort, nodeId: o.nodeId, workers: o.workers, http: httpOf(o), metrics: o.metrics, tracing: tracingOf(o) }),
+    runDev({
+      data: o.data,
+      natsPort: o.natsPort,
+      nodeId: o.nodeId,
+      workers: o.workers,
+      http: httpOf(o),
+      metrics: o.metrics,
+      tracing: tracingOf(o),
+      requireAuth: o.auth === true,
+      ...orExit(() => serverTlsOf(o)),
+    }),
   );
 
 program
@@ -99,8 +135,13 @@ program
   .option("--no-metrics", "serve no /metrics (to measure what the metrics cost)")
   .option("--otlp-endpoint <url>", "trace requests (OpenTelemetry): send spans to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318/v1/traces")
   .option("--trace-sample-ratio <r>", "share of new traces recorded (0 – 1)", ratio, 1)
+  .option("--creds <file>", "this node's NATS credentials file (`jade auth init` writes node.creds.json)", process.env["JADE_NATS_CREDS"] || undefined)
+  .option("--tls-ca <file>", "the CA that signed the NATS servers' certificates (connect over TLS)", process.env["JADE_TLS_CA"] || undefined)
+  .option("--tls-cert <file>", "this node's certificate: served by HTTP (HTTPS only), shown to NATS servers that verify clients")
+  .option("--tls-key <file>", "its key")
   .action((o) =>
     runStart({
+      auth: orExit(() => natsAuthOf(o)),
       nats: o.nats,
       data: o.data,
       nodeId: o.nodeId,
@@ -111,7 +152,7 @@ program
       transferMibPerSec: o.transferMibPerSec,
       autoRebalance: o.autoRebalance,
       migrationsMax: o.migrationsMax,
-      http: httpOf(o),
+      http: httpOf(o, o.tlsCert && o.tlsKey ? { certFile: o.tlsCert, keyFile: o.tlsKey } : undefined),
       metrics: o.metrics,
       tracing: tracingOf(o),
     }),

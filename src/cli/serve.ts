@@ -8,7 +8,10 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import path from "node:path";
 import { JadeClient } from "../client/client.ts";
-import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats } from "../nats/embedded.ts";
+import { startEmbeddedNats, NatsServerMissingError, type EmbeddedNats, type ServerTls } from "../nats/embedded.ts";
+import { AuthDir } from "../nats/auth-dir.ts";
+import type { NatsAuth } from "../nats/auth.ts";
+import { Role } from "../nats/permissions.ts";
 import { rootLogger } from "../runtime/log.ts";
 import { JadeNode } from "../node.ts";
 import type { SelectionName } from "../actors/read/selection/index.ts";
@@ -37,14 +40,33 @@ export interface ServeOptions {
   metrics?: boolean;
   /** OpenTelemetry tracing; off without it. */
   tracing?: TracingOptions;
+  /** How this node's NATS connections authenticate and encrypt. */
+  auth?: NatsAuth;
+  /** The credentials an operator uses (printed in the ready line): `jade dev --auth`. */
+  adminCreds?: string;
 }
 
-export async function runDev(options: ServeOptions & { natsPort?: number }): Promise<void> {
+export interface DevSecurity {
+  /** Make (or reuse) identities under `<data>/auth` and let only them in (nats/auth-dir.ts). */
+  requireAuth?: boolean;
+  /** The embedded nats-server and HTTP serve TLS only, with this certificate. */
+  tls?: ServerTls;
+}
+
+export async function runDev(options: ServeOptions & DevSecurity & { natsPort?: number }): Promise<void> {
   const dataDir = path.resolve(options.data);
   await mkdir(dataDir, { recursive: true });
+  const authDir = options.requireAuth ? new AuthDir(path.join(dataDir, "auth")) : undefined;
+  await authDir?.init();
   let nats: EmbeddedNats;
   try {
-    nats = await startEmbeddedNats({ dataDir: path.join(dataDir, "nats"), port: options.natsPort ?? 4222, serverName: "jade-dev" });
+    nats = await startEmbeddedNats({
+      dataDir: path.join(dataDir, "nats"),
+      port: options.natsPort ?? 4222,
+      serverName: "jade-dev",
+      ...(options.tls ? { tls: options.tls } : {}),
+      ...(authDir ? { authorizationFile: authDir.authorizationFile } : {}),
+    });
   } catch (err) {
     if (err instanceof NatsServerMissingError) {
       process.stderr.write(`error: ${err.message}\n`);
@@ -53,7 +75,21 @@ export async function runDev(options: ServeOptions & { natsPort?: number }): Pro
     throw err;
   }
   // The node's data directory holds the object store too: one copy of each snapshot, not two.
-  await serve([nats.url], dataDir, options, () => nats.stop(), { keepUploadedCheckpoint: false });
+  await serve([nats.url], dataDir, securedDev(options, authDir), () => nats.stop(), { keepUploadedCheckpoint: false });
+}
+
+/** What `jade dev --auth / --tls-*` asks of its node: how it connects to its own server, and HTTPS. */
+function securedDev(options: ServeOptions & DevSecurity, authDir: AuthDir | undefined): ServeOptions {
+  const { tls } = options;
+  // The node trusts the CA of the server's certificate, and shows that certificate where clients must.
+  const clientTls = tls && { caFile: tls.caFile, ...(tls.verifyClients ? { certFile: tls.certFile, keyFile: tls.keyFile } : {}) };
+  const auth: NatsAuth = { ...(clientTls ? { tls: clientTls } : {}), ...(authDir ? { credsFile: authDir.credsFile(Role.Node) } : {}) };
+  return {
+    ...options,
+    ...(tls && options.http ? { http: { ...options.http, tls: { certFile: tls.certFile, keyFile: tls.keyFile } } } : {}),
+    ...(clientTls || authDir ? { auth } : {}),
+    ...(authDir ? { adminCreds: authDir.credsFile(Role.Admin) } : {}),
+  };
 }
 
 export async function runStart(options: ServeOptions & { nats: string[] }): Promise<void> {
@@ -105,6 +141,7 @@ async function serve(
   try {
     node = await JadeNode.start({
       servers,
+      ...(options.auth ? { auth: options.auth } : {}),
       nodeId: await stableNodeId(dataDir, options.nodeId),
       dataDir,
       workers: options.workers,
@@ -115,7 +152,7 @@ async function serve(
       http: options.http,
       metrics: options.metrics,
     });
-    const client = await JadeClient.connect({ servers, name: "jade-readiness" });
+    const client = await JadeClient.connect({ servers, name: "jade-readiness", ...(options.auth ? { auth: options.auth } : {}) });
     await client.listCollections();
     await client.close();
   } catch (err) {
@@ -124,7 +161,8 @@ async function serve(
     process.exit(1);
   }
   const http = node.httpUrl ? ` http=${node.httpUrl}` : "";
-  process.stdout.write(`jade ready nats=${servers.join(",")} node=${node.nodeId}${http}\n`);
+  const creds = options.adminCreds ? ` creds=${options.adminCreds}` : "";
+  process.stdout.write(`jade ready nats=${servers.join(",")} node=${node.nodeId}${http}${creds}\n`);
 }
 
 function coordinatorOptions(options: ServeOptions): Partial<CoordinatorSettings> {

@@ -30,9 +30,12 @@ import { NodeTracker } from "./nodes.ts";
 import { waitForJob, type JobWaitOptions } from "./jobs.ts";
 import type { BackupCreateRequest, BackupRecord, BackupVerifyRequest, RestoreRecord, RestoreRequest } from "../runtime/backup-schemas.ts";
 import { ChangeFeed, type ChangesOptions } from "./changes.ts";
+import { connectionOptions, type NatsAuth } from "../nats/auth.ts";
 
 export interface JadeClientOptions {
   servers: string | string[];
+  /** TLS and identity (nats/auth.ts); none for an open NATS. */
+  auth?: NatsAuth;
   /** Request timeout; default 30 s (writes of large batches wait for JetStream acks). */
   timeoutMs?: number;
   name?: string;
@@ -87,6 +90,14 @@ export function transportFailure(error: { details?: unknown }): TransportFailure
   return parsed.success ? parsed.data.transport : undefined;
 }
 
+/** The server's refusal of a publish or subscribe (the user's permissions), wherever nats.js put it. */
+export function permissionViolation(err: unknown): InstanceType<typeof errors.PermissionViolationError> | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (e instanceof errors.PermissionViolationError) return e;
+  }
+  return undefined;
+}
+
 function transportError(code: ErrorCode, message: string, transport: TransportFailure): Reply<never> {
   return { ok: false, error: new JadeError(code, message, { details: { transport } }).toWire() };
 }
@@ -115,7 +126,13 @@ export class JadeClient {
 
   static async connect(options: JadeClientOptions): Promise<JadeClient> {
     // No async traces: they cost a stack capture per request (see nats/connect.ts).
-    const nc = await connect({ servers: options.servers, name: options.name ?? "jade-client", maxReconnectAttempts: -1, noAsyncTraces: true });
+    const nc = await connect({
+      servers: options.servers,
+      name: options.name ?? "jade-client",
+      maxReconnectAttempts: -1,
+      noAsyncTraces: true,
+      ...(await connectionOptions(options.auth)),
+    });
     const client = new JadeClient(nc, options.timeoutMs ?? 30_000);
     await client.#nodes.start(nc);
     return client;
@@ -151,6 +168,9 @@ export class JadeClient {
         const msg = await this.nc.request(target, data, { timeout: remaining, ...options });
         return decodeBody(msg.data, encoding) as Reply<unknown>;
       } catch (err) {
+        // The server refused the publish (the user's permissions): nobody got it, and asking again will not help.
+        const denied = permissionViolation(err);
+        if (denied) return { ok: false, error: new JadeError(ErrorCode.Forbidden, `NATS does not let this client ${denied.operation} to ${denied.subject}`).toWire() };
         // nats.js v3 rejects a request nobody is subscribed to with a RequestError caused by a
         // NoRespondersError; a timeout with a TimeoutError, a lost connection with another RequestError.
         const noResponders = err instanceof errors.RequestError && err.isNoResponders();

@@ -24,6 +24,7 @@ import type { Logger } from "../runtime/log.ts";
 import { dedupWindowMs, ensureStream } from "./streams.ts";
 import { errorMessage } from "../runtime/errors.ts";
 import { Backoff } from "../runtime/async.ts";
+import { connectionOptions, type NatsAuth } from "./auth.ts";
 
 export interface NatsContext {
   nc: NatsConnection;
@@ -57,6 +58,7 @@ export interface ConnectionEvents {
 
 export interface ConnectOptions {
   servers: string[];
+  auth?: NatsAuth | undefined;
   name: string;
   streamReplicas?: number;
   /** Timeout of JetStream API requests and publishes; short so a leader election surfaces quickly. */
@@ -89,6 +91,7 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
     // nats.js captures a stack trace per request for a better timeout error: ~25 µs of every
     // request, measured on the search path (docs/performance.md). Our errors say what timed out.
     noAsyncTraces: true,
+    ...(await connectionOptions(options.auth)),
   });
   let linked = true;
   const events: ConnectionEvents = { disconnects: 0, reconnects: 0, slowConsumers: 0 };
@@ -133,8 +136,9 @@ export interface BulkConnection {
  * the heartbeats behind them until they timed out (the leader stepped down mid-restore); on
  * its own connection bulk traffic waits only for itself.
  */
-export async function connectBulk(servers: string[], name: string, jsTimeoutMs = 30_000): Promise<BulkConnection> {
-  const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
+export async function connectBulk(servers: string[], name: string, options: { auth?: NatsAuth | undefined; jsTimeoutMs?: number } = {}): Promise<BulkConnection> {
+  const { auth, jsTimeoutMs = 30_000 } = options;
+  const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true, ...(await connectionOptions(auth)) });
   const js = jetstream(nc, { timeout: jsTimeoutMs });
   return { nc, js, jsm: await jetstreamManager(nc, { timeout: jsTimeoutMs }), objm: new Objm(js) };
 }

@@ -20,6 +20,14 @@ export interface EmbeddedNatsOptions {
   serverName?: string;
   /** Cluster settings for multi-server harnesses. */
   cluster?: { name: string; port: number; routes: string[] };
+  /** Clients and routes over TLS only (a plaintext client is refused). */
+  tls?: ServerTls;
+  /**
+   * A file holding the server's `authorization` block (nats/permissions.ts), included by the
+   * configuration rather than copied into it, so it can be rewritten and the running server
+   * told to reload it (`reloadEmbeddedNats`).
+   */
+  authorizationFile?: string;
   startTimeoutMs?: number;
   /** Called with each line the server logs (for debugging). */
   onLog?: (line: string) => void;
@@ -37,6 +45,15 @@ export class NatsServerMissingError extends Error {
   }
 }
 
+export interface ServerTls {
+  certFile: string;
+  keyFile: string;
+  /** The CA the server checks client and route certificates against. */
+  caFile?: string;
+  /** Require a client certificate signed by `caFile` from every client (routes always verify each other). */
+  verifyClients?: boolean;
+}
+
 export class NatsServerStartError extends Error {
   override readonly name = "NatsServerStartError";
   readonly code = "nats_server_start_failed";
@@ -45,6 +62,8 @@ export class NatsServerStartError extends Error {
 export interface EmbeddedNats {
   url: string;
   port: number;
+  /** The port routes from the cluster's other servers arrive on (clustered servers only). */
+  clusterPort?: number;
   process: ChildProcess;
   /** SIGTERM, then SIGKILL after graceMs; resolves when the process has exited. */
   stop(graceMs?: number): Promise<void>;
@@ -73,6 +92,10 @@ function configText(options: EmbeddedNatsOptions, storeDir: string): string {
     `  store_dir: ${JSON.stringify(storeDir)}`,
     `}`,
   ];
+  const { tls } = options;
+  if (tls) lines.push(`tls ${tlsBlock(tls, tls.verifyClients ?? false)}`);
+  // nats-server reads an include relative to the configuration's directory, even an absolute path.
+  if (options.authorizationFile) lines.push(`include ${JSON.stringify(path.relative(options.dataDir, options.authorizationFile))}`);
   if (options.cluster) {
     lines.push(
       `cluster {`,
@@ -80,10 +103,17 @@ function configText(options: EmbeddedNatsOptions, storeDir: string): string {
       `  host: ${JSON.stringify(host)}`,
       `  port: ${options.cluster.port}`,
       `  routes: [${options.cluster.routes.map((r) => JSON.stringify(r)).join(", ")}]`,
+      // Routes are clients of each other: each proves itself with its certificate.
+      ...(tls ? [`  tls ${tlsBlock(tls, true)}`] : []),
       `}`,
     );
   }
   return lines.join("\n") + "\n";
+}
+
+function tlsBlock(tls: ServerTls, verify: boolean): string {
+  const fields = { cert_file: tls.certFile, key_file: tls.keyFile, ...(tls.caFile ? { ca_file: tls.caFile } : {}), verify, timeout: 2 };
+  return JSON.stringify(fields);
 }
 
 function pidFile(dataDir: string): string {
@@ -164,5 +194,19 @@ export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<E
     child.kill("SIGKILL");
     await exited(child);
   };
-  return { url: `nats://${host}:${port}`, port, process: child, stop, kill };
+  return { url: `nats://${host}:${port}`, port, ...(options.cluster ? { clusterPort: options.cluster.port } : {}), process: child, stop, kill };
+}
+
+/**
+ * Tells the embedded server of `dataDir` (its pid file) to reload its configuration: a rewritten
+ * authorization file applies to new connections and to the permissions of connected ones.
+ * False when no server runs there.
+ */
+export async function reloadEmbeddedNats(dataDir: string): Promise<boolean> {
+  const pid = Number((await readFile(pidFile(dataDir), "utf8").catch(() => "")).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  if (!cmdline.includes("nats-server")) return false;
+  process.kill(pid, "SIGHUP");
+  return true;
 }

@@ -15,6 +15,8 @@ export const ErrorCode = {
   Timeout: "timeout",
   Conflict: "conflict",
   Unauthorized: "unauthorized",
+  /** Known, but not allowed this (a NATS user's permissions, an API key's scope). */
+  Forbidden: "forbidden",
   RateLimited: "rate_limited",
   /** A change-feed position whose entries were purged (below the shard's purge floor). */
   OutOfRange: "out_of_range",

@@ -11,8 +11,9 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { JadeClient } from "../../src/client/client.ts";
-import { startEmbeddedNats, type EmbeddedNats } from "../../src/nats/embedded.ts";
+import { startEmbeddedNats, type EmbeddedNats, type EmbeddedNatsOptions } from "../../src/nats/embedded.ts";
 import { JadeNode, type NodeOptions } from "../../src/node.ts";
+import type { NatsAuth } from "../../src/nats/auth.ts";
 import { randomVectors, seededRandom } from "./random.ts";
 import { delay } from "../../src/runtime/async.ts";
 
@@ -67,8 +68,9 @@ export class Harness {
     return dir;
   }
 
-  async nats(dataDir?: string): Promise<EmbeddedNats> {
-    const server = await startEmbeddedNats({ dataDir: dataDir ?? (await this.tempDir("jade-nats-")) });
+  /** A nats-server with JetStream; `secure`: TLS and an authorization file (test/security.e2e.test.ts). */
+  async nats(dataDir?: string, secure: Pick<EmbeddedNatsOptions, "tls" | "authorizationFile"> = {}): Promise<EmbeddedNats> {
+    const server = await startEmbeddedNats({ dataDir: dataDir ?? (await this.tempDir("jade-nats-")), ...secure });
     this.#cleanups.push(() => server.kill());
     return server;
   }
@@ -78,7 +80,7 @@ export class Harness {
    * loopback ports. Resolves once every server is ready (JetStream may still be
    * electing its meta leader: nodes retry their setup until it is).
    */
-  async natsCluster(size = 3): Promise<EmbeddedNats[]> {
+  async natsCluster(size = 3, secure: Pick<EmbeddedNatsOptions, "tls" | "authorizationFile"> = {}): Promise<EmbeddedNats[]> {
     const clusterPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
     const routes = clusterPorts.map((p) => `nats://127.0.0.1:${p}`);
     const servers = await Promise.all(
@@ -87,6 +89,7 @@ export class Harness {
           dataDir: await this.tempDir(`jade-nats${i + 1}-`),
           serverName: `s${i + 1}`,
           cluster: { name: "jade", port, routes },
+          ...secure,
         });
         this.#cleanups.push(() => server.kill());
         return server;
@@ -108,8 +111,8 @@ export class Harness {
     return this.client(nats.url);
   }
 
-  async client(servers: string | string[]): Promise<JadeClient> {
-    const client = await JadeClient.connect({ servers, timeoutMs: 30_000 });
+  async client(servers: string | string[], auth?: NatsAuth): Promise<JadeClient> {
+    const client = await JadeClient.connect({ servers, timeoutMs: 30_000, ...(auth ? { auth } : {}) });
     this.#cleanups.push(() => client.close());
     return client;
   }

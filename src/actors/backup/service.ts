@@ -38,6 +38,7 @@ import {
 import { beat, isStale, JobRecords } from "./records.ts";
 import { restoreCollection, type RestoreDeps } from "./restore.ts";
 import { chainSources, liveSources, type ChainLink, type RestoreTarget, type ShardSource } from "./sources.ts";
+import type { NatsAuth } from "../../nats/auth.ts";
 import { backupFiles, backupIdsAt, type BackupFiles } from "./store.ts";
 import { loadChain, readManifest, verifyFiles } from "./chain.ts";
 
@@ -61,6 +62,8 @@ export interface BackupsDeps {
   nodeId: string;
   /** For the backup threads' own connections (thread.ts). */
   servers: string[];
+  /** How the backup threads' connections authenticate (the node's own credentials). */
+  auth?: NatsAuth;
   /** This node's replicas take a restored shard's snapshot as their local checkpoint (restore.ts). */
   seedCheckpoint: RestoreDeps["seedCheckpoint"];
   unseedCheckpoints: RestoreDeps["unseedCheckpoints"];
@@ -190,7 +193,7 @@ export class Backups {
       current = { ...current, holds: holdsOf(plan, record.id) };
       await this.backups.put({ ...current, heartbeatAtMs: Date.now() });
       const manifest = await takeBackupOnThread(
-        { servers: deps.servers, streamReplicas: deps.streamReplicas, id: record.id, configs, plan, location: record.location, base, bytesPerSec, scratchDir: deps.scratchDir },
+        { servers: deps.servers, ...(deps.auth ? { auth: deps.auth } : {}), streamReplicas: deps.streamReplicas, id: record.id, configs, plan, location: record.location, base, bytesPerSec, scratchDir: deps.scratchDir },
         { progress: (progress) => void Object.assign(current.progress, progress) },
         this.#stopping.signal,
       );

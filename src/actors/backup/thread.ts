@@ -15,10 +15,12 @@ import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { BackupLocation, BackupManifest, Progress } from "../../runtime/backup-schemas.ts";
 import type { BackupPlan } from "./create.ts";
 import { workerModule } from "../../runtime/worker-module.ts";
+import type { NatsAuth } from "../../nats/auth.ts";
 
 export interface BackupThreadRequest {
   /** For the thread's own connection. */
   servers: string[];
+  auth?: NatsAuth;
   streamReplicas: number;
   id: string;
   configs: CollectionConfig[];

@@ -42,7 +42,7 @@ const api: BackupThreadApi = {
     const report = setInterval(send, progressEveryMs);
     let bulk;
     try {
-      bulk = await connectBulk(request.servers, `jade-backup-${request.id}`);
+      bulk = await connectBulk(request.servers, `jade-backup-${request.id}`, { auth: request.auth });
       const budget = new RateLimiter(request.bytesPerSec, request.bytesPerSec, systemClock);
       const filesOf = (id: string) => backupFiles(request.location, id, bulk!.objm, request.streamReplicas);
       const manifest = await takeBackup(

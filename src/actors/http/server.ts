@@ -39,10 +39,13 @@ export interface HttpOptions {
   /** 0 picks a free port. */
   port: number;
   host: string;
+  /** Serve HTTPS only, with this certificate and key (PEM files, read at start). */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface HttpDeps {
   api: ApiDeps;
+  tls?: HttpOptions["tls"];
   /** For the dashboard's live feed (every node's log lines). */
   nc: NatsConnection;
   /** Connected to NATS now. */
@@ -85,6 +88,7 @@ export class HttpServer {
     this.#deps = deps;
     this.#log = deps.log.child({ actor: "http" });
     this.#app = Fastify({
+      ...(deps.tls ? { https: { cert: readFileSync(deps.tls.certFile), key: readFileSync(deps.tls.keyFile) } } : {}),
       logger: false,
       bodyLimit: limits.natsPayloadBytesMax,
       requestTimeout: requestReceiveMsMax,
@@ -125,7 +129,7 @@ export class HttpServer {
     const address = this.#app.server.address();
     if (address === null || typeof address === "string") throw new Error(`HTTP server has no TCP address: ${String(address)}`);
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    const url = `http://${host}:${address.port}`;
+    const url = `${this.#deps.tls ? "https" : "http"}://${host}:${address.port}`;
     this.#log.info({ url }, "http listening");
     return url;
   }

@@ -10,6 +10,7 @@ export const httpStatusOf: Readonly<Record<ErrorCode, number>> = {
   // A change-feed position below the purge floor, or a restore target a backup cannot reach: the request, not the server.
   [ErrorCode.OutOfRange]: 400,
   [ErrorCode.Unauthorized]: 401,
+  [ErrorCode.Forbidden]: 403,
   [ErrorCode.NotFound]: 404,
   [ErrorCode.AlreadyExists]: 409,
   [ErrorCode.Conflict]: 409,

@@ -48,11 +48,12 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
     const file = path.join(deps.scratchDir, `restore-${config.uid}-${shard}-${ref.seq}.snap`);
     try {
       const throttle: Throttle | undefined = replica.role().throttled ? (bytes) => deps.transfer.take(bytes) : undefined;
-      await deps.downloads.run(() => deps.snapshots.download(ref.name, file, {
-          throttle,
-          onSize: (bytes) => (progress.copyGoalBytes = progress.transferredBytes + bytes),
-          onBytes: (bytes) => (progress.transferredBytes += bytes),
-        }));
+      const reading = {
+        throttle,
+        onSize: (bytes: number) => (progress.copyGoalBytes = progress.transferredBytes + bytes),
+        onBytes: (bytes: number) => (progress.transferredBytes += bytes),
+      };
+      await deps.downloads.run(() => deps.snapshots.download(ref.name, file, reading));
       const loaded = await index.load(indexConfigOf(config), file);
       progress.count = loaded.count;
       progress.pendingRows = loaded.pendingRows ?? 0;

@@ -10,15 +10,44 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { JadeClient, transportFailure } from "../../client/client.ts";
 import { errorMessage, JadeError } from "../../runtime/errors.ts";
+import { CredentialsError, NatsAuth } from "../../nats/auth.ts";
+import { z } from "zod";
 import { printError } from "../format.ts";
 
 export const defaultNatsUrl = "nats://127.0.0.1:4222";
 
 export const exitCodes = { ok: 0, failed: 1, noConnection: 2 } as const;
 
-export interface ClientOptions {
+export interface ClientOptions extends SecurityOptions {
   nats: string[];
   json?: boolean;
+}
+
+/** How a command's NATS connection authenticates and encrypts (docs/security.md). */
+export interface SecurityOptions {
+  creds?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+/** The NatsAuth of the security options, refused with the reason when they do not fit together; undefined for an open NATS. */
+export function natsAuthOf(o: SecurityOptions): NatsAuth | undefined {
+  const tls = o.tlsCa !== undefined || o.tlsCert !== undefined ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey } : undefined;
+  if (tls === undefined && o.creds === undefined) return undefined;
+  const parsed = NatsAuth.safeParse({ tls, credsFile: o.creds });
+  if (!parsed.success) throw new CliError(`--creds / --tls-*: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+/** Adds `--creds` and `--tls-ca|cert|key` (defaults from $JADE_NATS_CREDS, $JADE_TLS_CA, $JADE_TLS_CERT, $JADE_TLS_KEY). */
+export function withSecurityOptions(command: Command, what = "NATS"): Command {
+  const env = (name: string) => process.env[name] || undefined;
+  return command
+    .addOption(new Option("--creds <file>", `credentials file for ${what} (jade auth)`).default(env("JADE_NATS_CREDS"), "$JADE_NATS_CREDS"))
+    .addOption(new Option("--tls-ca <file>", `CA that signed ${what}'s server certificates (connect over TLS)`).default(env("JADE_TLS_CA"), "$JADE_TLS_CA"))
+    .addOption(new Option("--tls-cert <file>", "client certificate, for servers that verify clients").default(env("JADE_TLS_CERT"), "$JADE_TLS_CERT"))
+    .addOption(new Option("--tls-key <file>", "its key").default(env("JADE_TLS_KEY"), "$JADE_TLS_KEY"));
 }
 
 /** An error whose message is for the user as it is (bad input, unreadable file, …). */
@@ -66,10 +95,10 @@ export function choice<T extends string>(flags: string, description: string, val
   return defaultValue === undefined ? option : option.default(defaultValue);
 }
 
-/** Adds `--nats` and `--json` to a client command. */
+/** Adds `--nats`, the security options and `--json` to a client command. */
 export function withClientOptions(command: Command): Command {
   const fromEnv = (process.env["JADE_NATS_URL"] ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  return command
+  return withSecurityOptions(command)
     .addOption(
       new Option("--nats <urls>", "NATS URL[,URL…]")
         .argParser(natsUrlList)
@@ -87,8 +116,13 @@ const noNodeHint = "is a node running? Start one with `jade dev`, or pass --nats
 export async function runWithClient(options: ClientOptions, body: (client: JadeClient) => Promise<void>): Promise<void> {
   let client: JadeClient;
   try {
-    client = await JadeClient.connect({ servers: options.nats, name: "jade-cli" });
+    const auth = natsAuthOf(options);
+    client = await JadeClient.connect({ servers: options.nats, name: "jade-cli", ...(auth ? { auth } : {}) });
   } catch (err) {
+    if (err instanceof CliError || err instanceof CredentialsError) {
+      process.exitCode = report(err);
+      return;
+    }
     printError(`cannot connect to NATS at ${options.nats.join(",")}: ${errorMessage(err)}`);
     process.stderr.write(`${noNodeHint}\n`);
     process.exitCode = exitCodes.noConnection;
@@ -120,6 +154,10 @@ export function report(err: unknown): number {
   if (err instanceof CliError) {
     printError(err.message);
     return err.exitCode;
+  }
+  if (err instanceof CredentialsError) {
+    printError(err.message);
+    return exitCodes.failed;
   }
   const e = err as NodeJS.ErrnoException;
   if (e && typeof e === "object" && typeof e.code === "string" && typeof e.path === "string") {

@@ -1,0 +1,111 @@
+/**
+ * A directory of NATS identities for a secured cluster (`jade auth`, `jade dev --auth`): the
+ * node's and the admin's credentials, one per tenant, the tenants' grants, and the
+ * `authorization` block nats-server includes (nats/permissions.ts). Seeds never leave their
+ * credentials files (mode 0600, in a 0700 directory); the server's block holds public keys only.
+ */
+import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { nkeys } from "@nats-io/nats-core";
+import { z } from "zod";
+import { Credentials, publicKeyOf, readCredentials } from "./auth.ts";
+import { authorizationConfig, Role, Tenant, tenantInboxPrefix, tenantPermissions, type NatsUser } from "./permissions.ts";
+
+const TenantRecord = Tenant.extend({ publicKey: z.string().startsWith("U") });
+type TenantRecord = z.infer<typeof TenantRecord>;
+const Registry = z.object({ tenants: z.array(TenantRecord) }).strict();
+
+/** Replaces `file` whole (a reader never sees half of it), readable by its owner only when `secret`. */
+async function writeWhole(file: string, text: string, secret: boolean): Promise<void> {
+  const partial = `${file}.partial`;
+  await writeFile(partial, text, { mode: secret ? 0o600 : 0o644 });
+  await rename(partial, file);
+}
+
+function newCredentials(user: string, inboxPrefix: string): Credentials {
+  const seed = new TextDecoder().decode(nkeys.createUser().getSeed());
+  return Credentials.parse({ user, seed, inboxPrefix });
+}
+
+export class AuthDir {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = path.resolve(dir);
+  }
+
+  /** The `authorization` block to include in nats-server's configuration. */
+  get authorizationFile(): string {
+    return path.join(this.dir, "authorization.conf");
+  }
+
+  credsFile(user: string): string {
+    return path.join(this.dir, `${user}.creds.json`);
+  }
+
+  get #registryFile(): string {
+    return path.join(this.dir, "tenants.json");
+  }
+
+  /** Makes the node and admin identities if missing, then (re)writes the authorization block. */
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await chmod(this.dir, 0o700);
+    for (const role of Object.values(Role)) {
+      const file = this.credsFile(role);
+      const existing = await readCredentials(file).catch(() => undefined);
+      if (!existing) await writeWhole(file, JSON.stringify(newCredentials(role, "_INBOX"), null, 2) + "\n", true);
+    }
+    await this.#writeAuthorization(await this.tenants());
+  }
+
+  async tenants(): Promise<TenantRecord[]> {
+    const text = await readFile(this.#registryFile, "utf8").catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return JSON.stringify({ tenants: [] });
+      throw err;
+    });
+    return Registry.parse(JSON.parse(text)).tenants;
+  }
+
+  /**
+   * Adds a tenant with new credentials, or replaces an existing tenant's grants (its
+   * credentials stay valid). Returns the tenant's credentials file.
+   */
+  async putTenant(tenant: Tenant): Promise<{ credsFile: string; created: boolean }> {
+    const parsed = Tenant.parse(tenant);
+    await this.init();
+    const tenants = await this.tenants();
+    const known = tenants.find((t) => t.name === parsed.name);
+    const credsFile = this.credsFile(parsed.name);
+    let publicKey = known?.publicKey;
+    if (!publicKey) {
+      const credentials = newCredentials(parsed.name, tenantInboxPrefix(parsed.name));
+      await writeWhole(credsFile, JSON.stringify(credentials, null, 2) + "\n", true);
+      publicKey = publicKeyOf(credentials);
+    }
+    const next = [...tenants.filter((t) => t.name !== parsed.name), { ...parsed, publicKey }].sort((a, b) => (a.name < b.name ? -1 : 1));
+    await this.#saveRegistry(next);
+    return { credsFile, created: !known };
+  }
+
+  /** Removes a tenant: its key leaves the authorization block and its credentials file is deleted. */
+  async removeTenant(name: string): Promise<boolean> {
+    const tenants = await this.tenants();
+    if (!tenants.some((t) => t.name === name)) return false;
+    await this.#saveRegistry(tenants.filter((t) => t.name !== name));
+    await rm(this.credsFile(name), { force: true });
+    return true;
+  }
+
+  async #saveRegistry(tenants: TenantRecord[]): Promise<void> {
+    await writeWhole(this.#registryFile, JSON.stringify({ tenants }, null, 2) + "\n", false);
+    await this.#writeAuthorization(tenants);
+  }
+
+  async #writeAuthorization(tenants: TenantRecord[]): Promise<void> {
+    const full: NatsUser[] = [];
+    for (const role of Object.values(Role)) full.push({ nkey: publicKeyOf(await readCredentials(this.credsFile(role))) });
+    const scoped = tenants.map((t) => ({ nkey: t.publicKey, permissions: tenantPermissions(t) }));
+    await writeWhole(this.authorizationFile, authorizationConfig([...full, ...scoped]), false);
+  }
+}
