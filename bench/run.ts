@@ -45,7 +45,10 @@
  * --suite observability (bench/observability.ts, --rounds): search latency and QPS with metrics off, on
  *   (scraped every second), and with every request traced, alternating node restarts, beside raw usearch; writes
  *   bench/results/<timestamp>-observability.json and latest-observability.json.
- * --suite all: core, cluster, nodes, resilience, peers, storage, backup, observability, then scale.
+ * --suite security (bench/security.ts, --rounds): search latency, QPS and ingest throughput on an open cluster
+ *   and on one with TLS and authentication, alternating, beside raw usearch; writes
+ *   bench/results/<timestamp>-security.json and latest-security.json.
+ * --suite all: core, cluster, nodes, resilience, peers, storage, backup, observability, security, then scale.
  *
  * Options left out take the suite's default (core / cluster):
  *   --limit N          train vectors (60000 / 20000)
@@ -106,6 +109,7 @@ import { runScale } from "./scale.ts";
 import { runStorage } from "./storage.ts";
 import { runBackupBench } from "./backup.ts";
 import { runObservability } from "./observability.ts";
+import { runSecurity } from "./security.ts";
 import { peersDefaults, runPeers } from "./peers.ts";
 import { printSummary as printPeersSummary } from "./peers-report.ts";
 
@@ -117,7 +121,7 @@ const collection = "bench";
 const program = new Command()
   .name("bench")
   .description("JadeVectorDB benchmarks on Fashion-MNIST (core: ours vs raw usearch; cluster: fan-out and replicated ingest)")
-  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "storage", "backup", "observability", "all"]).default("core"))
+  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "storage", "backup", "observability", "security", "all"]).default("core"))
   .addOption(new Option("--dataset <name>", "peers: data set").choices(["fashion-mnist", "clustered"]).default("fashion-mnist"))
   .option("--scale-n <n>", "scale: vectors of the sustained import", positiveInt, 1_000_000)
   .option("--burst-n <n>", "scale: vectors of the burst import", positiveInt, 100_000)
@@ -135,7 +139,7 @@ const program = new Command()
   .option("--storage-n <n>", "storage: ids overwritten each round", positiveInt, 100_000)
   .option("--storage-rounds <r>", "storage: times every id is written", positiveInt, 5)
   .option("--backup-n <n>", "backup: clustered 128-d vectors of the large data set", positiveInt, 1_000_000)
-  .option("--rounds <r>", "resilience: failover rounds; observability: rounds of each variant", positiveInt, 3)
+  .option("--rounds <r>", "resilience: failover rounds; observability, security: rounds of each variant", positiveInt, 3)
   .option("--failover-n <n>", "resilience: vectors per failover collection", positiveInt, 2_000)
   .option("--rebalance-n <n>", "resilience: vectors of the rebalance collection", positiveInt, 10_000)
   .showHelpAfterError();
@@ -387,7 +391,7 @@ async function runCore(opts: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers" | "storage" | "backup" | "observability";
+type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers" | "storage" | "backup" | "observability" | "security";
 
 function suiteOptions(cli: CliOptions, suite: Suite): Options {
   const core = suite === "core";
@@ -405,7 +409,7 @@ function suiteOptions(cli: CliOptions, suite: Suite): Options {
 
 async function main(): Promise<void> {
   const cli = program.parse(process.argv).opts<CliOptions>();
-  const suites: Suite[] = cli.suite === "all" ? ["core", "cluster", "nodes", "resilience", "peers", "storage", "backup", "observability", "scale"] : [cli.suite];
+  const suites: Suite[] = cli.suite === "all" ? ["core", "cluster", "nodes", "resilience", "peers", "storage", "backup", "observability", "security", "scale"] : [cli.suite];
   for (const suite of suites) {
     const opts = suiteOptions(cli, suite);
     try {
@@ -422,6 +426,7 @@ async function main(): Promise<void> {
       } else if (suite === "storage") await runStorage({ n: cli.storageN, rounds: cli.storageRounds });
       else if (suite === "backup") await runBackupBench({ n: cli.backupN, shards: cli.shards === 1 ? 4 : cli.shards });
       else if (suite === "observability") await runObservability({ limit: cli.limit ?? 20_000, queries: cli.queries ?? 2_000, rounds: cli.rounds });
+      else if (suite === "security") await runSecurity({ limit: cli.limit ?? 20_000, queries: cli.queries ?? 2_000, rounds: cli.rounds });
       else await runResilience({ failoverN: cli.failoverN, rebalanceN: cli.rebalanceN, rounds: cli.rounds, batch: cli.batch ?? 500, concurrency: cli.concurrency });
     } finally {
       await runCleanups();

@@ -36,6 +36,8 @@ import { readLogState } from "./actors/control/retention.ts";
 import { LogShipper } from "./actors/logs/shipper.ts";
 import { DiagResponder } from "./actors/logs/diag.ts";
 import type { NatsAuth } from "./nats/auth.ts";
+import { KeyStore } from "./actors/keys/store.ts";
+import { HttpAccess } from "./actors/http/access.ts";
 
 export interface NodeOptions {
   servers: string[];
@@ -82,6 +84,7 @@ interface NodeParts {
   backups: Backups;
   http: HttpServer | undefined;
   logs: LogShipper;
+  keys: KeyStore;
   diag: DiagResponder;
 }
 
@@ -137,7 +140,7 @@ export class JadeNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag, keys } = this.#parts;
     await http?.stop().catch((err) => this.#log.warn({ err }, "http stop"));
     host.freeze();
     // Say goodbye first so peers stop routing here, and hand the coordinator lease over.
@@ -154,6 +157,7 @@ export class JadeNode {
     tracker.stop();
     catalog.stop();
     placements.stop();
+    await keys.stop();
     await pool.close();
     logs.stop();
     await this.nats.nc.drain().catch(() => this.nats.nc.close());
@@ -289,18 +293,21 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const writer = new Writer(nats, tracker, options.backlogBytesMax);
   const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
   replicaServer.start(nats.nc);
-  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, retention: nats.retention, config: nats.config };
+  const keys = new KeyStore(nats.keys, log.child({ actor: "keys" }));
+  await keys.start();
+  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, retention: nats.retention, config: nats.config };
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();
   const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));
   gateway = new Gateway(api, log, metrics?.requests);
   gateway.start(nats.nc);
-  if (options.http) http = new HttpServer({ api, ...(options.http.tls ? { tls: options.http.tls } : {}), nc: nats.nc, connected: nats.connected, version: jadeVersion, metrics, log });
+  const access = new HttpAccess(options.http?.apiKeys ? keys : undefined);
+  if (options.http) http = new HttpServer({ api, access, ...(options.http.tls ? { tls: options.http.tls } : {}), nc: nats.nc, connected: nats.connected, version: jadeVersion, metrics, log });
   const diag = new DiagResponder(nodeId, metrics && (async () => (await metrics.scrape()).text), log);
   diag.start(nats.nc);
   const ingestion = new Ingestion(nats, catalog, writer, log);
   await ingestion.start();
-  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag };
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag, keys };
 }
 
 /** The figures the metrics read at scrape time (actors/metrics/node-metrics.ts). */

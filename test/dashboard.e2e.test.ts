@@ -134,6 +134,38 @@ describe("the dashboard", () => {
     expect((await client.count("held", { consistency: "strong" })).count).toBe(10_000);
   });
 
+  it("asks for an API key where the node requires one, and works with one that may administer", async () => {
+    // A node of its own, so the keys it requires touch no other test.
+    const nats = await harness.nats();
+    const keyed = await harness.node([nats.url], { nodeId: "k1", http: { port: 0, host: "127.0.0.1", apiKeys: true } });
+    const admin = await harness.client(nats.url);
+    const viewer = await admin.admin<{ key: string }>("keys.create", { name: "viewer", scopes: [{ collection: "dash", access: "read" }] });
+    const operator = await admin.admin<{ key: string }>("keys.create", { name: "operator", scopes: [{ collection: "*", access: "admin" }] });
+    const keyPage = await browser.newPage();
+    try {
+      await keyPage.goto(keyed.httpUrl!);
+      await keyPage.getByTestId("live").filter({ hasText: "needs a key" }).waitFor();
+      await keyPage.getByTestId("notice").filter({ hasText: "unauthorized" }).waitFor();
+      // A key that may only read one collection may not watch the whole cluster.
+      await keyPage.getByTestId("api-key").fill(viewer.key);
+      await keyPage.getByTestId("api-key").press("Enter");
+      await keyPage.getByTestId("notice").filter({ hasText: "forbidden" }).waitFor();
+      await keyPage.getByTestId("api-key").fill(operator.key);
+      await keyPage.getByTestId("api-key").press("Enter");
+      await keyPage.getByTestId("live").filter({ hasText: /^live$/ }).waitFor();
+      await keyPage.locator('#nodes tr[data-node="k1"]').waitFor();
+      // Operations from the page carry the key.
+      await keyPage.locator('#create input[name="name"]').fill("keyed");
+      await keyPage.locator('#create input[name="dimension"]').fill("2");
+      await keyPage.locator("#create button").click();
+      await keyPage.locator('[data-collection="keyed"]').waitFor({ timeout: 30_000 });
+      // The key is the tab's, never the page's address.
+      expect(keyPage.url()).not.toContain(operator.key);
+    } finally {
+      await keyPage.close();
+    }
+  });
+
   it("creates and drops a collection, backs up, and restores a backup under another name, from the page", async () => {
     await page.locator('#create input[name="name"]').fill("fromui");
     await page.locator('#create input[name="dimension"]').fill("3");

@@ -33,12 +33,14 @@ const allowed: Record<string, string[]> = {
   // Metrics see plain figures only (the node hands them over), so every actor may report to them.
   "actors/metrics": [...base, "machines"],
   "actors/logs": [...base, "nats"],
-  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup", "actors/metrics"],
+  // API keys: a KV view and the pure scope rules.
+  "actors/keys": [...base, "nats"],
+  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup", "actors/metrics", "actors/keys"],
   // HTTP serves the API's handlers (the same ones NATS requests run) and the admin bodies' schemas.
-  "actors/http": [...base, "machines", "actors/api", "actors/replica", "actors/control", "actors/metrics"],
+  "actors/http": [...base, "machines", "actors/api", "actors/replica", "actors/control", "actors/metrics", "actors/keys"],
   client: [...base, "nats"],
   // The CLI starts nodes and reads the defaults of the actors it configures.
-  cli: [...base, "nats", "client", "node", "actors/replica", "actors/read", "actors/control", "actors/http"],
+  cli: [...base, "nats", "client", "node", "actors/replica", "actors/read", "actors/control", "actors/http", "actors/keys"],
 };
 
 function sourceFiles(dir: string): string[] {

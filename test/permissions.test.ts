@@ -83,6 +83,31 @@ describe("the identity directory", () => {
     await expect(readCredentials(first.credsFile)).rejects.toBeInstanceOf(CredentialsError);
   });
 
+  it("a rotated key stays let in, with the same permissions, until it is retired", async () => {
+    const dir = new AuthDir(path.join(await tempDir(), "auth"));
+    await dir.putTenant({ name: "acme", collections: { docs: "read" } });
+    const keys = async () => usersOf(await readFile(dir.authorizationFile, "utf8"));
+    const oldNode = publicKeyOf(await readCredentials(dir.credsFile("node")));
+    const oldAcme = publicKeyOf(await readCredentials(dir.credsFile("acme")));
+    expect(await dir.rotate("node")).toBe(dir.credsFile("node"));
+    await dir.rotate("acme");
+    const newNode = publicKeyOf(await readCredentials(dir.credsFile("node")));
+    const newAcme = publicKeyOf(await readCredentials(dir.credsFile("acme")));
+    expect(newNode).not.toBe(oldNode);
+    const during = await keys();
+    expect(during.map((u) => u.nkey)).toEqual(expect.arrayContaining([oldNode, newNode, oldAcme, newAcme]));
+    expect(during.find((u) => u.nkey === oldAcme)!.permissions).toEqual(during.find((u) => u.nkey === newAcme)!.permissions);
+    expect(during.find((u) => u.nkey === oldNode)!.permissions).toBeUndefined();
+    expect(await dir.retire("node")).toBe(true);
+    expect(await dir.retire("node")).toBe(false);
+    expect((await keys()).map((u) => u.nkey)).not.toContain(oldNode);
+    expect((await keys()).map((u) => u.nkey)).toContain(oldAcme);
+    expect(await dir.rotate("nobody")).toBeUndefined();
+    // Removing a tenant drops its replaced keys too.
+    await dir.removeTenant("acme");
+    expect((await keys()).map((u) => u.nkey)).not.toContain(oldAcme);
+  });
+
   it("refuses a credentials file that is not one, saying which", async () => {
     const file = path.join(await tempDir(), "bad.creds.json");
     await writeFile(file, JSON.stringify({ user: "x", seed: "not a seed", inboxPrefix: "_INBOX" }));

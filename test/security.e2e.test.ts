@@ -10,13 +10,14 @@ import net from "node:net";
 import https from "node:https";
 import http from "node:http";
 import path from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JadeClient } from "../src/client/client.ts";
 import { AuthDir } from "../src/nats/auth-dir.ts";
-import { connectionOptions, type NatsAuth } from "../src/nats/auth.ts";
+import { connectionOptions, readCredentials, type NatsAuth } from "../src/nats/auth.ts";
 import { reloadEmbeddedNats, type EmbeddedNats } from "../src/nats/embedded.ts";
 import type { JadeNode } from "../src/node.ts";
 import { ErrorCode } from "../src/runtime/errors.ts";
@@ -167,6 +168,26 @@ describe("tenants: permissions through NATS", () => {
     expect(await refusal(nats.url, await connectionOptions({ tls: { caFile: certs.caFile }, credsFile: stranger.credsFile("admin") }))).toMatch(/Authorization Violation/);
   });
 
+  it("a rotated key keeps working until retired; a client that reads the new file reconnects with it, one pinned to the old key is closed", async () => {
+    await auth.putTenant({ name: "rotating", collections: { docs: "read" } });
+    await reloadEmbeddedNats(natsDir);
+    const early = await waitFor(async () => harness.client(nats.url, as("rotating")).catch(() => undefined), { what: "the server to take the tenant" });
+    // Its key in memory only: it never reads the file again.
+    const pinned = await connect({ servers: nats.url, maxReconnectAttempts: 0, tls: { caFile: certs.caFile }, authenticator: nkeyAuthenticator(new TextEncoder().encode((await readCredentials(auth.credsFile("rotating"))).seed)), inboxPrefix: "_INBOX_rotating" });
+    await auth.rotate("rotating");
+    await reloadEmbeddedNats(natsDir);
+    const fresh = await waitFor(async () => harness.client(nats.url, as("rotating")).catch(() => undefined), { what: "the new credentials let in" });
+    expect((await fresh.count("docs")).count).toBeGreaterThan(0);
+    expect((await early.count("docs")).count).toBeGreaterThan(0);
+    const pinnedClosed = pinned.closed();
+    await auth.retire("rotating");
+    await reloadEmbeddedNats(natsDir);
+    expect(String(await pinnedClosed)).toMatch(/Authorization Violation/);
+    // Disconnected with the old key, it reconnected with the file's new one: no restart.
+    await waitFor(async () => (await early.count("docs").catch(() => ({ count: 0 }))).count > 0, { what: "the early client back, with the new key" });
+    expect((await fresh.count("docs")).count).toBeGreaterThan(0);
+  });
+
   it("a tenant added to a running server may connect once it reloads; one removed is disconnected", async () => {
     await auth.putTenant({ name: "late", collections: { secret: "read" } });
     expect(await refusal(nats.url, await connectionOptions(as("late")))).toMatch(/Authorization Violation/);
@@ -217,5 +238,101 @@ describe("jade dev --auth with TLS: the quick start of a secured node", () => {
     expect(write.stderr).toMatch(/forbidden/);
     const list = await jadeCli(["collections", "list", ...tenant]);
     expect(list.stderr).toMatch(/forbidden/);
+  });
+});
+
+describe("API keys for HTTP", () => {
+  const lines: string[] = [];
+  let web: JadeNode[] = [];
+  let keysAdmin: JadeClient;
+
+  beforeAll(async () => {
+    const open = await harness.nats();
+    // Every line the nodes log, to show no key ever reaches a log.
+    const log = pino({ level: "debug" }, { write: (line: string) => void lines.push(line) });
+    web = [
+      await harness.node([open.url], { nodeId: "h1", log, http: { port: 0, host: "127.0.0.1", apiKeys: true } }),
+      await harness.node([open.url], { nodeId: "h2", log, http: { port: 0, host: "127.0.0.1", apiKeys: true } }),
+    ];
+    keysAdmin = await harness.client(open.url);
+    for (const name of ["docs", "secret"]) {
+      await keysAdmin.createCollection({ name, dimension: 4, metric: "l2", shards: 2, replicas: 1 });
+      await keysAdmin.upsert(name, { points: points(10, name), consistency: "all" });
+    }
+  }, 120_000);
+
+  const createKey = (name: string, scopes: { collection: string; access: string }[]) => keysAdmin.admin<{ id: string; key: string }>("keys.create", { name, scopes });
+
+  /** One HTTP request to node `i`: its status and envelope. */
+  async function call(i: number, method: string, path: string, key?: string, body?: unknown): Promise<{ status: number; reply: { ok: boolean; error?: { code: string } ; result?: unknown } }> {
+    const res = await fetch(`${web[i]!.httpUrl}${path}`, {
+      method,
+      headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, reply: path === "/metrics" && res.ok ? { ok: true } : JSON.parse(text) };
+  }
+
+  it("a missing, malformed or unknown key is 401 with the envelope; health, readiness and OpenAPI need none", async () => {
+    expect(await call(0, "GET", "/v1/collections")).toMatchObject({ status: 401, reply: { ok: false, error: { code: "unauthorized" } } });
+    expect(await call(0, "GET", "/v1/collections", "nonsense")).toMatchObject({ status: 401 });
+    expect(await call(0, "GET", "/v1/collections", "jade_abcdefghijkl_" + "A".repeat(43))).toMatchObject({ status: 401 });
+    for (const path of ["/healthz", "/readyz", "/v1/openapi.json"]) expect((await fetch(`${web[0]!.httpUrl}${path}`)).status, path).toBe(200);
+  });
+
+  it("a key may do what its scopes say, and sees only its collections", async () => {
+    const reader = (await createKey("reader", [{ collection: "docs", access: "read" }])).key;
+    const search = { vector: [0, 0, 0, 0], k: 3 };
+    expect(await call(0, "POST", "/v1/collections/docs/search", reader, search)).toMatchObject({ status: 200 });
+    expect(await call(1, "POST", "/v1/collections/docs/count", reader, {})).toMatchObject({ status: 200 });
+    expect(await call(0, "PUT", "/v1/collections/docs/points", reader, { points: points(1, "no") })).toMatchObject({ status: 403, reply: { error: { code: "forbidden" } } });
+    expect(await call(0, "POST", "/v1/collections/secret/search", reader, search)).toMatchObject({ status: 403 });
+    expect(await call(0, "DELETE", "/v1/collections/docs", reader)).toMatchObject({ status: 403 });
+    expect(await call(0, "GET", "/v1/cluster/status", reader)).toMatchObject({ status: 403 });
+    expect(await call(0, "GET", "/metrics", reader)).toMatchObject({ status: 403 });
+    expect(await call(0, "GET", "/v1/events", reader)).toMatchObject({ status: 403 });
+    const listed = await call(0, "GET", "/v1/collections", reader);
+    expect((listed.reply.result as { collections: { name: string }[] }).collections.map((c) => c.name)).toEqual(["docs"]);
+
+    const writer = (await createKey("writer", [{ collection: "docs", access: "write" }])).key;
+    expect(await call(1, "PUT", "/v1/collections/docs/points", writer, { points: points(2, "w"), consistency: "all" })).toMatchObject({ status: 200 });
+    expect(await call(1, "POST", "/v1/collections", writer, { name: "mine", dimension: 2 })).toMatchObject({ status: 403 });
+
+    const operator = (await createKey("operator", [{ collection: "*", access: "admin" }])).key;
+    expect(await call(0, "GET", "/v1/cluster/status", operator)).toMatchObject({ status: 200 });
+    expect(await call(0, "GET", "/metrics", operator)).toMatchObject({ status: 200 });
+    expect(((await call(0, "GET", "/v1/collections", operator)).reply.result as { collections: unknown[] }).collections).toHaveLength(2);
+    const created = await call(0, "POST", "/v1/admin/keys/create", operator, { name: "made over http", scopes: [{ collection: "docs", access: "read" }] });
+    expect(created.status).toBe(200);
+    expect(await call(1, "POST", "/v1/collections/docs/search", (created.reply.result as { key: string }).key, search)).toMatchObject({ status: 200 });
+  });
+
+  it("a revoked key stops working on every node", async () => {
+    const { id, key } = await createKey("short-lived", [{ collection: "docs", access: "read" }]);
+    for (const i of [0, 1]) await waitFor(async () => (await call(i, "GET", "/v1/collections", key)).status === 200, { what: `the new key known on h${i + 1}` });
+    const revokedAt = performance.now();
+    await keysAdmin.admin("keys.revoke", { id });
+    const refusedAfterMs: number[] = [];
+    for (const i of [0, 1]) {
+      await waitFor(async () => (await call(i, "GET", "/v1/collections", key)).status === 401, { what: `h${i + 1} to refuse the revoked key`, intervalMs: 10 });
+      refusedAfterMs.push(Math.round(performance.now() - revokedAt));
+    }
+    // Measured, not asserted (the issue asks for under a second): the deletion reaches every node's watch in milliseconds.
+    console.log(`revoked key refused by h1 after ${refusedAfterMs[0]} ms, by h2 after ${refusedAfterMs[1]} ms`);
+    const { keys } = await keysAdmin.admin<{ keys: { id: string }[] }>("keys.list", {});
+    expect(keys.map((k) => k.id)).not.toContain(id);
+    await expect(keysAdmin.admin("keys.revoke", { id })).rejects.toMatchObject({ code: ErrorCode.NotFound });
+  });
+
+  it("no key, and no part of one, ever reaches a log line", async () => {
+    const { key } = await createKey("logged?", [{ collection: "docs", access: "read" }]);
+    await call(0, "PUT", "/v1/collections/docs/points", key, { points: points(1, "x") });
+    await call(0, "POST", "/v1/collections/secret/search", key, { vector: [0, 0, 0, 0], k: 1 });
+    await call(1, "GET", "/v1/collections", `${key}x`);
+    const secret = key.split("_")[2]!;
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.filter((l) => l.includes(secret))).toEqual([]);
+    expect(lines.some((l) => l.includes("request failed"))).toBe(true);
   });
 });

@@ -6,6 +6,7 @@
 import type { Command } from "commander";
 import { registerAdminCommands } from "./commands/admin.ts";
 import { registerAuthCommands } from "./commands/auth.ts";
+import { registerKeysCommands } from "./commands/keys.ts";
 import { registerBackupCommands } from "./commands/backup.ts";
 import { registerChangesCommand } from "./commands/changes.ts";
 import { registerLogsCommand } from "./commands/logs.ts";
@@ -26,4 +27,5 @@ export function registerClientCommands(program: Command): void {
   registerLogsCommand(program);
   registerDiagCommand(program);
   registerAuthCommands(program);
+  registerKeysCommands(program);
 }

@@ -54,8 +54,9 @@ function tracingOf(o: { otlpEndpoint?: string; traceSampleRatio: number }): Trac
   return o.otlpEndpoint === undefined ? undefined : { otlpUrl: o.otlpEndpoint, sampleRatio: o.traceSampleRatio };
 }
 
-function httpOf(o: { httpPort?: number; httpHost: string }, tls?: HttpOptions["tls"]): HttpOptions | undefined {
-  return o.httpPort === undefined || o.httpPort < 0 ? undefined : { port: o.httpPort, host: o.httpHost, ...(tls ? { tls } : {}) };
+function httpOf(o: { httpPort?: number; httpHost: string; httpApiKeys?: boolean }, tls?: HttpOptions["tls"]): HttpOptions | undefined {
+  if (o.httpPort === undefined || o.httpPort < 0) return undefined;
+  return { port: o.httpPort, host: o.httpHost, ...(tls ? { tls } : {}), ...(o.httpApiKeys ? { apiKeys: true } : {}) };
 }
 
 /** Options that do not fit together end the command with the reason, as commander does for one that does not parse. */
@@ -93,7 +94,8 @@ program
   .option("--no-metrics", "serve no /metrics (to measure what the metrics cost)")
   .option("--otlp-endpoint <url>", "trace requests (OpenTelemetry): send spans to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318/v1/traces")
   .option("--trace-sample-ratio <r>", "share of new traces recorded (0 – 1)", ratio, 1)
-  .option("--auth", "let only known NATS users in: the node, an admin and the tenants of `jade auth` (identities under <data>/auth)")
+  .option("--auth", "let only known NATS users in (the node, an admin and the tenants of `jade auth`, identities under <data>/auth), and require API keys on HTTP")
+  .option("--http-api-keys", "require an API key (jade keys create) on HTTP requests")
   .option("--tls-cert <file>", "serve NATS and HTTP over TLS only, with this certificate (PEM)")
   .option("--tls-key <file>", "its key (PEM)")
   .option("--tls-ca <file>", "the CA that signed it (and, with --tls-verify-clients, the clients' certificates)")
@@ -139,6 +141,7 @@ program
   .option("--tls-ca <file>", "the CA that signed the NATS servers' certificates (connect over TLS)", process.env["JADE_TLS_CA"] || undefined)
   .option("--tls-cert <file>", "this node's certificate: served by HTTP (HTTPS only), shown to NATS servers that verify clients")
   .option("--tls-key <file>", "its key")
+  .option("--http-api-keys", "require an API key (jade keys create) on HTTP requests")
   .action((o) =>
     runStart({
       auth: orExit(() => natsAuthOf(o)),

@@ -86,7 +86,9 @@ function securedDev(options: ServeOptions & DevSecurity, authDir: AuthDir | unde
   const auth: NatsAuth = { ...(clientTls ? { tls: clientTls } : {}), ...(authDir ? { credsFile: authDir.credsFile(Role.Node) } : {}) };
   return {
     ...options,
-    ...(tls && options.http ? { http: { ...options.http, tls: { certFile: tls.certFile, keyFile: tls.keyFile } } } : {}),
+    ...(options.http
+      ? { http: { ...options.http, ...(tls ? { tls: { certFile: tls.certFile, keyFile: tls.keyFile } } : {}), ...(authDir ? { apiKeys: true } : {}) } }
+      : {}),
     ...(clientTls || authDir ? { auth } : {}),
     ...(authDir ? { adminCreds: authDir.credsFile(Role.Admin) } : {}),
   };

@@ -14,6 +14,9 @@ import { authorizationConfig, Role, Tenant, tenantInboxPrefix, tenantPermissions
 const TenantRecord = Tenant.extend({ publicKey: z.string().startsWith("U") });
 type TenantRecord = z.infer<typeof TenantRecord>;
 const Registry = z.object({ tenants: z.array(TenantRecord) }).strict();
+/** Keys replaced by `rotate` and still let in, per user, until `retire`. */
+const Retiring = z.record(z.string(), z.array(z.string().startsWith("U")));
+type Retiring = z.infer<typeof Retiring>;
 
 /** Replaces `file` whole (a reader never sees half of it), readable by its owner only when `secret`. */
 async function writeWhole(file: string, text: string, secret: boolean): Promise<void> {
@@ -45,6 +48,10 @@ export class AuthDir {
 
   get #registryFile(): string {
     return path.join(this.dir, "tenants.json");
+  }
+
+  get #retiringFile(): string {
+    return path.join(this.dir, "retiring.json");
   }
 
   /** Makes the node and admin identities if missing, then (re)writes the authorization block. */
@@ -92,9 +99,53 @@ export class AuthDir {
   async removeTenant(name: string): Promise<boolean> {
     const tenants = await this.tenants();
     if (!tenants.some((t) => t.name === name)) return false;
+    const retiring = await this.#retiring();
+    delete retiring[name];
+    await writeWhole(this.#retiringFile, JSON.stringify(retiring, null, 2) + "\n", false);
     await this.#saveRegistry(tenants.filter((t) => t.name !== name));
     await rm(this.credsFile(name), { force: true });
     return true;
+  }
+
+  /**
+   * Gives `user` (the node, the admin or a tenant) new credentials, and keeps letting in the
+   * key they replace, with the same permissions, until `retire(user)`: hand the new file out,
+   * restart whoever holds the old one at leisure, then retire it. Returns the credentials file,
+   * or undefined when there is no such user.
+   */
+  async rotate(user: string): Promise<string | undefined> {
+    await this.init();
+    const tenants = await this.tenants();
+    const tenant = tenants.find((t) => t.name === user);
+    const file = this.credsFile(user);
+    const old = await readCredentials(file).catch(() => undefined);
+    if (!old || (!tenant && !(Object.values(Role) as string[]).includes(user))) return undefined;
+    const fresh = newCredentials(user, old.inboxPrefix);
+    const retiring = await this.#retiring();
+    retiring[user] = [...(retiring[user] ?? []), publicKeyOf(old)];
+    await writeWhole(this.#retiringFile, JSON.stringify(retiring, null, 2) + "\n", false);
+    await writeWhole(file, JSON.stringify(fresh, null, 2) + "\n", true);
+    if (tenant) await this.#saveRegistry(tenants.map((t) => (t.name === user ? { ...t, publicKey: publicKeyOf(fresh) } : t)));
+    else await this.#writeAuthorization(tenants);
+    return file;
+  }
+
+  /** Stops letting in the keys `rotate` replaced for `user`; false when there were none. */
+  async retire(user: string): Promise<boolean> {
+    const retiring = await this.#retiring();
+    if (!retiring[user]) return false;
+    delete retiring[user];
+    await writeWhole(this.#retiringFile, JSON.stringify(retiring, null, 2) + "\n", false);
+    await this.#writeAuthorization(await this.tenants());
+    return true;
+  }
+
+  async #retiring(): Promise<Retiring> {
+    const text = await readFile(this.#retiringFile, "utf8").catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return "{}";
+      throw err;
+    });
+    return Retiring.parse(JSON.parse(text));
   }
 
   async #saveRegistry(tenants: TenantRecord[]): Promise<void> {
@@ -103,9 +154,14 @@ export class AuthDir {
   }
 
   async #writeAuthorization(tenants: TenantRecord[]): Promise<void> {
-    const full: NatsUser[] = [];
-    for (const role of Object.values(Role)) full.push({ nkey: publicKeyOf(await readCredentials(this.credsFile(role))) });
-    const scoped = tenants.map((t) => ({ nkey: t.publicKey, permissions: tenantPermissions(t) }));
-    await writeWhole(this.authorizationFile, authorizationConfig([...full, ...scoped]), false);
+    const retiring = await this.#retiring();
+    const users: NatsUser[] = [];
+    // Each user's current key, then the keys it replaced that are still let in: the same permissions for both.
+    const add = (user: string, nkey: string, permissions?: NatsUser["permissions"]) => {
+      for (const key of [nkey, ...(retiring[user] ?? [])]) users.push(permissions ? { nkey: key, permissions } : { nkey: key });
+    };
+    for (const role of Object.values(Role)) add(role, publicKeyOf(await readCredentials(this.credsFile(role))));
+    for (const t of tenants) add(t.name, t.publicKey, tenantPermissions(t));
+    await writeWhole(this.authorizationFile, authorizationConfig(users), false);
   }
 }

@@ -6,6 +6,7 @@
  * every connection a process opens (the node's, its bulk connection, its backup threads', the
  * CLI's), so none of them is left in plaintext or anonymous.
  */
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { nkeyAuthenticator, nkeys, type ConnectionOptions } from "@nats-io/nats-core";
 import { z } from "zod";
@@ -86,9 +87,25 @@ export async function connectionOptions(auth: NatsAuth | undefined): Promise<Par
   if (auth.tls) options.tls = { ...auth.tls };
   if (auth.user !== undefined) Object.assign(options, { user: auth.user, pass: auth.password });
   if (auth.credsFile !== undefined) {
-    const credentials = await readCredentials(auth.credsFile);
-    options.authenticator = nkeyAuthenticator(new TextEncoder().encode(credentials.seed));
+    const file = auth.credsFile;
+    const credentials = await readCredentials(file);
+    // Read again at every (re)connect: rotated credentials (`jade auth rotate`, the file replaced)
+    // are used from the next reconnect on, without a restart. A file that does not read keeps the last seed.
+    let seed = credentials.seed;
+    options.authenticator = nkeyAuthenticator(() => {
+      const now = Credentials.safeParse(safeJson(() => readFileSync(file, "utf8")));
+      if (now.success && now.data.inboxPrefix === credentials.inboxPrefix) seed = now.data.seed;
+      return new TextEncoder().encode(seed);
+    });
     options.inboxPrefix = credentials.inboxPrefix;
   }
   return options;
+}
+
+function safeJson(read: () => string): unknown {
+  try {
+    return JSON.parse(read());
+  } catch {
+    return undefined;
+  }
 }

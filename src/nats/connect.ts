@@ -39,6 +39,7 @@ export interface NatsContext {
   retention: KV;
   backups: KV;
   restores: KV;
+  keys: KV;
   /** Object stores: shard snapshots are one bucket each (nats/snapshots.ts). */
   objm: Objm;
   /** Number of replicas for streams/buckets we create (1 on one server, 3 on a cluster). */
@@ -174,6 +175,7 @@ async function setUp(
   const retention = await kvm.create(names.retentionBucket, { history: 1, replicas });
   const backups = await kvm.create(names.backupsBucket, { history: 1, replicas });
   const restores = await kvm.create(names.restoresBucket, { history: 1, replicas });
+  const keys = await kvm.create(names.keysBucket, { history: 1, replicas });
   await ensureStream(jsm, {
     name: names.ingestStream,
     subjects: [subjects.ingestWildcard],
@@ -214,5 +216,5 @@ async function setUp(
       // Another node created it concurrently with the same config: fine.
       if (!(err instanceof JetStreamApiError)) throw err;
     });
-  return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, retention, backups, restores, objm: new Objm(js), streamReplicas: replicas };
+  return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, retention, backups, restores, keys, objm: new Objm(js), streamReplicas: replicas };
 }

@@ -25,6 +25,10 @@ export const limits = {
   /** Items of one array in a payload: also bounds what one filter clause scans per point. */
   payloadArrayItemsMax: 4_096,
   kMax: 1_000,
+  /** Scopes of one API key (collections it names, or `*`). */
+  keyScopesMax: 64,
+  /** API keys a cluster keeps: every node holds all of them in memory. */
+  keysMax: 10_000,
   /** Vectors in a vector-sharding training sample (create request; the 8 MiB request limit also applies). */
   shardingSampleVectorsMax: 10_000,
   /** Numbers (vectors × dimension) in a training sample: bounds k-means work at create time. */

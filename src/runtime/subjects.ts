@@ -63,6 +63,9 @@ export const AdminOp = {
   BackupDelete: "backup.delete",
   Restore: "restore",
   RestoreList: "restore.list",
+  KeysCreate: "keys.create",
+  KeysList: "keys.list",
+  KeysRevoke: "keys.revoke",
 } as const;
 export type AdminOp = (typeof AdminOp)[keyof typeof AdminOp];
 const adminOps: ReadonlySet<string> = new Set(Object.values(AdminOp));
@@ -78,6 +81,14 @@ const backupOps: ReadonlySet<string> = new Set<BackupOp>([AdminOp.BackupCreate, 
 
 export function isBackupOp(op: AdminOp): op is BackupOp {
   return backupOps.has(op);
+}
+
+/** The admin ops of API keys: any gateway serves them from KV (actors/keys), no coordinator needed. */
+export type KeyOp = (typeof AdminOp)["KeysCreate" | "KeysList" | "KeysRevoke"];
+const keyOps: ReadonlySet<string> = new Set<KeyOp>([AdminOp.KeysCreate, AdminOp.KeysList, AdminOp.KeysRevoke]);
+
+export function isKeyOp(op: AdminOp): op is KeyOp {
+  return keyOps.has(op);
 }
 
 /** Reserved first tokens after `jade.v1.`: no collection may use them as its name. */
@@ -217,6 +228,8 @@ export const names = {
   backupsBucket: "jade_backups",
   /** Restores: id → source, target collections, state and progress. */
   restoresBucket: "jade_restores",
+  /** API keys for HTTP (actors/keys): sha256 of each secret, never the secret. */
+  keysBucket: "jade_keys",
   cordonedKey: "cordoned",
   removedKey: "removed",
   /**

@@ -196,6 +196,12 @@ function adminBodies(world: World): Record<string, fc.Arbitrary<Json>> {
     pause: migrationId.map((id) => ({ id })),
     resume: migrationId.map((id) => ({ id })),
     cancel: migrationId.map((id) => ({ id })),
+    "keys.create": fc.record({
+      name: fc.string({ minLength: 1, maxLength: 8 }),
+      scopes: fc.array(fc.record({ collection: fc.constantFrom("*", ...world.scratch.map((s) => s.name)), access: fc.constantFrom("read", "write", "admin") }), { minLength: 1, maxLength: 3 }),
+    }),
+    "keys.list": fc.constant({}),
+    "keys.revoke": fc.constantFrom("abcdefghijkl", "000000000000").map((id) => ({ id })),
   };
 }
 
@@ -203,8 +209,9 @@ function adminRequest(world: World): fc.Arbitrary<FuzzRequest> {
   const bodies = adminBodies(world);
   return fc.constantFrom(...Object.keys(bodies)).chain((op) =>
     fc.tuple(bodies[op]!, fc.constantFrom("api", "coordinator")).map(([json, via]): FuzzRequest => {
-      // A move names its source replica: one the cluster does not hold is refused as invalid_argument.
-      const expect: Expectation = op === "move" ? "any" : "valid";
+      // A move names its source replica: one the cluster does not hold is refused as invalid_argument;
+      // the coordinator refuses keys.* (any gateway serves them).
+      const expect: Expectation = op === "move" || (via === "coordinator" && op.startsWith("keys.")) ? "any" : "valid";
       return via === "api"
         ? api(world, `admin.${op}`, `admin.${op}`, { json }, false, expect)
         : { family: `coordinator.${op}`, subject: `jade.coordinator.${op}`, body: { json }, expect, transport: "request", touchesReference: false };

@@ -8,6 +8,7 @@ import type { ReplicaHost } from "../replica/host.ts";
 import type { Writer } from "../write/writer.ts";
 import type { KV } from "@nats-io/kv";
 import type { Backups } from "../backup/service.ts";
+import type { KeyStore } from "../keys/store.ts";
 
 export interface ApiDeps {
   nodeId: string;
@@ -24,4 +25,6 @@ export interface ApiDeps {
   retention: KV;
   /** KV `jade_config`: the node sets (which nodes are drained). */
   config: KV;
+  /** API keys for HTTP (`admin.keys.*`). */
+  keys: KeyStore;
 }

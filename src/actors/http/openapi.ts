@@ -111,9 +111,13 @@ export function openApiDocument(routes: readonly HttpRoute[], version: string): 
     info: {
       title: "JadeVectorDB",
       version,
-      description: "The HTTP form of API v1. Every body and reply is the NATS API's (docs/api.md); a reply is `{ok:true,result}` or `{ok:false,error}`.",
+      description:
+        "The HTTP form of API v1. Every body and reply is the NATS API's (docs/api.md); a reply is `{ok:true,result}` or `{ok:false,error}`. " +
+        "A node started with API keys required takes `Authorization: Bearer <key>` on every operation (docs/security.md); health, readiness and this document need none.",
     },
     paths,
-    components: { schemas: { Error: errorEnvelope } },
+    components: { schemas: { Error: errorEnvelope }, securitySchemes: { apiKey: { type: "http", scheme: "bearer", description: "an API key from `jade keys create`" } } },
+    // Optional: a node without keys required takes requests without one ({}).
+    security: [{ apiKey: [] }, {}],
   };
 }

@@ -21,6 +21,7 @@ import {
 } from "../../runtime/schemas.ts";
 import { AdminOp, CatalogOp, CollectionOp, subjects, type ApiRoute } from "../../runtime/subjects.ts";
 import { MigrationRequest, MoveRequest, NodeRequest } from "../control/admin.ts";
+import { KeyCreateRequest, KeyRevokeRequest } from "../keys/schemas.ts";
 
 export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
@@ -69,6 +70,9 @@ const adminRequests: Readonly<Record<AdminOp, z.ZodType>> = {
   [AdminOp.BackupDelete]: BackupDeleteRequest,
   [AdminOp.Restore]: RestoreRequest,
   [AdminOp.RestoreList]: EmptyRequest,
+  [AdminOp.KeysCreate]: KeyCreateRequest,
+  [AdminOp.KeysList]: EmptyRequest,
+  [AdminOp.KeysRevoke]: KeyRevokeRequest,
 };
 
 const adminSummaries: Readonly<Record<AdminOp, string>> = {
@@ -87,6 +91,9 @@ const adminSummaries: Readonly<Record<AdminOp, string>> = {
   [AdminOp.BackupDelete]: "Delete a backup",
   [AdminOp.Restore]: "Restore collections from a backup, or a collection to a point in time",
   [AdminOp.RestoreList]: "List restores",
+  [AdminOp.KeysCreate]: "Create an API key for HTTP with its scopes; the key is in this answer only",
+  [AdminOp.KeysList]: "List API keys (never their secrets)",
+  [AdminOp.KeysRevoke]: "Revoke an API key: every node refuses it within a second",
 };
 
 /** `backup.create` is served at `/v1/admin/backup/create`: a dot is not a path separator. */

@@ -7,6 +7,8 @@
  * `Content-Type: application/msgpack`).
  */
 import { readFileSync } from "node:fs";
+import type { HttpAccess } from "./access.ts";
+import { Access, everything, type Need } from "../keys/scopes.ts";
 import type { Duplex } from "node:stream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
@@ -41,11 +43,15 @@ export interface HttpOptions {
   host: string;
   /** Serve HTTPS only, with this certificate and key (PEM files, read at start). */
   tls?: { certFile: string; keyFile: string };
+  /** Require an API key (`jade keys create`) on every request but health, readiness, OpenAPI and the dashboard's files. */
+  apiKeys?: boolean;
 }
 
 export interface HttpDeps {
   api: ApiDeps;
   tls?: HttpOptions["tls"];
+  /** Who may use the port (access.ts). */
+  access: HttpAccess;
   /** For the dashboard's live feed (every node's log lines). */
   nc: NatsConnection;
   /** Connected to NATS now. */
@@ -143,8 +149,11 @@ export class HttpServer {
     const document = openApiDocument(httpRoutes, this.#deps.version);
     this.#app.get("/v1/openapi.json", (_req, reply) => reply.type(jsonMediaType).send(document));
     const metrics = this.#deps.metrics;
+    const { access } = this.#deps;
     if (metrics) {
-      this.#app.get("/metrics", async (_req, reply) => {
+      this.#app.get("/metrics", async (req, reply) => {
+        const refused = this.#refused(req, { collection: everything, access: Access.Read });
+        if (refused) return this.#send(reply, refused, Encoding.Json);
         const { text, contentType } = await metrics.scrape();
         return reply.type(contentType).send(text);
       });
@@ -152,7 +161,10 @@ export class HttpServer {
     for (const [path, file, type] of dashboardFiles) {
       this.#app.get(path, (_req, reply) => reply.type(type).header("cache-control", "no-cache").send(file));
     }
-    this.#app.get("/v1/events", (_req, reply) => {
+    this.#app.get("/v1/events", (req, reply) => {
+      // The live feed shows the whole cluster and every node's logs.
+      const refused = this.#refused(req, { collection: everything, access: Access.Admin });
+      if (refused) return this.#send(reply, refused, Encoding.Json);
       if (this.#events.full) return this.#send(reply, fail(new JadeError(ErrorCode.RateLimited, `more than ${eventPagesMax} live pages on this node`)), Encoding.Json);
       reply.hijack();
       this.#events.open(reply.raw);
@@ -184,10 +196,21 @@ export class HttpServer {
     return this.#send(reply, result, encoding);
   }
 
+  /** The refusal of a request that does not present a key good for `need`; undefined when it may go on. */
+  #refused(req: FastifyRequest, need: Need): Reply<never> | undefined {
+    try {
+      this.#deps.access.check(req.headers.authorization, need);
+      return undefined;
+    } catch (err) {
+      return fail(err);
+    }
+  }
+
   async #run(api: ApiRoute, route: HttpRoute, req: FastifyRequest, encoding: Encoding): Promise<Reply<unknown>> {
     this.#inflight++;
     try {
-      const run = () => handle(api, bodyOf(route, req, encoding), this.#deps.api);
+      const name = (req.params as { name?: string }).name;
+      const run = () => this.#deps.access.api(req.headers.authorization, api, name, () => handle(api, bodyOf(route, req, encoding), this.#deps.api));
       if (!tracingEnabled()) return ok(await run());
       const op = opLabel(api);
       const attributes = { "jade.node": this.#deps.api.nodeId, "jade.op": op, "jade.transport": "http", "http.request.method": req.method };

@@ -1,5 +1,5 @@
 /**
- * `jade auth init|server-config`, `jade auth tenant add|list|remove`: the NATS identities of a
+ * `jade auth init|server-config|rotate|retire`, `jade auth tenant add|list|remove`: the NATS identities of a
  * secured cluster, kept under `<data>/auth` (nats/auth-dir.ts). A change to the tenants reloads
  * the nats-server of a `jade dev --auth` on the same data directory; for a NATS of your own,
  * include the printed authorization file in its configuration and reload it.
@@ -67,6 +67,31 @@ export function registerAuthCommands(program: Command): void {
         await dir.init();
         printLine(`# include ${JSON.stringify(dir.authorizationFile)}`);
         printLine(await readFile(dir.authorizationFile, "utf8"));
+      }),
+    );
+  auth
+    .command("rotate <user>")
+    .description("new credentials for node, admin or a tenant; the old key stays valid until `jade auth retire`")
+    .option(...dataOption)
+    .action(
+      run(async (user: string, o: AuthOptions) => {
+        const dir = authDir(o);
+        const file = await dir.rotate(user);
+        if (!file) throw new CliError(`no user ${user}: node, admin, or a tenant of jade auth tenant add`);
+        printLine(`new credentials for ${user}: ${file}\nhand them out, restart whoever uses the old ones, then: jade auth retire ${user}`);
+        await reload(o, dir);
+      }),
+    );
+  auth
+    .command("retire <user>")
+    .description("stop letting in the keys `jade auth rotate` replaced (their connections are closed)")
+    .option(...dataOption)
+    .action(
+      run(async (user: string, o: AuthOptions) => {
+        const dir = authDir(o);
+        if (!(await dir.retire(user))) throw new CliError(`${user} has no replaced key to retire`);
+        printLine(`the replaced keys of ${user} are no longer let in`);
+        await reload(o, dir);
       }),
     );
   const tenant = auth.command("tenant").description("tenants: NATS users that may read or write named collections, and nothing else");

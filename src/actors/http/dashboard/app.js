@@ -24,10 +24,17 @@ function notice(text, isError = false) {
   n.className = isError ? "error" : "";
 }
 
+/** The API key the page sends (kept for this tab only), when the node asks for one. */
+const keyStorage = "jade-api-key";
+const headers = () => {
+  const key = sessionStorage.getItem(keyStorage);
+  return { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) };
+};
+
 /** Calls the REST API; says what happened either way. */
 async function api(method, path, body, done) {
   try {
-    const res = await fetch(path, { method, headers: { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(path, { method, headers: headers(), body: body === undefined ? undefined : JSON.stringify(body) });
     const reply = await res.json();
     if (!reply.ok) return notice(`${method} ${path}: ${reply.error.code}: ${reply.error.message}`, true);
     notice(done);
@@ -228,7 +235,7 @@ function renderMigrations(data) {
 /** Backups on demand (not every tick: listing reads the catalog), each with a restore form. */
 async function listBackups() {
   try {
-    const reply = await (await fetch("/v1/admin/backup/list", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).json();
+    const reply = await (await fetch("/v1/admin/backup/list", { method: "POST", headers: headers(), body: "{}" })).json();
     if (!reply.ok) return notice(`backup list: ${reply.error.code}: ${reply.error.message}`, true);
     const complete = reply.result.backups.filter((b) => b.state === "complete");
     $("backups").replaceChildren(
@@ -285,23 +292,69 @@ function onLog(data) {
   if (entry.level >= 40) appendLines($("errors"), [logLine(entry)], errorsKept);
 }
 
-function connect() {
-  const events = new EventSource("/v1/events");
-  events.addEventListener("open", () => {
-    $("live").textContent = "live";
-    $("live").className = "live on";
-  });
-  events.addEventListener("error", () => {
-    $("live").textContent = "reconnecting";
-    $("live").className = "live off";
-  });
-  events.addEventListener("status", (e) => {
-    status = JSON.parse(e.data);
+const onEvent = {
+  status: (data) => {
+    status = JSON.parse(data);
     renderNodes();
     renderCollections();
-  });
-  events.addEventListener("migrations", (e) => renderMigrations(JSON.parse(e.data)));
-  events.addEventListener("log", (e) => onLog(e.data));
+  },
+  migrations: (data) => renderMigrations(JSON.parse(data)),
+  log: (data) => onLog(data),
+};
+
+/** One Server-Sent Events frame (`event:` and `data:` lines) to its handler. */
+function dispatch(frame) {
+  let event = "message";
+  const data = [];
+  for (const line of frame.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+  }
+  if (data.length > 0) onEvent[event]?.(data.join("\n"));
+}
+
+function live(on, text) {
+  $("live").textContent = text;
+  $("live").className = on ? "live on" : "live off";
+}
+
+let feed;
+
+/**
+ * The live feed, read with fetch rather than EventSource (which cannot send the API key);
+ * reconnects 2 s after it ends, at once when the key changes.
+ */
+async function connect() {
+  feed?.abort();
+  const controller = (feed = new AbortController());
+  while (!controller.signal.aborted) {
+    try {
+      const res = await fetch("/v1/events", { headers: headers(), signal: controller.signal });
+      if (!res.ok) {
+        const reply = await res.json().catch(() => undefined);
+        live(false, res.status === 401 || res.status === 403 ? "needs a key" : "reconnecting");
+        if (reply?.error) notice(`live feed: ${reply.error.code}: ${reply.error.message}`, true);
+      } else {
+        live(true, "live");
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+            dispatch(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+          }
+        }
+        live(false, "reconnecting");
+      }
+    } catch {
+      if (controller.signal.aborted) return;
+      live(false, "reconnecting");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
 }
 
 function formValues(form) {
@@ -323,4 +376,13 @@ $("backup").addEventListener("click", () => api("POST", "/v1/admin/backup/create
 $("list-backups").addEventListener("click", listBackups);
 $("log-node").addEventListener("change", renderLogs);
 $("log-level").addEventListener("change", renderLogs);
-connect();
+$("key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const key = $("api-key").value.trim();
+  if (key) sessionStorage.setItem(keyStorage, key);
+  else sessionStorage.removeItem(keyStorage);
+  $("api-key").value = "";
+  notice(key ? "using the API key given" : "no API key");
+  void connect();
+});
+void connect();
