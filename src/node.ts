@@ -17,7 +17,7 @@ import { Gateway } from "./actors/api/gateway.ts";
 import { IndexPool } from "./actors/vector-index/pool.ts";
 import { Ingestion } from "./actors/write/ingestion.ts";
 import { LocalCheckpoints } from "./actors/replica/checkpoints.ts";
-import { RateLimiter, systemClock } from "./runtime/rate-limit.ts";
+import { KeyedRateLimits, RateLimiter, systemClock, type RateSetting } from "./runtime/rate-limit.ts";
 import { Mutex } from "./runtime/mutex.ts";
 import { ReplicaHost } from "./actors/replica/host.ts";
 import type { ShardReplica } from "./actors/replica/replica.ts";
@@ -65,6 +65,8 @@ export interface NodeOptions {
   http?: HttpOptions;
   /** Prometheus metrics at `/metrics` (default on; off only to measure what they cost). */
   metrics?: boolean;
+  /** Requests per second (and burst) each API key (HTTP) and each NATS tenant may make on this node; unlimited by default. */
+  rateLimits?: { httpKey?: RateSetting; natsTenant?: RateSetting };
   log?: Logger;
 }
 
@@ -299,9 +301,10 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();
   const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));
-  gateway = new Gateway(api, log, metrics?.requests);
+  const rates = (setting: RateSetting | undefined) => setting && new KeyedRateLimits(setting, systemClock);
+  gateway = new Gateway(api, log, metrics?.requests, rates(options.rateLimits?.natsTenant));
   gateway.start(nats.nc);
-  const access = new HttpAccess(options.http?.apiKeys ? keys : undefined);
+  const access = new HttpAccess(options.http?.apiKeys ? keys : undefined, rates(options.rateLimits?.httpKey), () => metrics?.requests.throttled("http"));
   if (options.http) http = new HttpServer({ api, access, ...(options.http.tls ? { tls: options.http.tls } : {}), nc: nats.nc, connected: nats.connected, version: jadeVersion, metrics, log });
   const diag = new DiagResponder(nodeId, metrics && (async () => (await metrics.scrape()).text), log);
   diag.start(nats.nc);

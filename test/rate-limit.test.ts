@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { RateLimiter, type RateLimitClock } from "../src/runtime/rate-limit.ts";
+import { KeyedRateLimits, RateLimiter, type RateLimitClock } from "../src/runtime/rate-limit.ts";
 
 /** A manual clock: sleeping records the wait and advances time by it. */
 function manualClock() {
@@ -81,5 +81,36 @@ describe("RateLimiter", () => {
     await limiter.take(1e12);
     expect(limiter.unlimited).toBe(true);
     expect(waits).toEqual([]);
+  });
+});
+
+describe("request rates (tryTake, KeyedRateLimits)", () => {
+  it("admits a burst, then refuses with the wait until the next one fits, booking nothing when it refuses", () => {
+    const { clock, advance } = manualClock();
+    const limiter = new RateLimiter(2, 3, clock); // 2 requests/s, 3 at once
+    expect([limiter.tryTake(1), limiter.tryTake(1), limiter.tryTake(1)]).toEqual([0, 0, 0]);
+    expect(limiter.tryTake(1)).toBeCloseTo(500, 6);
+    // Refusals book nothing: asking again at once gets the same answer.
+    expect(limiter.tryTake(1)).toBeCloseTo(500, 6);
+    advance(500);
+    expect(limiter.tryTake(1)).toBe(0);
+    expect(limiter.tryTake(1)).toBeCloseTo(500, 6);
+    advance(10_000);
+    expect(limiter.idle).toBe(true);
+  });
+
+  it("keeps one limiter per identity, and forgets idle ones past its bound", () => {
+    const { clock, advance } = manualClock();
+    const rates = new KeyedRateLimits({ perSecond: 1, burst: 1 }, clock, 2);
+    expect(rates.admit("a")).toBe(0);
+    expect(rates.admit("a")).toBeGreaterThan(0);
+    expect(rates.admit("b")).toBe(0);
+    // A third identity while both are busy: nothing idle to forget, so the map grows past the bound.
+    expect(rates.admit("c")).toBe(0);
+    expect(rates.size).toBe(3);
+    advance(2_000);
+    expect(rates.admit("d")).toBe(0);
+    expect(rates.size).toBe(1);
+    expect(new KeyedRateLimits({ perSecond: 0, burst: 0 }, clock).admit("x")).toBe(0);
   });
 });

@@ -243,7 +243,9 @@ describe("jade dev --auth with TLS: the quick start of a secured node", () => {
 
 describe("API keys for HTTP", () => {
   const lines: string[] = [];
+  const slow = { perSecond: 0.2, burst: 2 };
   let web: JadeNode[] = [];
+  let natsUrl: string;
   let keysAdmin: JadeClient;
 
   beforeAll(async () => {
@@ -253,7 +255,10 @@ describe("API keys for HTTP", () => {
     web = [
       await harness.node([open.url], { nodeId: "h1", log, http: { port: 0, host: "127.0.0.1", apiKeys: true } }),
       await harness.node([open.url], { nodeId: "h2", log, http: { port: 0, host: "127.0.0.1", apiKeys: true } }),
+      // Rates low enough that a test's third quick request is over them: 2 at once, then one per 5 s.
+      await harness.node([open.url], { nodeId: "h3", log, http: { port: 0, host: "127.0.0.1", apiKeys: true }, rateLimits: { httpKey: slow, natsTenant: slow } }),
     ];
+    natsUrl = open.url;
     keysAdmin = await harness.client(open.url);
     for (const name of ["docs", "secret"]) {
       await keysAdmin.createCollection({ name, dimension: 4, metric: "l2", shards: 2, replicas: 1 });
@@ -323,6 +328,41 @@ describe("API keys for HTTP", () => {
     const { keys } = await keysAdmin.admin<{ keys: { id: string }[] }>("keys.list", {});
     expect(keys.map((k) => k.id)).not.toContain(id);
     await expect(keysAdmin.admin("keys.revoke", { id })).rejects.toMatchObject({ code: ErrorCode.NotFound });
+  });
+
+  it("over its rate, an API key is refused 429 with Retry-After; another key is not; the refusals are counted", async () => {
+    const { key } = await createKey("busy", [{ collection: "docs", access: "read" }]);
+    const other = (await createKey("calm", [{ collection: "docs", access: "read" }])).key;
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await call(2, "POST", "/v1/collections/docs/count", key, {})).status);
+    expect(statuses).toEqual([200, 200, 429]);
+    const res = await fetch(`${web[2]!.httpUrl}/v1/collections/docs/count`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: "{}" });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(await res.json()).toMatchObject({ ok: false, error: { code: "rate_limited", retryable: true, details: { retryAfterMs: expect.any(Number) } } });
+    expect((await call(2, "POST", "/v1/collections/docs/count", other, {})).status).toBe(200);
+    const scraper = (await createKey("scraper", [{ collection: "*", access: "read" }])).key;
+    const metrics = await (await fetch(`${web[2]!.httpUrl}/metrics`, { headers: { authorization: `Bearer ${scraper}` } })).text();
+    expect(metrics).toMatch(/jade_requests_throttled_total\{[^}]*transport="http"[^}]*\} 2\n/);
+  });
+
+  it("over its rate, a NATS tenant (its inbox prefix) is refused rate_limited; a client of no tenant is not", async () => {
+    const ask = async (inboxPrefix?: string) => {
+      const nc = await connect({ servers: natsUrl, ...(inboxPrefix ? { inboxPrefix } : {}) });
+      try {
+        const codes = [];
+        for (let i = 0; i < 3; i++) {
+          const reply = JSON.parse((await nc.request("jade.n.h3.v1.docs.count", "{}", { timeout: 10_000 })).string()) as { ok: boolean; error?: { code: string } };
+          codes.push(reply.ok ? "ok" : reply.error!.code);
+        }
+        return codes;
+      } finally {
+        await nc.close();
+      }
+    };
+    expect(await ask("_INBOX_acme")).toEqual(["ok", "ok", "rate_limited"]);
+    expect(await ask("_INBOX_zeta")).toEqual(["ok", "ok", "rate_limited"]);
+    expect(await ask()).toEqual(["ok", "ok", "ok"]);
   });
 
   it("no key, and no part of one, ever reaches a log line", async () => {

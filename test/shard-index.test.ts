@@ -558,11 +558,15 @@ describe("ShardIndex graph compaction", () => {
     absorbAll(shard);
     expect(shard.graph.size).toBe(shard.size);
     expect(selfRecall(shard)).toBeGreaterThan(0.99);
-    // Every point written meanwhile is in the graph under its latest vector. Among its 10 nearest, not
-    // only the first: HNSW is approximate, and at k = 1 one of ~2,000 such points was once missed.
+    // Every point written meanwhile is in the graph (exact: usearch's own membership), under its latest
+    // vector (found at distance 0 by a search of it). The search is approximate: at k = 1 one of ~2,000
+    // such points was once missed, and at k = 10 one (new-223-3) twice in ~25 loaded runs, so it looks
+    // among the 50 nearest. Membership comes first and is exact: a point truly left out fails there.
     for (const [id, vector] of latest) {
-      if (shard.points.slotOf(id) === undefined) continue;
-      expect(shard.search({ vector, k: 10, withPayload: false, withVectors: false }).find((h) => h.id === id), id).toMatchObject({ id, distance: 0 });
+      const slot = shard.points.slotOf(id);
+      if (slot === undefined) continue;
+      expect(shard.graph.contains(slot), `${id} in the graph`).toBe(true);
+      expect(shard.search({ vector, k: 50, withPayload: false, withVectors: false }).find((h) => h.id === id), id).toMatchObject({ id, distance: 0 });
     }
     expect(vectors.length).toBe(4_000 * dim);
   });

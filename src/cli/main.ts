@@ -4,7 +4,7 @@ import { defaultCoordinatorSettings } from "../actors/control/coordinator.ts";
 import { defaultMigrationSettings } from "../actors/control/migrations.ts";
 import { SelectionName, selectionDefault } from "../actors/read/selection/index.ts";
 import { defaultReplicaSettings } from "../actors/replica/types.ts";
-import { bytesPerMib, runDev, runStart } from "./serve.ts";
+import { bytesPerMib, runDev, runStart, type ServeOptions } from "./serve.ts";
 import { registerClientCommands } from "./commands.ts";
 import type { HttpOptions } from "../actors/http/server.ts";
 import type { TracingOptions } from "../runtime/tracing-sdk.ts";
@@ -59,6 +59,22 @@ function httpOf(o: { httpPort?: number; httpHost: string; httpApiKeys?: boolean 
   return { port: o.httpPort, host: o.httpHost, ...(tls ? { tls } : {}), ...(o.httpApiKeys ? { apiKeys: true } : {}) };
 }
 
+/** `--http-key-rate/-burst` and `--nats-tenant-rate/-burst`: per node, a burst of one second's rate unless given. */
+function withRateOptions(command: Command): Command {
+  return command
+    .option("--http-key-rate <n>", "requests per second each API key may make on this node (default: unlimited)", nonNegative)
+    .option("--http-key-burst <n>", "requests an API key may make at once (default: its rate)", positiveInt)
+    .option("--nats-tenant-rate <n>", "requests per second each NATS tenant may make on this node (default: unlimited)", nonNegative)
+    .option("--nats-tenant-burst <n>", "requests a NATS tenant may make at once (default: its rate)", positiveInt);
+}
+
+function rateLimitsOf(o: { httpKeyRate?: number; httpKeyBurst?: number; natsTenantRate?: number; natsTenantBurst?: number }): ServeOptions["rateLimits"] {
+  const setting = (perSecond: number | undefined, burst: number | undefined) => (perSecond ? { perSecond, burst: burst ?? Math.max(1, Math.ceil(perSecond)) } : undefined);
+  const httpKey = setting(o.httpKeyRate, o.httpKeyBurst);
+  const natsTenant = setting(o.natsTenantRate, o.natsTenantBurst);
+  return httpKey || natsTenant ? { ...(httpKey ? { httpKey } : {}), ...(natsTenant ? { natsTenant } : {}) } : undefined;
+}
+
 /** Options that do not fit together end the command with the reason, as commander does for one that does not parse. */
 function orExit<T>(read: () => T): T {
   try {
@@ -82,8 +98,7 @@ const program = new Command()
   .description("JadeVectorDB: a distributed vector database on NATS")
   .showHelpAfterError();
 
-program
-  .command("dev")
+withRateOptions(program.command("dev"))
   .description("run one node with an embedded nats-server (JetStream store under --data)")
   .option("--data <dir>", "data directory", "./data")
   .option("--nats-port <port>", "client port of the embedded nats-server", int, 4222)
@@ -110,12 +125,12 @@ program
       metrics: o.metrics,
       tracing: tracingOf(o),
       requireAuth: o.auth === true,
+      rateLimits: rateLimitsOf(o),
       ...orExit(() => serverTlsOf(o)),
     }),
   );
 
-program
-  .command("start")
+withRateOptions(program.command("start"))
   .description("run a node against an existing NATS (JetStream enabled)")
   .requiredOption("--nats <urls>", "NATS URL[,URL…]", natsUrls)
   .option("--data <dir>", "scratch directory", "./data")
@@ -145,6 +160,7 @@ program
   .action((o) =>
     runStart({
       auth: orExit(() => natsAuthOf(o)),
+      rateLimits: rateLimitsOf(o),
       nats: o.nats,
       data: o.data,
       nodeId: o.nodeId,

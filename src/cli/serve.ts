@@ -13,7 +13,7 @@ import { AuthDir } from "../nats/auth-dir.ts";
 import type { NatsAuth } from "../nats/auth.ts";
 import { Role } from "../nats/permissions.ts";
 import { rootLogger } from "../runtime/log.ts";
-import { JadeNode } from "../node.ts";
+import { JadeNode, type NodeOptions } from "../node.ts";
 import type { SelectionName } from "../actors/read/selection/index.ts";
 import type { CoordinatorSettings } from "../actors/control/coordinator.ts";
 import { defaultMigrationSettings } from "../actors/control/migrations.ts";
@@ -44,6 +44,8 @@ export interface ServeOptions {
   auth?: NatsAuth;
   /** The credentials an operator uses (printed in the ready line): `jade dev --auth`. */
   adminCreds?: string;
+  /** Per API key and per NATS tenant, on this node. */
+  rateLimits?: NodeOptions["rateLimits"];
 }
 
 export interface DevSecurity {
@@ -153,6 +155,7 @@ async function serve(
       replica: options.transferMibPerSec === undefined ? replica : { ...replica, transferBytesPerSecMax: Math.round(options.transferMibPerSec * bytesPerMib) },
       http: options.http,
       metrics: options.metrics,
+      ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
     });
     const client = await JadeClient.connect({ servers, name: "jade-readiness", ...(options.auth ? { auth: options.auth } : {}) });
     await client.listCollections();

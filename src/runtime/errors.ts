@@ -65,6 +65,11 @@ export class JadeError extends Error {
   }
 }
 
+/** Over a rate: retryable, and says when (`details.retryAfterMs`; HTTP's Retry-After). */
+export function rateLimited(message: string, retryAfterMs: number): JadeError {
+  return new JadeError(ErrorCode.RateLimited, message, { details: { retryAfterMs: Math.ceil(retryAfterMs) } });
+}
+
 export function invalidArgument(message: string, details?: unknown): JadeError {
   return new JadeError(ErrorCode.InvalidArgument, message, { details });
 }

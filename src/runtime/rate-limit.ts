@@ -45,11 +45,75 @@ export class RateLimiter {
     return Math.max(0, bookedUntil - this.#burstMs - now);
   }
 
+  /**
+   * Books `units` if they fit the rate now and returns 0; otherwise books nothing and returns
+   * how long until they would (a request to refuse with a retry-after, rather than wait).
+   */
+  tryTake(units: number): number {
+    const waitMs = this.delayMs(units);
+    if (waitMs > 0) return waitMs;
+    if (!this.unlimited && units > 0) this.#bookedUntilMs = Math.max(this.#bookedUntilMs, this.#clock.nowMs()) + (units * 1_000) / this.#bytesPerSec;
+    return 0;
+  }
+
+  /** Nothing booked is still draining: a fresh limiter would behave the same. */
+  get idle(): boolean {
+    return this.#bookedUntilMs <= this.#clock.nowMs();
+  }
+
   /** Books `bytes` and waits until they fit the rate. Rejects only if `signal` aborts. */
   async take(bytes: number, signal?: AbortSignal): Promise<void> {
     if (this.unlimited || bytes <= 0) return;
     const waitMs = this.delayMs(bytes);
     this.#bookedUntilMs = Math.max(this.#bookedUntilMs, this.#clock.nowMs()) + (bytes * 1_000) / this.#bytesPerSec;
     if (waitMs > 0) await this.#clock.sleep(waitMs, signal);
+  }
+}
+
+/** A rate and a burst, per second (requests, or bytes: the caller's unit). 0 = unlimited. */
+export interface RateSetting {
+  perSecond: number;
+  burst: number;
+}
+
+/**
+ * One limiter per identity (an API key, a NATS tenant), made on first use. Identities whose
+ * limiter is idle are forgotten once there are more than `identitiesMax` (forgetting an idle one
+ * changes nothing), so the map is bounded by the identities active within a burst's time.
+ */
+export class KeyedRateLimits {
+  readonly #setting: RateSetting;
+  readonly #clock: RateLimitClock;
+  readonly #identitiesMax: number;
+  readonly #limiters = new Map<string, RateLimiter>();
+
+  constructor(setting: RateSetting, clock: RateLimitClock, identitiesMax = 10_000) {
+    this.#setting = setting;
+    this.#clock = clock;
+    this.#identitiesMax = identitiesMax;
+  }
+
+  get unlimited(): boolean {
+    return this.#setting.perSecond <= 0;
+  }
+
+  /** 0 when `identity` may go on (one unit booked), else the ms until it may. */
+  admit(identity: string): number {
+    if (this.unlimited) return 0;
+    let limiter = this.#limiters.get(identity);
+    if (!limiter) {
+      if (this.#limiters.size >= this.#identitiesMax) this.#forgetIdle();
+      limiter = new RateLimiter(this.#setting.perSecond, this.#setting.burst, this.#clock);
+      this.#limiters.set(identity, limiter);
+    }
+    return limiter.tryTake(1);
+  }
+
+  get size(): number {
+    return this.#limiters.size;
+  }
+
+  #forgetIdle(): void {
+    for (const [identity, limiter] of this.#limiters) if (limiter.idle) this.#limiters.delete(identity);
   }
 }

@@ -5,7 +5,8 @@
  */
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { serve, type Serving } from "../../nats/serve.ts";
-import { ErrorCode, fail, JadeError, type Reply } from "../../runtime/errors.ts";
+import { ErrorCode, fail, JadeError, rateLimited, type Reply } from "../../runtime/errors.ts";
+import type { KeyedRateLimits } from "../../runtime/rate-limit.ts";
 import { decodeBody, encodeBody, type Encoding, encodingHeader, encodingOf } from "../../runtime/encoding.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
@@ -44,9 +45,20 @@ function observer(metrics: RequestMetrics): (msg: Msg, reply: Reply<unknown>, ms
   return (msg, reply, ms) => metrics.observe("nats", parseApiSubject(msg.subject), reply.ok ? "ok" : reply.error.code, ms / 1000);
 }
 
+/**
+ * The tenant a request comes from: its reply subject is in the tenant's own inboxes (the only
+ * ones NATS lets it subscribe to: nats/permissions.ts). Node, admin and open-NATS clients use
+ * `_INBOX` and are not limited. A tenant can name another's inbox as its reply subject; it
+ * then gets no answer, and only spends the other's rate.
+ */
+export function tenantOf(reply: string | undefined): string | undefined {
+  return reply === undefined ? undefined : /^_INBOX_([a-zA-Z0-9_-]{1,64})\./.exec(reply)?.[1];
+}
+
 export class Gateway {
   readonly #deps: ApiDeps;
   readonly #log: Logger;
+  readonly #tenantRates: KeyedRateLimits | undefined;
   #serving: Serving | undefined;
 
   get inflight(): number {
@@ -55,10 +67,20 @@ export class Gateway {
 
   readonly #metrics: RequestMetrics | undefined;
 
-  constructor(deps: ApiDeps, log: Logger, metrics?: RequestMetrics) {
+  constructor(deps: ApiDeps, log: Logger, metrics?: RequestMetrics, tenantRates?: KeyedRateLimits) {
     this.#deps = deps;
     this.#log = log.child({ actor: "gateway" });
     this.#metrics = metrics;
+    this.#tenantRates = tenantRates;
+  }
+
+  /** Refuses a tenant over its rate (`--nats-tenant-rate`, per node). */
+  #admit(msg: Msg): void {
+    const tenant = this.#tenantRates && tenantOf(msg.reply);
+    const waitMs = tenant === undefined ? 0 : this.#tenantRates!.admit(tenant);
+    if (waitMs <= 0) return;
+    this.#metrics?.throttled("nats");
+    throw rateLimited(`tenant ${tenant} is over its rate: retry in ${Math.ceil(waitMs)} ms`, waitMs);
   }
 
   /** Serves the API in the shared queue group and on this node's own subjects. */
@@ -66,6 +88,7 @@ export class Gateway {
     this.#serving = serve(nc, {
       subjects: [{ subject: subjects.apiWildcard, queue: apiQueueGroup }, { subject: nodeApiWildcard(this.#deps.nodeId) }],
       handle: (msg) => {
+        this.#admit(msg);
         const route = parseApiSubject(msg.subject);
         const run = () => handle(route, decodeBody(msg.data, encodingOfMsg(msg)), this.#deps);
         if (!tracingEnabled()) return run();

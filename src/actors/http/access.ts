@@ -4,9 +4,11 @@
  * presents `Authorization: Bearer <key>`; a missing, unknown or revoked key is `unauthorized`
  * (401), a key without the scope the operation needs `forbidden` (403). Without keys required,
  * every request passes (the port listens on loopback by default). The key is read from the
- * header and nowhere else, and never logged.
+ * header and nowhere else, and never logged. Each key has its own rate (`--http-key-rate`,
+ * per node): over it, `rate_limited` (429) with the time to wait in `Retry-After`.
  */
-import { ErrorCode, JadeError } from "../../runtime/errors.ts";
+import { ErrorCode, JadeError, rateLimited } from "../../runtime/errors.ts";
+import type { KeyedRateLimits } from "../../runtime/rate-limit.ts";
 import { quote } from "../../runtime/text.ts";
 import type { ApiRoute } from "../../runtime/subjects.ts";
 import type { KeyRecord } from "../keys/schemas.ts";
@@ -15,10 +17,14 @@ import type { KeyStore } from "../keys/store.ts";
 
 export class HttpAccess {
   readonly #keys: KeyStore | undefined;
+  readonly #rates: KeyedRateLimits | undefined;
+  readonly #onThrottled: () => void;
 
-  /** `keys`: the store keys are checked against; undefined lets every request pass. */
-  constructor(keys: KeyStore | undefined) {
+  /** `keys`: the store keys are checked against; undefined lets every request pass. `rates`: each key's. */
+  constructor(keys: KeyStore | undefined, rates?: KeyedRateLimits, onThrottled: () => void = () => undefined) {
     this.#keys = keys;
+    this.#rates = rates;
+    this.#onThrottled = onThrottled;
   }
 
   get required(): boolean {
@@ -32,6 +38,11 @@ export class HttpAccess {
     if (!allows(key.scopes, need)) {
       const what = need === "any" ? "this" : `${need.access} access to ${need.collection === "*" ? "the cluster" : `collection ${quote(need.collection)}`}`;
       throw new JadeError(ErrorCode.Forbidden, `API key ${key.id} (${quote(key.name)}) has no ${what}`);
+    }
+    const waitMs = this.#rates?.admit(key.id) ?? 0;
+    if (waitMs > 0) {
+      this.#onThrottled();
+      throw rateLimited(`API key ${key.id} is over its rate: retry in ${Math.ceil(waitMs)} ms`, waitMs);
     }
     return key;
   }

@@ -15,7 +15,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { handle } from "../api/handlers.ts";
 import type { ApiDeps } from "../api/types.ts";
 import { decodeBody, encodeBody, Encoding, encodingHeader } from "../../runtime/encoding.ts";
-import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply } from "../../runtime/errors.ts";
+import { ErrorCode, fail, invalidArgument, JadeError, ok, type Reply, type WireError } from "../../runtime/errors.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { isJsonObject } from "../../runtime/payload.ts";
@@ -224,7 +224,7 @@ export class HttpServer {
 
   #send(reply: FastifyReply, result: Reply<unknown>, encoding: Encoding): FastifyReply {
     const status = result.ok ? 200 : httpStatusOf[result.error.code];
-    if (!result.ok && result.error.retryable) reply.header("retry-after", String(retryAfterSeconds));
+    if (!result.ok && result.error.retryable) reply.header("retry-after", String(retryAfterOf(result.error)));
     return reply
       .code(status)
       .type(encoding === Encoding.Msgpack ? msgpackMediaType : jsonMediaType)
@@ -264,6 +264,12 @@ const dashboardFiles: readonly [string, Buffer, string][] = [
   ["/dashboard/app.js", "app.js", "text/javascript; charset=utf-8"],
   ["/dashboard/style.css", "style.css", "text/css; charset=utf-8"],
 ].map(([path, file, type]) => [path!, readFileSync(new URL(`./dashboard/${file}`, import.meta.url)), type!]);
+
+/** Seconds to wait: what a rate limit said (`details.retryAfterMs`), else the default. */
+function retryAfterOf(error: WireError): number {
+  const ms = (error.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+  return typeof ms === "number" && ms > 0 ? Math.ceil(ms / 1000) : retryAfterSeconds;
+}
 
 function notReady(state: Readiness): JadeError {
   return new JadeError(ErrorCode.Unavailable, `not ready: ${state.reasons.join("; ")}`, { details: { reasons: state.reasons, replicas: state.replicas } });

@@ -104,6 +104,12 @@ export class NodeMetrics {
         buckets: requestSecondsBuckets,
         registers: [registry],
       }),
+      new Counter({
+        name: "jade_requests_throttled_total",
+        help: "Requests refused rate_limited because their API key or NATS tenant was over its rate (a subset of jade_requests_total)",
+        labelNames: ["transport"],
+        registers: [registry],
+      }),
     );
     this.#sources = sources;
     this.#setReplicas = this.#replicas();

@@ -34,10 +34,17 @@ export class RequestMetrics {
   readonly #seconds: Histogram<"transport" | "op">;
   readonly #counts = new Map<string, Counter.Internal>();
   readonly #latencies = new Map<string, Histogram.Internal<"transport" | "op">>();
+  readonly #throttled: Counter<"transport">;
 
-  constructor(count: Counter<"transport" | "op" | "code">, seconds: Histogram<"transport" | "op">) {
+  constructor(count: Counter<"transport" | "op" | "code">, seconds: Histogram<"transport" | "op">, throttled: Counter<"transport">) {
     this.#count = count;
     this.#seconds = seconds;
+    this.#throttled = throttled;
+  }
+
+  /** A request refused because its API key or NATS tenant was over its rate. */
+  throttled(transport: Transport): void {
+    this.#throttled.labels(transport).inc();
   }
 
   /** One answered request: `code` is `ok` or the error's code. */

@@ -121,6 +121,11 @@ export class Graph {
     return this.#index.search(queries, wanted, Math.max(1, Math.min(threads, count, this.#contexts))) as BatchMatches;
   }
 
+  /** Holds `slot` (added and not removed): exact, unlike a search. */
+  contains(slot: number): boolean {
+    return this.#index.contains(BigInt(slot)) as boolean;
+  }
+
   remove(slot: number): void {
     this.#removed += this.#index.remove(BigInt(slot)) as number;
   }
