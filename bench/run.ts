@@ -48,6 +48,8 @@
  * --suite security (bench/security.ts, --rounds): search latency, QPS and ingest throughput on an open cluster
  *   and on one with TLS and authentication, alternating, beside raw usearch; writes
  *   bench/results/<timestamp>-security.json and latest-security.json.
+ * --suite compression (bench/compression.ts): how far shard-log entries and checkpoint files compress, and
+ *   how fast, on Fashion-MNIST and dense 128-d vectors; whether compressing them would pay.
  * --suite all: core, cluster, nodes, resilience, peers, storage, backup, observability, security, then scale.
  *
  * Options left out take the suite's default (core / cluster):
@@ -110,6 +112,7 @@ import { runStorage } from "./storage.ts";
 import { runBackupBench } from "./backup.ts";
 import { runObservability } from "./observability.ts";
 import { runSecurity } from "./security.ts";
+import { runCompression } from "./compression.ts";
 import { peersDefaults, runPeers } from "./peers.ts";
 import { printSummary as printPeersSummary } from "./peers-report.ts";
 
@@ -121,7 +124,7 @@ const collection = "bench";
 const program = new Command()
   .name("bench")
   .description("JadeVectorDB benchmarks on Fashion-MNIST (core: ours vs raw usearch; cluster: fan-out and replicated ingest)")
-  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "storage", "backup", "observability", "security", "all"]).default("core"))
+  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "storage", "backup", "observability", "security", "compression", "all"]).default("core"))
   .addOption(new Option("--dataset <name>", "peers: data set").choices(["fashion-mnist", "clustered"]).default("fashion-mnist"))
   .option("--scale-n <n>", "scale: vectors of the sustained import", positiveInt, 1_000_000)
   .option("--burst-n <n>", "scale: vectors of the burst import", positiveInt, 100_000)
@@ -391,7 +394,7 @@ async function runCore(opts: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers" | "storage" | "backup" | "observability" | "security";
+type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers" | "storage" | "backup" | "observability" | "security" | "compression";
 
 function suiteOptions(cli: CliOptions, suite: Suite): Options {
   const core = suite === "core";
@@ -426,6 +429,7 @@ async function main(): Promise<void> {
       } else if (suite === "storage") await runStorage({ n: cli.storageN, rounds: cli.storageRounds });
       else if (suite === "backup") await runBackupBench({ n: cli.backupN, shards: cli.shards === 1 ? 4 : cli.shards });
       else if (suite === "observability") await runObservability({ limit: cli.limit ?? 20_000, queries: cli.queries ?? 2_000, rounds: cli.rounds });
+      else if (suite === "compression") await runCompression({ limit: cli.limit ?? 20_000 });
       else if (suite === "security") await runSecurity({ limit: cli.limit ?? 20_000, queries: cli.queries ?? 2_000, rounds: cli.rounds });
       else await runResilience({ failoverN: cli.failoverN, rebalanceN: cli.rebalanceN, rounds: cli.rounds, batch: cli.batch ?? 500, concurrency: cli.concurrency });
     } finally {

@@ -66,6 +66,14 @@ describe("the identity directory", () => {
     expect(block).not.toContain(node.seed);
   });
 
+  it("never replaces a damaged identity with a new one: it says which file is wrong", async () => {
+    const dir = new AuthDir(path.join(await tempDir(), "auth"));
+    await dir.init();
+    await writeFile(dir.credsFile("node"), "{");
+    await expect(dir.init()).rejects.toThrow(/node\.creds\.json/);
+    expect(await readFile(dir.credsFile("node"), "utf8")).toBe("{");
+  });
+
   it("a tenant keeps its credentials when its grants change, and loses them when removed", async () => {
     const dir = new AuthDir(path.join(await tempDir(), "auth"));
     const first = await dir.putTenant({ name: "acme", collections: { docs: "read" } });

@@ -60,7 +60,11 @@ export class AuthDir {
     await chmod(this.dir, 0o700);
     for (const role of Object.values(Role)) {
       const file = this.credsFile(role);
-      const existing = await readCredentials(file).catch(() => undefined);
+      // Only a missing file is made: a damaged one is reported, never silently replaced by a new identity.
+      const existing = await readCredentials(file).catch((err: Error) => {
+        if ((err.cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return undefined;
+        throw err;
+      });
       if (!existing) await writeWhole(file, JSON.stringify(newCredentials(role, "_INBOX"), null, 2) + "\n", true);
     }
     await this.#writeAuthorization(await this.tenants());

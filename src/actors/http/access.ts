@@ -27,10 +27,6 @@ export class HttpAccess {
     this.#onThrottled = onThrottled;
   }
 
-  get required(): boolean {
-    return this.#keys !== undefined;
-  }
-
   /** The key presented, when keys are required and it meets `need`; throws `unauthorized` or `forbidden` otherwise. */
   check(authorization: string | undefined, need: Need | "any"): KeyRecord | undefined {
     if (!this.#keys) return undefined;

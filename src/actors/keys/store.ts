@@ -42,11 +42,6 @@ export class KeyStore {
     return this.#view.stop();
   }
 
-  /** Any key at all: a node that serves HTTP with keys required and none created yet says how to make one. */
-  get empty(): boolean {
-    return this.#view.values().length === 0;
-  }
-
   /**
    * The key an `Authorization: Bearer …` header presents, checked against its record; refused
    * as `unauthorized` (without saying which part was wrong) when missing, malformed, unknown,

@@ -41,11 +41,11 @@ export function natsAuthOf(o: SecurityOptions): NatsAuth | undefined {
 }
 
 /** Adds `--creds` and `--tls-ca|cert|key` (defaults from $JADE_NATS_CREDS, $JADE_TLS_CA, $JADE_TLS_CERT, $JADE_TLS_KEY). */
-export function withSecurityOptions(command: Command, what = "NATS"): Command {
+export function withSecurityOptions(command: Command): Command {
   const env = (name: string) => process.env[name] || undefined;
   return command
-    .addOption(new Option("--creds <file>", `credentials file for ${what} (jade auth)`).default(env("JADE_NATS_CREDS"), "$JADE_NATS_CREDS"))
-    .addOption(new Option("--tls-ca <file>", `CA that signed ${what}'s server certificates (connect over TLS)`).default(env("JADE_TLS_CA"), "$JADE_TLS_CA"))
+    .addOption(new Option("--creds <file>", "NATS credentials file (jade auth)").default(env("JADE_NATS_CREDS"), "$JADE_NATS_CREDS"))
+    .addOption(new Option("--tls-ca <file>", "CA that signed the NATS servers' certificates (connect over TLS)").default(env("JADE_TLS_CA"), "$JADE_TLS_CA"))
     .addOption(new Option("--tls-cert <file>", "client certificate, for servers that verify clients").default(env("JADE_TLS_CERT"), "$JADE_TLS_CERT"))
     .addOption(new Option("--tls-key <file>", "its key").default(env("JADE_TLS_KEY"), "$JADE_TLS_KEY"));
 }
