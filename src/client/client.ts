@@ -170,7 +170,7 @@ export class JadeClient {
       } catch (err) {
         // The server refused the publish (the user's permissions): nobody got it, and asking again will not help.
         const denied = permissionViolation(err);
-        if (denied) return { ok: false, error: new JadeError(ErrorCode.Forbidden, `NATS does not let this client ${denied.operation} to ${denied.subject}`).toWire() };
+        if (denied) return { ok: false, error: new JadeError(ErrorCode.Forbidden, `NATS refuses this client's ${denied.operation} to ${denied.subject}`).toWire() };
         // nats.js v3 rejects a request nobody is subscribed to with a RequestError caused by a
         // NoRespondersError; a timeout with a TimeoutError, a lost connection with another RequestError.
         const noResponders = err instanceof errors.RequestError && err.isNoResponders();
