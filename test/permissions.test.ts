@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { natsAuthOf } from "../src/cli/commands/shared.ts";
 import { AuthDir } from "../src/nats/auth-dir.ts";
 import { CredentialsError, NatsAuth, publicKeyOf, readCredentials } from "../src/nats/auth.ts";
-import { authorizationConfig, Tenant, tenantPermissions } from "../src/nats/permissions.ts";
+import { authorizationConfig, Tenant, tenantInboxPrefix, tenantOfReply, tenantPermissions } from "../src/nats/permissions.ts";
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -33,6 +33,11 @@ describe("tenant permissions", () => {
     expect(p.subscribe.allow).toEqual(["_INBOX_acme.>"]);
     // No wildcard ever reaches past the node token: nothing of another collection, nothing internal.
     for (const subject of p.publish.allow) expect(subject.replace("jade.n.*.", "jade.n.x.")).not.toMatch(/[*>]/);
+  });
+
+  it("a request's tenant is the owner of the inbox its reply goes to; node, admin and open clients are none", () => {
+    expect(tenantOfReply(`${tenantInboxPrefix("acme")}.abc.1`)).toBe("acme");
+    for (const reply of [undefined, "_INBOX.abc.1", "_INBOX_.x", "_INBOX_a b.x", "_INBOX_acme", "reply.elsewhere"]) expect(tenantOfReply(reply), reply).toBeUndefined();
   });
 
   it("refuses the role names, bad names and unknown grants", () => {

@@ -25,6 +25,15 @@ async function writeWhole(file: string, text: string, secret: boolean): Promise<
   await rename(partial, file);
 }
 
+/** A JSON file's content, or `missing` when there is no such file. */
+async function readJson(file: string, missing: unknown): Promise<unknown> {
+  const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+  return text === undefined ? missing : JSON.parse(text);
+}
+
 function newCredentials(user: string, inboxPrefix: string): Credentials {
   const seed = new TextDecoder().decode(nkeys.createUser().getSeed());
   return Credentials.parse({ user, seed, inboxPrefix });
@@ -71,11 +80,7 @@ export class AuthDir {
   }
 
   async tenants(): Promise<TenantRecord[]> {
-    const text = await readFile(this.#registryFile, "utf8").catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return JSON.stringify({ tenants: [] });
-      throw err;
-    });
-    return Registry.parse(JSON.parse(text)).tenants;
+    return Registry.parse(await readJson(this.#registryFile, { tenants: [] })).tenants;
   }
 
   /**
@@ -105,7 +110,7 @@ export class AuthDir {
     if (!tenants.some((t) => t.name === name)) return false;
     const retiring = await this.#retiring();
     delete retiring[name];
-    await writeWhole(this.#retiringFile, JSON.stringify(retiring, null, 2) + "\n", false);
+    await this.#saveRetiring(retiring);
     await this.#saveRegistry(tenants.filter((t) => t.name !== name));
     await rm(this.credsFile(name), { force: true });
     return true;
@@ -127,7 +132,7 @@ export class AuthDir {
     const fresh = newCredentials(user, old.inboxPrefix);
     const retiring = await this.#retiring();
     retiring[user] = [...(retiring[user] ?? []), publicKeyOf(old)];
-    await writeWhole(this.#retiringFile, JSON.stringify(retiring, null, 2) + "\n", false);
+    await this.#saveRetiring(retiring);
     await writeWhole(file, JSON.stringify(fresh, null, 2) + "\n", true);
     if (tenant) await this.#saveRegistry(tenants.map((t) => (t.name === user ? { ...t, publicKey: publicKeyOf(fresh) } : t)));
     else await this.#writeAuthorization(tenants);
@@ -139,17 +144,17 @@ export class AuthDir {
     const retiring = await this.#retiring();
     if (!retiring[user]) return false;
     delete retiring[user];
-    await writeWhole(this.#retiringFile, JSON.stringify(retiring, null, 2) + "\n", false);
+    await this.#saveRetiring(retiring);
     await this.#writeAuthorization(await this.tenants());
     return true;
   }
 
   async #retiring(): Promise<Retiring> {
-    const text = await readFile(this.#retiringFile, "utf8").catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return "{}";
-      throw err;
-    });
-    return Retiring.parse(JSON.parse(text));
+    return Retiring.parse(await readJson(this.#retiringFile, {}));
+  }
+
+  async #saveRetiring(retiring: Retiring): Promise<void> {
+    await writeWhole(this.#retiringFile, JSON.stringify(retiring, null, 2) + "\n", false);
   }
 
   async #saveRegistry(tenants: TenantRecord[]): Promise<void> {

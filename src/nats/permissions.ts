@@ -51,6 +51,18 @@ export function tenantInboxPrefix(name: string): string {
   return prefix;
 }
 
+/**
+ * The tenant a request comes from, by its reply subject: the tenant's own inboxes are the only
+ * ones NATS lets it subscribe to, so only a request answered there reaches it. Node, admin and
+ * open-NATS clients use `_INBOX` and are no tenant. A tenant can name another's inbox as its
+ * reply subject; it then gets no answer, and only spends the other's rate.
+ */
+export function tenantOfReply(reply: string | undefined): string | undefined {
+  if (reply === undefined || !reply.startsWith("_INBOX_")) return undefined;
+  const name = reply.slice("_INBOX_".length, reply.indexOf("."));
+  return userNamePattern.test(name) && reply.startsWith(`${tenantInboxPrefix(name)}.`) ? name : undefined;
+}
+
 export function tenantPermissions(tenant: Tenant): Permissions {
   const publish = Object.entries(tenant.collections).flatMap(([collection, grant]) => [
     ...opsOf[grant].flatMap((op) => [subjects.collection(collection, op), nodeApiSubject("*", subjects.collection(collection, op))]),

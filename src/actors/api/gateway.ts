@@ -7,6 +7,7 @@ import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { serve, type Serving } from "../../nats/serve.ts";
 import { ErrorCode, fail, JadeError, rateLimited, type Reply } from "../../runtime/errors.ts";
 import type { KeyedRateLimits } from "../../runtime/rate-limit.ts";
+import { tenantOfReply } from "../../nats/permissions.ts";
 import { decodeBody, encodeBody, type Encoding, encodingHeader, encodingOf } from "../../runtime/encoding.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
@@ -45,16 +46,6 @@ function observer(metrics: RequestMetrics): (msg: Msg, reply: Reply<unknown>, ms
   return (msg, reply, ms) => metrics.observe("nats", parseApiSubject(msg.subject), reply.ok ? "ok" : reply.error.code, ms / 1000);
 }
 
-/**
- * The tenant a request comes from: its reply subject is in the tenant's own inboxes (the only
- * ones NATS lets it subscribe to: nats/permissions.ts). Node, admin and open-NATS clients use
- * `_INBOX` and are not limited. A tenant can name another's inbox as its reply subject; it
- * then gets no answer, and only spends the other's rate.
- */
-export function tenantOf(reply: string | undefined): string | undefined {
-  return reply === undefined ? undefined : /^_INBOX_([a-zA-Z0-9_-]{1,64})\./.exec(reply)?.[1];
-}
-
 export class Gateway {
   readonly #deps: ApiDeps;
   readonly #log: Logger;
@@ -76,7 +67,7 @@ export class Gateway {
 
   /** Refuses a tenant over its rate (`--nats-tenant-rate`, per node). */
   #admit(msg: Msg): void {
-    const tenant = this.#tenantRates && tenantOf(msg.reply);
+    const tenant = this.#tenantRates && tenantOfReply(msg.reply);
     const waitMs = tenant === undefined ? 0 : this.#tenantRates!.admit(tenant);
     if (waitMs <= 0) return;
     this.#metrics?.throttled("nats");
