@@ -533,6 +533,9 @@ describe("ShardIndex graph compaction", () => {
     let seq = log.length;
     shard.apply([remove(++seq, Array.from({ length: 2_000 }, (_, i) => `p${2 * i}`))]);
     const random = seededRandom(14);
+    // The absorber's share of each second round (steps of 4 rows) comes from a seed, not the clock:
+    // the run is the same on any machine, with or without load (see the orphan below).
+    const absorbSteps = seededRandom(1004);
     const compaction = compactGraph(shard, { sliceMs: 0 });
     expect(compaction).toBeDefined();
     let done = false;
@@ -547,7 +550,7 @@ describe("ShardIndex graph compaction", () => {
       for (const p of points) latest.set(p.id, p.vector.slice());
       latest.delete(`p${(rounds * 40 + 3) % 4_000}`);
       latest.delete(`new-${rounds - 1}-1`);
-      if (rounds % 2 === 0) shard.absorb(performance.now() + 2);
+      if (rounds % 2 === 0) for (let steps = 1 + Math.floor(absorbSteps() * 14); steps > 0; steps--) shard.absorb(0);
       await new Promise((resolve) => setImmediate(resolve));
     }
     expect(await compaction).toBe(true);
@@ -559,14 +562,26 @@ describe("ShardIndex graph compaction", () => {
     expect(shard.graph.size).toBe(shard.size);
     expect(selfRecall(shard)).toBeGreaterThan(0.99);
     // Every point written meanwhile is in the graph (exact: usearch's own membership), under its latest
-    // vector (found at distance 0 by a search of it). The search is approximate: at k = 1 one of ~2,000
-    // such points was once missed, and at k = 10 one (new-223-3) twice in ~25 loaded runs, so it looks
-    // among the 50 nearest. Membership comes first and is exact: a point truly left out fails there.
+    // vector: a search of that vector finds it at distance 0. HNSW is approximate, and a node usearch
+    // re-used for an add (it puts a new row in a removed node, keeping the node's level and the old
+    // neighbours' links) can end up with no neighbour linking back: this run leaves new-223-3 so (the
+    // new graph's only one in 5,609; a graph built from the same points had none). ef=64 searches at
+    // any k up to 50 miss it; a search as wide as the graph finds it first, at distance 0. So a point
+    // the narrow search misses is looked for that wide: a stale vector still fails (found at its old
+    // distance, or not at all).
     for (const [id, vector] of latest) {
       const slot = shard.points.slotOf(id);
       if (slot === undefined) continue;
       expect(shard.graph.contains(slot), `${id} in the graph`).toBe(true);
-      expect(shard.search({ vector, k: 50, withPayload: false, withVectors: false }).find((h) => h.id === id), id).toMatchObject({ id, distance: 0 });
+      const narrow = shard.search({ vector, k: 10, withPayload: false, withVectors: false }).find((h) => h.id === id);
+      if (narrow !== undefined) {
+        expect(narrow.distance, id).toBe(0);
+        continue;
+      }
+      const wide = shard.graph.search(vector.slice(), shard.graph.size); 
+      const at = Array.from(wide.keys, Number).indexOf(slot);
+      expect(at, `${id} found by a search as wide as the graph`).toBeGreaterThanOrEqual(0);
+      expect(wide.distances[at], id).toBe(0);
     }
     expect(vectors.length).toBe(4_000 * dim);
   });
