@@ -4,12 +4,11 @@
  * Any number of nodes can share one NATS; the API is served by all of them.
  */
 import { hostname } from "node:os";
-import { statfs } from "node:fs/promises";
 import path from "node:path";
 import { AppliedTracker } from "./actors/write/applied-tracker.ts";
 import { Catalog } from "./actors/cluster/catalog.ts";
-import { Coordinator, defaultCoordinatorSettings, type CoordinatorSettings } from "./actors/control/coordinator.ts";
-import { defaultMembershipSettings, Membership, type MembershipSettings, type ReplicaBeat } from "./actors/cluster/membership.ts";
+import { Coordinator, type CoordinatorSettings } from "./actors/control/coordinator.ts";
+import { Membership, type MembershipSettings } from "./actors/cluster/membership.ts";
 import { PlacementStore } from "./actors/cluster/placement-store.ts";
 import { ReplicaServer } from "./actors/replica/server.ts";
 import { selectionDefault, type SelectionName } from "./actors/read/selection/index.ts";
@@ -20,24 +19,26 @@ import { LocalCheckpoints } from "./actors/replica/checkpoints.ts";
 import { KeyedRateLimits, RateLimiter, systemClock, type RateSetting } from "./runtime/rate-limit.ts";
 import { Mutex } from "./runtime/mutex.ts";
 import { ReplicaHost } from "./actors/replica/host.ts";
-import type { ShardReplica } from "./actors/replica/replica.ts";
-import { defaultReplicaSettings, type ReplicaSettings } from "./actors/replica/types.ts";
+import type { ReplicaSettings } from "./actors/replica/types.ts";
 import { SnapshotStore } from "./nats/snapshots.ts";
 import { ReadRouter } from "./actors/read/router.ts";
 import { Writer } from "./actors/write/writer.ts";
-import { rootLogger, type Logger } from "./runtime/log.ts";
+import { rootLogger, setLogLevel, type Logger } from "./runtime/log.ts";
 import { connectBulk, connectNats, type BulkConnection, type NatsContext } from "./nats/connect.ts";
 import { nodeIdPattern } from "./runtime/subjects.ts";
 import { Backups, defaultBackupSettings, type BackupSettings } from "./actors/backup/service.ts";
 import { HttpServer, type HttpOptions } from "./actors/http/server.ts";
 import { jadeVersion } from "./runtime/version.ts";
-import { NodeMetrics, type MetricSources } from "./actors/metrics/node-metrics.ts";
-import { readLogState } from "./actors/control/retention.ts";
+import { NodeMetrics } from "./actors/metrics/node-metrics.ts";
 import { LogShipper } from "./actors/logs/shipper.ts";
 import { DiagResponder } from "./actors/logs/diag.ts";
 import type { NatsAuth } from "./nats/auth.ts";
 import { KeyStore } from "./actors/keys/store.ts";
 import { HttpAccess } from "./actors/http/access.ts";
+import { ownSettings, resolveSettings, type NodeSettings } from "./node/settings.ts";
+import { metricSources, replicaBeatOf } from "./node/sources.ts";
+import { ClusterConfig } from "./actors/config/store.ts";
+import type { ClusterSettings } from "./actors/config/schemas.ts";
 
 export interface NodeOptions {
   servers: string[];
@@ -88,6 +89,7 @@ interface NodeParts {
   logs: LogShipper;
   keys: KeyStore;
   diag: DiagResponder;
+  config: ClusterConfig;
 }
 
 export class JadeNode {
@@ -123,8 +125,19 @@ export class JadeNode {
     await catalog.start();
     const placements = new PlacementStore(nats.placement, log);
     await placements.start();
-    const data = await startDataPlane({ nodeId, nats, catalog, placements, options, settings, log });
-    const parts = await startServing({ nodeId, nats, catalog, placements, options, settings, log, ...data });
+    let membership: Membership | undefined;
+    const config = new ClusterConfig({
+      nodeId,
+      kv: nats.config,
+      own: ownSettings(options, settings),
+      bounds: { nodeDeadAfterMs: settings.coordinator.nodeDeadAfterMs },
+      nodes: () => (membership?.members() ?? []).map((m) => ({ node: m.heartbeat.nodeId, revision: m.heartbeat.configRevision })).sort((a, b) => (a.node < b.node ? -1 : 1)),
+      log: log.child({ actor: "config" }),
+    });
+    await config.start();
+    const data = await startDataPlane({ nodeId, nats, catalog, placements, options, settings, config, log });
+    const parts = await startServing({ nodeId, nats, catalog, placements, options, settings, config, log, ...data });
+    membership = parts.membership;
     await nats.nc.flush();
     const node = new JadeNode(nodeId, nats, parts, log);
     if (options.http) {
@@ -142,7 +155,7 @@ export class JadeNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag, keys } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag, keys, config } = this.#parts;
     await http?.stop().catch((err) => this.#log.warn({ err }, "http stop"));
     host.freeze();
     // Say goodbye first so peers stop routing here, and hand the coordinator lease over.
@@ -160,38 +173,12 @@ export class JadeNode {
     catalog.stop();
     placements.stop();
     await keys.stop();
+    await config.stop();
     await pool.close();
     logs.stop();
     await this.nats.nc.drain().catch(() => this.nats.nc.close());
     this.#log.info("node stopped");
   }
-}
-
-interface NodeSettings {
-  replica: ReplicaSettings;
-  membership: MembershipSettings;
-  coordinator: CoordinatorSettings;
-}
-
-/** The node's settings with defaults filled in, refused when they contradict each other. */
-function resolveSettings(options: NodeOptions): NodeSettings {
-  const settings = {
-    replica: { ...defaultReplicaSettings, ...options.replica },
-    membership: { ...defaultMembershipSettings, ...options.membership },
-    coordinator: { ...defaultCoordinatorSettings, ...options.coordinator },
-  };
-  const { membership, coordinator } = settings;
-  assertSetting(membership.failureTimeoutMs >= 2 * membership.heartbeatIntervalMs, "a node is judged silent only after missing two heartbeats");
-  assertSetting(
-    coordinator.nodeDeadAfterMs > membership.failureTimeoutMs,
-    "a node's replicas are re-placed only after routers stopped reading from it (nodeDeadAfterMs > failureTimeoutMs)",
-  );
-  assertSetting(coordinator.renewIntervalMs * 2 <= coordinator.leaseTtlMs, "the coordinator renews its lease at least twice per lease lifetime");
-  return settings;
-}
-
-function assertSetting(holds: boolean, relation: string): void {
-  if (!holds) throw new Error(`node settings contradict each other: ${relation}`);
 }
 
 interface StartContext {
@@ -201,12 +188,14 @@ interface StartContext {
   placements: PlacementStore;
   options: NodeOptions;
   settings: NodeSettings;
+  /** The cluster's settings as this node runs them (actors/config): parts start with them and follow their changes. */
+  config: ClusterConfig;
   log: Logger;
 }
 
 /** The index workers, the replicas this node hosts, and the server peers read them through. */
-async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer }> {
-  const { nodeId, nats, options, settings, log } = ctx;
+async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter }> {
+  const { nodeId, nats, options, settings, config, log } = ctx;
   let host: ReplicaHost | undefined;
   const pool = await IndexPool.start({
     workers: options.workers,
@@ -214,7 +203,9 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
     logger: log.child({ actor: "index-pool" }),
     onWorkerExit: (exit) => host?.indexesLost(exit.shardKeys),
   });
-  const { transferBytesPerSecMax } = settings.replica;
+  const { transferBytesPerSecMax } = config.settings.replica;
+  // A one-second burst: a small shard moves without waiting at all.
+  const transfer = new RateLimiter(transferBytesPerSecMax, transferBytesPerSecMax, systemClock);
   host = new ReplicaHost({
     nats,
     pool,
@@ -224,18 +215,18 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
     checkpoints: new LocalCheckpoints(path.join(options.dataDir, "checkpoints")),
     log,
     settings: settings.replica,
-    // A one-second burst: a small shard moves without waiting at all.
-    transfer: new RateLimiter(transferBytesPerSecMax, transferBytesPerSecMax, systemClock),
+    snapshotIntervalMs: () => config.settings.snapshot.intervalMs,
+    transfer,
     uploads: new RateLimiter(settings.replica.snapshotUploadBytesPerSecMax, settings.replica.snapshotUploadBytesPerSecMax, systemClock),
     downloads: new Mutex(),
   });
   host.start(ctx.catalog, ctx.placements);
-  return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log) };
+  return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log), transfer };
 }
 
 /** Heartbeats, the coordinator, and the API: the write and read paths, the gateway and ingestion. */
-async function startServing(ctx: StartContext & { pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer }): Promise<NodeParts> {
-  const { nodeId, nats, catalog, placements, host, replicaServer, options, settings, log } = ctx;
+async function startServing(ctx: StartContext & { pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter }): Promise<NodeParts> {
+  const { nodeId, nats, catalog, placements, host, replicaServer, options, settings, config, log } = ctx;
   const tracker = new AppliedTracker();
   tracker.start(nats.nc);
   catalog.onChange((change) => {
@@ -246,9 +237,9 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const membership = new Membership(
     nats.nodes,
     nodeId,
-    () => ({ replicas: host.all().map(replicaBeatOf), load: replicaServer.inflight + (gateway?.inflight ?? 0) + (http?.inflight ?? 0) }),
+    () => ({ replicas: host.all().map(replicaBeatOf), load: replicaServer.inflight + (gateway?.inflight ?? 0) + (http?.inflight ?? 0), configRevision: config.revision }),
     log,
-    settings.membership,
+    config.settings.membership,
   );
   await membership.start();
   const snapshots = new SnapshotStore(nats.js, nats.streamReplicas);
@@ -290,6 +281,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     placements,
     log,
     settings: settings.coordinator,
+    live: () => config.settings,
   });
   await coordinator.start();
   const writer = new Writer(nats, tracker, options.backlogBytesMax);
@@ -297,103 +289,35 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   replicaServer.start(nats.nc);
   const keys = new KeyStore(nats.keys, log.child({ actor: "keys" }));
   await keys.start();
-  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, retention: nats.retention, config: nats.config };
+  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, retention: nats.retention, config: nats.config };
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();
   const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));
-  const rates = (setting: RateSetting | undefined) => setting && new KeyedRateLimits(setting, systemClock);
-  gateway = new Gateway(api, log, metrics?.requests, rates(options.rateLimits?.natsTenant));
+  const tenantRates = new KeyedRateLimits(config.settings.rateLimits.natsTenant, systemClock);
+  const keyRates = new KeyedRateLimits(config.settings.rateLimits.httpKey, systemClock);
+  gateway = new Gateway(api, log, metrics?.requests, tenantRates);
   gateway.start(nats.nc);
-  const access = new HttpAccess(options.http?.apiKeys ? keys : undefined, rates(options.rateLimits?.httpKey), () => metrics?.requests.throttled("http"));
+  const access = new HttpAccess(options.http?.apiKeys ? keys : undefined, keyRates, () => metrics?.requests.throttled("http"));
   if (options.http) http = new HttpServer({ api, access, ...(options.http.tls ? { tls: options.http.tls } : {}), nc: nats.nc, connected: nats.connected, version: jadeVersion, metrics, log });
   const diag = new DiagResponder(nodeId, metrics && (async () => (await metrics.scrape()).text), log);
   diag.start(nats.nc);
   const ingestion = new Ingestion(nats, catalog, writer, log);
   await ingestion.start();
-  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag, keys };
-}
-
-/** The figures the metrics read at scrape time (actors/metrics/node-metrics.ts). */
-function metricSources(parts: {
-  nodeId: string;
-  nats: NatsContext;
-  host: ReplicaHost;
-  writer: Writer;
-  coordinator: Coordinator;
-  catalog: Catalog;
-  backups: Backups;
-  pool: IndexPool;
-  logs: LogShipper;
-  dataDir: string;
-}): MetricSources {
-  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, logs, dataDir } = parts;
-  return {
-    nodeId,
-    replicas: () =>
-      Promise.all(
-        host.all().map(async (r) => ({
-          collection: r.config.name,
-          shard: r.shard,
-          state: r.state,
-          appliedSeq: r.appliedSeq,
-          lastSeq: r.lastSeq,
-          points: r.pointCount,
-          pending: r.pendingRows,
-          transferredBytes: r.transferredBytes,
-          indexMemoryBytes: (await r.indexStats())?.memoryBytes,
-        })),
-      ),
-    pointsWritten: () => writer.written,
-    nats: () => ({ connected: nats.connected(), ...nats.events }),
-    logLinesDropped: () => logs.dropped,
-    coordinator: () => ({ leader: coordinator.isLeader, epoch: coordinator.epoch }),
-    shardLogs: async () => {
-      if (!coordinator.isLeader) return [];
-      const logs = await Promise.all(catalog.cached().map(async (c) => ({ name: c.name, state: await readLogState(nats.retention, c.name, c.uid).catch(() => undefined) })));
-      return logs.flatMap(({ name, state }) => (state?.shards ?? []).map((s) => ({ collection: name, ...s })));
-    },
-    migrations: () =>
-      coordinator.runningMigrations().map((m) => ({
-        id: m.id,
-        collection: m.transfer.collection,
-        shard: m.transfer.shard,
-        state: m.state,
-        appliedSeq: m.progress.appliedSeq,
-        targetSeq: m.progress.targetSeq,
-        bytesCopied: m.progress.bytesCopied,
-        copyGoalBytes: m.progress.copyGoalBytes,
-        etaMs: m.progress.etaMs,
-      })),
-    workers: () => pool.utilization(),
-    disk: async () => {
-      const fs = await statfs(dataDir);
-      return { freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize };
-    },
-    jobs: () => {
-      const nowMs = Date.now();
-      return [
-        ...backups.backups.running(nowMs).filter((b) => b.node === nodeId).map((b) => ({ kind: "backup" as const, ...b.progress })),
-        ...backups.restores.running(nowMs).filter((r) => r.node === nodeId).map((r) => ({ kind: "restore" as const, ...r.progress })),
-      ];
-    },
+  // Every part that reads a cluster setting follows its changes from here on, without a restart
+  // (and catches up at once with a revision that arrived while the parts were being made). The
+  // log level is the process's: it changes only when the cluster's does (in-process test nodes
+  // share one process, and a test may set its own).
+  let logLevel = ownSettings(options, settings).log.level;
+  const apply = (live: ClusterSettings) => {
+    membership.setTiming(live.membership);
+    ctx.transfer.setRate(live.replica.transferBytesPerSecMax, live.replica.transferBytesPerSecMax);
+    coordinator.settingsChanged();
+    host.snapshotIntervalChanged();
+    tenantRates.set(live.rateLimits.natsTenant);
+    keyRates.set(live.rateLimits.httpKey);
+    if (live.log.level !== logLevel) setLogLevel((logLevel = live.log.level));
   };
-}
-
-/** What this node's heartbeat says about one of its replicas. */
-function replicaBeatOf(r: ShardReplica): ReplicaBeat {
-  return {
-    collection: r.config.name,
-    uid: r.config.uid,
-    shard: r.shard,
-    state: r.state,
-    appliedSeq: r.appliedSeq,
-    lag: Math.max(0, r.lastSeq - r.appliedSeq),
-    count: r.pointCount,
-    transferredBytes: r.transferredBytes,
-    copyGoalBytes: r.copyGoalBytes,
-    checkpointSeq: r.checkpointSeq,
-    pending: r.pendingRows,
-    snapshotUnabsorbed: r.snapshotUnabsorbed,
-    ...(r.restored ? { restored: r.restored } : {}),
-  };
+  config.onChange(apply);
+  apply(config.settings);
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag, keys, config };
 }

@@ -95,7 +95,11 @@ describe.skipIf(!available)("jade CLI", { timeout: 120_000 }, () => {
     expect(lines.some((l) => /^vecs\s+8\s+l2\s+3\b/.test(l))).toBe(true);
 
     const config = JSON.parse(await ok(["collections", "get", "vecs", "--json"]));
-    expect(config).toMatchObject({ name: "vecs", dimension: 8, metric: "l2", shards: 3, index: { connectivity: 8 }, retention: { pointInTimeMs: 86_400_000 } });
+    expect(config).toMatchObject({ name: "vecs", dimension: 8, metric: "l2", shards: 3, index: { connectivity: 8 } });
+    // Created without a window or a snapshot interval of its own: the cluster's settings apply (jade config).
+    expect(config.retention).toEqual({});
+    expect(config.snapshot).toEqual({ everyEntries: 1_000 });
+    expect(await ok(["collections", "get", "vecs"])).toMatch(/retention:\s+point-in-time window the cluster's retention.pointInTimeMs/);
   });
 
   it("changes a collection's point-in-time window", async () => {

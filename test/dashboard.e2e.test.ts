@@ -9,7 +9,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JadeClient } from "../src/client/client.ts";
 import type { JadeNode } from "../src/node.ts";
-import { rootLogger } from "../src/runtime/log.ts";
+import { processLogLevel, setLogLevel } from "../src/runtime/log.ts";
 import { Harness, randomPoints, repoRoot, waitFor } from "./support/harness.ts";
 
 const harness = new Harness();
@@ -25,11 +25,11 @@ const outside: string[] = [];
 beforeAll(async () => {
   const nats = await harness.nats();
   // At info, so the nodes ship log lines for the page to show.
-  const log = rootLogger.child({}, { level: "info" });
+  setLogLevel("info");
   for (const nodeId of nodeIds) {
     // A transfer budget that makes a move of a few MiB take seconds, long enough to watch it on the page.
     const replica = { transferBytesPerSecMax: transferBytesPerSecMax };
-    const node = await harness.node([nats.url], { nodeId, log, replica, ...(nodeId === "d1" ? { http: { port: 0, host: "127.0.0.1" } } : {}) });
+    const node = await harness.node([nats.url], { nodeId, replica, ...(nodeId === "d1" ? { http: { port: 0, host: "127.0.0.1" } } : {}) });
     if (nodeId === "d1") web = node;
   }
   client = await harness.client(nats.url);
@@ -47,6 +47,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await harness.close();
+  setLogLevel(processLogLevel);
 });
 
 /** The nodes holding a replica of `dash`, as the page's grid shows them. */

@@ -29,18 +29,20 @@ const allowed: Record<string, string[]> = {
   "actors/read": [...base, "nats", "machines", "actors/cluster", "actors/vector-index", "actors/replica"],
   "actors/write": [...base, "nats", "machines", "actors/cluster", "actors/vector-index", "actors/replica"],
   "actors/backup": [...base, "nats", "actors/cluster", "actors/replica", "actors/vector-index"],
-  "actors/control": [...base, "nats", "machines", "actors/cluster", "actors/backup"],
+  "actors/control": [...base, "nats", "machines", "actors/cluster", "actors/backup", "actors/config"],
   // Metrics see plain figures only (the node hands them over), so every actor may report to them.
   "actors/metrics": [...base, "machines"],
   "actors/logs": [...base, "nats"],
   // API keys: a KV view and the pure scope rules.
   "actors/keys": [...base, "nats"],
-  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup", "actors/metrics", "actors/keys"],
+  // The cluster's settings: a KV view and the pure patch rules.
+  "actors/config": [...base, "nats"],
+  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup", "actors/metrics", "actors/keys", "actors/config"],
   // HTTP serves the API's handlers (the same ones NATS requests run) and the admin bodies' schemas.
-  "actors/http": [...base, "machines", "actors/api", "actors/replica", "actors/control", "actors/metrics", "actors/keys"],
+  "actors/http": [...base, "machines", "actors/api", "actors/replica", "actors/control", "actors/metrics", "actors/keys", "actors/config"],
   client: [...base, "nats"],
   // The CLI starts nodes and reads the defaults of the actors it configures.
-  cli: [...base, "nats", "client", "node", "actors/replica", "actors/read", "actors/control", "actors/http", "actors/keys"],
+  cli: [...base, "nats", "client", "node", "actors/replica", "actors/read", "actors/control", "actors/http", "actors/keys", "actors/config"],
 };
 
 function sourceFiles(dir: string): string[] {

@@ -288,6 +288,41 @@ describe("replicaMachine: snapshots", () => {
     expect(h.snapshots).toHaveLength(2);
   });
 
+  it("takes a new snapshot interval live: a waiting timer restarts with it, 0 stops it, and one set while saving counts from the next wait", async () => {
+    const h = harness({ snapshotIntervalMs: 30_000 });
+    await h.startServing(10);
+    h.progressTo(15);
+    h.clock.increment(10_000);
+    h.actor.send({ type: "SNAPSHOT_INTERVAL", intervalMs: 500 });
+    expect(h.ctx().snapshotIntervalMs).toBe(500);
+    h.clock.increment(499);
+    expect(h.snapshots).toHaveLength(0);
+    h.clock.increment(1);
+    expect(h.snapshots).toHaveLength(1);
+    // Changed while saving: nothing restarts now; the next wait is the new one.
+    h.actor.send({ type: "SNAPSHOT_INTERVAL", intervalMs: 2_000 });
+    expect(h.saving()).toBe(true);
+    h.snapshots[0]!.d.resolve({ seq: 15, durationMs: 0 });
+    await h.until((s) => s.context.snapshotSeq === 15 && s.matches({ active: { snapshots: "idle" } }));
+    h.progressTo(20);
+    h.clock.increment(1_999);
+    expect(h.snapshots).toHaveLength(1);
+    h.clock.increment(1);
+    expect(h.snapshots).toHaveLength(2);
+    h.snapshots[1]!.d.resolve({ seq: 20, durationMs: 0 });
+    await h.until((s) => s.context.snapshotSeq === 20 && s.matches({ active: { snapshots: "idle" } }));
+    h.actor.send({ type: "SNAPSHOT_INTERVAL", intervalMs: 0 });
+    h.progressTo(25);
+    h.clock.increment(86_400_000);
+    expect(h.snapshots).toHaveLength(2);
+    // Before the replica is active the value is kept for when it is.
+    const early = harness({ snapshotIntervalMs: 30_000 });
+    early.actor.start();
+    early.actor.send({ type: "SNAPSHOT_INTERVAL", intervalMs: 700 });
+    expect(early.ctx().snapshotIntervalMs).toBe(700);
+    early.actor.stop();
+  });
+
   it("saves again, with nothing new applied, once the graph absorbed the many points the last save left out", async () => {
     const h = harness({ snapshotIntervalMs: 1000 });
     await h.startServing(10);

@@ -7,6 +7,7 @@ import type { Command } from "commander";
 import { registerAdminCommands } from "./commands/admin.ts";
 import { registerAuthCommands } from "./commands/auth.ts";
 import { registerKeysCommands } from "./commands/keys.ts";
+import { registerConfigCommands } from "./commands/config.ts";
 import { registerBackupCommands } from "./commands/backup.ts";
 import { registerChangesCommand } from "./commands/changes.ts";
 import { registerLogsCommand } from "./commands/logs.ts";
@@ -28,4 +29,5 @@ export function registerClientCommands(program: Command): void {
   registerDiagCommand(program);
   registerAuthCommands(program);
   registerKeysCommands(program);
+  registerConfigCommands(program);
 }

@@ -287,7 +287,7 @@ export class JadeClient {
 
   /** Cluster administration (`jade.v1.admin.<op>`), carried out by the coordinator. */
   admin<T = unknown>(op: AdminOp, body: unknown = {}): Promise<T> {
-    const reads: AdminOp[] = ["migrations", "backup.list", "restore.list"];
+    const reads: AdminOp[] = ["migrations", "backup.list", "restore.list", "config.get", "config.history"];
     return reads.includes(op) ? this.read<T>(subjects.admin(op), body) : this.request<T>(subjects.admin(op), body, Math.max(this.#timeoutMs, adminTimeoutMs(op)));
   }
 

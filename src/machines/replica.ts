@@ -133,11 +133,16 @@ export interface StopEvent {
 export interface AbsorbedEvent {
   type: "ABSORBED";
 }
+/** The snapshot interval changed (the cluster's settings, for a collection without its own): the next timed save waits the new one. */
+export interface SnapshotIntervalEvent {
+  type: "SNAPSHOT_INTERVAL";
+  intervalMs: number;
+}
 /** Internal: raised after context absorbed a PROGRESS so the regions re-evaluate. */
 interface CheckEvent {
   type: "replica.check";
 }
-export type ReplicaEvent = ProgressEvent | FollowFailedEvent | StopEvent | AbsorbedEvent;
+export type ReplicaEvent = ProgressEvent | FollowFailedEvent | StopEvent | AbsorbedEvent | SnapshotIntervalEvent;
 type ReplicaInternalEvent = ReplicaEvent | CheckEvent;
 
 export interface RestoreInput {
@@ -221,6 +226,9 @@ export const replicaMachine = setup({
     snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async () => unboundEffect("snapshot")()),
   },
   actions: {
+    setSnapshotInterval: assign(({ context, event }) => ({
+      snapshotIntervalMs: event.type === "SNAPSHOT_INTERVAL" && Number.isFinite(event.intervalMs) ? event.intervalMs : context.snapshotIntervalMs,
+    })),
     notifyState: (_, _params: NotifyStateParams) => {},
     notifyProgress: (_, _params: NotifyProgressParams) => {},
     reportFailure: (_, _params: ReportFailureParams) => {},
@@ -261,6 +269,7 @@ export const replicaMachine = setup({
   on: {
     STOP: ".stopped",
     ABSORBED: { actions: assign({ absorbedSinceSave: true }) },
+    SNAPSHOT_INTERVAL: { actions: "setSnapshotInterval" },
   },
   states: {
     restoring: {
@@ -349,7 +358,11 @@ export const replicaMachine = setup({
             idle: {
               // Entry-count trigger: checked on each PROGRESS only (not eventless), so a failed
               // snapshot is retried on the next trigger rather than in a loop.
-              on: { "replica.check": { guard: "snapshotDueByEntries", target: "saving" } },
+              on: {
+                "replica.check": { guard: "snapshotDueByEntries", target: "saving" },
+                // Choose again: a waiting timer restarts with the new interval (or stops, for 0).
+                SNAPSHOT_INTERVAL: { actions: "setSnapshotInterval", target: ".choosing" },
+              },
               initial: "choosing",
               states: {
                 choosing: {

@@ -171,7 +171,8 @@ async function setUp(
   const leases = await kvm.create(names.leasesBucket, { history: 1, replicas, ttl: options.leaseTtlMs });
   const placement = await kvm.create(names.placementBucket, { history: 5, replicas });
   const migrations = await kvm.create(names.migrationsBucket, { history: 5, replicas });
-  const config = await kvm.create(names.configBucket, { history: 10, replicas });
+  // KV keeps at most 64 revisions of a key: the settings history (`jade config history`) is that long.
+  const config = await kvm.create(names.configBucket, { history: 64, replicas });
   const retention = await kvm.create(names.retentionBucket, { history: 1, replicas });
   const backups = await kvm.create(names.backupsBucket, { history: 1, replicas });
   const restores = await kvm.create(names.restoresBucket, { history: 1, replicas });

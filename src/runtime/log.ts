@@ -12,6 +12,9 @@ export type { Logger };
 
 const defaultLevel = process.env.JADE_LOG_LEVEL ?? (process.env.VITEST ? "error" : "info");
 
+/** The level this process starts with (`JADE_LOG_LEVEL`): a node's own log.level setting. */
+export const processLogLevel = defaultLevel;
+
 type LogLineListener = (line: string) => void;
 const listeners = new Set<LogLineListener>();
 
@@ -36,8 +39,32 @@ function terminal(): pino.DestinationStream {
   return human ? pretty({ destination: 2, sync: true, translateTime: "HH:MM:ss.l", ignore: "pid,hostname" }) : pino.destination(2);
 }
 
+/**
+ * The level lines must reach to be written, settable at run time (`setLogLevel`: the cluster's
+ * log.level). pino copies a level into each child logger when it is made, and the actors make
+ * theirs at start, so the loggers themselves stay at trace and this one threshold decides.
+ */
+let threshold = levelValue(defaultLevel);
+
+function levelValue(level: string): number {
+  return pino.levels.values[level] ?? Number.POSITIVE_INFINITY;
+}
+
+/** Writes only lines at `level` or above from now on, in every logger of this process. */
+export function setLogLevel(level: string): void {
+  threshold = levelValue(level);
+}
+
 export const rootLogger: Logger = pino(
-  { level: defaultLevel, base: { pid: process.pid } },
+  {
+    level: "trace",
+    base: { pid: process.pid },
+    hooks: {
+      logMethod(args, method, level) {
+        if (level >= threshold) method.apply(this, args);
+      },
+    },
+  },
   pino.multistream([
     { stream: terminal(), level: "trace" },
     { stream: tap, level: "trace" },

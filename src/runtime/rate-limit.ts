@@ -20,17 +20,26 @@ export const systemClock: RateLimitClock = {
 };
 
 export class RateLimiter {
-  readonly #bytesPerSec: number;
-  readonly #burstMs: number;
+  #bytesPerSec = 0;
+  #burstMs = 0;
   readonly #clock: RateLimitClock;
   /** When the bytes booked so far will have "drained" at the configured rate. */
   #bookedUntilMs = 0;
 
   /** `bytesPerSec` ≤ 0 means unlimited. */
   constructor(bytesPerSec: number, burstBytes: number, clock: RateLimitClock) {
+    this.#clock = clock;
+    this.setRate(bytesPerSec, burstBytes);
+  }
+
+  /**
+   * A new rate from now on (the cluster's settings changed). What is booked stays booked:
+   * takes already waiting keep their wait, the next ones are paced at the new rate.
+   */
+  setRate(bytesPerSec: number, burstBytes: number): void {
     this.#bytesPerSec = bytesPerSec;
     this.#burstMs = bytesPerSec > 0 ? (Math.max(0, burstBytes) * 1_000) / bytesPerSec : 0;
-    this.#clock = clock;
+    if (bytesPerSec <= 0) this.#bookedUntilMs = 0;
   }
 
   get unlimited(): boolean {
@@ -82,7 +91,7 @@ export interface RateSetting {
  * changes nothing), so the map is bounded by the identities active within a burst's time.
  */
 export class KeyedRateLimits {
-  readonly #setting: RateSetting;
+  #setting: RateSetting;
   readonly #clock: RateLimitClock;
   readonly #identitiesMax: number;
   readonly #limiters = new Map<string, RateLimiter>();
@@ -95,6 +104,13 @@ export class KeyedRateLimits {
 
   get unlimited(): boolean {
     return this.#setting.perSecond <= 0;
+  }
+
+  /** A new rate and burst for every identity from now on: each starts again with a full burst. */
+  set(setting: RateSetting): void {
+    if (setting.perSecond === this.#setting.perSecond && setting.burst === this.#setting.burst) return;
+    this.#setting = setting;
+    this.#limiters.clear();
   }
 
   /** 0 when `identity` may go on (one unit booked), else the ms until it may. */

@@ -37,10 +37,15 @@ export const IndexParams = z
   .strict();
 export type IndexParams = z.infer<typeof IndexParams>;
 
+/** The cluster's snapshot interval and point-in-time window when no one set them (actors/config). */
+export const snapshotIntervalMsDefault = 30_000;
+export const pointInTimeMsDefault = 24 * 3_600_000;
+
 export const SnapshotPolicy = z
   .object({
     everyEntries: z.number().int().min(1).max(1_000_000).default(1_000),
-    intervalMs: z.number().int().min(100).max(86_400_000).default(30_000),
+    /** Unset: the cluster's setting (`jade config`, snapshot.intervalMs), live. */
+    intervalMs: z.number().int().min(100).max(86_400_000).optional(),
   })
   .strict();
 export type SnapshotPolicy = z.infer<typeof SnapshotPolicy>;
@@ -48,8 +53,8 @@ export type SnapshotPolicy = z.infer<typeof SnapshotPolicy>;
 /** How long each shard log keeps entries a restore no longer needs (decision 007). */
 export const RetentionPolicy = z
   .object({
-    /** Point-in-time restore reaches back this far; 0 keeps only what restores need. Default 24 h. */
-    pointInTimeMs: z.number().int().min(0).max(limits.pointInTimeMsMax).default(24 * 3_600_000),
+    /** Point-in-time restore reaches back this far; 0 keeps only what restores need. Unset: the cluster's setting (retention.pointInTimeMs, default 24 h), live. */
+    pointInTimeMs: z.number().int().min(0).max(limits.pointInTimeMsMax).optional(),
   })
   .strict();
 export type RetentionPolicy = z.infer<typeof RetentionPolicy>;

@@ -66,6 +66,10 @@ export const AdminOp = {
   KeysCreate: "keys.create",
   KeysList: "keys.list",
   KeysRevoke: "keys.revoke",
+  ConfigGet: "config.get",
+  ConfigSet: "config.set",
+  ConfigHistory: "config.history",
+  ConfigRollback: "config.rollback",
 } as const;
 export type AdminOp = (typeof AdminOp)[keyof typeof AdminOp];
 const adminOps: ReadonlySet<string> = new Set(Object.values(AdminOp));
@@ -89,6 +93,14 @@ const keyOps: ReadonlySet<string> = new Set<KeyOp>([AdminOp.KeysCreate, AdminOp.
 
 export function isKeyOp(op: AdminOp): op is KeyOp {
   return keyOps.has(op);
+}
+
+/** The admin ops of the cluster's settings: any gateway serves them from KV (actors/config). */
+export type ConfigOp = (typeof AdminOp)["ConfigGet" | "ConfigSet" | "ConfigHistory" | "ConfigRollback"];
+const configOps: ReadonlySet<string> = new Set<ConfigOp>([AdminOp.ConfigGet, AdminOp.ConfigSet, AdminOp.ConfigHistory, AdminOp.ConfigRollback]);
+
+export function isConfigOp(op: AdminOp): op is ConfigOp {
+  return configOps.has(op);
 }
 
 /** Reserved first tokens after `jade.v1.`: no collection may use them as its name. */
@@ -232,6 +244,8 @@ export const names = {
   keysBucket: "jade_keys",
   cordonedKey: "cordoned",
   removedKey: "removed",
+  /** KV `jade_config`: the cluster's settings patch (actors/config). */
+  settingsKey: "settings",
   /**
    * One object-store bucket per shard snapshot: deleting a snapshot deletes its stream, the one
    * way nats-server 2.9 gives the disk back (objects deleted from a shared bucket left their

@@ -202,6 +202,23 @@ function adminBodies(world: World): Record<string, fc.Arbitrary<Json>> {
     }),
     "keys.list": fc.constant({}),
     "keys.revoke": fc.constantFrom("abcdefghijkl", "000000000000").map((id) => ({ id })),
+    "config.get": fc.constant({}),
+    "config.history": fc.constant({}),
+    // Settings the run can live with (not heartbeats, rate limits or the log level, which would
+    // change what the other requests see): valid values, written while everything else runs.
+    "config.set": fc
+      .record(
+        {
+          "migration.concurrentMax": fc.integer({ min: 1, max: 8 }),
+          "snapshot.intervalMs": fc.integer({ min: 1_000, max: 86_400_000 }),
+          "retention.pointInTimeMs": fc.integer({ min: 0, max: 30 * 86_400_000 }),
+          "replica.transferBytesPerSecMax": fc.integer({ min: 0, max: 1 << 30 }),
+        },
+        { requiredKeys: [] },
+      )
+      .map((set): Json => (Object.keys(set).length === 0 ? { unset: ["migration.concurrentMax"] } : { set: set as Record<string, Json> })),
+    // A revision the run wrote, or one it never did (not_found).
+    "config.rollback": fc.integer({ min: 1, max: 200 }).map((revision) => ({ revision })),
   };
 }
 
@@ -210,8 +227,8 @@ function adminRequest(world: World): fc.Arbitrary<FuzzRequest> {
   return fc.constantFrom(...Object.keys(bodies)).chain((op) =>
     fc.tuple(bodies[op]!, fc.constantFrom("api", "coordinator")).map(([json, via]): FuzzRequest => {
       // A move names its source replica: one the cluster does not hold is refused as invalid_argument;
-      // the coordinator refuses keys.* (any gateway serves them).
-      const expect: Expectation = op === "move" || (via === "coordinator" && op.startsWith("keys.")) ? "any" : "valid";
+      // the coordinator refuses keys.* and config.* (any gateway serves them).
+      const expect: Expectation = op === "move" || (via === "coordinator" && (op.startsWith("keys.") || op.startsWith("config."))) ? "any" : "valid";
       return via === "api"
         ? api(world, `admin.${op}`, `admin.${op}`, { json }, false, expect)
         : { family: `coordinator.${op}`, subject: `jade.coordinator.${op}`, body: { json }, expect, transport: "request", touchesReference: false };

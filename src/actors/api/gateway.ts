@@ -65,10 +65,12 @@ export class Gateway {
     this.#tenantRates = tenantRates;
   }
 
-  /** Refuses a tenant over its rate (`--nats-tenant-rate`, per node). */
+  /** Refuses a tenant over its rate (`--nats-tenant-rate`, or the cluster's rateLimits.natsTenant; per node). */
   #admit(msg: Msg): void {
-    const tenant = this.#tenantRates && tenantOfReply(msg.reply);
-    const waitMs = tenant === undefined ? 0 : this.#tenantRates!.admit(tenant);
+    const rates = this.#tenantRates;
+    if (!rates || rates.unlimited) return;
+    const tenant = tenantOfReply(msg.reply);
+    const waitMs = tenant === undefined ? 0 : rates.admit(tenant);
     if (waitMs <= 0) return;
     this.#metrics?.throttled("nats");
     throw rateLimited(`tenant ${tenant} is over its rate: retry in ${Math.ceil(waitMs)} ms`, waitMs);

@@ -17,7 +17,7 @@ import {
 } from "../../runtime/schemas.ts";
 import { invalidArgument } from "../../runtime/errors.ts";
 import { parseFilter } from "../../runtime/filter.ts";
-import { isCollectionName, isKeyOp, type ApiRoute } from "../../runtime/subjects.ts";
+import { isCollectionName, isConfigOp, isKeyOp, type ApiRoute } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
 import { spaceOf } from "../../runtime/vectors.ts";
 import { clusterStatus } from "./status.ts";
@@ -46,8 +46,9 @@ export async function handle(route: ApiRoute, body: unknown, deps: ApiDeps): Pro
     case "collection":
       return collectionOp(route, body, deps);
     case "admin":
-      // Keys live in KV: any node serves them, with or without a coordinator.
+      // Keys and settings live in KV: any node serves them, with or without a coordinator.
       if (isKeyOp(route.op)) return deps.keys.handle(route.op, body);
+      if (isConfigOp(route.op)) return deps.settings.handle(route.op, body);
       return deps.coordinator.forward(route.op, body);
     case "unknown":
       throw invalidArgument(`unknown API subject ${route.subject}`);

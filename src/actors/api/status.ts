@@ -60,6 +60,7 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
       load: m.heartbeat.load,
       rssBytes: m.heartbeat.rssBytes,
       lastSeenMs: Math.round(performance.now() - m.seenAtMs),
+      configRevision: m.heartbeat.configRevision,
     }))
     .sort((a, b) => (a.id < b.id ? -1 : 1));
   const collections = await Promise.all(
@@ -81,5 +82,5 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
       return { name: config.name, dimension: config.dimension, metric: config.metric, replicas: config.replicas, epoch: stored?.record.epoch ?? 0, shards };
     }),
   );
-  return { nodes, coordinator: deps.coordinator.leader, jobs: runningJobs(deps), collections };
+  return { nodes, configRevision: deps.settings.storedRevision, coordinator: deps.coordinator.leader, jobs: runningJobs(deps), collections };
 }

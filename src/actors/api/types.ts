@@ -9,6 +9,7 @@ import type { Writer } from "../write/writer.ts";
 import type { KV } from "@nats-io/kv";
 import type { Backups } from "../backup/service.ts";
 import type { KeyStore } from "../keys/store.ts";
+import type { ClusterConfig } from "../config/store.ts";
 
 export interface ApiDeps {
   nodeId: string;
@@ -27,4 +28,6 @@ export interface ApiDeps {
   config: KV;
   /** API keys for HTTP (`admin.keys.*`). */
   keys: KeyStore;
+  /** The cluster's settings (`admin.config.*`) and the revision this node runs. */
+  settings: ClusterConfig;
 }

@@ -47,6 +47,8 @@ export const NodeHeartbeat = z.object({
   load: z.number(),
   rssBytes: z.number(),
   leaving: z.boolean().default(false),
+  /** The revision of the cluster's settings this node runs (actors/config; 0: none written yet). */
+  configRevision: z.number().int().default(0),
 });
 export type NodeHeartbeat = z.infer<typeof NodeHeartbeat>;
 
@@ -72,8 +74,8 @@ export class Membership {
   readonly nodeId: string;
   readonly #kv: KV;
   readonly #log: Logger;
-  readonly #settings: MembershipSettings;
-  readonly #describe: () => Pick<NodeHeartbeat, "replicas" | "load">;
+  #settings: MembershipSettings;
+  readonly #describe: () => Pick<NodeHeartbeat, "replicas" | "load" | "configRevision">;
   /** Decoding happens as the watch delivers, so a member's `seenAtMs` is when we received it. */
   readonly #members: KvView<Member>;
   readonly #events = new EventEmitter();
@@ -82,7 +84,7 @@ export class Membership {
   #timer: NodeJS.Timeout | undefined;
   #live = new Set<string>();
 
-  constructor(kv: KV, nodeId: string, describe: () => Pick<NodeHeartbeat, "replicas" | "load">, log: Logger, settings = defaultMembershipSettings) {
+  constructor(kv: KV, nodeId: string, describe: () => Pick<NodeHeartbeat, "replicas" | "load" | "configRevision">, log: Logger, settings = defaultMembershipSettings) {
     this.#kv = kv;
     this.nodeId = nodeId;
     this.#describe = describe;
@@ -97,6 +99,20 @@ export class Membership {
   async start(): Promise<void> {
     await this.#members.start();
     await this.beat();
+    this.#startTimer();
+  }
+
+  /** New timing from now on (the cluster's settings changed): the next heartbeat comes at the new interval. */
+  setTiming(settings: MembershipSettings): void {
+    const restart = settings.heartbeatIntervalMs !== this.#settings.heartbeatIntervalMs && this.#timer !== undefined;
+    this.#settings = settings;
+    if (restart) {
+      clearInterval(this.#timer);
+      this.#startTimer();
+    }
+  }
+
+  #startTimer(): void {
     this.#timer = setInterval(() => void this.beat().catch((err) => this.#log.warn({ err: String(err) }, "heartbeat failed")), this.#settings.heartbeatIntervalMs);
     this.#timer.unref();
   }
@@ -118,6 +134,7 @@ export class Membership {
   /** Says goodbye (so peers stop routing here at once) and stops heart-beating. */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
     await this.#kv.delete(this.nodeId).catch(() => undefined);
     await this.#members.stop();
   }

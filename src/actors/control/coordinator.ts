@@ -38,6 +38,7 @@ import { KvView } from "../../nats/kv-view.ts";
 import type { SnapshotStore } from "../../nats/snapshots.ts";
 import type { Backups } from "../backup/service.ts";
 import { defaultRetentionSettings, Retention, type RetentionSettings } from "./retention.ts";
+import type { ClusterSettings } from "../config/schemas.ts";
 
 export interface CoordinatorSettings {
   leaseTtlMs: number;
@@ -86,6 +87,8 @@ interface Deps {
   placements: PlacementStore;
   log: Logger;
   settings: CoordinatorSettings;
+  /** The cluster settings this node runs now (actors/config): migration concurrency, retention defaults. */
+  live: () => ClusterSettings;
 }
 
 /** The lease's value: its holder's node id, as plain text (not JSON). */
@@ -122,6 +125,7 @@ export class Coordinator {
       nodeDeadAfterMs: deps.settings.nodeDeadAfterMs,
       log: deps.log,
       settings: deps.settings.migration,
+      concurrentMax: () => deps.live().migration.concurrentMax,
     });
     this.#admin = new ClusterAdmin({
       nodeSets: new NodeSets(deps.config),
@@ -143,6 +147,7 @@ export class Coordinator {
       nodeDeadAfterMs: deps.settings.nodeDeadAfterMs,
       log: deps.log,
       settings: deps.settings.retention,
+      live: deps.live,
       holds: () => deps.backups.holds(),
     });
     this.#actor = createActor(this.#machine(), {
@@ -187,6 +192,11 @@ export class Coordinator {
   }
 
   /** Migrations this node runs as leader, not finished yet. */
+  /** The cluster's settings changed: a higher migration concurrency starts waiting transfers now. */
+  settingsChanged(): void {
+    this.#runner.schedule();
+  }
+
   runningMigrations(): MigrationView[] {
     return this.#runner.running();
   }

@@ -46,6 +46,7 @@ import { KeyedMutex } from "../../runtime/mutex.ts";
 import { watchTarget } from "./watch-target.ts";
 
 export interface MigrationSettings {
+  /** This node's own setting; the cluster's (`jade config`, migration.concurrentMax) overrides it, live. */
   concurrentMax: number;
   catchUpLagMax: number;
   stepTimeoutMs: number;
@@ -81,6 +82,8 @@ interface Deps {
   nodeDeadAfterMs: number;
   log: Logger;
   settings: MigrationSettings;
+  /** Transfers run at once, as the cluster's settings say now (actors/config). */
+  concurrentMax: () => number;
 }
 
 const encoder = new TextEncoder();
@@ -122,7 +125,7 @@ export class MigrationRunner {
       if (isFinal(stateOfPayload(payload))) continue;
       this.#spawn(id, payload);
     }
-    this.#schedule();
+    this.schedule();
   }
 
   /** Stepping down: stop the actors (their records stay; the next leader resumes them). */
@@ -140,7 +143,7 @@ export class MigrationRunner {
     if (existing && !isFinal(migrationStateOf(existing.getSnapshot()))) return view(existing);
     existing?.stop();
     this.#spawn(transfer.id, undefined, transfer);
-    this.#schedule();
+    this.schedule();
     return view(this.#actors.get(transfer.id)!);
   }
 
@@ -194,20 +197,20 @@ export class MigrationRunner {
     this.#actors.set(id, actor);
     actor.subscribe({
       next: (snapshot) => {
-        if (isFinal(migrationStateOf(snapshot))) this.#schedule();
+        if (isFinal(migrationStateOf(snapshot))) this.schedule();
       },
       error: (err) => this.#log.error({ err, id }, "migration actor crashed"),
     });
     actor.start();
   }
 
-  /** Starts planned transfers while fewer than concurrentMax are active. */
-  #schedule(): void {
+  /** Starts planned transfers while fewer than concurrentMax are active (again after that setting changed). */
+  schedule(): void {
     if (!this.#running) return;
     const states = [...this.#actors.values()].map((a) => migrationStateOf(a.getSnapshot()));
     let active = states.filter((st) => isActive(st) && st !== "planned").length;
     for (const actor of this.#actors.values()) {
-      if (active >= this.#deps.settings.concurrentMax) break;
+      if (active >= this.#deps.concurrentMax()) break;
       if (migrationStateOf(actor.getSnapshot()) !== "planned") continue;
       actor.send({ type: "START", atMs: Date.now() });
       active++;

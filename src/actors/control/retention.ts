@@ -5,6 +5,7 @@
  * `jade_retention` for `cluster.status`. Runs only on the leader, every `intervalMs`; a pass
  * that fails is logged and retried on the next one (a purge is idempotent).
  */
+import type { ClusterSettings } from "../config/schemas.ts";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
@@ -59,6 +60,8 @@ interface Deps {
   nodeDeadAfterMs: number;
   log: Logger;
   settings: RetentionSettings;
+  /** The cluster settings this node runs now: the snapshot interval and window of collections without their own. */
+  live: () => ClusterSettings;
   /** What running backups and restores still read. */
   holds: () => Promise<Hold[]>;
 }
@@ -180,8 +183,8 @@ export class Retention {
     const stream = names.logStream(config.name, shard);
     const floor = shardFloor({
       nowMs: Date.now(),
-      graceMs: config.snapshot.intervalMs,
-      pointInTimeMs: config.retention.pointInTimeMs,
+      graceMs: config.snapshot.intervalMs ?? this.#deps.live().snapshot.intervalMs,
+      pointInTimeMs: config.retention.pointInTimeMs ?? this.#deps.live().retention.pointInTimeMs,
       snapshots,
       replicas,
       holds,

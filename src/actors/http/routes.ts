@@ -22,6 +22,7 @@ import {
 import { AdminOp, CatalogOp, CollectionOp, subjects, type ApiRoute } from "../../runtime/subjects.ts";
 import { MigrationRequest, MoveRequest, NodeRequest } from "../control/admin.ts";
 import { KeyCreateRequest, KeyRevokeRequest } from "../keys/schemas.ts";
+import { ConfigRollbackRequest, ConfigSetRequest } from "../config/schemas.ts";
 
 export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
@@ -73,6 +74,10 @@ const adminRequests: Readonly<Record<AdminOp, z.ZodType>> = {
   [AdminOp.KeysCreate]: KeyCreateRequest,
   [AdminOp.KeysList]: EmptyRequest,
   [AdminOp.KeysRevoke]: KeyRevokeRequest,
+  [AdminOp.ConfigGet]: EmptyRequest,
+  [AdminOp.ConfigSet]: ConfigSetRequest,
+  [AdminOp.ConfigHistory]: EmptyRequest,
+  [AdminOp.ConfigRollback]: ConfigRollbackRequest,
 };
 
 const adminSummaries: Readonly<Record<AdminOp, string>> = {
@@ -94,6 +99,10 @@ const adminSummaries: Readonly<Record<AdminOp, string>> = {
   [AdminOp.KeysCreate]: "Create an API key for HTTP with its scopes; the key is in this answer only",
   [AdminOp.KeysList]: "List API keys (never their secrets)",
   [AdminOp.KeysRevoke]: "Revoke an API key: every node refuses it within a second",
+  [AdminOp.ConfigGet]: "The cluster's settings: the stored revision, what this node runs, and the revision each node runs",
+  [AdminOp.ConfigSet]: "Change cluster settings (validated whole; every node applies them live)",
+  [AdminOp.ConfigHistory]: "Every kept revision of the cluster's settings, newest first",
+  [AdminOp.ConfigRollback]: "Write an earlier revision of the settings again, as a new revision",
 };
 
 /** `backup.create` is served at `/v1/admin/backup/create`: a dot is not a path separator. */

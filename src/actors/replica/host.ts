@@ -55,6 +55,11 @@ export class ReplicaHost {
     return this.#replicas.get(collection) ?? [];
   }
 
+  /** The cluster's snapshot interval changed: every replica hosted here is told. */
+  snapshotIntervalChanged(): void {
+    for (const replica of this.all()) replica.snapshotIntervalChanged();
+  }
+
   all(): ShardReplica[] {
     return [...this.#replicas.values()].flat().filter((r): r is ShardReplica => r !== undefined);
   }

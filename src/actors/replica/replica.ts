@@ -68,7 +68,7 @@ export class ShardReplica {
         shard,
         lagThresholdEntries: deps.settings.lagThresholdEntries,
         snapshotEveryEntries: config.snapshot.everyEntries,
-        snapshotIntervalMs: config.snapshot.intervalMs,
+        snapshotIntervalMs: config.snapshot.intervalMs ?? deps.snapshotIntervalMs(),
         retryDelayMs: deps.settings.retryDelayMs,
         retryDelayMaxMs: deps.settings.retryDelayMaxMs,
       },
@@ -103,6 +103,12 @@ export class ShardReplica {
 
   get state(): ReplicaState {
     return this.#state;
+  }
+
+  /** The cluster's snapshot interval changed: applies unless the collection has its own. */
+  snapshotIntervalChanged(): void {
+    const { config, deps } = this.#parts;
+    if (config.snapshot.intervalMs === undefined) this.#actor.send({ type: "SNAPSHOT_INTERVAL", intervalMs: deps.snapshotIntervalMs() });
   }
 
   get appliedSeq(): number {

@@ -75,6 +75,8 @@ export interface ReplicaDeps {
   checkpoints: LocalCheckpoints;
   log: Logger;
   settings: ReplicaSettings;
+  /** The snapshot interval of collections without their own: the cluster's setting now (actors/config). */
+  snapshotIntervalMs: () => number;
   /** The node's transfer budget (see `transferBytesPerSecMax`). */
   transfer: RateLimiter;
   /** The node's snapshot upload budget (see `snapshotUploadBytesPerSecMax`). */

@@ -52,8 +52,8 @@ export function describeCollection(c: CollectionConfig): string {
     ["replicas", c.replicas],
     ["sharding", c.sharding],
     ["index", `connectivity=${c.index.connectivity} expansionAdd=${c.index.expansionAdd} expansionSearch=${c.index.expansionSearch} quantization=${c.index.quantization}`],
-    ["snapshot", `every ${c.snapshot.everyEntries} entries or ${c.snapshot.intervalMs} ms`],
-    ["retention", `point-in-time window ${c.retention.pointInTimeMs} ms`],
+    ["snapshot", `every ${c.snapshot.everyEntries} entries or ${c.snapshot.intervalMs === undefined ? "the cluster's snapshot.intervalMs" : `${c.snapshot.intervalMs} ms`}`],
+    ["retention", `point-in-time window ${c.retention.pointInTimeMs === undefined ? "the cluster's retention.pointInTimeMs" : `${c.retention.pointInTimeMs} ms`}`],
     ["created", c.createdAt],
     ["uid", c.uid],
   ]);

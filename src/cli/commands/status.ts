@@ -16,6 +16,11 @@ function logCell(log: ShardLogStatus | undefined): string {
   return `${entries}, ${formatCount(Math.round(log.bytes / 1024))} KiB; purged ≤ ${log.floor}, held by ${log.heldBy}`;
 }
 
+/** The settings revision a node runs, flagged when an older one than is stored (jade config). */
+function configText(runs: number, stored: number): string {
+  return runs < stored ? `rev ${runs} (OLD: ${stored} stored)` : `rev ${runs}`;
+}
+
 /** The human rendering of a cluster status. */
 export function renderStatus(status: ClusterStatus): string {
   const out: string[] = [];
@@ -23,13 +28,14 @@ export function renderStatus(status: ClusterStatus): string {
   out.push(
     "",
     table(
-      ["node", "state", "load", "memory", "last heartbeat"],
+      ["node", "state", "load", "memory", "last heartbeat", "settings"],
       status.nodes.map((n) => [
         n.id + (n.id === status.coordinator ? " (coordinator)" : "") + (n.self ? " *" : ""),
         (n.live ? "live" : "silent") + (n.drained ? ", drained" : ""),
         n.load,
         formatMib(n.rssBytes),
         `${formatCount(n.lastSeenMs)} ms ago`,
+        configText(n.configRevision, status.configRevision),
       ]),
     ),
   );

@@ -90,6 +90,7 @@ function renderNodes() {
         el("td"),
         el("td"),
         el("td"),
+        el("td", { "data-testid": `settings-${n.id}` }),
         el(
           "td",
           {},
@@ -107,10 +108,13 @@ function renderNodes() {
         String(n.load),
         mib(n.rssBytes),
         `${n.lastSeenMs} ms ago`,
+        // A node that has not applied the stored settings (it refused them: its log says why).
+        n.configRevision < status.configRevision ? `rev ${n.configRevision} · old (${status.configRevision} stored)` : `rev ${n.configRevision}`,
       ];
       texts.forEach((text, i) => {
         if (row.cells[i].textContent !== text) row.cells[i].textContent = text;
       });
+      row.cells[6].className = n.configRevision < status.configRevision ? "config-old" : "";
     },
   );
   $("coordinator").textContent = `coordinator: ${status.coordinator ?? "(none)"}`;
