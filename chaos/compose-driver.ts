@@ -28,6 +28,8 @@ export function composeCommands(fault: Fault, options: ComposeOptions): { inject
       return { inject: [[...compose, "kill", "-s", "SIGKILL", service]], heal: [[...compose, "start", service]] };
     case "pause":
       return { inject: [[...compose, "pause", service]], heal: [[...compose, "unpause", service]] };
+    case "restart":
+      return { inject: [[...compose, "stop", service]], heal: [[...compose, "start", service]] };
     case "partition":
       return { inject: [["docker", "network", "disconnect", network, container]], heal: [["docker", "network", "connect", network, container]] };
     case "memory-pressure": {

@@ -21,6 +21,8 @@ export const FaultKind = {
   Bandwidth: "bandwidth",
   /** Memory pressure on a node (a hog process / container memory limit) */
   MemoryPressure: "memory-pressure",
+  /** A clean stop (SIGTERM / docker compose stop); the heal starts it again with the same id and data */
+  Restart: "restart",
 } as const;
 export type FaultKind = (typeof FaultKind)[keyof typeof FaultKind];
 

@@ -14,6 +14,7 @@
  *   latency           every proxy of the node delays each chunk by `amount` ms → pass
  *   bandwidth         every proxy of the node caps each direction at `amount` bytes/s → pass
  *   memory-pressure   a hog child allocating and touching `amount` bytes (capped) → killed
+ *   restart           SIGTERM, waits for the clean exit → start with the same id and data dir
  * Temp dirs live under os.tmpdir(); stop() kills everything, even after failures.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -181,6 +182,15 @@ export class LocalDriver implements FaultDriver {
     await withTimeout(exited, 10_000, `exit of ${node.id}`).catch(() => undefined);
   }
 
+  /** SIGTERM and wait for the node's clean exit (it checkpoints its shards and announces its departure). */
+  async #stopNode(node: NodeProc): Promise<void> {
+    const child = node.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    child.kill("SIGTERM");
+    await withTimeout(exited, 60_000, `clean exit of ${node.id}`);
+  }
+
   #node(id: string): NodeProc {
     const node = this.#nodes.get(id);
     if (!node) throw new Error(`no node ${id}`);
@@ -212,6 +222,9 @@ export class LocalDriver implements FaultDriver {
     switch (fault.kind) {
       case "kill":
         await this.#killNode(node);
+        return () => this.#spawnNode(node);
+      case "restart":
+        await this.#stopNode(node);
         return () => this.#spawnNode(node);
       case "pause":
         node.child?.kill("SIGSTOP");

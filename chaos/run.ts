@@ -21,7 +21,7 @@ import { JadeClient } from "../src/client/client.ts";
 import { checkConvergence, checkWrites, failoverTimes, settle, StatusMonitor } from "./checker.ts";
 import type { ClusterInfo, Fault } from "./driver.ts";
 import { LocalDriver } from "./local-driver.ts";
-import { ciScenarios, scenarioByName, scenarios, type Scenario, type ScenarioContext } from "./scenarios.ts";
+import { ciScenarios, scenarioByName, scenarios, type Promises, type Scenario, type ScenarioContext } from "./scenarios.ts";
 import { now, progress, seededRandom, delay, waitFor, withTimeout } from "./util.ts";
 import { Workload, type CollectionSpec } from "./workload.ts";
 import { errorMessage } from "../src/runtime/errors.ts";
@@ -58,7 +58,8 @@ interface FaultRecord {
   scenario: string;
   round: number;
   target: string;
-  fault: Fault;
+  /** Undefined for a procedure (rolling-restart). */
+  fault?: Fault;
   injectedAt: string;
   healedAt: string | null;
   settledAfterHealMs: number | null;
@@ -70,6 +71,8 @@ interface FaultRecord {
   degradedReasons: Record<string, number>;
   error?: string;
   settleFailure?: string;
+  /** The scenario's promises (scenarios.ts) that did not hold, each with what broke it. */
+  promisesBroken?: string[];
 }
 
 const driver = new LocalDriver({ nodeDeadAfterMs: 8_000, workers: 1 });
@@ -103,7 +106,7 @@ async function main(): Promise<number> {
   progress(`logs in ${driver.logDir}`);
   client = await JadeClient.connect({ servers: info.natsUrls, timeoutMs: 10_000, name: "jade-chaos", ...(info.auth ? { auth: info.auth } : {}) });
   const { workload, monitor } = await startWorkload(client, info);
-  const run = await runScenarios({ client, info, random: seededRandom(seed), holdScale }, runStarted);
+  const run = await runScenarios({ client, info, random: seededRandom(seed), holdScale, driver }, runStarted);
 
   progress("stopping the workload");
   await workload.stop();
@@ -165,6 +168,7 @@ interface FaultWindow {
   record: FaultRecord;
   injectedAt: number;
   windowEnd: number;
+  promises: Promises | undefined;
 }
 
 interface ScenarioRun {
@@ -180,9 +184,9 @@ async function runScenarios(ctx: ScenarioContext, runStarted: number): Promise<S
     const order = long ? [...chosen].sort(() => ctx.random() - 0.5) : chosen;
     for (const scenario of order) {
       if (performance.now() - runStarted > runDeadlineMs) break;
-      let fault: Fault;
+      let fault: Fault | undefined;
       try {
-        fault = await scenario.fault(ctx);
+        fault = await scenario.fault?.(ctx);
       } catch (err) {
         progress(`${scenario.name}: could not pick a target: ${errorMessage(err)}`);
         continue;
@@ -195,15 +199,15 @@ async function runScenarios(ctx: ScenarioContext, runStarted: number): Promise<S
   return run;
 }
 
-/** Injects one fault, holds it, heals it, waits for the cluster to settle, lets the workload run on. */
-async function runFault(ctx: ScenarioContext, scenario: Scenario, fault: Fault, round: number, settleFailures: string[]): Promise<FaultWindow> {
-  const target = `${fault.target.kind}:${fault.target.id}`;
+/** Injects one fault, holds it, heals it (or runs the scenario's procedure), waits for the cluster to settle, lets the workload run on. */
+async function runFault(ctx: ScenarioContext, scenario: Scenario, fault: Fault | undefined, round: number, settleFailures: string[]): Promise<FaultWindow> {
+  const target = fault ? `${fault.target.kind}:${fault.target.id}` : "cluster";
   const injectedAt = now();
   const record: FaultRecord = {
     scenario: scenario.name,
     round,
     target,
-    fault,
+    ...(fault ? { fault } : {}),
     injectedAt: new Date(injectedAt).toISOString(),
     healedAt: null,
     settledAfterHealMs: null,
@@ -213,11 +217,16 @@ async function runFault(ctx: ScenarioContext, scenario: Scenario, fault: Fault, 
     searchesDuring: {},
     degradedReasons: {},
   };
-  progress(`round ${round} · ${scenario.name} → ${target}${fault.amount !== undefined ? ` (${fault.amount})` : ""}`);
+  progress(`round ${round} · ${scenario.name} → ${target}${fault?.amount !== undefined ? ` (${fault.amount})` : ""}`);
+  const copies = scenario.promises?.nothingCopied ? await copyState(ctx.client) : undefined;
   try {
-    const heal = await driver.inject(fault);
-    await delay(scenario.holdMs * ctx.holdScale);
-    await withTimeout(heal(), 120_000, `heal ${scenario.name}`);
+    if (fault) {
+      const heal = await driver.inject(fault);
+      await delay(scenario.holdMs * ctx.holdScale);
+      await withTimeout(heal(), 120_000, `heal ${scenario.name}`);
+    } else {
+      await scenario.procedure!(ctx);
+    }
     record.healedAt = new Date(now()).toISOString();
   } catch (err) {
     record.error = errorMessage(err);
@@ -232,14 +241,50 @@ async function runFault(ctx: ScenarioContext, scenario: Scenario, fault: Fault, 
   } else {
     progress(`${scenario.name}: healed, settled in ${settled.tookMs} ms`);
   }
+  if (copies) record.promisesBroken = copyBreaches(copies, await copyState(ctx.client));
   // Let the workload run on the settled cluster for a moment: it marks the end of the window.
   await delay(5_000);
-  return { record, injectedAt, windowEnd: now() };
+  return { record, injectedAt, windowEnd: now(), promises: scenario.promises };
 }
 
-/** Failover figures of each fault window, from the workload's searches and the status samples. */
+interface CopyState {
+  epochs: Record<string, number>;
+  migrations: string[];
+  restored: { replica: string; source: string | undefined }[];
+}
+
+async function copyState(c: JadeClient): Promise<CopyState> {
+  const status = await withTimeout(c.clusterStatus(), 10_000, "cluster status");
+  const { migrations } = await withTimeout(c.admin<{ migrations: { id: string }[] }>("migrations", {}), 10_000, "migrations");
+  return {
+    epochs: Object.fromEntries(status.collections.map((col) => [col.name, col.epoch])),
+    migrations: migrations.map((m) => m.id),
+    restored: status.collections.flatMap((col) => col.shards.flatMap((s) => s.replicas.map((r) => ({ replica: `${col.name}/${s.shard}@${r.node}`, source: r.restored?.source })))),
+  };
+}
+
+/** What copied a shard between two states: a placement change, a migration, a replica not restarted from its own checkpoint. */
+function copyBreaches(before: CopyState, after: CopyState): string[] {
+  const out: string[] = [];
+  if (JSON.stringify(after.epochs) !== JSON.stringify(before.epochs)) out.push(`placement epochs ${JSON.stringify(before.epochs)} → ${JSON.stringify(after.epochs)}`);
+  const started = after.migrations.filter((id) => !before.migrations.includes(id));
+  if (started.length > 0) out.push(`migrations started: ${started.join(", ")}`);
+  for (const r of after.restored) if (r.source !== "checkpoint") out.push(`${r.replica} restored from ${r.source ?? "nothing yet"}`);
+  return out;
+}
+
+/** Failover figures of each fault window, from the workload's searches and the status samples; and the promises the workload can judge. */
 function attachFailoverTimes(windows: FaultWindow[], workload: Workload, monitor: StatusMonitor): void {
-  for (const { record, injectedAt, windowEnd } of windows) {
+  for (const { record, injectedAt, windowEnd, promises } of windows) {
+    const during = (at: number) => at >= injectedAt && at <= windowEnd;
+    if (promises?.completeSearches) {
+      const incomplete = workload.searches.filter((s) => s.collection === specs[0]!.name && during(s.startedAt) && (s.outcome !== "answered" || s.hung));
+      if (incomplete.length > 0) (record.promisesBroken ??= []).push(`${incomplete.length} incomplete searches of ${specs[0]!.name}, first: ${incomplete[0]!.outcome} ${incomplete[0]!.detail ?? ""}`);
+    }
+    if (promises?.noFailedWrites) {
+      const failed = workload.writeFailures.filter((f) => during(f.at));
+      if (failed.length > 0) (record.promisesBroken ??= []).push(`${failed.length} failed write attempts, first: ${failed[0]!.collection} ${failed[0]!.code}`);
+    }
     const rf2 = failoverTimes(workload.searches, monitor.samples, "chaos_rf2", injectedAt, windowEnd);
     const rf1 = failoverTimes(workload.searches, monitor.samples, "chaos_rf1", injectedAt, windowEnd);
     record.completeSearchesAfterMs = rf2.completeSearchesAfterMs;
@@ -270,6 +315,7 @@ async function check(c: JadeClient, workload: Workload, run: ScenarioRun, sabota
     hung: hungSearches.length,
     unsettled: run.settleFailures.length,
     faultErrors: run.faults.filter((f) => f.error).length,
+    promisesBroken: run.faults.filter((f) => (f.promisesBroken?.length ?? 0) > 0).length,
   };
   let ok = Object.values(problems).every((n) => n === 0);
   let checkerVerification: Record<string, unknown> | undefined;

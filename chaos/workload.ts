@@ -62,6 +62,7 @@ export interface WorkloadOptions {
 }
 
 export const hungMarginMs = 2_000;
+const writeFailuresKeptMax = 10_000;
 
 export function vectorOf(collection: string, id: string, version: number, dimension: number): number[] {
   const random = seededRandom(fnv1a32(`${collection}/${id}/${version}`));
@@ -75,6 +76,8 @@ export class Workload {
   readonly searches: SearchRecord[] = [];
   readonly writes = { upsertsAcked: 0, deletesAcked: 0, pointsUpsertedAcked: 0, idsDeletedAcked: 0, attemptsFailed: 0, indeterminate: 0, retriedThenAcked: 0 };
   readonly writeErrors = new Map<string, number>();
+  /** Every failed write attempt, when it failed (the first 10,000): a scenario may promise none in its window. */
+  readonly writeFailures: { at: number; collection: string; code: string }[] = [];
   #stopping = false;
   #loops: Promise<void>[] = [];
   #startedAt = 0;
@@ -184,6 +187,7 @@ export class Workload {
         this.writes.attemptsFailed++;
         const code = (err as { code?: string }).code ?? errorMessage(err).slice(0, 40);
         this.writeErrors.set(code, (this.writeErrors.get(code) ?? 0) + 1);
+        if (this.writeFailures.length < writeFailuresKeptMax) this.writeFailures.push({ at: now(), collection, code });
         await delay(Math.min(500 * attempt, 3_000));
       }
     }

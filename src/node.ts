@@ -37,6 +37,8 @@ import { KeyStore } from "./actors/keys/store.ts";
 import { HttpAccess } from "./actors/http/access.ts";
 import { ownSettings, resolveSettings, type NodeSettings } from "./node/settings.ts";
 import { metricSources, replicaBeatOf } from "./node/sources.ts";
+import { joinFormats } from "./node/formats.ts";
+import { Departures } from "./actors/cluster/departures.ts";
 import { ClusterConfig } from "./actors/config/store.ts";
 import type { ClusterSettings } from "./actors/config/schemas.ts";
 
@@ -90,6 +92,7 @@ interface NodeParts {
   keys: KeyStore;
   diag: DiagResponder;
   config: ClusterConfig;
+  departures: Departures;
 }
 
 export class JadeNode {
@@ -121,6 +124,11 @@ export class JadeNode {
       { servers: options.servers, auth: options.auth, name: `jade-${nodeId}`, streamReplicas: options.streamReplicas, leaseTtlMs: settings.coordinator.leaseTtlMs },
       log,
     );
+    // Before anything reads the cluster's logs or messages: a node that cannot read them stays out.
+    await joinFormats(nats.config).catch(async (err: unknown) => {
+      await nats.nc.close();
+      throw err;
+    });
     const catalog = new Catalog(nats, new SnapshotStore(nats.js, nats.streamReplicas), log);
     await catalog.start();
     const placements = new PlacementStore(nats.placement, log);
@@ -135,8 +143,10 @@ export class JadeNode {
       log: log.child({ actor: "config" }),
     });
     await config.start();
-    const data = await startDataPlane({ nodeId, nats, catalog, placements, options, settings, config, log });
-    const parts = await startServing({ nodeId, nats, catalog, placements, options, settings, config, log, ...data });
+    const departures = new Departures(nats.config, log.child({ actor: "departures" }));
+    await departures.start();
+    const data = await startDataPlane({ nodeId, nats, catalog, placements, options, settings, config, departures, log });
+    const parts = await startServing({ nodeId, nats, catalog, placements, options, settings, config, departures, log, ...data });
     membership = parts.membership;
     await nats.nc.flush();
     const node = new JadeNode(nodeId, nats, parts, log);
@@ -155,9 +165,13 @@ export class JadeNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag, keys, config } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag, keys, config, departures } = this.#parts;
     await http?.stop().catch((err) => this.#log.warn({ err }, "http stop"));
     host.freeze();
+    // Before the goodbye: the coordinator keeps this node's replicas for the restart delay, and
+    // retention the log they will replay from (each replica's checkpoint covers at least this).
+    const replicas = host.all().map((r) => ({ collection: r.config.name, uid: r.config.uid, shard: r.shard, seq: r.appliedSeq }));
+    await departures.announce({ node: this.nodeId, replicas }).catch((err) => this.#log.warn({ err }, "could not announce the departure"));
     // Say goodbye first so peers stop routing here, and hand the coordinator lease over.
     await membership.beat(true).catch(() => undefined);
     await coordinator.stop().catch((err) => this.#log.warn({ err }, "coordinator stop"));
@@ -174,6 +188,7 @@ export class JadeNode {
     placements.stop();
     await keys.stop();
     await config.stop();
+    await departures.stop();
     await pool.close();
     logs.stop();
     await this.nats.nc.drain().catch(() => this.nats.nc.close());
@@ -190,13 +205,17 @@ interface StartContext {
   settings: NodeSettings;
   /** The cluster's settings as this node runs them (actors/config): parts start with them and follow their changes. */
   config: ClusterConfig;
+  /** Nodes that stopped on purpose (this one too, if it is coming back). */
+  departures: Departures;
   log: Logger;
 }
 
 /** The index workers, the replicas this node hosts, and the server peers read them through. */
 async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter }> {
-  const { nodeId, nats, options, settings, config, log } = ctx;
+  const { nodeId, nats, options, settings, config, departures, log } = ctx;
   let host: ReplicaHost | undefined;
+  // Read once, before the replicas start: the record is cleared once this node is back.
+  const departed = departures.of(nodeId);
   const pool = await IndexPool.start({
     workers: options.workers,
     shardIndex: { vectorDir: path.join(options.dataDir, "vectors"), ...(options.freshBytesMax === undefined ? {} : { freshBytesMax: options.freshBytesMax }) },
@@ -216,6 +235,7 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
     log,
     settings: settings.replica,
     snapshotIntervalMs: () => config.settings.snapshot.intervalMs,
+    departedAt: (uid, shard) => departed?.replicas.find((r) => r.uid === uid && r.shard === shard)?.seq,
     transfer,
     uploads: new RateLimiter(settings.replica.snapshotUploadBytesPerSecMax, settings.replica.snapshotUploadBytesPerSecMax, systemClock),
     downloads: new Mutex(),
@@ -226,7 +246,7 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
 
 /** Heartbeats, the coordinator, and the API: the write and read paths, the gateway and ingestion. */
 async function startServing(ctx: StartContext & { pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter }): Promise<NodeParts> {
-  const { nodeId, nats, catalog, placements, host, replicaServer, options, settings, config, log } = ctx;
+  const { nodeId, nats, catalog, placements, host, replicaServer, options, settings, config, departures, log } = ctx;
   const tracker = new AppliedTracker();
   tracker.start(nats.nc);
   catalog.onChange((change) => {
@@ -242,6 +262,8 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     config.settings.membership,
   );
   await membership.start();
+  // Back (or new): whatever this node said when it last left no longer holds.
+  await departures.clear(nodeId);
   const snapshots = new SnapshotStore(nats.js, nats.streamReplicas);
   const bulk = await connectBulk(options.servers, `jade-${nodeId}-bulk`, { auth: options.auth });
   const backups = new Backups({
@@ -282,6 +304,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     log,
     settings: settings.coordinator,
     live: () => config.settings,
+    departures,
   });
   await coordinator.start();
   const writer = new Writer(nats, tracker, options.backlogBytesMax);
@@ -289,7 +312,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   replicaServer.start(nats.nc);
   const keys = new KeyStore(nats.keys, log.child({ actor: "keys" }));
   await keys.start();
-  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, retention: nats.retention, config: nats.config };
+  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, departures, retention: nats.retention, config: nats.config };
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();
   const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));
@@ -319,5 +342,5 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   };
   config.onChange(apply);
   apply(config.settings);
-  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag, keys, config };
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag, keys, config, departures };
 }

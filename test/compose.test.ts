@@ -124,6 +124,11 @@ describe("compose fault driver", () => {
       inject: [[...base, "pause", "nats1"]],
       heal: [[...base, "unpause", "nats1"]],
     });
+    // A clean stop: compose sends SIGTERM and waits stop_grace_period, so the node checkpoints and announces its departure.
+    expect(composeCommands({ kind: "restart", target: { kind: "node", id: "jade2" } }, options)).toEqual({
+      inject: [[...base, "stop", "jade2"]],
+      heal: [[...base, "start", "jade2"]],
+    });
     expect(composeCommands({ kind: "partition", target: { kind: "node", id: "jade3" } }, options).inject).toEqual([
       ["docker", "network", "disconnect", "jadevectordb_jade", "jadevectordb-jade3-1"],
     ]);

@@ -13,6 +13,7 @@ const own: ClusterSettings = {
   membership: { heartbeatIntervalMs: 1_000, failureTimeoutMs: 3_000 },
   replica: { transferBytesPerSecMax: 2 * 1024 * 1024 },
   migration: { concurrentMax: 2 },
+  coordinator: { restartDelayMs: 60_000 },
   snapshot: { intervalMs: 30_000 },
   retention: { pointInTimeMs: 86_400_000 },
   rateLimits: { httpKey: { perSecond: 0, burst: 1 }, natsTenant: { perSecond: 0, burst: 1 } },
@@ -59,7 +60,7 @@ describe("settings patches", () => {
 
   it("refuses unknown settings, values out of bounds or of the wrong type, and a change of nothing", () => {
     expect(settingPaths).toContain("membership.heartbeatIntervalMs");
-    expect(settingPaths).toHaveLength(9);
+    expect(settingPaths).toHaveLength(10);
     const unknown = ConfigSetRequest.safeParse({ set: { "bogus.x": 1 } });
     expect(unknown.success).toBe(false);
     expect(unknown.error?.issues[0]?.message).toMatch(/^bogus\.x is not a setting: one of membership\.heartbeatIntervalMs/);

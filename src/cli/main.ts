@@ -139,6 +139,7 @@ withRateOptions(program.command("start"))
   .option("--stream-replicas <n>", "replicas of the streams and buckets created (3 on a NATS cluster)", int, 1)
   .addOption(new Option("--selection <name>", "replica selection for reads").choices(Object.values(SelectionName)).default(selectionDefault))
   .option("--node-dead-after-ms <ms>", "a node silent this long loses its replicas to other nodes", int, defaultCoordinatorSettings.nodeDeadAfterMs)
+  .option("--restart-delay-ms <ms>", "when coordinator, how long a node that stopped cleanly keeps its replicas before they are placed elsewhere", int, defaultCoordinatorSettings.restartDelayMs)
   .option(
     "--transfer-mib-per-sec <n>",
     "shard copying budget of this node while rebalancing (0 = unlimited)",
@@ -168,6 +169,7 @@ withRateOptions(program.command("start"))
       streamReplicas: o.streamReplicas,
       selection: o.selection,
       nodeDeadAfterMs: o.nodeDeadAfterMs,
+      restartDelayMs: o.restartDelayMs,
       transferMibPerSec: o.transferMibPerSec,
       autoRebalance: o.autoRebalance,
       migrationsMax: o.migrationsMax,

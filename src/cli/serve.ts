@@ -3,6 +3,7 @@
  * existing NATS). Both print one line containing `ready`, the NATS URL and (when
  * serving HTTP) the HTTP URL once the API answers, and stop cleanly on SIGINT/SIGTERM.
  */
+import { isIncompatibleFormatError } from "../node/formats.ts";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
@@ -31,6 +32,7 @@ export interface ServeOptions {
   streamReplicas?: number;
   selection?: SelectionName;
   nodeDeadAfterMs?: number;
+  restartDelayMs?: number;
   /** Rebalancing copy budget (`ReplicaSettings.transferBytesPerSecMax`), in MiB/s. */
   transferMibPerSec?: number;
   /** Coordinator settings: they apply while this node leads, so start every node with the same. */
@@ -162,6 +164,8 @@ async function serve(
     await client.close();
   } catch (err) {
     rootLogger.error({ err }, "node failed to start");
+    // Said plainly too: an operator mid-upgrade must see which build to run.
+    if (isIncompatibleFormatError(err)) process.stderr.write(`error: ${err.message}\n`);
     await stopNats();
     process.exit(1);
   }
@@ -173,6 +177,7 @@ async function serve(
 function coordinatorOptions(options: ServeOptions): Partial<CoordinatorSettings> {
   return {
     ...(options.nodeDeadAfterMs === undefined ? {} : { nodeDeadAfterMs: options.nodeDeadAfterMs }),
+    ...(options.restartDelayMs === undefined ? {} : { restartDelayMs: options.restartDelayMs }),
     ...(options.autoRebalance === undefined ? {} : { autoRebalance: options.autoRebalance }),
     ...(options.migrationsMax === undefined ? {} : { migration: { ...defaultMigrationSettings, concurrentMax: options.migrationsMax } }),
   };

@@ -38,6 +38,7 @@ export function ownSettings(options: NodeOptions, settings: NodeSettings): Clust
     membership: settings.membership,
     replica: { transferBytesPerSecMax: settings.replica.transferBytesPerSecMax },
     migration: { concurrentMax: settings.coordinator.migration.concurrentMax },
+    coordinator: { restartDelayMs: settings.coordinator.restartDelayMs },
     snapshot: { intervalMs: snapshotIntervalMsDefault },
     retention: { pointInTimeMs: pointInTimeMsDefault },
     rateLimits: { httpKey: options.rateLimits?.httpKey ?? unlimited, natsTenant: options.rateLimits?.natsTenant ?? unlimited },

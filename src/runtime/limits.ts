@@ -9,6 +9,8 @@ export const limits = {
   dimensionMax: 4096,
   shardsMax: 64,
   replicasMax: 5,
+  /** Replicas a departure record lists (actors/cluster/departures.ts): ~120 bytes each, so one record stays within a NATS message. */
+  replicasPerNodeMax: 10_000,
   /** Points in one upsert request; a log entry holds at most this many, so positions fit 16 bits. */
   pointsPerRequestMax: 10_000,
   idsPerRequestMax: 10_000,

@@ -62,7 +62,9 @@ export interface JobStatus {
 
 export interface ClusterStatus {
   /** `drained`: the node takes no new replicas (`jade nodes drain`). */
-  nodes: { id: string; self: boolean; live: boolean; drained: boolean; load: number; rssBytes: number; lastSeenMs: number; configRevision: number }[];
+  nodes: { id: string; self: boolean; live: boolean; drained: boolean; load: number; rssBytes: number; lastSeenMs: number; configRevision: number; version: string }[];
+  /** Nodes that stopped on purpose and are expected back: their replicas stay placed until the restart delay passes. */
+  departed: { node: string; at: string }[];
   /** The revision of the cluster's settings stored now (`jade config`): a node whose configRevision is lower runs an older one. */
   configRevision: number;
   coordinator: string | null;

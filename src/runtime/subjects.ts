@@ -246,6 +246,12 @@ export const names = {
   removedKey: "removed",
   /** KV `jade_config`: the cluster's settings patch (actors/config). */
   settingsKey: "settings",
+  /** KV `jade_config`: the formats the cluster's logs and messages are written in (runtime/formats.ts). */
+  formatsKey: "formats",
+  /** KV `jade_config`: a node that stopped on purpose and is expected back (actors/cluster/departures.ts). */
+  departedKey: (node: string) => `departed.${node}`,
+  isDepartedKey: (key: string) => key.startsWith("departed."),
+  nodeOfDepartedKey: (key: string) => key.slice("departed.".length),
   /**
    * One object-store bucket per shard snapshot: deleting a snapshot deletes its stream, the one
    * way nats-server 2.9 gives the disk back (objects deleted from a shared bucket left their

@@ -141,7 +141,8 @@ export class Harness {
           resolve(line);
         }
       });
-      child.once("exit", (code) => {
+      // "close", not "exit": by then every line it printed has been read.
+      child.once("close", (code) => {
         clearTimeout(timer);
         reject(new Error(`jade ${args[0]} exited with ${code} before ready:\n${output.slice(-20).join("\n")}`));
       });

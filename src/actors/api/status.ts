@@ -61,6 +61,7 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
       rssBytes: m.heartbeat.rssBytes,
       lastSeenMs: Math.round(performance.now() - m.seenAtMs),
       configRevision: m.heartbeat.configRevision,
+      version: m.heartbeat.version,
     }))
     .sort((a, b) => (a.id < b.id ? -1 : 1));
   const collections = await Promise.all(
@@ -82,5 +83,6 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
       return { name: config.name, dimension: config.dimension, metric: config.metric, replicas: config.replicas, epoch: stored?.record.epoch ?? 0, shards };
     }),
   );
-  return { nodes, configRevision: deps.settings.storedRevision, coordinator: deps.coordinator.leader, jobs: runningJobs(deps), collections };
+  const departed = deps.departures.within(deps.settings.settings.coordinator.restartDelayMs).map(({ node, at }) => ({ node, at }));
+  return { nodes, departed, configRevision: deps.settings.storedRevision, coordinator: deps.coordinator.leader, jobs: runningJobs(deps), collections };
 }

@@ -10,6 +10,7 @@ import type { KV } from "@nats-io/kv";
 import type { Backups } from "../backup/service.ts";
 import type { KeyStore } from "../keys/store.ts";
 import type { ClusterConfig } from "../config/store.ts";
+import type { Departures } from "../cluster/departures.ts";
 
 export interface ApiDeps {
   nodeId: string;
@@ -30,4 +31,6 @@ export interface ApiDeps {
   keys: KeyStore;
   /** The cluster's settings (`admin.config.*`) and the revision this node runs. */
   settings: ClusterConfig;
+  /** Nodes that stopped on purpose and are expected back. */
+  departures: Departures;
 }

@@ -13,6 +13,8 @@ import { KvView } from "../../nats/kv-view.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { RestoreInfo } from "../../runtime/status.ts";
 import { heartbeatIntervalMsDefault, nodeSilentMsDefault } from "../../runtime/limits.ts";
+import { buildFormats, ReadableFormats } from "../../runtime/formats.ts";
+import { jadeVersion } from "../../runtime/version.ts";
 
 export const ReplicaBeat = z.object({
   collection: z.string(),
@@ -49,6 +51,9 @@ export const NodeHeartbeat = z.object({
   leaving: z.boolean().default(false),
   /** The revision of the cluster's settings this node runs (actors/config; 0: none written yet). */
   configRevision: z.number().int().default(0),
+  /** The jade build it runs, and the formats it reads (runtime/formats.ts): mixed versions show during an upgrade. */
+  version: z.string().default("unknown"),
+  formats: ReadableFormats.default({ log: { min: 1, max: 1 }, message: { min: 1, max: 1 } }),
 });
 export type NodeHeartbeat = z.infer<typeof NodeHeartbeat>;
 
@@ -124,6 +129,8 @@ export class Membership {
       beat: ++this.#beat,
       rssBytes: process.memoryUsage.rss(),
       leaving,
+      version: jadeVersion,
+      formats: buildFormats,
       ...this.#describe(),
     };
     const revision = await this.#kv.put(this.nodeId, JSON.stringify(heartbeat));

@@ -33,6 +33,10 @@ const groups = {
     /** Shard migrations the coordinator runs at once. */
     concurrentMax: int(1, 64),
   },
+  coordinator: {
+    /** How long a node that stopped on purpose keeps its replicas before they are placed elsewhere. */
+    restartDelayMs: int(0, 3_600_000),
+  },
   snapshot: {
     /** The snapshot interval of collections created without one of their own. */
     intervalMs: int(100, 86_400_000),
@@ -65,6 +69,7 @@ export const ClusterSettings = z
     membership: groupSchema(groups.membership),
     replica: groupSchema(groups.replica),
     migration: groupSchema(groups.migration),
+    coordinator: groupSchema(groups.coordinator),
     snapshot: groupSchema(groups.snapshot),
     retention: groupSchema(groups.retention),
     rateLimits: groupSchema(groups.rateLimits),
@@ -78,6 +83,7 @@ export const SettingsPatch = z
     membership: groupSchema(groups.membership).partial().optional(),
     replica: groupSchema(groups.replica).partial().optional(),
     migration: groupSchema(groups.migration).partial().optional(),
+    coordinator: groupSchema(groups.coordinator).partial().optional(),
     snapshot: groupSchema(groups.snapshot).partial().optional(),
     retention: groupSchema(groups.retention).partial().optional(),
     rateLimits: groupSchema(groups.rateLimits).partial().optional(),

@@ -20,6 +20,7 @@ import { quote } from "../../runtime/text.ts";
 import type { TransferReason } from "../../runtime/transfer.ts";
 import type { Membership } from "../cluster/membership.ts";
 import type { MigrationRunner } from "./migrations.ts";
+import type { Departures } from "../cluster/departures.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
 import { servingPlacement } from "../../runtime/placement.ts";
 import { serve, type Serving } from "../../nats/serve.ts";
@@ -82,6 +83,9 @@ interface Deps {
   membership: Membership;
   runner: MigrationRunner;
   nodeDeadAfterMs: number;
+  departures: Departures;
+  /** coordinator.restartDelayMs, as the cluster's settings say now. */
+  restartDelayMs: () => number;
   /** Re-run reconciliation now (after a change of the node sets). */
   poke: () => void;
   log: Logger;
@@ -109,20 +113,31 @@ export class ClusterAdmin {
     void this.#serving?.stop();
   }
 
-  /** Nodes that may host replicas: live, not drained, not removed. */
-  async eligibleNodes(): Promise<{ live: string[]; eligible: string[]; cordoned: string[] }> {
+  /**
+   * Nodes that may host replicas: live, not drained, not removed. `holding`: nodes that left on
+   * purpose within the restart delay (departures.ts); they keep their replicas and are counted
+   * in `live`, but take no new ones.
+   */
+  async eligibleNodes(): Promise<{ live: string[]; eligible: string[]; cordoned: string[]; holding: string[] }> {
     const [cordoned, removed] = await Promise.all([this.#deps.nodeSets.get(names.cordonedKey), this.#deps.nodeSets.get(names.removedKey)]);
-    const live = this.#deps.membership.liveNodes(this.#deps.nodeDeadAfterMs).filter((n) => !removed.includes(n));
-    return { live, eligible: live.filter((n) => !cordoned.includes(n)), cordoned: cordoned.filter((n) => live.includes(n)) };
+    const alive = this.#deps.membership.liveNodes(this.#deps.nodeDeadAfterMs).filter((n) => !removed.includes(n));
+    const holding = this.#deps.departures
+      .within(this.#deps.restartDelayMs())
+      .map((d) => d.node)
+      .filter((n) => !alive.includes(n) && !removed.includes(n));
+    return { live: [...alive, ...holding], eligible: alive.filter((n) => !cordoned.includes(n)), cordoned: cordoned.filter((n) => alive.includes(n)), holding };
   }
 
   /** Plans transfers for the moves that even out replicas (and empty drained nodes). */
   async rebalance(reason: TransferReason): Promise<Move[]> {
-    const { eligible, cordoned } = await this.eligibleNodes();
+    const { eligible, cordoned, holding } = await this.eligibleNodes();
     const busy = new Set(this.#deps.runner.pending().map((t) => shardKey(t.collection, t.shard)));
-    // A shard with a learner or a draining replica is still settling from a move: leave it for now.
+    // A shard with a learner or a draining replica is still settling from a move, and one with a
+    // replica on a restarting node is one replica short already: leave them for now.
     for (const { record } of this.#deps.placements.all()) {
-      for (const s of record.shards) if (s.learners?.length || s.draining?.length) busy.add(shardKey(record.collection, s.shard));
+      for (const s of record.shards) {
+        if (s.learners?.length || s.draining?.length || s.replicas.some((n) => holding.includes(n))) busy.add(shardKey(record.collection, s.shard));
+      }
     }
     const placements = this.#deps.placements.all().map((p) => servingPlacement(p.record));
     const moves = rebalanceMoves({ placements, eligible, cordoned: reason === "drain" || reason === "rebalance" ? cordoned : [], busy });
@@ -167,6 +182,8 @@ export class ClusterAdmin {
         }
         const removed = await nodeSets.update(names.removedKey, (s) => void s.add(node));
         await nodeSets.update(names.cordonedKey, (s) => void s.delete(node));
+        // Removed for good: not expected back, whatever it said when it left.
+        await this.#deps.departures.clear(node);
         poke();
         return { removed };
       }

@@ -39,6 +39,8 @@ import type { SnapshotStore } from "../../nats/snapshots.ts";
 import type { Backups } from "../backup/service.ts";
 import { defaultRetentionSettings, Retention, type RetentionSettings } from "./retention.ts";
 import type { ClusterSettings } from "../config/schemas.ts";
+import type { Departure, Departures } from "../cluster/departures.ts";
+import type { Hold } from "../../runtime/backup-schemas.ts";
 
 export interface CoordinatorSettings {
   leaseTtlMs: number;
@@ -54,6 +56,12 @@ export interface CoordinatorSettings {
   nodeDeadAfterMs: number;
   /** Move replicas onto a node that joins (zero-downtime migrations), so load spreads without an operator. */
   autoRebalance: boolean;
+  /**
+   * A node that stopped on purpose (actors/cluster/departures.ts) keeps its replicas this long
+   * before they are placed elsewhere: a restart within it copies nothing. This node's own
+   * setting; the cluster's (`jade config`, coordinator.restartDelayMs) overrides it, live.
+   */
+  restartDelayMs: number;
   migration: MigrationSettings;
   retention: RetentionSettings;
 }
@@ -65,6 +73,7 @@ export const defaultCoordinatorSettings: CoordinatorSettings = {
   reconcileIntervalMs: 1_000,
   nodeDeadAfterMs: 8_000,
   autoRebalance: true,
+  restartDelayMs: 60_000,
   migration: defaultMigrationSettings,
   retention: defaultRetentionSettings,
 };
@@ -87,8 +96,10 @@ interface Deps {
   placements: PlacementStore;
   log: Logger;
   settings: CoordinatorSettings;
-  /** The cluster settings this node runs now (actors/config): migration concurrency, retention defaults. */
+  /** The cluster settings this node runs now (actors/config): migration concurrency, retention defaults, the restart delay. */
   live: () => ClusterSettings;
+  /** Nodes that stopped on purpose and are expected back (actors/cluster/departures.ts). */
+  departures: Departures;
 }
 
 /** The lease's value: its holder's node id, as plain text (not JSON). */
@@ -111,7 +122,8 @@ export class Coordinator {
   readonly #retention: Retention;
   readonly #lease: KvView<string>;
   #poke: () => void = () => undefined;
-  #knownLive = new Set<string>();
+  /** The live nodes at the last reconcile of this leadership (undefined before the first): a node not among them has joined. */
+  #knownLive: Set<string> | undefined;
 
   constructor(deps: Deps) {
     this.#deps = deps;
@@ -134,6 +146,8 @@ export class Coordinator {
       membership: deps.membership,
       runner: this.#runner,
       nodeDeadAfterMs: deps.settings.nodeDeadAfterMs,
+      departures: deps.departures,
+      restartDelayMs: () => deps.live().coordinator.restartDelayMs,
       poke: () => this.#poke(),
       log: deps.log,
     });
@@ -148,7 +162,7 @@ export class Coordinator {
       log: deps.log,
       settings: deps.settings.retention,
       live: deps.live,
-      holds: () => deps.backups.holds(),
+      holds: async () => [...(await deps.backups.holds()), ...departureHolds(deps.departures.within(deps.live().coordinator.restartDelayMs))],
     });
     this.#actor = createActor(this.#machine(), {
       input: {
@@ -293,7 +307,7 @@ export class Coordinator {
     const offMembers = membership.onChange(() => void run());
     const offCatalog = catalog.onChange(() => void run());
     this.#poke = () => void run();
-    this.#knownLive = new Set(membership.liveNodes(settings.nodeDeadAfterMs));
+    this.#knownLive = undefined;
     this.#admin.serve(this.#deps.nc);
     void this.#runner.start().catch((err) => this.#log.warn({ err: String(err) }, "could not resume migrations"));
     this.#retention.start();
@@ -339,7 +353,7 @@ export class Coordinator {
 
   async #reconcileOnce(epoch: number): Promise<void> {
     const { catalog, placements, settings } = this.#deps;
-    const { live, cordoned } = await this.#admin.eligibleNodes();
+    const { live, cordoned, holding } = await this.#admin.eligibleNodes();
     if (live.length === 0) return;
     const configs = catalog.cached();
     const wanted = new Set(configs.map((c) => c.name));
@@ -350,9 +364,10 @@ export class Coordinator {
         if (stored) await placements.remove(record.collection, stored.revision);
       });
     }
-    for (const config of configs) await placements.exclusive(config.name, () => this.#placeCollection(config, live, cordoned, epoch));
+    for (const config of configs) await placements.exclusive(config.name, () => this.#placeCollection(config, live, [...cordoned, ...holding], epoch));
     // Drained nodes are emptied by migrations; a node that joined gets its share when auto-rebalance is on.
-    const joined = live.filter((n) => !this.#knownLive.has(n));
+    // A restarting node counts as live throughout (holding): back, it has not "joined".
+    const joined = this.#knownLive === undefined ? [] : live.filter((n) => !this.#knownLive!.has(n));
     this.#knownLive = new Set(live);
     const drainedHold = cordoned.some((n) => placements.all().some((p) => p.record.shards.some((s) => s.replicas.includes(n))));
     if (drainedHold) await this.#admin.rebalance("drain");
@@ -367,4 +382,9 @@ function penalise(load: Record<string, number>, drained: readonly string[]): Rec
   const out = { ...load };
   for (const n of drained) out[n] = (out[n] ?? 0) + drainedLoadPenalty;
   return out;
+}
+
+/** What the replicas of nodes expected back will replay: retention keeps it (departures.ts). */
+function departureHolds(departures: readonly Departure[]): Hold[] {
+  return departures.flatMap((d) => d.replicas.map((r) => ({ what: `restart of ${d.node}`, collection: r.collection, uid: r.uid, shard: r.shard, seq: r.seq })));
 }

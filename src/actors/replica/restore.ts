@@ -14,8 +14,9 @@ import { indexConfigOf, type ReplicaParts } from "./types.ts";
 
 /**
  * Loads the best valid starting state into a fresh index and returns its sequence: this
- * node's own checkpoint when the log still covers everything after it and no shared
- * snapshot is more than a snapshot interval newer; else (a learner) a serving peer's
+ * node's own checkpoint when the log still covers everything after it and either no shared
+ * snapshot is more than a snapshot interval newer or the node is back from a clean stop whose
+ * log retention kept for it; else (a learner) a serving peer's
  * checkpoint; else the newest readable shared snapshot; else nothing (replay the whole log).
  */
 export async function restoreReplica(replica: ReplicaParts): Promise<number> {
@@ -27,7 +28,10 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
   progress.checkpointSeq = 0;
   const shared = await deps.snapshots.list(config.name, config.uid, shard);
   const local = await deps.checkpoints.latest(config.uid, shard);
-  if (local && local.seq + config.snapshot.everyEntries >= (shared[0]?.seq ?? 0)) {
+  // Back from a clean stop: the log was kept for exactly this checkpoint (a restart copies nothing).
+  const announced = deps.departedAt(config.uid, shard);
+  const returning = local !== undefined && announced !== undefined && local.seq >= announced;
+  if (local && (returning || local.seq + config.snapshot.everyEntries >= (shared[0]?.seq ?? 0))) {
     const seq = await loadCheckpoint(replica, local.file, local.seq);
     if (seq !== undefined) {
       // Where the node and the store share a disk, a checkpoint of what a shared snapshot holds is

@@ -77,6 +77,12 @@ export interface ReplicaDeps {
   settings: ReplicaSettings;
   /** The snapshot interval of collections without their own: the cluster's setting now (actors/config). */
   snapshotIntervalMs: () => number;
+  /**
+   * The sequence this node announced for a replica when it last stopped cleanly (departures.ts),
+   * as read at start: retention kept the log after it, so a checkpoint covering it is replayed
+   * from, never replaced by a copy.
+   */
+  departedAt: (uid: string, shard: number) => number | undefined;
   /** The node's transfer budget (see `transferBytesPerSecMax`). */
   transfer: RateLimiter;
   /** The node's snapshot upload budget (see `snapshotUploadBytesPerSecMax`). */

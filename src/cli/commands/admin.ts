@@ -1,4 +1,5 @@
 /** `jade nodes drain|undrain|remove`, `jade shards move`, `jade rebalance`, `jade migrations …`. */
+import { registerRestartCommands } from "./restart.ts";
 import type { Command } from "commander";
 import type { MigrationView } from "../../actors/control/migrations.ts";
 import type { Move } from "../../runtime/rebalance.ts";
@@ -60,6 +61,7 @@ export function registerAdminCommands(program: Command): void {
 
   const shards = program.command("shards").description("list shards, move shard replicas");
   registerInspectCommands(nodes, shards);
+  registerRestartCommands(nodes);
   withClientOptions(
     shards
       .command("move <collection> <shard>")

@@ -21,10 +21,11 @@ export function registerInspectCommands(nodes: Command, shards: Command): void {
       if (o.json) return printJson(rows);
       printLine(
         table(
-          ["node", "state", "coordinator", "replicas", "load", "memory", "last heartbeat"],
-          rows.map((n) => [n.id, (n.live ? "live" : "silent") + (n.drained ? ", drained" : ""), n.coordinator ? "yes" : "", n.replicas, n.load, mib(n.rssBytes), `${formatCount(n.lastSeenMs)} ms ago`]),
+          ["node", "state", "coordinator", "replicas", "load", "memory", "last heartbeat", "version"],
+          rows.map((n) => [n.id, (n.live ? "live" : "silent") + (n.drained ? ", drained" : ""), n.coordinator ? "yes" : "", n.replicas, n.load, mib(n.rssBytes), `${formatCount(n.lastSeenMs)} ms ago`, n.version]),
         ),
       );
+      for (const d of status.departed) printLine(`${d.node}: stopped cleanly at ${d.at}, expected back (its replicas stay placed)`);
     }),
   );
 

@@ -39,6 +39,7 @@ export function renderStatus(status: ClusterStatus): string {
       ]),
     ),
   );
+  for (const d of status.departed ?? []) out.push("", `${d.node}: stopped cleanly at ${d.at}, expected back (its replicas stay placed)`);
   for (const job of status.jobs ?? []) {
     const mib = (bytes: number) => (bytes / 1_048_576).toFixed(1);
     out.push("", `${job.kind} ${job.id} on ${job.node} (${job.collections.join(", ")}): ${mib(job.bytesDone)}/${mib(job.bytesTotal)} MiB, ${job.shardsDone}/${job.shardsTotal} shards`);

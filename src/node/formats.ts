@@ -1,0 +1,34 @@
+/** The join check of format versions (runtime/formats.ts): refuse a cluster this build cannot read. */
+import type { KV } from "@nats-io/kv";
+import { buildFormats, formatIssue, FormatsInUse, newClusterFormats } from "../runtime/formats.ts";
+import { names } from "../runtime/subjects.ts";
+
+/** A node that cannot read what the cluster writes: it must not join (its message says which build to run). */
+export class IncompatibleFormatError extends Error {
+  override readonly name = "IncompatibleFormatError";
+  readonly code = "incompatible_format";
+}
+
+export function isIncompatibleFormatError(err: unknown): err is IncompatibleFormatError {
+  return err instanceof IncompatibleFormatError;
+}
+
+/**
+ * The formats the cluster writes, recorded by the first node of a new cluster; throws
+ * IncompatibleFormatError when this build cannot read them.
+ */
+export async function joinFormats(kv: KV): Promise<FormatsInUse> {
+  let entry = await kv.get(names.formatsKey);
+  if (entry?.operation !== "PUT") {
+    // Create-only: of two first nodes starting at once, one writes and both read the same.
+    await kv.create(names.formatsKey, JSON.stringify(newClusterFormats())).catch(() => undefined);
+    entry = await kv.get(names.formatsKey);
+  }
+  const stored = FormatsInUse.safeParse(entry?.operation === "PUT" ? entry.json() : undefined);
+  if (!stored.success) {
+    throw new IncompatibleFormatError(`the cluster's format record (KV ${names.configBucket} key ${names.formatsKey}) is not one this node reads: a newer jade wrote it`);
+  }
+  const issue = formatIssue(stored.data, buildFormats);
+  if (issue) throw new IncompatibleFormatError(issue);
+  return stored.data;
+}
