@@ -15,6 +15,11 @@
  *   bandwidth         every proxy of the node caps each direction at `amount` bytes/s → pass
  *   memory-pressure   a hog child allocating and touching `amount` bytes (capped) → killed
  *   restart           SIGTERM, waits for the clean exit → start with the same id and data dir
+ * A nats-server that exits on its own is started again at once, as systemd, compose's
+ * `restart: unless-stopped` or Kubernetes would: nats-server 2.9.10 can panic while it recovers
+ * a sealed object-store stream after a kill -9 (seen once in CI: nil pointer in
+ * monitorCluster, 50 ms after start), and a cluster left one server short for the rest of the
+ * run would test that, not the fault at hand. Each such restart is reported in the summary.
  * Temp dirs live under os.tmpdir(); stop() kills everything, even after failures.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -27,10 +32,14 @@ import { fileURLToPath } from "node:url";
 import type { ClusterInfo, Fault, FaultDriver } from "./driver.ts";
 import { startChaosNats, type ChaosNats, type ChaosNatsOptions } from "./nats.ts";
 import { FaultProxy, type ProxyMode } from "./proxy.ts";
-import { freePort, progress, withTimeout } from "./util.ts";
+import { delay, freePort, progress, withTimeout } from "./util.ts";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const jadeBin = path.join(repoRoot, "bin/jade.mjs");
+
+/** A supervisor's restarts of a nats-server that keeps dying, and the pause before each. */
+const natsRestartsMax = 5;
+const natsRestartDelayMs = 1_000;
 
 /** The memory hog never takes more than this, whatever the fault asks for. */
 export const memoryPressureBytesMax = 512 * 1024 * 1024;
@@ -58,6 +67,16 @@ interface NodeProc {
 interface NatsProc {
   options: ChaosNatsOptions;
   server: ChaosNats | undefined;
+  /** Killed by a fault (not to be restarted until its heal). */
+  down: boolean;
+}
+
+/** A nats-server that exited without a fault asking for it, and was started again. */
+export interface NatsCrash {
+  server: string;
+  at: string;
+  code: number | null;
+  signal: string | null;
 }
 
 export class LocalDriver implements FaultDriver {
@@ -68,6 +87,7 @@ export class LocalDriver implements FaultDriver {
   readonly #nats: NatsProc[] = [];
   readonly #nodes = new Map<string, NodeProc>();
   readonly #hogs = new Set<ChildProcess>();
+  readonly #natsCrashes: NatsCrash[] = [];
   #stopped = false;
 
   constructor(options: LocalDriverOptions = {}) {
@@ -77,6 +97,11 @@ export class LocalDriver implements FaultDriver {
   /** Where the nats-server and node logs are (kept after stop() for post-mortems). */
   get logDir(): string {
     return this.#logDir;
+  }
+
+  /** nats-servers that died on their own during the run (and were restarted). */
+  get natsCrashes(): readonly NatsCrash[] {
+    return this.#natsCrashes;
   }
 
   /** Child pids (for the last-resort synchronous kill on process exit). */
@@ -108,13 +133,9 @@ export class LocalDriver implements FaultDriver {
         routes,
         logFile: path.join(this.#logDir, `${name}.log`),
       };
-      this.#nats.push({ options: natsOptions, server: undefined });
+      this.#nats.push({ options: natsOptions, server: undefined, down: false });
     }
-    await Promise.all(
-      this.#nats.map(async (n) => {
-        n.server = await startChaosNats(n.options);
-      }),
-    );
+    await Promise.all(this.#nats.map((n) => this.#startNats(n)));
     progress(`nats cluster up: ${this.#nats.map((n) => `${n.options.name}=${n.server!.url}`).join(" ")}`);
 
     const ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
@@ -203,6 +224,23 @@ export class LocalDriver implements FaultDriver {
     return n;
   }
 
+  /** Starts a nats-server and restarts it whenever it exits on its own. */
+  async #startNats(n: NatsProc): Promise<void> {
+    const server = await startChaosNats(n.options);
+    n.server = server;
+    server.process.once("exit", (code, signal) => {
+      if (this.#stopped || n.down || n.server !== server) return;
+      this.#natsCrashes.push({ server: n.options.name, at: new Date().toISOString(), code, signal });
+      n.server = undefined;
+      const crashes = this.#natsCrashes.filter((c) => c.server === n.options.name).length;
+      if (crashes > natsRestartsMax) return progress(`nats-server ${n.options.name} exited on its own ${crashes} times: left down`);
+      progress(`nats-server ${n.options.name} exited on its own (code ${code}, signal ${signal}; log ${n.options.logFile}): starting it again`);
+      void delay(natsRestartDelayMs)
+        .then(() => (this.#stopped || n.down ? undefined : this.#startNats(n)))
+        .catch((err: unknown) => progress(`nats-server ${n.options.name} did not start again: ${String(err)}`));
+    });
+  }
+
   #setProxies(node: NodeProc, mode: ProxyMode): void {
     for (const proxy of node.proxies) proxy.setMode(mode);
   }
@@ -211,10 +249,12 @@ export class LocalDriver implements FaultDriver {
     const { target } = fault;
     if (fault.kind === "kill" && target.kind === "nats") {
       const n = this.#natsProc(target.id);
+      n.down = true;
       await n.server?.kill();
       n.server = undefined;
       return async () => {
-        n.server = await startChaosNats(n.options);
+        n.down = false;
+        await this.#startNats(n);
       };
     }
     if (target.kind !== "node") throw new Error(`fault ${fault.kind} needs a node target`);

@@ -126,6 +126,8 @@ async function main(): Promise<number> {
     cluster: { nats: info.natsServers.length, nodes: info.nodes.length, collections: specs },
     durationMs: Math.round(performance.now() - runStarted),
     faults: run.faults,
+    // Not jade's doing, but worth knowing: a nats-server that died on its own was started again (local-driver.ts).
+    nats_server_crashes: driver.natsCrashes,
     ops: opsOf(workload),
     ...verdict.report,
     logs: verdict.ok && !opts.keepLogs ? null : driver.logDir,

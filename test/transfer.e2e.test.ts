@@ -6,6 +6,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import type { MigrationView } from "../src/actors/control/migrations.ts";
 import { Harness, randomPoints, waitFor } from "./support/harness.ts";
+import { seededRandom } from "./support/random.ts";
+import { onLogLine, processLogLevel, setLogLevel } from "../src/runtime/log.ts";
 
 const harness = new Harness();
 afterAll(() => harness.close());
@@ -61,6 +63,52 @@ describe("transfer throttle", () => {
     expect((await client.count("slow", { consistency: "strong" })).count).toBe(3_000);
     const shard = (await client.clusterStatus()).collections.find((c) => c.name === "slow")!.shards[0]!;
     expect({ replicas: shard.replicas.map((r) => r.node), learners: shard.learners }).toEqual({ replicas: [to], learners: [] });
+  });
+
+  it("compresses a budgeted copy of compressible vectors: fewer bytes on the wire, so the move ends sooner", async () => {
+    const nats = await harness.nats();
+    const settings = { replica: { transferBytesPerSecMax: rateBytesPerSec }, coordinator: { autoRebalance: false } };
+    await harness.node([nats.url], { nodeId: "p", ...settings });
+    await harness.node([nats.url], { nodeId: "q", ...settings });
+    const client = await harness.client(nats.url);
+    await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 2, { what: "2 live nodes" });
+    await client.createCollection({ name: "pixels", dimension: 64, metric: "l2", shards: 1, replicas: 1 });
+    // Image-like: most values 0, the rest small integers (Fashion-MNIST's checkpoints compress to 27 %).
+    const random = seededRandom(21);
+    for (let i = 0; i < 3_000; i += 500) {
+      const points = Array.from({ length: 500 }, (_, j) => ({ id: `x${i + j}`, vector: Array.from({ length: 64 }, () => (random() < 0.7 ? 0 : Math.floor(random() * 8))) }));
+      await client.upsert("pixels", { points, consistency: "all" });
+    }
+    const from = await waitFor(async () => {
+      const shard = (await client.clusterStatus()).collections.find((c) => c.name === "pixels")?.shards[0];
+      return shard?.replicas[0]?.state === "serving" && shard.replicas[0].node;
+    }, { what: "pixels placed" });
+    const copies: { bytes: number; wireBytes: number }[] = [];
+    setLogLevel("info");
+    const off = onLogLine((line) => {
+      const entry = JSON.parse(line) as { msg: string; bytes: number; wireBytes: number };
+      if (entry.msg === "copied the shard from a serving replica") copies.push(entry);
+    });
+    try {
+      const started = performance.now();
+      const view = await client.admin<{ id: string }>("move", { collection: "pixels", shard: 0, from, to: from === "p" ? "q" : "p" });
+      await waitFor(async () => (await client.admin<{ migrations: MigrationView[] }>("migrations")).migrations.find((m) => m.id === view.id)?.state === "completed", {
+        what: "move completed",
+        timeoutMs: 90_000,
+      });
+      const seconds = (performance.now() - started) / 1_000;
+      expect(copies).toHaveLength(1);
+      const [{ bytes, wireBytes }] = copies as [{ bytes: number; wireBytes: number }];
+      expect(bytes).toBeGreaterThan(3_000 * 64 * 4);
+      expect(wireBytes).toBeLessThan(0.5 * bytes);
+      // The budget paced the wire bytes: at least their time past the one-second burst.
+      expect(seconds).toBeGreaterThanOrEqual((wireBytes - rateBytesPerSec) / rateBytesPerSec);
+      process.stdout.write(`compressed peer copy: ${bytes} bytes as ${wireBytes} on the wire (${((100 * wireBytes) / bytes).toFixed(0)} %) in ${seconds.toFixed(1)} s\n`);
+    } finally {
+      off();
+      setLogLevel(processLogLevel);
+    }
+    expect((await client.count("pixels", { consistency: "strong" })).count).toBe(3_000);
   });
 
   it("moves replicas onto a node that joins (auto-rebalance, the default)", async () => {

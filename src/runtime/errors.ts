@@ -5,6 +5,8 @@
  * turns it into a reply; anything else that escapes a handler is a bug and is
  * reported as `internal`.
  */
+import { NoRespondersError, RequestError, TimeoutError } from "@nats-io/nats-core";
+
 export const ErrorCode = {
   InvalidArgument: "invalid_argument",
   NotFound: "not_found",
@@ -93,10 +95,22 @@ export function errorMessage(err: unknown): string {
   }
 }
 
-/** Any thrown value as a wire error; non-Jade errors are internal (their text is kept for operators). */
+/**
+ * Any thrown value as a wire error; non-Jade errors are internal (their text is kept for
+ * operators), except NATS not answering a handler's own request (a JetStream API call, a KV
+ * read): the cluster is degraded, the request may be retried, and nothing is wrong with it.
+ * Seen with one of three nats-servers down: a migrations listing timed out after 5 s.
+ */
 export function toWireError(err: unknown): WireError {
   if (err instanceof JadeError) return err.toWire();
+  if (isNatsUnanswered(err)) return { code: ErrorCode.Unavailable, message: `NATS did not answer in time: ${errorMessage(err)}`, retryable: true };
   return { code: ErrorCode.Internal, message: errorMessage(err), retryable: false };
+}
+
+/** NATS did not answer a request in time, or nobody serves its subject: the cluster is degraded or busy, the same request may succeed next time. */
+export function isNatsUnanswered(err: unknown): boolean {
+  if (err instanceof TimeoutError || err instanceof NoRespondersError) return true;
+  return err instanceof RequestError && (err.cause instanceof TimeoutError || err.cause instanceof NoRespondersError);
 }
 
 export function ok<T>(result: T): Reply<T> {

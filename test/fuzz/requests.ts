@@ -264,7 +264,7 @@ function replicaRequest(world: World): fc.Arbitrary<FuzzRequest> {
               ? { get: { ids, withVectors: true } }
               : op === "count"
                 ? { count: {} }
-                : { chunk: { seq: 1, offset: 0, length: 1024 } };
+                : { chunk: { seq: 1, offset: 0, length: 1024, ...(shard % 2 === 0 ? { accept: ["br"] } : {}) } };
         return {
           family: `replica.${op}`,
           subject: `jade.replica.${world.nodeId}.${s.name}.${shard}.${op}`,

@@ -13,6 +13,7 @@ import { z } from "zod";
 import { errorMessage, ErrorCode, JadeError, type WireError } from "../../runtime/errors.ts";
 import { checkFilterAst, type Filter } from "../../runtime/filter.ts";
 import { limits } from "../../runtime/limits.ts";
+import { ChunkEncoding } from "./chunk-encoding.ts";
 
 /** Bytes per `chunk` request: well under NATS max_payload (8 MiB here, 1 MiB by default). */
 export const checkpointChunkBytesMax = 512 * 1024;
@@ -53,7 +54,16 @@ export const ReplicaReadRequest = z
     count: z.object({ filter: FilterAst.optional() }).strict().optional(),
     checkpoint: z.object({}).strict().optional(),
     digest: z.object({}).strict().optional(),
-    chunk: z.object({ seq: z.number().int().min(0), offset: z.number().int().min(0), length: z.number().int().min(1).max(checkpointChunkBytesMax) }).strict().optional(),
+    chunk: z
+      .object({
+        seq: z.number().int().min(0),
+        offset: z.number().int().min(0),
+        length: z.number().int().min(1).max(checkpointChunkBytesMax),
+        /** Encodings the requester reads (chunk-encoding.ts): the reply is then an EncodedChunk, not the bytes alone. */
+        accept: z.array(z.enum(ChunkEncoding)).max(2).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type ReplicaReadRequest = z.infer<typeof ReplicaReadRequest>;

@@ -128,7 +128,7 @@ async function copyFromPeer(replica: ReplicaParts): Promise<number | undefined> 
       const loaded = await index.load(indexConfigOf(config), file);
       progress.count = loaded.count;
       progress.pendingRows = loaded.pendingRows ?? 0;
-      log.info({ peer, appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows, bytes: offer.bytes }, "copied the shard from a serving replica");
+      log.info({ peer, appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows, bytes: offer.bytes, wireBytes: offer.wireBytes }, "copied the shard from a serving replica");
       return loaded.appliedSeq;
     } catch (err) {
       log.warn({ err: errorMessage(err), peer }, "could not copy the shard from a serving replica; trying the next source");

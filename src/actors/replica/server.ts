@@ -3,6 +3,7 @@
  * `inflightMax` requests a read is refused as rate_limited, so the router
  * tries another replica instead of queueing behind an overloaded node.
  */
+import { encodeChunk } from "./chunk-encoding.ts";
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { serve, type Serving } from "../../nats/serve.ts";
 import { ErrorCode, invalidArgument, JadeError, unavailable, type WireError } from "../../runtime/errors.ts";
@@ -85,8 +86,9 @@ export class ReplicaServer {
         return replica.offerCheckpoint();
       case "chunk": {
         if (!request.chunk) throw missing();
-        const { seq, offset, length } = request.chunk;
-        return replica.readCheckpoint(seq, offset, length);
+        const { seq, offset, length, accept } = request.chunk;
+        const raw = await replica.readCheckpoint(seq, offset, length);
+        return accept ? encodeChunk(raw, accept) : raw;
       }
     }
   }
