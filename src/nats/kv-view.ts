@@ -8,6 +8,7 @@ import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
 import { TimeoutError } from "@nats-io/nats-core";
 import { deferred, withDeadline } from "../runtime/async.ts";
 import { errorMessage, isNatsUnanswered } from "../runtime/errors.ts";
+import type { Logger } from "../runtime/log.ts";
 
 /**
  * Tries at starting a watch, and how long one may take. Measured on nats-server 2.9.10 with
@@ -19,7 +20,6 @@ import { errorMessage, isNatsUnanswered } from "../runtime/errors.ts";
  */
 const watchAttemptsMax = 8;
 const watchCreateMsMax = 1_500;
-import type { Logger } from "../runtime/log.ts";
 
 export interface Versioned<T> {
   value: T;
