@@ -2,6 +2,11 @@
 import type { KV } from "@nats-io/kv";
 import { buildFormats, formatIssue, FormatsInUse, newClusterFormats } from "../runtime/formats.ts";
 import { names } from "../runtime/subjects.ts";
+import { delay } from "../runtime/async.ts";
+
+/** Tries at recording the formats of a new cluster, and the pause after a failed one. */
+const formatCreateAttemptsMax = 10;
+const formatCreateRetryMs = 500;
 
 /** A node that cannot read what the cluster writes: it must not join (its message says which build to run). */
 export class IncompatibleFormatError extends Error {
@@ -19,12 +24,14 @@ export function isIncompatibleFormatError(err: unknown): err is IncompatibleForm
  */
 export async function joinFormats(kv: KV): Promise<FormatsInUse> {
   let entry = await kv.get(names.formatsKey);
-  if (entry?.operation !== "PUT") {
-    // Create-only: of two first nodes starting at once, one writes and both read the same.
-    await kv.create(names.formatsKey, JSON.stringify(newClusterFormats())).catch(() => undefined);
+  // Create-only: of two first nodes starting at once, one writes and both read the same. A
+  // cluster that just formed may time a create out (its stream still electing a leader): try again.
+  for (let attempt = 1; entry?.operation !== "PUT"; attempt++) {
+    if (attempt > formatCreateAttemptsMax) throw new Error(`could not read or record the cluster's formats (KV ${names.configBucket} key ${names.formatsKey})`);
+    await kv.create(names.formatsKey, JSON.stringify(newClusterFormats())).catch(() => delay(formatCreateRetryMs));
     entry = await kv.get(names.formatsKey);
   }
-  const stored = FormatsInUse.safeParse(entry?.operation === "PUT" ? entry.json() : undefined);
+  const stored = FormatsInUse.safeParse(entry.json());
   if (!stored.success) {
     throw new IncompatibleFormatError(`the cluster's format record (KV ${names.configBucket} key ${names.formatsKey}) is not one this node reads: a newer jade wrote it`);
   }
