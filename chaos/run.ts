@@ -220,7 +220,7 @@ async function runFault(ctx: ScenarioContext, scenario: Scenario, fault: Fault |
     degradedReasons: {},
   };
   progress(`round ${round} · ${scenario.name} → ${target}${fault?.amount !== undefined ? ` (${fault.amount})` : ""}`);
-  const copies = scenario.promises?.nothingCopied ? await copyState(ctx.client) : undefined;
+  const copies = scenario.promises?.nothingCopied ? await copyState(ctx.client).catch((err: unknown) => (record.error = `state before: ${errorMessage(err)}`, undefined)) : undefined;
   try {
     if (fault) {
       const heal = await driver.inject(fault);
@@ -243,7 +243,10 @@ async function runFault(ctx: ScenarioContext, scenario: Scenario, fault: Fault |
   } else {
     progress(`${scenario.name}: healed, settled in ${settled.tookMs} ms`);
   }
-  if (copies) record.promisesBroken = copyBreaches(copies, await copyState(ctx.client));
+  if (copies) {
+    const after = await copyState(ctx.client).catch((err: unknown) => (record.error = `state after: ${errorMessage(err)}`, undefined));
+    if (after) record.promisesBroken = copyBreaches(copies, after);
+  }
   // Let the workload run on the settled cluster for a moment: it marks the end of the window.
   await delay(5_000);
   return { record, injectedAt, windowEnd: now(), promises: scenario.promises };
@@ -255,7 +258,25 @@ interface CopyState {
   restored: { replica: string; source: string | undefined }[];
 }
 
+/**
+ * The placement, migrations and restore sources. Tried a few times: with a nats-server down
+ * (2.9.10's recovery panic, local-driver.ts) listing the migrations' keys can go unanswered
+ * (`unavailable`), and a state that cannot be read must not abort the run.
+ */
 async function copyState(c: JadeClient): Promise<CopyState> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await copyStateOnce(c);
+    } catch (err) {
+      if (attempt >= copyStateAttemptsMax) throw err;
+      await delay(1_000);
+    }
+  }
+}
+
+const copyStateAttemptsMax = 6;
+
+async function copyStateOnce(c: JadeClient): Promise<CopyState> {
   const status = await withTimeout(c.clusterStatus(), 10_000, "cluster status");
   const { migrations } = await withTimeout(c.admin<{ migrations: { id: string }[] }>("migrations", {}), 10_000, "migrations");
   return {
