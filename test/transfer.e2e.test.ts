@@ -5,6 +5,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import type { MigrationView } from "../src/actors/control/migrations.ts";
+import type { JadeClient } from "../src/client/client.ts";
 import { Harness, randomPoints, waitFor } from "./support/harness.ts";
 import { seededRandom } from "./support/random.ts";
 import { onLogLine, processLogLevel, setLogLevel } from "../src/runtime/log.ts";
@@ -14,15 +15,20 @@ afterAll(() => harness.close());
 
 const rateBytesPerSec = 128 * 1024;
 
+/** Two live nodes with the transfer budget (the target's is the one that applies); auto-rebalance off: only the test's move runs. */
+async function throttledPair(first: string, second: string): Promise<JadeClient> {
+  const nats = await harness.nats();
+  const settings = { replica: { transferBytesPerSecMax: rateBytesPerSec }, coordinator: { autoRebalance: false } };
+  await harness.node([nats.url], { nodeId: first, ...settings });
+  await harness.node([nats.url], { nodeId: second, ...settings });
+  const client = await harness.client(nats.url);
+  await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 2, { what: "2 live nodes" });
+  return client;
+}
+
 describe("transfer throttle", () => {
   it("a move's target copies no faster than its node's transfer budget", async () => {
-    const nats = await harness.nats();
-    // Both nodes get the budget; the target's is the one that applies. Auto-rebalance off: only our move runs.
-    const settings = { replica: { transferBytesPerSecMax: rateBytesPerSec }, coordinator: { autoRebalance: false } };
-    await harness.node([nats.url], { nodeId: "a", ...settings });
-    await harness.node([nats.url], { nodeId: "b", ...settings });
-    const client = await harness.client(nats.url);
-    await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 2, { what: "2 live nodes" });
+    const client = await throttledPair("a", "b");
     await client.createCollection({ name: "slow", dimension: 64, metric: "l2", shards: 1, replicas: 1 });
     const vectors = randomPoints(3_000, 64, 5);
     for (let i = 0; i < vectors.length; i += 500) {
@@ -66,12 +72,7 @@ describe("transfer throttle", () => {
   });
 
   it("compresses a budgeted copy of compressible vectors: fewer bytes on the wire, so the move ends sooner", async () => {
-    const nats = await harness.nats();
-    const settings = { replica: { transferBytesPerSecMax: rateBytesPerSec }, coordinator: { autoRebalance: false } };
-    await harness.node([nats.url], { nodeId: "p", ...settings });
-    await harness.node([nats.url], { nodeId: "q", ...settings });
-    const client = await harness.client(nats.url);
-    await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 2, { what: "2 live nodes" });
+    const client = await throttledPair("p", "q");
     await client.createCollection({ name: "pixels", dimension: 64, metric: "l2", shards: 1, replicas: 1 });
     // Image-like: most values 0, the rest small integers (Fashion-MNIST's checkpoints compress to 27 %).
     const random = seededRandom(21);
