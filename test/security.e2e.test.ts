@@ -16,11 +16,13 @@ import { Kvm } from "@nats-io/kv";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JadeClient } from "../src/client/client.ts";
+import { KeyStore } from "../src/actors/keys/store.ts";
 import { AuthDir } from "../src/nats/auth-dir.ts";
 import { connectionOptions, readCredentials, type NatsAuth } from "../src/nats/auth.ts";
 import { reloadEmbeddedNats, type EmbeddedNats } from "../src/nats/embedded.ts";
 import type { JadeNode } from "../src/node.ts";
 import { ErrorCode } from "../src/runtime/errors.ts";
+import { names } from "../src/runtime/subjects.ts";
 import { makeTestCerts, type TestCerts } from "./support/certs.ts";
 import { Harness, jadeBin, randomPoints, repoRoot, waitFor } from "./support/harness.ts";
 
@@ -328,6 +330,23 @@ describe("API keys for HTTP", () => {
     const { keys } = await keysAdmin.admin<{ keys: { id: string }[] }>("keys.list", {});
     expect(keys.map((k) => k.id)).not.toContain(id);
     await expect(keysAdmin.admin("keys.revoke", { id })).rejects.toMatchObject({ code: ErrorCode.NotFound });
+  });
+
+  it("a key works on a node whose watch has not delivered it yet, and a revoked or unknown one does not", async () => {
+    // A store whose watch never started stands for a node the creation has not reached: only
+    // its read of KV on a miss can know the key.
+    const nc = await connect({ servers: natsUrl });
+    try {
+      const behind = new KeyStore(await new Kvm(jetstream(nc)).open(names.keysBucket), pino({ level: "silent" }));
+      const { id, key } = await createKey("just made", [{ collection: "docs", access: "read" }]);
+      expect(await behind.authenticate(`Bearer ${key}`)).toMatchObject({ id, name: "just made" });
+      await expect(behind.authenticate(`Bearer ${key.slice(0, -1)}${key.endsWith("A") ? "B" : "A"}`)).rejects.toMatchObject({ code: ErrorCode.Unauthorized });
+      await keysAdmin.admin("keys.revoke", { id });
+      await expect(behind.authenticate(`Bearer ${key}`)).rejects.toMatchObject({ code: ErrorCode.Unauthorized });
+      await expect(behind.authenticate(`Bearer jade_abcdefghijkl_${"A".repeat(43)}`)).rejects.toMatchObject({ code: ErrorCode.Unauthorized });
+    } finally {
+      await nc.close();
+    }
   });
 
   it("over its rate, an API key is refused 429 with Retry-After; another key is not; the refusals are counted", async () => {

@@ -31,6 +31,8 @@ export const limits = {
   keyScopesMax: 64,
   /** API keys a cluster keeps: every node holds all of them in memory. */
   keysMax: 10_000,
+  /** KV reads in flight on one node for presented key ids its watch has not delivered (see KeyStore.authenticate). */
+  keyMissReadsInFlightMax: 16,
   /** Vectors in a vector-sharding training sample (create request; the 8 MiB request limit also applies). */
   shardingSampleVectorsMax: 10_000,
   /** Numbers (vectors × dimension) in a training sample: bounds k-means work at create time. */

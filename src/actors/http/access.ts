@@ -28,9 +28,9 @@ export class HttpAccess {
   }
 
   /** The key presented, when keys are required and it meets `need`; throws `unauthorized` or `forbidden` otherwise. */
-  check(authorization: string | undefined, need: Need | "any"): KeyRecord | undefined {
+  async check(authorization: string | undefined, need: Need | "any"): Promise<KeyRecord | undefined> {
     if (!this.#keys) return undefined;
-    const key = this.#keys.authenticate(authorization);
+    const key = await this.#keys.authenticate(authorization);
     if (!allows(key.scopes, need)) {
       const what = need === "any" ? "this" : `${need.access} access to ${need.collection === "*" ? "the cluster" : `collection ${quote(need.collection)}`}`;
       throw new JadeError(ErrorCode.Forbidden, `API key ${key.id} (${quote(key.name)}) has no ${what}`);
@@ -45,7 +45,7 @@ export class HttpAccess {
 
   /** An API operation: checked, then its answer narrowed to what the key may see. */
   async api<T>(authorization: string | undefined, route: ApiRoute, name: string | undefined, run: () => Promise<T>): Promise<T> {
-    const key = this.check(authorization, needOf(route, name));
+    const key = await this.check(authorization, needOf(route, name));
     const result = await run();
     if (!key || route.kind !== "catalog" || route.op !== "list") return result;
     // A listing names only the collections the key holds a scope on.

@@ -152,7 +152,7 @@ export class HttpServer {
     const { access } = this.#deps;
     if (metrics) {
       this.#app.get("/metrics", async (req, reply) => {
-        const refused = this.#refused(req, { collection: everything, access: Access.Read });
+        const refused = await this.#refused(req, { collection: everything, access: Access.Read });
         if (refused) return this.#send(reply, refused, Encoding.Json);
         const { text, contentType } = await metrics.scrape();
         return reply.type(contentType).send(text);
@@ -161,9 +161,9 @@ export class HttpServer {
     for (const [path, file, type] of dashboardFiles) {
       this.#app.get(path, (_req, reply) => reply.type(type).header("cache-control", "no-cache").send(file));
     }
-    this.#app.get("/v1/events", (req, reply) => {
+    this.#app.get("/v1/events", async (req, reply) => {
       // The live feed shows the whole cluster and every node's logs.
-      const refused = this.#refused(req, { collection: everything, access: Access.Admin });
+      const refused = await this.#refused(req, { collection: everything, access: Access.Admin });
       if (refused) return this.#send(reply, refused, Encoding.Json);
       if (this.#events.full) return this.#send(reply, fail(new JadeError(ErrorCode.RateLimited, `more than ${eventPagesMax} live pages on this node`)), Encoding.Json);
       reply.hijack();
@@ -197,9 +197,9 @@ export class HttpServer {
   }
 
   /** The refusal of a request that does not present a key good for `need`; undefined when it may go on. */
-  #refused(req: FastifyRequest, need: Need): Reply<never> | undefined {
+  async #refused(req: FastifyRequest, need: Need): Promise<Reply<never> | undefined> {
     try {
-      this.#deps.access.check(req.headers.authorization, need);
+      await this.#deps.access.check(req.headers.authorization, need);
       return undefined;
     } catch (err) {
       return fail(err);

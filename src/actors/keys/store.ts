@@ -28,6 +28,7 @@ function parseKey(presented: string): { id: string; secret: string } | undefined
 export class KeyStore {
   readonly #kv: KV;
   readonly #view: KvView<KeyRecord>;
+  #missReadsInFlight = 0;
 
   constructor(kv: KV, log: Logger) {
     this.#kv = kv;
@@ -45,16 +46,29 @@ export class KeyStore {
   /**
    * The key an `Authorization: Bearer …` header presents, checked against its record; refused
    * as `unauthorized` (without saying which part was wrong) when missing, malformed, unknown,
-   * revoked or wrong.
+   * revoked or wrong. A well-formed id this node's watch has not delivered is read from KV:
+   * a key works on every node the moment `keys create` answers, not once the watch catches up
+   * (CI on f6c4690: a key made through one node was refused by another a moment later). The
+   * reads are bounded, so guessed ids cannot queue unbounded work on JetStream.
    */
-  authenticate(header: string | undefined): KeyRecord {
+  async authenticate(header: string | undefined): Promise<KeyRecord> {
     if (header === undefined) throw new JadeError(ErrorCode.Unauthorized, "an API key is required: Authorization: Bearer <key> (jade keys create)");
     const parsed = parseKey(header.replace(/^Bearer\s+/i, "").trim());
-    const record = parsed && this.#view.get(parsed.id)?.value;
+    const record = parsed && (this.#view.get(parsed.id)?.value ?? (await this.#readMissing(parsed.id)));
     if (!parsed || !record || !timingSafeEqual(sha256(parsed.secret), Buffer.from(record.secretSha256, "hex"))) {
       throw new JadeError(ErrorCode.Unauthorized, "the API key is not valid (unknown, revoked or mistyped)");
     }
     return record;
+  }
+
+  async #readMissing(id: string): Promise<KeyRecord | undefined> {
+    if (this.#missReadsInFlight >= limits.keyMissReadsInFlightMax) return undefined;
+    this.#missReadsInFlight++;
+    try {
+      return (await this.#view.read(id))?.value;
+    } finally {
+      this.#missReadsInFlight--;
+    }
   }
 
   async handle(op: KeyOp, body: unknown): Promise<unknown> {
