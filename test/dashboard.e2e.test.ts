@@ -2,7 +2,8 @@
  * The admin dashboard in a real browser (Debian's Chromium through playwright-core) against a
  * real 3-node cluster: the page loads small and from the node alone, shows the nodes and the
  * shard × replica grid live, drains a node from the page and shows its replicas move, shows
- * the nodes' log lines as they come, and leaves a screenshot in test/artifacts/.
+ * the nodes' log lines as they come, shows a backup's progress, a killed node as silent and a
+ * cleanly stopped one as restarting, and leaves screenshots in test/artifacts/.
  */
 import { mkdir } from "node:fs/promises";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -17,6 +18,7 @@ const nodeIds = ["d1", "d2", "d3"];
 const pageBytesMax = 200 * 1024;
 const transferBytesPerSecMax = 256 * 1024;
 let client: JadeClient;
+let natsUrl: string;
 let web: JadeNode;
 let browser: Browser;
 let page: Page;
@@ -24,6 +26,7 @@ const outside: string[] = [];
 
 beforeAll(async () => {
   const nats = await harness.nats();
+  natsUrl = nats.url;
   // At info, so the nodes ship log lines for the page to show.
   setLogLevel("info");
   for (const nodeId of nodeIds) {
@@ -193,5 +196,34 @@ describe("the dashboard", () => {
     await page.locator('#create input[name="name"]').fill("dash");
     await page.locator("#create button").click();
     await page.getByTestId("notice").filter({ hasText: "already_exists" }).waitFor();
+  });
+
+  it("shows a backup in progress, a node killed as silent, and a node stopped cleanly as restarting", async () => {
+    // A backup at the slowest budget (1 MiB/s) of ~4 MB of log, copied then read back: seconds of progress on the page.
+    await client.createCollection({ name: "busy", dimension: 32, metric: "l2", shards: 2, replicas: 1 });
+    const vectors = randomPoints(30_000, 32, 5);
+    for (let i = 0; i < vectors.length; i += 5_000) {
+      await client.upsert("busy", { points: vectors.slice(i, i + 5_000).map((vector, j) => ({ id: `b${i + j}`, vector })), consistency: "all" });
+    }
+    await page.goto(web.httpUrl!);
+    await page.getByTestId("live").filter({ hasText: "live" }).waitFor();
+    const dir = await harness.tempDir("jade-dash-backups-");
+    const slow = await client.createBackup({ collections: ["busy"], to: { dir }, bytesPerSecMax: 1 << 20 });
+    const job = page.locator("#jobs p", { hasText: `backup ${slow.id}` });
+    await job.waitFor({ timeout: 30_000 });
+    await waitFor(async () => Number(await job.locator("progress").getAttribute("value")) > 0, { what: "the backup's progress on the page" });
+    // A node that dies without a word goes silent; one that stops cleanly is expected back.
+    const killed = await harness.spawnJade(["start", "--nats", natsUrl, "--data", await harness.tempDir(), "--node-id", "d8"]);
+    const stopped = await harness.node([natsUrl], { nodeId: "d9" });
+    for (const id of ["d8", "d9"]) await page.getByTestId(`state-${id}`).filter({ hasText: /^live/ }).waitFor({ timeout: 30_000 });
+    await killed.kill9();
+    await stopped.stop();
+    await page.getByTestId("state-d9").filter({ hasText: "restarting · stopped cleanly" }).waitFor({ timeout: 30_000 });
+    await page.getByTestId("state-d8").filter({ hasText: /^silent/ }).waitFor({ timeout: 60_000 });
+    expect(await page.locator('#nodes tr[data-node="d9"]').getAttribute("class")).toBe("restarting");
+    await mkdir(`${repoRoot}/test/artifacts`, { recursive: true });
+    await page.screenshot({ path: `${repoRoot}/test/artifacts/dashboard-failures.png`, fullPage: true });
+    await waitFor(async () => (await client.listBackups()).find((b) => b.id === slow.id)?.state === "complete", { timeoutMs: 60_000, what: "the slow backup to complete" });
+    await job.waitFor({ state: "detached", timeout: 30_000 });
   });
 });

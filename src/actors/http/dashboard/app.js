@@ -6,7 +6,7 @@ const logsKept = 500;
 const errorsKept = 20;
 const levelNames = { 10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL" };
 const logs = [];
-let status = { nodes: [], collections: [], jobs: [], coordinator: null };
+let status = { nodes: [], departed: [], collections: [], jobs: [], coordinator: null };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -76,9 +76,13 @@ function fill(node, signature, ...children) {
 
 function renderNodes() {
   const replicasOn = (id) => status.collections.reduce((n, c) => n + c.shards.reduce((m, s) => m + s.replicas.filter((r) => r.node === id).length, 0), 0);
+  // A node that stopped cleanly has left the membership but keeps its replicas until it is
+  // back (or the restart delay ends): it stays on the page, as restarting.
+  const departedAt = new Map((status.departed ?? []).map((d) => [d.node, d.at]));
+  const shown = [...status.nodes, ...[...departedAt.keys()].filter((id) => !status.nodes.some((n) => n.id === id)).map((id) => ({ id, live: false, absent: true }))].sort((a, b) => (a.id < b.id ? -1 : 1));
   reconcile(
     $("nodes"),
-    status.nodes,
+    shown,
     (n) => n.id,
     (n) =>
       el(
@@ -100,21 +104,25 @@ function renderNodes() {
         ),
       ),
     (row, n) => {
-      row.className = n.live ? "" : "silent";
-      const texts = [
-        `${n.id}${n.id === status.coordinator ? " (coordinator)" : ""}`,
-        `${n.live ? "live" : "silent"}${n.drained ? " · drained" : ""}`,
-        String(replicasOn(n.id)),
-        String(n.load),
-        mib(n.rssBytes),
-        `${n.lastSeenMs} ms ago`,
-        // A node that has not applied the stored settings (it refused them: its log says why).
-        n.configRevision < status.configRevision ? `rev ${n.configRevision} · old (${status.configRevision} stored)` : `rev ${n.configRevision}`,
-      ];
+      const departed = departedAt.get(n.id);
+      row.className = departed !== undefined && !n.live ? "restarting" : n.live ? "" : "silent";
+      const state = departed !== undefined && !n.live ? `restarting · stopped cleanly at ${new Date(departed).toLocaleTimeString()}` : n.live ? "live" : "silent";
+      const texts = n.absent
+        ? [n.id, state, String(replicasOn(n.id)), "—", "—", "—", "—"]
+        : [
+            `${n.id}${n.id === status.coordinator ? " (coordinator)" : ""}`,
+            `${state}${n.drained ? " · drained" : ""}`,
+            String(replicasOn(n.id)),
+            String(n.load),
+            mib(n.rssBytes),
+            `${n.lastSeenMs} ms ago`,
+            // A node that has not applied the stored settings (it refused them: its log says why).
+            n.configRevision < status.configRevision ? `rev ${n.configRevision} · old (${status.configRevision} stored)` : `rev ${n.configRevision}`,
+          ];
       texts.forEach((text, i) => {
         if (row.cells[i].textContent !== text) row.cells[i].textContent = text;
       });
-      row.cells[6].className = n.configRevision < status.configRevision ? "config-old" : "";
+      row.cells[6].className = !n.absent && n.configRevision < status.configRevision ? "config-old" : "";
     },
   );
   $("coordinator").textContent = `coordinator: ${status.coordinator ?? "(none)"}`;
