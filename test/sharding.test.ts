@@ -400,11 +400,12 @@ describe("upsert entries with deleteIds", () => {
     expect(decodeEntry(plain.data)).not.toHaveProperty("deleteIds");
     expect(decodeEntry(entry(2, ["a"], ["b", "c"]).data)).toMatchObject({ ids: ["a"], deleteIds: ["b", "c"] });
     expect(decodeEntry(entry(3, [], ["b"]).data)).toMatchObject({ ids: [], deleteIds: ["b"] });
-    // Format 1 may say so; a format this code does not know is refused, not misread.
+    // Formats 1 and 2 may say so (2 adds transaction entries); a format this code does not know is refused, not misread.
     const packr = new Packr({ useRecords: false, moreTypes: false });
     const wire = { k: "u", i: ["a"], d: dimension, v: new Uint8Array(Float32Array.from([1, 0]).buffer) };
     expect(decodeEntry(packr.pack({ ...wire, f: 1 }))).toEqual(decodeEntry(plain.data));
-    expect(() => decodeEntry(packr.pack({ ...wire, f: 2 }))).toThrow(/entry format 2/);
+    expect(decodeEntry(packr.pack({ ...wire, f: 2 }))).toEqual(decodeEntry(plain.data));
+    expect(() => decodeEntry(packr.pack({ ...wire, f: 3 }))).toThrow(/entry format 3/);
   });
 
   it("a shard deletes the ids first, then applies the points; an entry may be a pure delete", () => {

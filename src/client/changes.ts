@@ -25,7 +25,7 @@ import {
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { ErrorCode, JadeError } from "../runtime/errors.ts";
-import { decodeEntry, EntryKind, type LogEntry } from "../runtime/log-entry.ts";
+import { decodeEntry, EntryKind, isTxnEntry, type LogEntry } from "../runtime/log-entry.ts";
 import { logPurgedPast } from "../runtime/retention.ts";
 import type { CollectionConfig, Payload } from "../runtime/schemas.ts";
 import { names } from "../runtime/subjects.ts";
@@ -252,6 +252,10 @@ function decodeEntryOrSkip(data: Uint8Array): LogEntry | undefined {
 /** The changes of one entry, in entry order (without `position`). */
 export function changesOf(entry: LogEntry | undefined, shard: number, seq: number, time: string): Omit<Change, "position">[] {
   if (entry === undefined) return [];
+  // Transaction entries appear only in logs written in format 2, which no cluster writes until
+  // transactions land whole; the feed will then deliver a transaction's changes at its commit
+  // (decision 013).
+  if (isTxnEntry(entry)) return [];
   if (entry.kind === EntryKind.Delete) return entry.ids.map((id, index) => ({ op: "delete", id, shard, seq, index, time }));
   const { dimension, vectors, payloads } = entry;
   return entry.ids.map((id, index) => ({

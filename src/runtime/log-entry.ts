@@ -12,6 +12,13 @@
  * `p` is absent when no point of the entry has a payload (a bulk import of bare vectors
  * then carries no per-point null); entries written before that always carry it, and
  * both decode alike.
+ *
+ * Format 2 adds the transaction entries (decision 013), each with `f: 2`; plain upserts and
+ * deletes stay format 1, so a cluster that writes format 2 writes them byte for byte as before.
+ * - `txn.prepare`: `{k:"tp", f:2, t: txn, w?: upsert (as above, without k), r?: ids to delete,
+ *   c?: [{i: id, v?: version, e?: exists}], dl: deadline (ms since the epoch)}`: staged, invisible;
+ * - `txn.commit`: `{k:"tc", f:2, t, s: the prepare's sequence, at: commit time (ms)}`;
+ * - `txn.abort`: `{k:"ta", f:2, t, s}`.
  */
 import { Packr } from "msgpackr";
 import { positionsPerEntry } from "./limits.ts";
@@ -19,7 +26,7 @@ import type { Payload } from "./schemas.ts";
 import { errorMessage } from "./errors.ts";
 import { vectorIssue, type VectorSpace } from "./vectors.ts";
 
-export const EntryKind = { Upsert: "upsert", Delete: "delete" } as const;
+export const EntryKind = { Upsert: "upsert", Delete: "delete", TxnPrepare: "txn.prepare", TxnCommit: "txn.commit", TxnAbort: "txn.abort" } as const;
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
 
 export interface UpsertEntry {
@@ -43,23 +50,100 @@ export interface DeleteEntry {
   ids: string[];
 }
 
-export type LogEntry = UpsertEntry | DeleteEntry;
+/** A condition of a transaction on one point: its version, or whether it exists. */
+export interface TxnCondition {
+  id: string;
+  version?: number;
+  exists?: boolean;
+}
+
+/** One shard's part of a transaction: what becomes of each id it touches (an id is in `upsert` or `deleteIds`, never both). */
+export interface TxnPrepareEntry {
+  kind: typeof EntryKind.TxnPrepare;
+  txn: string;
+  upsert?: Omit<UpsertEntry, "kind" | "deleteIds">;
+  deleteIds: string[];
+  conditions: TxnCondition[];
+  /** Past it, a replica still holding the ops asks recovery to finish the transaction. */
+  deadlineAtMs: number;
+}
+
+export interface TxnCommitEntry {
+  kind: typeof EntryKind.TxnCommit;
+  txn: string;
+  /** The sequence of the shard's prepare: where a reader that starts after it finds the ops. */
+  prepareSeq: number;
+  /** The record's commit time: a point-in-time restore includes the transaction when it is at or before the instant. */
+  committedAtMs: number;
+}
+
+export interface TxnAbortEntry {
+  kind: typeof EntryKind.TxnAbort;
+  txn: string;
+  prepareSeq: number;
+}
+
+export type PlainEntry = UpsertEntry | DeleteEntry;
+export type TxnEntry = TxnPrepareEntry | TxnCommitEntry | TxnAbortEntry;
+export type LogEntry = PlainEntry | TxnEntry;
+
+export function isTxnEntry(entry: LogEntry): entry is TxnEntry {
+  return entry.kind === EntryKind.TxnPrepare || entry.kind === EntryKind.TxnCommit || entry.kind === EntryKind.TxnAbort;
+}
+
+/** The ids a plain entry or a prepare writes or deletes. */
+export function touchedIds(entry: PlainEntry | TxnPrepareEntry): string[] {
+  switch (entry.kind) {
+    case EntryKind.Upsert:
+      return entry.deleteIds ? [...entry.deleteIds, ...entry.ids] : entry.ids;
+    case EntryKind.Delete:
+      return entry.ids;
+    case EntryKind.TxnPrepare:
+      return entry.upsert ? [...entry.upsert.ids, ...entry.deleteIds] : entry.deleteIds;
+  }
+}
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
-/** The format this module writes; entries of format 1 carry no `f`. */
-export const entryFormat = 1;
+/** The newest format this module writes: plain entries are format 1 (no `f`), transaction entries format 2. */
+export const entryFormat = 2;
+/** The format a log must be written in before transaction entries may be appended to it (runtime/formats.ts). */
+export const txnEntryFormat = 2;
 
 interface WireUpsert { k: "u"; i: string[]; p?: (Payload | null)[]; d: number; v: Uint8Array; x?: string[]; f?: number }
 interface WireDelete { k: "d"; i: string[] }
+interface WireCondition { i: string; v?: number; e?: boolean }
+interface WirePrepare { k: "tp"; f: 2; t: string; w?: Omit<WireUpsert, "k" | "x" | "f">; r?: string[]; c?: WireCondition[]; dl: number }
+interface WireMarker { k: "tc" | "ta"; f: 2; t: string; s: number; at?: number }
+
+function wireUpsert(entry: Omit<UpsertEntry, "kind" | "deleteIds">): Omit<WireUpsert, "k" | "x" | "f"> {
+  const v = new Uint8Array(entry.vectors.buffer, entry.vectors.byteOffset, entry.vectors.byteLength);
+  const wire: Omit<WireUpsert, "k" | "x" | "f"> = { i: entry.ids, d: entry.dimension, v };
+  if (entry.payloads?.some((p) => p !== null)) wire.p = entry.payloads;
+  return wire;
+}
 
 export function encodeEntry(entry: LogEntry): Uint8Array {
-  if (entry.kind === EntryKind.Delete) return packr.pack({ k: "d", i: entry.ids } satisfies WireDelete);
-  const v = new Uint8Array(entry.vectors.buffer, entry.vectors.byteOffset, entry.vectors.byteLength);
-  const wire: WireUpsert = { k: "u", i: entry.ids, d: entry.dimension, v };
-  if (entry.payloads?.some((p) => p !== null)) wire.p = entry.payloads;
-  if (entry.deleteIds !== undefined) wire.x = entry.deleteIds;
-  return packr.pack(wire);
+  switch (entry.kind) {
+    case EntryKind.Delete:
+      return packr.pack({ k: "d", i: entry.ids } satisfies WireDelete);
+    case EntryKind.Upsert: {
+      const wire: WireUpsert = { k: "u", ...wireUpsert(entry) };
+      if (entry.deleteIds !== undefined) wire.x = entry.deleteIds;
+      return packr.pack(wire);
+    }
+    case EntryKind.TxnPrepare: {
+      const wire: WirePrepare = { k: "tp", f: txnEntryFormat, t: entry.txn, dl: entry.deadlineAtMs };
+      if (entry.upsert) wire.w = wireUpsert(entry.upsert);
+      if (entry.deleteIds.length > 0) wire.r = entry.deleteIds;
+      if (entry.conditions.length > 0) wire.c = entry.conditions.map((c) => ({ i: c.id, ...(c.version !== undefined ? { v: c.version } : {}), ...(c.exists !== undefined ? { e: c.exists } : {}) }));
+      return packr.pack(wire);
+    }
+    case EntryKind.TxnCommit:
+      return packr.pack({ k: "tc", f: txnEntryFormat, t: entry.txn, s: entry.prepareSeq, at: entry.committedAtMs } satisfies WireMarker);
+    case EntryKind.TxnAbort:
+      return packr.pack({ k: "ta", f: txnEntryFormat, t: entry.txn, s: entry.prepareSeq } satisfies WireMarker);
+  }
 }
 
 /**
@@ -94,25 +178,76 @@ export function decodeEntry(bytes: Uint8Array): LogEntry {
     invalid(`not msgpack: ${errorMessage(err).slice(0, 120)}`);
   }
   if (typeof wire !== "object" || wire === null) invalid("not an object");
-  const w = wire as Partial<Record<keyof WireUpsert, unknown>>;
-  if (w.f !== undefined && w.f !== entryFormat) invalid(`entry format ${JSON.stringify(w.f).slice(0, 20)} is not one this node reads (${entryFormat})`);
+  const w = wire as Record<string, unknown>;
+  if (w.f !== undefined && w.f !== 1 && w.f !== txnEntryFormat) invalid(`entry format ${JSON.stringify(w.f).slice(0, 20)} is not one this node reads (1–${entryFormat})`);
+  switch (w.k) {
+    case "u":
+    case "d":
+      return decodePlain(w);
+    case "tp":
+    case "tc":
+    case "ta":
+      if (w.f !== txnEntryFormat) invalid(`a transaction entry is format ${txnEntryFormat}`);
+      return w.k === "tp" ? decodePrepare(w) : decodeMarker(w);
+    default:
+      invalid(`unknown kind ${JSON.stringify(String(w.k)).slice(0, 40)}`);
+  }
+}
+
+function decodePlain(w: Record<string, unknown>): PlainEntry {
   if (!isIdList(w.i)) invalid("ids must be a list of non-empty strings");
   if (w.k === "d") return { kind: EntryKind.Delete, ids: w.i };
-  if (w.k !== "u") invalid(`unknown kind ${JSON.stringify(String(w.k)).slice(0, 40)}`);
+  if (w.x !== undefined && !isIdList(w.x)) invalid("deleteIds must be a list of non-empty strings");
+  const entry: UpsertEntry = { kind: EntryKind.Upsert, ...decodeUpsertPart(w) };
+  if (w.x !== undefined) entry.deleteIds = w.x as string[];
+  return entry;
+}
+
+function decodeUpsertPart(w: Record<string, unknown>): Omit<UpsertEntry, "kind" | "deleteIds"> {
+  if (!isIdList(w.i)) invalid("ids must be a list of non-empty strings");
   const dimension = w.d;
   if (typeof dimension !== "number" || !Number.isInteger(dimension) || dimension < 1) invalid("dimension must be a positive integer");
   if (!(w.v instanceof Uint8Array) || w.v.byteLength !== w.i.length * dimension * 4) invalid("vector bytes do not match ids × dimension");
   if (w.p !== undefined && (!Array.isArray(w.p) || w.p.length !== w.i.length || !w.p.every((p) => p === null || (typeof p === "object" && !Array.isArray(p))))) {
     invalid("payloads must be one object or null per id");
   }
-  if (w.x !== undefined && !isIdList(w.x)) invalid("deleteIds must be a list of non-empty strings");
   // The bytes may sit at an unaligned offset inside the message: copy into an aligned buffer.
   const aligned = new Uint8Array(w.v.byteLength);
   aligned.set(w.v);
-  const entry: UpsertEntry = { kind: EntryKind.Upsert, ids: w.i, dimension, vectors: new Float32Array(aligned.buffer) };
-  if (w.p !== undefined) entry.payloads = w.p as (Payload | null)[];
-  if (w.x !== undefined) entry.deleteIds = w.x;
-  return entry;
+  const part: Omit<UpsertEntry, "kind" | "deleteIds"> = { ids: w.i, dimension, vectors: new Float32Array(aligned.buffer) };
+  if (w.p !== undefined) part.payloads = w.p as (Payload | null)[];
+  return part;
+}
+
+const isTxnId = (value: unknown): value is string => typeof value === "string" && value.length > 0 && value.length <= 64;
+const isSeq = (value: unknown): value is number => typeof value === "number" && Number.isSafeInteger(value) && value >= 1;
+
+function decodePrepare(w: Record<string, unknown>): TxnPrepareEntry {
+  if (!isTxnId(w.t)) invalid("a transaction id is 1–64 characters");
+  if (typeof w.dl !== "number" || !Number.isFinite(w.dl)) invalid("a prepare has a deadline");
+  const upsert = w.w === undefined ? undefined : typeof w.w === "object" && w.w !== null ? decodeUpsertPart(w.w as Record<string, unknown>) : invalid("upsert part must be an object");
+  const deleteIds = w.r === undefined ? [] : isIdList(w.r) ? w.r : invalid("deleted ids must be a list of non-empty strings");
+  if (w.c !== undefined && !(Array.isArray(w.c) && w.c.length <= positionsPerEntry)) invalid("conditions must be a list");
+  const conditions = ((w.c ?? []) as unknown[]).map((c): TxnCondition => {
+    const { i, v, e } = (typeof c === "object" && c !== null ? c : {}) as Record<string, unknown>;
+    if (typeof i !== "string" || i.length === 0) invalid("a condition names a point");
+    if (v !== undefined && !(typeof v === "number" && Number.isSafeInteger(v) && v >= 0)) invalid("a condition's version is a whole number");
+    if (e !== undefined && typeof e !== "boolean") invalid("a condition's exists is true or false");
+    return { id: i, ...(v !== undefined ? { version: v } : {}), ...(e !== undefined ? { exists: e } : {}) };
+  });
+  const upserted = new Set(upsert?.ids ?? []);
+  if (upserted.size !== (upsert?.ids.length ?? 0) || new Set(deleteIds).size !== deleteIds.length || deleteIds.some((id) => upserted.has(id))) {
+    invalid("a prepare names each id once");
+  }
+  return { kind: EntryKind.TxnPrepare, txn: w.t, ...(upsert ? { upsert } : {}), deleteIds, conditions, deadlineAtMs: w.dl };
+}
+
+function decodeMarker(w: Record<string, unknown>): TxnCommitEntry | TxnAbortEntry {
+  if (!isTxnId(w.t)) invalid("a transaction id is 1–64 characters");
+  if (!isSeq(w.s)) invalid("a marker names its prepare's sequence");
+  if (w.k === "ta") return { kind: EntryKind.TxnAbort, txn: w.t, prepareSeq: w.s };
+  if (typeof w.at !== "number" || !Number.isFinite(w.at)) invalid("a commit has its time");
+  return { kind: EntryKind.TxnCommit, txn: w.t, prepareSeq: w.s, committedAtMs: w.at };
 }
 
 /**

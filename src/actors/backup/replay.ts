@@ -9,9 +9,13 @@ import { digestOf, pointHash, type ContentDigest } from "../../runtime/content-d
 import { checkUpsertValues, decodeEntry, EntryKind, isInvalidEntryError } from "../../runtime/log-entry.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
+import { decodeStaged, TxnSequencer, type Effect } from "../../runtime/txn-sequencer.ts";
+import { versionOf } from "../vector-index/points.ts";
 
 export class ShardReplay {
-  readonly #points = new Map<string, bigint>();
+  /** id → its hash and version (the version answers a transaction's conditions, as on a replica). */
+  readonly #points = new Map<string, { hash: bigint; version: number }>();
+  readonly #txns = new TxnSequencer();
   readonly #space: VectorSpace;
   readonly #expected: string;
   /** The last sequence applied. */
@@ -25,9 +29,10 @@ export class ShardReplay {
   /** Starts over from a snapshot streaming past (its checksum is verified as it is read). */
   async loadSnapshot(chunks: AsyncIterable<Uint8Array>, name: string): Promise<void> {
     this.#points.clear();
-    const meta = await scanSnapshotPoints(chunks, name, (id, payload, vector) => this.#points.set(id, pointHash(id, payload, vector)));
+    const meta = await scanSnapshotPoints(chunks, name, (id, payload, vector, version) => this.#points.set(id, { hash: pointHash(id, payload, vector), version }));
     const found = `${meta.dimension}/${meta.metric}/${meta.quantization}`;
     if (found !== this.#expected) throw new Error(`${name}: snapshot is ${found} (dimension/metric/quantization), expected ${this.#expected}`);
+    this.#txns.restore(meta.txns ?? { staged: [], held: [], outcomes: [] }, decodeStaged);
     this.seq = meta.appliedSeq;
   }
 
@@ -36,25 +41,49 @@ export class ShardReplay {
     if (seq <= this.seq) return;
     if (seq !== this.seq + 1) throw new Error(`entry ${seq} follows ${this.seq}: entries ${this.seq + 1}–${seq - 1} are missing`);
     this.seq = seq;
-    let entry;
     try {
-      entry = decodeEntry(data);
-      if (entry.kind === EntryKind.Upsert) checkUpsertValues(entry, this.#space);
+      this.#applyEntry(seq, data);
     } catch (err) {
-      if (isInvalidEntryError(err)) return;
-      throw err;
+      if (!isInvalidEntryError(err)) throw err;
     }
-    if (entry.kind === EntryKind.Delete) {
-      for (const id of entry.ids) this.#points.delete(id);
-      return;
+  }
+
+  #applyEntry(seq: number, data: Uint8Array): void {
+    const entry = decodeEntry(data);
+    switch (entry.kind) {
+      case EntryKind.Upsert:
+        checkUpsertValues(entry, this.#space);
+        return this.#applyEffects(this.#txns.plain(seq, entry, data));
+      case EntryKind.Delete:
+        return this.#applyEffects(this.#txns.plain(seq, entry, data));
+      case EntryKind.TxnPrepare:
+        if (entry.upsert) checkUpsertValues({ kind: EntryKind.Upsert, ...entry.upsert }, this.#space);
+        this.#txns.prepare(seq, entry, data, (id) => this.#points.get(id)?.version);
+        return;
+      case EntryKind.TxnCommit:
+      case EntryKind.TxnAbort:
+        return this.#applyEffects(this.#txns.marker(seq, entry.txn, entry.kind === EntryKind.TxnCommit));
     }
-    for (const id of entry.deleteIds ?? []) this.#points.delete(id);
-    const { dimension, vectors, payloads } = entry;
-    const bytes = new Uint8Array(vectors.buffer, vectors.byteOffset, vectors.byteLength);
-    entry.ids.forEach((id, p) => this.#points.set(id, pointHash(id, payloads?.[p] ?? null, bytes.subarray(p * dimension * 4, (p + 1) * dimension * 4))));
+  }
+
+  #applyEffects(effects: readonly Effect[]): void {
+    for (const effect of effects) {
+      if (effect.kind === EntryKind.Delete) {
+        for (const id of effect.entry.ids) this.#points.delete(id);
+        continue;
+      }
+      const { deleteIds, dimension, vectors, payloads, ids } = effect.entry;
+      for (const id of deleteIds ?? []) this.#points.delete(id);
+      const bytes = new Uint8Array(vectors.buffer, vectors.byteOffset, vectors.byteLength);
+      // The last write of an id in one entry wins, as on a replica.
+      ids.forEach((id, p) => this.#points.set(id, { hash: pointHash(id, payloads?.[p] ?? null, bytes.subarray(p * dimension * 4, (p + 1) * dimension * 4)), version: versionOf(effect.seq, p) }));
+    }
   }
 
   digest(): ContentDigest {
-    return digestOf(this.#points.values());
+    const points = this.#points;
+    return digestOf((function* () {
+      for (const p of points.values()) yield p.hash;
+    })());
   }
 }

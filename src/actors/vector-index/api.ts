@@ -24,6 +24,8 @@ export interface LogRecord {
 export interface ApplyResult {
   /** Highest sequence applied so far (records at or below the previous value are skipped). */
   appliedSeq: number;
+  /** Set while a plain write waits for a transaction's marker: every entry up to it has taken effect (below appliedSeq). */
+  visibleSeq?: number;
   count: number;
   /** Entries of this call that were skipped as invalid (absent when none was). */
   rejected?: RejectedEntry[];

@@ -27,6 +27,7 @@ import { FreshBuffer } from "./fresh.ts";
 import { Graph, whole } from "./graph.ts";
 import { PointTable, versionOf } from "./points.ts";
 import { loadShard, saveShard } from "./shard-snapshot.ts";
+import { TxnSequencer, type Effect } from "../../runtime/txn-sequencer.ts";
 import { compactGraph } from "./compaction.ts";
 
 /** A filtered search scans the matching vectors exactly when there are at most this many… */
@@ -87,6 +88,8 @@ export class ShardIndex {
   readonly fresh: FreshBuffer;
   #lastSeq = 0;
   #closed = false;
+  /** @internal for shard-snapshot.ts: staged transactions and the writes waiting for them. */
+  readonly txns = new TxnSequencer();
   readonly #order = (a: Scored, b: Scored): number =>
     a.distance - b.distance || compareIds(this.points.ids[a.slot]!, this.points.ids[b.slot]!);
   readonly #isLive = (slot: number, version: number): boolean => this.points.isLive(slot, version);
@@ -128,26 +131,62 @@ export class ShardIndex {
   /**
    * Applies records in order, skipping any at or below the applied sequence (replays are
    * idempotent). An entry the writer could not have made (see InvalidEntryError) is
-   * skipped whole, before any change, and reported in `rejected`.
+   * skipped whole, before any change, and reported in `rejected`. Transaction entries go
+   * through the shard's sequencer (runtime/txn-sequencer.ts): a prepare is voted on and staged,
+   * a marker applies or drops what it staged, and a plain write to a staged id waits for it.
    */
   apply(records: readonly LogRecord[]): ApplyResult {
     const rejected: RejectedEntry[] = [];
     for (const record of records) {
       if (record.seq <= this.#lastSeq) continue;
       try {
-        const entry = decodeEntry(record.data);
-        if (entry.kind === EntryKind.Upsert) {
-          checkUpsertValues(entry, this.#space);
-          this.#applyUpsert(record.seq, entry, record.data.byteLength);
-        } else this.#applyDelete(entry);
+        this.#applyEntry(record);
       } catch (err) {
         if (!isInvalidEntryError(err)) throw err;
         rejected.push({ seq: record.seq, reason: err.message });
       }
       this.#lastSeq = record.seq;
     }
-    return rejected.length > 0 ? { appliedSeq: this.#lastSeq, count: this.size, rejected } : { appliedSeq: this.#lastSeq, count: this.size };
+    const result: ApplyResult = { appliedSeq: this.#lastSeq, count: this.size };
+    if (!this.txns.idle) result.visibleSeq = this.visibleSeq;
+    if (rejected.length > 0) result.rejected = rejected;
+    return result;
   }
+
+  /** The sequence every entry up to which has taken effect (below `appliedSeq` while a plain write waits for a transaction). */
+  get visibleSeq(): number {
+    return this.txns.visibleSeq(this.#lastSeq);
+  }
+
+  #applyEntry(record: LogRecord): void {
+    const entry = decodeEntry(record.data);
+    switch (entry.kind) {
+      case EntryKind.Upsert:
+        checkUpsertValues(entry, this.#space);
+        return this.#applyEffects(this.txns.plain(record.seq, entry, record.data));
+      case EntryKind.Delete:
+        return this.#applyEffects(this.txns.plain(record.seq, entry, record.data));
+      case EntryKind.TxnPrepare:
+        if (entry.upsert) checkUpsertValues({ kind: EntryKind.Upsert, ...entry.upsert }, this.#space);
+        this.txns.prepare(record.seq, entry, record.data, this.#versionOf);
+        return;
+      case EntryKind.TxnCommit:
+      case EntryKind.TxnAbort:
+        return this.#applyEffects(this.txns.marker(record.seq, entry.txn, entry.kind === EntryKind.TxnCommit));
+    }
+  }
+
+  #applyEffects(effects: readonly Effect[]): void {
+    for (const effect of effects) {
+      if (effect.kind === EntryKind.Upsert) this.#applyUpsert(effect.seq, effect.entry, effect.bytes);
+      else this.#applyDelete(effect.entry);
+    }
+  }
+
+  readonly #versionOf = (id: string): number | undefined => {
+    const slot = this.points.slotOf(id);
+    return slot === undefined ? undefined : this.points.versions[slot];
+  };
 
   /**
    * Moves fresh rows into the graph, oldest first, until `deadlineMs` (performance.now()

@@ -21,6 +21,7 @@ import { absorbSliceMsDefault } from "./absorber.ts";
 import type { SavedSnapshot } from "./api.ts";
 import { extractSection, openSnapshotFile, readSection, scanSnapshotStream, writeSnapshotFile } from "./snapshot-file.ts";
 import type { ShardIndex } from "./shard-index.ts";
+import { decodeStaged, type SequencerState } from "../../runtime/txn-sequencer.ts";
 
 interface SnapshotMeta {
   appliedSeq: number;
@@ -35,6 +36,12 @@ interface SnapshotMeta {
   payloads: (Payload | null)[];
   /** Uint8Array by slot: 1 where the saved graph holds the slot's vector. */
   inGraph: Uint8Array;
+  /**
+   * Staged transactions, writes waiting for them and recent outcomes (runtime/txn-sequencer.ts);
+   * absent when there are none. Only clusters writing log format 2 stage anything, and no
+   * build that ignores this field joins one (runtime/formats.ts).
+   */
+  txns?: SequencerState;
 }
 
 /** Saves are serialized per shard, and applies wait for them: see the header. */
@@ -105,6 +112,7 @@ async function captureMeta(shard: ShardIndex, inGraph: Uint8Array, slicer: TimeS
     versions: new Uint8Array(versions.buffer),
     payloads,
     inGraph,
+    ...(shard.txns.empty ? {} : { txns: shard.txns.state() }),
   };
 }
 
@@ -138,6 +146,7 @@ export async function loadShard(shard: ShardIndex, path: string): Promise<ShardI
   const versions = new Float64Array(new Uint8Array(meta.versions).buffer);
   shard.points.restore(meta.slotCount, meta.slots, meta.ids, versions, meta.payloads);
   restoreIndexing(shard, meta);
+  if (meta.txns) shard.txns.restore(meta.txns, decodeStaged);
   shard.appliedSeq = meta.appliedSeq;
   return shard;
 }
@@ -149,10 +158,11 @@ export async function loadShard(shard: ShardIndex, path: string): Promise<ShardI
 export async function scanSnapshotPoints(
   chunks: AsyncIterable<Uint8Array>,
   name: string,
-  visit: (id: string, payload: Payload | null, vector: Uint8Array) => void,
-): Promise<{ appliedSeq: number; dimension: number; metric: Metric; quantization: Quantization; count: number }> {
+  visit: (id: string, payload: Payload | null, vector: Uint8Array, version: number) => void,
+): Promise<{ appliedSeq: number; dimension: number; metric: Metric; quantization: Quantization; count: number; txns?: SequencerState }> {
   let meta: SnapshotMeta | undefined;
   let pointOfRow = new Map<number, number>();
+  let versions = new Float64Array(0);
   let row = Buffer.alloc(0);
   let filled = 0;
   let rowIndex = 0;
@@ -161,6 +171,7 @@ export async function scanSnapshotPoints(
       meta = value as SnapshotMeta;
       // Version 2 held a row for every slot up to slotCount; version 3 only the live ones, in order.
       pointOfRow = new Map(meta.slots.map((slot, i) => [version === 2 ? slot : i, i]));
+      versions = new Float64Array(new Uint8Array(meta.versions).buffer);
       row = Buffer.alloc(meta.dimension * 4);
     },
     vectors: (bytes) => {
@@ -171,13 +182,13 @@ export async function scanSnapshotPoints(
         at += take;
         if (filled < row.byteLength) break;
         const point = pointOfRow.get(rowIndex++);
-        if (point !== undefined) visit(meta!.ids[point]!, meta!.payloads[point] ?? null, row);
+        if (point !== undefined) visit(meta!.ids[point]!, meta!.payloads[point] ?? null, row, versions[point]!);
         filled = 0;
       }
     },
   });
   const m = meta!;
-  return { appliedSeq: m.appliedSeq, dimension: m.dimension, metric: m.metric, quantization: m.quantization, count: m.slots.length };
+  return { appliedSeq: m.appliedSeq, dimension: m.dimension, metric: m.metric, quantization: m.quantization, count: m.slots.length, ...(m.txns ? { txns: m.txns } : {}) };
 }
 
 /**

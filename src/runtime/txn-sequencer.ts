@@ -1,0 +1,234 @@
+/**
+ * What one shard does with its log, transactions included (decision 013): the order in which
+ * entries take effect, and each transaction's vote. Pure and deterministic: every replica of a
+ * shard, a backup's replay and the change feed run the same entries through it and get the
+ * same effects in the same order, so they agree without talking.
+ *
+ * - A plain upsert or delete takes effect at once, unless it touches an id a staged
+ *   transaction will write, or one an earlier held entry touches: then it is **held**, and
+ *   takes effect right after the transaction's marker, in log order. A plain write never
+ *   interleaves with a transaction, and needs no lock check on its way in.
+ * - A `txn.prepare` is never held: its vote is computed where it stands. It votes no when a
+ *   condition fails, or when an id it writes or reads is staged by another transaction or
+ *   touched by a held entry (its value is not decided yet). Reordering it before the held
+ *   entries it shares no id with changes nothing. A yes stages its ops; a no stages nothing.
+ * - `txn.commit` applies the staged ops (their versions from the prepare's sequence), then
+ *   releases what was held behind them; `txn.abort` drops them and releases the same. A marker
+ *   for a transaction not staged here (a no vote, a repeated marker) changes nothing.
+ */
+import { decodeEntry, EntryKind, touchedIds, type DeleteEntry, type PlainEntry, type TxnPrepareEntry, type UpsertEntry } from "./log-entry.ts";
+
+/**
+ * A change to the shard's points, in the order to make it. `seq` is the version base of an
+ * upsert's points; `bytes` the size of the log entry it came from (the index's memory estimate).
+ */
+export type Effect = { kind: typeof EntryKind.Upsert; seq: number; entry: UpsertEntry; bytes: number } | { kind: typeof EntryKind.Delete; entry: DeleteEntry };
+
+export interface TxnVote {
+  yes: boolean;
+  reason?: string;
+}
+
+/** What became of a transaction on this shard. */
+export type TxnOutcome = "staged" | "committed" | "aborted" | "refused";
+
+/** The sequencer's state, for a snapshot: entries as the log's own bytes, so a restore decodes them as a replay would. */
+export interface SequencerState {
+  staged: { seq: number; data: Uint8Array }[];
+  held: { seq: number; data: Uint8Array }[];
+  outcomes: [txn: string, outcome: TxnOutcome, vote: TxnVote, seq: number][];
+}
+
+/** Outcomes remembered after a transaction is decided, for late vote requests and readers: the newest this many. */
+export const txnOutcomesKept = 1_024;
+
+interface Staged {
+  seq: number;
+  entry: TxnPrepareEntry;
+  data: Uint8Array;
+}
+interface Held {
+  seq: number;
+  entry: PlainEntry;
+  data: Uint8Array;
+}
+
+/** The current versions of the shard's points (undefined: no such point), after every effect returned so far. */
+export type VersionLookup = (id: string) => number | undefined;
+
+export class TxnSequencer {
+  readonly #staged = new Map<string, Staged>();
+  /** id → the staged transaction that writes it. */
+  readonly #owner = new Map<string, string>();
+  #held: Held[] = [];
+  /** id → how many held entries touch it. */
+  #heldIds = new Map<string, number>();
+  /** txn → its outcome here, its vote and the sequence of the entry that decided it; oldest first. */
+  readonly #outcomes = new Map<string, { outcome: TxnOutcome; vote: TxnVote; seq: number }>();
+
+  /** Nothing to save: no transaction staged or remembered, no entry waiting. */
+  get empty(): boolean {
+    return this.idle && this.#outcomes.size === 0;
+  }
+
+  /** No entry waits and no transaction is staged. */
+  get idle(): boolean {
+    return this.#staged.size === 0 && this.#held.length === 0;
+  }
+
+  /** The sequence below which every entry has taken effect: what reads and write acknowledgements may count on. */
+  visibleSeq(consumedSeq: number): number {
+    return this.#held.length > 0 ? this.#held[0]!.seq - 1 : consumedSeq;
+  }
+
+  /** The vote and outcome of a transaction seen here, or undefined (not seen, or forgotten). */
+  outcome(txn: string): { outcome: TxnOutcome; vote: TxnVote; seq: number } | undefined {
+    return this.#outcomes.get(txn);
+  }
+
+  /** Transactions staged here whose deadline passed: recovery should finish them. */
+  overdue(nowMs: number): { txn: string; prepareSeq: number }[] {
+    return [...this.#staged].filter(([, s]) => s.entry.deadlineAtMs < nowMs).map(([txn, s]) => ({ txn, prepareSeq: s.seq }));
+  }
+
+  /** Staged transactions: their ids and prepares, for readers that must see all of a transaction or none. */
+  staged(): { txn: string; prepareSeq: number; entry: TxnPrepareEntry }[] {
+    return [...this.#staged].map(([txn, s]) => ({ txn, prepareSeq: s.seq, entry: s.entry }));
+  }
+
+  /** A plain entry: its effects now, or none while it is held. */
+  plain(seq: number, entry: PlainEntry, data: Uint8Array): Effect[] {
+    // The ingest path's case: no transaction anywhere near, nothing to look up.
+    if (this.#owner.size === 0 && this.#heldIds.size === 0) return [effectOf(seq, entry, data)];
+    if (touchedIds(entry).some((id) => this.#owner.has(id) || this.#heldIds.has(id))) {
+      this.#hold({ seq, entry, data });
+      return [];
+    }
+    return [effectOf(seq, entry, data)];
+  }
+
+  /**
+   * A prepare: votes (and stages on yes). `versions` must reflect every effect returned before;
+   * a reader that holds no points (the change feed) passes undefined and takes the conditions as
+   * met: if they were not, the replicas voted no and an abort marker follows, and holding writes
+   * behind it until then keeps every id's changes in the replicas' order.
+   */
+  prepare(seq: number, entry: TxnPrepareEntry, data: Uint8Array, versions: VersionLookup | undefined): TxnVote {
+    const known = this.#outcomes.get(entry.txn);
+    if (known) return known.vote;
+    const vote = this.#vote(entry, versions);
+    if (vote.yes) {
+      this.#staged.set(entry.txn, { seq, entry, data });
+      for (const id of touchedIds(entry)) this.#owner.set(id, entry.txn);
+    }
+    this.#remember(entry.txn, vote.yes ? "staged" : "refused", vote, seq);
+    return vote;
+  }
+
+  /** A commit or abort marker: the staged ops (on commit), then every held entry it frees, in log order. */
+  marker(seq: number, txn: string, commit: boolean): Effect[] {
+    const staged = this.#staged.get(txn);
+    if (!staged) return [];
+    this.#staged.delete(txn);
+    for (const id of touchedIds(staged.entry)) this.#owner.delete(id);
+    this.#remember(txn, commit ? "committed" : "aborted", { yes: true }, seq);
+    const effects: Effect[] = [];
+    if (commit) {
+      const { upsert, deleteIds } = staged.entry;
+      if (deleteIds.length > 0) effects.push({ kind: EntryKind.Delete, entry: { kind: EntryKind.Delete, ids: deleteIds } });
+      if (upsert) effects.push({ kind: EntryKind.Upsert, seq: staged.seq, entry: { kind: EntryKind.Upsert, ...upsert }, bytes: staged.data.byteLength });
+    }
+    return [...effects, ...this.#release()];
+  }
+
+  /** The state to save with a snapshot. */
+  state(): SequencerState {
+    return {
+      staged: [...this.#staged.values()].map(({ seq, data }) => ({ seq, data })),
+      held: this.#held.map(({ seq, data }) => ({ seq, data })),
+      outcomes: [...this.#outcomes].map(([txn, o]) => [txn, o.outcome, o.vote, o.seq]),
+    };
+  }
+
+  /** Back to a saved state; `decode` turns the saved bytes into entries as the log's reader does. */
+  restore(state: SequencerState, decode: (data: Uint8Array) => PlainEntry | TxnPrepareEntry): void {
+    this.#staged.clear();
+    this.#owner.clear();
+    this.#outcomes.clear();
+    this.#held = [];
+    this.#heldIds = new Map();
+    for (const { seq, data } of state.staged) {
+      const entry = decode(data);
+      if (entry.kind !== EntryKind.TxnPrepare) throw new Error(`a staged entry at ${seq} is not a prepare`);
+      this.#staged.set(entry.txn, { seq, entry, data });
+      for (const id of touchedIds(entry)) this.#owner.set(id, entry.txn);
+    }
+    for (const { seq, data } of state.held) {
+      const entry = decode(data);
+      if (entry.kind === EntryKind.TxnPrepare) throw new Error(`a held entry at ${seq} is a prepare`);
+      this.#hold({ seq, entry, data });
+    }
+    for (const [txn, outcome, vote, seq] of state.outcomes) this.#outcomes.set(txn, { outcome, vote, seq });
+  }
+
+  #vote(entry: TxnPrepareEntry, versions: VersionLookup | undefined): TxnVote {
+    for (const id of [...touchedIds(entry), ...entry.conditions.map((c) => c.id)]) {
+      const owner = this.#owner.get(id);
+      if (owner !== undefined) return { yes: false, reason: `point ${JSON.stringify(id)} is held by transaction ${owner}` };
+      if (this.#heldIds.has(id)) return { yes: false, reason: `point ${JSON.stringify(id)} has a write waiting for another transaction` };
+    }
+    for (const condition of versions ? entry.conditions : []) {
+      const version = versions!(condition.id);
+      if (condition.exists !== undefined && (version !== undefined) !== condition.exists) {
+        return { yes: false, reason: `point ${JSON.stringify(condition.id)} ${condition.exists ? "does not exist" : "exists"}` };
+      }
+      if (condition.version !== undefined && version !== condition.version) {
+        return { yes: false, reason: `point ${JSON.stringify(condition.id)} ${version === undefined ? "does not exist" : `has version ${version}`}, not ${condition.version}` };
+      }
+    }
+    return { yes: true };
+  }
+
+  #hold(held: Held): void {
+    this.#held.push(held);
+    for (const id of touchedIds(held.entry)) this.#heldIds.set(id, (this.#heldIds.get(id) ?? 0) + 1);
+  }
+
+  /** Held entries that no longer wait, in log order; the rest stay held (behind a staged id, or an earlier held entry on one of theirs). */
+  #release(): Effect[] {
+    const waiting = this.#held;
+    this.#held = [];
+    this.#heldIds = new Map();
+    const effects: Effect[] = [];
+    for (const held of waiting) {
+      if (touchedIds(held.entry).some((id) => this.#owner.has(id) || this.#heldIds.has(id))) this.#hold(held);
+      else effects.push(effectOf(held.seq, held.entry, held.data));
+    }
+    return effects;
+  }
+
+  #remember(txn: string, outcome: TxnOutcome, vote: TxnVote, seq: number): void {
+    this.#outcomes.delete(txn);
+    this.#outcomes.set(txn, { outcome, vote, seq });
+    if (this.#outcomes.size > txnOutcomesKept) {
+      // The oldest decided one goes; a staged transaction is never forgotten.
+      for (const [old, o] of this.#outcomes) {
+        if (o.outcome !== "staged") {
+          this.#outcomes.delete(old);
+          break;
+        }
+      }
+    }
+  }
+}
+
+function effectOf(seq: number, entry: PlainEntry, data: Uint8Array): Effect {
+  return entry.kind === EntryKind.Upsert ? { kind: EntryKind.Upsert, seq, entry, bytes: data.byteLength } : { kind: EntryKind.Delete, entry };
+}
+
+/** Decodes a saved staged or held entry (`restore`'s decoder for the log's own bytes). */
+export function decodeStaged(data: Uint8Array): PlainEntry | TxnPrepareEntry {
+  const entry = decodeEntry(data);
+  if (entry.kind === EntryKind.TxnCommit || entry.kind === EntryKind.TxnAbort) throw new Error("a saved transaction state holds a marker");
+  return entry;
+}
