@@ -3,7 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LogRecord, ShardHit, ShardIndexConfig } from "../src/actors/vector-index/api.ts";
-import { exactScanMax, ShardIndex } from "../src/actors/vector-index/shard-index.ts";
+import { ShardIndex } from "../src/actors/vector-index/shard-index.ts";
+import { exactScanMax } from "../src/actors/vector-index/search-rules.ts";
 import { saveSettled } from "../src/actors/vector-index/shard-snapshot.ts";
 import { compactGraph } from "../src/actors/vector-index/compaction.ts";
 import { compileFilter, parseFilter } from "../src/runtime/filter.ts";
@@ -106,6 +107,7 @@ describe("ShardIndex writes", () => {
     expect(shard.apply([upsert(1, dim, [{ id: "a", vector: a, payload: { n: 1 } }, { id: "b", vector: b }])])).toEqual({
       appliedSeq: 1,
       count: 2,
+      pendingRows: 2,
     });
     expect(shard.get(["b", "zz", "a"], true)).toEqual([
       { id: "b", vector: b },
@@ -122,7 +124,7 @@ describe("ShardIndex writes", () => {
       { id: "b", distance: 2 },
     ]);
 
-    expect(shard.apply([remove(3, ["a", "unknown"])])).toEqual({ appliedSeq: 3, count: 1 });
+    expect(shard.apply([remove(3, ["a", "unknown"])])).toEqual({ appliedSeq: 3, count: 1, pendingRows: 3 });
     expect(shard.get(["a"], false)).toEqual([]);
     expect(ids(shard.search({ vector: new Float32Array(a), k: 10, withPayload: false, withVectors: false }))).toEqual(["b"]);
 
@@ -146,16 +148,16 @@ describe("ShardIndex writes", () => {
     const batch = [upsert(1, dim, [{ id: "a", vector: a }]), upsert(2, dim, [{ id: "b", vector: b }]), remove(3, ["a"])];
     shard.apply(batch);
     const digest = shard.contentDigest();
-    expect(shard.apply(batch)).toEqual({ appliedSeq: 3, count: 1 });
-    expect(shard.apply([upsert(2, dim, [{ id: "z", vector: c }])])).toEqual({ appliedSeq: 3, count: 1 });
+    expect(shard.apply(batch)).toEqual({ appliedSeq: 3, count: 1, pendingRows: 2 });
+    expect(shard.apply([upsert(2, dim, [{ id: "z", vector: c }])])).toEqual({ appliedSeq: 3, count: 1, pendingRows: 2 });
     expect(shard.contentDigest()).toEqual(digest);
     // A batch straddling the applied sequence applies only the new part.
-    expect(shard.apply([remove(3, ["b"]), upsert(4, dim, [{ id: "c", vector: c }])])).toEqual({ appliedSeq: 4, count: 2 });
+    expect(shard.apply([remove(3, ["b"]), upsert(4, dim, [{ id: "c", vector: c }])])).toEqual({ appliedSeq: 4, count: 2, pendingRows: 3 });
   });
 
   it("skips an entry of the wrong dimension, reporting it", () => {
     const shard = new ShardIndex(config(dim));
-    expect(shard.apply([upsert(1, 3, [{ id: "a", vector: [1, 2, 3] }])])).toEqual({ appliedSeq: 1, count: 0, rejected: [{ seq: 1, reason: `dimension 3, the shard has ${dim}` }] });
+    expect(shard.apply([upsert(1, 3, [{ id: "a", vector: [1, 2, 3] }])])).toEqual({ appliedSeq: 1, count: 0, pendingRows: 0, rejected: [{ seq: 1, reason: `dimension 3, the shard has ${dim}` }] });
     expect(shard.count()).toBe(0);
   });
 

@@ -139,7 +139,7 @@ export const subjects = {
 export const DiagOp = { Info: "info", Metrics: "metrics" } as const;
 export type DiagOp = (typeof DiagOp)[keyof typeof DiagOp];
 
-export const ReplicaOp = { Search: "search", Get: "get", Count: "count", Checkpoint: "checkpoint", Chunk: "chunk", Digest: "digest" } as const;
+export const ReplicaOp = { Search: "search", Get: "get", Count: "count", Checkpoint: "checkpoint", Chunk: "chunk", Digest: "digest", Vote: "vote" } as const;
 export type ReplicaOp = (typeof ReplicaOp)[keyof typeof ReplicaOp];
 const replicaOps: ReadonlySet<string> = new Set(Object.values(ReplicaOp));
 

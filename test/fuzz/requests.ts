@@ -250,7 +250,7 @@ function replicaRequest(world: World): fc.Arbitrary<FuzzRequest> {
     fc
       .tuple(
         fc.integer({ min: 0, max: s.shards - 1 }),
-        fc.constantFrom("search", "get", "count", "chunk"),
+        fc.constantFrom("search", "get", "count", "chunk", "vote"),
         vectorArb(s),
         fc.array(idArb, { minLength: 1, maxLength: 4 }),
         timeoutArb,
@@ -264,7 +264,10 @@ function replicaRequest(world: World): fc.Arbitrary<FuzzRequest> {
               ? { get: { ids, withVectors: true } }
               : op === "count"
                 ? { count: {} }
-                : { chunk: { seq: 1, offset: 0, length: 1024, ...(shard % 2 === 0 ? { accept: ["br"] } : {}) } };
+                : op === "vote"
+                  ? // A vote on a transaction no shard has seen: a no, never a hang past the deadline.
+                    { vote: { txn: ids[0]!.slice(0, 64) || "t" }, minSeq: shard }
+                  : { chunk: { seq: 1, offset: 0, length: 1024, ...(shard % 2 === 0 ? { accept: ["br"] } : {}) } };
         return {
           family: `replica.${op}`,
           subject: `jade.replica.${world.nodeId}.${s.name}.${shard}.${op}`,

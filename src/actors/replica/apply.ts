@@ -16,6 +16,7 @@ export async function applyRecords(replica: ReplicaParts, records: LogRecord[], 
     }
     progress.transferredBytes += bytes;
     progress.count = result.count;
+    progress.consumedSeq = result.appliedSeq;
     progress.pendingRows = result.pendingRows ?? 0;
   }
   return result!;

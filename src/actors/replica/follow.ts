@@ -162,7 +162,8 @@ async function followFrom(options: FollowOptions, limits: FollowLimits, fromSeq:
       }
       next = result.appliedSeq + 1;
       if (options.signal.aborted) break;
-      options.onProgress(result.appliedSeq, Math.max(taken.lastSeq, result.appliedSeq));
+      // Readers and writers count on what took effect: a write held behind a transaction has not.
+      options.onProgress(result.visibleSeq ?? result.appliedSeq, Math.max(taken.lastSeq, result.appliedSeq));
     }
     await pump;
     if (gap) throw gap;

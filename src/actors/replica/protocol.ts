@@ -14,6 +14,7 @@ import { errorMessage, ErrorCode, JadeError, type WireError } from "../../runtim
 import { checkFilterAst, type Filter } from "../../runtime/filter.ts";
 import { limits } from "../../runtime/limits.ts";
 import { ChunkEncoding } from "./chunk-encoding.ts";
+import type { TxnOutcome } from "../../runtime/txn-sequencer.ts";
 
 /** Bytes per `chunk` request: well under NATS max_payload (8 MiB here, 1 MiB by default). */
 export const checkpointChunkBytesMax = 512 * 1024;
@@ -54,6 +55,8 @@ export const ReplicaReadRequest = z
     count: z.object({ filter: FilterAst.optional() }).strict().optional(),
     checkpoint: z.object({}).strict().optional(),
     digest: z.object({}).strict().optional(),
+    /** A transaction's vote: `minSeq` is its prepare's sequence. */
+    vote: z.object({ txn: z.string().min(1).max(64) }).strict().optional(),
     chunk: z
       .object({
         seq: z.number().int().min(0),
@@ -67,6 +70,13 @@ export const ReplicaReadRequest = z
   })
   .strict();
 export type ReplicaReadRequest = z.infer<typeof ReplicaReadRequest>;
+
+/** What `vote` answers: the shard's vote, and what became of the transaction here so far. */
+export interface TxnVoteReply {
+  yes: boolean;
+  reason?: string;
+  outcome: TxnOutcome | "unknown";
+}
 
 /** What `checkpoint` answers: the checkpoint the joining replica may now read in chunks. */
 export interface CheckpointOffer {

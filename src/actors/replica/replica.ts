@@ -27,7 +27,7 @@ import type { ShardDigest, ShardHit, ShardSearchRequest, ShardStats } from "../v
 import { applyRecords } from "./apply.ts";
 import { followLog } from "./follow.ts";
 import { readOfferedChunk } from "./peer-copy.ts";
-import type { CheckpointOffer } from "./protocol.ts";
+import type { CheckpointOffer, TxnVoteReply } from "./protocol.ts";
 import { restoreReplica } from "./restore.ts";
 import { offerCheckpoint, saveSnapshot, shutdownCheckpoint } from "./saving.ts";
 import type { ReplicaDeps, ReplicaParts, ReplicaRole } from "./types.ts";
@@ -41,6 +41,8 @@ export class ShardReplica {
   readonly shard: number;
   readonly #parts: ReplicaParts;
   readonly #waiters = new AppliedWaiters();
+  /** Vote requests waiting for the index to read a prepare. */
+  readonly #consumedWaiters = new AppliedWaiters();
   readonly #actor: ReplicaActorRef;
   #subscription: Subscription | undefined;
   #state: ReplicaState = ReplicaState.Restoring;
@@ -60,7 +62,7 @@ export class ShardReplica {
       role,
       index: deps.pool.pin(shardKey(config.uid, shard)),
       log: deps.log.child({ actor: "replica", collection: config.name, shard }),
-      progress: { count: 0, checkpointSeq: 0, transferredBytes: 0, copyGoalBytes: 0, restored: undefined, pendingRows: 0 },
+      progress: { count: 0, checkpointSeq: 0, transferredBytes: 0, copyGoalBytes: 0, restored: undefined, pendingRows: 0, consumedSeq: 0 },
     };
     this.#actor = createActor(this.#machine(), {
       input: {
@@ -182,6 +184,22 @@ export class ShardReplica {
     return this.#parts.index.count(filter);
   }
 
+  /**
+   * This shard's vote on transaction `txn`, once the entry at `prepareSeq` (its prepare) is
+   * read: a pure function of the log up to it (decision 013). Waits on what was read, not on
+   * what took effect, so a vote never waits for another transaction's marker.
+   */
+  async vote(txn: string, prepareSeq: number, timeoutMs: number): Promise<TxnVoteReply> {
+    this.#requireReadable();
+    if (this.#parts.progress.consumedSeq < prepareSeq) {
+      await this.#consumedWaiters.wait(prepareSeq, timeoutMs, () => new JadeError(ErrorCode.Timeout, `shard ${this.shard} of ${this.config.name} did not read sequence ${prepareSeq} within ${timeoutMs} ms`));
+    }
+    const known = await this.#parts.index.txnOutcome(txn);
+    // Not seen: its prepare was skipped as invalid, or the outcome was forgotten long ago.
+    if (!known || known.seq < prepareSeq) return { yes: false, reason: `no prepare of ${txn} at ${prepareSeq} on this shard`, outcome: "unknown" };
+    return { ...known.vote, outcome: known.outcome };
+  }
+
   /** The content digest and the sequence it covers (at least `minSeq`): restores and deep verification compare it with a backup's. */
   async contentDigest(minSeq: number, timeoutMs: number): Promise<ShardDigest> {
     await this.#readable(minSeq, timeoutMs);
@@ -223,6 +241,7 @@ export class ShardReplica {
     this.#subscription?.unsubscribe();
     clearInterval(this.#pendingTimer);
     this.#waiters.rejectAll(() => unavailable(`shard ${this.shard} of ${this.config.name} stopped`));
+    this.#consumedWaiters.rejectAll(() => unavailable(`shard ${this.shard} of ${this.config.name} stopped`));
     // Keeping the shard: save what the checkpoint lacks (an idle replica's checkpoint is kept as
     // it is: deleting it sent an idle node's clean restart to the shared snapshot). Giving it up: delete.
     if (options.checkpoint) {
@@ -260,7 +279,10 @@ export class ShardReplica {
             stream: names.logStream(name, shard),
             fromSeq: input.fromSeq,
             apply: (records) => applyRecords(parts, records, abort.signal),
-            onProgress: (appliedSeq, lastSeq) => sendBack({ type: "PROGRESS", appliedSeq, lastSeq }),
+            onProgress: (appliedSeq, lastSeq) => {
+              this.#consumedWaiters.progress(parts.progress.consumedSeq);
+              sendBack({ type: "PROGRESS", appliedSeq, lastSeq });
+            },
             signal: abort.signal,
             traceAttributes: { "jade.node": nodeId, "jade.collection": name, "jade.shard": shard },
           }).then(

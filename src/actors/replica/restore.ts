@@ -11,6 +11,7 @@ import { names } from "../../runtime/subjects.ts";
 import { copyCheckpoint } from "./peer-copy.ts";
 import type { Throttle } from "../../nats/snapshots.ts";
 import { indexConfigOf, type ReplicaParts } from "./types.ts";
+import type { ApplyResult } from "../vector-index/api.ts";
 
 /**
  * Loads the best valid starting state into a fresh index and returns its sequence: this
@@ -62,7 +63,7 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
       progress.count = loaded.count;
       progress.pendingRows = loaded.pendingRows ?? 0;
       replica.log.info({ snapshot: ref.name, appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows }, "restored snapshot");
-      return restoredFrom(replica, RestoreSource.Snapshot, loaded.appliedSeq);
+      return restoredFrom(replica, RestoreSource.Snapshot, loadedAt(replica, loaded));
     } catch (err) {
       replica.log.warn({ err, snapshot: ref.name }, "snapshot unreadable; trying an older one");
       await index.open(indexConfigOf(config));
@@ -70,6 +71,7 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
       await rm(file, { force: true });
     }
   }
+  replica.progress.consumedSeq = 0;
   return restoredFrom(replica, RestoreSource.Log, 0);
 }
 
@@ -93,7 +95,7 @@ async function loadCheckpoint(replica: ReplicaParts, file: string, seq: number):
     progress.checkpointSeq = loaded.appliedSeq;
     progress.transferredBytes += (await stat(file)).size;
     log.info({ appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows, deltaEntries: lastSeq - loaded.appliedSeq }, "restored local checkpoint");
-    return loaded.appliedSeq;
+    return loadedAt(replica, loaded);
   } catch (err) {
     log.warn({ err, file }, "local checkpoint unreadable; discarding it");
     await deps.checkpoints.drop(config.uid, shard);
@@ -129,7 +131,7 @@ async function copyFromPeer(replica: ReplicaParts): Promise<number | undefined> 
       progress.count = loaded.count;
       progress.pendingRows = loaded.pendingRows ?? 0;
       log.info({ peer, appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows, bytes: offer.bytes, wireBytes: offer.wireBytes }, "copied the shard from a serving replica");
-      return loaded.appliedSeq;
+      return loadedAt(replica, loaded);
     } catch (err) {
       log.warn({ err: errorMessage(err), peer }, "could not copy the shard from a serving replica; trying the next source");
       await index.open(indexConfigOf(config));
@@ -138,6 +140,21 @@ async function copyFromPeer(replica: ReplicaParts): Promise<number | undefined> 
     }
   }
   return undefined;
+}
+
+/**
+ * What a loaded shard counts as applied for readers and writers: a snapshot taken while writes
+ * waited for a transaction holds them unapplied (the follow re-reads them, and the index skips
+ * what it has).
+ */
+function visibleOf(loaded: ApplyResult): number {
+  return loaded.visibleSeq ?? loaded.appliedSeq;
+}
+
+/** Every load ends here: what the index has read is what the loaded shard covers. */
+function loadedAt(replica: ReplicaParts, loaded: ApplyResult): number {
+  replica.progress.consumedSeq = loaded.appliedSeq;
+  return visibleOf(loaded);
 }
 
 function restoredFrom(replica: ReplicaParts, source: RestoreSource, seq: number): number {

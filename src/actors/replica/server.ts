@@ -82,6 +82,9 @@ export class ReplicaServer {
         return replica.count(request.count?.filter, request.minSeq, request.timeoutMs);
       case "digest":
         return replica.contentDigest(request.minSeq, request.timeoutMs);
+      case "vote":
+        if (!request.vote) throw missing();
+        return replica.vote(request.vote.txn, request.minSeq, request.timeoutMs);
       case "checkpoint":
         return replica.offerCheckpoint();
       case "chunk": {

@@ -113,6 +113,11 @@ export interface ReplicaProgress {
   restored: RestoreInfo | undefined;
   /** Points applied (and searched exactly) that the graph has not absorbed yet. */
   pendingRows: number;
+  /**
+   * The last log entry the index has read, beyond the machine's `appliedSeq` while a write waits
+   * for a transaction (decision 013): a transaction's vote is known once its prepare is read.
+   */
+  consumedSeq: number;
 }
 
 /** One replica as its jobs see it. */

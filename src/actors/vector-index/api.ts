@@ -8,6 +8,7 @@ import type { ContentDigest } from "../../runtime/content-digest.ts";
 import type { IndexParams, Metric, Payload, StoredPoint } from "../../runtime/schemas.ts";
 import type { Filter } from "../../runtime/filter.ts";
 import type { MessagePort } from "node:worker_threads";
+import type { TxnOutcome, TxnVote } from "../../runtime/txn-sequencer.ts";
 
 export interface ShardIndexConfig {
   dimension: number;
@@ -107,4 +108,13 @@ export interface IndexWorkerApi {
   stats(shardKey: string): ShardStats;
   /** The live points' content digest (runtime/content-digest.ts) and the sequence it covers. */
   contentDigest(shardKey: string): ShardDigest;
+  /** What became of a transaction on this shard, with its vote (runtime/txn-sequencer.ts); undefined if not seen. */
+  txnOutcome(shardKey: string, txn: string): TxnOutcomeRecord | undefined;
+}
+
+/** A transaction as one shard saw it: its outcome here, its vote and the sequence of the entry that decided it. */
+export interface TxnOutcomeRecord {
+  outcome: TxnOutcome;
+  vote: TxnVote;
+  seq: number;
 }

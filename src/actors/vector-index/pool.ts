@@ -31,6 +31,7 @@ import type {
   ShardSearchRequest,
   ShardStats,
   IndexWorkerData,
+  TxnOutcomeRecord,
 } from "./api.ts";
 import { AbsorbingWorkers } from "./absorber.ts";
 import { SearchBatches, SearchLane } from "./search-batch.ts";
@@ -153,6 +154,10 @@ export class ShardIndexClient {
 
   contentDigest(): Promise<ShardDigest> {
     return this.#invoke((r) => r.contentDigest(this.shardKey));
+  }
+
+  txnOutcome(txn: string): Promise<TxnOutcomeRecord | undefined> {
+    return this.#invoke((r) => r.txnOutcome(this.shardKey, txn));
   }
 }
 

@@ -15,7 +15,6 @@
  * Lower is closer; ties are broken by id so every replica orders hits the same way.
  */
 import os from "node:os";
-import type { BatchMatches } from "usearch";
 import { compileFilter, type Filter } from "../../runtime/filter.ts";
 import { checkUpsertValues, decodeEntry, EntryKind, isInvalidEntryError, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
@@ -29,16 +28,8 @@ import { PointTable, versionOf } from "./points.ts";
 import { loadShard, saveShard } from "./shard-snapshot.ts";
 import { TxnSequencer, type Effect } from "../../runtime/txn-sequencer.ts";
 import { compactGraph } from "./compaction.ts";
+import { batchRow, compareIds, exactScanMax, exactScanShare, isUnfiltered } from "./search-rules.ts";
 
-/** A filtered search scans the matching vectors exactly when there are at most this many… */
-export const exactScanMax = 2048;
-/**
- * …or when they are at most this share of the shard; otherwise it oversamples the graph. An
- * unfiltered search scans exactly when k is at least this share of the shard: an HNSW search
- * for most of a graph visits that many vectors anyway, and it can miss points a removal left
- * poorly linked (k = every point of a 100-point shard came back 2 short).
- */
-export const exactScanShare = 0.05;
 /**
  * Bytes of vectors the fresh buffer may hold before applies wait for the graph: bounds both
  * its memory and the exact scan every search pays. Measured at 1M × 128-d with searches during
@@ -49,25 +40,6 @@ export const exactScanShare = 0.05;
 export const freshBytesMaxDefault = 16 * 1024 * 1024;
 /** Rows the absorber hands to the graph between two looks at the clock. */
 const absorbRowsPerStep = 4;
-
-/** A search every point may answer: no filter, or one that matches everything. */
-function isUnfiltered(request: ShardSearchRequest): boolean {
-  const { filter } = request;
-  return filter === undefined || (filter.op === "and" && filter.clauses.length === 0);
-}
-
-/** The first `count` hits of query `row` in a batched usearch result. */
-function batchRow(matches: BatchMatches, row: number, count: number): Scored[] {
-  const found = Math.min(count, Number(matches.counts[row]!));
-  const base = row * matches.k;
-  const scored = new Array<Scored>(found);
-  for (let i = 0; i < found; i++) scored[i] = { slot: Number(matches.keys[base + i]!), distance: matches.distances[base + i]! };
-  return scored;
-}
-
-function compareIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 export interface ShardIndexOptions {
   freshBytesMax?: number;
@@ -147,9 +119,14 @@ export class ShardIndex {
       }
       this.#lastSeq = record.seq;
     }
-    const result: ApplyResult = { appliedSeq: this.#lastSeq, count: this.size };
+    const result = this.result();
+    return rejected.length > 0 ? { ...result, rejected } : result;
+  }
+
+  /** Where the shard stands, as apply and load answer it. */
+  result(): ApplyResult {
+    const result: ApplyResult = { appliedSeq: this.#lastSeq, count: this.size, pendingRows: this.pendingRows };
     if (!this.txns.idle) result.visibleSeq = this.visibleSeq;
-    if (rejected.length > 0) result.rejected = rejected;
     return result;
   }
 

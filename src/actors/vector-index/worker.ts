@@ -77,8 +77,7 @@ const api: IndexWorkerApi = {
       rejected.push(...(index.apply([record]).rejected ?? []));
       absorber.wake(index);
     }
-    const index = shard(shardKey);
-    const result: ApplyResult = { appliedSeq: index.appliedSeq, count: index.size, pendingRows: index.pendingRows };
+    const result = shard(shardKey).result();
     return rejected.length > 0 ? { ...result, rejected } : result;
   },
   get(shardKey: string, ids: string[], withVectors: boolean) {
@@ -94,7 +93,7 @@ const api: IndexWorkerApi = {
   async load(shardKey: string, config: ShardIndexConfig, path: string) {
     const loaded = await ShardIndex.load(config, path, options);
     install(shardKey, loaded);
-    return { appliedSeq: loaded.appliedSeq, count: loaded.size, pendingRows: loaded.pendingRows };
+    return loaded.result();
   },
   stats(shardKey: string) {
     return shard(shardKey).stats();
@@ -102,6 +101,9 @@ const api: IndexWorkerApi = {
   contentDigest(shardKey: string) {
     const index = shard(shardKey);
     return { ...index.contentDigest(), appliedSeq: index.appliedSeq };
+  },
+  txnOutcome(shardKey: string, txn: string) {
+    return shard(shardKey).txns.outcome(txn);
   },
 };
 
