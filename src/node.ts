@@ -37,10 +37,13 @@ import { KeyStore } from "./actors/keys/store.ts";
 import { HttpAccess } from "./actors/http/access.ts";
 import { ownSettings, resolveSettings, type NodeSettings } from "./node/settings.ts";
 import { metricSources, replicaBeatOf } from "./node/sources.ts";
-import { joinFormats } from "./node/formats.ts";
+import { joinFormats } from "./actors/cluster/formats.ts";
 import { Departures } from "./actors/cluster/departures.ts";
 import { ClusterConfig } from "./actors/config/store.ts";
 import type { ClusterSettings } from "./actors/config/schemas.ts";
+
+/** For the CLI, which says why a node would not join (cli/ imports no actor). */
+export { isIncompatibleFormatError } from "./actors/cluster/formats.ts";
 
 export interface NodeOptions {
   servers: string[];

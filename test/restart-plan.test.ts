@@ -1,6 +1,6 @@
 /** The rolling-restart plan and readiness (pure), and the join check of format versions. */
 import { describe, expect, it } from "vitest";
-import { formatIssue, newClusterFormats } from "../src/runtime/formats.ts";
+import { formatIssue, formatsToRaise, newClusterFormats } from "../src/runtime/formats.ts";
 import { nodeReady, restartPlan } from "../src/runtime/restart-plan.ts";
 import type { ClusterStatus, ReplicaStatus } from "../src/runtime/status.ts";
 
@@ -70,5 +70,19 @@ describe("format versions", () => {
     expect(formatIssue({ log: 1, message: 2 }, mine)).toMatch(/message format 2/);
     expect(formatIssue({ log: 1, message: 1 }, { log: { min: 2, max: 2 }, message: { min: 1, max: 1 } })).toMatch(/log format 1/);
     expect(formatIssue(newClusterFormats())).toBeUndefined();
+  });
+
+  it("the cluster moves to a newer format once every node reads it, and never back", () => {
+    const reads = (logMin: number, logMax: number) => ({ log: { min: logMin, max: logMax }, message: { min: 1, max: 1 } });
+    const written = { log: 1, message: 1 };
+    // One node still reads only format 1: nothing moves.
+    expect(formatsToRaise(written, [reads(1, 2), reads(1, 1), reads(1, 3)])).toBeUndefined();
+    // All read 2, one reads 3 too: the cluster writes 2.
+    expect(formatsToRaise(written, [reads(1, 2), reads(1, 3)])).toEqual({ log: 2, message: 1 });
+    // Never back, and never to a format some node has left behind.
+    expect(formatsToRaise({ log: 3, message: 1 }, [reads(1, 2)])).toBeUndefined();
+    expect(formatsToRaise(written, [reads(3, 3), reads(1, 3)])).toEqual({ log: 3, message: 1 });
+    expect(formatsToRaise(written, [reads(3, 4), reads(1, 2)])).toBeUndefined();
+    expect(formatsToRaise(written, [])).toBeUndefined();
   });
 });

@@ -11,7 +11,8 @@ import { execFile } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JadeClient } from "../src/client/client.ts";
 import type { JadeNode, NodeOptions } from "../src/node.ts";
-import { isIncompatibleFormatError } from "../src/node/formats.ts";
+import { isIncompatibleFormatError, raiseFormats } from "../src/actors/cluster/formats.ts";
+import { buildFormats } from "../src/runtime/formats.ts";
 import { nodeReady } from "../src/runtime/restart-plan.ts";
 import type { ClusterStatus } from "../src/runtime/status.ts";
 import { names } from "../src/runtime/subjects.ts";
@@ -151,11 +152,17 @@ describe("rolling restarts", () => {
     expect(never.stderr).toMatch(/nobody was not ready within 500 ms/);
   });
 
-  it("a node refuses to join a cluster that writes a format it cannot read, and says which", async () => {
+  it("the cluster moves to a newer format once every node reads it; a node that cannot read it refuses to join, and says which", async () => {
     const kv = nodes.get("a")!.nats.config;
     const stored = (await kv.get(names.formatsKey))!;
     expect(stored.json()).toEqual({ log: 1, message: 1 });
-    await kv.put(names.formatsKey, JSON.stringify({ log: 2, message: 1 }));
+    // Every node here reads format 1 only: the cluster stays on it.
+    const readers = (await client.clusterStatus()).nodes.map(() => buildFormats);
+    expect(await raiseFormats(kv, readers)).toBeUndefined();
+    // Once every node reads format 2 (newer builds, as their heartbeats would say), the cluster writes it, by CAS.
+    const newer = { log: { min: 1, max: 2 }, message: { min: 1, max: 1 } };
+    expect(await raiseFormats(kv, [newer, newer, newer])).toEqual({ log: 2, message: 1 });
+    expect((await kv.get(names.formatsKey))!.json()).toEqual({ log: 2, message: 1 });
     try {
       const err = await harness.node([natsUrl], { nodeId: "newcomer" }).then(
         () => undefined,

@@ -3,7 +3,6 @@
  * existing NATS). Both print one line containing `ready`, the NATS URL and (when
  * serving HTTP) the HTTP URL once the API answers, and stop cleanly on SIGINT/SIGTERM.
  */
-import { isIncompatibleFormatError } from "../node/formats.ts";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
@@ -14,7 +13,7 @@ import { AuthDir } from "../nats/auth-dir.ts";
 import type { NatsAuth } from "../nats/auth.ts";
 import { Role } from "../nats/permissions.ts";
 import { rootLogger } from "../runtime/log.ts";
-import { JadeNode, type NodeOptions } from "../node.ts";
+import { JadeNode, type NodeOptions, isIncompatibleFormatError } from "../node.ts";
 import type { SelectionName } from "../actors/read/selection/index.ts";
 import type { CoordinatorSettings } from "../actors/control/coordinator.ts";
 import { defaultMigrationSettings } from "../actors/control/migrations.ts";

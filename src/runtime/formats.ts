@@ -42,3 +42,20 @@ export function formatIssue(inUse: FormatsInUse, readable: ReadableFormats = bui
   }
   return undefined;
 }
+
+/**
+ * What the cluster may write once every node in `readers` reads it: for each kind, the newest
+ * format all of them read, when it is newer than the one written and none of them has left it
+ * behind (its `min` above it). Undefined when nothing moves. A format never moves back: a node
+ * that reads only older ones cannot join any more (`formatIssue`), as Elasticsearch's nodes
+ * cannot rejoin a cluster upgraded past them.
+ */
+export function formatsToRaise(inUse: FormatsInUse, readers: readonly ReadableFormats[]): FormatsInUse | undefined {
+  if (readers.length === 0) return undefined;
+  const next = { ...inUse };
+  for (const name of ["log", "message"] as const) {
+    const common = Math.min(...readers.map((r) => r[name].max));
+    if (common > inUse[name] && readers.every((r) => r[name].min <= common)) next[name] = common;
+  }
+  return next.log === inUse.log && next.message === inUse.message ? undefined : next;
+}

@@ -9,6 +9,8 @@ import { createActor, fromCallback, fromPromise, type EventObject } from "xstate
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
+import { formatsToRaise, type FormatsInUse } from "../../runtime/formats.ts";
+import { raiseFormats } from "../cluster/formats.ts";
 import {
   coordinatorMachine,
   coordinatorStateOf,
@@ -122,6 +124,8 @@ export class Coordinator {
   readonly #retention: Retention;
   readonly #lease: KvView<string>;
   #poke: () => void = () => undefined;
+  /** The formats last seen written, or the oldest there are: the raise reads the record only when the nodes read newer ones. */
+  #formatsKnown: FormatsInUse = { log: 1, message: 1 };
   /** The live nodes at the last reconcile of this leadership (undefined before the first): a node not among them has joined. */
   #knownLive: Set<string> | undefined;
 
@@ -326,6 +330,18 @@ export class Coordinator {
     };
   }
 
+  /**
+   * The formats the cluster writes move up once every node reads a newer one (runtime/formats.ts).
+   * The record is read only when the nodes' heartbeats say a move may be due.
+   */
+  async #raiseFormats(): Promise<void> {
+    const readers = this.#deps.membership.members().map((m) => m.heartbeat.formats);
+    if (!formatsToRaise(this.#formatsKnown, readers)) return;
+    const raised = await raiseFormats(this.#deps.config, readers);
+    if (raised) this.#log.info({ formats: raised }, "every node reads newer formats: the cluster now writes them");
+    this.#formatsKnown = raised ?? formatsToRaise(this.#formatsKnown, readers)!;
+  }
+
   /** Plans one collection's placement from the live nodes and writes it if it changed (inside its `exclusive` section). */
   async #placeCollection(config: CollectionConfig, live: string[], cordoned: string[], epoch: number): Promise<void> {
     const { placements } = this.#deps;
@@ -365,6 +381,8 @@ export class Coordinator {
       });
     }
     for (const config of configs) await placements.exclusive(config.name, () => this.#placeCollection(config, live, [...cordoned, ...holding], epoch));
+    // Not while a node that stopped cleanly is expected back: it has not said what it will read.
+    if (holding.length === 0) await this.#raiseFormats();
     // Drained nodes are emptied by migrations; a node that joined gets its share when auto-rebalance is on.
     // A restarting node counts as live throughout (holding): back, it has not "joined".
     const joined = this.#knownLive === undefined ? [] : live.filter((n) => !this.#knownLive!.has(n));

@@ -1,8 +1,8 @@
 /** The join check of format versions (runtime/formats.ts): refuse a cluster this build cannot read. */
 import type { KV } from "@nats-io/kv";
-import { buildFormats, formatIssue, FormatsInUse, newClusterFormats } from "../runtime/formats.ts";
-import { names } from "../runtime/subjects.ts";
-import { delay } from "../runtime/async.ts";
+import { buildFormats, formatIssue, FormatsInUse, formatsToRaise, newClusterFormats, type ReadableFormats } from "../../runtime/formats.ts";
+import { names } from "../../runtime/subjects.ts";
+import { delay } from "../../runtime/async.ts";
 
 /** Tries at recording the formats of a new cluster, and the pause after a failed one. */
 const formatCreateAttemptsMax = 10;
@@ -38,4 +38,20 @@ export async function joinFormats(kv: KV): Promise<FormatsInUse> {
   const issue = formatIssue(stored.data, buildFormats);
   if (issue) throw new IncompatibleFormatError(issue);
   return stored.data;
+}
+
+/**
+ * Moves the formats the cluster writes up to the newest every node in `readers` reads (the
+ * coordinator calls it as nodes report what they read): a compare-and-set on the record, so of
+ * two coordinators at once one writes. Returns the formats written, or undefined.
+ */
+export async function raiseFormats(kv: KV, readers: readonly ReadableFormats[]): Promise<FormatsInUse | undefined> {
+  const entry = await kv.get(names.formatsKey);
+  if (entry?.operation !== "PUT") return undefined;
+  const stored = FormatsInUse.safeParse(entry.json());
+  if (!stored.success) return undefined;
+  const next = formatsToRaise(stored.data, readers);
+  if (!next) return undefined;
+  await kv.update(names.formatsKey, JSON.stringify(next), entry.revision);
+  return next;
 }
