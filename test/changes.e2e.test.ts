@@ -6,9 +6,12 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import { jetstream } from "@nats-io/jetstream";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Change, ChangeFeed, ChangeStart } from "../src/client/changes.ts";
 import type { JadeClient } from "../src/client/client.ts";
+import { encodeEntry, EntryKind, type LogEntry } from "../src/runtime/log-entry.ts";
+import { subjects } from "../src/runtime/subjects.ts";
 import { Harness, jadeBin, repoRoot, waitFor } from "./support/harness.ts";
 
 const harness = new Harness();
@@ -117,6 +120,33 @@ describe("the change feed", () => {
     await expect(client.changes("live", { from: stale })).rejects.toMatchObject({ code: "invalid_argument" });
     await expect(client.changes("live", { from: "v1.garbage" })).rejects.toMatchObject({ code: "invalid_argument" });
   }, 60_000);
+
+  it("delivers a transaction's changes together at its commit, never an aborted one's, and resumes mid-transaction to the same changes", async () => {
+    const nats = await harness.nats();
+    await harness.node([nats.url], { nodeId: "t1" });
+    const client = await harness.client(nats.url);
+    await client.createCollection({ name: "txfeed", dimension, metric: "l2", shards: 1 });
+    await client.upsert("txfeed", { points: points(0, 2, "a") });
+    const js = jetstream(client.nc);
+    const append = async (entry: LogEntry) => (await js.publish(subjects.log("txfeed", 0), encodeEntry(entry))).seq;
+    const vector = Float32Array.from([9, 9.5, -9, 1]);
+    const p1 = await append({ kind: EntryKind.TxnPrepare, txn: "t1", upsert: { ids: ["p0", "n"], dimension, vectors: Float32Array.from([...vector, ...vector]) }, deleteIds: ["p1"], conditions: [], deadlineAtMs: Date.now() + 60_000 });
+    await client.upsert("txfeed", { points: points(0, 1, "waits") }); // p0 again: waits for t1
+    await client.upsert("txfeed", { points: points(5, 1, "free") }); // p5: goes on
+    const p2 = await append({ kind: EntryKind.TxnPrepare, txn: "t2", deleteIds: ["p5"], conditions: [], deadlineAtMs: Date.now() + 60_000 });
+    await append({ kind: EntryKind.TxnAbort, txn: "t2", prepareSeq: p2 });
+    await append({ kind: EntryKind.TxnCommit, txn: "t1", prepareSeq: p1, committedAtMs: Date.now() });
+
+    const everything = await all(client, "txfeed", "start");
+    const seen = everything.map((c) => `${c.op} ${c.id}${c.payload ? ` ${(c.payload as { tag: string }).tag}` : ""}`);
+    expect(seen).toEqual(["upsert p0 a", "upsert p1 a", "upsert p5 free", "upsert p0", "upsert n", "delete p1", "upsert p0 waits"]);
+    // t1's changes carry its prepare's sequence.
+    expect(everything.slice(3, 6).every((c) => c.seq === p1)).toBe(true);
+    // From every position, the rest comes once, in the same order: mid-transaction positions replay from its start.
+    for (let i = 0; i < everything.length; i++) {
+      expect(await all(client, "txfeed", everything[i]!.position), `after change ${i}`).toEqual(everything.slice(i + 1));
+    }
+  });
 
   it("`jade changes` prints JSON lines and where to resume", async () => {
     const nats = await harness.nats();

@@ -5,9 +5,10 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { changesOf, decodePosition, encodePosition } from "../src/client/changes.ts";
+import { changesOf, decodePosition, effectsOf, encodePosition } from "../src/client/changes.ts";
+import { TxnSequencer } from "../src/runtime/txn-sequencer.ts";
 import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
-import { EntryKind } from "../src/runtime/log-entry.ts";
+import { encodeEntry, EntryKind, type LogEntry } from "../src/runtime/log-entry.ts";
 
 const config = { name: "c", uid: "u-1", shards: 3 };
 
@@ -44,15 +45,34 @@ describe("change positions", () => {
 });
 
 describe("changesOf", () => {
+  const read = (txns: TxnSequencer, entry: LogEntry | undefined, seq: number) => changesOf(effectsOf(txns, entry, seq, entry ? encodeEntry(entry) : new Uint8Array()), 1, "t");
+
   it("gives one change per id, in entry order, with its vector and payload", () => {
-    const entry = { kind: EntryKind.Upsert, ids: ["a", "b"], payloads: [null, { x: 1 }], dimension: 2, vectors: Float32Array.from([1, 2, 3, 4]) };
-    expect(changesOf(entry, 1, 7, "t")).toEqual([
+    const txns = new TxnSequencer();
+    const entry: LogEntry = { kind: EntryKind.Upsert, ids: ["a", "b"], payloads: [null, { x: 1 }], dimension: 2, vectors: Float32Array.from([1, 2, 3, 4]) };
+    expect(read(txns, entry, 7)).toEqual([
       { op: "upsert", id: "a", vector: [1, 2], payload: null, shard: 1, seq: 7, index: 0, time: "t" },
       { op: "upsert", id: "b", vector: [3, 4], payload: { x: 1 }, shard: 1, seq: 7, index: 1, time: "t" },
     ]);
-    expect(changesOf({ kind: EntryKind.Delete, ids: ["a"] }, 0, 3, "t")).toEqual([{ op: "delete", id: "a", shard: 0, seq: 3, index: 0, time: "t" }]);
+    expect(read(txns, { kind: EntryKind.Delete, ids: ["a"] }, 3)).toEqual([{ op: "delete", id: "a", shard: 1, seq: 3, index: 0, time: "t" }]);
     // A stray message (undecodable) and a move-only entry hold no change.
-    expect(changesOf(undefined, 0, 4, "t")).toEqual([]);
-    expect(changesOf({ kind: EntryKind.Upsert, ids: [], dimension: 2, vectors: new Float32Array(0), deleteIds: ["z"] }, 0, 5, "t")).toEqual([]);
+    expect(read(txns, undefined, 4)).toEqual([]);
+    expect(read(txns, { kind: EntryKind.Upsert, ids: [], dimension: 2, vectors: new Float32Array(0), deleteIds: ["z"] }, 5)).toEqual([]);
+  });
+
+  it("gives a transaction's changes together when its commit is read, then the writes that waited for it; an aborted one's never", () => {
+    const txns = new TxnSequencer();
+    const prepare: LogEntry = { kind: EntryKind.TxnPrepare, txn: "t1", upsert: { ids: ["a"], dimension: 2, vectors: Float32Array.from([5, 6]) }, deleteIds: ["b"], conditions: [{ id: "a", version: 1 }], deadlineAtMs: 0 };
+    expect(read(txns, prepare, 10)).toEqual([]);
+    expect(read(txns, { kind: EntryKind.Delete, ids: ["a"] }, 11)).toEqual([]);
+    expect(read(txns, { kind: EntryKind.Delete, ids: ["c"] }, 12)).toEqual([{ op: "delete", id: "c", shard: 1, seq: 12, index: 0, time: "t" }]);
+    expect(read(txns, { kind: EntryKind.TxnCommit, txn: "t1", prepareSeq: 10, committedAtMs: 0 }, 13)).toEqual([
+      { op: "upsert", id: "a", vector: [5, 6], payload: null, shard: 1, seq: 10, index: 0, time: "t" },
+      { op: "delete", id: "b", shard: 1, seq: 10, index: 1, time: "t" },
+      { op: "delete", id: "a", shard: 1, seq: 11, index: 0, time: "t" },
+    ]);
+    expect(read(txns, { ...prepare, txn: "t2" }, 14)).toEqual([]);
+    expect(read(txns, { kind: EntryKind.TxnAbort, txn: "t2", prepareSeq: 14 }, 15)).toEqual([]);
+    expect(txns.idle).toBe(true);
   });
 });

@@ -11,6 +11,14 @@
  *
  * Points moved between shards by vector sharding appear as their upsert on the new shard
  * only (the old shard's removal of the copy is not a change of the collection).
+ *
+ * Transactions (decision 013): a shard's changes come in the order they took effect on its
+ * replicas, which run the same sequencer (runtime/txn-sequencer.ts): a transaction's changes
+ * come together when its commit is read (carrying its prepare's sequence), an aborted one's
+ * never, and a plain write that waited for a transaction comes after it. A position is then
+ * "read from this entry, skip this many changes": while a transaction is open on a shard its
+ * entry is the one where the shard's reading last had nothing open, so a reader resuming
+ * anywhere replays from there to the same changes, and skips the ones it had.
  */
 import {
   DeliverPolicy,
@@ -25,7 +33,8 @@ import {
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { ErrorCode, JadeError } from "../runtime/errors.ts";
-import { decodeEntry, EntryKind, isTxnEntry, type LogEntry } from "../runtime/log-entry.ts";
+import { decodeEntry, EntryKind, type LogEntry } from "../runtime/log-entry.ts";
+import { TxnSequencer, type Effect } from "../runtime/txn-sequencer.ts";
 import { logPurgedPast } from "../runtime/retention.ts";
 import type { CollectionConfig, Payload } from "../runtime/schemas.ts";
 import { names } from "../runtime/subjects.ts";
@@ -65,10 +74,19 @@ const tokenPrefix = "v1.";
 const Token = z.object({ c: z.string(), s: z.array(z.tuple([z.number().int().min(0), z.number().int().min(0), z.number().int().min(0)])) });
 
 interface ShardPosition {
-  /** The entry to read next… */
+  /** The entry to read from… */
   seq: number;
-  /** …and the first of its points to deliver. */
+  /** …and how many of the changes read from there were delivered already. */
   index: number;
+}
+
+/** One shard's reading: the sequencer's state, where it last had nothing open, and what was delivered since. */
+interface ShardReading {
+  txns: TxnSequencer;
+  base: number;
+  delivered: number;
+  /** Changes to pass over after a resume: delivered before it. */
+  skip: number;
 }
 
 export function encodePosition(uid: string, positions: ReadonlyMap<number, ShardPosition>): string {
@@ -100,6 +118,7 @@ export class ChangeFeed implements AsyncIterable<Change> {
   readonly #options: Required<Omit<ChangesOptions, "from">>;
   /** Where each shard's reading stands: past every change queued (handed out or buffered). */
   readonly #positions = new Map<number, ShardPosition>();
+  readonly #readings = new Map<number, ShardReading>();
   /** The position after the last change handed to the reader (a change's token covers exactly what was queued before it). */
   #handedOut = "";
   readonly #queue: Change[] = [];
@@ -174,6 +193,7 @@ export class ChangeFeed implements AsyncIterable<Change> {
       else start = given!.get(shard)!;
       if (logPurgedPast(state, start.seq)) throw purged(this.#config.name, shard, start.seq, state.first_seq);
       this.#positions.set(shard, start);
+      this.#readings.set(shard, { txns: new TxnSequencer(), base: start.seq, delivered: 0, skip: start.index });
       if (!this.#options.untilCaughtUp || start.seq <= caughtUpAt) pumps.push({ shard, stream, fromSeq: start.seq, caughtUpAt });
     }
     // Every shard's start is fixed before any pump moves one: the feed's first position.
@@ -205,19 +225,28 @@ export class ChangeFeed implements AsyncIterable<Change> {
   }
 
   async #deliver(shard: number, m: JsMsg): Promise<void> {
-    const position = this.#positions.get(shard)!;
+    const reading = this.#readings.get(shard)!;
+    if (reading.txns.idle) {
+      reading.base = m.seq;
+      reading.delivered = 0;
+    }
     const time = new Date(Number(m.info.timestampNanos) / 1e6).toISOString();
-    const changes = changesOf(decodeEntryOrSkip(m.data), shard, m.seq, time);
-    for (const change of changes) {
-      if (m.seq === position.seq && change.index < position.index) continue; // delivered before the resume
+    const changes = changesOf(effectsOf(reading.txns, decodeEntryOrSkip(m.data), m.seq, m.data), shard, time);
+    // Nothing open after this entry: the next reading starts after it, as without transactions.
+    const closed = reading.txns.idle;
+    for (let i = 0; i < changes.length; i++) {
+      reading.delivered++;
+      if (reading.skip > 0) {
+        reading.skip--; // delivered before the resume
+        continue;
+      }
       while (this.#queue.length >= this.#options.bufferMax && !this.#stopped) await new Promise<void>((resolve) => this.#wakePumps.push(resolve));
       if (this.#stopped) return;
-      const last = change.index === changes.length - 1;
-      this.#positions.set(shard, last ? { seq: m.seq + 1, index: 0 } : { seq: m.seq, index: change.index + 1 });
-      this.#queue.push({ ...change, position: encodePosition(this.#config.uid, this.#positions) });
+      this.#positions.set(shard, closed && i === changes.length - 1 ? { seq: m.seq + 1, index: 0 } : { seq: reading.base, index: reading.delivered });
+      this.#queue.push({ ...changes[i]!, position: encodePosition(this.#config.uid, this.#positions) });
       this.#wake();
     }
-    if (changes.length === 0) this.#positions.set(shard, { seq: m.seq + 1, index: 0 });
+    this.#positions.set(shard, closed ? { seq: m.seq + 1, index: 0 } : { seq: reading.base, index: reading.delivered });
   }
 
   #fail(err: unknown): void {
@@ -249,23 +278,38 @@ function decodeEntryOrSkip(data: Uint8Array): LogEntry | undefined {
   }
 }
 
-/** The changes of one entry, in entry order (without `position`). */
-export function changesOf(entry: LogEntry | undefined, shard: number, seq: number, time: string): Omit<Change, "position">[] {
+/** What reading one entry makes take effect on its shard (nothing for an entry no writer made). */
+export function effectsOf(txns: TxnSequencer, entry: LogEntry | undefined, seq: number, data: Uint8Array): Effect[] {
   if (entry === undefined) return [];
-  // Transaction entries appear only in logs written in format 2, which no cluster writes until
-  // transactions land whole; the feed will then deliver a transaction's changes at its commit
-  // (decision 013).
-  if (isTxnEntry(entry)) return [];
-  if (entry.kind === EntryKind.Delete) return entry.ids.map((id, index) => ({ op: "delete", id, shard, seq, index, time }));
-  const { dimension, vectors, payloads } = entry;
-  return entry.ids.map((id, index) => ({
-    op: "upsert",
-    id,
-    vector: Array.from(vectors.subarray(index * dimension, (index + 1) * dimension)),
-    payload: payloads?.[index] ?? null,
-    shard,
-    seq,
-    index,
-    time,
-  }));
+  switch (entry.kind) {
+    case EntryKind.Upsert:
+    case EntryKind.Delete:
+      return txns.plain(seq, entry, data);
+    case EntryKind.TxnPrepare:
+      // The feed holds no points: conditions are taken as met (see TxnSequencer.prepare).
+      txns.prepare(seq, entry, data, undefined);
+      return [];
+    case EntryKind.TxnCommit:
+    case EntryKind.TxnAbort:
+      return txns.marker(seq, entry.txn, entry.kind === EntryKind.TxnCommit);
+  }
+}
+
+/** The changes of some effects, in order (without `position`). */
+export function changesOf(effects: readonly Effect[], shard: number, time: string): Omit<Change, "position">[] {
+  return effects.flatMap((effect): Omit<Change, "position">[] => {
+    const { seq } = effect;
+    if (effect.kind === EntryKind.Delete) return effect.entry.ids.map((id, i) => ({ op: "delete", id, shard, seq, index: effect.indexBase + i, time }));
+    const { dimension, vectors, payloads, ids } = effect.entry;
+    return ids.map((id, index) => ({
+      op: "upsert",
+      id,
+      vector: Array.from(vectors.subarray(index * dimension, (index + 1) * dimension)),
+      payload: payloads?.[index] ?? null,
+      shard,
+      seq,
+      index,
+      time,
+    }));
+  });
 }

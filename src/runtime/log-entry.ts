@@ -87,10 +87,6 @@ export type PlainEntry = UpsertEntry | DeleteEntry;
 export type TxnEntry = TxnPrepareEntry | TxnCommitEntry | TxnAbortEntry;
 export type LogEntry = PlainEntry | TxnEntry;
 
-export function isTxnEntry(entry: LogEntry): entry is TxnEntry {
-  return entry.kind === EntryKind.TxnPrepare || entry.kind === EntryKind.TxnCommit || entry.kind === EntryKind.TxnAbort;
-}
-
 /** The ids a plain entry or a prepare writes or deletes. */
 export function touchedIds(entry: PlainEntry | TxnPrepareEntry): string[] {
   switch (entry.kind) {

@@ -19,10 +19,14 @@
 import { decodeEntry, EntryKind, touchedIds, type DeleteEntry, type PlainEntry, type TxnPrepareEntry, type UpsertEntry } from "./log-entry.ts";
 
 /**
- * A change to the shard's points, in the order to make it. `seq` is the version base of an
- * upsert's points; `bytes` the size of the log entry it came from (the index's memory estimate).
+ * A change to the shard's points, in the order to make it. `seq` is the entry that holds it (a
+ * transaction's prepare for its ops), the version base of an upsert's points; `bytes` the size
+ * of that entry (the index's memory estimate); `indexBase` the place of a delete's first id in
+ * that entry (after a prepare's upserted ids).
  */
-export type Effect = { kind: typeof EntryKind.Upsert; seq: number; entry: UpsertEntry; bytes: number } | { kind: typeof EntryKind.Delete; entry: DeleteEntry };
+export type Effect =
+  | { kind: typeof EntryKind.Upsert; seq: number; entry: UpsertEntry; bytes: number }
+  | { kind: typeof EntryKind.Delete; seq: number; entry: DeleteEntry; indexBase: number };
 
 export interface TxnVote {
   yes: boolean;
@@ -135,8 +139,8 @@ export class TxnSequencer {
     const effects: Effect[] = [];
     if (commit) {
       const { upsert, deleteIds } = staged.entry;
-      if (deleteIds.length > 0) effects.push({ kind: EntryKind.Delete, entry: { kind: EntryKind.Delete, ids: deleteIds } });
       if (upsert) effects.push({ kind: EntryKind.Upsert, seq: staged.seq, entry: { kind: EntryKind.Upsert, ...upsert }, bytes: staged.data.byteLength });
+      if (deleteIds.length > 0) effects.push({ kind: EntryKind.Delete, seq: staged.seq, entry: { kind: EntryKind.Delete, ids: deleteIds }, indexBase: upsert?.ids.length ?? 0 });
     }
     return [...effects, ...this.#release()];
   }
@@ -223,7 +227,7 @@ export class TxnSequencer {
 }
 
 function effectOf(seq: number, entry: PlainEntry, data: Uint8Array): Effect {
-  return entry.kind === EntryKind.Upsert ? { kind: EntryKind.Upsert, seq, entry, bytes: data.byteLength } : { kind: EntryKind.Delete, entry };
+  return entry.kind === EntryKind.Upsert ? { kind: EntryKind.Upsert, seq, entry, bytes: data.byteLength } : { kind: EntryKind.Delete, seq, entry, indexBase: 0 };
 }
 
 /** Decodes a saved staged or held entry (`restore`'s decoder for the log's own bytes). */
