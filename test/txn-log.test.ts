@@ -32,7 +32,7 @@ const abort = (txn: string, prepareSeq: number): LogEntry => ({ kind: EntryKind.
 const records = (entries: LogEntry[], firstSeq = 1): LogRecord[] => entries.map((entry, i) => ({ seq: firstSeq + i, data: encodeEntry(entry) }));
 
 /** Feeds records to a sequencer as a replica does, tracking versions; returns the effects' ids in order. */
-function sequence(sequencer: TxnSequencer, recs: LogRecord[], versions = new Map<string, number>()): { effects: string[]; votes: Map<string, boolean> } {
+function sequence(sequencer: TxnSequencer, recs: LogRecord[], versions = new Map<string, number>(), reader = false): { effects: string[]; votes: Map<string, boolean> } {
   const effects: string[] = [];
   const votes = new Map<string, boolean>();
   const apply = (list: Effect[]) => {
@@ -47,7 +47,7 @@ function sequence(sequencer: TxnSequencer, recs: LogRecord[], versions = new Map
   };
   for (const { seq, data } of recs) {
     const entry = decodeEntry(data);
-    if (entry.kind === EntryKind.TxnPrepare) votes.set(entry.txn, sequencer.prepare(seq, entry, data, (id) => versions.get(id)).yes);
+    if (entry.kind === EntryKind.TxnPrepare) votes.set(entry.txn, sequencer.prepare(seq, entry, data, reader ? undefined : (id) => versions.get(id)).yes);
     else if (entry.kind === EntryKind.TxnCommit || entry.kind === EntryKind.TxnAbort) apply(sequencer.marker(seq, entry.txn, entry.kind === EntryKind.TxnCommit));
     else apply(sequencer.plain(seq, entry, data));
   }
@@ -128,7 +128,7 @@ describe("TxnSequencer", () => {
         upsert(["a"]), // 1: a at version 65536
         prepare("ok", ["b"], [], [{ id: "a", version: versionOf(1, 0) }, { id: "b", exists: false }]), // 2
         prepare("stale", ["c"], [], [{ id: "a", version: 7 }]), // 3
-        prepare("absent", ["c"], [], [{ id: "zz", exists: true }]), // 4
+        prepare("absent", ["d"], [], [{ id: "zz", exists: true }]), // 4
         prepare("overlap", ["q"], ["b"]), // 5: b is ok's
         upsert(["b", "w"]), // 6: waits for ok
         prepare("reads-waiting", ["r"], [], [{ id: "w", exists: false }]), // 7: w has a write waiting
@@ -139,8 +139,14 @@ describe("TxnSequencer", () => {
     expect(s.outcome("stale")?.vote.reason).toBe(`point "a" has version ${versionOf(1, 0)}, not 7`);
     expect(s.outcome("overlap")?.vote.reason).toBe('point "b" is held by transaction ok');
     expect(s.outcome("reads-waiting")?.vote.reason).toBe('point "w" has a write waiting for another transaction');
-    // A no stages nothing: its marker changes nothing.
-    expect(s.marker(8, "stale", true)).toEqual([]);
+    // A failed condition still stages (staging follows the log alone): its ids wait for its abort.
+    expect(s.outcome("stale")?.outcome).toBe("staged");
+    expect(s.plain(8, { kind: EntryKind.Delete, ids: ["c"] }, new Uint8Array())).toEqual([]);
+    expect(s.marker(9, "stale", false).map((e) => e.entry.ids)).toEqual([["c"]]);
+    expect(s.outcome("stale")).toMatchObject({ outcome: "aborted", vote: { yes: false } });
+    // A conflict refuses: nothing staged, so its marker changes nothing.
+    expect(s.outcome("overlap")?.outcome).toBe("refused");
+    expect(s.marker(10, "overlap", true)).toEqual([]);
   });
 
   it("a reader without points (the change feed) takes conditions as met", () => {
@@ -149,13 +155,13 @@ describe("TxnSequencer", () => {
     expect(s.prepare(1, entry, encodeEntry(entry), undefined)).toEqual({ yes: true });
   });
 
-  it("restored from its state at any entry, it goes on exactly as one that never stopped", () => {
+  it("restored from its state at any entry, it goes on exactly as one that never stopped; a reader without points agrees", () => {
     const ids = ["a", "b", "c", "d"];
     const idList = fc.uniqueArray(fc.constantFrom(...ids), { minLength: 1, maxLength: 3 });
     const step = fc.oneof(
       idList.map((l) => ({ t: "u" as const, ids: l })),
       idList.map((l) => ({ t: "d" as const, ids: l })),
-      fc.tuple(idList, fc.boolean()).map(([l, split]) => ({ t: "p" as const, ids: l, split })),
+      fc.tuple(idList, fc.boolean(), fc.constantFrom(undefined, 0, versionOf(1, 0))).map(([l, split, version]) => ({ t: "p" as const, ids: l, split, version })),
       fc.boolean().map((yes) => ({ t: "m" as const, commit: yes })),
     );
     fc.assert(
@@ -169,7 +175,7 @@ describe("TxnSequencer", () => {
           else if (st.t === "d") entries.push(del(st.ids));
           else if (st.t === "p") {
             const half = st.split ? Math.ceil(st.ids.length / 2) : st.ids.length;
-            entries.push(prepare(`t${i}`, st.ids.slice(0, half), st.ids.slice(half)));
+            entries.push(prepare(`t${i}`, st.ids.slice(0, half), st.ids.slice(half), st.version === undefined ? [] : [{ id: st.ids[0]!, version: st.version }]));
             open.push({ txn: `t${i}`, seq });
           } else if (open.length > 0) {
             const { txn, seq: p } = open.shift()!;
@@ -186,6 +192,8 @@ describe("TxnSequencer", () => {
         restored.restore(structuredClone(first.state()), decodeStaged);
         const after = sequence(restored, recs.slice(cut), versions);
         expect([...before.effects, ...after.effects]).toEqual(whole.effects);
+        // A reader without points (the change feed) sees the same effects in the same order.
+        expect(sequence(new TxnSequencer(), recs, new Map(), true).effects).toEqual(whole.effects);
         return true;
       }),
       { seed: 13, numRuns: 300 },
@@ -226,7 +234,7 @@ describe("a shard log with transactions, applied by a replica and by a backup's 
     expect((await readFile(file)).byteLength).toBeGreaterThan(0);
     const restored = await ShardIndex.load(cfg, file);
     expect(restored.visibleSeq).toBe(2);
-    expect(restored.txns.outcome("t2")?.outcome).toBe("refused");
+    expect(restored.txns.outcome("t2")?.outcome).toBe("staged");
 
     for (const shard of [replica, restored]) {
       shard.apply(log.slice(4));

@@ -8,10 +8,14 @@
  *   transaction will write, or one an earlier held entry touches: then it is **held**, and
  *   takes effect right after the transaction's marker, in log order. A plain write never
  *   interleaves with a transaction, and needs no lock check on its way in.
- * - A `txn.prepare` is never held: its vote is computed where it stands. It votes no when a
- *   condition fails, or when an id it writes or reads is staged by another transaction or
- *   touched by a held entry (its value is not decided yet). Reordering it before the held
- *   entries it shares no id with changes nothing. A yes stages its ops; a no stages nothing.
+ * - A `txn.prepare` is never held: its vote is computed where it stands. It is **refused**
+ *   (votes no, stages nothing) when an id it writes or reads is staged by another transaction
+ *   or touched by a held entry (its value is not decided yet): reordering it before the held
+ *   entries it shares no id with changes nothing. Otherwise it is staged, and votes no if a
+ *   condition fails. Whether it is staged depends on the log's structure alone, never on the
+ *   points' versions, so a reader that holds no points (the change feed) stages exactly what the
+ *   replicas stage and orders every change as they do; a staged transaction that voted no holds
+ *   its ids until its abort marker, which follows at once.
  * - `txn.commit` applies the staged ops (their versions from the prepare's sequence), then
  *   releases what was held behind them; `txn.abort` drops them and releases the same. A marker
  *   for a transaction not staged here (a no vote, a repeated marker) changes nothing.
@@ -112,20 +116,22 @@ export class TxnSequencer {
   }
 
   /**
-   * A prepare: votes (and stages on yes). `versions` must reflect every effect returned before;
-   * a reader that holds no points (the change feed) passes undefined and takes the conditions as
-   * met: if they were not, the replicas voted no and an abort marker follows, and holding writes
-   * behind it until then keeps every id's changes in the replicas' order.
+   * A prepare: stages it unless it is refused (see the header), and votes. `versions` must
+   * reflect every effect returned before; a reader that holds no points (the change feed) passes
+   * undefined: the conditions only decide the vote, which such a reader does not need.
    */
   prepare(seq: number, entry: TxnPrepareEntry, data: Uint8Array, versions: VersionLookup | undefined): TxnVote {
     const known = this.#outcomes.get(entry.txn);
     if (known) return known.vote;
-    const vote = this.#vote(entry, versions);
-    if (vote.yes) {
-      this.#staged.set(entry.txn, { seq, entry, data });
-      for (const id of touchedIds(entry)) this.#owner.set(id, entry.txn);
+    const conflict = this.#conflict(entry);
+    if (conflict) {
+      this.#remember(entry.txn, "refused", conflict, seq);
+      return conflict;
     }
-    this.#remember(entry.txn, vote.yes ? "staged" : "refused", vote, seq);
+    this.#staged.set(entry.txn, { seq, entry, data });
+    for (const id of touchedIds(entry)) this.#owner.set(id, entry.txn);
+    const vote = versions ? conditionsVote(entry, versions) : { yes: true };
+    this.#remember(entry.txn, "staged", vote, seq);
     return vote;
   }
 
@@ -135,7 +141,7 @@ export class TxnSequencer {
     if (!staged) return [];
     this.#staged.delete(txn);
     for (const id of touchedIds(staged.entry)) this.#owner.delete(id);
-    this.#remember(txn, commit ? "committed" : "aborted", { yes: true }, seq);
+    this.#remember(txn, commit ? "committed" : "aborted", this.#outcomes.get(txn)?.vote ?? { yes: true }, seq);
     const effects: Effect[] = [];
     if (commit) {
       const { upsert, deleteIds } = staged.entry;
@@ -175,22 +181,14 @@ export class TxnSequencer {
     for (const [txn, outcome, vote, seq] of state.outcomes) this.#outcomes.set(txn, { outcome, vote, seq });
   }
 
-  #vote(entry: TxnPrepareEntry, versions: VersionLookup | undefined): TxnVote {
+  /** Why the prepare cannot be staged here: an id it writes or reads is another's, or waits. */
+  #conflict(entry: TxnPrepareEntry): TxnVote | undefined {
     for (const id of [...touchedIds(entry), ...entry.conditions.map((c) => c.id)]) {
       const owner = this.#owner.get(id);
       if (owner !== undefined) return { yes: false, reason: `point ${JSON.stringify(id)} is held by transaction ${owner}` };
       if (this.#heldIds.has(id)) return { yes: false, reason: `point ${JSON.stringify(id)} has a write waiting for another transaction` };
     }
-    for (const condition of versions ? entry.conditions : []) {
-      const version = versions!(condition.id);
-      if (condition.exists !== undefined && (version !== undefined) !== condition.exists) {
-        return { yes: false, reason: `point ${JSON.stringify(condition.id)} ${condition.exists ? "does not exist" : "exists"}` };
-      }
-      if (condition.version !== undefined && version !== condition.version) {
-        return { yes: false, reason: `point ${JSON.stringify(condition.id)} ${version === undefined ? "does not exist" : `has version ${version}`}, not ${condition.version}` };
-      }
-    }
-    return { yes: true };
+    return undefined;
   }
 
   #hold(held: Held): void {
@@ -235,4 +233,18 @@ export function decodeStaged(data: Uint8Array): PlainEntry | TxnPrepareEntry {
   const entry = decodeEntry(data);
   if (entry.kind === EntryKind.TxnCommit || entry.kind === EntryKind.TxnAbort) throw new Error("a saved transaction state holds a marker");
   return entry;
+}
+
+/** A staged prepare's vote: every condition against the versions the shard holds. */
+function conditionsVote(entry: TxnPrepareEntry, versions: VersionLookup): TxnVote {
+  for (const condition of entry.conditions) {
+    const version = versions(condition.id);
+    if (condition.exists !== undefined && (version !== undefined) !== condition.exists) {
+      return { yes: false, reason: `point ${JSON.stringify(condition.id)} ${condition.exists ? "does not exist" : "exists"}` };
+    }
+    if (condition.version !== undefined && version !== condition.version) {
+      return { yes: false, reason: `point ${JSON.stringify(condition.id)} ${version === undefined ? "does not exist" : `has version ${version}`}, not ${condition.version}` };
+    }
+  }
+  return { yes: true };
 }
