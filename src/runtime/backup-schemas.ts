@@ -49,7 +49,15 @@ export const ShardBackup = z
       .object({ fromSeq: z.number().int().min(1), toSeq: z.number().int().min(1), firstTimeMs: z.number(), file: z.string() })
       .strict()
       .optional(),
-    /** The shard's content at the cut. */
+    /**
+     * Transactions staged at the cut, and their commit time when they committed at or before
+     * the backup's instant (decision 013): a restore to the cut appends their markers after it.
+     */
+    closing: z
+      .array(z.object({ txn: z.string().min(1).max(64), prepareSeq: z.number().int().min(1), committedAtMs: z.number().optional() }).strict())
+      .max(limits.txnsStagedMax)
+      .optional(),
+    /** The shard's content at the cut (with `closing` applied). */
     digest: ContentDigestSchema,
   })
   .strict();

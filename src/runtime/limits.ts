@@ -33,6 +33,8 @@ export const limits = {
   keysMax: 10_000,
   /** KV reads in flight on one node for presented key ids its watch has not delivered (see KeyStore.authenticate). */
   keyMissReadsInFlightMax: 16,
+  /** Transactions one shard may hold staged at once, as a backup's manifest records them (decision 013). */
+  txnsStagedMax: 10_000,
   /** Vectors in a vector-sharding training sample (create request; the 8 MiB request limit also applies). */
   shardingSampleVectorsMax: 10_000,
   /** Numbers (vectors × dimension) in a training sample: bounds k-means work at create time. */

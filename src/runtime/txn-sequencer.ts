@@ -20,6 +20,7 @@
  *   releases what was held behind them; `txn.abort` drops them and releases the same. A marker
  *   for a transaction not staged here (a no vote, a repeated marker) changes nothing.
  */
+import { limits } from "./limits.ts";
 import { decodeEntry, EntryKind, touchedIds, type DeleteEntry, type PlainEntry, type TxnPrepareEntry, type UpsertEntry } from "./log-entry.ts";
 
 /**
@@ -181,8 +182,9 @@ export class TxnSequencer {
     for (const [txn, outcome, vote, seq] of state.outcomes) this.#outcomes.set(txn, { outcome, vote, seq });
   }
 
-  /** Why the prepare cannot be staged here: an id it writes or reads is another's, or waits. */
+  /** Why the prepare cannot be staged here: an id it writes or reads is another's, or waits; or too many are staged. */
   #conflict(entry: TxnPrepareEntry): TxnVote | undefined {
+    if (this.#staged.size >= limits.txnsStagedMax) return { yes: false, reason: `${limits.txnsStagedMax} transactions are staged on this shard already` };
     for (const id of [...touchedIds(entry), ...entry.conditions.map((c) => c.id)]) {
       const owner = this.#owner.get(id);
       if (owner !== undefined) return { yes: false, reason: `point ${JSON.stringify(id)} is held by transaction ${owner}` };

@@ -19,6 +19,7 @@ import { encodeLogFile } from "./log-file.ts";
 import { type BackupFile, type BackupManifest, type CollectionBackup, type Hold, manifestFormat, type Progress, type ShardBackup } from "../../runtime/backup-schemas.ts";
 import { ShardReplay } from "./replay.ts";
 import { chainSources, type ChainLink } from "./sources.ts";
+import { asOfInstant, closingMarkers, outcomesAfter } from "./txn-cut.ts";
 import type { BackupFiles } from "./store.ts";
 
 export interface BackupDeps {
@@ -171,13 +172,30 @@ async function digestShards(deps: BackupDeps, chain: ChainLink[], progress: Prog
       if (source.snapshot) await replay.loadSnapshot(paced(source.snapshot.read(), pace), `snapshot ${source.snapshot.seq} of shard ${source.shard}`);
       for await (const entry of source.entries()) {
         await pace(entry.data.byteLength);
-        replay.apply(entry.seq, entry.data);
+        replay.apply(entry.seq, asOfInstant(entry.data, manifest.cutAtMs));
       }
       const shard = collection.shards.find((s) => s.shard === source.shard)!;
       if (replay.seq !== shard.seq) throw new Error(`backup ${manifest.id}: shard ${source.shard} of ${collection.config.name} replays to ${replay.seq}, its cut is ${shard.seq}`);
+      await closeStaged(deps, collection.config, shard, replay, manifest.cutAtMs);
       shard.digest = replay.digest();
     }
   }
+}
+
+/**
+ * Transactions staged at the cut: how they end in a restore to it, from the live log after the
+ * cut (decision 013). One whose commit marker is not in the log yet counts as not committed at
+ * the backup's instant: the marker follows the commit point by milliseconds, and the cut was
+ * planned before this digest pass began.
+ */
+async function closeStaged(deps: BackupDeps, config: CollectionConfig, shard: ShardBackup, replay: ShardReplay, cutAtMs: number): Promise<void> {
+  const staged = replay.staged();
+  if (staged.length === 0) return;
+  const stream = names.logStream(config.name, shard.shard);
+  const { state } = await deps.jsm.streams.info(stream);
+  const committed = await outcomesAfter(readLogRange(deps.js, stream, shard.seq + 1, state.last_seq), staged, cutAtMs);
+  closingMarkers(staged, committed).forEach((data) => replay.apply(replay.seq + 1, data));
+  shard.closing = staged.map(({ txn, prepareSeq }) => ({ txn, prepareSeq, ...(committed.has(txn) ? { committedAtMs: committed.get(txn)! } : {}) }));
 }
 
 async function* paced(chunks: AsyncIterable<Uint8Array>, pace: (bytes: number) => Promise<void>): AsyncGenerator<Uint8Array> {

@@ -11,6 +11,7 @@ import type { CollectionConfig } from "../../runtime/schemas.ts";
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { decodeStaged, TxnSequencer, type Effect } from "../../runtime/txn-sequencer.ts";
 import { versionOf } from "../vector-index/points.ts";
+import type { StagedAtCut } from "./txn-cut.ts";
 
 export class ShardReplay {
   /** id → its hash and version (the version answers a transaction's conditions, as on a replica). */
@@ -78,6 +79,11 @@ export class ShardReplay {
       // The last write of an id in one entry wins, as on a replica.
       ids.forEach((id, p) => this.#points.set(id, { hash: pointHash(id, payloads?.[p] ?? null, bytes.subarray(p * dimension * 4, (p + 1) * dimension * 4)), version: versionOf(effect.seq, p) }));
     }
+  }
+
+  /** Transactions staged at this point (their markers have not been replayed). */
+  staged(): StagedAtCut[] {
+    return this.#txns.staged().map(({ txn, prepareSeq }) => ({ txn, prepareSeq }));
   }
 
   digest(): ContentDigest {

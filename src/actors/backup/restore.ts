@@ -28,6 +28,7 @@ import { names, subjects } from "../../runtime/subjects.ts";
 import type { Progress } from "../../runtime/backup-schemas.ts";
 import { ShardReplay } from "./replay.ts";
 import type { ShardSource } from "./sources.ts";
+import { asOfInstant, closingMarkers } from "./txn-cut.ts";
 
 export interface RestoreDeps {
   nc: NatsConnection;
@@ -126,24 +127,32 @@ async function republish(deps: RestoreDeps, config: CollectionConfig, source: Sh
   const inflight: { acked: Promise<void>; bytes: number }[] = [];
   let inflightBytes = 0;
   const toTimeNs = source.toTimeMs === undefined ? undefined : BigInt(source.toTimeMs) * 1_000_000n + 999_999n;
-  for await (const entry of source.entries()) {
-    if (entry.seq <= replay.seq) continue;
-    if (entry.seq > source.toSeq || (toTimeNs !== undefined && entry.timeNs > toTimeNs)) break;
-    replay.apply(entry.seq, entry.data);
-    const seq = entry.seq;
-    const acked = deps.js.publish(subject, entry.data, { msgID: `${restoreId}-${source.shard}-${seq}`, timeout: publishTimeoutMs }).then((ack) => {
+  const publish = (seq: number, data: Uint8Array) => {
+    replay.apply(seq, data);
+    const acked = deps.js.publish(subject, data, { msgID: `${restoreId}-${source.shard}-${seq}`, timeout: publishTimeoutMs }).then((ack) => {
       if (ack.seq !== seq) throw new Error(`shard ${source.shard}: entry ${seq} was stored at ${ack.seq}`);
     });
     // Awaited in order below; a failure meanwhile must not count as unhandled (it is, once awaited).
     acked.catch(() => undefined);
-    inflight.push({ acked, bytes: entry.data.byteLength });
-    inflightBytes += entry.data.byteLength;
-    progress.bytesDone += entry.data.byteLength;
+    inflight.push({ acked, bytes: data.byteLength });
+    inflightBytes += data.byteLength;
+    progress.bytesDone += data.byteLength;
+  };
+  for await (const entry of source.entries()) {
+    if (entry.seq <= replay.seq) continue;
+    if (entry.seq > source.toSeq || (toTimeNs !== undefined && entry.timeNs > toTimeNs)) break;
+    publish(entry.seq, asOfInstant(entry.data, source.asOfMs));
     while (inflightBytes > publishWindowBytes) {
       const oldest = inflight.shift()!;
       await oldest.acked;
       inflightBytes -= oldest.bytes;
     }
+  }
+  // Transactions staged at the cut end here, as their fate at the restore's instant says.
+  const staged = replay.staged();
+  if (staged.length > 0) {
+    const committed = source.outcomes ? await source.outcomes(staged) : new Map<string, number>();
+    for (const data of closingMarkers(staged, committed)) publish(replay.seq + 1, data);
   }
   for (const { acked } of inflight) await acked;
 }

@@ -15,6 +15,7 @@ import { names } from "../../runtime/subjects.ts";
 import { decodeLogFile } from "./log-file.ts";
 import type { BackupManifest, ShardBackup } from "../../runtime/backup-schemas.ts";
 import type { BackupFiles } from "./store.ts";
+import { outcomesAfter, type CutOutcomes, type StagedAtCut } from "./txn-cut.ts";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 
@@ -37,6 +38,13 @@ export interface ShardSource {
   logBytes: number;
   /** A live source: what retention must keep while it is read. */
   hold?: { seq: number; snapshot?: string };
+  /**
+   * The restore's instant, when it has one (a time, or a backup's cut): a transaction counts
+   * as committed only if it committed at or before it (txn-cut.ts).
+   */
+  asOfMs?: number;
+  /** How the transactions staged at the cut end: what the source holds after the cut (none: all abort). */
+  outcomes?: (staged: readonly StagedAtCut[]) => Promise<CutOutcomes>;
 }
 
 /** One backup of a chain and where its files are. */
@@ -118,10 +126,38 @@ export function chainSources(chain: readonly ChainLink[], name: string, target: 
       toSeq,
       ...(target.kind === "time" ? { toTimeMs: target.atMs } : {}),
       ...(target.kind === "latest" ? { expected: cut.digest } : {}),
+      ...chainOutcomes(used, target, toSeq),
       logBytes: logs.reduce((sum, { link, log }) => sum + fileBytes(link, log.file), 0),
     });
   }
   return { config, sources };
+}
+
+/**
+ * How a chain source closes the transactions staged at its cut. To a backup's cut: as the
+ * backup recorded it (its files end at the cut). To an instant: from the chain's entries after
+ * the instant's cut, then what the newest backup recorded.
+ */
+function chainOutcomes(used: readonly { link: ChainLink; entry: ShardBackup }[], target: RestoreTarget, toSeq: number): Pick<ShardSource, "asOfMs" | "outcomes"> {
+  const newest = used.at(-1)!;
+  const recorded = (): CutOutcomes => new Map((newest.entry.closing ?? []).flatMap((c) => (c.committedAtMs === undefined ? [] : [[c.txn, c.committedAtMs] as const])));
+  if (target.kind === "latest") return { asOfMs: newest.link.manifest.cutAtMs, outcomes: async () => recorded() };
+  if (target.kind !== "time") return {};
+  const after = async function* () {
+    for (const { link, entry } of used) {
+      if (!entry.log || entry.log.toSeq <= toSeq) continue;
+      for await (const message of decodeLogFile(link.files.read(entry.log.file), entry.log.file)) if (message.seq > toSeq) yield message;
+    }
+  };
+  return {
+    asOfMs: target.atMs,
+    outcomes: async (staged) => {
+      const found = await outcomesAfter(after(), staged, target.atMs);
+      // Staged at the newest cut as well: the backup recorded how they ended.
+      for (const [txn, committedAtMs] of recorded()) if (committedAtMs <= target.atMs && staged.some((s) => s.txn === txn)) found.set(txn, committedAtMs);
+      return found;
+    },
+  };
 }
 
 /**
@@ -197,6 +233,10 @@ export async function liveSources(deps: LiveDeps, config: CollectionConfig, targ
         : {}),
       entries: () => readLogRange(deps.js, stream, fromSeq, toSeq),
       toSeq,
+      // To an instant: what the live log holds after the cut says how its staged transactions end.
+      ...(target.kind === "time"
+        ? { asOfMs: target.atMs, outcomes: (staged: readonly StagedAtCut[]) => outcomesAfter(readLogRange(deps.js, stream, toSeq + 1, state.last_seq), staged, target.atMs) }
+        : {}),
       hold: { seq: fromSeq - 1, ...(snapshot ? { snapshot: snapshot.name } : {}) },
       logBytes: Math.round(average * Math.max(0, toSeq - fromSeq + 1)),
     });
