@@ -23,23 +23,13 @@ import {
   type ReportErrorParams,
 } from "../src/machines/coordinator.ts";
 import { seededRandom } from "../src/runtime/random.ts";
+import { advance as advanceClock, flush } from "./support/clock.ts";
 
 // ───────────────────────────── harness ─────────────────────────────
 
-/** flush pending promise callbacks (no simulated time passes) */
-const flush = () => new Promise<void>((r) => setImmediate(r));
-
 /** every delay in these tests is a multiple of STEP: stepping by it fires each timer at its exact time */
 const STEP = 50;
-async function advance(clock: SimulatedClock, ms: number, onStep?: () => void): Promise<void> {
-  const end = clock.now() + ms;
-  while (clock.now() < end) {
-    // never step across a multiple of STEP: timers fire with now() at their due time
-    clock.increment(Math.min(STEP - (clock.now() % STEP), end - clock.now()));
-    await flush();
-    onStep?.();
-  }
-}
+const advance = (clock: SimulatedClock, ms: number, onStep?: () => void) => advanceClock(clock, ms, STEP, onStep);
 
 const BASE: CoordinatorInput = {
   nodeId: "n1",

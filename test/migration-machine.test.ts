@@ -34,20 +34,13 @@ import {
   TransferError,
 } from "../src/runtime/transfer.ts";
 import type { Placement } from "../src/runtime/placement.ts";
+import { advance as advanceClock, flush } from "./support/clock.ts";
 
 // ───────────────────────────── harness ─────────────────────────────
 
-const flush = () => new Promise<void>((r) => setImmediate(r));
 /** every delay in these tests is a multiple of STEP */
 const STEP = 50;
-async function advance(clock: SimulatedClock, ms: number): Promise<void> {
-  const end = clock.now() + ms;
-  await flush();
-  while (clock.now() < end) {
-    clock.increment(Math.min(STEP - (clock.now() % STEP), end - clock.now()));
-    await flush();
-  }
-}
+const advance = (clock: SimulatedClock, ms: number) => advanceClock(clock, ms, STEP);
 
 const MOVE = makeTransfer({
   collection: "docs",

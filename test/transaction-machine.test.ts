@@ -17,17 +17,10 @@ import {
   type TransactionStep,
   type Vote,
 } from "../src/machines/transaction.ts";
+import { advance as advanceClock } from "./support/clock.ts";
 
-const flush = () => new Promise<void>((r) => setImmediate(r));
 const STEP = 10;
-async function advance(clock: SimulatedClock, ms: number): Promise<void> {
-  const end = clock.now() + ms;
-  await flush();
-  while (clock.now() < end) {
-    clock.increment(Math.min(STEP, end - clock.now()));
-    await flush();
-  }
-}
+const advance = (clock: SimulatedClock, ms: number) => advanceClock(clock, ms, STEP);
 
 const INPUT: TransactionInput = {
   txn: { id: "t1", collection: "docs", uid: "u1", shards: [0, 2, 3] },

@@ -278,21 +278,9 @@ function decodeEntryOrSkip(data: Uint8Array): LogEntry | undefined {
   }
 }
 
-/** What reading one entry makes take effect on its shard (nothing for an entry no writer made). */
+/** What reading one entry makes take effect on its shard (nothing for an entry no writer made). The feed holds no points: no versions. */
 export function effectsOf(txns: TxnSequencer, entry: LogEntry | undefined, seq: number, data: Uint8Array): Effect[] {
-  if (entry === undefined) return [];
-  switch (entry.kind) {
-    case EntryKind.Upsert:
-    case EntryKind.Delete:
-      return txns.plain(seq, entry, data);
-    case EntryKind.TxnPrepare:
-      // The feed holds no points: conditions are taken as met (see TxnSequencer.prepare).
-      txns.prepare(seq, entry, data, undefined);
-      return [];
-    case EntryKind.TxnCommit:
-    case EntryKind.TxnAbort:
-      return txns.marker(seq, entry.txn, entry.kind === EntryKind.TxnCommit);
-  }
+  return entry === undefined ? [] : txns.read(seq, entry, data, undefined);
 }
 
 /** The changes of some effects, in order (without `position`). */

@@ -260,6 +260,12 @@ export function checkUpsertValues(entry: UpsertEntry, space: VectorSpace): void 
   }
 }
 
+/** The values an entry carries must be valid in the shard's space: an upsert's or a prepare's vectors. */
+export function checkEntryValues(entry: LogEntry, space: VectorSpace): void {
+  if (entry.kind === EntryKind.Upsert) checkUpsertValues(entry, space);
+  else if (entry.kind === EntryKind.TxnPrepare && entry.upsert) checkUpsertValues({ kind: EntryKind.Upsert, ...entry.upsert }, space);
+}
+
 /** usearch key of the point at `position` in the entry at stream sequence `seq`. */
 export function keyOf(seq: number, position: number): bigint {
   if (position < 0 || position >= positionsPerEntry) throw new Error(`position ${position} out of range`);

@@ -21,7 +21,7 @@
  *   for a transaction not staged here (a no vote, a repeated marker) changes nothing.
  */
 import { limits } from "./limits.ts";
-import { decodeEntry, EntryKind, touchedIds, type DeleteEntry, type PlainEntry, type TxnPrepareEntry, type UpsertEntry } from "./log-entry.ts";
+import { decodeEntry, EntryKind, touchedIds, type DeleteEntry, type LogEntry, type PlainEntry, type TxnPrepareEntry, type UpsertEntry } from "./log-entry.ts";
 
 /**
  * A change to the shard's points, in the order to make it. `seq` is the entry that holds it (a
@@ -103,6 +103,21 @@ export class TxnSequencer {
   /** Staged transactions: their ids and prepares, for readers that must see all of a transaction or none. */
   staged(): { txn: string; prepareSeq: number; entry: TxnPrepareEntry }[] {
     return [...this.#staged].map(([txn, s]) => ({ txn, prepareSeq: s.seq, entry: s.entry }));
+  }
+
+  /** Any entry, in log order: what takes effect now (see `plain`, `prepare`, `marker`). */
+  read(seq: number, entry: LogEntry, data: Uint8Array, versions: VersionLookup | undefined): Effect[] {
+    switch (entry.kind) {
+      case EntryKind.Upsert:
+      case EntryKind.Delete:
+        return this.plain(seq, entry, data);
+      case EntryKind.TxnPrepare:
+        this.prepare(seq, entry, data, versions);
+        return [];
+      case EntryKind.TxnCommit:
+      case EntryKind.TxnAbort:
+        return this.marker(seq, entry.txn, entry.kind === EntryKind.TxnCommit);
+    }
   }
 
   /** A plain entry: its effects now, or none while it is held. */

@@ -6,7 +6,7 @@
  */
 import { scanSnapshotPoints } from "../vector-index/shard-snapshot.ts";
 import { digestOf, pointHash, type ContentDigest } from "../../runtime/content-digest.ts";
-import { checkUpsertValues, decodeEntry, EntryKind, isInvalidEntryError } from "../../runtime/log-entry.ts";
+import { checkEntryValues, decodeEntry, EntryKind, isInvalidEntryError } from "../../runtime/log-entry.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { decodeStaged, TxnSequencer, type Effect } from "../../runtime/txn-sequencer.ts";
@@ -51,20 +51,8 @@ export class ShardReplay {
 
   #applyEntry(seq: number, data: Uint8Array): void {
     const entry = decodeEntry(data);
-    switch (entry.kind) {
-      case EntryKind.Upsert:
-        checkUpsertValues(entry, this.#space);
-        return this.#applyEffects(this.#txns.plain(seq, entry, data));
-      case EntryKind.Delete:
-        return this.#applyEffects(this.#txns.plain(seq, entry, data));
-      case EntryKind.TxnPrepare:
-        if (entry.upsert) checkUpsertValues({ kind: EntryKind.Upsert, ...entry.upsert }, this.#space);
-        this.#txns.prepare(seq, entry, data, (id) => this.#points.get(id)?.version);
-        return;
-      case EntryKind.TxnCommit:
-      case EntryKind.TxnAbort:
-        return this.#applyEffects(this.#txns.marker(seq, entry.txn, entry.kind === EntryKind.TxnCommit));
-    }
+    checkEntryValues(entry, this.#space);
+    this.#applyEffects(this.#txns.read(seq, entry, data, (id) => this.#points.get(id)?.version));
   }
 
   #applyEffects(effects: readonly Effect[]): void {

@@ -16,7 +16,7 @@
  */
 import os from "node:os";
 import { compileFilter, type Filter } from "../../runtime/filter.ts";
-import { checkUpsertValues, decodeEntry, EntryKind, isInvalidEntryError, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
+import { checkEntryValues, decodeEntry, EntryKind, isInvalidEntryError, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { digestOf, pointHash, type ContentDigest } from "../../runtime/content-digest.ts";
 import type { StoredPoint } from "../../runtime/schemas.ts";
@@ -137,20 +137,8 @@ export class ShardIndex {
 
   #applyEntry(record: LogRecord): void {
     const entry = decodeEntry(record.data);
-    switch (entry.kind) {
-      case EntryKind.Upsert:
-        checkUpsertValues(entry, this.#space);
-        return this.#applyEffects(this.txns.plain(record.seq, entry, record.data));
-      case EntryKind.Delete:
-        return this.#applyEffects(this.txns.plain(record.seq, entry, record.data));
-      case EntryKind.TxnPrepare:
-        if (entry.upsert) checkUpsertValues({ kind: EntryKind.Upsert, ...entry.upsert }, this.#space);
-        this.txns.prepare(record.seq, entry, record.data, this.#versionOf);
-        return;
-      case EntryKind.TxnCommit:
-      case EntryKind.TxnAbort:
-        return this.#applyEffects(this.txns.marker(record.seq, entry.txn, entry.kind === EntryKind.TxnCommit));
-    }
+    checkEntryValues(entry, this.#space);
+    this.#applyEffects(this.txns.read(record.seq, entry, record.data, this.#versionOf));
   }
 
   #applyEffects(effects: readonly Effect[]): void {

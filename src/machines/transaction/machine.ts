@@ -43,6 +43,16 @@ import { InDoubt, Outcome, TransactionState, type MarkersOutput, type PrepareOut
 const step = ({ context }: { context: TransactionContext }) => ({ txn: context.txn });
 const aborted = (reason: string) => ({ type: "abort" as const, params: { reason } });
 
+/** Appending the decision's markers on every shard, then releasing; given up, recovery finishes (locks kept). */
+function appendingMarkers(outcome: Outcome) {
+  return retried({
+    step: "appendMarkers",
+    input: ({ context }) => ({ txn: context.txn, outcome }),
+    onDone: { target: "#transaction.releasing", actions: assign({ markerSeqs: ({ event }) => (event.output as MarkersOutput).markerSeqs }) },
+    giveUp: "#transaction.done",
+  });
+}
+
 export const transactionMachine = transactionSetup.createMachine({
   id: "transaction",
   context: ({ input }) => {
@@ -146,23 +156,8 @@ export const transactionMachine = transactionSetup.createMachine({
       }),
     },
 
-    committing: {
-      ...retried({
-        step: "appendMarkers",
-        input: ({ context }) => ({ txn: context.txn, outcome: Outcome.Committed }),
-        onDone: { target: "#transaction.releasing", actions: assign({ markerSeqs: ({ event }) => (event.output as MarkersOutput).markerSeqs }) },
-        giveUp: "#transaction.done",
-      }),
-    },
-
-    aborting: {
-      ...retried({
-        step: "appendMarkers",
-        input: ({ context }) => ({ txn: context.txn, outcome: Outcome.Aborted }),
-        onDone: { target: "#transaction.releasing", actions: assign({ markerSeqs: ({ event }) => (event.output as MarkersOutput).markerSeqs }) },
-        giveUp: "#transaction.done",
-      }),
-    },
+    committing: appendingMarkers(Outcome.Committed),
+    aborting: appendingMarkers(Outcome.Aborted),
 
     releasing: {
       ...retried({
