@@ -9,6 +9,12 @@ export const timerDelayMsMax = 2_147_483_647;
 /** A delay safe to schedule: a whole number of ms in [1, timerDelayMsMax]. */
 export const clampTimerMs = (ms: number): number => Math.min(Math.max(1, Math.trunc(ms)), timerDelayMsMax);
 
+/** Back-off after the `failures`-th failed try of a retried step: min(retryDelayMs · 2^(failures-1), retryDelayMaxMs). */
+export function retryDelay(ctx: { retryDelayMs: number; retryDelayMaxMs: number }, failures: number): number {
+  const exp = Math.min(Math.max(0, failures - 1), 40);
+  return Math.min(Math.max(0, ctx.retryDelayMs) * 2 ** exp, Math.max(0, ctx.retryDelayMaxMs), timerDelayMsMax);
+}
+
 /** The `default:` of an exhaustive switch over a machine's public state union. */
 export function unhandledState(machine: string, x: never): never {
   throw new Error(`unhandled ${machine} state: ${String(x)}`);

@@ -190,6 +190,27 @@ export function decodeEntry(bytes: Uint8Array): LogEntry {
   }
 }
 
+/**
+ * The entry when it is a transaction's commit or abort marker, else undefined (an entry no
+ * writer made too): for readers that look only at markers (a restore's cut) and need not copy
+ * every upsert's vectors as `decodeEntry` does.
+ */
+export function readMarker(bytes: Uint8Array): TxnCommitEntry | TxnAbortEntry | undefined {
+  let wire: unknown;
+  try {
+    wire = packr.unpack(bytes);
+  } catch {
+    return undefined;
+  }
+  const w = wire as Record<string, unknown> | null;
+  if (typeof w !== "object" || w === null || (w.k !== "tc" && w.k !== "ta") || w.f !== txnEntryFormat) return undefined;
+  try {
+    return decodeMarker(w);
+  } catch {
+    return undefined;
+  }
+}
+
 function decodePlain(w: Record<string, unknown>): PlainEntry {
   if (!isIdList(w.i)) invalid("ids must be a list of non-empty strings");
   if (w.k === "d") return { kind: EntryKind.Delete, ids: w.i };

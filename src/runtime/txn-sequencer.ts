@@ -95,11 +95,6 @@ export class TxnSequencer {
     return this.#outcomes.get(txn);
   }
 
-  /** Transactions staged here whose deadline passed: recovery should finish them. */
-  overdue(nowMs: number): { txn: string; prepareSeq: number }[] {
-    return [...this.#staged].filter(([, s]) => s.entry.deadlineAtMs < nowMs).map(([txn, s]) => ({ txn, prepareSeq: s.seq }));
-  }
-
   /** Staged transactions: their ids and prepares, for readers that must see all of a transaction or none. */
   staged(): { txn: string; prepareSeq: number; entry: TxnPrepareEntry }[] {
     return [...this.#staged].map(([txn, s]) => ({ txn, prepareSeq: s.seq, entry: s.entry }));

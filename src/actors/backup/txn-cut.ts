@@ -8,7 +8,7 @@
  * calls for, appended after the cut.
  */
 import type { LogMessage } from "../../nats/log-range.ts";
-import { decodeEntry, encodeEntry, EntryKind } from "../../runtime/log-entry.ts";
+import { encodeEntry, EntryKind, readMarker } from "../../runtime/log-entry.ts";
 
 export interface StagedAtCut {
   txn: string;
@@ -20,15 +20,9 @@ export type CutOutcomes = Map<string, number>;
 
 /** The entry as the restore writes it: a commit marker committed after `asOfMs` becomes an abort. */
 export function asOfInstant(data: Uint8Array, asOfMs: number | undefined): Uint8Array {
-  if (asOfMs === undefined) return data;
-  let entry;
-  try {
-    entry = decodeEntry(data);
-  } catch {
-    return data; // an entry no writer made: replicas skip it wherever it is
-  }
-  if (entry.kind !== EntryKind.TxnCommit || entry.committedAtMs <= asOfMs) return data;
-  return encodeEntry({ kind: EntryKind.TxnAbort, txn: entry.txn, prepareSeq: entry.prepareSeq });
+  const marker = asOfMs === undefined ? undefined : readMarker(data);
+  if (marker?.kind !== EntryKind.TxnCommit || marker.committedAtMs <= asOfMs!) return data;
+  return encodeEntry({ kind: EntryKind.TxnAbort, txn: marker.txn, prepareSeq: marker.prepareSeq });
 }
 
 /** What entries after the cut say of the staged transactions: their commit markers at or before the instant. */
@@ -37,13 +31,8 @@ export async function outcomesAfter(entries: AsyncIterable<LogMessage>, staged: 
   const committed: CutOutcomes = new Map();
   if (open.size === 0) return committed;
   for await (const { data } of entries) {
-    let entry;
-    try {
-      entry = decodeEntry(data);
-    } catch {
-      continue;
-    }
-    if ((entry.kind !== EntryKind.TxnCommit && entry.kind !== EntryKind.TxnAbort) || !open.has(entry.txn)) continue;
+    const entry = readMarker(data);
+    if (!entry || !open.has(entry.txn)) continue;
     open.delete(entry.txn);
     if (entry.kind === EntryKind.TxnCommit && entry.committedAtMs <= asOfMs) committed.set(entry.txn, entry.committedAtMs);
     if (open.size === 0) break;

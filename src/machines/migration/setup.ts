@@ -6,7 +6,7 @@
  */
 import { assign, fromCallback, fromPromise, setup, type EventObject, type Snapshot } from "xstate";
 import { isObsoleteError, Transfer } from "../../runtime/transfer.ts";
-import { clampTimerMs, timerDelayMsMax, unboundEffect as unbound } from "../common.ts";
+import { clampTimerMs, retryDelay, unboundEffect as unbound } from "../common.ts";
 import type {
   CutoverOutput,
   MigrationContext,
@@ -29,14 +29,8 @@ import type {
 /** progress samples kept for the ETA */
 export const progressSamplesMax = 10;
 
-/** Back-off after the `failures`-th failed try: min(retryDelayMs · 2^(failures-1), retryDelayMaxMs). */
-export function migrationRetryDelay(
-  ctx: Pick<MigrationContext, "retryDelayMs" | "retryDelayMaxMs">,
-  failures: number,
-): number {
-  const exp = Math.min(Math.max(0, failures - 1), 40);
-  return Math.min(Math.max(0, ctx.retryDelayMs) * 2 ** exp, Math.max(0, ctx.retryDelayMaxMs), timerDelayMsMax);
-}
+/** Back-off after the `failures`-th failed try (machines/common.ts). */
+export const migrationRetryDelay: (ctx: Pick<MigrationContext, "retryDelayMs" | "retryDelayMaxMs">, failures: number) => number = retryDelay;
 
 /** Problems with an input (empty = valid). The machine fails to start on an invalid input. */
 export function migrationInputProblems(input: MigrationInput): string[] {

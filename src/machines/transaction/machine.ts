@@ -43,6 +43,23 @@ import { InDoubt, Outcome, TransactionState, type MarkersOutput, type PrepareOut
 const step = ({ context }: { context: TransactionContext }) => ({ txn: context.txn });
 const aborted = (reason: string) => ({ type: "abort" as const, params: { reason } });
 
+/**
+ * Asking the record for `outcome`; what it holds afterwards is obeyed either way. A commit that
+ * finds it aborted lost to recovery; an abort that finds it committed would be a bug elsewhere
+ * (only this gateway commits).
+ */
+function decidingState(outcome: Outcome) {
+  return retried({
+    step: "decide",
+    input: ({ context }) => ({ txn: context.txn, outcome, prepareSeqs: context.prepareSeqs }),
+    onDone: [
+      { guard: "decidedCommit", target: "#transaction.committing", actions: assign({ outcome: Outcome.Committed, reason: null }) },
+      outcome === Outcome.Committed ? { target: "#transaction.aborting", actions: aborted("aborted by recovery before the commit") } : { target: "#transaction.aborting" },
+    ],
+    giveUp: "#transaction.done",
+  });
+}
+
 /** Appending the decision's markers on every shard, then releasing; given up, recovery finishes (locks kept). */
 function appendingMarkers(outcome: Outcome) {
   return retried({
@@ -131,30 +148,8 @@ export const transactionMachine = transactionSetup.createMachine({
       },
     },
 
-    deciding: {
-      ...retried({
-        step: "decide",
-        input: ({ context }) => ({ txn: context.txn, outcome: Outcome.Committed, prepareSeqs: context.prepareSeqs }),
-        onDone: [
-          { guard: "decidedCommit", target: "#transaction.committing", actions: assign({ outcome: Outcome.Committed, reason: null }) },
-          { target: "#transaction.aborting", actions: aborted("aborted by recovery before the commit") },
-        ],
-        giveUp: "#transaction.done",
-      }),
-    },
-
-    abortDeciding: {
-      ...retried({
-        step: "decide",
-        input: ({ context }) => ({ txn: context.txn, outcome: Outcome.Aborted, prepareSeqs: context.prepareSeqs }),
-        onDone: [
-          // Only this gateway commits, and it asked for an abort: a committed record would be a bug elsewhere, and is obeyed.
-          { guard: "decidedCommit", target: "#transaction.committing", actions: assign({ outcome: Outcome.Committed, reason: null }) },
-          { target: "#transaction.aborting" },
-        ],
-        giveUp: "#transaction.done",
-      }),
-    },
+    deciding: decidingState(Outcome.Committed),
+    abortDeciding: decidingState(Outcome.Aborted),
 
     committing: appendingMarkers(Outcome.Committed),
     aborting: appendingMarkers(Outcome.Aborted),

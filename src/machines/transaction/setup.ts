@@ -2,10 +2,9 @@
  * The transaction machine's `setup()`: every effect it names, with placeholders the gateway
  * binds through `.provide()`, its guards and delays, and the builder of its retried steps.
  */
-import { assign, setup } from "xstate";
+import { assign, fromPromise, setup } from "xstate";
 import { errorMessage } from "../../runtime/errors.ts";
-import { clampTimerMs, timerDelayMsMax, unboundEffect as unbound } from "../common.ts";
-import { fromPromise } from "xstate";
+import { clampTimerMs, retryDelay, unboundEffect as unbound } from "../common.ts";
 import {
   Outcome,
   type DecideInput,
@@ -24,11 +23,8 @@ import {
   type VotesOutput,
 } from "./types.ts";
 
-/** Back-off after the `failures`-th failed try: min(retryDelayMs · 2^(failures-1), retryDelayMaxMs). */
-export function transactionRetryDelay(ctx: Pick<TransactionContext, "retryDelayMs" | "retryDelayMaxMs">, failures: number): number {
-  const exp = Math.min(Math.max(0, failures - 1), 40);
-  return Math.min(Math.max(0, ctx.retryDelayMs) * 2 ** exp, Math.max(0, ctx.retryDelayMaxMs), timerDelayMsMax);
-}
+/** Back-off after the `failures`-th failed try (machines/common.ts). */
+export const transactionRetryDelay: (ctx: Pick<TransactionContext, "retryDelayMs" | "retryDelayMaxMs">, failures: number) => number = retryDelay;
 
 /** Problems with an input (empty = valid). The machine fails to start on an invalid input. */
 export function transactionInputProblems(input: TransactionInput): string[] {
