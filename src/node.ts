@@ -6,6 +6,7 @@
 import { hostname } from "node:os";
 import path from "node:path";
 import { AppliedTracker } from "./actors/write/applied-tracker.ts";
+import { TransactionService } from "./actors/txn/service.ts";
 import { Catalog } from "./actors/cluster/catalog.ts";
 import { Coordinator, type CoordinatorSettings } from "./actors/control/coordinator.ts";
 import { Membership, type MembershipSettings } from "./actors/cluster/membership.ts";
@@ -315,7 +316,8 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   replicaServer.start(nats.nc);
   const keys = new KeyStore(nats.keys, log.child({ actor: "keys" }));
   await keys.start();
-  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, departures, retention: nats.retention, config: nats.config };
+  const txns = new TransactionService({ nodeId, nats, config: nats.config, placements, membership, tracker, log: log.child({ actor: "txns" }) });
+  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, departures, retention: nats.retention, config: nats.config, txns };
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();
   const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));

@@ -29,6 +29,7 @@ const allowed: Record<string, string[]> = {
   "actors/read": [...base, "nats", "machines", "actors/cluster", "actors/vector-index", "actors/replica"],
   "actors/write": [...base, "nats", "machines", "actors/cluster", "actors/vector-index", "actors/replica"],
   "actors/backup": [...base, "nats", "actors/cluster", "actors/replica", "actors/vector-index"],
+  "actors/txn": [...base, "nats", "machines", "actors/cluster", "actors/replica", "actors/write"],
   "actors/control": [...base, "nats", "machines", "actors/cluster", "actors/backup", "actors/config"],
   // Metrics see plain figures only (the node hands them over), so every actor may report to them.
   "actors/metrics": [...base, "machines"],
@@ -37,7 +38,7 @@ const allowed: Record<string, string[]> = {
   "actors/keys": [...base, "nats"],
   // The cluster's settings: a KV view and the pure patch rules.
   "actors/config": [...base, "nats"],
-  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup", "actors/metrics", "actors/keys", "actors/config"],
+  "actors/api": [...base, "nats", "actors/cluster", "actors/replica", "actors/read", "actors/write", "actors/control", "actors/backup", "actors/metrics", "actors/keys", "actors/config", "actors/txn"],
   // HTTP serves the API's handlers (the same ones NATS requests run) and the admin bodies' schemas.
   "actors/http": [...base, "machines", "actors/api", "actors/replica", "actors/control", "actors/metrics", "actors/keys", "actors/config"],
   client: [...base, "nats"],

@@ -29,6 +29,7 @@ import { adminTimeoutMs, nodeApiSubject, subjects, type AdminOp, type CatalogOp,
 import { NodeTracker } from "./nodes.ts";
 import { waitForJob, type JobWaitOptions } from "./jobs.ts";
 import type { BackupCreateRequest, BackupRecord, BackupVerifyRequest, RestoreRecord, RestoreRequest } from "../runtime/backup-schemas.ts";
+import type { TransactionRequest } from "../runtime/txn-schemas.ts";
 import { ChangeFeed, type ChangesOptions } from "./changes.ts";
 import { connectionOptions, type NatsAuth } from "../nats/auth.ts";
 
@@ -249,6 +250,14 @@ export class JadeClient {
   /** Changes a collection's retention (its point-in-time window); the returned config is the stored one. */
   updateCollection(request: UpdateCollectionRequest): Promise<CollectionConfig> {
     return this.#catalog("update", request);
+  }
+
+  /**
+   * Upserts and deletes on every shard, or none (decision 013): `conflict` when a condition
+   * fails or a point stays locked by another transaction past `timeoutMs`.
+   */
+  transaction(collection: string, request: TransactionRequest): Promise<{ id: string; upserted: number; deleted: number; token: SessionToken }> {
+    return this.#op(collection, "transaction", request, replyTimeout(request.timeoutMs ?? limits.txnTimeoutMsDefault));
   }
 
   /** Sent in columns (one float32 block of every vector) when the points' vectors all have one length. */

@@ -40,6 +40,8 @@ export interface NatsContext {
   backups: KV;
   restores: KV;
   keys: KV;
+  locks: KV;
+  txns: KV;
   /** Object stores: shard snapshots are one bucket each (nats/snapshots.ts). */
   objm: Objm;
   /** Number of replicas for streams/buckets we create (1 on one server, 3 on a cluster). */
@@ -81,6 +83,8 @@ setSha256Backend("native");
 /** How long, and how many bytes of, log lines the cluster keeps (`jade logs`, diagnostics). */
 const logsKeptMs = 60 * 60 * 1000;
 const logsBytesMax = 64 * 1024 * 1024;
+/** Transaction records are kept a day after they were last written (`jade txns get`); recovery needs only the undecided. */
+const txnRecordsKeptMs = 24 * 60 * 60 * 1000;
 
 export async function connectNats(options: ConnectOptions, log: Logger): Promise<NatsContext> {
   const nc = await connect({
@@ -177,6 +181,9 @@ async function setUp(
   const backups = await kvm.create(names.backupsBucket, { history: 1, replicas });
   const restores = await kvm.create(names.restoresBucket, { history: 1, replicas });
   const keys = await kvm.create(names.keysBucket, { history: 1, replicas });
+  const locks = await kvm.create(names.locksBucket, { history: 1, replicas });
+  // A decided record is kept a day (`jade txns get`), then expires: recovery needs only the undecided ones.
+  const txns = await kvm.create(names.txnsBucket, { history: 1, replicas, ttl: txnRecordsKeptMs });
   await ensureStream(jsm, {
     name: names.ingestStream,
     subjects: [subjects.ingestWildcard],
@@ -217,5 +224,5 @@ async function setUp(
       // Another node created it concurrently with the same config: fine.
       if (!(err instanceof JetStreamApiError)) throw err;
     });
-  return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, retention, backups, restores, keys, objm: new Objm(js), streamReplicas: replicas };
+  return { nc, js, jsm, collections, nodes, leases, placement, migrations, config, retention, backups, restores, keys, locks, txns, objm: new Objm(js), streamReplicas: replicas };
 }

@@ -35,6 +35,13 @@ export const limits = {
   keyMissReadsInFlightMax: 16,
   /** Transactions one shard may hold staged at once, as a backup's manifest records them (decision 013). */
   txnsStagedMax: 10_000,
+  /** Ops (upserts and deletes of points) of one transaction; its points are within pointsPerRequestMax in all. */
+  txnOpsMax: 64,
+  /** Conditions of one transaction. */
+  txnConditionsMax: 1_000,
+  /** How long a transaction may take from its first lock to its decision, by default and at most. */
+  txnTimeoutMsDefault: 5_000,
+  txnTimeoutMsMax: 60_000,
   /** Vectors in a vector-sharding training sample (create request; the 8 MiB request limit also applies). */
   shardingSampleVectorsMax: 10_000,
   /** Numbers (vectors × dimension) in a training sample: bounds k-means work at create time. */

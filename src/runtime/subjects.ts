@@ -33,6 +33,7 @@ export const CollectionOp = {
   Get: "get",
   Search: "search",
   Count: "count",
+  Transaction: "transaction",
 } as const;
 export type CollectionOp = (typeof CollectionOp)[keyof typeof CollectionOp];
 
@@ -242,6 +243,10 @@ export const names = {
   restoresBucket: "jade_restores",
   /** API keys for HTTP (actors/keys): sha256 of each secret, never the secret. */
   keysBucket: "jade_keys",
+  /** Transaction locks: one key per locked point, `<collection uid>.<hash of the id>` → `{txn, expiresAtMs}` (decision 013). */
+  locksBucket: "jade_locks",
+  /** Transaction records: the log of decisions; `committed` written by CAS is the commit point (decision 013). */
+  txnsBucket: "jade_txns",
   cordonedKey: "cordoned",
   removedKey: "removed",
   /** KV `jade_config`: the cluster's settings patch (actors/config). */

@@ -87,6 +87,8 @@ async function collectionOp(route: Extract<ApiRoute, { kind: "collection" }>, bo
       const filter = req.filter === undefined ? undefined : parseFilter(req.filter);
       return deps.router.count(config, filter, req);
     }
+    case "transaction":
+      return deps.txns.run(config, body);
   }
 }
 

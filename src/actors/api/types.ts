@@ -9,6 +9,7 @@ import type { Writer } from "../write/writer.ts";
 import type { KV } from "@nats-io/kv";
 import type { Backups } from "../backup/service.ts";
 import type { KeyStore } from "../keys/store.ts";
+import type { TransactionService } from "../txn/service.ts";
 import type { ClusterConfig } from "../config/store.ts";
 import type { Departures } from "../cluster/departures.ts";
 
@@ -33,4 +34,6 @@ export interface ApiDeps {
   settings: ClusterConfig;
   /** Nodes that stopped on purpose and are expected back. */
   departures: Departures;
+  /** Transactions (`jade.v1.<collection>.transaction`). */
+  txns: TransactionService;
 }

@@ -8,6 +8,7 @@
  */
 import type { z } from "zod";
 import { BackupCreateRequest, BackupDeleteRequest, BackupListRequest, BackupVerifyRequest, RestoreRequest } from "../../runtime/backup-schemas.ts";
+import { TransactionRequest } from "../../runtime/txn-schemas.ts";
 import {
   CountRequest,
   CreateCollectionRequest,
@@ -185,6 +186,14 @@ export const httpRoutes: readonly HttpRoute[] = [
     subject: subjects.collection(c, CollectionOp.Count),
     summary: "Count points, optionally filtered",
     request: CountRequest,
+  },
+  {
+    method: "POST",
+    path: `${collectionPath}/transaction`,
+    api: collection(CollectionOp.Transaction),
+    subject: subjects.collection(c, CollectionOp.Transaction),
+    summary: "Upserts and deletes on every shard, or none; with conditions on points' versions",
+    request: TransactionRequest,
   },
   { method: "GET", path: "/v1/cluster/status", api: () => ({ kind: "cluster", op: "status" }), subject: subjects.clusterStatus, summary: "Nodes, coordinator, replica states, shard logs, jobs" },
   ...Object.values(AdminOp).map(

@@ -34,6 +34,7 @@ const collectionNeeds: Record<CollectionOp, Access> = {
   [CollectionOp.Get]: Access.Read,
   [CollectionOp.Count]: Access.Read,
   [CollectionOp.Upsert]: Access.Write,
+  [CollectionOp.Transaction]: Access.Write,
   [CollectionOp.Delete]: Access.Write,
 };
 

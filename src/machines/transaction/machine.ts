@@ -65,7 +65,7 @@ function appendingMarkers(outcome: Outcome) {
   return retried({
     step: "appendMarkers",
     input: ({ context }) => ({ txn: context.txn, outcome }),
-    onDone: { target: "#transaction.releasing", actions: assign({ markerSeqs: ({ event }) => (event.output as MarkersOutput).markerSeqs }) },
+    onDone: { target: "#transaction.releasing", actions: assign({ markerSeqs: ({ event }) => (event as unknown as { output: MarkersOutput }).output.markerSeqs }) },
     giveUp: "#transaction.done",
   });
 }

@@ -89,14 +89,13 @@ export const transactionSetup = setup({
 });
 
 type StateConfig = Parameters<typeof transactionSetup.createStateConfig>[0];
-type Transition = NonNullable<NonNullable<StateConfig["invoke"]> extends infer I ? (I extends { onDone?: infer D } ? D : never) : never>;
 
 /**
  * `{initial: "trying", states: {trying, backoff}}` of a step after the decision: a rejection
  * backs off and tries again while tries remain, else leaves the rest to recovery (`handedOver`)
  * and goes to `giveUp`. The step must be idempotent: a try that failed may have landed.
  */
-export function retried(spec: { step: TransactionStep; input: (args: { context: TransactionContext }) => unknown; onDone: Transition; giveUp: string }) {
+export function retried(spec: { step: TransactionStep; input: (args: { context: TransactionContext }) => unknown; onDone: unknown; giveUp: string }) {
   const { step } = spec;
   return transactionSetup.createStateConfig({
     initial: "trying",
@@ -106,7 +105,8 @@ export function retried(spec: { step: TransactionStep; input: (args: { context: 
         invoke: {
           src: step,
           input: spec.input,
-          onDone: spec.onDone,
+          // TS cannot pair a dynamic `src` with its own done event: each caller reads its step's output.
+          onDone: spec.onDone as never,
           onError: [
             {
               guard: "canRetry",
