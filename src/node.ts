@@ -7,6 +7,8 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { AppliedTracker } from "./actors/write/applied-tracker.ts";
 import { TransactionService } from "./actors/txn/service.ts";
+import { TxnRecords } from "./actors/txn/records.ts";
+import { TxnRecovery } from "./actors/txn/recovery.ts";
 import { Catalog } from "./actors/cluster/catalog.ts";
 import { Coordinator, type CoordinatorSettings } from "./actors/control/coordinator.ts";
 import { Membership, type MembershipSettings } from "./actors/cluster/membership.ts";
@@ -292,6 +294,8 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     settings: { ...defaultBackupSettings, ...options.backup },
   });
   await backups.start();
+  const txnRecords = new TxnRecords(nats.txns);
+  const txnRecovery = new TxnRecovery({ js: nats.js, nc: nats.nc, locks: nats.locks, records: txnRecords, placements, membership, log: log.child({ actor: "txn-recovery" }), graceMs: settings.coordinator.txnRecoveryGraceMs });
   const coordinator = new Coordinator({
     nodeId,
     nc: nats.nc,
@@ -309,6 +313,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     settings: settings.coordinator,
     live: () => config.settings,
     departures,
+    txnRecovery,
   });
   await coordinator.start();
   const writer = new Writer(nats, tracker, options.backlogBytesMax);
@@ -316,7 +321,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   replicaServer.start(nats.nc);
   const keys = new KeyStore(nats.keys, log.child({ actor: "keys" }));
   await keys.start();
-  const txns = new TransactionService({ nodeId, nats, config: nats.config, placements, membership, tracker, log: log.child({ actor: "txns" }) });
+  const txns = new TransactionService({ nodeId, nats, records: txnRecords, config: nats.config, placements, membership, tracker, recoveryGraceMs: settings.coordinator.txnRecoveryGraceMs, log: log.child({ actor: "txns" }) });
   const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, departures, retention: nats.retention, config: nats.config, txns };
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();

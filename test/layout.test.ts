@@ -30,7 +30,7 @@ const allowed: Record<string, string[]> = {
   "actors/write": [...base, "nats", "machines", "actors/cluster", "actors/vector-index", "actors/replica"],
   "actors/backup": [...base, "nats", "actors/cluster", "actors/replica", "actors/vector-index"],
   "actors/txn": [...base, "nats", "machines", "actors/cluster", "actors/replica", "actors/write"],
-  "actors/control": [...base, "nats", "machines", "actors/cluster", "actors/backup", "actors/config"],
+  "actors/control": [...base, "nats", "machines", "actors/cluster", "actors/backup", "actors/config", "actors/txn"],
   // Metrics see plain figures only (the node hands them over), so every actor may report to them.
   "actors/metrics": [...base, "machines"],
   "actors/logs": [...base, "nats"],

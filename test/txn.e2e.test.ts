@@ -6,8 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JadeClient } from "../src/client/client.ts";
 import type { JadeNode } from "../src/node.ts";
-import { names } from "../src/runtime/subjects.ts";
-import { Harness } from "./support/harness.ts";
+import { jetstream } from "@nats-io/jetstream";
+import { TxnRecords } from "../src/actors/txn/records.ts";
+import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
+import { resolveSharding } from "../src/runtime/sharding/index.ts";
+import { names, subjects } from "../src/runtime/subjects.ts";
+import { Harness, waitFor } from "./support/harness.ts";
 
 const harness = new Harness();
 afterAll(() => harness.close());
@@ -17,7 +21,9 @@ let nodes: JadeNode[];
 
 beforeAll(async () => {
   const nats = await harness.nats();
-  nodes = [await harness.node([nats.url], { nodeId: "x1" }), await harness.node([nats.url], { nodeId: "x2" })];
+  // Recovery takes over a transaction 200 ms past its deadline (10 s by default).
+  const coordinator = { txnRecoveryGraceMs: 200 };
+  nodes = [await harness.node([nats.url], { nodeId: "x1", coordinator }), await harness.node([nats.url], { nodeId: "x2", coordinator })];
   client = await harness.client(nats.url);
   await client.createCollection({ name: "tx", dimension: dim, metric: "l2", shards: 4, replicas: 2 });
   await client.upsert("tx", { points: Array.from({ length: 20 }, (_, i) => ({ id: `old${i}`, vector: [i, 1] })), consistency: "all" });
@@ -69,5 +75,35 @@ describe("transactions", () => {
     const got = (await client.get("tx", { ids: ["r1", "r2", "r3"], consistency: "strong" })).points;
     expect(got).toHaveLength(3);
     expect(new Set(got.map((p) => JSON.stringify(p.payload))).size).toBe(1);
+  });
+
+  it("recovery finishes a transaction its gateway left in doubt: preparing is aborted, committed gets its markers", async () => {
+    const config = await client.getCollection("tx");
+    const records = new TxnRecords(nodes[0]!.nats.txns);
+    const js = jetstream(client.nc);
+    const shardOf = (id: string) => resolveSharding(config).shardOf(id, [], 0);
+    /** A gateway that died after its prepares (and, for `state` committed, after its commit point). */
+    async function leftInDoubt(txn: string, id: string, state: "preparing" | "committed"): Promise<number> {
+      const shard = shardOf(id);
+      const deadlineAtMs = Date.now() + 500;
+      await records.create({ id: txn, collection: "tx", uid: config.uid, node: "gone", state: "preparing", done: false, shards: [shard], prepareSeqs: {}, createdAtMs: Date.now(), deadlineAtMs });
+      const prepare = encodeEntry({ kind: EntryKind.TxnPrepare, txn, upsert: { ids: [id], dimension: dim, vectors: Float32Array.from([5, 5]), payloads: [{ by: txn }] }, deleteIds: [], conditions: [], deadlineAtMs });
+      const seq = (await js.publish(subjects.log("tx", shard), prepare)).seq;
+      if (state === "committed") await records.decide(txn, "committed", { prepareSeqs: { [String(shard)]: seq } });
+      return shard;
+    }
+    await leftInDoubt("doubt-p", "dp", "preparing");
+    await leftInDoubt("doubt-c", "dc", "committed");
+    // A plain write to the aborted one's point waits for it, then lands.
+    const plain = client.upsert("tx", { points: [point("dp", 9)], consistency: "all", timeoutMs: 30_000 });
+    await waitFor(async () => (await records.get("doubt-p"))?.done === true && (await records.get("doubt-c"))?.done === true, { what: "recovery to finish both", timeoutMs: 30_000 });
+    expect(await records.get("doubt-p")).toMatchObject({ state: "aborted", reason: /gateway did not decide/ });
+    expect(await records.get("doubt-c")).toMatchObject({ state: "committed" });
+    await plain;
+    const got = (await client.get("tx", { ids: ["dp", "dc"], consistency: "strong" })).points;
+    expect(got).toEqual([
+      { id: "dp", payload: { x: 9 } },
+      { id: "dc", payload: { by: "doubt-c" } },
+    ]);
   });
 });

@@ -11,6 +11,7 @@ import type { KV } from "@nats-io/kv";
 import { z } from "zod";
 import { formatsToRaise, type FormatsInUse } from "../../runtime/formats.ts";
 import { raiseFormats } from "../cluster/formats.ts";
+import type { TxnRecovery } from "../txn/recovery.ts";
 import {
   coordinatorMachine,
   coordinatorStateOf,
@@ -64,6 +65,8 @@ export interface CoordinatorSettings {
    * setting; the cluster's (`jade config`, coordinator.restartDelayMs) overrides it, live.
    */
   restartDelayMs: number;
+  /** A transaction not done this long past its deadline is finished by the coordinator from its record (actors/txn/recovery.ts). */
+  txnRecoveryGraceMs: number;
   migration: MigrationSettings;
   retention: RetentionSettings;
 }
@@ -76,6 +79,7 @@ export const defaultCoordinatorSettings: CoordinatorSettings = {
   nodeDeadAfterMs: 8_000,
   autoRebalance: true,
   restartDelayMs: 60_000,
+  txnRecoveryGraceMs: 10_000,
   migration: defaultMigrationSettings,
   retention: defaultRetentionSettings,
 };
@@ -102,6 +106,8 @@ interface Deps {
   live: () => ClusterSettings;
   /** Nodes that stopped on purpose and are expected back (actors/cluster/departures.ts). */
   departures: Departures;
+  /** Finishes transactions their gateways left in doubt. */
+  txnRecovery: TxnRecovery;
 }
 
 /** The lease's value: its holder's node id, as plain text (not JSON). */
@@ -316,10 +322,20 @@ export class Coordinator {
     void this.#runner.start().catch((err) => this.#log.warn({ err: String(err) }, "could not resume migrations"));
     this.#retention.start();
     const stopSweeping = this.#deps.backups.lead();
+    let recovering = false;
+    const recoveryTimer = setInterval(() => {
+      if (recovering || stopped) return;
+      recovering = true;
+      void this.#deps.txnRecovery
+        .sweep()
+        .catch((err: unknown) => this.#log.warn({ err: errorMessage(err) }, "transaction recovery failed; will retry"))
+        .finally(() => (recovering = false));
+    }, settings.reconcileIntervalMs);
     void run();
     return () => {
       stopped = true;
       clearInterval(timer);
+      clearInterval(recoveryTimer);
       offMembers();
       offCatalog();
       this.#poke = () => undefined;

@@ -76,6 +76,8 @@ export interface TxnVoteReply {
   yes: boolean;
   reason?: string;
   outcome: TxnOutcome | "unknown";
+  /** Where the transaction's prepare is, while it is staged (recovery appends its marker with it). */
+  prepareSeq?: number;
 }
 
 /** What `checkpoint` answers: the checkpoint the joining replica may now read in chunks. */

@@ -197,7 +197,7 @@ export class ShardReplica {
     const known = await this.#parts.index.txnOutcome(txn);
     // Not seen: its prepare was skipped as invalid, or the outcome was forgotten long ago.
     if (!known || known.seq < prepareSeq) return { yes: false, reason: `no prepare of ${txn} at ${prepareSeq} on this shard`, outcome: "unknown" };
-    return { ...known.vote, outcome: known.outcome };
+    return { ...known.vote, outcome: known.outcome, ...(known.outcome === "staged" ? { prepareSeq: known.seq } : {}) };
   }
 
   /** The content digest and the sequence it covers (at least `minSeq`): restores and deep verification compare it with a backup's. */

@@ -61,6 +61,13 @@ export class LockTable {
     );
   }
 
+  /** Deletes every lock `txn` holds on points of the collection incarnation `uid` (recovery, which does not know the ids). */
+  async releaseAll(uid: string, txn: string): Promise<void> {
+    const keys: string[] = [];
+    for await (const key of await this.#kv.keys(`${uid}.>`)) keys.push(key);
+    await this.release(keys, txn);
+  }
+
   async #take(key: string, txn: string, value: string, deadlineAtMs: number): Promise<void> {
     for (let wait = retryDelayMinMs; ; wait = Math.min(retryDelayMaxMs, wait * 2)) {
       const created = await this.#kv.create(key, value).then(

@@ -42,6 +42,17 @@ export class TxnRecords {
     }
   }
 
+  /** Records where the prepares are, while the record is `preparing` (recovery ends them from it). */
+  async notePrepared(id: string, prepareSeqs: Record<string, number>): Promise<void> {
+    for (;;) {
+      const entry = await this.#kv.get(id);
+      if (entry?.operation !== "PUT") return;
+      const record = TxnRecord.parse(entry.json());
+      if (record.state !== TxnState.Preparing) return;
+      if (await this.#kv.update(id, JSON.stringify({ ...record, prepareSeqs }), entry.revision).then(() => true, () => false)) return;
+    }
+  }
+
   /** Marks a decided record done (markers appended, locks released): recovery leaves it alone. */
   async markDone(id: string): Promise<void> {
     for (;;) {

@@ -30,7 +30,10 @@ import { TxnRecords } from "./records.ts";
 
 export interface TxnServiceDeps {
   nodeId: string;
-  nats: Pick<NatsContext, "js" | "nc" | "locks" | "txns">;
+  nats: Pick<NatsContext, "js" | "nc" | "locks">;
+  records: TxnRecords;
+  /** The coordinator's recovery leaves a transaction to its gateway this long past its deadline. */
+  recoveryGraceMs: number;
   /** KV `jade_config`: the formats the cluster writes. */
   config: KV;
   placements: PlacementStore;
@@ -39,8 +42,6 @@ export interface TxnServiceDeps {
   log: Logger;
 }
 
-/** Locks outlive the deadline by this much: recovery ends a transaction left past its deadline, then releases them. */
-const lockGraceMs = 30_000;
 
 export interface TransactionReply {
   id: string;
@@ -57,7 +58,7 @@ export class TransactionService {
   constructor(deps: TxnServiceDeps) {
     this.#deps = deps;
     this.#locks = new LockTable(deps.nats.locks);
-    this.records = new TxnRecords(deps.nats.txns);
+    this.records = deps.records;
   }
 
   async run(config: CollectionConfig, body: unknown): Promise<TransactionReply> {
@@ -79,12 +80,17 @@ export class TransactionService {
     const machine = transactionMachine.provide({
       actors: {
         acquireLocks: fromPromise(async () => {
-          lockKeys = await this.#locks.acquire(config.uid, plan.lockIds, id, deadlineAtMs + lockGraceMs, deadlineAtMs);
+          // Locks outlive the deadline until recovery has had its turn (it releases them), and then some, should it be down.
+          lockKeys = await this.#locks.acquire(config.uid, plan.lockIds, id, deadlineAtMs + 2 * this.#deps.recoveryGraceMs, deadlineAtMs);
         }),
         writeRecord: fromPromise(() =>
           this.records.create({ id, collection: config.name, uid: config.uid, node: this.#deps.nodeId, state: TxnState.Preparing, done: false, shards, prepareSeqs: {}, createdAtMs, deadlineAtMs }),
         ),
-        prepare: fromPromise(async () => ({ prepareSeqs: await bySeqs((s) => append(s, encodeEntry(prepareEntry(id, plan.parts.get(s)!, deadlineAtMs)), "p")) })),
+        prepare: fromPromise(async () => {
+          const prepareSeqs = await bySeqs((s) => append(s, encodeEntry(prepareEntry(id, plan.parts.get(s)!, deadlineAtMs)), "p"));
+          await this.records.notePrepared(id, Object.fromEntries(Object.entries(prepareSeqs).map(([s, seq]) => [String(s), seq])));
+          return { prepareSeqs };
+        }),
         collectVotes: fromPromise(async ({ input }) => ({ votes: await Promise.all(shards.map(async (shard) => ({ shard, ...(await this.#vote(config, shard, id, input.prepareSeqs[shard]!, deadlineAtMs)) }))) })),
         decide: fromPromise(async ({ input }) => {
           decidedAtMs = Date.now();
