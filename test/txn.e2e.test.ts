@@ -51,8 +51,7 @@ describe("transactions", () => {
     expect(got.points.find((p) => p.id === "new0")?.payload).toEqual({ x: 100 });
     expect((await client.count("tx", { consistency: "strong" })).count).toBe(20 - 3 + 12);
     // The record says committed, and done.
-    const record = await nodes[0]!.nats.txns.get(done.id);
-    expect(record?.json()).toMatchObject({ state: "committed", done: true });
+    expect(await new TxnRecords(nodes[0]!.nats.txns).get(done.id)).toMatchObject({ state: "committed", done: true });
   });
 
   it("refuse it whole when one condition fails, and change nothing", async () => {

@@ -48,7 +48,7 @@ export class TxnRecovery {
   /** Finishes every transaction left past its deadline and grace; returns their ids. */
   async sweep(nowMs = Date.now()): Promise<string[]> {
     const finished: string[] = [];
-    for (const record of await this.#deps.records.list()) {
+    for (const record of await this.#deps.records.open()) {
       if (record.done || nowMs <= record.deadlineAtMs + this.#deps.graceMs) continue;
       try {
         await this.#finish(record, nowMs);
