@@ -15,6 +15,7 @@ import { versionOf } from "../src/actors/vector-index/points.ts";
 import { decodeEntry, encodeEntry, EntryKind, isInvalidEntryError, type LogEntry, type PlainEntry, type TxnCondition, type TxnPrepareEntry } from "../src/runtime/log-entry.ts";
 import { decodeStaged, TxnSequencer, type Effect } from "../src/runtime/txn-sequencer.ts";
 import { Packr } from "msgpackr";
+import { parseFilter } from "../src/runtime/filter.ts";
 
 const dim = 2;
 const cfg: ShardIndexConfig = { dimension: dim, metric: "l2", index: { connectivity: 16, expansionAdd: 64, expansionSearch: 64, quantization: "f32" } };
@@ -261,6 +262,40 @@ describe("a shard log with transactions, applied by a replica and by a backup's 
     const fromStart = new ShardReplay(cfg);
     for (const r of log) fromStart.apply(r.seq, r.data);
     expect(fromStart.digest()).toEqual(replica.contentDigest());
+  });
+
+  it("a read that assumes a staged transaction committed answers what the shard answers once it has", () => {
+    const replica = new ShardIndex(cfg);
+    const base = ["a", "b", "c", "d", "e"].map((id, i) => ({ id, vector: [i, i] }));
+    replica.apply(records([{ kind: EntryKind.Upsert, ids: base.map((p) => p.id), dimension: dim, vectors: Float32Array.from(base.flatMap((p) => p.vector)), payloads: base.map((_, i) => ({ i })) }]));
+    const staged: LogEntry = {
+      kind: EntryKind.TxnPrepare,
+      txn: "t",
+      upsert: { ids: ["a", "n"], dimension: dim, vectors: Float32Array.from([9, 9, 2.1, 2.1]), payloads: [{ i: 90 }, { i: 91 }] },
+      deleteIds: ["b"],
+      conditions: [],
+      deadlineAtMs: 0,
+    };
+    replica.apply(records([staged], 2));
+    const ids = ["a", "b", "c", "n"];
+    const query = (x: number, filter?: ReturnType<typeof parseFilter>) => ({ vector: Float32Array.from([x, x]), k: 3, withPayload: true, withVectors: false, ...(filter ? { filter } : {}) });
+    const reads = (assume?: string[]) => ({
+      get: replica.get(ids, true, assume),
+      count: replica.count(undefined, assume),
+      countBig: replica.count(parseFilter({ i: { $gte: 3 } }), assume),
+      near2: replica.search(query(2), assume),
+      near9: replica.search(query(9), assume),
+      filtered: replica.search(query(0, parseFilter({ i: { $gte: 2 } })), assume),
+    });
+    const before = reads();
+    expect(before.count).toBe(5);
+    expect(before.get.map((p) => p.id)).toEqual(["a", "b", "c"]);
+    const assumed = reads(["t"]);
+    expect(assumed.get.map((p) => p.id)).toEqual(["a", "c", "n"]);
+    // A transaction not staged here changes nothing.
+    expect(reads(["elsewhere"])).toEqual(before);
+    replica.apply(records([{ kind: EntryKind.TxnCommit, txn: "t", prepareSeq: 2, committedAtMs: 0 }], 3));
+    expect(reads()).toEqual(assumed);
   });
 
   it("a prepare of invalid vectors is skipped whole, as a plain upsert would be", () => {

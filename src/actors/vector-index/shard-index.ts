@@ -27,6 +27,7 @@ import { Graph, whole } from "./graph.ts";
 import { PointTable, versionOf } from "./points.ts";
 import { loadShard, saveShard } from "./shard-snapshot.ts";
 import { TxnSequencer, type Effect } from "../../runtime/txn-sequencer.ts";
+import { TxnOverlay } from "./txn-overlay.ts";
 import { compactGraph } from "./compaction.ts";
 import { batchRow, compareIds, exactScanMax, exactScanShare, isUnfiltered } from "./search-rules.ts";
 
@@ -217,7 +218,16 @@ export class ShardIndex {
     }
   }
 
-  search(request: ShardSearchRequest): ShardHit[] {
+  /** The k nearest points; `assume`: staged transactions to read as committed (txn-overlay.ts). */
+  search(request: ShardSearchRequest, assume?: readonly string[]): ShardHit[] {
+    const overlay = assume?.length ? TxnOverlay.of(this.txns, assume) : undefined;
+    if (!overlay) return this.#search(request);
+    // Asked for as many more as the overlay hides, so k remain once they are taken out.
+    const hidden = [...overlay.masked].filter((id) => this.points.slotOf(id) !== undefined).length;
+    return overlay.search(request, this.#search({ ...request, k: request.k + hidden }), this.#distance);
+  }
+
+  #search(request: ShardSearchRequest): ShardHit[] {
     const { k, filter } = request;
     if (request.vector.length !== this.config.dimension) {
       throw new Error(`query has dimension ${request.vector.length}, the shard has ${this.config.dimension}`);
@@ -269,7 +279,7 @@ export class ShardIndex {
       });
     }
     requests.forEach((request, i) => {
-      out[i] ??= this.search(request);
+      out[i] ??= this.#search(request);
     });
     return out;
   }
@@ -338,10 +348,16 @@ export class ShardIndex {
     return slots;
   }
 
-  /** The points among `ids` that exist, in request order. */
-  get(ids: readonly string[], withVectors: boolean): StoredPoint[] {
+  /** The points among `ids` that exist, in request order; `assume` as for search. */
+  get(ids: readonly string[], withVectors: boolean, assume?: readonly string[]): StoredPoint[] {
+    const overlay = assume?.length ? TxnOverlay.of(this.txns, assume) : undefined;
     const points: StoredPoint[] = [];
     for (const id of ids) {
+      if (overlay?.masked.has(id)) {
+        const written = overlay.get(id, withVectors);
+        if (written) points.push(written);
+        continue;
+      }
       const slot = this.points.slotOf(id);
       if (slot === undefined) continue;
       const point: StoredPoint = { id };
@@ -353,8 +369,14 @@ export class ShardIndex {
     return points;
   }
 
-  count(filter?: Filter): number {
-    return filter === undefined ? this.size : this.#matchingSlots(filter).length;
+  count(filter?: Filter, assume?: readonly string[]): number {
+    const own = filter === undefined ? this.size : this.#matchingSlots(filter).length;
+    const overlay = assume?.length ? TxnOverlay.of(this.txns, assume) : undefined;
+    if (!overlay) return own;
+    return own + overlay.countDelta(filter, (id) => {
+      const slot = this.points.slotOf(id);
+      return slot === undefined ? null : this.points.payloads[slot];
+    });
   }
 
   stats(): ShardStats {
