@@ -105,6 +105,14 @@ describe("TxnSequencer", () => {
     expect(s.idle).toBe(true);
   });
 
+  it("names the transactions committed after a sequence, for readers that must see all of one or none", () => {
+    const s = new TxnSequencer();
+    sequence(s, records([prepare("t1", ["a"]), prepare("t2", ["b"]), commit("t1", 1), abort("t2", 2), prepare("t3", ["c"]), commit("t3", 5)]));
+    expect(s.committedAfter(0)).toEqual(["t1", "t3"]);
+    expect(s.committedAfter(3)).toEqual(["t3"]);
+    expect(s.committedAfter(6)).toEqual([]);
+  });
+
   it("an abort drops the staged ops and releases what waited", () => {
     const s = new TxnSequencer();
     const { effects } = sequence(s, records([prepare("t1", ["a"], ["b"]), upsert(["b"]), abort("t1", 1), commit("t1", 1)]));

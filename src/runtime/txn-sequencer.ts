@@ -95,6 +95,13 @@ export class TxnSequencer {
     return this.#outcomes.get(txn);
   }
 
+  /** Transactions whose commit this shard read after `seq` (of those it remembers): a reader at `seq` may see them early. */
+  committedAfter(seq: number): string[] {
+    const out: string[] = [];
+    for (const [txn, o] of this.#outcomes) if (o.outcome === "committed" && o.seq > seq) out.push(txn);
+    return out;
+  }
+
   /** Staged transactions: their ids and prepares, for readers that must see all of a transaction or none. */
   staged(): { txn: string; prepareSeq: number; entry: TxnPrepareEntry }[] {
     return [...this.#staged].map(([txn, s]) => ({ txn, prepareSeq: s.seq, entry: s.entry }));
