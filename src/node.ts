@@ -317,7 +317,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   });
   await coordinator.start();
   const writer = new Writer(nats, tracker, options.backlogBytesMax);
-  const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault });
+  const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault, records: txnRecords });
   replicaServer.start(nats.nc);
   const keys = new KeyStore(nats.keys, log.child({ actor: "keys" }));
   await keys.start();

@@ -88,19 +88,19 @@ describe("IndexPool", () => {
     expect(await shard.apply(records)).toMatchObject({ appliedSeq: 4, count: 2000 });
 
     const query = vectors.subarray(7 * dim, 8 * dim);
-    const hits = await shard.search({ vector: query, k: 5, withPayload: true, withVectors: true });
+    const { value: hits } = await shard.search({ vector: query, k: 5, withPayload: true, withVectors: true });
     expect(hits).toHaveLength(5);
     expect(hits[0]).toMatchObject({ id: "p7", distance: 0, payload: { n: 7, odd: true } });
     expect(hits[0]?.vector).toEqual(Array.from(query));
     expect(query.length).toBe(dim);
 
-    const odd = await shard.search({ vector: query, k: 5, filter: parseFilter({ odd: false }), withPayload: true, withVectors: false });
+    const { value: odd } = await shard.search({ vector: query, k: 5, filter: parseFilter({ odd: false }), withPayload: true, withVectors: false });
     expect(odd).toHaveLength(5);
     expect(odd.every((h) => h.payload?.odd === false)).toBe(true);
 
-    expect(await shard.count()).toBe(2000);
-    expect(await shard.count(parseFilter({ n: { $lt: 10 } }))).toBe(10);
-    expect(await shard.get(["p1", "nope"], false)).toEqual([{ id: "p1", payload: { n: 1, odd: true } }]);
+    expect((await shard.count()).value).toBe(2000);
+    expect((await shard.count(parseFilter({ n: { $lt: 10 } }))).value).toBe(10);
+    expect((await shard.get(["p1", "nope"], false)).value).toEqual([{ id: "p1", payload: { n: 1, odd: true } }]);
     const stats = await shard.stats();
     expect(stats).toMatchObject({ count: 2000, appliedSeq: 4 });
     expect(stats.memoryBytes).toBeGreaterThan(2000 * dim * 4);
@@ -131,17 +131,17 @@ describe("IndexPool", () => {
     const shard = pool.pin("col/0");
     const file = path.join(dir, "during.snap");
     const before = await shard.stats();
-    const [p0] = await shard.get(["p0"], true);
+    const [p0] = (await shard.get(["p0"], true)).value;
     const saving = shard.save(file);
     // Rewrites p0…p49 in place: had it run while the vectors were streamed, the file would hold some new ones.
     const applying = shard.apply(upsertRecords(randomVectors(random, 50, dim), 50, before.appliedSeq + 1, "p"));
     const [saved, applied] = await Promise.all([saving, applying]);
     expect(saved.appliedSeq).toBe(before.appliedSeq);
     expect(applied).toMatchObject({ appliedSeq: before.appliedSeq + 1, count: before.count });
-    expect(await shard.get(["p0"], true)).not.toEqual([p0]);
+    expect((await shard.get(["p0"], true)).value).not.toEqual([p0]);
     const copy = pool.pin("copy/1");
     expect(await copy.load(config, file)).toMatchObject({ appliedSeq: before.appliedSeq, count: before.count });
-    expect(await copy.get(["p0"], true)).toEqual([p0]);
+    expect((await copy.get(["p0"], true)).value).toEqual([p0]);
     await copy.close();
     pool.unpin("copy/1");
   });
@@ -158,7 +158,7 @@ describe("IndexPool", () => {
       b.search({ vector: query, k: 3, withPayload: false, withVectors: false }),
       closed.search({ vector: query, k: 3, withPayload: false, withVectors: false }),
     ]);
-    expect(fromB).toMatchObject({ status: "fulfilled", value: [{ id: "b100", distance: 0 }, {}, {}] });
+    expect(fromB).toMatchObject({ status: "fulfilled", value: { value: [{ id: "b100", distance: 0 }, {}, {}] } });
     expect(fromA).toMatchObject({ status: "fulfilled" });
     expect(refused).toMatchObject({ status: "rejected", reason: { message: expect.stringMatching(/batch\/4 is not open/) } });
     // The caller's query is neither detached nor changed.

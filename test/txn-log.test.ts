@@ -49,7 +49,7 @@ function sequence(sequencer: TxnSequencer, recs: LogRecord[], versions = new Map
   for (const { seq, data } of recs) {
     const entry = decodeEntry(data);
     if (entry.kind === EntryKind.TxnPrepare) votes.set(entry.txn, sequencer.prepare(seq, entry, data, reader ? undefined : (id) => versions.get(id)).yes);
-    else if (entry.kind === EntryKind.TxnCommit || entry.kind === EntryKind.TxnAbort) apply(sequencer.marker(seq, entry.txn, entry.kind === EntryKind.TxnCommit));
+    else if (entry.kind === EntryKind.TxnCommit || entry.kind === EntryKind.TxnAbort) apply(sequencer.read(seq, entry, data, undefined));
     else apply(sequencer.plain(seq, entry, data));
   }
   return { effects, votes };
@@ -105,12 +105,18 @@ describe("TxnSequencer", () => {
     expect(s.idle).toBe(true);
   });
 
-  it("names the transactions committed after a sequence, for readers that must see all of one or none", () => {
+  it("names the recent commits, newest first with their shards, for readers that must see all of a transaction or none", () => {
     const s = new TxnSequencer();
-    sequence(s, records([prepare("t1", ["a"]), prepare("t2", ["b"]), commit("t1", 1), abort("t2", 2), prepare("t3", ["c"]), commit("t3", 5)]));
-    expect(s.committedAfter(0)).toEqual(["t1", "t3"]);
-    expect(s.committedAfter(3)).toEqual(["t3"]);
-    expect(s.committedAfter(6)).toEqual([]);
+    const at = (txn: string, prepareSeq: number, committedAtMs: number, shards?: number[]): LogEntry => ({ kind: EntryKind.TxnCommit, txn, prepareSeq, committedAtMs, ...(shards ? { shards } : {}) });
+    sequence(s, records([prepare("t1", ["a"]), prepare("t2", ["b"]), at("t1", 1, 100, [0, 3]), abort("t2", 2), prepare("t3", ["c"]), at("t3", 5, 200), prepare("t4", ["d"]), at("t4", 7, 300, [1])]));
+    expect(s.recentCommits(0, 10)).toEqual([{ txn: "t4", shards: [1] }, { txn: "t3" }, { txn: "t1", shards: [0, 3] }]);
+    expect(s.recentCommits(150, 10)).toEqual([{ txn: "t4", shards: [1] }, { txn: "t3" }]);
+    expect(s.recentCommits(0, 1)).toEqual([{ txn: "t4", shards: [1] }]);
+    expect(s.recentCommits(301, 10)).toEqual([]);
+    // A snapshot keeps them.
+    const restored = new TxnSequencer();
+    restored.restore(s.state(), decodeStaged);
+    expect(restored.recentCommits(150, 10)).toEqual(s.recentCommits(150, 10));
   });
 
   it("an abort drops the staged ops and releases what waited", () => {
@@ -151,11 +157,11 @@ describe("TxnSequencer", () => {
     // A failed condition still stages (staging follows the log alone): its ids wait for its abort.
     expect(s.outcome("stale")?.outcome).toBe("staged");
     expect(s.plain(8, { kind: EntryKind.Delete, ids: ["c"] }, new Uint8Array())).toEqual([]);
-    expect(s.marker(9, "stale", false).map((e) => e.entry.ids)).toEqual([["c"]]);
+    expect(s.marker(9, "stale", undefined).map((e) => e.entry.ids)).toEqual([["c"]]);
     expect(s.outcome("stale")).toMatchObject({ outcome: "aborted", vote: { yes: false } });
     // A conflict refuses: nothing staged, so its marker changes nothing.
     expect(s.outcome("overlap")?.outcome).toBe("refused");
-    expect(s.marker(10, "overlap", true)).toEqual([]);
+    expect(s.marker(10, "overlap", { atMs: 0 })).toEqual([]);
   });
 
   it("a reader without points (the change feed) takes conditions as met", () => {
@@ -291,9 +297,9 @@ describe("a shard log with transactions, applied by a replica and by a backup's 
       get: replica.get(ids, true, assume),
       count: replica.count(undefined, assume),
       countBig: replica.count(parseFilter({ i: { $gte: 3 } }), assume),
-      near2: replica.search(query(2), assume),
-      near9: replica.search(query(9), assume),
-      filtered: replica.search(query(0, parseFilter({ i: { $gte: 2 } })), assume),
+      near2: replica.search({ ...query(2), ...(assume ? { assume } : {}) }),
+      near9: replica.search({ ...query(9), ...(assume ? { assume } : {}) }),
+      filtered: replica.search({ ...query(0, parseFilter({ i: { $gte: 2 } })), ...(assume ? { assume } : {}) }),
     });
     const before = reads();
     expect(before.count).toBe(5);

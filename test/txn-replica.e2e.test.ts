@@ -45,10 +45,10 @@ describe("a replica fed transaction entries", () => {
 
     const aVersion = versionOf(first.token["0"]!, 0);
     const p1 = await append(prepare("t1", ["a", "n"], [{ id: "a", version: aVersion }, { id: "n", exists: false }]));
-    expect(await vote("t1", p1)).toEqual({ yes: true, outcome: "staged" });
+    expect(await vote("t1", p1)).toEqual({ yes: true, outcome: "staged", prepareSeq: p1 });
     const p2 = await append(prepare("t2", ["b"], [{ id: "b", version: 1 }]));
     // A failed condition: a no, and staged all the same until its abort (staging follows the log alone).
-    expect(await vote("t2", p2)).toEqual({ yes: false, reason: `point "b" has version ${versionOf(first.token["0"]!, 1)}, not 1`, outcome: "staged" });
+    expect(await vote("t2", p2)).toEqual({ yes: false, reason: `point "b" has version ${versionOf(first.token["0"]!, 1)}, not 1`, outcome: "staged", prepareSeq: p2 });
     expect(await vote("never", p2)).toMatchObject({ yes: false, outcome: "unknown" });
     // Staged: invisible to every read.
     expect((await client.get("tx", { ids: ["a", "n"], consistency: "strong" })).points).toEqual([{ id: "a" }]);
@@ -58,7 +58,7 @@ describe("a replica fed transaction entries", () => {
     await node.stop();
     node = await harness.node([nats.url], { nodeId: "r1", dataDir });
     await waitFor(async () => (await client.clusterStatus()).collections[0]?.shards[0]?.replicas[0]?.state === "serving", { what: "the replica serving again" });
-    expect(await vote("t1", p1)).toEqual({ yes: true, outcome: "staged" });
+    expect(await vote("t1", p1)).toEqual({ yes: true, outcome: "staged", prepareSeq: p1 });
     expect((await client.get("tx", { ids: ["a", "n"], consistency: "strong" })).points).toEqual([{ id: "a" }]);
 
     // A plain write to a staged id waits for the transaction, acknowledgement included.

@@ -42,6 +42,22 @@ export const limits = {
   /** How long a transaction may take from its first lock to its decision, by default and at most. */
   txnTimeoutMsDefault: 5_000,
   txnTimeoutMsMax: 60_000,
+  /**
+   * A shard's read reply names a commit this long after its commit time, so a router can
+   * check the transaction's other shards of the read reflect it (decision 013, "Reads"): an
+   * eventual or session read sees all of a transaction or none while the touched shards'
+   * replicas lag each other by less than this.
+   */
+  txnReadWindowMs: 10_000,
+  /**
+   * A transaction staged on a shard this long is named "stale" in read replies: its commit may
+   * be older than the read window on another shard, so the router reads its record.
+   */
+  txnStagedStaleMs: 5_000,
+  /** Staged transactions, and recent commits, one read reply names at most (the oldest staged and newest commits first). */
+  txnReadReportMax: 64,
+  /** Times a router asks shards again for one read before it gives up on the transactions that keep landing. */
+  txnReadRoundsMax: 3,
   /** Vectors in a vector-sharding training sample (create request; the 8 MiB request limit also applies). */
   shardingSampleVectorsMax: 10_000,
   /** Numbers (vectors × dimension) in a training sample: bounds k-means work at create time. */
@@ -69,6 +85,8 @@ export const limits = {
 // Relations between limits, checked once at load (TigerBeetle style).
 assertLimit(limits.payloadKeyBytesMax <= limits.payloadBytesMax, "a payload key fits in a payload");
 assertLimit(limits.filterPathSegmentsMax === limits.payloadDepthMax, "a filter path reaches every payload level, and no deeper");
+// A commit out of the window was staged everywhere at least the window before: past the stale age even with clocks half the difference apart.
+assertLimit(limits.txnReadWindowMs >= 2 * limits.txnStagedStaleMs, "a transaction whose commit left the read window is stale where it is still staged");
 assertLimit(limits.searchTimeoutMsDefault <= limits.searchTimeoutMsMax, "the default read deadline is allowed");
 assertLimit(limits.writeTimeoutMsDefault <= limits.searchTimeoutMsMax, "the default write deadline is allowed");
 assertLimit(limits.payloadBytesMax < limits.natsPayloadBytesMax, "one point's payload fits in a request");

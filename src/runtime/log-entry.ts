@@ -21,7 +21,7 @@
  * - `txn.abort`: `{k:"ta", f:2, t, s}`.
  */
 import { Packr } from "msgpackr";
-import { positionsPerEntry } from "./limits.ts";
+import { limits, positionsPerEntry } from "./limits.ts";
 import type { Payload } from "./schemas.ts";
 import { errorMessage } from "./errors.ts";
 import { vectorIssue, type VectorSpace } from "./vectors.ts";
@@ -75,6 +75,12 @@ export interface TxnCommitEntry {
   prepareSeq: number;
   /** The record's commit time: a point-in-time restore includes the transaction when it is at or before the instant. */
   committedAtMs: number;
+  /**
+   * Every shard the transaction touches: a router that finds it applied on one shard checks
+   * the others of its read reflect it too, without reading its record. Absent on a marker a
+   * restore appends (the router then reads the record).
+   */
+  shards?: number[];
 }
 
 export interface TxnAbortEntry {
@@ -110,7 +116,7 @@ interface WireUpsert { k: "u"; i: string[]; p?: (Payload | null)[]; d: number; v
 interface WireDelete { k: "d"; i: string[] }
 interface WireCondition { i: string; v?: number; e?: boolean }
 interface WirePrepare { k: "tp"; f: 2; t: string; w?: Omit<WireUpsert, "k" | "x" | "f">; r?: string[]; c?: WireCondition[]; dl: number }
-interface WireMarker { k: "tc" | "ta"; f: 2; t: string; s: number; at?: number }
+interface WireMarker { k: "tc" | "ta"; f: 2; t: string; s: number; at?: number; sh?: number[] }
 
 function wireUpsert(entry: Omit<UpsertEntry, "kind" | "deleteIds">): Omit<WireUpsert, "k" | "x" | "f"> {
   const v = new Uint8Array(entry.vectors.buffer, entry.vectors.byteOffset, entry.vectors.byteLength);
@@ -136,7 +142,7 @@ export function encodeEntry(entry: LogEntry): Uint8Array {
       return packr.pack(wire);
     }
     case EntryKind.TxnCommit:
-      return packr.pack({ k: "tc", f: txnEntryFormat, t: entry.txn, s: entry.prepareSeq, at: entry.committedAtMs } satisfies WireMarker);
+      return packr.pack({ k: "tc", f: txnEntryFormat, t: entry.txn, s: entry.prepareSeq, at: entry.committedAtMs, ...(entry.shards ? { sh: entry.shards } : {}) } satisfies WireMarker);
     case EntryKind.TxnAbort:
       return packr.pack({ k: "ta", f: txnEntryFormat, t: entry.txn, s: entry.prepareSeq } satisfies WireMarker);
   }
@@ -237,6 +243,8 @@ function decodeUpsertPart(w: Record<string, unknown>): Omit<UpsertEntry, "kind" 
 }
 
 const isTxnId = (value: unknown): value is string => typeof value === "string" && value.length > 0 && value.length <= 64;
+const isShardList = (value: unknown): value is number[] =>
+  Array.isArray(value) && value.length <= limits.shardsMax && new Set(value).size === value.length && value.every((n) => Number.isSafeInteger(n) && n >= 0 && n < limits.shardsMax);
 const isSeq = (value: unknown): value is number => typeof value === "number" && Number.isSafeInteger(value) && value >= 1;
 
 function decodePrepare(w: Record<string, unknown>): TxnPrepareEntry {
@@ -264,7 +272,8 @@ function decodeMarker(w: Record<string, unknown>): TxnCommitEntry | TxnAbortEntr
   if (!isSeq(w.s)) invalid("a marker names its prepare's sequence");
   if (w.k === "ta") return { kind: EntryKind.TxnAbort, txn: w.t, prepareSeq: w.s };
   if (typeof w.at !== "number" || !Number.isFinite(w.at)) invalid("a commit has its time");
-  return { kind: EntryKind.TxnCommit, txn: w.t, prepareSeq: w.s, committedAtMs: w.at };
+  if (w.sh !== undefined && !isShardList(w.sh)) invalid("a commit's shards are distinct shard numbers");
+  return { kind: EntryKind.TxnCommit, txn: w.t, prepareSeq: w.s, committedAtMs: w.at, ...(w.sh !== undefined ? { shards: w.sh } : {}) };
 }
 
 /**

@@ -41,11 +41,24 @@ export interface TxnVote {
 /** What became of a transaction on this shard. */
 export type TxnOutcome = "staged" | "committed" | "aborted" | "refused";
 
+/** A commit as its marker told it: the record's commit time, and the transaction's shards when the marker names them. */
+export interface CommitInfo {
+  atMs: number;
+  shards?: number[];
+}
+
+interface Remembered {
+  outcome: TxnOutcome;
+  vote: TxnVote;
+  seq: number;
+  commit?: CommitInfo;
+}
+
 /** The sequencer's state, for a snapshot: entries as the log's own bytes, so a restore decodes them as a replay would. */
 export interface SequencerState {
   staged: { seq: number; data: Uint8Array }[];
   held: { seq: number; data: Uint8Array }[];
-  outcomes: [txn: string, outcome: TxnOutcome, vote: TxnVote, seq: number][];
+  outcomes: [txn: string, outcome: TxnOutcome, vote: TxnVote, seq: number, commit?: CommitInfo][];
 }
 
 /** Outcomes remembered after a transaction is decided, for late vote requests and readers: the newest this many. */
@@ -73,7 +86,9 @@ export class TxnSequencer {
   /** id → how many held entries touch it. */
   #heldIds = new Map<string, number>();
   /** txn → its outcome here, its vote and the sequence of the entry that decided it; oldest first. */
-  readonly #outcomes = new Map<string, { outcome: TxnOutcome; vote: TxnVote; seq: number }>();
+  readonly #outcomes = new Map<string, Remembered>();
+  /** The newest commit time read: reads skip looking for recent commits when it is old. */
+  #lastCommitAtMs = -Infinity;
 
   /** Nothing to save: no transaction staged or remembered, no entry waiting. */
   get empty(): boolean {
@@ -83,6 +98,10 @@ export class TxnSequencer {
   /** No entry waits and no transaction is staged. */
   get idle(): boolean {
     return this.#staged.size === 0 && this.#held.length === 0;
+  }
+
+  get stagedCount(): number {
+    return this.#staged.size;
   }
 
   /** The sequence below which every entry has taken effect: what reads and write acknowledgements may count on. */
@@ -95,10 +114,15 @@ export class TxnSequencer {
     return this.#outcomes.get(txn);
   }
 
-  /** Transactions whose commit this shard read after `seq` (of those it remembers): a reader at `seq` may see them early. */
-  committedAfter(seq: number): string[] {
-    const out: string[] = [];
-    for (const [txn, o] of this.#outcomes) if (o.outcome === "committed" && o.seq > seq) out.push(txn);
+  /** The commits remembered whose commit time is at or after `sinceMs`, newest first, at most `max`. */
+  recentCommits(sinceMs: number, max: number): { txn: string; shards?: number[] }[] {
+    if (this.#lastCommitAtMs < sinceMs || max <= 0) return [];
+    const out: { txn: string; shards?: number[] }[] = [];
+    for (const [txn, o] of [...this.#outcomes].reverse()) {
+      if (o.commit === undefined || o.commit.atMs < sinceMs) continue;
+      out.push(o.commit.shards ? { txn, shards: o.commit.shards } : { txn });
+      if (out.length >= max) break;
+    }
     return out;
   }
 
@@ -117,8 +141,9 @@ export class TxnSequencer {
         this.prepare(seq, entry, data, versions);
         return [];
       case EntryKind.TxnCommit:
+        return this.marker(seq, entry.txn, { atMs: entry.committedAtMs, ...(entry.shards ? { shards: entry.shards } : {}) });
       case EntryKind.TxnAbort:
-        return this.marker(seq, entry.txn, entry.kind === EntryKind.TxnCommit);
+        return this.marker(seq, entry.txn, undefined);
     }
   }
 
@@ -153,13 +178,13 @@ export class TxnSequencer {
     return vote;
   }
 
-  /** A commit or abort marker: the staged ops (on commit), then every held entry it frees, in log order. */
-  marker(seq: number, txn: string, commit: boolean): Effect[] {
+  /** A commit marker (`commit` set) or an abort marker: the staged ops (on commit), then every held entry it frees, in log order. */
+  marker(seq: number, txn: string, commit: CommitInfo | undefined): Effect[] {
     const staged = this.#staged.get(txn);
     if (!staged) return [];
     this.#staged.delete(txn);
     for (const id of touchedIds(staged.entry)) this.#owner.delete(id);
-    this.#remember(txn, commit ? "committed" : "aborted", this.#outcomes.get(txn)?.vote ?? { yes: true }, seq);
+    this.#remember(txn, commit ? "committed" : "aborted", this.#outcomes.get(txn)?.vote ?? { yes: true }, seq, commit);
     const effects: Effect[] = [];
     if (commit) {
       const { upsert, deleteIds } = staged.entry;
@@ -174,7 +199,7 @@ export class TxnSequencer {
     return {
       staged: [...this.#staged.values()].map(({ seq, data }) => ({ seq, data })),
       held: this.#held.map(({ seq, data }) => ({ seq, data })),
-      outcomes: [...this.#outcomes].map(([txn, o]) => [txn, o.outcome, o.vote, o.seq]),
+      outcomes: [...this.#outcomes].map(([txn, o]) => (o.commit ? [txn, o.outcome, o.vote, o.seq, o.commit] : [txn, o.outcome, o.vote, o.seq])),
     };
   }
 
@@ -196,7 +221,8 @@ export class TxnSequencer {
       if (entry.kind === EntryKind.TxnPrepare) throw new Error(`a held entry at ${seq} is a prepare`);
       this.#hold({ seq, entry, data });
     }
-    for (const [txn, outcome, vote, seq] of state.outcomes) this.#outcomes.set(txn, { outcome, vote, seq });
+    this.#lastCommitAtMs = -Infinity;
+    for (const [txn, outcome, vote, seq, commit] of state.outcomes) this.#remember(txn, outcome, vote, seq, commit);
   }
 
   /** Why the prepare cannot be staged here: an id it writes or reads is another's, or waits; or too many are staged. */
@@ -228,9 +254,10 @@ export class TxnSequencer {
     return effects;
   }
 
-  #remember(txn: string, outcome: TxnOutcome, vote: TxnVote, seq: number): void {
+  #remember(txn: string, outcome: TxnOutcome, vote: TxnVote, seq: number, commit?: CommitInfo): void {
     this.#outcomes.delete(txn);
-    this.#outcomes.set(txn, { outcome, vote, seq });
+    this.#outcomes.set(txn, commit ? { outcome, vote, seq, commit } : { outcome, vote, seq });
+    if (commit && commit.atMs > this.#lastCommitAtMs) this.#lastCommitAtMs = commit.atMs;
     if (this.#outcomes.size > txnOutcomesKept) {
       // The oldest decided one goes; a staged transaction is never forgotten.
       for (const [old, o] of this.#outcomes) {

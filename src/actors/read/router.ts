@@ -14,11 +14,14 @@ import type { CollectionConfig, Hit, ReadConsistency, SearchResult, SessionToken
 import { allShards, resolveSharding } from "../../runtime/sharding/index.ts";
 import { names, type ReplicaOp, shardKey } from "../../runtime/subjects.ts";
 import { isReadable, type ReplicaState } from "../../machines/replica.ts";
-import type { ShardSearchRequest } from "../vector-index/api.ts";
+import type { ShardRead, ShardSearchRequest } from "../vector-index/api.ts";
 import type { Membership } from "../cluster/membership.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
 import type { ReplicaHost } from "../replica/host.ts";
-import { requestReplica, type ReplicaReadRequest } from "../replica/protocol.ts";
+import { readFromWire, requestReplica, type ReplicaReadRequest } from "../replica/protocol.ts";
+import type { TxnRecords } from "../txn/records.ts";
+import { TxnState, type TxnRecord } from "../../runtime/txn-schemas.ts";
+import { mentioned, plan, recordsNeeded, shardsSeeing, type ShardAnswer } from "./txn-reads.ts";
 import { float32Bytes } from "../../runtime/encoding.ts";
 import type { ShardReplica } from "../replica/replica.ts";
 import { mergeTopK } from "./merge.ts";
@@ -38,12 +41,14 @@ interface ShardOutcome<T> {
   shard: number;
   value?: T;
   error?: JadeError;
+  /** How the shard was last asked, and what it saw of transactions (txn-reads.ts). */
+  answer?: ShardAnswer;
 }
 
-/** One read, as it runs on a local replica and as it is sent to a remote one. */
+/** One read, as it runs on a local replica and as it is sent to a remote one; `assume` as txn-overlay.ts. */
 interface ReadOp<T> {
   op: ReplicaOp;
-  local: (replica: ShardReplica, minSeq: number, timeoutMs: number) => Promise<T>;
+  local: (replica: ShardReplica, minSeq: number, timeoutMs: number, assume: string[] | undefined) => Promise<ShardRead<T>>;
   remote: (shard: number) => Pick<ReplicaReadRequest, "search" | "get" | "count">;
 }
 
@@ -54,12 +59,16 @@ export interface RouterDeps {
   placements: PlacementStore;
   membership: Membership;
   selection: SelectionName;
+  /** Transaction records: read for the few transactions whose shards' answers disagree (txn-reads.ts). */
+  records: Pick<TxnRecords, "get">;
 }
 
 export class ReadRouter {
   readonly #deps: RouterDeps;
   readonly #nc: NatsConnection;
   readonly #selection: ReplicaSelection;
+  /** Transaction records that cannot change any more, oldest first: decided ones, and null for one that is gone (txn-reads.ts). */
+  readonly #settled = new Map<string, TxnRecord | null>();
 
   constructor(deps: RouterDeps) {
     this.#deps = deps;
@@ -72,7 +81,7 @@ export class ReadRouter {
     const { vector, ...rest } = request;
     const outcomes = await this.#fanOut(config, shards, options, {
       op: "search",
-      local: (replica, minSeq, timeoutMs) => replica.search(request, minSeq, timeoutMs),
+      local: (replica, minSeq, timeoutMs, assume) => replica.search(assume ? { ...request, assume } : request, minSeq, timeoutMs),
       remote: () => ({ search: { ...rest, vector: float32Bytes(vector) } }),
     });
     const lists = outcomes.map((o) => (o.value as Hit[] | undefined) ?? []);
@@ -87,7 +96,7 @@ export class ReadRouter {
     }
     const outcomes = await this.#fanOut<StoredPoint[]>(config, [...byShard.keys()], options, {
       op: "get",
-      local: (replica, minSeq, timeoutMs) => replica.get(byShard.get(replica.shard)!, withVectors, minSeq, timeoutMs),
+      local: (replica, minSeq, timeoutMs, assume) => replica.get(byShard.get(replica.shard)!, withVectors, minSeq, timeoutMs, assume),
       remote: (shard) => ({ get: { ids: byShard.get(shard)!, withVectors } }),
     });
     const found = new Map<string, StoredPoint>();
@@ -99,7 +108,7 @@ export class ReadRouter {
   async count(config: CollectionConfig, filter: Filter | undefined, options: ReadOptions) {
     const outcomes = await this.#fanOut<number>(config, allShards(config), options, {
       op: "count",
-      local: (replica, minSeq, timeoutMs) => replica.count(filter, minSeq, timeoutMs),
+      local: (replica, minSeq, timeoutMs, assume) => replica.count(filter, minSeq, timeoutMs, assume),
       remote: () => ({ count: { filter } }),
     });
     return { count: outcomes.reduce((sum, o) => sum + (o.value ?? 0), 0), ...coverage(outcomes) };
@@ -115,21 +124,79 @@ export class ReadRouter {
     const timeoutMs = options.timeoutMs ?? limits.searchTimeoutMsDefault;
     const deadline = performance.now() + timeoutMs;
     if (options.consistency === "session") await this.#checkToken(config, shards, options.token);
-    return Promise.all(
+    const outcomes = await Promise.all(
       shards.map(async (shard): Promise<ShardOutcome<T>> => {
         try {
-          const minSeq = await this.#minSeq(config, shard, options);
-          return { shard, value: await this.#readShard(config, shard, minSeq, deadline, read) };
+          return this.#askShard(config, shard, await this.#minSeq(config, shard, options), undefined, deadline, read);
         } catch (err) {
-          if (err instanceof JadeError) return { shard, error: err };
-          return { shard, error: new JadeError(ErrorCode.Internal, errorMessage(err), { cause: err }) };
+          return { shard, error: asJadeError(err) };
         }
       }),
     );
+    return this.#settleTxns(config, outcomes, deadline, read);
+  }
+
+  async #askShard<T>(config: CollectionConfig, shard: number, minSeq: number, assume: string[] | undefined, deadline: number, read: ReadOp<T>): Promise<ShardOutcome<T>> {
+    try {
+      const { value, txns } = await this.#readShard(config, shard, minSeq, assume, deadline, read);
+      return { shard, value, answer: { shard, minSeq, assumed: assume ?? [], ...(txns ? { txns } : {}) } };
+    } catch (err) {
+      return { shard, error: asJadeError(err) };
+    }
+  }
+
+  /**
+   * Makes the read see all of each transaction or none (txn-reads.ts): asks again the shards
+   * whose answers do not reflect a transaction that another shard applied, reading records
+   * only where the answers alone cannot tell. Nothing to do, and nothing read, when no shard
+   * saw a transaction. A shard a transaction leaves in doubt (its record unreadable, or
+   * transactions still landing after the last round) is reported unanswered, `partial`,
+   * rather than answered with half a transaction.
+   */
+  async #settleTxns<T>(config: CollectionConfig, outcomes: ShardOutcome<T>[], deadline: number, read: ReadOp<T>): Promise<ShardOutcome<T>[]> {
+    for (let round = 0; ; round++) {
+      const answers = outcomes.flatMap((o) => (o.answer ? [o.answer] : []));
+      if (!answers.some((a) => a.txns)) return outcomes;
+      const { known, failed } = await this.#records(answers);
+      if (failed.length > 0) return failShards(outcomes, shardsSeeing(answers, failed), `the records of transactions ${failed.join(", ")} could not be read`);
+      const reasks = plan(answers, known);
+      if (reasks.size === 0) return outcomes;
+      if (round >= limits.txnReadRoundsMax) return failShards(outcomes, [...reasks.keys()], "transactions kept landing during the read; try again");
+      const again = await Promise.all([...reasks].map(([shard, r]) => this.#askShard(config, shard, r.minSeq, r.assume, deadline, read)));
+      const byShard = new Map(again.map((o) => [o.shard, o]));
+      outcomes = outcomes.map((o) => byShard.get(o.shard) ?? o);
+    }
+  }
+
+  /** The records the answers need: decided or missing ones from the cache (neither changes), the rest read; `failed`: those that could not be. */
+  async #records(answers: readonly ShardAnswer[]): Promise<{ known: Map<string, TxnRecord | undefined>; failed: string[] }> {
+    const known = new Map<string, TxnRecord | undefined>();
+    for (const txn of mentioned(answers)) {
+      const cached = this.#settled.get(txn);
+      if (cached !== undefined) known.set(txn, cached ?? undefined);
+    }
+    const failed: string[] = [];
+    await Promise.all(
+      recordsNeeded(answers, known).map(async (txn) => {
+        try {
+          const record = await this.#deps.records.get(txn);
+          known.set(txn, record);
+          if (record?.state !== TxnState.Preparing) this.#remember(txn, record ?? null);
+        } catch {
+          failed.push(txn);
+        }
+      }),
+    );
+    return { known, failed };
+  }
+
+  #remember(txn: string, record: TxnRecord | null): void {
+    this.#settled.set(txn, record);
+    if (this.#settled.size > settledRecordsKept) this.#settled.delete(this.#settled.keys().next().value!);
   }
 
   /** Tries the shard's candidate replicas in the selection order until one answers or the deadline passes. */
-  async #readShard<T>(config: CollectionConfig, shard: number, minSeq: number, deadline: number, read: ReadOp<T>): Promise<T> {
+  async #readShard<T>(config: CollectionConfig, shard: number, minSeq: number, assume: string[] | undefined, deadline: number, read: ReadOp<T>): Promise<ShardRead<T>> {
     const candidates = this.#candidates(config, shard);
     if (candidates.length === 0) throw new JadeError(ErrorCode.Unavailable, `no live replica of shard ${shard}`);
     let lastError: JadeError | undefined;
@@ -140,7 +207,7 @@ export class ReadRouter {
       const attemptMs = i === candidates.length - 1 ? remaining : Math.max(remaining / 2, Math.min(remaining, 250));
       const node = candidates[i]!;
       try {
-        return await this.#readOn(node, config, shard, minSeq, attemptMs, read);
+        return await this.#readOn(node, config, shard, minSeq, assume, attemptMs, read);
       } catch (err) {
         lastError = err instanceof JadeError ? err : new JadeError(ErrorCode.Unavailable, errorMessage(err));
       }
@@ -148,26 +215,26 @@ export class ReadRouter {
     throw lastError ?? new JadeError(ErrorCode.Timeout, `shard ${shard} did not answer in time`);
   }
 
-  #readOn<T>(node: string, config: CollectionConfig, shard: number, minSeq: number, timeoutMs: number, read: ReadOp<T>): Promise<T> {
-    const run = () => this.#readReplica(node, config, shard, minSeq, timeoutMs, read);
+  #readOn<T>(node: string, config: CollectionConfig, shard: number, minSeq: number, assume: string[] | undefined, timeoutMs: number, read: ReadOp<T>): Promise<ShardRead<T>> {
+    const run = () => this.#readReplica(node, config, shard, minSeq, assume, timeoutMs, read);
     if (!tracingEnabled()) return run();
     const local = node === this.#deps.nodeId;
     const attributes = { "jade.node": this.#deps.nodeId, "jade.replica.node": node, "jade.collection": config.name, "jade.shard": shard, "jade.replica.local": local };
     return traced(`jade.router.${read.op} ${local ? "local" : "remote"}`, attributes, run, { kind: local ? SpanKind.INTERNAL : SpanKind.CLIENT });
   }
 
-  async #readReplica<T>(node: string, config: CollectionConfig, shard: number, minSeq: number, timeoutMs: number, read: ReadOp<T>): Promise<T> {
+  async #readReplica<T>(node: string, config: CollectionConfig, shard: number, minSeq: number, assume: string[] | undefined, timeoutMs: number, read: ReadOp<T>): Promise<ShardRead<T>> {
     if (node === this.#deps.nodeId) {
       const replica = this.#deps.host.replicas(config.name)[shard];
       if (!replica || replica.config.uid !== config.uid) throw new JadeError(ErrorCode.Unavailable, `replica of shard ${shard} not hosted here`);
       return withDeadline(
-        read.local(replica, minSeq, timeoutMs),
+        read.local(replica, minSeq, timeoutMs, assume),
         timeoutMs,
         () => new JadeError(ErrorCode.Timeout, `shard ${shard} did not answer within ${Math.round(timeoutMs)} ms`),
       );
     }
-    const request: ReplicaReadRequest = { uid: config.uid, minSeq, timeoutMs: Math.max(1, Math.floor(timeoutMs - 5)), ...read.remote(shard) };
-    return requestReplica<T>(this.#nc, { node, collection: config.name, shard, op: read.op }, request, timeoutMs);
+    const request: ReplicaReadRequest = { uid: config.uid, minSeq, timeoutMs: Math.max(1, Math.floor(timeoutMs - 5)), ...read.remote(shard), ...(assume ? { assume } : {}) };
+    return readFromWire(await requestReplica<T | ShardRead<T>>(this.#nc, { node, collection: config.name, shard, op: read.op }, request, timeoutMs));
   }
 
   /** Nodes holding a replica of the shard, live and readable ones first, in the selection strategy's order. */
@@ -237,6 +304,17 @@ export class ReadRouter {
         return this.streamLastSeq(config, shard);
     }
   }
+}
+
+/** Settled transaction records a router keeps: more than a read window's worth of transactions at any rate measured here. */
+const settledRecordsKept = 4_096;
+
+function asJadeError(err: unknown): JadeError {
+  return err instanceof JadeError ? err : new JadeError(ErrorCode.Internal, errorMessage(err), { cause: err });
+}
+
+function failShards<T>(outcomes: ShardOutcome<T>[], shards: readonly number[], reason: string): ShardOutcome<T>[] {
+  return outcomes.map((o) => (shards.includes(o.shard) ? { shard: o.shard, error: new JadeError(ErrorCode.Unavailable, `shard ${o.shard}: ${reason}`) } : o));
 }
 
 function coverage(outcomes: ShardOutcome<unknown>[]) {

@@ -15,6 +15,7 @@ import { checkFilterAst, type Filter } from "../../runtime/filter.ts";
 import { limits } from "../../runtime/limits.ts";
 import { ChunkEncoding } from "./chunk-encoding.ts";
 import type { TxnOutcome } from "../../runtime/txn-sequencer.ts";
+import type { ShardRead } from "../vector-index/api.ts";
 
 /** Bytes per `chunk` request: well under NATS max_payload (8 MiB here, 1 MiB by default). */
 export const checkpointChunkBytesMax = 512 * 1024;
@@ -53,6 +54,8 @@ export const ReplicaReadRequest = z
       .optional(),
     get: z.object({ ids: z.array(z.string().max(limits.idBytesMax * 4)).max(limits.idsPerRequestMax), withVectors: z.boolean() }).strict().optional(),
     count: z.object({ filter: FilterAst.optional() }).strict().optional(),
+    /** Staged transactions to read as committed (decision 013, "Reads"); only a build that writes transactions sends it. */
+    assume: z.array(z.string().min(1).max(64)).min(1).max(limits.txnReadReportMax).optional(),
     checkpoint: z.object({}).strict().optional(),
     digest: z.object({}).strict().optional(),
     /** A transaction's vote: `minSeq` is its prepare's sequence. */
@@ -88,6 +91,22 @@ export interface CheckpointOffer {
 
 
 export type ReplicaReadReply = { ok: true; result: unknown } | { ok: false; error: WireError };
+
+/**
+ * A read's result as it travels: the value alone when the shard saw no transaction, which is
+ * what a build from before transactions answers and reads, else the value with what it saw.
+ * A transaction exists only once every node reads log format 2, so only such nodes ever get
+ * the second form.
+ */
+export function readToWire<T>(read: ShardRead<T>): T | ShardRead<T> {
+  return read.txns ? read : read.value;
+}
+
+/** The inverse of readToWire: search and get answer arrays and count a number, so an object is the second form. */
+export function readFromWire<T>(result: T | ShardRead<T>): ShardRead<T> {
+  const wrapped = typeof result === "object" && result !== null && !Array.isArray(result);
+  return wrapped ? (result as ShardRead<T>) : { value: result as T };
+}
 
 const packr = new Packr({ useRecords: false });
 

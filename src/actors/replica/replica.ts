@@ -23,7 +23,7 @@ import {
   type SnapshotInput,
   type SnapshotOutput,
 } from "../../machines/replica.ts";
-import type { ShardDigest, ShardHit, ShardSearchRequest, ShardStats } from "../vector-index/api.ts";
+import type { ShardDigest, ShardHit, ShardRead, ShardSearchRequest, ShardStats } from "../vector-index/api.ts";
 import { applyRecords } from "./apply.ts";
 import { followLog } from "./follow.ts";
 import { readOfferedChunk } from "./peer-copy.ts";
@@ -169,19 +169,21 @@ export class ShardReplica {
     );
   }
 
-  async search(request: ShardSearchRequest, minSeq: number, timeoutMs: number): Promise<ShardHit[]> {
+  /** Reads answer with what they saw of transactions (decision 013, "Reads"); `request.assume` as for `get`. */
+  async search(request: ShardSearchRequest, minSeq: number, timeoutMs: number): Promise<ShardRead<ShardHit[]>> {
     await this.#readable(minSeq, timeoutMs);
     return this.#parts.index.search(request);
   }
 
-  async get(ids: string[], withVectors: boolean, minSeq: number, timeoutMs: number): Promise<StoredPoint[]> {
+  /** `assume`: staged transactions the router found committed in their records, read as committed. */
+  async get(ids: string[], withVectors: boolean, minSeq: number, timeoutMs: number, assume?: string[]): Promise<ShardRead<StoredPoint[]>> {
     await this.#readable(minSeq, timeoutMs);
-    return this.#parts.index.get(ids, withVectors);
+    return this.#parts.index.get(ids, withVectors, assume);
   }
 
-  async count(filter: Filter | undefined, minSeq: number, timeoutMs: number): Promise<number> {
+  async count(filter: Filter | undefined, minSeq: number, timeoutMs: number, assume?: string[]): Promise<ShardRead<number>> {
     await this.#readable(minSeq, timeoutMs);
-    return this.#parts.index.count(filter);
+    return this.#parts.index.count(filter, assume);
   }
 
   /**

@@ -14,7 +14,7 @@ import { quote } from "../../runtime/text.ts";
 import { spaceOf } from "../../runtime/vectors.ts";
 import type { ReplicaHost } from "./host.ts";
 import { float32FromBytes } from "../../runtime/encoding.ts";
-import { decodeReplicaRequest, encodeReplicaMessage, ReplicaReadRequest } from "./protocol.ts";
+import { decodeReplicaRequest, encodeReplicaMessage, readToWire, ReplicaReadRequest } from "./protocol.ts";
 import { extractTrace, SpanKind, traced, tracingEnabled } from "../../runtime/tracing.ts";
 
 export const replicaInflightMax = 256;
@@ -73,13 +73,14 @@ export class ReplicaServer {
         if (!request.search) throw missing();
         const vector = float32FromBytes(request.search.vector);
         checkVector(vector, spaceOf(replica.config), "search.vector");
-        return replica.search({ ...request.search, vector }, request.minSeq, request.timeoutMs);
+        const assume = request.assume ? { assume: request.assume } : {};
+        return readToWire(await replica.search({ ...request.search, vector, ...assume }, request.minSeq, request.timeoutMs));
       }
       case "get":
         if (!request.get) throw missing();
-        return replica.get(request.get.ids, request.get.withVectors, request.minSeq, request.timeoutMs);
+        return readToWire(await replica.get(request.get.ids, request.get.withVectors, request.minSeq, request.timeoutMs, request.assume));
       case "count":
-        return replica.count(request.count?.filter, request.minSeq, request.timeoutMs);
+        return readToWire(await replica.count(request.count?.filter, request.minSeq, request.timeoutMs, request.assume));
       case "digest":
         return replica.contentDigest(request.minSeq, request.timeoutMs);
       case "vote":

@@ -69,7 +69,7 @@ export class TxnRecovery {
       // Never staged on that shard: nothing to end there.
       if (prepareSeq === undefined) continue;
       const data = commit
-        ? encodeEntry({ kind: EntryKind.TxnCommit, txn: record.id, prepareSeq, committedAtMs: decided.decidedAtMs ?? nowMs })
+        ? encodeEntry({ kind: EntryKind.TxnCommit, txn: record.id, prepareSeq, committedAtMs: decided.decidedAtMs ?? nowMs, shards: record.shards })
         : encodeEntry({ kind: EntryKind.TxnAbort, txn: record.id, prepareSeq });
       await publishDurable(this.#deps.js, subjects.log(record.collection, shard), data, { msgID: `${record.uid}:${record.id}:${commit ? "c" : "a"}:${shard}`, deadlineMs: replicaAskMs });
     }

@@ -101,7 +101,7 @@ export class TransactionService {
           const prepareSeqs = actor.getSnapshot().context.prepareSeqs;
           const marker = (shard: number) =>
             input.outcome === Outcome.Committed
-              ? encodeEntry({ kind: EntryKind.TxnCommit, txn: id, prepareSeq: prepareSeqs[shard]!, committedAtMs: decidedAtMs })
+              ? encodeEntry({ kind: EntryKind.TxnCommit, txn: id, prepareSeq: prepareSeqs[shard]!, committedAtMs: decidedAtMs, shards })
               : encodeEntry({ kind: EntryKind.TxnAbort, txn: id, prepareSeq: prepareSeqs[shard]! });
           // A shard never prepared (the prepare failed before it) has nothing to end.
           const prepared = shards.filter((s) => prepareSeqs[s] !== undefined);

@@ -45,6 +45,22 @@ export interface ShardSearchRequest {
   filter?: Filter;
   withPayload: boolean;
   withVectors: boolean;
+  /** Staged transactions to read as committed (txn-overlay.ts). */
+  assume?: string[];
+}
+
+/** What one shard's read saw of transactions (decision 013, "Reads"). */
+export interface TxnReadView {
+  /** Staged here, oldest first; `stale`: staged longer than limits.txnStagedStaleMs (its commit may be out of other shards' window). */
+  staged: { txn: string; stale?: true }[];
+  /** Committed within limits.txnReadWindowMs of now, newest first, with the transaction's shards when its marker names them. */
+  committed: { txn: string; shards?: number[] }[];
+}
+
+/** A shard's answer to a read, with what it saw of transactions when it saw any. */
+export interface ShardRead<T> {
+  value: T;
+  txns?: TxnReadView;
 }
 
 export interface ShardSearchItem {
@@ -53,7 +69,7 @@ export interface ShardSearchItem {
 }
 
 /** One item's answer, or why it failed (a shard not open here): the others are unaffected. */
-export type ShardSearchOutcome = { hits: ShardHit[] } | { error: string };
+export type ShardSearchOutcome = { hits: ShardHit[]; txns?: TxnReadView } | { error: string };
 
 /** What the pool hands every index worker it starts. */
 export interface IndexWorkerData {
@@ -99,8 +115,8 @@ export interface IndexWorkerApi {
   close(shardKey: string): void;
   /** Waits while the shard's fresh buffer is full or a save is writing its vectors, then applies. */
   apply(shardKey: string, records: LogRecord[]): Promise<ApplyResult>;
-  get(shardKey: string, ids: string[], withVectors: boolean): StoredPoint[];
-  count(shardKey: string, filter?: Filter): number;
+  get(shardKey: string, ids: string[], withVectors: boolean, assume?: string[]): ShardRead<StoredPoint[]>;
+  count(shardKey: string, filter?: Filter, assume?: string[]): ShardRead<number>;
   /** Writes the whole shard (index, ids, keys, payloads, vectors, appliedSeq) to one file. */
   save(shardKey: string, path: string): Promise<SavedSnapshot>;
   /** Replaces the shard with the contents of a file written by save. */

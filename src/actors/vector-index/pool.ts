@@ -27,6 +27,7 @@ import type {
   LogRecord,
   SavedSnapshot,
   ShardHit,
+  ShardRead,
   ShardIndexConfig,
   ShardSearchRequest,
   ShardStats,
@@ -100,7 +101,7 @@ function packRecords(records: readonly LogRecord[]): LogRecord[] {
 }
 
 type Invoke = <T>(call: (remote: Remote) => Promise<T>) => Promise<T>;
-type Search = (request: ShardSearchRequest) => Promise<ShardHit[]>;
+type Search = (request: ShardSearchRequest) => Promise<ShardRead<ShardHit[]>>;
 
 /** One shard's index, reached through the worker it is pinned to. */
 export class ShardIndexClient {
@@ -127,17 +128,18 @@ export class ShardIndexClient {
   }
 
   /** Batched with the worker's other searches of this tick (search-batch.ts). */
-  search(request: ShardSearchRequest): Promise<ShardHit[]> {
+  search(request: ShardSearchRequest): Promise<ShardRead<ShardHit[]>> {
     if (!tracingEnabled()) return this.#search(request);
     return traced("jade.index.search", { "jade.shard.key": this.shardKey, "jade.k": request.k }, () => this.#search(request));
   }
 
-  get(ids: string[], withVectors: boolean): Promise<StoredPoint[]> {
-    return this.#invoke((r) => r.get(this.shardKey, ids, withVectors));
+  /** `assume`: staged transactions to read as committed (txn-overlay.ts). */
+  get(ids: string[], withVectors: boolean, assume?: string[]): Promise<ShardRead<StoredPoint[]>> {
+    return this.#invoke((r) => r.get(this.shardKey, ids, withVectors, assume));
   }
 
-  count(filter?: Filter): Promise<number> {
-    return this.#invoke((r) => r.count(this.shardKey, filter));
+  count(filter?: Filter, assume?: string[]): Promise<ShardRead<number>> {
+    return this.#invoke((r) => r.count(this.shardKey, filter, assume));
   }
 
   save(path: string): Promise<SavedSnapshot> {
@@ -259,7 +261,7 @@ export class IndexPool {
     return this.#closing;
   }
 
-  async #searchOn(shardKey: string, request: ShardSearchRequest): Promise<ShardHit[]> {
+  async #searchOn(shardKey: string, request: ShardSearchRequest): Promise<ShardRead<ShardHit[]>> {
     if (this.#closing) throw unavailable("index pool is closed");
     const position = this.#pinnedTo.get(shardKey);
     if (position === undefined) throw new Error(`shard ${shardKey} is not pinned to the index pool`);

@@ -10,11 +10,11 @@
  * thread time where a bare postMessage pair cost 61–64 µs, on every query's critical path.
  */
 import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
-import type { ShardHit, ShardSearchItem, ShardSearchOutcome, ShardSearchRequest } from "./api.ts";
+import type { ShardHit, ShardRead, ShardSearchItem, ShardSearchOutcome, ShardSearchRequest } from "./api.ts";
 
 interface Pending {
   item: ShardSearchItem;
-  resolve: (hits: ShardHit[]) => void;
+  resolve: (read: ShardRead<ShardHit[]>) => void;
   reject: (err: unknown) => void;
 }
 
@@ -29,7 +29,7 @@ export class SearchBatches {
     this.#send = send;
   }
 
-  search(position: number, shardKey: string, request: ShardSearchRequest): Promise<ShardHit[]> {
+  search(position: number, shardKey: string, request: ShardSearchRequest): Promise<ShardRead<ShardHit[]>> {
     return new Promise((resolve, reject) => {
       let queue = this.#queues.get(position);
       if (!queue) {
@@ -47,7 +47,7 @@ export class SearchBatches {
       (outcomes) =>
         batch.forEach((pending, i) => {
           const outcome = outcomes[i]!;
-          if ("hits" in outcome) pending.resolve(outcome.hits);
+          if ("hits" in outcome) pending.resolve(outcome.txns ? { value: outcome.hits, txns: outcome.txns } : { value: outcome.hits });
           else pending.reject(new Error(outcome.error));
         }),
       (err: unknown) => batch.forEach((pending) => pending.reject(err)),

@@ -20,7 +20,8 @@ import { checkEntryValues, decodeEntry, EntryKind, isInvalidEntryError, type Del
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { digestOf, pointHash, type ContentDigest } from "../../runtime/content-digest.ts";
 import type { StoredPoint } from "../../runtime/schemas.ts";
-import type { ApplyResult, LogRecord, RejectedEntry, SavedSnapshot, ShardHit, ShardIndexConfig, ShardSearchRequest, ShardStats } from "./api.ts";
+import type { ApplyResult, LogRecord, RejectedEntry, SavedSnapshot, ShardHit, ShardIndexConfig, ShardSearchRequest, ShardStats, TxnReadView } from "./api.ts";
+import { limits } from "../../runtime/limits.ts";
 import { distanceFn, exactTopK, type DistanceFn, type Scored } from "./distance.ts";
 import { FreshBuffer } from "./fresh.ts";
 import { Graph, whole } from "./graph.ts";
@@ -63,6 +64,8 @@ export class ShardIndex {
   #closed = false;
   /** @internal for shard-snapshot.ts: staged transactions and the writes waiting for them. */
   readonly txns = new TxnSequencer();
+  /** Staged transaction → when this index read its prepare (its own clock; a restore's time for those a snapshot held). */
+  readonly #stagedAtMs = new Map<string, number>();
   readonly #order = (a: Scored, b: Scored): number =>
     a.distance - b.distance || compareIds(this.points.ids[a.slot]!, this.points.ids[b.slot]!);
   readonly #isLive = (slot: number, version: number): boolean => this.points.isLive(slot, version);
@@ -140,6 +143,8 @@ export class ShardIndex {
     const entry = decodeEntry(record.data);
     checkEntryValues(entry, this.#space);
     this.#applyEffects(this.txns.read(record.seq, entry, record.data, this.#versionOf));
+    if (entry.kind === EntryKind.TxnPrepare && this.txns.outcome(entry.txn)?.outcome === "staged") this.#stagedAtMs.set(entry.txn, Date.now());
+    else if (entry.kind === EntryKind.TxnCommit || entry.kind === EntryKind.TxnAbort) this.#stagedAtMs.delete(entry.txn);
   }
 
   #applyEffects(effects: readonly Effect[]): void {
@@ -218,9 +223,9 @@ export class ShardIndex {
     }
   }
 
-  /** The k nearest points; `assume`: staged transactions to read as committed (txn-overlay.ts). */
-  search(request: ShardSearchRequest, assume?: readonly string[]): ShardHit[] {
-    const overlay = assume?.length ? TxnOverlay.of(this.txns, assume) : undefined;
+  /** The k nearest points; `request.assume`: staged transactions to read as committed (txn-overlay.ts). */
+  search(request: ShardSearchRequest): ShardHit[] {
+    const overlay = request.assume?.length ? TxnOverlay.of(this.txns, request.assume) : undefined;
     if (!overlay) return this.#search(request);
     // Asked for as many more as the overlay hides, so k remain once they are taken out.
     const hidden = [...overlay.masked].filter((id) => this.points.slotOf(id) !== undefined).length;
@@ -263,7 +268,7 @@ export class ShardIndex {
    */
   searchMany(requests: readonly ShardSearchRequest[], threads: number): ShardHit[][] {
     const dim = this.config.dimension;
-    const batched = requests.flatMap((r, i) => (isUnfiltered(r) && r.vector.length === dim && r.k > 0 && !this.#scansExactly(r.k) ? [i] : []));
+    const batched = requests.flatMap((r, i) => (isUnfiltered(r) && !r.assume?.length && r.vector.length === dim && r.k > 0 && !this.#scansExactly(r.k) ? [i] : []));
     const out = new Array<ShardHit[]>(requests.length);
     if (batched.length >= 2 && this.size > 0) {
       const k = Math.min(this.size, Math.max(...batched.map((i) => requests[i]!.k)));
@@ -279,7 +284,7 @@ export class ShardIndex {
       });
     }
     requests.forEach((request, i) => {
-      out[i] ??= this.#search(request);
+      out[i] ??= this.search(request);
     });
     return out;
   }
@@ -377,6 +382,30 @@ export class ShardIndex {
       const slot = this.points.slotOf(id);
       return slot === undefined ? null : this.points.payloads[slot];
     });
+  }
+
+  /**
+   * What a read now sees of transactions, for the router to make it see all of each or none
+   * (decision 013, "Reads"): those staged here, and those committed within the read window.
+   * Undefined when there are none, so plain reads carry nothing.
+   */
+  txnView(nowMs = Date.now()): TxnReadView | undefined {
+    const committed = this.txns.recentCommits(nowMs - limits.txnReadWindowMs, limits.txnReadReportMax);
+    if (this.#stagedAtMs.size !== this.txns.stagedCount) this.#noteStaged(nowMs);
+    if (committed.length === 0 && this.#stagedAtMs.size === 0) return undefined;
+    const staged: TxnReadView["staged"] = [];
+    for (const [txn, atMs] of this.#stagedAtMs) {
+      if (staged.length >= limits.txnReadReportMax) break;
+      staged.push(nowMs - atMs >= limits.txnStagedStaleMs ? { txn, stale: true } : { txn });
+    }
+    return { staged, committed };
+  }
+
+  /** Brings `#stagedAtMs` back to the staged transactions after a restore replaced them. */
+  #noteStaged(nowMs: number): void {
+    const staged = new Set(this.txns.staged().map((t) => t.txn));
+    for (const txn of this.#stagedAtMs.keys()) if (!staged.has(txn)) this.#stagedAtMs.delete(txn);
+    for (const txn of staged) if (!this.#stagedAtMs.has(txn)) this.#stagedAtMs.set(txn, nowMs);
   }
 
   stats(): ShardStats {

@@ -10,7 +10,7 @@ import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/umd/node-adapter.js";
 import type { Filter } from "../../runtime/filter.ts";
 import { Absorber, AbsorbingWorkers, absorbSliceMsDefault } from "./absorber.ts";
-import type { ApplyResult, IndexWorkerApi, IndexWorkerData, LogRecord, RejectedEntry, ShardIndexConfig, ShardSearchItem, ShardSearchOutcome } from "./api.ts";
+import type { ApplyResult, IndexWorkerApi, IndexWorkerData, LogRecord, RejectedEntry, ShardIndexConfig, ShardRead, ShardSearchItem, ShardSearchOutcome } from "./api.ts";
 import { TimeSlicer } from "../../runtime/async.ts";
 import { errorMessage } from "../../runtime/errors.ts";
 import { ShardIndex, type ShardIndexOptions } from "./shard-index.ts";
@@ -80,11 +80,11 @@ const api: IndexWorkerApi = {
     const result = shard(shardKey).result();
     return rejected.length > 0 ? { ...result, rejected } : result;
   },
-  get(shardKey: string, ids: string[], withVectors: boolean) {
-    return shard(shardKey).get(ids, withVectors);
+  get(shardKey: string, ids: string[], withVectors: boolean, assume?: string[]) {
+    return viewed(shard(shardKey), (index) => index.get(ids, withVectors, assume));
   },
-  count(shardKey: string, filter?: Filter) {
-    return shard(shardKey).count(filter);
+  count(shardKey: string, filter?: Filter, assume?: string[]) {
+    return viewed(shard(shardKey), (index) => index.count(filter, assume));
   },
   save(shardKey: string, path: string) {
     // A compaction before the save inserts with the threads an absorbing worker would get.
@@ -107,6 +107,13 @@ const api: IndexWorkerApi = {
   },
 };
 
+/** A read with what it saw of transactions, taken in the same turn so the two agree. */
+function viewed<T>(index: ShardIndex, read: (index: ShardIndex) => T): ShardRead<T> {
+  const value = read(index);
+  const txns = index.txnView();
+  return txns ? { value, txns } : { value };
+}
+
 /** Answers a batch, each shard's searches together (its unfiltered ones as one multi-threaded usearch call). */
 function searchMany(items: ShardSearchItem[]): ShardSearchOutcome[] {
   const byShard = new Map<string, number[]>();
@@ -120,7 +127,8 @@ function searchMany(items: ShardSearchItem[]): ShardSearchOutcome[] {
     try {
       const index = shard(shardKey);
       const hits = index.searchMany(positions.map((i) => items[i]!.request), cores);
-      positions.forEach((i, n) => (out[i] = { hits: hits[n]! }));
+      const txns = index.txnView();
+      positions.forEach((i, n) => (out[i] = txns ? { hits: hits[n]!, txns } : { hits: hits[n]! }));
     } catch (err) {
       for (const i of positions) out[i] = { error: errorMessage(err) };
     }
