@@ -13,6 +13,7 @@ import { decodeBody, Encoding, encodingHeader, float32Bytes } from "../src/runti
 import { JadeError, type Reply } from "../src/runtime/errors.ts";
 import { writesInFlightMax } from "../src/actors/write/writer.ts";
 import { Harness, randomPoints, waitFor } from "./support/harness.ts";
+import { unversioned } from "./support/points.ts";
 
 const harness = new Harness();
 let client: JadeClient;
@@ -46,7 +47,7 @@ describe("msgpack requests", () => {
     const reply = await msgpackRequest("jade.v1.bin.upsert", { ids, vectors: float32Bytes(vectors), payloads, consistency: "all" });
     expect(reply).toMatchObject({ ok: true, result: { upserted: 50 } });
     const { points } = await client.get("bin", { ids: ["c0", "c1", "c49"], withVectors: true, consistency: "strong" });
-    expect(points).toEqual([
+    expect(unversioned(points)).toEqual([
       { id: "c0", vector: Array.from(vectors.subarray(0, dim)), payload: { i: 0 } },
       { id: "c1", vector: Array.from(vectors.subarray(dim, 2 * dim)) },
       { id: "c49", vector: Array.from(vectors.subarray(49 * dim)) },

@@ -100,7 +100,7 @@ describe("the REST mirror", () => {
     expect((overHttp.hits as { id: string }[])[0]!.id).toBe(points[3]!.id);
     expect(resultOf(await call("POST", "/v1/collections/web/count", { consistency: "strong" })).count).toBe(40);
     const got = resultOf(await call("POST", "/v1/collections/web/points", { ids: [points[0]!.id, "absent"], withVectors: true }));
-    expect(got.points).toEqual([{ id: points[0]!.id, vector: points[0]!.vector.map((x) => Math.fround(x)), payload: { n: 0 } }]);
+    expect(got.points).toEqual([{ version: expect.any(Number), id: points[0]!.id, vector: points[0]!.vector.map((x) => Math.fround(x)), payload: { n: 0 } }]);
 
     expect(resultOf(await call("DELETE", "/v1/collections/web/points", { ids: [points[0]!.id], consistency: "all" })).deleted).toBe(1);
     expect((await client.count("web", { consistency: "strong" })).count).toBe(39);

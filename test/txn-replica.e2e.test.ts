@@ -13,6 +13,7 @@ import { versionOf } from "../src/actors/vector-index/points.ts";
 import { encodeEntry, EntryKind, type LogEntry, type TxnCondition } from "../src/runtime/log-entry.ts";
 import { names, subjects } from "../src/runtime/subjects.ts";
 import { Harness, waitFor } from "./support/harness.ts";
+import { unversioned } from "./support/points.ts";
 
 const harness = new Harness();
 afterAll(() => harness.close());
@@ -51,7 +52,7 @@ describe("a replica fed transaction entries", () => {
     expect(await vote("t2", p2)).toEqual({ yes: false, reason: `point "b" has version ${versionOf(first.token["0"]!, 1)}, not 1`, outcome: "staged", prepareSeq: p2 });
     expect(await vote("never", p2)).toMatchObject({ yes: false, outcome: "unknown" });
     // Staged: invisible to every read.
-    expect((await client.get("tx", { ids: ["a", "n"], consistency: "strong" })).points).toEqual([{ id: "a" }]);
+    expect((await client.get("tx", { ids: ["a", "n"], consistency: "strong" })).points).toEqual([{ id: "a", version: aVersion }]);
     expect((await client.count("tx", { consistency: "strong" })).count).toBe(2);
 
     // A restart while it is staged: the checkpoint at shutdown keeps it (and its vote).
@@ -59,7 +60,7 @@ describe("a replica fed transaction entries", () => {
     node = await harness.node([nats.url], { nodeId: "r1", dataDir });
     await waitFor(async () => (await client.clusterStatus()).collections[0]?.shards[0]?.replicas[0]?.state === "serving", { what: "the replica serving again" });
     expect(await vote("t1", p1)).toEqual({ yes: true, outcome: "staged", prepareSeq: p1 });
-    expect((await client.get("tx", { ids: ["a", "n"], consistency: "strong" })).points).toEqual([{ id: "a" }]);
+    expect((await client.get("tx", { ids: ["a", "n"], consistency: "strong" })).points).toEqual([{ id: "a", version: aVersion }]);
 
     // A plain write to a staged id waits for the transaction, acknowledgement included.
     let acknowledged = false;
@@ -72,7 +73,7 @@ describe("a replica fed transaction entries", () => {
     // Read by the replica (a vote waits for that), and held: a read sees the value from before
     // it, and a strong read, which waits for the last entry to take effect, cannot be answered.
     expect(await vote("never", p2 + 1)).toMatchObject({ outcome: "unknown" });
-    expect((await client.get("tx", { ids: ["a"], consistency: "eventual" })).points).toEqual([{ id: "a" }]);
+    expect((await client.get("tx", { ids: ["a"], consistency: "eventual" })).points).toEqual([{ id: "a", version: aVersion }]);
     expect(await client.get("tx", { ids: ["a"], consistency: "strong", timeoutMs: 300 })).toMatchObject({ points: [], partial: true });
     expect(acknowledged).toBe(false);
 
@@ -81,7 +82,9 @@ describe("a replica fed transaction entries", () => {
     await plain;
     // The transaction took effect, then the write that waited for it.
     const points = (await client.get("tx", { ids: ["a", "b", "n"], consistency: "strong" })).points;
-    expect(points).toEqual([{ id: "a", payload: { by: "plain" } }, { id: "b" }, { id: "n", payload: { by: "t1" } }]);
+    // The transaction's point has the version its prepare gave it.
+    expect(unversioned(points)).toEqual([{ id: "a", payload: { by: "plain" } }, { id: "b" }, { id: "n", payload: { by: "t1" } }]);
+    expect(points[2]!.version).toBe(versionOf(p1, 1));
     expect(await vote("t1", p1)).toEqual({ yes: true, outcome: "committed" });
     expect(await vote("t2", p2)).toMatchObject({ yes: false, outcome: "aborted" });
   });

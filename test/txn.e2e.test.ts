@@ -12,6 +12,7 @@ import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
 import { resolveSharding } from "../src/runtime/sharding/index.ts";
 import { names, subjects } from "../src/runtime/subjects.ts";
 import { Harness, waitFor } from "./support/harness.ts";
+import { unversioned } from "./support/points.ts";
 
 const harness = new Harness();
 afterAll(() => harness.close());
@@ -63,6 +64,19 @@ describe("transactions", () => {
     expect((await client.count("tx", { consistency: "strong" })).count).toBe(before);
   });
 
+  it("compare-and-set on a point's version, as `get` returns it", async () => {
+    const [old4] = (await client.get("tx", { ids: ["old4"], consistency: "strong" })).points;
+    expect(old4!.version).toBeGreaterThan(0);
+    const cas = (version: number, x: number) => client.transaction("tx", { ops: [{ op: "upsert", points: [point("old4", x)] }], conditions: [{ id: "old4", version }] });
+    const done = await cas(old4!.version!, 41);
+    const [after] = (await client.get("tx", { ids: ["old4"], consistency: "session", token: done.token })).points;
+    expect(after).toMatchObject({ payload: { x: 41 } });
+    expect(after!.version).not.toBe(old4!.version);
+    // The version read before is stale now: refused, nothing changed.
+    await expect(cas(old4!.version!, 42)).rejects.toMatchObject({ code: "conflict", message: /old4/ });
+    expect((await client.get("tx", { ids: ["old4"], consistency: "strong" })).points).toEqual([after]);
+  });
+
   it("of two that insert the same points if absent, exactly one commits", async () => {
     const race = (x: number) =>
       client.transaction("tx", { ops: [{ op: "upsert", points: [point("r1", x), point("r2", x), point("r3", x)] }], conditions: ["r1", "r2", "r3"].map((id) => ({ id, exists: false })), timeoutMs: 10_000 }).then(
@@ -100,7 +114,7 @@ describe("transactions", () => {
     expect(await records.get("doubt-c")).toMatchObject({ state: "committed" });
     await plain;
     const got = (await client.get("tx", { ids: ["dp", "dc"], consistency: "strong" })).points;
-    expect(got).toEqual([
+    expect(unversioned(got)).toEqual([
       { id: "dp", payload: { x: 9 } },
       { id: "dc", payload: { by: "doubt-c" } },
     ]);

@@ -397,4 +397,6 @@ export interface StoredPoint {
   id: string;
   vector?: number[];
   payload?: Payload;
+  /** The log position that wrote the point (its shard's sequence and place in the entry): what a transaction's `conditions` compare. */
+  version?: number;
 }

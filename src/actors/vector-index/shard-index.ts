@@ -369,6 +369,7 @@ export class ShardIndex {
       const payload = this.points.payloads[slot];
       if (payload !== undefined) point.payload = payload;
       if (withVectors) point.vector = Array.from(this.points.vector(slot));
+      point.version = this.points.versions[slot]!;
       points.push(point);
     }
     return points;

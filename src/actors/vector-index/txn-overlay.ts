@@ -10,10 +10,13 @@ import type { Payload, StoredPoint } from "../../runtime/schemas.ts";
 import type { TxnSequencer } from "../../runtime/txn-sequencer.ts";
 import type { ShardHit, ShardSearchRequest } from "./api.ts";
 import type { DistanceFn } from "./distance.ts";
+import { versionOf } from "./points.ts";
 
 interface Upserted {
   vector: Float32Array;
   payload: Payload | undefined;
+  /** As the commit will write it: from the prepare's sequence. */
+  version: number;
 }
 
 export class TxnOverlay {
@@ -27,13 +30,14 @@ export class TxnOverlay {
     const staged = txns.staged().filter((t) => wanted.has(t.txn));
     if (staged.length === 0) return undefined;
     const overlay = new TxnOverlay();
-    for (const { entry } of staged) {
+    for (const { entry, prepareSeq } of staged) {
       for (const id of entry.deleteIds) overlay.masked.add(id);
       const upsert = entry.upsert;
       if (!upsert) continue;
       upsert.ids.forEach((id, p) => {
         overlay.masked.add(id);
-        overlay.upserts.set(id, { vector: upsert.vectors.subarray(p * upsert.dimension, (p + 1) * upsert.dimension), payload: upsert.payloads?.[p] ?? undefined });
+        const vector = upsert.vectors.subarray(p * upsert.dimension, (p + 1) * upsert.dimension);
+        overlay.upserts.set(id, { vector, payload: upsert.payloads?.[p] ?? undefined, version: versionOf(prepareSeq, p) });
       });
     }
     return overlay;
@@ -43,7 +47,7 @@ export class TxnOverlay {
   get(id: string, withVectors: boolean): StoredPoint | undefined {
     const point = this.upserts.get(id);
     if (!point) return undefined;
-    return { id, ...(point.payload !== undefined ? { payload: point.payload } : {}), ...(withVectors ? { vector: Array.from(point.vector) } : {}) };
+    return { id, ...(point.payload !== undefined ? { payload: point.payload } : {}), ...(withVectors ? { vector: Array.from(point.vector) } : {}), version: point.version };
   }
 
   /** How the count changes: minus the shard's points it hides that match, plus its upserts that match. */
