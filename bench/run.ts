@@ -50,6 +50,9 @@
  *   bench/results/<timestamp>-security.json and latest-security.json.
  * --suite compression (bench/compression.ts): how far shard-log entries and checkpoint files compress, and
  *   how fast, on Fashion-MNIST and dense 128-d vectors; whether compressing them would pay.
+ * --suite txn (bench/txn.ts, --txn-ops, --txn-concurrency, --rounds): transactions of 10 points over 2, 4 and 8
+ *   shards beside plain upserts of the same points, and throughput as conflicting transactions grow, on a 3-node
+ *   cluster, with raw usearch adds for scale; writes bench/results/<timestamp>-txn.json and latest-txn.json.
  * --suite all: core, cluster, nodes, resilience, peers, storage, backup, observability, security, then scale.
  *
  * Options left out take the suite's default (core / cluster):
@@ -112,6 +115,7 @@ import { runStorage } from "./storage.ts";
 import { runBackupBench } from "./backup.ts";
 import { runObservability } from "./observability.ts";
 import { runSecurity } from "./security.ts";
+import { runTxn } from "./txn.ts";
 import { runCompression } from "./compression.ts";
 import { peersDefaults, runPeers } from "./peers.ts";
 import { printSummary as printPeersSummary } from "./peers-report.ts";
@@ -124,7 +128,7 @@ const collection = "bench";
 const program = new Command()
   .name("bench")
   .description("JadeVectorDB benchmarks on Fashion-MNIST (core: ours vs raw usearch; cluster: fan-out and replicated ingest)")
-  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "storage", "backup", "observability", "security", "compression", "all"]).default("core"))
+  .addOption(new Option("--suite <suite>", "which benchmark to run").choices(["core", "cluster", "nodes", "resilience", "scale", "peers", "storage", "backup", "observability", "security", "compression", "txn", "all"]).default("core"))
   .addOption(new Option("--dataset <name>", "peers: data set").choices(["fashion-mnist", "clustered"]).default("fashion-mnist"))
   .option("--scale-n <n>", "scale: vectors of the sustained import", positiveInt, 1_000_000)
   .option("--burst-n <n>", "scale: vectors of the burst import", positiveInt, 100_000)
@@ -142,6 +146,8 @@ const program = new Command()
   .option("--storage-n <n>", "storage: ids overwritten each round", positiveInt, 100_000)
   .option("--storage-rounds <r>", "storage: times every id is written", positiveInt, 5)
   .option("--backup-n <n>", "backup: clustered 128-d vectors of the large data set", positiveInt, 1_000_000)
+  .option("--txn-ops <n>", "txn: operations per measured run", positiveInt, 300)
+  .option("--txn-concurrency <n>", "txn: operations in flight", positiveInt, 4)
   .option("--rounds <r>", "resilience: failover rounds; observability, security: rounds of each variant", positiveInt, 3)
   .option("--failover-n <n>", "resilience: vectors per failover collection", positiveInt, 2_000)
   .option("--rebalance-n <n>", "resilience: vectors of the rebalance collection", positiveInt, 10_000)
@@ -157,6 +163,8 @@ interface CliOptions {
   backupN: number;
   expansionSearch: number;
   rounds: number;
+  txnOps: number;
+  txnConcurrency: number;
   failoverN: number;
   rebalanceN: number;
   limit?: number;
@@ -394,7 +402,7 @@ async function runCore(opts: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers" | "storage" | "backup" | "observability" | "security" | "compression";
+type Suite = "core" | "cluster" | "nodes" | "resilience" | "scale" | "peers" | "storage" | "backup" | "observability" | "security" | "compression" | "txn";
 
 function suiteOptions(cli: CliOptions, suite: Suite): Options {
   const core = suite === "core";
@@ -431,6 +439,7 @@ async function main(): Promise<void> {
       else if (suite === "observability") await runObservability({ limit: cli.limit ?? 20_000, queries: cli.queries ?? 2_000, rounds: cli.rounds });
       else if (suite === "compression") await runCompression({ limit: cli.limit ?? 20_000 });
       else if (suite === "security") await runSecurity({ limit: cli.limit ?? 20_000, queries: cli.queries ?? 2_000, rounds: cli.rounds });
+      else if (suite === "txn") await runTxn({ limit: cli.limit ?? 20_000, ops: cli.txnOps, concurrency: cli.txnConcurrency, rounds: cli.rounds });
       else await runResilience({ failoverN: cli.failoverN, rebalanceN: cli.rebalanceN, rounds: cli.rounds, batch: cli.batch ?? 500, concurrency: cli.concurrency });
     } finally {
       await runCleanups();

@@ -28,7 +28,7 @@
 import { createHash } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { JadeClient } from "../src/client/client.ts";
-import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
+import { decodeReplicaMessage, encodeReplicaMessage, readFromWire, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
 import type { StoredPoint } from "../src/runtime/schemas.ts";
 import type { ClusterStatus } from "../src/runtime/status.ts";
 import { names, subjects } from "../src/runtime/subjects.ts";
@@ -234,7 +234,8 @@ function canonicalJson(value: unknown): string {
 
 function pointLine(p: StoredPoint): string {
   const vector = Buffer.from(new Float32Array(p.vector ?? []).buffer).toString("hex");
-  return `${p.id}\t${canonicalJson(p.payload ?? {})}\t${vector}`;
+  // The version too: replicas of one log must agree on which write made each point.
+  return `${p.id}\t${p.version ?? ""}\t${canonicalJson(p.payload ?? {})}\t${vector}`;
 }
 
 /** Reads one replica's points among `ids`, straight from the node that holds it. */
@@ -248,7 +249,7 @@ async function readReplica(client: JadeClient, node: string, collection: string,
     );
     const reply = decodeReplicaMessage<ReplicaReadReply>(msg.data);
     if (!reply.ok) throw new Error(`${reply.error.code}: ${reply.error.message}`);
-    for (const p of reply.result as StoredPoint[]) lines.set(p.id, pointLine(p));
+    for (const p of readFromWire<StoredPoint[]>(reply.result as StoredPoint[]).value) lines.set(p.id, pointLine(p));
   }
   return lines;
 }
@@ -258,14 +259,16 @@ export function shardDigest(lines: Map<string, string>): string {
   return createHash("sha256").update(sorted.join("\n")).digest("hex");
 }
 
-export async function checkConvergence(client: JadeClient, workload: Workload, specs: CollectionSpec[]): Promise<Pick<CheckResult, "digests" | "divergent_shards">> {
+/** `idsOf`: the ids written to a collection, whose copies on every replica are compared. */
+export async function checkConvergence(client: JadeClient, idsOf: (collection: string) => string[], collections: readonly string[]): Promise<Pick<CheckResult, "digests" | "divergent_shards">> {
   const jsm = await jetstreamManager(client.nc);
   const status = await withTimeout(client.clusterStatus(), 20_000, "cluster status");
   const digests: CheckResult["digests"] = [];
   const divergent: DivergentShard[] = [];
-  for (const spec of specs) {
+  for (const name of collections) {
+    const spec = { name };
     const config = await client.getCollection(spec.name);
-    const ids = [...workload.histories.get(spec.name)!.keys()].sort();
+    const ids = idsOf(spec.name).sort();
     const placed = status.collections.find((c) => c.name === spec.name);
     for (const shard of placed?.shards ?? []) {
       const lastSeq = (await jsm.streams.info(names.logStream(spec.name, shard.shard))).state.last_seq;

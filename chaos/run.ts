@@ -7,11 +7,13 @@
  *   npm run chaos -- --scenarios a,b      only these scenarios (names in chaos/scenarios.ts)
  *   npm run chaos -- --rounds N           rounds of the scenario list
  *
- * A workload (chaos/workload.ts) runs throughout; after the last fault is healed the
- * checker (chaos/checker.ts) verifies acknowledged writes, deletes, counts and
- * replica digests. The JSON summary goes to chaos/results/<timestamp>.json and
- * stdout; the exit code is 1 when anything was lost, resurrected, corrupt,
- * divergent, unreadable, miscounted, hung, or the cluster never settled.
+ * A workload (chaos/workload.ts) and a transactional one (chaos/txn-workload.ts) run
+ * throughout; after the last fault is healed the checker (chaos/checker.ts) verifies
+ * acknowledged writes, deletes, counts and replica digests, and every transaction's group
+ * against what its client was told. The JSON summary goes to chaos/results/<timestamp>.json
+ * and stdout; the exit code is 1 when anything was lost, resurrected, corrupt, divergent,
+ * unreadable, miscounted, hung, when a read saw part of a transaction or a transaction's
+ * outcome broke what its client was told, or the cluster never settled.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -24,6 +26,7 @@ import { LocalDriver } from "./local-driver.ts";
 import { ciScenarios, scenarioByName, scenarios, type Promises, type Scenario, type ScenarioContext } from "./scenarios.ts";
 import { now, progress, seededRandom, delay, waitFor, withTimeout } from "./util.ts";
 import { Workload, type CollectionSpec } from "./workload.ts";
+import { TxnWorkload } from "./txn-workload.ts";
 import { errorMessage } from "../src/runtime/errors.ts";
 
 const chaosDir = path.dirname(fileURLToPath(import.meta.url));
@@ -53,6 +56,8 @@ const specs: CollectionSpec[] = [
   { name: "chaos_rf2", replicas: 2, shards: 3, dimension: 16, idPool: 600 },
   { name: "chaos_rf1", replicas: 1, shards: 2, dimension: 16, idPool: 300 },
 ];
+/** The transactional workload's collection (chaos/txn-workload.ts): 4 shards, so a transaction spans most of them. */
+const txnSpec = { collection: "chaos_txn", shards: 4, replicas: 2, dimension: 4, groupSize: 6, keepGroups: 3, timeoutMs: 5_000, writeIntervalMs: 50, readIntervalMs: 50 } as const;
 
 interface FaultRecord {
   scenario: string;
@@ -105,11 +110,11 @@ async function main(): Promise<number> {
   const info = await driver.start({ nodes: 3, natsServers: 3 });
   progress(`logs in ${driver.logDir}`);
   client = await JadeClient.connect({ servers: info.natsUrls, timeoutMs: 10_000, name: "jade-chaos", ...(info.auth ? { auth: info.auth } : {}) });
-  const { workload, monitor } = await startWorkload(client, info);
+  const { workload, txns, monitor } = await startWorkload(client, info);
   const run = await runScenarios({ client, info, random: seededRandom(seed), holdScale, driver }, runStarted);
 
   progress("stopping the workload");
-  await workload.stop();
+  await Promise.all([workload.stop(), txns.stop()]);
   await monitor.stop();
   attachFailoverTimes(run.windows, workload, monitor);
 
@@ -118,7 +123,7 @@ async function main(): Promise<number> {
   if (!final.ok) run.settleFailures.push(`final: ${final.reason}`);
   progress(final.ok ? `settled in ${final.tookMs} ms; checking` : `final settle failed: ${final.reason}; checking anyway`);
   const sabotaged = opts.verifyChecker ? await sabotage(client, workload) : undefined;
-  const verdict = await check(client, workload, run, sabotaged);
+  const verdict = await check(client, workload, txns, run, sabotaged);
   const summary = {
     seed,
     mode: long ? "soak" : "ci",
@@ -128,7 +133,7 @@ async function main(): Promise<number> {
     faults: run.faults,
     // Not jade's doing, but worth knowing: a nats-server that died on its own was started again (local-driver.ts).
     nats_server_crashes: driver.natsCrashes,
-    ops: opsOf(workload),
+    ops: { ...opsOf(workload), transactions: { told: verdict.txns.told, reads: verdict.txns.reads, errors: verdict.txns.errors } },
     ...verdict.report,
     logs: verdict.ok && !opts.keepLogs ? null : driver.logDir,
     ok: verdict.ok,
@@ -139,7 +144,7 @@ async function main(): Promise<number> {
 }
 
 /** Waits for a coordinator and every node, creates the collections, starts the workload and the status monitor. */
-async function startWorkload(c: JadeClient, info: ClusterInfo): Promise<{ workload: Workload; monitor: StatusMonitor }> {
+async function startWorkload(c: JadeClient, info: ClusterInfo): Promise<{ workload: Workload; txns: TxnWorkload; monitor: StatusMonitor }> {
   await waitFor(async () => {
     const s = await c.clusterStatus();
     return s.coordinator !== null && info.nodes.every((id) => s.nodes.find((n) => n.id === id)?.live);
@@ -156,14 +161,17 @@ async function startWorkload(c: JadeClient, info: ClusterInfo): Promise<{ worklo
     maxDurationMs: runDeadlineMs,
   });
   await workload.setup();
+  const txns = new TxnWorkload(c, { ...txnSpec, seed, maxDurationMs: runDeadlineMs });
+  await txns.setup();
   const placed = await settle(c, info.nodes, { timeoutMs: 60_000, zeroLag: false });
   if (!placed.ok) throw new Error(`collections never placed: ${placed.reason}`);
   const monitor = new StatusMonitor(c);
   monitor.start();
   workload.start();
+  txns.start();
   progress("workload running");
   await delay(5_000);
-  return { workload, monitor };
+  return { workload, txns, monitor };
 }
 
 interface FaultWindow {
@@ -321,9 +329,11 @@ function attachFailoverTimes(windows: FaultWindow[], workload: Workload, monitor
 type Sabotaged = { lost: string; resurrected: string; corrupt: string };
 
 /** Checks writes and convergence; with --verify-checker, ok means the checker reported exactly the sabotage. */
-async function check(c: JadeClient, workload: Workload, run: ScenarioRun, sabotaged: Sabotaged | undefined) {
+async function check(c: JadeClient, workload: Workload, txns: TxnWorkload, run: ScenarioRun, sabotaged: Sabotaged | undefined) {
   const writes = await checkWrites(c, workload, specs);
-  const convergence = await checkConvergence(c, workload, specs).catch((err) => ({
+  const txnCheck = await txns.check();
+  const idsOf = (name: string) => (name === txnSpec.collection ? txns.ids() : [...workload.histories.get(name)!.keys()]);
+  const convergence = await checkConvergence(c, idsOf, [...specs.map((s) => s.name), txnSpec.collection]).catch((err) => ({
     digests: [],
     divergent_shards: [{ collection: "*", shard: -1, replicas: [], differingIds: [], error: errorMessage(err) }],
   }));
@@ -336,6 +346,9 @@ async function check(c: JadeClient, workload: Workload, run: ScenarioRun, sabota
     miscounted: writes.counts.filter((c) => !c.ok).length,
     divergent: convergence.divergent_shards.length,
     hung: hungSearches.length,
+    // A read that showed part of a transaction's group; a group not as its transactions' clients were told.
+    halfTransactionReads: txnCheck.halfReads.length,
+    transactionsBroken: txnCheck.broken.length,
     unsettled: run.settleFailures.length,
     faultErrors: run.faults.filter((f) => f.error).length,
     promisesBroken: run.faults.filter((f) => (f.promisesBroken?.length ?? 0) > 0).length,
@@ -354,7 +367,9 @@ async function check(c: JadeClient, workload: Workload, run: ScenarioRun, sabota
       JSON.stringify(got) === JSON.stringify({ lost: [sabotaged.lost], resurrected: [sabotaged.resurrected], corrupt: [sabotaged.corrupt] }) &&
       expectedCountSkew &&
       problems.divergent === 0 &&
-      problems.hung === 0;
+      problems.hung === 0 &&
+      problems.halfTransactionReads === 0 &&
+      problems.transactionsBroken === 0;
     checkerVerification = { sabotaged, reported: got, countSkewDetected: expectedCountSkew, detectedExactly: ok };
   }
   const report = {
@@ -364,13 +379,14 @@ async function check(c: JadeClient, workload: Workload, run: ScenarioRun, sabota
     corrupt: writes.corrupt,
     unreadable: writes.unreadable,
     divergent_shards: convergence.divergent_shards,
+    transactions: { groups: txnCheck.groups, half_reads: txnCheck.halfReads.slice(0, 50), broken: txnCheck.broken.slice(0, 50) },
     hung_searches: hungSearches.slice(0, 50).map((s) => ({ ...s, startedAt: new Date(s.startedAt).toISOString(), tookMs: Math.round(s.endedAt - s.startedAt), endedAt: undefined })),
     settle_failures: run.settleFailures,
     digests: convergence.digests,
     problems,
     ...(checkerVerification ? { checker_verification: checkerVerification } : {}),
   };
-  return { ok, report, problems };
+  return { ok, report, problems, txns: txnCheck };
 }
 
 function opsOf(workload: Workload) {

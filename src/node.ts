@@ -9,6 +9,8 @@ import { AppliedTracker } from "./actors/write/applied-tracker.ts";
 import { TransactionService } from "./actors/txn/service.ts";
 import { TxnRecords } from "./actors/txn/records.ts";
 import { TxnRecovery } from "./actors/txn/recovery.ts";
+import { TxnAdmin } from "./actors/txn/admin.ts";
+import { TxnStats } from "./actors/txn/stats.ts";
 import { Catalog } from "./actors/cluster/catalog.ts";
 import { Coordinator, type CoordinatorSettings } from "./actors/control/coordinator.ts";
 import { Membership, type MembershipSettings } from "./actors/cluster/membership.ts";
@@ -260,10 +262,11 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   });
   let gateway: Gateway | undefined;
   let http: HttpServer | undefined;
+  const txnStats = new TxnStats();
   const membership = new Membership(
     nats.nodes,
     nodeId,
-    () => ({ replicas: host.all().map(replicaBeatOf), load: replicaServer.inflight + (gateway?.inflight ?? 0) + (http?.inflight ?? 0), configRevision: config.revision }),
+    () => ({ replicas: host.all().map(replicaBeatOf), load: replicaServer.inflight + (gateway?.inflight ?? 0) + (http?.inflight ?? 0), configRevision: config.revision, txns: txnStats.figures() }),
     log,
     config.settings.membership,
   );
@@ -295,7 +298,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   });
   await backups.start();
   const txnRecords = new TxnRecords(nats.txns);
-  const txnRecovery = new TxnRecovery({ js: nats.js, nc: nats.nc, locks: nats.locks, records: txnRecords, placements, membership, log: log.child({ actor: "txn-recovery" }), graceMs: settings.coordinator.txnRecoveryGraceMs });
+  const txnRecovery = new TxnRecovery({ js: nats.js, nc: nats.nc, locks: nats.locks, records: txnRecords, placements, membership, log: log.child({ actor: "txn-recovery" }), graceMs: settings.coordinator.txnRecoveryGraceMs, stats: txnStats });
   const coordinator = new Coordinator({
     nodeId,
     nc: nats.nc,
@@ -321,11 +324,12 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   replicaServer.start(nats.nc);
   const keys = new KeyStore(nats.keys, log.child({ actor: "keys" }));
   await keys.start();
-  const txns = new TransactionService({ nodeId, nats, records: txnRecords, config: nats.config, placements, membership, tracker, recoveryGraceMs: settings.coordinator.txnRecoveryGraceMs, log: log.child({ actor: "txns" }) });
-  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, departures, retention: nats.retention, config: nats.config, txns };
+  const txns = new TransactionService({ nodeId, nats, records: txnRecords, config: nats.config, placements, membership, tracker, recoveryGraceMs: settings.coordinator.txnRecoveryGraceMs, stats: txnStats, log: log.child({ actor: "txns" }) });
+  const txnAdmin = new TxnAdmin(txnRecords, txnRecovery);
+  const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, departures, retention: nats.retention, config: nats.config, txns, txnAdmin };
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();
-  const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, dataDir: options.dataDir }));
+  const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, txns: txnStats, dataDir: options.dataDir }));
   const tenantRates = new KeyedRateLimits(config.settings.rateLimits.natsTenant, systemClock);
   const keyRates = new KeyedRateLimits(config.settings.rateLimits.httpKey, systemClock);
   gateway = new Gateway(api, log, metrics?.requests, tenantRates);

@@ -8,6 +8,7 @@ import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import { parseFilter } from "../src/runtime/filter.ts";
 import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
 import { randomVectors, seededRandom } from "./support/random.ts";
+import { unversioned } from "./support/points.ts";
 
 const dim = 16;
 const config: ShardIndexConfig = {
@@ -100,7 +101,7 @@ describe("IndexPool", () => {
 
     expect((await shard.count()).value).toBe(2000);
     expect((await shard.count(parseFilter({ n: { $lt: 10 } }))).value).toBe(10);
-    expect((await shard.get(["p1", "nope"], false)).value).toEqual([{ id: "p1", payload: { n: 1, odd: true } }]);
+    expect(unversioned((await shard.get(["p1", "nope"], false)).value)).toEqual([{ id: "p1", payload: { n: 1, odd: true } }]);
     const stats = await shard.stats();
     expect(stats).toMatchObject({ count: 2000, appliedSeq: 4 });
     expect(stats.memoryBytes).toBeGreaterThan(2000 * dim * 4);

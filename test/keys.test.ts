@@ -16,6 +16,10 @@ describe("API key scopes", () => {
     expect(needOf({ kind: "catalog", op: CatalogOp.List }, undefined)).toBe("any");
     expect(needOf({ kind: "cluster", op: "status" }, undefined)).toEqual({ collection: "*", access: "read" });
     expect(needOf({ kind: "admin", op: AdminOp.KeysCreate }, undefined)).toEqual({ collection: "*", access: "admin" });
+    // Transaction records are read like the status; aborting one is administration.
+    expect(needOf({ kind: "admin", op: AdminOp.TxnsList }, undefined)).toEqual({ collection: "*", access: "read" });
+    expect(needOf({ kind: "admin", op: AdminOp.TxnsGet }, undefined)).toEqual({ collection: "*", access: "read" });
+    expect(needOf({ kind: "admin", op: AdminOp.TxnsAbort }, undefined)).toEqual({ collection: "*", access: "admin" });
     expect(needOf({ kind: "unknown", subject: "x" }, undefined)).toEqual({ collection: "*", access: "admin" });
   });
 

@@ -198,6 +198,8 @@ describe("scrape-time figures", () => {
     workers: () => [0.25],
     jobs: () => figures.jobs,
     disk: async () => ({ freeBytes: 10, totalBytes: 100 }),
+    txns: () => ({ running: 1, committed: 9, conflicts: 2, aborted: 1, inDoubt: 0, recovered: { committed: 0, aborted: 3 } }),
+    onTxnEnded: () => undefined,
   };
 
   it("reports migrations, jobs, NATS events and replicas as the actors give them, and forgets what is gone", async () => {
@@ -217,6 +219,10 @@ describe("scrape-time figures", () => {
     expect(value(samples, "jade_nats_connected")).toBe(0);
     expect(value(samples, "jade_nats_slow_consumer_events_total")).toBe(3);
     expect(value(samples, "jade_coordinator_epoch")).toBe(7);
+    expect(value(samples, "jade_transactions_total", { outcome: "committed" })).toBe(9);
+    expect(value(samples, "jade_transactions_total", { outcome: "conflict" })).toBe(2);
+    expect(value(samples, "jade_transactions_recovered_total", { outcome: "aborted" })).toBe(3);
+    expect(value(samples, "jade_transactions_running")).toBe(1);
     // The same figures scraped twice are the same values (counters are the actors' totals, not added up again).
     samples = parse((await metrics.scrape()).text);
     expect(value(samples, "jade_replica_transferred_bytes_total", { shard: "0" })).toBe(4_096);

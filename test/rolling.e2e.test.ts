@@ -155,27 +155,31 @@ describe("rolling restarts", () => {
   it("the cluster moves to a newer format once every node reads it; a node that cannot read it refuses to join, and says which", async () => {
     const kv = nodes.get("a")!.nats.config;
     const stored = (await kv.get(names.formatsKey))!;
-    expect(stored.json()).toEqual({ log: 1, message: 1 });
-    // Every node here reads format 1 only: the cluster stays on it.
+    // A new cluster writes the newest formats its build reads.
+    const current = { log: buildFormats.log.max, message: buildFormats.message.max };
+    expect(stored.json()).toEqual(current);
+    const next = current.log + 1;
+    // Every node here reads what the cluster writes and nothing newer: it stays.
     const readers = (await client.clusterStatus()).nodes.map(() => buildFormats);
     expect(await raiseFormats(kv, readers)).toBeUndefined();
-    // Once every node reads format 2 (newer builds, as their heartbeats would say), the cluster writes it, by CAS.
-    const newer = { log: { min: 1, max: 2 }, message: { min: 1, max: 1 } };
-    expect(await raiseFormats(kv, [newer, newer, newer])).toEqual({ log: 2, message: 1 });
-    expect((await kv.get(names.formatsKey))!.json()).toEqual({ log: 2, message: 1 });
+    // Once every node reads the next log format (newer builds, as their heartbeats would say), the cluster writes it, by CAS.
+    const newer = { log: { min: 1, max: next }, message: buildFormats.message };
+    expect(await raiseFormats(kv, [newer, newer, newer])).toEqual({ ...current, log: next });
+    expect((await kv.get(names.formatsKey))!.json()).toEqual({ ...current, log: next });
+    const refusal = `the cluster writes log format ${next}; this node reads log formats ${buildFormats.log.min}–${buildFormats.log.max}`;
     try {
       const err = await harness.node([natsUrl], { nodeId: "newcomer" }).then(
         () => undefined,
         (e: unknown) => e,
       );
       expect(isIncompatibleFormatError(err)).toBe(true);
-      expect((err as Error).message).toMatch(/the cluster writes log format 2; this node reads log formats 1–1/);
+      expect((err as Error).message).toContain(refusal);
       const cli = await harness.spawnJade(["start", "--nats", natsUrl, "--node-id", "newcomer2", "--data", await harness.tempDir()], { timeoutMs: 30_000 }).then(
         () => "started",
         (e: unknown) => String(e),
       );
       expect(cli).toMatch(/exited with 1 before ready/);
-      expect(cli).toMatch(/error: the cluster writes log format 2; this node reads log formats 1–1: run a jade that reads format 2/);
+      expect(cli).toContain(`error: ${refusal}: run a jade that reads format ${next}`);
     } finally {
       await kv.put(names.formatsKey, stored.string());
     }

@@ -11,6 +11,8 @@ import { compileFilter, parseFilter } from "../src/runtime/filter.ts";
 import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
 import type { Metric, Payload, Quantization } from "../src/runtime/schemas.ts";
 import { randomVectors, seededRandom } from "./support/random.ts";
+import { unversioned } from "./support/points.ts";
+import { versionOf } from "../src/actors/vector-index/points.ts";
 
 const indexParams = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
 
@@ -109,14 +111,15 @@ describe("ShardIndex writes", () => {
       count: 2,
       pendingRows: 2,
     });
+    // Each point's version is its entry's sequence × 2^16 + its place in the entry.
     expect(shard.get(["b", "zz", "a"], true)).toEqual([
-      { id: "b", vector: b },
-      { id: "a", vector: a, payload: { n: 1 } },
+      { id: "b", vector: b, version: versionOf(1, 1) },
+      { id: "a", vector: a, payload: { n: 1 }, version: versionOf(1, 0) },
     ]);
 
     shard.apply([upsert(2, dim, [{ id: "a", vector: c, payload: { n: 2 } }])]);
     expect(shard.count()).toBe(2);
-    expect(shard.get(["a"], true)).toEqual([{ id: "a", vector: c, payload: { n: 2 } }]);
+    expect(shard.get(["a"], true)).toEqual([{ id: "a", vector: c, payload: { n: 2 }, version: versionOf(2, 0) }]);
     const hits = shard.search({ vector: new Float32Array(a), k: 10, withPayload: true, withVectors: false });
     // The replaced vector is gone from the graph: only two points, "a" now at c.
     expect(hits).toEqual([
@@ -139,7 +142,7 @@ describe("ShardIndex writes", () => {
     const shard = new ShardIndex(config(dim));
     shard.apply([upsert(1, dim, [{ id: "x", vector: a, payload: { v: 1 } }, { id: "y", vector: b }, { id: "x", vector: c, payload: { v: 2 } }])]);
     expect(shard.count()).toBe(2);
-    expect(shard.get(["x"], true)).toEqual([{ id: "x", vector: c, payload: { v: 2 } }]);
+    expect(unversioned(shard.get(["x"], true))).toEqual([{ id: "x", vector: c, payload: { v: 2 } }]);
     expect(shard.search({ vector: new Float32Array(a), k: 5, withPayload: false, withVectors: false })).toHaveLength(2);
   });
 
@@ -167,7 +170,7 @@ describe("ShardIndex writes", () => {
     big.set(record.data, 13);
     const shard = new ShardIndex(config(dim));
     shard.apply([{ seq: 1, data: big.subarray(13) }]);
-    expect(shard.get(["a"], true)).toEqual([{ id: "a", vector: a }]);
+    expect(unversioned(shard.get(["a"], true))).toEqual([{ id: "a", vector: a }]);
   });
 
   it("digests content only, independent of payload key order and history", () => {
@@ -378,7 +381,7 @@ describe("ShardIndex snapshots", () => {
     expect((await saving).appliedSeq).toBe(1);
     const loaded = await ShardIndex.load(cfg, file);
     expect(loaded.contentDigest()).toEqual(before);
-    expect(loaded.get(["a"], true)).toEqual([{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }]);
+    expect(unversioned(loaded.get(["a"], true))).toEqual([{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }]);
   });
 
   it("stores only the live points' vectors; a version 2 file (every slot) still loads", async () => {
@@ -422,7 +425,7 @@ describe("ShardIndex snapshots", () => {
     const loaded = await ShardIndex.load(config(8), file);
     expect(loaded.stats()).toMatchObject({ count: 0, appliedSeq: 0 });
     loaded.apply([upsert(1, 8, [{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }])]);
-    expect(loaded.get(["a"], false)).toEqual([{ id: "a" }]);
+    expect(unversioned(loaded.get(["a"], false))).toEqual([{ id: "a" }]);
   });
 
   it("refuses a snapshot of another shape or a corrupted file", async () => {

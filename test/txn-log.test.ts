@@ -16,6 +16,7 @@ import { decodeEntry, encodeEntry, EntryKind, isInvalidEntryError, type LogEntry
 import { decodeStaged, TxnSequencer, type Effect } from "../src/runtime/txn-sequencer.ts";
 import { Packr } from "msgpackr";
 import { parseFilter } from "../src/runtime/filter.ts";
+import { unversioned } from "./support/points.ts";
 
 const dim = 2;
 const cfg: ShardIndexConfig = { dimension: dim, metric: "l2", index: { connectivity: 16, expansionAdd: 64, expansionSearch: 64, quantization: "f32" } };
@@ -124,6 +125,15 @@ describe("TxnSequencer", () => {
     const { effects } = sequence(s, records([prepare("t1", ["a"], ["b"]), upsert(["b"]), abort("t1", 1), commit("t1", 1)]));
     expect(effects).toEqual(["+b@2"]);
     expect(s.outcome("t1")).toMatchObject({ outcome: "aborted", seq: 3 });
+  });
+
+  it("an abort ahead of its prepare makes the prepare void: nothing staged, nothing held", () => {
+    const s = new TxnSequencer();
+    const { effects, votes } = sequence(s, records([abort("late", 1), prepare("late", ["a"]), upsert(["a"]), commit("late", 2)]));
+    expect(votes.get("late")).toBe(false);
+    expect(effects).toEqual(["+a@3"]);
+    expect(s.idle).toBe(true);
+    expect(s.outcome("late")).toMatchObject({ outcome: "aborted", seq: 1 });
   });
 
   it("reports the sequence below which everything took effect", () => {
@@ -253,7 +263,7 @@ describe("a shard log with transactions, applied by a replica and by a backup's 
 
     for (const shard of [replica, restored]) {
       shard.apply(log.slice(4));
-      expect(shard.get(["a", "b", "c", "n", "z"], false)).toEqual([
+      expect(unversioned(shard.get(["a", "b", "c", "n", "z"], false))).toEqual([
         { id: "a", payload: { by: "t1", id: "a" } },
         { id: "b" },
         { id: "c" },

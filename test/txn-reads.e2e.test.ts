@@ -14,7 +14,7 @@ import { encodeEntry, EntryKind } from "../src/runtime/log-entry.ts";
 import { limits } from "../src/runtime/limits.ts";
 import type { CollectionConfig } from "../src/runtime/schemas.ts";
 import { resolveSharding } from "../src/runtime/sharding/index.ts";
-import { names, subjects } from "../src/runtime/subjects.ts";
+import { subjects } from "../src/runtime/subjects.ts";
 import { Harness, waitFor } from "./support/harness.ts";
 
 const harness = new Harness();
@@ -32,7 +32,6 @@ beforeAll(async () => {
   nodes = [];
   for (const nodeId of ["r1", "r2", "r3"]) nodes.push(await harness.node([nats.url], { nodeId }));
   client = await harness.client(nats.url);
-  await nodes[0]!.nats.config.put(names.formatsKey, JSON.stringify({ log: 2, message: 1 }));
   await client.createCollection({ name: "tr", dimension: dim, metric: "l2", shards: shardCount, replicas: 2 });
   await client.upsert("tr", { points: Array.from({ length: 40 }, (_, i) => ({ id: `base${i}`, vector: [i, -i], payload: { g: "base" } })), consistency: "all" });
   config = await client.getCollection("tr");
@@ -111,6 +110,37 @@ describe("reads of a transaction across 4 shards on 3 nodes", () => {
       { what: "readers to find the transaction committed in its record", timeoutMs: limits.txnStagedStaleMs + 20_000 },
     );
     expect(Date.now() - began).toBeGreaterThanOrEqual(limits.txnStagedStaleMs - 1_000);
+  });
+
+  it("concurrent conflicting transactions through every node: each commits or gets conflict, never hangs, and the points hold a committed one's writes", async () => {
+    const hot = ["h0", "h1", "h2", "h3", "h4"];
+    for (let round = 0; round < 3; round++) {
+      // Each writes 3 of the 5 hot ids, listed in its own order (locks are taken in one order whatever the request's).
+      const plans = Array.from({ length: 8 }, (_, t) => [0, 1, 2].map((k) => hot[(t * 2 + k * (t % 2 === 0 ? 1 : 4)) % hot.length]!));
+      const outcomes = await Promise.all(
+        plans.map((ids, t) =>
+          client
+            .transaction("tr", { ops: [{ op: "upsert", points: [...new Set(ids)].map((id) => ({ id, vector: [t, round], payload: { w: `${round}-${t}` } })) }], timeoutMs: 3_000 })
+            .then(
+              () => "ok",
+              (err: { code: string }) => err.code,
+            ),
+        ),
+      );
+      // A hang would be `timeout` (no reply within the timeout and the client's margin).
+      expect(outcomes.filter((o) => o !== "ok" && o !== "conflict")).toEqual([]);
+      expect(outcomes).toContain("ok");
+      const committed = new Set(outcomes.flatMap((o, t) => (o === "ok" ? [t] : [])));
+      const { points } = await client.get("tr", { ids: hot, consistency: "strong" });
+      for (const p of points) {
+        const [r, t] = String((p.payload as { w: string }).w).split("-").map(Number);
+        const writtenThisRound = [...committed].some((c) => plans[c]!.includes(p.id));
+        expect(r === round, `${p.id}: written this round exactly when a committed transaction wrote it`).toBe(writtenThisRound);
+        if (!writtenThisRound) continue;
+        expect(committed.has(t!), `${p.id} holds the write of transaction ${t}, which was not committed`).toBe(true);
+        expect(plans[t!]).toContain(p.id);
+      }
+    }
   });
 
   it("never show half of the transactions the gateway commits while readers read through every node", async () => {

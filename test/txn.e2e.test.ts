@@ -33,10 +33,14 @@ beforeAll(async () => {
 const point = (id: string, x: number) => ({ id, vector: [x, x], payload: { x } });
 
 describe("transactions", () => {
-  it("are refused until the cluster writes log format 2", async () => {
+  it("are refused while the cluster writes log format 1 (an upgrade from a build without them under way), and taken once it writes 2", async () => {
+    const formats = nodes[0]!.nats.config;
+    expect((await formats.get(names.formatsKey))!.json()).toEqual({ log: 2, message: 1 });
+    await formats.put(names.formatsKey, JSON.stringify({ log: 1, message: 1 }));
     await expect(client.transaction("tx", { ops: [{ op: "upsert", points: [point("a", 1)] }] })).rejects.toMatchObject({ code: "unavailable", message: /log format 2/ });
-    // Every node of a newer build would move the cluster there (formats.ts); here the record is set by hand.
-    await nodes[0]!.nats.config.put(names.formatsKey, JSON.stringify({ log: 2, message: 1 }));
+    // As the coordinator writes it once every node reads 2 (rolling.e2e.test.ts).
+    await formats.put(names.formatsKey, JSON.stringify({ log: 2, message: 1 }));
+    expect(await client.transaction("tx", { ops: [{ op: "delete", ids: ["absent"] }] })).toMatchObject({ deleted: 1 });
   });
 
   it("apply every op on every shard, or none", async () => {
@@ -51,8 +55,10 @@ describe("transactions", () => {
     expect(got.points.map((p) => p.id).sort()).toEqual([...ids, "old3"].sort());
     expect(got.points.find((p) => p.id === "new0")?.payload).toEqual({ x: 100 });
     expect((await client.count("tx", { consistency: "strong" })).count).toBe(20 - 3 + 12);
-    // The record says committed, and done.
-    expect(await new TxnRecords(nodes[0]!.nats.txns).get(done.id)).toMatchObject({ state: "committed", done: true });
+    // The record says committed, and done once its locks are let go (after the answer).
+    const records = new TxnRecords(nodes[0]!.nats.txns);
+    expect(await records.get(done.id)).toMatchObject({ state: "committed" });
+    await waitFor(async () => (await records.get(done.id))?.done === true, { what: "the record done" });
   });
 
   it("refuse it whole when one condition fails, and change nothing", async () => {
@@ -75,6 +81,25 @@ describe("transactions", () => {
     // The version read before is stale now: refused, nothing changed.
     await expect(cas(old4!.version!, 42)).rejects.toMatchObject({ code: "conflict", message: /old4/ });
     expect((await client.get("tx", { ids: ["old4"], consistency: "strong" })).points).toEqual([after]);
+  });
+
+  it("an upsert with atomic: true runs as a transaction: every shard or none", async () => {
+    const done = await client.upsert("tx", { points: [point("at1", 1), point("at2", 2), point("at3", 3)], atomic: true });
+    expect(done.upserted).toBe(3);
+    expect((await client.get("tx", { ids: ["at1", "at2", "at3"], consistency: "session", token: done.token })).points).toHaveLength(3);
+    // One of its points is staged by another transaction (left in doubt, by hand): refused whole.
+    const config = await client.getCollection("tx");
+    const shard = resolveSharding(config).shardOf("at4", [], 0);
+    const deadlineAtMs = Date.now() + 3_000;
+    const records = new TxnRecords(nodes[0]!.nats.txns);
+    await records.create({ id: "holds-at4", collection: "tx", uid: config.uid, node: "gone", state: "preparing", done: false, shards: [shard], prepareSeqs: {}, createdAtMs: Date.now(), deadlineAtMs });
+    const prepare = encodeEntry({ kind: EntryKind.TxnPrepare, txn: "holds-at4", upsert: { ids: ["at4"], dimension: dim, vectors: Float32Array.from([0, 0]), payloads: [null] }, deleteIds: [], conditions: [], deadlineAtMs });
+    await jetstream(client.nc).publish(subjects.log("tx", shard), prepare);
+    await expect(client.upsert("tx", { points: [point("at4", 4), point("at5", 5), point("at6", 6)], atomic: true })).rejects.toMatchObject({ code: "conflict", message: /at4/ });
+    expect((await client.get("tx", { ids: ["at4", "at5", "at6"], consistency: "strong" })).points).toEqual([]);
+    // Recovery aborts the one left in doubt; the same points then go in.
+    await waitFor(async () => (await records.get("holds-at4"))?.done === true, { what: "recovery to abort it", timeoutMs: 30_000 });
+    expect((await client.upsert("tx", { points: [point("at4", 4), point("at5", 5), point("at6", 6)], atomic: true })).upserted).toBe(3);
   });
 
   it("of two that insert the same points if absent, exactly one commits", async () => {

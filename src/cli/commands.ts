@@ -1,6 +1,6 @@
 /**
  * The client commands of `jade` (collections, upsert, import, search, count,
- * get, delete, status, changes; nodes, shards, rebalance, migrations; backup, restore). Each takes `--nats URL[,URL…]` and `--json`; they all
+ * get, delete, status, changes; nodes, shards, rebalance, migrations; backup, restore; txns). Each takes `--nats URL[,URL…]` and `--json`; they all
  * talk to the cluster through JadeClient. See docs/cli.md.
  */
 import type { Command } from "commander";
@@ -16,6 +16,7 @@ import { registerCollectionCommands } from "./commands/collections.ts";
 import { registerReadCommands } from "./commands/read.ts";
 import { registerStatusCommand } from "./commands/status.ts";
 import { registerWriteCommands } from "./commands/write.ts";
+import { registerTxnsCommands } from "./commands/txns.ts";
 
 export function registerClientCommands(program: Command): void {
   registerCollectionCommands(program);
@@ -30,4 +31,5 @@ export function registerClientCommands(program: Command): void {
   registerAuthCommands(program);
   registerKeysCommands(program);
   registerConfigCommands(program);
+  registerTxnsCommands(program);
 }

@@ -29,7 +29,7 @@ import { adminTimeoutMs, nodeApiSubject, subjects, type AdminOp, type CatalogOp,
 import { NodeTracker } from "./nodes.ts";
 import { waitForJob, type JobWaitOptions } from "./jobs.ts";
 import type { BackupCreateRequest, BackupRecord, BackupVerifyRequest, RestoreRecord, RestoreRequest } from "../runtime/backup-schemas.ts";
-import type { TransactionRequest } from "../runtime/txn-schemas.ts";
+import type { TransactionRequest, TxnList, TxnListRequest, TxnRecord } from "../runtime/txn-schemas.ts";
 import { ChangeFeed, type ChangesOptions } from "./changes.ts";
 import { connectionOptions, type NatsAuth } from "../nats/auth.ts";
 
@@ -271,7 +271,7 @@ export class JadeClient {
   /** The bulk form: ids, every vector back to back in one Float32Array, and optional payloads. */
   upsertColumns(collection: string, request: UpsertColumns): Promise<{ upserted: number; token: SessionToken }> {
     const body: Record<string, unknown> = { ids: request.ids, vectors: float32Bytes(request.vectors) };
-    for (const key of ["payloads", "consistency", "requestId", "timeoutMs"] as const) if (request[key] !== undefined) body[key] = request[key];
+    for (const key of ["payloads", "consistency", "requestId", "timeoutMs", "atomic"] as const) if (request[key] !== undefined) body[key] = request[key];
     return this.#op(collection, "upsert", body, replyTimeout(request.timeoutMs));
   }
 
@@ -296,8 +296,22 @@ export class JadeClient {
 
   /** Cluster administration (`jade.v1.admin.<op>`), carried out by the coordinator. */
   admin<T = unknown>(op: AdminOp, body: unknown = {}): Promise<T> {
-    const reads: AdminOp[] = ["migrations", "backup.list", "restore.list", "config.get", "config.history"];
+    const reads: AdminOp[] = ["migrations", "backup.list", "restore.list", "config.get", "config.history", "txns.list", "txns.get"];
     return reads.includes(op) ? this.read<T>(subjects.admin(op), body) : this.request<T>(subjects.admin(op), body, Math.max(this.#timeoutMs, adminTimeoutMs(op)));
+  }
+
+  /** Transaction records, newest first (kept a day after they are done). */
+  listTransactions(request: TxnListRequest = {}): Promise<TxnList> {
+    return this.admin("txns.list", request);
+  }
+
+  getTransaction(id: string): Promise<TxnRecord> {
+    return this.admin("txns.get", { id });
+  }
+
+  /** Aborts a transaction not committed yet and finishes it at once; `conflict` if it committed. Answers its record. */
+  abortTransaction(id: string): Promise<TxnRecord> {
+    return this.admin("txns.abort", { id });
   }
 
   /** Starts a backup; it runs in the background (`waitForBackup` follows it). */

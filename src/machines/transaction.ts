@@ -28,4 +28,4 @@ export {
   type VotesOutput,
 } from "./transaction/types.ts";
 export { transactionInputProblems, transactionRetryDelay } from "./transaction/setup.ts";
-export { transactionMachine, transactionStateOf } from "./transaction/machine.ts";
+export { transactionMachine, transactionOutput, transactionStateOf } from "./transaction/machine.ts";

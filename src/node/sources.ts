@@ -9,6 +9,7 @@ import type { LogShipper } from "../actors/logs/shipper.ts";
 import type { MetricSources } from "../actors/metrics/node-metrics.ts";
 import type { ReplicaHost } from "../actors/replica/host.ts";
 import type { ShardReplica } from "../actors/replica/replica.ts";
+import type { TxnStats } from "../actors/txn/stats.ts";
 import type { IndexPool } from "../actors/vector-index/pool.ts";
 import type { Writer } from "../actors/write/writer.ts";
 import type { NatsContext } from "../nats/connect.ts";
@@ -24,9 +25,10 @@ export function metricSources(parts: {
   backups: Backups;
   pool: IndexPool;
   logs: LogShipper;
+  txns: TxnStats;
   dataDir: string;
 }): MetricSources {
-  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, logs, dataDir } = parts;
+  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, logs, txns, dataDir } = parts;
   return {
     nodeId,
     replicas: () =>
@@ -69,6 +71,8 @@ export function metricSources(parts: {
       const fs = await statfs(dataDir);
       return { freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize };
     },
+    txns: () => txns.figures(),
+    onTxnEnded: (observe) => txns.onEnded(observe),
     jobs: () => {
       const nowMs = Date.now();
       return [

@@ -20,6 +20,8 @@ export interface WriteRequestOptions {
   consistency: WriteConsistency;
   requestId?: string;
   timeoutMs?: number;
+  /** An upsert's: run it as a transaction, every shard or none. */
+  atomic?: boolean;
 }
 
 /** A vector of a request as float32 values (a view of msgpack bytes when aligned). */

@@ -10,8 +10,8 @@ import { z } from "zod";
 
 /** What this build reads (min–max) and writes (the cluster's choice, within it). */
 export const buildFormats = {
-  /** Shard-log entries (runtime/log-entry.ts). */
-  log: { min: 1, max: 1 },
+  /** Shard-log entries (runtime/log-entry.ts): 2 adds the transaction entries (decision 013), plain entries are unchanged. */
+  log: { min: 1, max: 2 },
   /** Messages between nodes: heartbeats, replica requests, placements. */
   message: { min: 1, max: 1 },
 } as const;

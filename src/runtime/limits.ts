@@ -42,6 +42,11 @@ export const limits = {
   /** How long a transaction may take from its first lock to its decision, by default and at most. */
   txnTimeoutMsDefault: 5_000,
   txnTimeoutMsMax: 60_000,
+  /** Records one `admin.txns.list` answers, by default and at most (newest first). */
+  txnListDefault: 100,
+  txnListMax: 1_000,
+  /** Records one listing reads at most to find its matches (records are kept a day); past it the answer says `more`. */
+  txnListScanMax: 10_000,
   /**
    * A shard's read reply names a commit this long after its commit time, so a router can
    * check the transaction's other shards of the read reflect it (decision 013, "Reads"): an
@@ -90,6 +95,7 @@ assertLimit(limits.txnReadWindowMs >= 2 * limits.txnStagedStaleMs, "a transactio
 assertLimit(limits.searchTimeoutMsDefault <= limits.searchTimeoutMsMax, "the default read deadline is allowed");
 assertLimit(limits.writeTimeoutMsDefault <= limits.searchTimeoutMsMax, "the default write deadline is allowed");
 assertLimit(limits.payloadBytesMax < limits.natsPayloadBytesMax, "one point's payload fits in a request");
+assertLimit(limits.txnListDefault <= limits.txnListMax && limits.txnListMax <= limits.txnListScanMax, "a listing's default fits its maximum, which its scan can fill");
 
 function assertLimit(holds: boolean, relation: string): void {
   if (!holds) throw new Error(`limits.ts: broken relation: ${relation}`);

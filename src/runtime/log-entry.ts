@@ -86,6 +86,10 @@ export interface TxnCommitEntry {
 export interface TxnAbortEntry {
   kind: typeof EntryKind.TxnAbort;
   txn: string;
+  /**
+   * Its prepare's sequence; where none was found (one may still be on its way, and is then
+   * ignored: txn-sequencer.ts), a sequence before it: recovery's, the log's end; a gateway's, 1.
+   */
   prepareSeq: number;
 }
 

@@ -299,6 +299,8 @@ export const UpsertRequest = z
     /** Client-chosen id: a retried request with the same id is applied once (JetStream dedup window). */
     requestId: RequestId.optional(),
     timeoutMs: TimeoutMs.optional(),
+    /** Every shard or none: run as a transaction of this one upsert (decision 013). */
+    atomic: z.boolean().optional(),
   })
   .strict();
 export type UpsertRequest = z.input<typeof UpsertRequest>;
@@ -315,6 +317,7 @@ export const UpsertColumnsRequest = z
     consistency: WriteConsistency.default(writeConsistencyDefault),
     requestId: RequestId.optional(),
     timeoutMs: TimeoutMs.optional(),
+    atomic: z.boolean().optional(),
   })
   .strict()
   .superRefine((r, ctx) => {

@@ -23,6 +23,32 @@ export const RestoreInfo = z.object({
 });
 export type RestoreInfo = z.infer<typeof RestoreInfo>;
 
+/**
+ * How a transaction a gateway ran ended: committed; refused (`conflict`: a condition failed, a
+ * point was locked or staged by another transaction); aborted otherwise (its deadline, a failed
+ * step, recovery or an operator deciding first); or in doubt (its record could not be read).
+ */
+export const TxnOutcome = { Committed: "committed", Conflict: "conflict", Aborted: "aborted", InDoubt: "in_doubt" } as const;
+export type TxnOutcome = (typeof TxnOutcome)[keyof typeof TxnOutcome];
+
+const count = z.number().int().min(0);
+
+/** A node's transactions since it started, as its heartbeat carries them (and its metrics read them). */
+export const TxnFigures = z.object({
+  /** Running on this node's gateway now. */
+  running: count,
+  /** Ended on this node's gateway, by outcome. */
+  committed: count,
+  conflicts: count,
+  aborted: count,
+  inDoubt: count,
+  /** Finished on this node from their records (recovery's sweep while it leads, an operator's abort), by outcome. */
+  recovered: z.object({ committed: count, aborted: count }),
+  /** Start to decision of the last transactions its gateway ran (up to 1,024): median, 99th percentile; absent before the first. */
+  recentMs: z.object({ count, p50: z.number().min(0), p99: z.number().min(0) }).optional(),
+});
+export type TxnFigures = z.infer<typeof TxnFigures>;
+
 export interface ReplicaStatus {
   node: string;
   state: string;
@@ -61,8 +87,8 @@ export interface JobStatus {
 }
 
 export interface ClusterStatus {
-  /** `drained`: the node takes no new replicas (`jade nodes drain`). */
-  nodes: { id: string; self: boolean; live: boolean; drained: boolean; load: number; rssBytes: number; lastSeenMs: number; configRevision: number; version: string }[];
+  /** `drained`: the node takes no new replicas (`jade nodes drain`); `txns`: its transactions (absent from a build without them). */
+  nodes: { id: string; self: boolean; live: boolean; drained: boolean; load: number; rssBytes: number; lastSeenMs: number; configRevision: number; version: string; txns?: TxnFigures }[];
   /** Nodes that stopped on purpose and are expected back: their replicas stay placed until the restart delay passes. */
   departed: { node: string; at: string }[];
   /** The revision of the cluster's settings stored now (`jade config`): a node whose configRevision is lower runs an older one. */

@@ -71,6 +71,9 @@ export const AdminOp = {
   ConfigSet: "config.set",
   ConfigHistory: "config.history",
   ConfigRollback: "config.rollback",
+  TxnsList: "txns.list",
+  TxnsGet: "txns.get",
+  TxnsAbort: "txns.abort",
 } as const;
 export type AdminOp = (typeof AdminOp)[keyof typeof AdminOp];
 const adminOps: ReadonlySet<string> = new Set(Object.values(AdminOp));
@@ -102,6 +105,14 @@ const configOps: ReadonlySet<string> = new Set<ConfigOp>([AdminOp.ConfigGet, Adm
 
 export function isConfigOp(op: AdminOp): op is ConfigOp {
   return configOps.has(op);
+}
+
+/** The admin ops of transaction records (`jade txns`): any gateway serves them from KV (actors/txn/admin.ts). */
+export type TxnOp = (typeof AdminOp)["TxnsList" | "TxnsGet" | "TxnsAbort"];
+const txnOps: ReadonlySet<string> = new Set<TxnOp>([AdminOp.TxnsList, AdminOp.TxnsGet, AdminOp.TxnsAbort]);
+
+export function isTxnOp(op: AdminOp): op is TxnOp {
+  return txnOps.has(op);
 }
 
 /** Reserved first tokens after `jade.v1.`: no collection may use them as its name. */

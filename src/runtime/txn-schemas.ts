@@ -1,10 +1,11 @@
 /**
- * The transaction API's messages (`jade.v1.<collection>.transaction`, decision 013) and the
- * transaction record kept in KV `jade_txns`: one schema each, types derived from them.
+ * The transaction API's messages (`jade.v1.<collection>.transaction`, decision 013), the
+ * transaction record kept in KV `jade_txns`, and the operator's requests about records
+ * (`admin.txns.*`): one schema each, types derived from them.
  */
 import { z } from "zod";
 import { limits } from "./limits.ts";
-import { Point, PointId, WriteConsistency } from "./schemas.ts";
+import { CollectionName, Point, PointId, WriteConsistency } from "./schemas.ts";
 
 export const TxnOpRequest = z.discriminatedUnion("op", [
   z.object({ op: z.literal("upsert"), points: z.array(Point).min(1).max(limits.pointsPerRequestMax) }).strict(),
@@ -57,3 +58,26 @@ export const TxnRecord = z
   })
   .strict();
 export type TxnRecord = z.infer<typeof TxnRecord>;
+
+/** A transaction id as `admin.txns.*` take it: it becomes part of a KV key, so a key's characters only. */
+export const TxnId = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be a transaction id (letters, digits, _ and -, at most 64)");
+
+/** `admin.txns.list`: newest first, filtered; `open`: only those not done yet (what recovery still looks at). */
+export const TxnListRequest = z
+  .object({
+    collection: CollectionName.optional(),
+    state: z.enum(TxnState).optional(),
+    open: z.boolean().default(false),
+    limit: z.number().int().min(1).max(limits.txnListMax).default(limits.txnListDefault),
+  })
+  .strict();
+export type TxnListRequest = z.input<typeof TxnListRequest>;
+
+/** `admin.txns.get` and `admin.txns.abort`. */
+export const TxnIdRequest = z.object({ id: TxnId }).strict();
+
+/** `admin.txns.list`'s answer: `more` when records were left out (past the limit, or past what one listing reads). */
+export interface TxnList {
+  txns: TxnRecord[];
+  more: boolean;
+}

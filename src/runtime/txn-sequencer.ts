@@ -18,7 +18,8 @@
  *   its ids until its abort marker, which follows at once.
  * - `txn.commit` applies the staged ops (their versions from the prepare's sequence), then
  *   releases what was held behind them; `txn.abort` drops them and releases the same. A marker
- *   for a transaction not staged here (a no vote, a repeated marker) changes nothing.
+ *   for a transaction not staged here (a no vote, a repeated marker) changes nothing, except an
+ *   abort of one never seen: its prepare, should it come after, is then ignored.
  */
 import { limits } from "./limits.ts";
 import { decodeEntry, EntryKind, touchedIds, type DeleteEntry, type LogEntry, type PlainEntry, type TxnPrepareEntry, type UpsertEntry } from "./log-entry.ts";
@@ -181,7 +182,12 @@ export class TxnSequencer {
   /** A commit marker (`commit` set) or an abort marker: the staged ops (on commit), then every held entry it frees, in log order. */
   marker(seq: number, txn: string, commit: CommitInfo | undefined): Effect[] {
     const staged = this.#staged.get(txn);
-    if (!staged) return [];
+    if (!staged) {
+      // An abort ahead of the prepare (recovery ends a transaction whose gateway died while the
+      // prepare was on its way): remembered, so the prepare, should it come, stages nothing.
+      if (!commit && !this.#outcomes.has(txn)) this.#remember(txn, "aborted", { yes: false, reason: "aborted before its prepare was read" }, seq);
+      return [];
+    }
     this.#staged.delete(txn);
     for (const id of touchedIds(staged.entry)) this.#owner.delete(id);
     this.#remember(txn, commit ? "committed" : "aborted", this.#outcomes.get(txn)?.vote ?? { yes: true }, seq, commit);

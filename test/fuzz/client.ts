@@ -198,6 +198,7 @@ export function declaredDeadlineMs(request: FuzzRequest): number {
   const op = request.subject.split(".").at(-1) ?? "";
   if (["upsert", "delete"].includes(op)) return limits.writeTimeoutMsDefault;
   if (["search", "get", "count", "status"].includes(op) || request.subject.startsWith("jade.replica.")) return limits.searchTimeoutMsDefault;
-  // Catalog and admin operations: the coordinator forward waits up to 30 s.
+  // Catalog and admin operations: the coordinator forward waits up to 30 s. A transaction without
+  // its own timeoutMs: 5 s to its decision, then its markers and the consistency wait.
   return 30_000;
 }

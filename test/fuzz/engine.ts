@@ -46,6 +46,8 @@ export interface FuzzReport {
   batches: number;
   durationMs: number;
   families: Record<string, number>;
+  /** Requests of each family answered ok: a family never accepted tests only its refusals. */
+  accepted: Record<string, number>;
   codes: Record<string, number>;
   /** The first failure, after shrinking. */
   failure?: { message: string; path?: string; requests: string[] };
@@ -147,6 +149,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     const ingest = options.ingestRecords ? await runIngestion(client, world, { seed: options.seed, records: options.ingestRecords, log }) : undefined;
 
     const families: Record<string, number> = {};
+    const accepted: Record<string, number> = {};
     const codes: Record<string, number> = {};
     let sent = 0;
     let batches = 0;
@@ -181,6 +184,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
           const reply = outcomes[i]!.reply as { ok?: boolean; error?: { code?: string } } | undefined;
           const code = outcomes[i]!.unsendable ? "unsendable" : reply?.ok === true ? "ok" : (reply?.error?.code ?? "none");
           codes[code] = (codes[code] ?? 0) + 1;
+          if (code === "ok") accepted[r.family] = (accepted[r.family] ?? 0) + 1;
           if (/^jade\.(v1\.(admin|collections)|n\.[^.]+\.v1\.(admin|collections)|coordinator)\./.test(r.subject)) recentAdmin.push(`${describeRequest(r).slice(0, 300)} -> ${code}`);
         }
         recentAdmin.splice(0, recentAdmin.length - 40);
@@ -223,6 +227,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       batches,
       durationMs: 0,
       families,
+      accepted,
       codes,
       referencesUnchanged: false,
       extraReplies: [],

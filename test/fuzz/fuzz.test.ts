@@ -149,9 +149,11 @@ describe("fuzzing every subject", () => {
     expect(report.extraReplies).toEqual([]);
     expect(report.requestsSent).toBeGreaterThanOrEqual(10_000);
     // Every family of request was sent: a generator that stopped producing one would test nothing.
-    for (const family of ["search", "upsert", "delete", "get", "count", "collections.create", "collections.update", "cluster.status", "admin.drain", "coordinator.rebalance", "replica.search", "log.stray", "upsert.refused", "delete.refused", "search.mutated", "upsert.msgpack", "search.msgpack", "upsert.msgpack.refused", "upsert.msgpack.mutated", "admin.backup.create", "admin.backup.list", "coordinator.backup.list", "admin.backup.verify", "admin.backup.delete", "admin.restore", "admin.restore.list", "coordinator.restore", "admin.backup.create.invalid", "admin.restore.invalid", "admin.restore.mutated", "http", "diag.info", "diag.metrics", "diag.frobnicate"]) {
+    for (const family of ["search", "upsert", "delete", "get", "count", "collections.create", "collections.update", "cluster.status", "admin.drain", "coordinator.rebalance", "replica.search", "log.stray", "upsert.refused", "delete.refused", "search.mutated", "upsert.msgpack", "search.msgpack", "upsert.msgpack.refused", "upsert.msgpack.mutated", "admin.backup.create", "admin.backup.list", "coordinator.backup.list", "admin.backup.verify", "admin.backup.delete", "admin.restore", "admin.restore.list", "coordinator.restore", "admin.backup.create.invalid", "admin.restore.invalid", "admin.restore.mutated", "http", "diag.info", "diag.metrics", "diag.frobnicate", "transaction", "transaction.refused", "transaction.mutated", "admin.txns.list", "admin.txns.get", "admin.txns.abort", "coordinator.txns.abort"]) {
       expect(report.families[family], family).toBeGreaterThan(0);
     }
+    // Transactions and their records were really run, not only refused (a cluster that writes log format 1 refuses them all).
+    for (const family of ["transaction", "admin.txns.list"]) expect(report.accepted[family], family).toBeGreaterThan(0);
     expect(report.ingest!.records).toBeGreaterThanOrEqual(300);
   }, 300_000);
 });

@@ -1,7 +1,8 @@
 /**
  * Writes to the reference collections that the documentation says must be refused
  * whole: each upsert carries good points (overwriting reference ids, so an accepted
- * one shows) around one bad point, each delete good ids around one bad id. Also
+ * one shows) around one bad point, each delete good ids around one bad id, each transaction
+ * a bad point or a condition that fails. Also
  * stray messages published straight into a reference shard's log, which every
  * replica must skip. After a batch with any of these, the references are compared
  * with their first reading.
@@ -102,6 +103,29 @@ function refusedDelete(): fc.Arbitrary<Json> {
   );
 }
 
+/**
+ * Transactions on a reference collection that must change nothing: one bad point in an op (refused
+ * before anything is written), a malformed request, or a valid one whose condition fails (every
+ * reference point exists): prepared on the shards, voted no, aborted there.
+ */
+function refusedTransaction(s: CollectionSpec): fc.Arbitrary<Json> {
+  const good = fc.tuple(refId, vectorArb(s)).map(([id, vector]): Json => ({ id, vector, payload: { poisoned: true } }));
+  const withBadPoint = fc.tuple(fc.array(good, { maxLength: 3 }), badPoint(s), refId).map(([points, bad, id]): Json => ({ ops: [{ op: "delete", ids: [id] }, { op: "upsert", points: [...points, bad] }] }));
+  const failing = fc
+    .tuple(fc.array(good, { minLength: 1, maxLength: 3 }), refId, fc.constantFrom("log", "all"))
+    .map(([points, id, consistency]): Json => ({ ops: [{ op: "upsert", points }, { op: "delete", ids: [id] }], conditions: [{ id, exists: false }], consistency }));
+  const malformed = fc.constantFrom<Json>(
+    {},
+    { ops: [] },
+    { ops: [{ op: "frob", ids: ["r1"] }] },
+    { ops: [{ op: "delete", ids: ["r1"] }], conditions: [{ id: "r1" }] },
+    { ops: [{ op: "delete", ids: ["r1"] }], conditions: [{ id: "r1", exists: false, version: 1 }] },
+    { ops: [{ op: "delete", ids: ["r1"] }], timeoutMs: 60_001 },
+    { ops: [{ op: "delete", ids: ["r1"], extra: true }] },
+  );
+  return fc.oneof({ weight: 3, arbitrary: withBadPoint }, { weight: 3, arbitrary: failing }, { weight: 1, arbitrary: malformed });
+}
+
 const packr = new Packr({ useRecords: false });
 
 /** Messages no writer makes, published straight into a reference shard's log. */
@@ -159,6 +183,7 @@ export function poisonRequest(world: World): fc.Arbitrary<FuzzRequest> {
       },
       { weight: 6, arbitrary: refusedUpsert(s).map((json): FuzzRequest => refused(`jade.v1.${s.name}.upsert`, "upsert.refused", json)) },
       { weight: 2, arbitrary: refusedDelete().map((json): FuzzRequest => refused(`jade.v1.${s.name}.delete`, "delete.refused", json)) },
+      { weight: 2, arbitrary: refusedTransaction(s).map((json): FuzzRequest => refused(`jade.v1.${s.name}.transaction`, "transaction.refused", json)) },
       {
         weight: 1,
         arbitrary: fc.tuple(fc.integer({ min: 0, max: s.shards - 1 }), strayLogEntry(s)).map(([shard, bytes]): FuzzRequest => ({

@@ -1,6 +1,6 @@
 /**
  * Valid requests for every subject a client can reach: the API (collections,
- * points, cluster status, admin, backups and restores: backups.ts), the same API
+ * points, transactions, cluster status, admin and transaction records, backups and restores: backups.ts), the same API
  * addressed to one node, the coordinator's subjects and the replicas' node-to-node
  * subjects. Each request says what the properties may expect of its reply.
  */
@@ -66,6 +66,21 @@ function pointArb(s: CollectionSpec): fc.Arbitrary<Json> {
     .map(([id, vector, payload]): Json => (payload === undefined ? { id, vector } : { id, vector, payload }));
 }
 
+/** A transaction (decision 013): upserts and deletes, conditions on versions or existence, as documented. */
+function transactionArb(s: CollectionSpec): fc.Arbitrary<Json> {
+  const op = fc.oneof(
+    fc.array(pointArb(s), { minLength: 1, maxLength: 4 }).map((points): Json => ({ op: "upsert", points })),
+    fc.array(idArb, { minLength: 1, maxLength: 4 }).map((ids): Json => ({ op: "delete", ids })),
+  );
+  const condition = fc.oneof(
+    fc.tuple(idArb, fc.boolean()).map(([id, exists]): Json => ({ id, exists })),
+    fc.tuple(idArb, fc.nat({ max: 2 ** 40 })).map(([id, version]): Json => ({ id, version })),
+  );
+  return fc
+    .tuple(fc.array(op, { minLength: 1, maxLength: 3 }), optional({ conditions: fc.array(condition, { maxLength: 3 }), timeoutMs: timeoutArb, consistency: writeConsistency }))
+    .map(([ops, o]) => ({ ops, ...o }));
+}
+
 function collectionRequest(s: CollectionSpec, world: World): fc.Arbitrary<FuzzRequest> {
   const reads = {
     get: fc.tuple(fc.array(idArb, { minLength: 1, maxLength: 8 }), optional({ withVectors: fc.boolean() }), readOptions(s)).map(([ids, o, r]) => ({ ids, ...o, ...r })),
@@ -91,6 +106,7 @@ function collectionRequest(s: CollectionSpec, world: World): fc.Arbitrary<FuzzRe
     delete: fc
       .tuple(fc.array(idArb, { minLength: 1, maxLength: 8 }), optional({ consistency: writeConsistency, requestId: fc.uuid(), timeoutMs: timeoutArb }))
       .map(([ids, o]) => ({ ids, ...o })),
+    transaction: transactionArb(s),
   };
   const ops: Record<string, fc.Arbitrary<Json>> = s.role === "reference" ? reads : { ...reads, ...writes };
   return fc.constantFrom(...Object.keys(ops)).chain((op) =>
@@ -182,6 +198,7 @@ function catalogRequest(world: World): fc.Arbitrary<FuzzRequest> {
 }
 
 const ghostNode = fc.constantFrom("fz-ghost-a", "fz-ghost-b", "fz-ghost-c");
+const txnId = fc.constantFrom("t-none", "tzzzzzzzz000000000000", "x".repeat(64), "_");
 
 /** Admin bodies by operation. Never the real node for drain or remove: the run needs it serving. */
 function adminBodies(world: World): Record<string, fc.Arbitrary<Json>> {
@@ -219,6 +236,15 @@ function adminBodies(world: World): Record<string, fc.Arbitrary<Json>> {
       .map((set): Json => (Object.keys(set).length === 0 ? { unset: ["migration.concurrentMax"] } : { set: set as Record<string, Json> })),
     // A revision the run wrote, or one it never did (not_found).
     "config.rollback": fc.integer({ min: 1, max: 200 }).map((revision) => ({ revision })),
+    "txns.list": optional({
+      collection: fc.constantFrom(...[...world.references, ...world.scratch].map((s) => s.name), "fz-none"),
+      state: fc.constantFrom("preparing", "committed", "aborted"),
+      open: fc.boolean(),
+      limit: fc.integer({ min: 1, max: 1_000 }),
+    }),
+    // The run's own transactions have ids no generator can know: these are well-formed ids of none (not_found).
+    "txns.get": txnId.map((id) => ({ id })),
+    "txns.abort": txnId.map((id) => ({ id })),
   };
 }
 
@@ -227,8 +253,9 @@ function adminRequest(world: World): fc.Arbitrary<FuzzRequest> {
   return fc.constantFrom(...Object.keys(bodies)).chain((op) =>
     fc.tuple(bodies[op]!, fc.constantFrom("api", "coordinator")).map(([json, via]): FuzzRequest => {
       // A move names its source replica: one the cluster does not hold is refused as invalid_argument;
-      // the coordinator refuses keys.* and config.* (any gateway serves them).
-      const expect: Expectation = op === "move" || (via === "coordinator" && (op.startsWith("keys.") || op.startsWith("config."))) ? "any" : "valid";
+      // the coordinator refuses keys.*, config.* and txns.* (any gateway serves them).
+      const servedByAny = ["keys.", "config.", "txns."].some((prefix) => op.startsWith(prefix));
+      const expect: Expectation = op === "move" || (via === "coordinator" && servedByAny) ? "any" : "valid";
       return via === "api"
         ? api(world, `admin.${op}`, `admin.${op}`, { json }, false, expect)
         : { family: `coordinator.${op}`, subject: `jade.coordinator.${op}`, body: { json }, expect, transport: "request", touchesReference: false };

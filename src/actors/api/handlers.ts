@@ -17,7 +17,7 @@ import {
 } from "../../runtime/schemas.ts";
 import { invalidArgument } from "../../runtime/errors.ts";
 import { parseFilter } from "../../runtime/filter.ts";
-import { isCollectionName, isConfigOp, isKeyOp, type ApiRoute } from "../../runtime/subjects.ts";
+import { isCollectionName, isConfigOp, isKeyOp, isTxnOp, type ApiRoute } from "../../runtime/subjects.ts";
 import { quote } from "../../runtime/text.ts";
 import { spaceOf } from "../../runtime/vectors.ts";
 import { clusterStatus } from "./status.ts";
@@ -46,9 +46,10 @@ export async function handle(route: ApiRoute, body: unknown, deps: ApiDeps): Pro
     case "collection":
       return collectionOp(route, body, deps);
     case "admin":
-      // Keys and settings live in KV: any node serves them, with or without a coordinator.
+      // Keys, settings and transaction records live in KV: any node serves them, with or without a coordinator.
       if (isKeyOp(route.op)) return deps.keys.handle(route.op, body);
       if (isConfigOp(route.op)) return deps.settings.handle(route.op, body);
+      if (isTxnOp(route.op)) return deps.txnAdmin.handle(route.op, body);
       return deps.coordinator.forward(route.op, body);
     case "unknown":
       throw invalidArgument(`unknown API subject ${route.subject}`);
@@ -61,6 +62,7 @@ async function collectionOp(route: Extract<ApiRoute, { kind: "collection" }>, bo
   switch (route.op) {
     case "upsert": {
       const { columns, options } = parseUpsert(body, spaceOf(config));
+      if (options.atomic) return deps.txns.upsertAtomic(config, columns, options);
       return deps.writer.upsert(config, columns, options);
     }
     case "delete": {

@@ -62,6 +62,7 @@ export async function clusterStatus(deps: ApiDeps): Promise<ClusterStatus> {
       lastSeenMs: Math.round(performance.now() - m.seenAtMs),
       configRevision: m.heartbeat.configRevision,
       version: m.heartbeat.version,
+      ...(m.heartbeat.txns ? { txns: m.heartbeat.txns } : {}),
     }))
     .sort((a, b) => (a.id < b.id ? -1 : 1));
   const collections = await Promise.all(

@@ -10,6 +10,7 @@ import type { KV } from "@nats-io/kv";
 import type { Backups } from "../backup/service.ts";
 import type { KeyStore } from "../keys/store.ts";
 import type { TransactionService } from "../txn/service.ts";
+import type { TxnAdmin } from "../txn/admin.ts";
 import type { ClusterConfig } from "../config/store.ts";
 import type { Departures } from "../cluster/departures.ts";
 
@@ -36,4 +37,6 @@ export interface ApiDeps {
   departures: Departures;
   /** Transactions (`jade.v1.<collection>.transaction`). */
   txns: TransactionService;
+  /** Transaction records for operators (`admin.txns.*`). */
+  txnAdmin: TxnAdmin;
 }

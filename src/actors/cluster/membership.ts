@@ -11,7 +11,7 @@ import { z } from "zod";
 import { ReplicaState } from "../../machines/replica.ts";
 import { KvView } from "../../nats/kv-view.ts";
 import type { Logger } from "../../runtime/log.ts";
-import { RestoreInfo } from "../../runtime/status.ts";
+import { RestoreInfo, TxnFigures } from "../../runtime/status.ts";
 import { heartbeatIntervalMsDefault, nodeSilentMsDefault } from "../../runtime/limits.ts";
 import { buildFormats, ReadableFormats } from "../../runtime/formats.ts";
 import { jadeVersion } from "../../runtime/version.ts";
@@ -54,6 +54,8 @@ export const NodeHeartbeat = z.object({
   /** The jade build it runs, and the formats it reads (runtime/formats.ts): mixed versions show during an upgrade. */
   version: z.string().default("unknown"),
   formats: ReadableFormats.default({ log: { min: 1, max: 1 }, message: { min: 1, max: 1 } }),
+  /** The transactions its gateway ran and its recovery finished (absent from a build without them). */
+  txns: TxnFigures.optional(),
 });
 export type NodeHeartbeat = z.infer<typeof NodeHeartbeat>;
 
@@ -80,7 +82,7 @@ export class Membership {
   readonly #kv: KV;
   readonly #log: Logger;
   #settings: MembershipSettings;
-  readonly #describe: () => Pick<NodeHeartbeat, "replicas" | "load" | "configRevision">;
+  readonly #describe: () => Pick<NodeHeartbeat, "replicas" | "load" | "configRevision" | "txns">;
   /** Decoding happens as the watch delivers, so a member's `seenAtMs` is when we received it. */
   readonly #members: KvView<Member>;
   readonly #events = new EventEmitter();
@@ -89,7 +91,7 @@ export class Membership {
   #timer: NodeJS.Timeout | undefined;
   #live = new Set<string>();
 
-  constructor(kv: KV, nodeId: string, describe: () => Pick<NodeHeartbeat, "replicas" | "load" | "configRevision">, log: Logger, settings = defaultMembershipSettings) {
+  constructor(kv: KV, nodeId: string, describe: () => Pick<NodeHeartbeat, "replicas" | "load" | "configRevision" | "txns">, log: Logger, settings = defaultMembershipSettings) {
     this.#kv = kv;
     this.nodeId = nodeId;
     this.#describe = describe;

@@ -12,7 +12,7 @@ import { decodeJsonBody } from "../../runtime/json-body.ts";
 import { limits } from "../../runtime/limits.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { rebalanceMoves, type Move } from "../../runtime/rebalance.ts";
-import { type AdminOp, isBackupOp, isConfigOp, isKeyOp, names, nodeIdPattern, parseCoordinatorSubject, shardKey, subjects } from "../../runtime/subjects.ts";
+import { type AdminOp, isBackupOp, isConfigOp, isKeyOp, isTxnOp, names, nodeIdPattern, parseCoordinatorSubject, shardKey, subjects } from "../../runtime/subjects.ts";
 import type { Backups } from "../backup/service.ts";
 import { parse } from "../../runtime/checks.ts";
 import { CollectionName, EmptyRequest } from "../../runtime/schemas.ts";
@@ -160,8 +160,8 @@ export class ClusterAdmin {
   async #handle(op: AdminOp, body: unknown): Promise<unknown> {
     const { nodeSets, runner, placements, poke } = this.#deps;
     if (isBackupOp(op)) return this.#deps.backups.handle(op, body);
-    // Keys and settings live in KV: every gateway serves them itself (api/handlers.ts), none is forwarded here.
-    if (isKeyOp(op) || isConfigOp(op)) throw invalidArgument(`${op} is served at ${subjects.admin(op)} by any node, not by the coordinator`);
+    // Keys, settings and transaction records live in KV: every gateway serves them itself (api/handlers.ts), none is forwarded here.
+    if (isKeyOp(op) || isConfigOp(op) || isTxnOp(op)) throw invalidArgument(`${op} is served at ${subjects.admin(op)} by any node, not by the coordinator`);
     switch (op) {
       case "drain": {
         const { node } = parse(NodeRequest, body);

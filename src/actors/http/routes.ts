@@ -8,7 +8,7 @@
  */
 import type { z } from "zod";
 import { BackupCreateRequest, BackupDeleteRequest, BackupListRequest, BackupVerifyRequest, RestoreRequest } from "../../runtime/backup-schemas.ts";
-import { TransactionRequest } from "../../runtime/txn-schemas.ts";
+import { TransactionRequest, TxnIdRequest, TxnListRequest } from "../../runtime/txn-schemas.ts";
 import {
   CountRequest,
   CreateCollectionRequest,
@@ -79,6 +79,9 @@ const adminRequests: Readonly<Record<AdminOp, z.ZodType>> = {
   [AdminOp.ConfigSet]: ConfigSetRequest,
   [AdminOp.ConfigHistory]: EmptyRequest,
   [AdminOp.ConfigRollback]: ConfigRollbackRequest,
+  [AdminOp.TxnsList]: TxnListRequest,
+  [AdminOp.TxnsGet]: TxnIdRequest,
+  [AdminOp.TxnsAbort]: TxnIdRequest,
 };
 
 const adminSummaries: Readonly<Record<AdminOp, string>> = {
@@ -104,6 +107,9 @@ const adminSummaries: Readonly<Record<AdminOp, string>> = {
   [AdminOp.ConfigSet]: "Change cluster settings (validated whole; every node applies them live)",
   [AdminOp.ConfigHistory]: "Every kept revision of the cluster's settings, newest first",
   [AdminOp.ConfigRollback]: "Write an earlier revision of the settings again, as a new revision",
+  [AdminOp.TxnsList]: "List transaction records, newest first (by collection, state, or open ones only)",
+  [AdminOp.TxnsGet]: "A transaction's record: its state, shards, deadline and reason",
+  [AdminOp.TxnsAbort]: "Abort a transaction not committed yet, and finish it at once (markers, locks, record)",
 };
 
 /** `backup.create` is served at `/v1/admin/backup/create`: a dot is not a path separator. */

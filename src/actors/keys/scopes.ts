@@ -2,11 +2,12 @@
  * What an API key may do (pure: tested without a server). A key holds scopes, each a
  * collection (or `*`, every collection and the cluster) and an access level: `read`
  * (search, get, count, the collection's config), `write` (that, upsert and delete),
- * `admin` (that, update and drop; on `*` also create, the cluster's status, cluster
- * administration, backups, keys, the dashboard and metrics). A level includes those below it.
+ * `admin` (that, update and drop; on `*` also create, cluster administration, backups, keys and
+ * the dashboard). On `*`, `read` also reads the cluster's status, metrics and transaction records.
+ * A level includes those below it.
  */
 import { z } from "zod";
-import { CatalogOp, CollectionOp, collectionNamePattern, type ApiRoute } from "../../runtime/subjects.ts";
+import { AdminOp, CatalogOp, CollectionOp, collectionNamePattern, type ApiRoute } from "../../runtime/subjects.ts";
 
 export const Access = { Read: "read", Write: "write", Admin: "admin" } as const;
 export type Access = (typeof Access)[keyof typeof Access];
@@ -38,6 +39,9 @@ const collectionNeeds: Record<CollectionOp, Access> = {
   [CollectionOp.Delete]: Access.Write,
 };
 
+/** Admin operations that only read the cluster's state (transaction records): they need what the status needs. */
+const adminReads: ReadonlySet<AdminOp> = new Set([AdminOp.TxnsList, AdminOp.TxnsGet]);
+
 /**
  * The access an API operation needs; `name` is the collection a catalog operation names (its
  * path). `any`: every valid key may ask, and sees only its own part of the answer (visibleTo).
@@ -61,9 +65,11 @@ export function needOf(route: ApiRoute, name: string | undefined): Need | "any" 
       }
       break;
     case "cluster":
+      return { collection: everything, access: Access.Read };
     case "admin":
+      return { collection: everything, access: adminReads.has(route.op) ? Access.Read : Access.Admin };
     case "unknown":
-      return { collection: everything, access: route.kind === "cluster" ? Access.Read : Access.Admin };
+      return { collection: everything, access: Access.Admin };
   }
 }
 

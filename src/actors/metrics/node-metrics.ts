@@ -10,6 +10,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { ReplicaState } from "../../machines/replica.ts";
+import { TxnOutcome, type TxnFigures } from "../../runtime/status.ts";
 import { RequestMetrics, requestSecondsBuckets } from "./requests.ts";
 
 export interface ReplicaSample {
@@ -73,6 +74,10 @@ export interface MetricSources {
   jobs(): JobSample[];
   /** The file system of the node's data directory. */
   disk(): Promise<{ freeBytes: number; totalBytes: number }>;
+  /** Transactions this node's gateway ran and its recovery finished. */
+  txns(): TxnFigures;
+  /** Calls `observe` as each transaction ends: the one figure handed over as it happens, as a histogram cannot be rebuilt from totals. */
+  onTxnEnded(observe: (outcome: TxnOutcome, seconds: number) => void): void;
 }
 
 export class NodeMetrics {
@@ -121,6 +126,7 @@ export class NodeMetrics {
     this.#nats(sources);
     this.#coordinator(sources);
     this.#workers(sources);
+    this.#txns(sources);
   }
 
   /**
@@ -284,6 +290,38 @@ export class NodeMetrics {
       free.set(disk.freeBytes);
       total.set(disk.totalBytes);
     };
+  }
+
+  /** Transactions: outcomes counted by the gateway and by recovery, durations observed as they end. */
+  #txns(sources: MetricSources): void {
+    const registers = [this.registry];
+    new Counter({
+      name: "jade_transactions_total",
+      help: "Transactions this node's gateway ran, by outcome (committed, conflict, aborted, in_doubt)",
+      labelNames: ["outcome"],
+      registers,
+      collect() {
+        const t = sources.txns();
+        this.reset();
+        const counts: Record<TxnOutcome, number> = { committed: t.committed, conflict: t.conflicts, aborted: t.aborted, in_doubt: t.inDoubt };
+        for (const outcome of Object.values(TxnOutcome)) this.inc({ outcome }, counts[outcome]);
+      },
+    });
+    new Counter({
+      name: "jade_transactions_recovered_total",
+      help: "Transactions this node finished from their records (recovery's sweep while leading, an operator's abort), by outcome",
+      labelNames: ["outcome"],
+      registers,
+      collect() {
+        const { recovered } = sources.txns();
+        this.reset();
+        this.inc({ outcome: "committed" }, recovered.committed);
+        this.inc({ outcome: "aborted" }, recovered.aborted);
+      },
+    });
+    this.#gaugeFrom("jade_transactions_running", "Transactions this node's gateway runs now", () => sources.txns().running);
+    const seconds = new Histogram({ name: "jade_transaction_duration_seconds", help: "Transactions from their start to their decision, by outcome", labelNames: ["outcome"], buckets: requestSecondsBuckets, registers });
+    sources.onTxnEnded((outcome, s) => seconds.observe({ outcome }, s));
   }
 
   #workers(sources: MetricSources): void {

@@ -19,7 +19,6 @@ import type { Membership } from "../cluster/membership.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
 import type { ReplicaHost } from "../replica/host.ts";
 import { readFromWire, requestReplica, type ReplicaReadRequest } from "../replica/protocol.ts";
-import type { TxnRecords } from "../txn/records.ts";
 import { TxnState, type TxnRecord } from "../../runtime/txn-schemas.ts";
 import { mentioned, plan, recordsNeeded, shardsSeeing, type ShardAnswer } from "./txn-reads.ts";
 import { float32Bytes } from "../../runtime/encoding.ts";
@@ -60,7 +59,7 @@ export interface RouterDeps {
   membership: Membership;
   selection: SelectionName;
   /** Transaction records: read for the few transactions whose shards' answers disagree (txn-reads.ts). */
-  records: Pick<TxnRecords, "get">;
+  records: { get(id: string): Promise<TxnRecord | undefined> };
 }
 
 export class ReadRouter {

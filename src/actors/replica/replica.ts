@@ -187,9 +187,10 @@ export class ShardReplica {
   }
 
   /**
-   * This shard's vote on transaction `txn`, once the entry at `prepareSeq` (its prepare) is
-   * read: a pure function of the log up to it (decision 013). Waits on what was read, not on
-   * what took effect, so a vote never waits for another transaction's marker.
+   * This shard's vote on transaction `txn`, once the entry at `prepareSeq` (its prepare, or any
+   * later one: recovery asks with the log's end) is read: a pure function of the log up to the
+   * prepare (decision 013). Waits on what was read, not on what took effect, so a vote never
+   * waits for another transaction's marker.
    */
   async vote(txn: string, prepareSeq: number, timeoutMs: number): Promise<TxnVoteReply> {
     this.#requireReadable();
@@ -197,8 +198,9 @@ export class ShardReplica {
       await this.#consumedWaiters.wait(prepareSeq, timeoutMs, () => new JadeError(ErrorCode.Timeout, `shard ${this.shard} of ${this.config.name} did not read sequence ${prepareSeq} within ${timeoutMs} ms`));
     }
     const known = await this.#parts.index.txnOutcome(txn);
-    // Not seen: its prepare was skipped as invalid, or the outcome was forgotten long ago.
-    if (!known || known.seq < prepareSeq) return { yes: false, reason: `no prepare of ${txn} at ${prepareSeq} on this shard`, outcome: "unknown" };
+    // Not seen: its prepare was skipped as invalid, or the outcome was forgotten long ago. (Ids are
+    // unique, so what is known is this transaction's, whatever sequence `prepareSeq` asked to read.)
+    if (!known) return { yes: false, reason: `no prepare of ${txn} read up to ${prepareSeq} on this shard`, outcome: "unknown" };
     return { ...known.vote, outcome: known.outcome, ...(known.outcome === "staged" ? { prepareSeq: known.seq } : {}) };
   }
 

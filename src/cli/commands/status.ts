@@ -1,6 +1,6 @@
 /** `jade status`: nodes, coordinator, and per collection the shard × replica grid. */
 import type { Command } from "commander";
-import type { ClusterStatus, ReplicaStatus, ShardLogStatus } from "../../runtime/status.ts";
+import type { ClusterStatus, ReplicaStatus, ShardLogStatus, TxnFigures } from "../../runtime/status.ts";
 import { formatCount, formatMib, plural, printJson, printLine, table, type Cell } from "../format.ts";
 import { runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 
@@ -21,14 +21,29 @@ function configText(runs: number, stored: number): string {
   return runs < stored ? `rev ${runs} (OLD: ${stored} stored)` : `rev ${runs}`;
 }
 
+/** A node's transactions in one cell: outcomes, those running and in doubt, recent durations. */
+function txnsText(t: TxnFigures | undefined): string {
+  if (!t) return "";
+  const parts = [`${formatCount(t.committed)} committed`, `${formatCount(t.conflicts)} conflicts`, `${formatCount(t.aborted)} aborted`];
+  if (t.inDoubt > 0) parts.push(`${formatCount(t.inDoubt)} in doubt`);
+  if (t.running > 0) parts.push(`${formatCount(t.running)} running`);
+  const recovered = t.recovered.committed + t.recovered.aborted;
+  if (recovered > 0) parts.push(`${formatCount(recovered)} recovered`);
+  return parts.join(", ") + (t.recentMs ? `; p50 ${t.recentMs.p50} ms, p99 ${t.recentMs.p99} ms` : "");
+}
+
+/** Transactions get a column once a node has run or recovered one. */
+const anyTxns = (status: ClusterStatus) => status.nodes.some((n) => n.txns && (n.txns.running > 0 || n.txns.recentMs !== undefined || n.txns.recovered.committed + n.txns.recovered.aborted > 0));
+
 /** The human rendering of a cluster status. */
 export function renderStatus(status: ClusterStatus): string {
   const out: string[] = [];
   out.push(`coordinator: ${status.coordinator ?? "(none)"}`);
+  const txns = anyTxns(status);
   out.push(
     "",
     table(
-      ["node", "state", "load", "memory", "last heartbeat", "settings"],
+      ["node", "state", "load", "memory", "last heartbeat", "settings", ...(txns ? ["transactions"] : [])],
       status.nodes.map((n) => [
         n.id + (n.id === status.coordinator ? " (coordinator)" : "") + (n.self ? " *" : ""),
         (n.live ? "live" : "silent") + (n.drained ? ", drained" : ""),
@@ -36,6 +51,7 @@ export function renderStatus(status: ClusterStatus): string {
         formatMib(n.rssBytes),
         `${formatCount(n.lastSeenMs)} ms ago`,
         configText(n.configRevision, status.configRevision),
+        ...(txns ? [txnsText(n.txns)] : []),
       ]),
     ),
   );

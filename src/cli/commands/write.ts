@@ -1,11 +1,13 @@
 /** `jade upsert`, `jade import`, `jade delete`: the write commands. */
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import type { JadeClient } from "../../client/client.ts";
+import { errorMessage } from "../../runtime/errors.ts";
 import { limits } from "../../runtime/limits.ts";
+import type { TransactionRequest } from "../../runtime/txn-schemas.ts";
 import { WriteConsistency, writeConsistencyDefault } from "../../runtime/schemas.ts";
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { fvecsInfo } from "../fvecs.ts";
@@ -101,6 +103,27 @@ export function registerWriteCommands(program: Command): void {
         );
       }
       if (result.skipped > 0) process.exitCode = exitCodes.failed;
+    }),
+  );
+
+  withClientOptions(
+    program
+      .command("transaction <collection> [file]")
+      .description('run a transaction, every op on every shard or none: {"ops": [{"op": "upsert", "points": […]} | {"op": "delete", "ids": […]}], "conditions"?: [{"id", "version"} | {"id", "exists"}], "timeoutMs"?} as JSON, from FILE or stdin'),
+  ).action((collection: string, file: string | undefined, o: ClientOptions) =>
+    runWithClient(o, async (client) => {
+      if (!file && process.stdin.isTTY) process.stderr.write("reading the transaction from stdin (JSON; end with Ctrl-D)\n");
+      const text = file ? await readFile(file, "utf8") : await readStdin();
+      let request: TransactionRequest;
+      try {
+        request = JSON.parse(text) as TransactionRequest;
+      } catch (err) {
+        throw new CliError(`the transaction is not JSON: ${errorMessage(err)}`);
+      }
+      const result = await client.transaction(collection, request);
+      if (o.json) return printJson(result);
+      printLine(`transaction ${result.id} committed: upserted ${plural(result.upserted, "point")}, deleted ${plural(result.deleted, "id")}`);
+      printLine(`session token: ${JSON.stringify(result.token)}`);
     }),
   );
 
@@ -210,4 +233,10 @@ async function importFile(
   }
   const seconds = (performance.now() - started) / 1000;
   return { vectors: sender.acked, skipped: skipped.count, seconds, vectorsPerSecond: sender.acked / Math.max(seconds, 1e-6), token: sender.token };
+}
+
+async function readStdin(): Promise<string> {
+  let text = "";
+  for await (const chunk of process.stdin.setEncoding("utf8")) text += chunk as string;
+  return text;
 }

@@ -51,7 +51,7 @@ const aborted = (reason: string) => ({ type: "abort" as const, params: { reason 
 function decidingState(outcome: Outcome) {
   return retried({
     step: "decide",
-    input: ({ context }) => ({ txn: context.txn, outcome, prepareSeqs: context.prepareSeqs }),
+    input: ({ context }) => ({ txn: context.txn, outcome, prepareSeqs: context.prepareSeqs, ...(context.reason ? { reason: context.reason } : {}) }),
     onDone: [
       { guard: "decidedCommit", target: "#transaction.committing", actions: assign({ outcome: Outcome.Committed, reason: null }) },
       outcome === Outcome.Committed ? { target: "#transaction.aborting", actions: aborted("aborted by recovery before the commit") } : { target: "#transaction.aborting" },
@@ -165,15 +165,24 @@ export const transactionMachine = transactionSetup.createMachine({
 
     done: { type: "final" },
   },
-  output: ({ context }): TransactionOutput => ({
+  output: ({ context }) => transactionOutput(context),
+});
+
+/**
+ * What the transaction came to, as its context holds it: final once it is `releasing` (the
+ * outcome decided and its markers appended, or nothing written), so a gateway may answer then
+ * and let the locks go after.
+ */
+export function transactionOutput(context: TransactionContext): TransactionOutput {
+  return {
     // No outcome at the end: every `decide` try failed, and the record alone knows.
     outcome: context.outcome ?? InDoubt,
     reason: context.reason,
     prepareSeqs: context.prepareSeqs,
     markerSeqs: context.markerSeqs,
     handedOver: context.handedOver,
-  }),
-});
+  };
+}
 
 export type TransactionSnapshot = SnapshotFrom<typeof transactionMachine>;
 

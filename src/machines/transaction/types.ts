@@ -67,6 +67,8 @@ export interface VotesInput extends StepInput {
 export interface DecideInput extends StepInput {
   outcome: Outcome;
   prepareSeqs: Record<number, number>;
+  /** Why it aborts (a vote's no, a step given up), for the record. */
+  reason?: string;
 }
 export interface MarkersInput extends StepInput {
   outcome: Outcome;
