@@ -62,6 +62,7 @@ export class TransactionService {
   readonly #deps: TxnServiceDeps;
   readonly #locks: LockTable;
   readonly records: TxnRecords;
+  #formatWritten = false;
 
   constructor(deps: TxnServiceDeps) {
     this.#deps = deps;
@@ -197,13 +198,15 @@ export class TransactionService {
     return { yes: false, reason: last, replied: false };
   }
 
-  /** Transaction entries need every node to read them: the cluster must write log format 2. */
+  /** Transaction entries need every node to read them: the cluster must write log format 2 (read until it does: a format never moves back). */
   async #requireFormat(): Promise<void> {
+    if (this.#formatWritten) return;
     const entry = await this.#deps.config.get(names.formatsKey);
     const inUse = entry?.operation === "PUT" ? FormatsInUse.safeParse(entry.json()).data : undefined;
     if (!inUse || inUse.log < txnEntryFormat) {
       throw unavailable(`transactions need log format ${txnEntryFormat}; the cluster writes ${inUse?.log ?? "an unknown one"} until every node runs a build that reads ${txnEntryFormat}`);
     }
+    this.#formatWritten = true;
   }
 }
 
