@@ -15,7 +15,7 @@ import type { JadeClient } from "../src/client/client.ts";
 import { resolveSharding } from "../src/runtime/sharding/index.ts";
 import type { CollectionConfig } from "../src/runtime/schemas.ts";
 import { Harness } from "../test/support/harness.ts";
-import { fmt, index, kv, latencyStats, loadAverage, loadDataset, log, machineInfo, onCleanup, round, section, startLocalCluster, table, writeResults } from "./common.ts";
+import { fmt, index, kv, latencyStats, loadAverage, loadDataset, log, machineInfo, onCleanup, round, section, startLocalCluster, table, waitServing, writeResults } from "./common.ts";
 import type { VectorSet } from "./datasets.ts";
 
 export interface TxnBenchOptions {
@@ -90,6 +90,7 @@ async function sideBySide(client: JadeClient, train: VectorSet, opts: TxnBenchOp
   for (const shards of shardCounts) {
     const name = `txn_s${shards}`;
     const config = await client.createCollection({ name, dimension: train.dimension, metric: "l2", shards: 8, replicas: 1, index });
+    await waitServing(client, name);
     const runs: Record<"transaction" | "upsert", Run[]> = { transaction: [], upsert: [] };
     for (let r = 0; r < opts.rounds; r++) {
       const order = r % 2 === 0 ? (["transaction", "upsert"] as const) : (["upsert", "transaction"] as const);
@@ -123,6 +124,7 @@ async function sideBySide(client: JadeClient, train: VectorSet, opts: TxnBenchOp
 async function contention(client: JadeClient, train: VectorSet, opts: TxnBenchOptions) {
   const name = "txn_hot";
   const config = await client.createCollection({ name, dimension: train.dimension, metric: "l2", shards: 8, replicas: 1, index });
+  await waitServing(client, name);
   const rows: Record<string, unknown>[] = [];
   for (const share of hotShares) {
     const op: Op = async (n) => {

@@ -88,7 +88,7 @@ function harness(input: Partial<TransactionInput> = {}) {
       appendMarkers: effect("appendMarkers", ({ outcome }: MarkersInput) => ({ markerSeqs: Object.fromEntries(INPUT.txn.shards.map((s) => [s, world.append(s, outcome)])) })),
       release: effect("release", (): void => {
         world.locks.clear();
-        world.record!.done = true;
+        if (world.record) world.record.done = true;
       }),
     },
     actions: { reportError: (_, p) => void errors.push({ ...p }) },
@@ -145,7 +145,8 @@ describe("transactionMachine", () => {
     expect(h.output()).toMatchObject({ outcome: Outcome.Aborted, reason: "conflict: point a is locked by t0" });
     expect(h.world.record).toBeUndefined();
     expect(h.world.entries()).toEqual([]);
-    expect(h.calls.release).toBe(0);
+    // Let go all the same: a lock write whose reply was lost may have taken one.
+    expect(h.calls.release).toBe(1);
   });
 
   it("the deadline aborts a transaction waiting for its locks, and one waiting for votes (with markers, as it prepared)", async () => {

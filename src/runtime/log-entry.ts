@@ -88,7 +88,7 @@ export interface TxnAbortEntry {
   txn: string;
   /**
    * Its prepare's sequence; where none was found (one may still be on its way, and is then
-   * ignored: txn-sequencer.ts), a sequence before it: recovery's, the log's end; a gateway's, 1.
+   * ignored: txn-sequencer.ts), a sequence at or before it: recovery's, the log's end; a gateway's, 1.
    */
   prepareSeq: number;
 }

@@ -37,9 +37,10 @@ import {
 } from "../../src/machines/replica.ts";
 import { applyCutover, applyPrepare, applyRollback, transferPhase } from "../../src/runtime/transfer.ts";
 import { TIMING } from "./config.ts";
-import type { FakeIndex, SimNode } from "./node.ts";
+import type { ShardState } from "./log.ts";
+import type { SimNode } from "./node.ts";
 import type { LeaderTerm } from "./term.ts";
-import { DigestMap, type Endpoint, type LogEntry } from "./world.ts";
+import type { Endpoint } from "./world.ts";
 
 interface CoordinatorBinding {
   node: SimNode;
@@ -48,7 +49,7 @@ interface CoordinatorBinding {
 interface ReplicaBinding {
   node: SimNode;
   ep: Endpoint;
-  index: FakeIndex;
+  index: ShardState;
   name: string;
   shard: number;
 }
@@ -110,10 +111,7 @@ export const simReplicaMachine = replicaMachine.provide({
       await w.sleep(w.latency() + 10);
       if (!ep.alive()) return new Promise<never>(() => {});
       if (node.partitioned() || w.chance(0.03)) throw new Error("object store unavailable");
-      const snap = w.snapshots[shard];
-      index.seq = snap?.seq ?? 0;
-      index.state = snap ? snap.state.clone() : new DigestMap();
-      index.lastSeenApplied = 0;
+      index.load(w.snapshots[shard]);
       w.log(`${name} restored snapshot @${index.seq}`);
       return { snapshotSeq: index.seq };
     }),
@@ -137,10 +135,10 @@ export const simReplicaMachine = replicaMachine.provide({
           const n = w.int(1, 3);
           let applied = 0;
           while (applied < n && next <= log.lastSeq) {
-            const e: LogEntry = log.entries[next - 1]!;
+            const e = log.entries[next - 1]!;
             if (e.seq !== index.seq + 1) w.violate("replica-prefix", `${name} applies ${e.seq} after ${index.seq}`);
-            if (!(broken?.replicaSkipsEntry && e.seq === 3)) index.state.apply(e);
-            index.seq = e.seq;
+            if (broken?.replicaSkipsEntry && e.seq === 3) index.seq = e.seq;
+            else index.read(e);
             next += 1;
             applied += 1;
           }
@@ -163,14 +161,13 @@ export const simReplicaMachine = replicaMachine.provide({
     snapshot: fromPromise<SnapshotOutput, SnapshotInput>(async ({ system }) => {
       const { node, ep, index, shard } = bindingOf(replicaBindings, system);
       const w = node.sim.world;
-      const seq = index.seq;
-      const state = index.state.clone();
+      const saved = index.save();
       await w.sleep(w.latency() + 20);
       if (!ep.alive()) return new Promise<never>(() => {});
       if (node.partitioned()) throw new Error("object store unavailable");
       const cur = w.snapshots[shard];
-      if (!cur || cur.seq < seq) w.snapshots[shard] = { seq, state };
-      return { seq };
+      if (!cur || cur.seq < saved.seq) w.snapshots[shard] = saved;
+      return { seq: saved.seq };
     }),
   },
   actions: {

@@ -1,7 +1,7 @@
 /**
  * One simulated node: its process incarnations (start / crash), the coordinator actor, the
- * replica actors of the shards its placement view gives it, and its heartbeat and placement
- * poll loops. Effects are bound in machines.ts.
+ * replica actors of the shards its placement view gives it, its heartbeat and placement poll
+ * loops, and its transactions. Effects are bound in machines.ts and txn-gateway.ts.
  */
 import { createActor } from "xstate";
 import type { CoordinatorActorRef, CoordinatorInput } from "../../src/machines/coordinator.ts";
@@ -10,22 +10,17 @@ import { COLLECTION, TIMING } from "./config.ts";
 import { coordinatorBindings, replicaBindings, simCoordinatorMachine, simReplicaMachine } from "./machines.ts";
 import type { Simulation } from "./simulator.ts";
 import { LeaderTerm } from "./term.ts";
-import { DigestMap, type Endpoint, type StoredPlacement } from "./world.ts";
+import { ShardState } from "./log.ts";
+import type { TxnHost } from "./txn-gateway.ts";
+import type { Endpoint, StoredPlacement } from "./world.ts";
 
 // ───────────────────────────── replica with its fake index ─────────────────────────────
-
-/** The index of one replica actor: what it applied, in order. Rebuilt by every restore. */
-export class FakeIndex {
-  seq = 0;
-  state = new DigestMap();
-  /** appliedSeq of the machine context last seen since the last restore (monotonic) */
-  lastSeenApplied = 0;
-}
 
 export interface ReplicaHandle {
   shard: number;
   actor: ReplicaActorRef;
-  index: FakeIndex;
+  /** the replica's fake index: what it read of the log, through the shard's sequencer; rebuilt by every restore */
+  index: ShardState;
   name: string;
 }
 
@@ -36,6 +31,8 @@ export class SimNode implements Endpoint {
   up = false;
   partitionedUntil = 0;
   coordinator: CoordinatorActorRef | undefined;
+  /** this incarnation's transactions (gateway and recovery), while it is up */
+  txn: TxnHost | undefined;
   readonly replicas = new Map<number, ReplicaHandle>();
   private timers: number[] = [];
   view: StoredPlacement | undefined;
@@ -71,6 +68,7 @@ export class SimNode implements Endpoint {
     this.view = undefined;
     w.log(`${this.name} starts`);
     const ep = this.endpoint();
+    this.txn = this.sim.txns?.host(this, ep);
     const lease = w.lease;
     const input: CoordinatorInput = {
       nodeId: this.name,
@@ -109,7 +107,7 @@ export class SimNode implements Endpoint {
 
   /** a leader term of this incarnation, run by its coordinator's `reconcile` while it leads */
   beginTerm(ep: Endpoint, epoch: number, fenced: () => void): LeaderTerm {
-    return new LeaderTerm(this.sim, ep, epoch, fenced);
+    return new LeaderTerm(this.sim, ep, epoch, fenced, this.txn);
   }
 
   private loop(everyMs: number, fn: () => void): void {
@@ -143,7 +141,7 @@ export class SimNode implements Endpoint {
   private startReplica(shard: number): void {
     const w = this.sim.world;
     const ep = this.endpoint();
-    const index = new FakeIndex();
+    const index = new ShardState();
     const name = `${ep.name}/s${shard}`;
     const input: ReplicaInput = {
       collection: COLLECTION,
@@ -170,6 +168,8 @@ export class SimNode implements Endpoint {
     this.timers = [];
     this.coordinator?.stop(); // runs reconcile's cleanup (the leader term stops) — no release
     this.coordinator = undefined;
+    this.txn?.crash();
+    this.txn = undefined;
     for (const r of this.replicas.values()) r.actor.stop();
     this.replicas.clear();
   }

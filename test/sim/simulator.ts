@@ -3,20 +3,28 @@
  *
  * 3–5 nodes, each a process incarnation running a `coordinatorMachine` (bound to the simulated
  * lease KV), `replicaMachine`s for the shards the placement gives it (restore / follow /
- * snapshot bound to in-memory shard logs and a snapshot store), and — while it leads — a
- * reconcile loop (planPlacement over live nodes, CAS on the placement KV, FENCED on conflict)
- * plus `migrationMachine`s for rebalancing moves (applyPrepare / applyCutover / applyRollback
- * by CAS, persisted to a simulated `jade_migrations` and resumed by the next leader).
+ * snapshot bound to in-memory shard logs and a snapshot store; each replica reads its log
+ * through the shard's real TxnSequencer), and — while it leads — a reconcile loop
+ * (planPlacement over live nodes, CAS on the placement KV, FENCED on conflict) plus
+ * `migrationMachine`s for rebalancing moves (applyPrepare / applyCutover / applyRollback by
+ * CAS, persisted to a simulated `jade_migrations` and resumed by the next leader) and
+ * transaction recovery. Any live node is a gateway: its `transactionMachine`s take locks in a
+ * simulated `jade_locks`, write records in `jade_txns` (the real TxnRecords), append prepares
+ * and markers to the shard logs and ask replicas for votes; a crash kills them at any step.
  *
  * One seed drives the configuration, the workload (appends to the shard logs: the
- * acknowledged writes) and every fault (request drop / delay / lost reply, partitions,
- * crashes + restarts, clock jumps). Invariants are checked after every timer event and, after
- * healing everything, at quiescence. See `runSimulation`.
+ * acknowledged writes; and a handful of transactions) and every fault (request drop / delay /
+ * lost reply, partitions, crashes + restarts, clock jumps). Invariants are checked after every
+ * timer event, as each transaction entry lands, and, after healing everything, at quiescence.
+ * See `runSimulation`.
  *
  * Layout: this file (the run, the faults, the invariants), world.ts (clock, PRNG, network, KV
- * stores, logs), clock.ts (the heap clock), node.ts (a node's incarnations), term.ts (a
- * leader's term: reconcile + migrations), machines.ts (the machines bound to the world),
- * config.ts (timings, option and result types), pool.ts + worker.ts (seeds over threads).
+ * stores), log.ts (shard logs and what reading one makes), kv.ts (JetStream KV buckets and
+ * their client), clock.ts (the heap clock), node.ts (a node's incarnations), term.ts (a
+ * leader's term: reconcile + migrations + recovery), machines.ts (the machines bound to the
+ * world), txn.ts (the transactional workload) with txn-gateway.ts,
+ * txn-recovery.ts and txn-checks.ts, config.ts (timings, option and result types), pool.ts +
+ * worker.ts (seeds over threads).
  */
 import type { AnyActorRef } from "xstate";
 import { coordinatorStateOf, isLeader, type CoordinatorSnapshot } from "../../src/machines/coordinator.ts";
@@ -25,6 +33,7 @@ import { isReadable, replicaStateOf, ReplicaState } from "../../src/machines/rep
 import { TIMING, type SimOptions, type SimResult } from "./config.ts";
 import { SimNode } from "./node.ts";
 import type { MigrationRecord } from "./term.ts";
+import { SimTxns } from "./txn.ts";
 import { DELIVERY_DELAY_MAX_MS, fmtPlacement, InvariantViolation, World } from "./world.ts";
 
 export { COLLECTION, TIMING, type SimOptions, type SimResult } from "./config.ts";
@@ -52,6 +61,8 @@ export class Simulation {
   readonly shardCount: number;
   readonly rf: number;
   readonly migrations = new Map<string, MigrationRecord>();
+  /** the transactional workload, its gateways and recovery (undefined when the options turn it off) */
+  readonly txns: SimTxns | undefined;
   appends = 0;
   /** per replica actor: last appliedSeq seen (monotone between restores) */
   private readonly seenApplied = new WeakMap<AnyActorRef, number>();
@@ -67,6 +78,7 @@ export class Simulation {
     this.rf = Math.min(nodeCount, cfg.int(2, 3));
     this.world = new World(seed, TIMING.leaseTtlMs, this.shardCount, options.traceSize ?? 60);
     this.world.lease.brokenIgnoreRevisions = options.broken?.leaseIgnoresRevisions ?? false;
+    this.txns = options.transactions === false ? undefined : new SimTxns(this);
     for (let i = 1; i <= nodeCount; i++) this.nodes.push(new SimNode(`n${i}`, this));
   }
 
@@ -105,7 +117,7 @@ export class Simulation {
         if (applied > r.index.seq) w.violate("replica-prefix", `${r.name} claims ${applied} but applied ${r.index.seq}`);
         if (isReadable(st)) {
           const log = w.logs[r.shard]!;
-          if (r.index.seq > log.lastSeq || r.index.state.digest !== log.prefixDigest[r.index.seq]) {
+          if (r.index.seq > log.lastSeq || r.index.digest !== log.prefixDigest[r.index.seq]) {
             w.violate("replica-prefix", `${r.name} (${st}) state at ${r.index.seq} is not the log prefix`);
           }
         }
@@ -150,19 +162,18 @@ export class Simulation {
     }
     // workload: acknowledged writes
     let t = 0;
-    let v = 0;
     for (;;) {
       t += w.int(20, 250);
       if (t >= phaseMs) break;
       const shard = w.int(0, this.shardCount - 1);
       const id = `p${w.int(0, 15)}`;
       const op = w.chance(0.15) ? "delete" : "upsert";
-      const version = ++v;
       w.later(() => {
-        w.logs[shard]!.append(op, id, version);
+        w.logs[shard]!.appendPlain(op, id);
         this.appends += 1;
       }, t);
     }
+    this.txns?.schedule(phaseMs);
   }
 
   healed = false;
@@ -198,7 +209,7 @@ export class Simulation {
         if (!s || !s.replicas.includes(n.id)) return `${r.name} still runs outside the placement`;
       }
     }
-    return undefined;
+    return this.txns?.quiescent();
   }
 
   /** the end-state invariants, once converged (or when convergence timed out) */
@@ -210,8 +221,8 @@ export class Simulation {
       const log = w.logs[s.shard]!;
       for (const nid of s.replicas) {
         const r = this.nodes.find((n) => n.id === nid)!.replicas.get(s.shard)!;
-        if (r.index.state.digest !== log.digest) {
-          w.violate("no-lost-write", `${r.name} digest ${r.index.state.digest} != log ${log.digest} (${log.lastSeq} entries)`);
+        if (r.index.digest !== log.digest) {
+          w.violate("no-lost-write", `${r.name} digest ${r.index.digest} != log ${log.digest} (${log.lastSeq} entries)`);
         }
       }
     }
@@ -221,6 +232,8 @@ export class Simulation {
         w.violate("migration-final", `migration ${id} failed without a reason`);
       }
     }
+    // 6. transactions: atomic, finished, as told (txn-checks.ts)
+    this.txns?.checks.final();
   }
 
   async run(): Promise<SimResult> {
@@ -274,6 +287,8 @@ export class Simulation {
         terms,
         migrations: this.migrations.size,
         appends: this.appends,
+        txns: this.txns?.runs.size ?? 0,
+        committed: this.txns?.committed() ?? 0,
       },
     };
   }
@@ -291,7 +306,7 @@ export async function runSimulation(seed: number, options: SimOptions = {}): Pro
       invariant: inv,
       message: e instanceof Error ? (e.stack ?? e.message) : String(e),
       trace: sim.world.trace(),
-      stats: { nodes: sim.nodes.length, shards: sim.shardCount, rf: sim.rf, events: sim.world.events, simMs: sim.world.now(), terms: 0, migrations: 0, appends: sim.appends },
+      stats: { nodes: sim.nodes.length, shards: sim.shardCount, rf: sim.rf, events: sim.world.events, simMs: sim.world.now(), terms: 0, migrations: 0, appends: sim.appends, txns: sim.txns?.runs.size ?? 0, committed: 0 },
     };
   }
 }

@@ -1,6 +1,7 @@
 /**
  * A leader's term in the simulation: the reconcile loop (planPlacement over live nodes, CAS on
- * the placement, FENCED on conflict) and the migrations it plans or resumes.
+ * the placement, FENCED on conflict), the migrations it plans or resumes, and transaction
+ * recovery (txn-recovery.ts).
  */
 import { createActor } from "xstate";
 import {
@@ -17,6 +18,8 @@ import { makeTransfer, type Transfer } from "../../src/runtime/transfer.ts";
 import { COLLECTION, TIMING } from "./config.ts";
 import { migrationBindings, simMigrationMachine } from "./machines.ts";
 import type { Simulation } from "./simulator.ts";
+import type { TxnHost } from "./txn-gateway.ts";
+import { runRecovery } from "./txn-recovery.ts";
 import { CasConflict, type Endpoint, type StoredPlacement, type World } from "./world.ts";
 
 export interface MigrationRecord {
@@ -31,6 +34,7 @@ export class LeaderTerm {
   private cache: { value: StoredPlacement | undefined; revision: number } | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private timer: number | undefined;
+  private stopRecovery: (() => void) | undefined;
   private readonly migrations = new Map<string, MigrationActorRef>();
 
   constructor(
@@ -38,6 +42,8 @@ export class LeaderTerm {
     readonly ep: Endpoint,
     private readonly epoch: number,
     private readonly fenced: () => void,
+    /** the leader's transactions: recovery runs while it leads */
+    private readonly txn: TxnHost | undefined,
   ) {}
 
   get w(): World {
@@ -56,6 +62,7 @@ export class LeaderTerm {
       this.timer = this.w.later(tick, TIMING.reconcileEveryMs);
     };
     this.timer = this.w.later(tick, 0);
+    if (this.txn) this.stopRecovery = runRecovery(this.txn);
   }
 
   stop(): void {
@@ -63,6 +70,7 @@ export class LeaderTerm {
     this.stopped = true;
     this.w.log(`${this.ep.name} term ${this.epoch} ends`);
     if (this.timer !== undefined) this.w.cancel(this.timer);
+    this.stopRecovery?.();
     for (const a of this.migrations.values()) a.stop();
     this.migrations.clear();
   }
@@ -78,8 +86,13 @@ export class LeaderTerm {
     if (this.stopped || !this.ep.alive()) throw new Error("term over");
   }
 
+  /**
+   * The placement as this term last read or wrote it. The cache stands for the real coordinator's
+   * watch of the entry, so it goes when the entry moves on (seed 2629: a CAS of this term timed
+   * out, the term re-read the placement, then the CAS landed; the stale cache hid it forever).
+   */
   private async readPlacement(): Promise<{ value: StoredPlacement | undefined; revision: number }> {
-    if (this.cache) return this.cache;
+    if (this.cache && this.cache.revision === this.w.placement.revision) return this.cache;
     const r = await this.w.call(this.ep, () => this.w.placement.read(), TIMING.requestTimeoutMs);
     this.alive();
     this.cache = r;

@@ -1,7 +1,8 @@
 /**
  * The simulated world of the seeded simulation (test/simulation.test.ts): one simulated clock,
  * one seeded PRNG, an in-memory "network" with faults, the KV stores (lease, placement,
- * membership, migrations), the shard logs and the snapshot store. No real timers, no Date.now.
+ * membership, transactions' locks and records), the shard logs (log.ts) and the snapshot
+ * store. No real timers, no Date.now.
  *
  * Everything that happens later is a timer on the one clock; `runUntil` jumps the clock from
  * one due timer to the next and drains promise callbacks in between, so a run is a pure
@@ -9,8 +10,10 @@
  */
 import { LeaseError, type AcquireOutput, type RenewOutput } from "../../src/machines/coordinator.ts";
 import type { Placement } from "../../src/runtime/placement.ts";
-import { fnv1a32, pickOne, randomInt, seededRandom } from "../../src/runtime/random.ts";
+import { pickOne, randomInt, seededRandom } from "../../src/runtime/random.ts";
 import { SimClock } from "./clock.ts";
+import { SimBucket } from "./kv.ts";
+import { ShardLog, type SavedShard } from "./log.ts";
 
 /** One network hop takes 0..LATENCY_MAX_MS; a delayed request or a slow reply SLOW_EXTRA_MS more. */
 export const LATENCY_MAX_MS = 50;
@@ -29,75 +32,6 @@ export class InvariantViolation extends Error {
     super(`${invariant}: ${message}`);
     this.name = "InvariantViolation";
   }
-}
-
-// ───────────────────────────── hashing / digests ─────────────────────────────
-
-const itemHash = (id: string, version: number) => fnv1a32(`${id}\u0000${version}`);
-
-/** id → version map with an order-independent digest maintained incrementally. */
-export class DigestMap {
-  readonly data = new Map<string, number>();
-  digest = 0;
-  apply(e: LogEntry): void {
-    const old = this.data.get(e.id);
-    if (old !== undefined) this.digest = (this.digest - itemHash(e.id, old)) >>> 0;
-    if (e.op === "delete") {
-      this.data.delete(e.id);
-    } else {
-      this.data.set(e.id, e.version);
-      this.digest = (this.digest + itemHash(e.id, e.version)) >>> 0;
-    }
-  }
-  clone(): DigestMap {
-    const c = new DigestMap();
-    for (const [k, v] of this.data) c.data.set(k, v);
-    c.digest = this.digest;
-    return c;
-  }
-}
-
-// ───────────────────────────── shard logs and snapshots ─────────────────────────────
-
-export interface LogEntry {
-  seq: number;
-  op: "upsert" | "delete";
-  id: string;
-  version: number;
-}
-
-/** One shard's log (JetStream stream): durable, totally ordered; each append is an acknowledged write. */
-export class ShardLog {
-  readonly entries: LogEntry[] = [];
-  /** prefixDigest[s] = digest of the state after applying entries 1..s */
-  readonly prefixDigest: number[] = [0];
-  private readonly state = new DigestMap();
-  /** followers waiting for the next append (a push consumer) */
-  private waiters: (() => void)[] = [];
-  append(op: "upsert" | "delete", id: string, version: number): LogEntry {
-    const e: LogEntry = { seq: this.entries.length + 1, op, id, version };
-    this.entries.push(e);
-    this.state.apply(e);
-    this.prefixDigest.push(this.state.digest);
-    const ws = this.waiters;
-    this.waiters = [];
-    for (const w of ws) w();
-    return e;
-  }
-  waitForAppend(fn: () => void): void {
-    this.waiters.push(fn);
-  }
-  get lastSeq(): number {
-    return this.entries.length;
-  }
-  get digest(): number {
-    return this.state.digest;
-  }
-}
-
-export interface StoredSnapshot {
-  seq: number;
-  state: DigestMap;
 }
 
 // ───────────────────────────── KV: lease ─────────────────────────────
@@ -234,7 +168,10 @@ export class World {
   readonly lease: SimLeaseStore;
   readonly placement: SimPlacementStore;
   readonly logs: ShardLog[] = [];
-  readonly snapshots: (StoredSnapshot | undefined)[] = [];
+  readonly snapshots: (SavedShard | undefined)[] = [];
+  /** KV `jade_locks` and `jade_txns` (transactions' point locks and records) */
+  readonly locks = new SimBucket();
+  readonly txnRecords = new SimBucket();
   /** membership KV: node id → last heartbeat (receiver's clock) */
   readonly heartbeats = new Map<string, number>();
   faults: NetFaults = { drop: 0, lostReply: 0, slow: 0, delayed: 0 };

@@ -9,6 +9,8 @@
  * common case) that is one round trip instead of one per point — measured on this machine,
  * 10 points' locks took 4.7 ms in order. If any is held, what was taken is let go and they are
  * taken in order, waiting: the try never waits, so it cannot join a cycle of waiters either.
+ * Locks are released by key, read first (a create whose reply was lost took its lock all the
+ * same); the seeded simulation (test/sim) runs this table on its own clock and faults.
  */
 import { createHash } from "node:crypto";
 import type { KV, KvEntry } from "@nats-io/kv";
@@ -23,56 +25,58 @@ type LockValue = z.infer<typeof LockValue>;
 const retryDelayMinMs = 2;
 const retryDelayMaxMs = 50;
 
-export const lockKey = (uid: string, id: string): string => `${uid}.${createHash("sha256").update(id).digest("hex").slice(0, 40)}`;
+/** The lock keys of `ids`, once each, in the one order every transaction takes them in. */
+export const lockKeys = (uid: string, ids: readonly string[]): string[] => [...new Set(ids.map((id) => lockKey(uid, id)))].sort();
 
-/** A lock taken: its key, and the revision that took it (its release deletes exactly that, in one round trip). */
-export interface HeldLock {
-  key: string;
-  revision: number;
-}
+export const lockKey = (uid: string, id: string): string => `${uid}.${createHash("sha256").update(id).digest("hex").slice(0, 40)}`;
 
 export class LockTable {
   readonly #kv: KV;
   readonly #now: () => number;
 
-  constructor(kv: KV, now: () => number = Date.now) {
+  readonly #sleep: (ms: number) => Promise<void>;
+
+  /** `now` and `sleep` are the seeded simulation's (test/sim) when it runs this table on its clock. */
+  constructor(kv: KV, now: () => number = Date.now, sleep: (ms: number) => Promise<void> = delay) {
     this.#kv = kv;
     this.#now = now;
+    this.#sleep = sleep;
   }
 
   /**
    * Locks every id for `txn` until `expiresAtMs`, waiting for held ones until `deadlineAtMs`;
-   * on failure releases what it took and throws `conflict`.
+   * on failure lets go what it took, as far as it can, and throws (`conflict` when a lock stayed
+   * held). The caller releases by key after any failure: what a lost reply took is found so.
    */
-  async acquire(uid: string, ids: readonly string[], txn: string, expiresAtMs: number, deadlineAtMs: number): Promise<HeldLock[]> {
-    const keys = [...new Set(ids.map((id) => lockKey(uid, id)))].sort();
+  async acquire(uid: string, ids: readonly string[], txn: string, expiresAtMs: number, deadlineAtMs: number): Promise<string[]> {
+    const keys = lockKeys(uid, ids);
     const value = JSON.stringify({ txn, expiresAtMs } satisfies LockValue);
-    const tried = await Promise.all(keys.map((key) => this.#tryTake(key, txn, value)));
-    const held = tried.filter((h): h is HeldLock => h !== undefined);
-    if (held.length === keys.length) return held;
-    await this.releaseHeld(held);
-    const taken: HeldLock[] = [];
+    // A try that failed in transit counts as not taken; its lock, should it have landed, is `txn`'s and released by key.
+    const tried = await Promise.all(keys.map((key) => this.#tryTake(key, txn, value).catch(() => false)));
+    if (tried.every((taken) => taken === true)) return keys;
+    // What stays held (a delete lost in transit) is taken again below as this transaction's own, or let go by its release.
+    await this.release(keys, txn).catch(() => undefined);
     try {
-      for (const key of keys) taken.push(await this.#take(key, txn, value, deadlineAtMs));
-      return taken;
+      for (const key of keys) await this.#take(key, txn, value, deadlineAtMs);
+      return keys;
     } catch (err) {
-      await this.releaseHeld(taken);
+      await this.release(keys, txn).catch(() => undefined);
       throw err;
     }
   }
 
-  /** Deletes locks this table took, each only if still at the revision that took it (one taken over after expiry stays). */
-  async releaseHeld(held: readonly HeldLock[]): Promise<void> {
-    await Promise.all(held.map(({ key, revision }) => this.#kv.delete(key, { previousSeq: revision }).catch(() => undefined)));
-  }
-
-  /** Deletes the locks `txn` holds among `keys`, read first (recovery, which knows no revisions). */
+  /**
+   * Deletes the locks `txn` holds among `keys` (one another took over after expiry stays), each
+   * read first: a lock whose create landed though its reply was lost is found so too. Throws
+   * when one is still held afterwards (a delete lost in transit), so the caller tries again.
+   */
   async release(keys: readonly string[], txn: string): Promise<void> {
     await Promise.all(
       keys.map(async (key) => {
         const entry = await this.#kv.get(key);
-        if (entry?.operation !== "PUT" || lockOf(entry)?.txn !== txn) return;
-        await this.#kv.delete(key, { previousSeq: entry.revision }).catch(() => undefined);
+        if (lockOf(entry)?.txn !== txn) return;
+        await this.#kv.delete(key, { previousSeq: entry!.revision }).catch(() => undefined);
+        if (lockOf(await this.#kv.get(key))?.txn === txn) throw new Error(`lock ${key} of transaction ${txn} is still held`);
       }),
     );
   }
@@ -84,36 +88,34 @@ export class LockTable {
     await this.release(keys, txn);
   }
 
-  /** Takes the lock if it is free (never taken, released, or expired) or already `txn`'s; undefined when another holds it. */
-  async #tryTake(key: string, txn: string, value: string): Promise<HeldLock | undefined> {
-    const created = await this.#kv.create(key, value).catch(() => undefined);
-    if (created !== undefined) return { key, revision: created };
+  /** Takes the lock if it is free (never taken, released, or expired) or already `txn`'s; false when another holds it. */
+  async #tryTake(key: string, txn: string, value: string): Promise<boolean> {
+    if (await this.#kv.create(key, value).then(() => true, () => false)) return true;
     const entry = await this.#kv.get(key);
+    // No such key, though the create failed: it failed in transit (it may land yet); try again later.
+    if (entry === null) return false;
     const held = lockOf(entry);
-    if (held?.txn === txn) return { key, revision: entry!.revision };
+    if (held?.txn === txn) return true;
     // Released (a create-only write on a deleted key needs its revision), expired, or unreadable: taken over by CAS.
-    const free = entry?.operation !== "PUT" || !held || held.expiresAtMs < this.#now();
-    if (!free) return undefined;
-    const revision = await this.#kv.update(key, value, entry?.revision ?? 0).catch(() => undefined);
-    return revision === undefined ? undefined : { key, revision };
+    const free = entry.operation !== "PUT" || !held || held.expiresAtMs < this.#now();
+    return free && (await this.#kv.update(key, value, entry.revision).then(() => true, () => false));
   }
 
   /** Takes the lock, waiting with a bounded back-off while another holds it, until `deadlineAtMs`. */
-  async #take(key: string, txn: string, value: string, deadlineAtMs: number): Promise<HeldLock> {
+  async #take(key: string, txn: string, value: string, deadlineAtMs: number): Promise<void> {
     for (let wait = retryDelayMinMs; ; wait = Math.min(retryDelayMaxMs, wait * 2)) {
-      const taken = await this.#tryTake(key, txn, value);
-      if (taken) return taken;
+      if (await this.#tryTake(key, txn, value)) return;
       if (this.#now() + wait > deadlineAtMs) {
         const holder = lockOf(await this.#kv.get(key).catch(() => null))?.txn ?? "another transaction";
         throw new JadeError(ErrorCode.Conflict, `a point is locked by transaction ${holder}`, { details: { lockedBy: holder } });
       }
-      await delay(wait);
+      await this.#sleep(wait);
     }
   }
 }
 
-/** The lock a KV entry holds; undefined for a deleted key or a value that is not a lock. */
-function lockOf(entry: KvEntry | null): LockValue | undefined {
+/** The lock a KV entry holds; undefined for a deleted key or a value that is not a lock (the seeded simulation's checks read its bucket so too). */
+export function lockOf(entry: Pick<KvEntry, "operation" | "json"> | null): { txn: string; expiresAtMs: number } | undefined {
   if (entry?.operation !== "PUT") return undefined;
   try {
     return LockValue.safeParse(entry.json()).data;

@@ -29,7 +29,7 @@ import type { PlacementStore } from "../cluster/placement-store.ts";
 import { requestReplica, type TxnVoteReply } from "../replica/protocol.ts";
 import type { AppliedTracker } from "../write/applied-tracker.ts";
 import { requiredReplicas } from "../write/writer.ts";
-import { LockTable, type HeldLock } from "./locks.ts";
+import { LockTable, lockKeys } from "./locks.ts";
 import { planTransaction, prepareEntry } from "./plan.ts";
 import { TxnRecords } from "./records.ts";
 import type { TxnStats } from "./stats.ts";
@@ -95,7 +95,8 @@ export class TransactionService {
     const deadlineAtMs = createdAtMs + request.timeoutMs;
     const shards = [...plan.parts.keys()];
     const txn = { id, collection: config.name, uid: config.uid, shards };
-    let locks: HeldLock[] = [];
+    /** The lock acquisition, once started: the release waits for it to settle, so a lock it takes late is not left behind. */
+    let acquiring: Promise<unknown> | undefined;
     let decidedAtMs = 0;
     /** A condition failed, or a point was locked or staged by another transaction: the outcome is a conflict. */
     let refused = false;
@@ -109,7 +110,8 @@ export class TransactionService {
       actors: {
         acquireLocks: fromPromise(async () => {
           // Locks outlive the deadline until recovery has had its turn (it releases them), and then some, should it be down.
-          locks = await this.#locks.acquire(config.uid, plan.lockIds, id, deadlineAtMs + 2 * this.#deps.recoveryGraceMs, deadlineAtMs).catch((err: unknown) => {
+          acquiring = this.#locks.acquire(config.uid, plan.lockIds, id, deadlineAtMs + 2 * this.#deps.recoveryGraceMs, deadlineAtMs);
+          await acquiring.catch((err: unknown) => {
             refused = err instanceof JadeError && err.code === ErrorCode.Conflict;
             throw err;
           });
@@ -132,7 +134,11 @@ export class TransactionService {
           await failpoint(Failpoint.TxnBeforeDecide);
           decidedAtMs = Date.now();
           const prepareSeqs = Object.fromEntries(Object.entries(input.prepareSeqs).map(([s, seq]) => [String(s), seq]));
-          const state = await this.records.decide(id, input.outcome, { prepareSeqs, ...(input.reason !== undefined ? { reason: input.reason.slice(0, 1024) } : {}) }, decidedAtMs);
+          // No record: its create never landed, so nothing reached a log (prepares follow it). Aborted, and the locks let go.
+          const state = await this.records.decide(id, input.outcome, { prepareSeqs, ...(input.reason !== undefined ? { reason: input.reason.slice(0, 1024) } : {}) }, decidedAtMs).catch((err: unknown) => {
+            if (err instanceof JadeError && err.code === ErrorCode.NotFound) return TxnState.Aborted;
+            throw err;
+          });
           if (input.outcome === Outcome.Committed && state === TxnState.Aborted) lostTo = (await this.records.get(id))?.reason;
           return { outcome: state === TxnState.Committed ? Outcome.Committed : Outcome.Aborted };
         }),
@@ -150,7 +156,8 @@ export class TransactionService {
           return { markerSeqs: Object.fromEntries(seqs) };
         }),
         release: fromPromise(async () => {
-          await this.#locks.releaseHeld(locks);
+          await acquiring?.catch(() => undefined);
+          await this.#locks.release(lockKeys(config.uid, plan.lockIds), id);
           await this.records.markDone(id);
         }),
       },

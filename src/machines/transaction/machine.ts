@@ -106,8 +106,8 @@ export const transactionMachine = transactionSetup.createMachine({
             src: "acquireLocks",
             input: ({ context }) => ({ txn: context.txn, waitMs: context.timeoutMs }),
             onDone: "recording",
-            // Nothing is held and nothing was written.
-            onError: { target: "#transaction.done", actions: assign(({ event }) => ({ outcome: Outcome.Aborted, reason: errorMessage(event.error) })) },
+            // Nothing was written; a lock may be held all the same (a write whose reply was lost), so they are let go.
+            onError: { target: "#transaction.releasing", actions: assign(({ event }) => ({ outcome: Outcome.Aborted, reason: errorMessage(event.error) })) },
           },
         },
         recording: {
