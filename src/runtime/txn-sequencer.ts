@@ -88,8 +88,11 @@ export class TxnSequencer {
   #heldIds = new Map<string, number>();
   /** txn → its outcome here, its vote and the sequence of the entry that decided it; oldest first. */
   readonly #outcomes = new Map<string, Remembered>();
-  /** The newest commit time read: reads skip looking for recent commits when it is old. */
-  #lastCommitAtMs = -Infinity;
+  /**
+   * The last commits read, oldest first, at most as many as a read reply names: what reads ask
+   * for on every call, kept apart so they do not walk (or copy) the outcomes.
+   */
+  #commits: { txn: string; atMs: number; shards?: number[] }[] = [];
 
   /** Nothing to save: no transaction staged or remembered, no entry waiting. */
   get empty(): boolean {
@@ -115,14 +118,12 @@ export class TxnSequencer {
     return this.#outcomes.get(txn);
   }
 
-  /** The commits remembered whose commit time is at or after `sinceMs`, newest first, at most `max`. */
+  /** Of the last commits read, those whose commit time is at or after `sinceMs`, newest first, at most `max` (up to limits.txnReadReportMax). */
   recentCommits(sinceMs: number, max: number): { txn: string; shards?: number[] }[] {
-    if (this.#lastCommitAtMs < sinceMs || max <= 0) return [];
     const out: { txn: string; shards?: number[] }[] = [];
-    for (const [txn, o] of [...this.#outcomes].reverse()) {
-      if (o.commit === undefined || o.commit.atMs < sinceMs) continue;
-      out.push(o.commit.shards ? { txn, shards: o.commit.shards } : { txn });
-      if (out.length >= max) break;
+    for (let i = this.#commits.length - 1; i >= 0 && out.length < max; i--) {
+      const { txn, atMs, shards } = this.#commits[i]!;
+      if (atMs >= sinceMs) out.push(shards ? { txn, shards } : { txn });
     }
     return out;
   }
@@ -227,7 +228,7 @@ export class TxnSequencer {
       if (entry.kind === EntryKind.TxnPrepare) throw new Error(`a held entry at ${seq} is a prepare`);
       this.#hold({ seq, entry, data });
     }
-    this.#lastCommitAtMs = -Infinity;
+    this.#commits = [];
     for (const [txn, outcome, vote, seq, commit] of state.outcomes) this.#remember(txn, outcome, vote, seq, commit);
   }
 
@@ -263,7 +264,10 @@ export class TxnSequencer {
   #remember(txn: string, outcome: TxnOutcome, vote: TxnVote, seq: number, commit?: CommitInfo): void {
     this.#outcomes.delete(txn);
     this.#outcomes.set(txn, commit ? { outcome, vote, seq, commit } : { outcome, vote, seq });
-    if (commit && commit.atMs > this.#lastCommitAtMs) this.#lastCommitAtMs = commit.atMs;
+    if (commit) {
+      this.#commits.push({ txn, atMs: commit.atMs, ...(commit.shards ? { shards: commit.shards } : {}) });
+      if (this.#commits.length > limits.txnReadReportMax) this.#commits.shift();
+    }
     if (this.#outcomes.size > txnOutcomesKept) {
       // The oldest decided one goes; a staged transaction is never forgotten.
       for (const [old, o] of this.#outcomes) {

@@ -21,7 +21,6 @@ import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { digestOf, pointHash, type ContentDigest } from "../../runtime/content-digest.ts";
 import type { StoredPoint } from "../../runtime/schemas.ts";
 import type { ApplyResult, LogRecord, RejectedEntry, SavedSnapshot, ShardHit, ShardIndexConfig, ShardSearchRequest, ShardStats, TxnReadView } from "./api.ts";
-import { limits } from "../../runtime/limits.ts";
 import { distanceFn, exactTopK, type DistanceFn, type Scored } from "./distance.ts";
 import { FreshBuffer } from "./fresh.ts";
 import { Graph, whole } from "./graph.ts";
@@ -29,6 +28,7 @@ import { PointTable, versionOf } from "./points.ts";
 import { loadShard, saveShard } from "./shard-snapshot.ts";
 import { TxnSequencer, type Effect } from "../../runtime/txn-sequencer.ts";
 import { TxnOverlay } from "./txn-overlay.ts";
+import { TxnViews } from "./txn-view.ts";
 import { compactGraph } from "./compaction.ts";
 import { batchRow, compareIds, exactScanMax, exactScanShare, isUnfiltered } from "./search-rules.ts";
 
@@ -64,8 +64,7 @@ export class ShardIndex {
   #closed = false;
   /** @internal for shard-snapshot.ts: staged transactions and the writes waiting for them. */
   readonly txns = new TxnSequencer();
-  /** Staged transaction → when this index read its prepare (its own clock; a restore's time for those a snapshot held). */
-  readonly #stagedAtMs = new Map<string, number>();
+  readonly #txnViews = new TxnViews(this.txns);
   readonly #order = (a: Scored, b: Scored): number =>
     a.distance - b.distance || compareIds(this.points.ids[a.slot]!, this.points.ids[b.slot]!);
   readonly #isLive = (slot: number, version: number): boolean => this.points.isLive(slot, version);
@@ -143,8 +142,7 @@ export class ShardIndex {
     const entry = decodeEntry(record.data);
     checkEntryValues(entry, this.#space);
     this.#applyEffects(this.txns.read(record.seq, entry, record.data, this.#versionOf));
-    if (entry.kind === EntryKind.TxnPrepare && this.txns.outcome(entry.txn)?.outcome === "staged") this.#stagedAtMs.set(entry.txn, Date.now());
-    else if (entry.kind === EntryKind.TxnCommit || entry.kind === EntryKind.TxnAbort) this.#stagedAtMs.delete(entry.txn);
+    this.#txnViews.read(entry);
   }
 
   #applyEffects(effects: readonly Effect[]): void {
@@ -385,28 +383,9 @@ export class ShardIndex {
     });
   }
 
-  /**
-   * What a read now sees of transactions, for the router to make it see all of each or none
-   * (decision 013, "Reads"): those staged here, and those committed within the read window.
-   * Undefined when there are none, so plain reads carry nothing.
-   */
+  /** What a read now sees of transactions (txn-view.ts); undefined when nothing. */
   txnView(nowMs = Date.now()): TxnReadView | undefined {
-    const committed = this.txns.recentCommits(nowMs - limits.txnReadWindowMs, limits.txnReadReportMax);
-    if (this.#stagedAtMs.size !== this.txns.stagedCount) this.#noteStaged(nowMs);
-    if (committed.length === 0 && this.#stagedAtMs.size === 0) return undefined;
-    const staged: TxnReadView["staged"] = [];
-    for (const [txn, atMs] of this.#stagedAtMs) {
-      if (staged.length >= limits.txnReadReportMax) break;
-      staged.push(nowMs - atMs >= limits.txnStagedStaleMs ? { txn, stale: true } : { txn });
-    }
-    return { staged, committed };
-  }
-
-  /** Brings `#stagedAtMs` back to the staged transactions after a restore replaced them. */
-  #noteStaged(nowMs: number): void {
-    const staged = new Set(this.txns.staged().map((t) => t.txn));
-    for (const txn of this.#stagedAtMs.keys()) if (!staged.has(txn)) this.#stagedAtMs.delete(txn);
-    for (const txn of staged) if (!this.#stagedAtMs.has(txn)) this.#stagedAtMs.set(txn, nowMs);
+    return this.#txnViews.now(nowMs);
   }
 
   stats(): ShardStats {
