@@ -30,7 +30,9 @@ describe("transfer throttle", () => {
   it("a move's target copies no faster than its node's transfer budget", async () => {
     const client = await throttledPair("a", "b");
     await client.createCollection({ name: "slow", dimension: 64, metric: "l2", shards: 1, replicas: 1 });
-    const vectors = randomPoints(3_000, 64, 5);
+    // 6,000 points (~1.5 MB of vectors alone): at the budget, the copy outlasts enough of the target's
+    // heartbeats (one a second) for its ETA even on a loaded CI box, where 3,000 sometimes did not.
+    const vectors = randomPoints(6_000, 64, 5);
     for (let i = 0; i < vectors.length; i += 500) {
       const points = vectors.slice(i, i + 500).map((vector, j) => ({ id: `p${i + j}`, vector }));
       await client.upsert("slow", { points, consistency: "all" });
@@ -56,7 +58,7 @@ describe("transfer throttle", () => {
     }, { what: "move completed", timeoutMs: 90_000, intervalMs: 200 });
     const seconds = (performance.now() - started) / 1_000;
 
-    // ~0.8 MB of vectors alone: several seconds at 128 KiB/s after the one-second burst.
+    // ~1.5 MB of vectors alone: several seconds at 128 KiB/s after the one-second burst.
     const copied = done.progress.bytesCopied;
     expect(copied).toBeGreaterThan(3_000 * 64 * 4);
     expect(seconds).toBeGreaterThanOrEqual((copied - rateBytesPerSec) / rateBytesPerSec);
@@ -66,7 +68,7 @@ describe("transfer throttle", () => {
     const withEta = whileCopying.filter((p) => p.etaMs !== null);
     expect(withEta.length).toBeGreaterThan(0);
     for (const p of withEta) expect(p.etaMs!).toBeLessThanOrEqual(((p.copyGoalBytes - p.bytesCopied) / rateBytesPerSec) * 1_000 * 4);
-    expect((await client.count("slow", { consistency: "strong" })).count).toBe(3_000);
+    expect((await client.count("slow", { consistency: "strong" })).count).toBe(6_000);
     const shard = (await client.clusterStatus()).collections.find((c) => c.name === "slow")!.shards[0]!;
     expect({ replicas: shard.replicas.map((r) => r.node), learners: shard.learners }).toEqual({ replicas: [to], learners: [] });
   });
