@@ -28,6 +28,7 @@ import { now, progress, seededRandom, delay, waitFor, withTimeout } from "./util
 import { Workload, type CollectionSpec } from "./workload.ts";
 import { TxnWorkload } from "./txn-workload.ts";
 import { errorMessage } from "../src/runtime/errors.ts";
+import { isFinal, type MigrationState } from "../src/machines/migration/types.ts";
 
 const chaosDir = path.dirname(fileURLToPath(import.meta.url));
 
@@ -228,6 +229,12 @@ async function runFault(ctx: ScenarioContext, scenario: Scenario, fault: Fault |
     degradedReasons: {},
   };
   progress(`round ${round} · ${scenario.name} → ${target}${fault?.amount !== undefined ? ` (${fault.amount})` : ""}`);
+  // A promise that nothing is copied holds from a quiet cluster: a rebalance an earlier fault set
+  // off would otherwise finish (or roll back) during this one and count against it.
+  if (scenario.promises?.nothingCopied) {
+    const quiet = await awaitQuiet(ctx.client);
+    if (!quiet.ok) settleFailures.push(`${scenario.name}: before it, ${quiet.reason}`);
+  }
   const copies = scenario.promises?.nothingCopied ? await copyState(ctx.client).catch((err: unknown) => (record.error = `state before: ${errorMessage(err)}`, undefined)) : undefined;
   try {
     if (fault) {
@@ -258,6 +265,27 @@ async function runFault(ctx: ScenarioContext, scenario: Scenario, fault: Fault |
   // Let the workload run on the settled cluster for a moment: it marks the end of the window.
   await delay(5_000);
   return { record, injectedAt, windowEnd: now(), promises: scenario.promises };
+}
+
+/** Waits until no migration is under way or planned and no shard has a learner (two polls in a row). */
+async function awaitQuiet(c: JadeClient): Promise<{ ok: boolean; reason?: string }> {
+  const started = performance.now();
+  let reason = "not polled";
+  for (let quietPolls = 0; performance.now() - started < settleTimeoutMs; await delay(500)) {
+    try {
+      const { migrations } = await withTimeout(c.admin<{ migrations: { id: string; state: MigrationState }[] }>("migrations", {}), 10_000, "migrations");
+      const status = await withTimeout(c.clusterStatus(), 10_000, "cluster status");
+      const running = migrations.find((m) => !isFinal(m.state));
+      const learning = status.collections.flatMap((col) => col.shards.filter((sh) => sh.learners.length > 0).map((sh) => `${col.name}/${sh.shard}`));
+      reason = running ? `migration ${running.id} is ${running.state}` : learning.length > 0 ? `${learning.join(", ")} has a learner` : "";
+      if (reason === "" && ++quietPolls >= 2) return { ok: true };
+      if (reason !== "") quietPolls = 0;
+    } catch (err) {
+      quietPolls = 0;
+      reason = errorMessage(err);
+    }
+  }
+  return { ok: false, reason: `the cluster was not quiet within ${settleTimeoutMs} ms: ${reason}` };
 }
 
 interface CopyState {

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { pino } from "pino";
 import { z } from "zod";
 import { KvView, type KvChange } from "../src/nats/kv-view.ts";
@@ -144,5 +145,22 @@ describe("KvView", () => {
     expect(changes).toEqual([]);
     expect(v.get("k")).toBeUndefined();
     await other.v.stop();
+  });
+
+  it("restarts a watch whose consumer was lost, and sees the writes it missed (nats.js alone took 60 s)", async () => {
+    const kv = await bucket();
+    await put(kv, "a", 1);
+    const { v, changes, warnings } = await view(kv);
+    const jsm = await jetstreamManager(nc);
+    const stream = (await kv.status()).streamInfo.config.name;
+    // As when the server holding the watch's consumer dies: nothing tells the client.
+    for (let round = 2; round <= 3; round++) {
+      for (const consumer of await (await jsm.consumers.list(stream)).next()) await jsm.consumers.delete(stream, consumer.name);
+      await put(kv, "a", round);
+      await waitFor(() => v.get("a")?.value.n === round, { what: `write ${round} seen`, timeoutMs: 20_000 });
+    }
+    expect(changes.map((c) => c.value?.n)).toEqual([1, 2, 3]);
+    expect(warnings.filter((w) => /stalled/.test(w.msg))).toHaveLength(2);
+    await v.stop();
   });
 });

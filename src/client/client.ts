@@ -110,6 +110,26 @@ function readAttemptMs(requestTimeoutMs: number | undefined): number {
   return (requestTimeoutMs ?? limits.searchTimeoutMsDefault) + 1_000;
 }
 
+/**
+ * How long a read waits on one node before asking another too (a hedged request). A node
+ * answers a read in tens of milliseconds; one that has not after a second has most likely hung,
+ * and the duplicate costs a second read only then.
+ */
+const readHedgeMsMax = 1_000;
+
+/** The first reply that is an answer (or the server's refusal), not a transport failure; the last when all failed. */
+function firstAnswer(replies: Promise<Reply<unknown>>[]): Promise<Reply<unknown>> {
+  return new Promise((resolve, reject) => {
+    let left = replies.length;
+    for (const reply of replies) {
+      reply.then((r) => {
+        left--;
+        if (r.ok || transportFailure(r.error) === undefined || left === 0) resolve(r);
+      }, reject);
+    }
+  });
+}
+
 /** A request with its own server-side deadline waits a little longer than it for the reply. */
 function replyTimeout(requestTimeoutMs: number | undefined): number | undefined {
   return requestTimeoutMs === undefined ? undefined : requestTimeoutMs + 1_000;
@@ -163,6 +183,8 @@ export class JadeClient {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const node = this.#nodes.candidates(tried)[0];
+      // Taken at once: a hedged read's second request (read()) goes to another node.
+      if (node !== undefined) tried.add(node);
       const target = node === undefined ? subject : nodeApiSubject(node, subject);
       const remaining = Math.max(1, deadline - performance.now());
       try {
@@ -176,7 +198,6 @@ export class JadeClient {
         // NoRespondersError; a timeout with a TimeoutError, a lost connection with another RequestError.
         const noResponders = err instanceof errors.RequestError && err.isNoResponders();
         if (node !== undefined) {
-          tried.add(node);
           this.#nodes.suspect(node);
           // Nobody received it: safe to send elsewhere, whatever the operation.
           if (noResponders && performance.now() < deadline) continue;
@@ -198,19 +219,35 @@ export class JadeClient {
   /**
    * A read, which is safe to repeat: when no reply comes within `attemptMs` (the node
    * that took it from the queue group may have hung), ask again — another node
-   * answers — until the client's timeout is spent.
+   * answers — until the client's timeout is spent. Each attempt is hedged (`#hedged`).
    */
   async read<T>(subject: string, body: unknown, attemptMs = readAttemptMsDefault): Promise<T> {
     const data = encodeBody(body ?? {}, Encoding.Msgpack);
     const deadline = performance.now() + Math.max(this.#timeoutMs, attemptMs);
     const tried = new Set<string>();
     for (;;) {
-      const remaining = deadline - performance.now();
-      const reply = await this.requestRaw(subject, data, Math.max(1, Math.min(attemptMs, remaining)), tried, Encoding.Msgpack);
+      const reply = await this.#hedged(subject, data, attemptMs, deadline, tried);
       if (reply.ok) return reply.result as T;
       // Another node may answer: the tracker skips the ones that just failed.
       if (transportFailure(reply.error) !== "no_reply" || performance.now() >= deadline) throw JadeError.fromWire(reply.error);
     }
+  }
+
+  /**
+   * One attempt at a read, hedged: with no reply after `readHedgeMsMax` (or half the attempt),
+   * the same read goes to another live node as well, and the first reply that is not a missing
+   * one wins. A paused node keeps being offered requests until its heartbeats stop (3 s): in
+   * the chaos run, a 2 s search that waited out its whole attempt there before asking again
+   * took 5 s.
+   */
+  async #hedged(subject: string, data: Uint8Array, attemptMs: number, deadline: number, tried: Set<string>): Promise<Reply<unknown>> {
+    const ask = () => this.requestRaw(subject, data, Math.max(1, Math.min(attemptMs, deadline - performance.now())), tried, Encoding.Msgpack);
+    const first = ask();
+    let timer: NodeJS.Timeout | undefined;
+    const due = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.min(readHedgeMsMax, attemptMs / 2))));
+    const early = await Promise.race([first, due]).finally(() => clearTimeout(timer));
+    if (early !== undefined || this.#nodes.candidates(tried).length === 0) return early ?? first;
+    return firstAnswer([first, ask()]);
   }
 
   #catalog<T>(op: CatalogOp, body: unknown): Promise<T> {

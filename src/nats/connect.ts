@@ -25,6 +25,7 @@ import { dedupWindowMs, ensureStream } from "./streams.ts";
 import { errorMessage } from "../runtime/errors.ts";
 import { Backoff } from "../runtime/async.ts";
 import { connectionOptions, type NatsAuth } from "./auth.ts";
+import { listedKv, type ListedKv } from "./kv-keys.ts";
 
 export interface NatsContext {
   nc: NatsConnection;
@@ -40,8 +41,8 @@ export interface NatsContext {
   backups: KV;
   restores: KV;
   keys: KV;
-  locks: KV;
-  txns: KV;
+  locks: ListedKv;
+  txns: ListedKv;
   /** Object stores: shard snapshots are one bucket each (nats/snapshots.ts). */
   objm: Objm;
   /** Number of replicas for streams/buckets we create (1 on one server, 3 on a cluster). */
@@ -181,9 +182,9 @@ async function setUp(
   const backups = await kvm.create(names.backupsBucket, { history: 1, replicas });
   const restores = await kvm.create(names.restoresBucket, { history: 1, replicas });
   const keys = await kvm.create(names.keysBucket, { history: 1, replicas });
-  const locks = await kvm.create(names.locksBucket, { history: 1, replicas });
+  const locks = listedKv(await kvm.create(names.locksBucket, { history: 1, replicas }), jsm, names.locksBucket);
   // A decided record is kept a day (`jade txns get`), then expires: recovery needs only the undecided ones.
-  const txns = await kvm.create(names.txnsBucket, { history: 1, replicas, ttl: txnRecordsKeptMs });
+  const txns = listedKv(await kvm.create(names.txnsBucket, { history: 1, replicas, ttl: txnRecordsKeptMs }), jsm, names.txnsBucket);
   await ensureStream(jsm, {
     name: names.ingestStream,
     subjects: [subjects.ingestWildcard],

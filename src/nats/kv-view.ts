@@ -21,6 +21,15 @@ import type { Logger } from "../runtime/log.ts";
 const watchAttemptsMax = 8;
 const watchCreateMsMax = 1_500;
 
+/**
+ * How often a view compares what its watch delivered with the stream's last sequence. Measured
+ * here: a watch whose consumer was lost (its server killed, or the consumer deleted) saw the
+ * next write after 60 s, and after 90 s the second time: nats.js notices a dead ordered consumer
+ * by two missed 30 s heartbeats. In a chaos run a node so missed a placement change for 77 s.
+ * A write not delivered by the next check restarts the watch: within two intervals.
+ */
+const watchCheckIntervalMs = 2_000;
+
 export interface Versioned<T> {
   value: T;
   revision: number;
@@ -52,6 +61,13 @@ export class KvView<T extends NonNullable<unknown>> {
   #stopWatch: () => void = () => undefined;
   #loop: Promise<void> = Promise.resolve();
   #lastDeliveryMs = performance.now();
+  /** The newest revision the watch delivered (any key, skipped ones too). */
+  #seenSeq = 0;
+  /** The stream's last sequence at the previous check, when the watch had not delivered it. */
+  #behindSeq: number | undefined;
+  #checker: NodeJS.Timeout | undefined;
+  #checking = false;
+  #stopped = false;
 
   constructor(kv: KV, options: KvViewOptions<T>) {
     this.#kv = kv;
@@ -75,6 +91,11 @@ export class KvView<T extends NonNullable<unknown>> {
    * before (counted, then delivered flagged) or after (values 0, and it is an update).
    */
   async start(): Promise<void> {
+    await this.#startWatch();
+    this.#checker ??= setInterval(() => void this.#check(), watchCheckIntervalMs);
+  }
+
+  async #startWatch(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#startOnce();
@@ -120,8 +141,41 @@ export class KvView<T extends NonNullable<unknown>> {
 
   /** Ends the watch; resolves when its loop has finished (no listener is called after). */
   async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#checker);
     this.#stopWatch();
     await this.#loop;
+  }
+
+  /**
+   * Restarts the watch when the stream holds a write it did not deliver by the previous check.
+   * Once restarted, what the stream held then counts as seen: the new watch delivered every key
+   * as it is, and a newest message purged before delivery cannot restart it again.
+   */
+  async #check(): Promise<void> {
+    if (this.#checking || this.#stopped) return;
+    this.#checking = true;
+    try {
+      const { last_seq: lastSeq, messages } = (await this.#kv.status()).streamInfo.state;
+      const behind = this.#behindSeq;
+      // An empty stream (all expired, or purged) has nothing to deliver, whatever its last sequence.
+      this.#behindSeq = messages > 0 && lastSeq > this.#seenSeq ? lastSeq : undefined;
+      if (behind === undefined || this.#seenSeq >= behind || this.#stopped) return;
+      this.#log?.warn({ seenSeq: this.#seenSeq, lastSeq }, "KV watch stalled; restarting it");
+      this.#stopWatch();
+      await this.#loop;
+      if (this.#stopped) return;
+      await this.#startWatch();
+      // Stopped meanwhile: the new watch goes too.
+      if (this.#stopped) return this.#stopWatch();
+      this.#seenSeq = Math.max(this.#seenSeq, lastSeq);
+      this.#behindSeq = undefined;
+    } catch (err) {
+      // NATS unreachable: the next check tries again.
+      this.#log?.debug({ err: errorMessage(err) }, "KV watch check failed");
+    } finally {
+      this.#checking = false;
+    }
   }
 
   get(key: string): Versioned<T> | undefined {
@@ -175,6 +229,7 @@ export class KvView<T extends NonNullable<unknown>> {
   }
 
   #receive(entry: KvWatchEntry): void {
+    this.#seenSeq = Math.max(this.#seenSeq, entry.revision);
     if (entry.revision <= (this.#revisions.get(entry.key) ?? 0)) return;
     if (entry.operation !== "PUT") return this.#set(entry.key, undefined, entry.revision);
     let value: T;

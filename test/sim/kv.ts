@@ -5,7 +5,7 @@
  * @nats-io/kv calls the transaction code makes, each a request over the simulated network (its
  * faults, its timeouts), with the library's behaviour where the code relies on it.
  */
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../src/nats/kv-keys.ts";
 import { TIMING } from "./config.ts";
 import type { Endpoint, World } from "./world.ts";
 
@@ -45,8 +45,18 @@ export class SimBucket {
 
   /** The keys whose last entry is a PUT, matching a filter (`>`, `<prefix>.>` or a key). */
   keys(filter: string): string[] {
+    return this.subjects(filter).filter((key) => this.last.get(key)!.operation === "PUT");
+  }
+
+  /** The keys holding any entry, a delete marker too, matching a filter: what the stream's subjects list. */
+  subjects(filter: string): string[] {
     const match = filter === ">" ? () => true : filter.endsWith(".>") ? (k: string) => k.startsWith(filter.slice(0, -1)) : (k: string) => k === filter;
-    return [...this.last.values()].filter((e) => e.operation === "PUT" && match(e.key)).map((e) => e.key);
+    return [...this.last.keys()].filter(match);
+  }
+
+  /** A purge of the key's subject up to `throughRevision` (all of it without): nothing written later goes. */
+  drop(key: string, throughRevision = Infinity): void {
+    if ((this.last.get(key)?.revision ?? Infinity) <= throughRevision) this.last.delete(key);
   }
 
   /** The writer heard that its write landed. */
@@ -80,7 +90,7 @@ function entryOf(e: StoredEntry | undefined) {
  * A @nats-io/kv client of `bucket` for the process `ep`; `onWrite` is told of every write sent
  * (the simulation's quiescence waits until none can still land).
  */
-export function kvClient(w: World, ep: Endpoint, bucket: SimBucket, onWrite: () => void): KV {
+export function kvClient(w: World, ep: Endpoint, bucket: SimBucket, onWrite: () => void): ListedKv {
   // a crashed process sends nothing more (its requests already sent may still land)
   const call = <T>(op: () => T): Promise<T> => (ep.alive() ? w.call(ep, op, TIMING.requestTimeoutMs) : new Promise<T>(() => {}));
   const write = async (key: string, op: (sentAt: number) => number): Promise<number> => {
@@ -112,8 +122,12 @@ export function kvClient(w: World, ep: Endpoint, bucket: SimBucket, onWrite: () 
     async delete(key: string, opts?: { previousSeq?: number }): Promise<void> {
       await write(key, (at) => bucket.delete(at, key, opts?.previousSeq));
     },
-    /** One request for the whole listing (the library's push consumer). */
-    keys: (filter = ">") => call(() => bucket.keys(filter)),
+    /** One request for the whole listing (nats/kv-keys.ts: the stream's subjects). */
+    listKeys: (filter = ">") => call(() => bucket.subjects(filter)),
+    async dropHistory(key: string, throughRevision?: number): Promise<void> {
+      onWrite();
+      await call(() => bucket.drop(key, throughRevision));
+    },
   };
-  return client as unknown as KV;
+  return client as unknown as ListedKv;
 }

@@ -13,10 +13,11 @@
  * same); the seeded simulation (test/sim) runs this table on its own clock and faults.
  */
 import { createHash } from "node:crypto";
-import type { KV, KvEntry } from "@nats-io/kv";
+import type { KvEntry } from "@nats-io/kv";
 import { z } from "zod";
 import { delay } from "../../runtime/async.ts";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 
 const LockValue = z.object({ txn: z.string(), expiresAtMs: z.number() }).strict();
 type LockValue = z.infer<typeof LockValue>;
@@ -31,13 +32,13 @@ export const lockKeys = (uid: string, ids: readonly string[]): string[] => [...n
 export const lockKey = (uid: string, id: string): string => `${uid}.${createHash("sha256").update(id).digest("hex").slice(0, 40)}`;
 
 export class LockTable {
-  readonly #kv: KV;
+  readonly #kv: ListedKv;
   readonly #now: () => number;
 
   readonly #sleep: (ms: number) => Promise<void>;
 
   /** `now` and `sleep` are the seeded simulation's (test/sim) when it runs this table on its clock. */
-  constructor(kv: KV, now: () => number = Date.now, sleep: (ms: number) => Promise<void> = delay) {
+  constructor(kv: ListedKv, now: () => number = Date.now, sleep: (ms: number) => Promise<void> = delay) {
     this.#kv = kv;
     this.#now = now;
     this.#sleep = sleep;
@@ -76,16 +77,18 @@ export class LockTable {
         const entry = await this.#kv.get(key);
         if (lockOf(entry)?.txn !== txn) return;
         await this.#kv.delete(key, { previousSeq: entry!.revision }).catch(() => undefined);
-        if (lockOf(await this.#kv.get(key))?.txn === txn) throw new Error(`lock ${key} of transaction ${txn} is still held`);
+        const after = await this.#kv.get(key);
+        if (lockOf(after)?.txn === txn) throw new Error(`lock ${key} of transaction ${txn} is still held`);
+        // The marker goes up to its revision (a lock taken since stays): kept, every point ever
+        // locked would leave one for good. Left behind, it costs listings only.
+        if (after && after.operation !== "PUT") await this.#kv.dropHistory(key, after.revision).catch(() => undefined);
       }),
     );
   }
 
   /** Deletes every lock `txn` holds on points of the collection incarnation `uid` (recovery, which does not know the ids). */
   async releaseAll(uid: string, txn: string): Promise<void> {
-    const keys: string[] = [];
-    for await (const key of await this.#kv.keys(`${uid}.>`)) keys.push(key);
-    await this.release(keys, txn);
+    await this.release(await this.#kv.listKeys(`${uid}.>`), txn);
   }
 
   /** Takes the lock if it is free (never taken, released, or expired) or already `txn`'s; false when another holds it. */

@@ -6,9 +6,10 @@
  *
  * A record lives under `open.<id>` until its markers are appended and its locks released, then
  * under `done.<id>` (kept a day, for `jade txns get`): recovery, which runs every second on the
- * coordinator, lists the open ones only.
+ * coordinator, lists the open ones only, so a done record's `open.` key leaves no delete marker
+ * behind (nats/kv-keys.ts).
  */
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
 import { limits } from "../../runtime/limits.ts";
 import { TxnRecord, TxnState } from "../../runtime/txn-schemas.ts";
@@ -28,7 +29,7 @@ interface Revised {
 }
 
 export class TxnRecords {
-  readonly #kv: KV;
+  readonly #kv: ListedKv;
   /**
    * What this process last wrote to each open record, at which revision: the next CAS is tried
    * with it before reading the record (a gateway writes its record four times in a row; measured,
@@ -37,7 +38,7 @@ export class TxnRecords {
    */
   readonly #written = new Map<string, Revised>();
 
-  constructor(kv: KV) {
+  constructor(kv: ListedKv) {
     this.#kv = kv;
   }
 
@@ -83,6 +84,10 @@ export class TxnRecords {
         () => true,
         () => false,
       );
+      // Its marker goes too: no write can follow on a decided record's open key (a CAS needs the
+      // revision the marker replaced, and only a new transaction creates one). Left behind, the
+      // marker costs listings only, so a failure here is not the record's.
+      if (deleted) await this.#kv.dropHistory(openKey(id)).catch(() => undefined);
       if (deleted || !known) break;
     }
     this.#written.delete(id);
@@ -130,7 +135,7 @@ export class TxnRecords {
    */
   async newest(options: { openOnly: boolean; limit: number; match: (record: TxnRecord) => boolean }): Promise<{ records: TxnRecord[]; more: boolean }> {
     const ids = new Set<string>();
-    for await (const key of await this.#kv.keys(options.openOnly ? `${openPrefix}>` : ">")) ids.add(key.slice(key.indexOf(".") + 1));
+    for (const key of await this.#kv.listKeys(options.openOnly ? `${openPrefix}>` : ">")) ids.add(key.slice(key.indexOf(".") + 1));
     const newestFirst = [...ids].sort().reverse();
     const records: TxnRecord[] = [];
     let read = 0;
@@ -146,11 +151,14 @@ export class TxnRecords {
   }
 
   async #list(filter: string): Promise<TxnRecord[]> {
+    const keys = await this.#kv.listKeys(filter);
     const out: TxnRecord[] = [];
-    for await (const key of await this.#kv.keys(filter)) {
-      const entry = await this.#kv.get(key).catch(() => null);
-      const record = entry?.operation === "PUT" ? TxnRecord.safeParse(entry.json()).data : undefined;
-      if (record) out.push(record);
+    for (let i = 0; i < keys.length; i += listReadsAtOnce) {
+      const entries = await Promise.all(keys.slice(i, i + listReadsAtOnce).map((key) => this.#kv.get(key).catch(() => null)));
+      for (const entry of entries) {
+        const record = entry?.operation === "PUT" ? TxnRecord.safeParse(entry.json()).data : undefined;
+        if (record) out.push(record);
+      }
     }
     return out.sort((a, b) => a.createdAtMs - b.createdAtMs);
   }

@@ -8,8 +8,8 @@
  * (`jade txns abort`, admin.ts) finishes one at once the same way (`finish`).
  */
 import { jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { publishDurable } from "../../nats/streams.ts";
 import { errorMessage } from "../../runtime/errors.ts";
 import { encodeEntry, EntryKind } from "../../runtime/log-entry.ts";
@@ -26,7 +26,7 @@ import type { TxnStats } from "./stats.ts";
 export interface RecoveryDeps {
   js: JetStreamClient;
   nc: NatsConnection;
-  locks: KV;
+  locks: ListedKv;
   records: TxnRecords;
   placements: PlacementStore;
   membership: Membership;

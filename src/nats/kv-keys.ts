@@ -1,0 +1,39 @@
+/**
+ * A KV bucket whose keys are listed from its stream's subjects, and whose deleted keys can be
+ * dropped from it for good: the transaction records and point locks (actors/txn/) are keyed by
+ * ids that come and go by the thousand, and recovery lists the live ones every second.
+ *
+ * Why not `kv.keys()`: measured here (nats.js 3.4, nats-server 2.9.10), a loop of `keys()`
+ * beside a writer creating and deleting keys hung on its 14th call for good (over 100 s): its
+ * push consumer ends on a message with nothing pending or on an idle heartbeat, and neither
+ * came. Recovery's sweep waited on it and never ran again. Stream info with a subject filter
+ * is one bounded request per 100,000 subjects (3,000 listed in 9 ms).
+ *
+ * Why drop deleted keys: a KV delete leaves a marker, which `keys()` and the subject listing
+ * both walk, one per transaction for a day and one per point ever locked for good. A purge of
+ * the key's subject up to a revision removes the marker, and nothing written after it.
+ */
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+
+export interface ListedKv extends KV {
+  /** The keys under `filter` (`>`, `prefix.>`) holding any entry: a deleted key's marker counts, so callers read each. */
+  listKeys(filter?: string): Promise<string[]>;
+  /** Removes the key's entries up to and including `throughRevision` (all of them when omitted): a marker no listing need walk again. */
+  dropHistory(key: string, throughRevision?: number): Promise<void>;
+}
+
+/** `kv` (bucket `bucket`) with the two calls above; every other call is the library's own. */
+export function listedKv(kv: KV, jsm: JetStreamManager, bucket: string): ListedKv {
+  const stream = `KV_${bucket}`;
+  const prefix = `$KV.${bucket}.`;
+  return Object.assign(kv, {
+    async listKeys(filter = ">"): Promise<string[]> {
+      const info = await jsm.streams.info(stream, { subjects_filter: `${prefix}${filter}` });
+      return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+    },
+    async dropHistory(key: string, throughRevision?: number): Promise<void> {
+      await jsm.streams.purge(stream, { filter: `${prefix}${key}`, ...(throughRevision === undefined ? {} : { seq: throughRevision + 1 }) });
+    },
+  });
+}
