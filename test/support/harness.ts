@@ -56,6 +56,16 @@ export interface ChildNode {
   resume(): void;
 }
 
+/**
+ * Children still running when this test process exits (vitest ends a fork that timed out a test
+ * without waiting for its hooks: a fuzz run's node was seen outliving it so) are SIGKILLed then.
+ * `exit` handlers run synchronously, and `kill` is a synchronous system call.
+ */
+const liveChildren = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of liveChildren) child.kill("SIGKILL");
+});
+
 export class Harness {
   readonly #cleanups: (() => Promise<unknown>)[] = [];
 
@@ -125,7 +135,9 @@ export class Harness {
       env: { ...process.env, JADE_LOG_LEVEL: "warn", ...options.env },
     });
     const output: string[] = [];
+    liveChildren.add(child);
     const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    void exited.then(() => liveChildren.delete(child));
     const kill = async (signal: NodeJS.Signals) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
