@@ -92,7 +92,8 @@ export class KvView<T extends NonNullable<unknown>> {
    */
   async start(): Promise<void> {
     await this.#startWatch();
-    this.#checker ??= setInterval(() => void this.#check(), watchCheckIntervalMs);
+    // Not a reason to keep a process alive: the connection is.
+    this.#checker ??= setInterval(() => void this.#check(), watchCheckIntervalMs).unref();
   }
 
   async #startWatch(): Promise<void> {
