@@ -1,8 +1,9 @@
 /**
  * Taking a backup (decision 008). The cut is one instant: per shard, the last entry appended at
  * or before it. Per shard the backup copies the newest shared snapshot at or below the cut (or
- * this node's own checkpoint, when it is no older) and the log from there to the cut; an incremental backup copies only the log after its base's
- * cut, or a newer snapshot when the log no longer reaches back that far. What it reads is held
+ * this node's own checkpoint, when it is no older) and the log from there to the cut; an
+ * incremental backup copies only the log after its base's cut, or a newer snapshot when the log
+ * no longer reaches back that far. What it reads is held
  * (retention keeps it) from before the first byte is copied. Copies are paced by the backup
  * budget, so searches go on at full speed. Then each shard's content digest at the cut is
  * computed by replaying what was written, read back from where it was written (which also
