@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { JadeClient } from "../src/client/client.ts";
+import { HedgeBudget, JadeClient } from "../src/client/client.ts";
 import { encodeBody, Encoding } from "../src/runtime/encoding.ts";
 import { names, nodeApiSubject, subjects } from "../src/runtime/subjects.ts";
 import { Harness, waitFor } from "./support/harness.ts";
@@ -63,5 +63,18 @@ describe("hedged reads", () => {
       return asked.hung >= hungBefore + 3;
     }, { what: "the hung node asked three more times", timeoutMs: 60_000, intervalMs: 1 });
     expect(outcomes.filter((o) => o !== "answered")).toEqual([]);
+  });
+});
+
+describe("the hedge budget", () => {
+  it("allows ten hedges saved up, then one per ten reads", () => {
+    const budget = new HedgeBudget();
+    for (let i = 0; i < 10; i++) expect(budget.take()).toBe(true);
+    expect(budget.take()).toBe(false);
+    for (let i = 0; i < 9; i++) budget.read();
+    expect(budget.take()).toBe(false);
+    budget.read();
+    expect(budget.take()).toBe(true);
+    expect(budget.take()).toBe(false);
   });
 });

@@ -117,6 +117,30 @@ function readAttemptMs(requestTimeoutMs: number | undefined): number {
  */
 const readHedgeMsMax = 1_000;
 
+/**
+ * At most about one hedge per ten reads, over time, with ten saved up (gRPC's retry throttling):
+ * when replies are slow because the cluster is overloaded, hedging every read would double its
+ * load; a hung node among healthy ones needs few.
+ */
+const hedgesSavedMax = 10;
+const readsPerHedge = 10;
+
+export class HedgeBudget {
+  /** In reads: a hedge costs `readsPerHedge` of them (integers, so ten reads make exactly one). */
+  #saved = hedgesSavedMax * readsPerHedge;
+
+  read(): void {
+    this.#saved = Math.min(hedgesSavedMax * readsPerHedge, this.#saved + 1);
+  }
+
+  /** Spends a hedge if one is saved up. */
+  take(): boolean {
+    if (this.#saved < readsPerHedge) return false;
+    this.#saved -= readsPerHedge;
+    return true;
+  }
+}
+
 /** The first reply that is an answer (or the server's refusal), not a transport failure; the last when all failed. */
 function firstAnswer(replies: Promise<Reply<unknown>>[]): Promise<Reply<unknown>> {
   return new Promise((resolve, reject) => {
@@ -139,6 +163,7 @@ export class JadeClient {
   readonly nc: NatsConnection;
   readonly #timeoutMs: number;
   readonly #nodes = new NodeTracker();
+  readonly #hedges = new HedgeBudget();
 
   private constructor(nc: NatsConnection, timeoutMs: number) {
     this.nc = nc;
@@ -238,15 +263,16 @@ export class JadeClient {
    * the same read goes to another live node as well, and the first reply that is not a missing
    * one wins. A paused node keeps being offered requests until its heartbeats stop (3 s): in
    * the chaos run, a 2 s search that waited out its whole attempt there before asking again
-   * took 5 s.
+   * took 5 s. Hedges are rationed (`HedgeBudget`).
    */
   async #hedged(subject: string, data: Uint8Array, attemptMs: number, deadline: number, tried: Set<string>): Promise<Reply<unknown>> {
     const ask = () => this.requestRaw(subject, data, Math.max(1, Math.min(attemptMs, deadline - performance.now())), tried, Encoding.Msgpack);
+    this.#hedges.read();
     const first = ask();
     let timer: NodeJS.Timeout | undefined;
     const due = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.min(readHedgeMsMax, attemptMs / 2))));
     const early = await Promise.race([first, due]).finally(() => clearTimeout(timer));
-    if (early !== undefined || this.#nodes.candidates(tried).length === 0) return early ?? first;
+    if (early !== undefined || this.#nodes.candidates(tried).length === 0 || !this.#hedges.take()) return early ?? first;
     return firstAnswer([first, ask()]);
   }
 
