@@ -281,7 +281,6 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     ...(options.auth ? { auth: options.auth } : {}),
     seedCheckpoint: (config, shard, seq, file) => host.seedCheckpoint(config, shard, seq, file),
     unseedCheckpoints: (config) => host.unseedCheckpoints(config),
-    pinCheckpoint: (config, shard, dir) => host.pinCheckpoint(config, shard, dir),
     nc: nats.nc,
     js: bulk.js,
     jsm: bulk.jsm,

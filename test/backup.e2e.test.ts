@@ -18,7 +18,6 @@ import type { StoredPoint } from "../src/runtime/schemas.ts";
 import { backupFiles } from "../src/actors/backup/store.ts";
 import { connectBulk } from "../src/nats/connect.ts";
 import { Harness, jadeBin, repoRoot, waitFor, type ChildNode } from "./support/harness.ts";
-import { onLogLine, processLogLevel, setLogLevel } from "../src/runtime/log.ts";
 
 const harness = new Harness();
 afterAll(() => harness.close());
@@ -323,42 +322,5 @@ describe("backups and failures", () => {
     // Polled every 200 ms throughout: the backup whose node died was never listed complete.
     expect(sawComplete).not.toContain(killedId);
     expect(sawComplete).toContain(survivedId);
-  });
-});
-
-describe("a backup on the node holding the shards", () => {
-  it("copies each shard from that node's own checkpoint, not out of the object store, and restores the same", async () => {
-    const nats = await harness.nats();
-    const dataDir = await harness.tempDir("jade-local-");
-    await harness.node([nats.url], { nodeId: "solo", dataDir });
-    const solo = await harness.client(nats.url);
-    await solo.createCollection({ name: "local", dimension, metric: "l2", shards: 2, replicas: 1, snapshot });
-    const points = batch(0, 400, "l");
-    for (let i = 0; i < points.length; i += 50) await solo.upsert("local", { points: points.slice(i, i + 50), consistency: "all" });
-    // Both shards checkpointed (and their snapshots shared) before the backup.
-    const { uid } = await solo.getCollection("local");
-    await waitFor(async () => {
-      const files = await readdir(path.join(dataDir, "checkpoints", uid)).catch(() => [] as string[]);
-      return [0, 1].every((shard) => files.some((f) => f.startsWith(`${shard}-`) && f.endsWith(".snap")));
-    }, { what: "both shards checkpointed" });
-    const planned: string[][] = [];
-    setLogLevel("info");
-    const off = onLogLine((line) => {
-      const entry = JSON.parse(line) as { msg: string; sources?: string[] };
-      if (entry.msg === "backup planned") planned.push(entry.sources!);
-    });
-    try {
-      const started = await solo.createBackup({ collections: ["local"], to: { dir: backupDir } });
-      expect((await solo.waitForBackup(started.id)).points).toBe(points.length);
-      expect(planned).toEqual([["local/0: checkpoint", "local/1: checkpoint"]]);
-      // The links that pinned the checkpoints for the copy are gone with it.
-      expect((await readdir(path.join(dataDir, "scratch", "backups")).catch(() => [])).filter((f) => f.endsWith(".pinned"))).toEqual([]);
-      const restored = await solo.waitForRestore((await solo.restore({ backup: started.id, as: "local_copy" })).id);
-      expect(restored.state).toBe("complete");
-      expect(await contentsOf(solo, "local_copy", points.map((p) => p.id))).toEqual(apply(new Map(), points));
-    } finally {
-      off();
-      setLogLevel(processLogLevel);
-    }
   });
 });

@@ -1,16 +1,13 @@
 /**
  * Taking a backup (decision 008). The cut is one instant: per shard, the last entry appended at
- * or before it. Per shard the backup copies the newest shared snapshot at or below the cut (or
- * this node's own checkpoint, when it is no older) and the log from there to the cut; an
- * incremental backup copies only the log after its base's cut, or a newer snapshot when the log
- * no longer reaches back that far. What it reads is held
+ * or before it. Per shard the backup copies the newest shared snapshot at or below the cut and
+ * the log from there to the cut; an incremental backup copies only the log after its base's
+ * cut, or a newer snapshot when the log no longer reaches back that far. What it reads is held
  * (retention keeps it) from before the first byte is copied. Copies are paced by the backup
  * budget, so searches go on at full speed. Then each shard's content digest at the cut is
  * computed by replaying what was written, read back from where it was written (which also
  * proves the files readable), and the manifest is written last.
  */
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { lastSeqAtOrBefore, readLogRange, type LogMessage } from "../../nats/log-range.ts";
 import type { SnapshotStore, Throttle } from "../../nats/snapshots.ts";
@@ -34,20 +31,12 @@ export interface BackupDeps {
   log: Logger;
 }
 
-/**
- * This node's own newest checkpoint of a shard, pinned for the backup (checkpoints.ts `pin`): the
- * same container a shared snapshot is an upload of.
- */
-export type LocalCheckpoint = (config: CollectionConfig, shard: number) => Promise<{ file: string; seq: number } | undefined>;
-
 /** What one shard's part of the backup copies. */
 export interface ShardCopy {
   config: CollectionConfig;
   shard: number;
   cutSeq: number;
   snapshot?: { name: string; seq: number };
-  /** Instead of a shared snapshot: this node's checkpoint, read from its disk. */
-  checkpoint?: { file: string; seq: number };
   log?: { fromSeq: number; toSeq: number };
   bytes: number;
 }
@@ -67,16 +56,11 @@ export interface BackupJob {
   progress: Progress;
 }
 
-/** A checkpoint is read in chunks of the object store's size, so the budget paces it alike. */
-const checkpointChunkBytes = 128 * 1024;
-
 /** Shards copied at once: enough to overlap reads and writes, few enough to keep the budget meaningful. */
 const shardsInParallel = 2;
 
-type PlanDeps = Pick<BackupDeps, "jsm" | "snapshots"> & { localCheckpoint?: LocalCheckpoint };
-
 /** Plans every shard's copy as of now (the cut); `base` is the chain of an incremental backup. */
-export async function planBackup(deps: PlanDeps, configs: readonly CollectionConfig[], base: readonly BackupManifest[]): Promise<BackupPlan> {
+export async function planBackup(deps: Pick<BackupDeps, "jsm" | "snapshots">, configs: readonly CollectionConfig[], base: readonly BackupManifest[]): Promise<BackupPlan> {
   const cutAtMs = Date.now();
   const copies: ShardCopy[] = [];
   for (const config of configs) {
@@ -87,7 +71,7 @@ export async function planBackup(deps: PlanDeps, configs: readonly CollectionCon
 
 /** What the plan reads, for retention to keep until the backup ends. */
 export function holdsOf(plan: BackupPlan, id: string): Hold[] {
-  return plan.copies.map((c) => ({ what: `backup ${id}`, collection: c.config.name, uid: c.config.uid, shard: c.shard, seq: (c.snapshot?.seq ?? c.checkpoint?.seq ?? c.log?.fromSeq ?? c.cutSeq + 1) - 1, ...(c.snapshot ? { snapshot: c.snapshot.name } : {}) }));
+  return plan.copies.map((c) => ({ what: `backup ${id}`, collection: c.config.name, uid: c.config.uid, shard: c.shard, seq: (c.snapshot?.seq ?? c.log?.fromSeq ?? c.cutSeq + 1) - 1, ...(c.snapshot ? { snapshot: c.snapshot.name } : {}) }));
 }
 
 /** Copies what `plan` names (held already), then digests what was written; returns the manifest. */
@@ -120,7 +104,7 @@ export async function takeBackup(deps: BackupDeps, job: BackupJob, plan: BackupP
 }
 
 /** Chooses what one shard's part copies (see the header), checking the log still holds it. */
-async function planCopy(deps: PlanDeps, baseManifest: BackupManifest | undefined, config: CollectionConfig, shard: number, cutAtMs: number): Promise<ShardCopy> {
+async function planCopy(deps: Pick<BackupDeps, "jsm" | "snapshots">, baseManifest: BackupManifest | undefined, config: CollectionConfig, shard: number, cutAtMs: number): Promise<ShardCopy> {
   const stream = names.logStream(config.name, shard);
   const { state } = await deps.jsm.streams.info(stream);
   const lastMs = Date.parse(state.last_ts);
@@ -132,13 +116,6 @@ async function planCopy(deps: PlanDeps, baseManifest: BackupManifest | undefined
   const holds = (fromSeq: number) => cutSeq < fromSeq || state.first_seq <= fromSeq;
   if (base && holds(base.seq + 1)) return { config, shard, cutSeq, ...logCopy(base.seq + 1), bytes: logBytes(base.seq + 1) };
   const snapshot = (await deps.snapshots.list(config.name, config.uid, shard)).find((s) => s.seq <= cutSeq);
-  // This node's checkpoint, when no older than the shared snapshot: read from this disk, not
-  // through the nats-server every search crosses (decision 008: the copy out of the object
-  // store is where a backup cost searches the most).
-  const local = await deps.localCheckpoint?.(config, shard);
-  if (local && local.seq <= cutSeq && local.seq >= (snapshot?.seq ?? 0) && holds(local.seq + 1)) {
-    return { config, shard, cutSeq, checkpoint: local, ...logCopy(local.seq + 1), bytes: (await stat(local.file)).size + logBytes(local.seq + 1) };
-  }
   if (snapshot && holds(snapshot.seq + 1)) {
     return { config, shard, cutSeq, snapshot, ...logCopy(snapshot.seq + 1), bytes: (await deps.snapshots.size(snapshot.name)) + logBytes(snapshot.seq + 1) };
   }
@@ -151,18 +128,11 @@ async function copyShard(deps: BackupDeps, job: BackupJob, copy: ShardCopy, file
   const dir = `${config.name}/${shard}`;
   const out: Omit<ShardBackup, "digest"> = { shard, seq: copy.cutSeq };
   const onBytes = (bytes: number) => (job.progress.bytesDone += bytes);
-  const from = copy.snapshot ?? copy.checkpoint;
-  if (from) {
-    const file = `${dir}/snapshot-${from.seq}.snap`;
-    const chunks = copy.snapshot
-      ? deps.snapshots.read(copy.snapshot.name, { throttle: deps.throttle, onBytes })
-      : paced(createReadStream(copy.checkpoint!.file, { highWaterMark: checkpointChunkBytes }), async (bytes) => {
-          await deps.throttle(bytes);
-          onBytes(bytes);
-        });
-    const result = await job.files.write(file, chunks);
+  if (copy.snapshot) {
+    const file = `${dir}/snapshot-${copy.snapshot.seq}.snap`;
+    const result = await job.files.write(file, deps.snapshots.read(copy.snapshot.name, { throttle: deps.throttle, onBytes }));
     files.push({ path: file, ...result });
-    out.snapshot = { seq: from.seq, file };
+    out.snapshot = { seq: copy.snapshot.seq, file };
   }
   if (copy.log) {
     const { fromSeq, toSeq } = copy.log;

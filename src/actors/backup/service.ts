@@ -5,7 +5,6 @@
  * every second. While this node leads, a sweep fails the jobs whose node stopped beating and
  * cleans up what they left: a backup's files, a restore's half-built collection.
  */
-import { rm } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
@@ -21,7 +20,7 @@ import type { Logger } from "../../runtime/log.ts";
 import { EmptyRequest, type CollectionConfig } from "../../runtime/schemas.ts";
 import { AdminOp, type BackupOp } from "../../runtime/subjects.ts";
 import { BackupCreateRequest, BackupDeleteRequest, BackupListRequest, BackupVerifyRequest, RestoreRequest } from "../../runtime/backup-schemas.ts";
-import { holdsOf, planBackup, type LocalCheckpoint } from "./create.ts";
+import { holdsOf, planBackup } from "./create.ts";
 import { takeBackupOnThread } from "./thread.ts";
 import {
   BackupManifest,
@@ -67,8 +66,6 @@ export interface BackupsDeps {
   auth?: NatsAuth;
   /** This node's replicas take a restored shard's snapshot as their local checkpoint (restore.ts). */
   seedCheckpoint: RestoreDeps["seedCheckpoint"];
-  /** A hard link, in `dir`, to this node's newest checkpoint of the shard, if it holds one (checkpoints.ts `pin`). */
-  pinCheckpoint: (config: CollectionConfig, shard: number, dir: string) => Promise<{ file: string; seq: number } | undefined>;
   unseedCheckpoints: RestoreDeps["unseedCheckpoints"];
   nc: NatsConnection;
   js: JetStreamClient;
@@ -189,17 +186,9 @@ export class Backups {
     const stopBeat = beat(this.backups, () => current, this.#log);
     const log = this.#log.child({ backup: record.id });
     log.info({ collections: record.collections, location: describeLocation(record.location), base: record.base }, "backup started");
-    // This node's checkpoints the plan pinned: removed once the backup ends, whichever it read.
-    const pinned: string[] = [];
-    const localCheckpoint: LocalCheckpoint = async (config, shard) => {
-      const ref = await deps.pinCheckpoint(config, shard, deps.scratchDir);
-      if (ref) pinned.push(ref.file);
-      return ref;
-    };
     try {
       const base = chain.map((link) => link.manifest);
-      const plan = await planBackup({ ...deps, localCheckpoint }, configs, base);
-      log.info({ sources: plan.copies.map((c) => `${c.config.name}/${c.shard}: ${c.snapshot ? "snapshot" : c.checkpoint ? "checkpoint" : "log"}`) }, "backup planned");
+      const plan = await planBackup(deps, configs, base);
       // Held before the first byte is copied: retention keeps what the plan reads.
       current = { ...current, holds: holdsOf(plan, record.id) };
       await this.backups.put({ ...current, heartbeatAtMs: Date.now() });
@@ -219,7 +208,6 @@ export class Backups {
       await files.remove().catch((removeErr: unknown) => log.warn({ err: errorMessage(removeErr) }, "could not remove a failed backup's files"));
       current = { ...current, state: "failed", finishedAt: new Date().toISOString(), error: jobErrorOf(err), holds: [] };
     } finally {
-      await Promise.all(pinned.map((file) => rm(file, { force: true })));
       await stopBeat();
       await this.backups.put({ ...current, heartbeatAtMs: Date.now() }).catch((err: unknown) => log.error({ err: errorMessage(err) }, "could not record how the backup ended"));
     }

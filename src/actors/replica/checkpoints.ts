@@ -68,23 +68,6 @@ export class LocalCheckpoints {
     return { file, seq: latest.seq };
   }
 
-  /**
-   * A hard link to the shard's newest checkpoint, in `dir`, that no newer checkpoint deletes: a
-   * backup taken on this node reads it instead of the shared snapshot (decision 008). The caller
-   * removes it. Undefined when there is none, or `dir` is on another file system.
-   */
-  async pin(uid: string, shard: number, dir: string): Promise<CheckpointRef | undefined> {
-    const latest = await this.latest(uid, shard);
-    if (!latest) return undefined;
-    await mkdir(dir, { recursive: true });
-    const file = path.join(dir, `${uid}-${shard}-${latest.seq}.${process.hrtime.bigint()}.pinned`);
-    // Replaced by a newer one meanwhile (ENOENT), or another file system (EXDEV): the shared snapshot serves.
-    return link(latest.file, file).then(
-      () => ({ file, seq: latest.seq }),
-      () => undefined,
-    );
-  }
-
   /** The offered checkpoint at `seq`, if it is still there. */
   async offered(uid: string, shard: number, seq: number): Promise<string | undefined> {
     return (await this.#list(uid, shard, offerName)).find((ref) => ref.seq === seq)?.file;

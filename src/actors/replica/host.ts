@@ -13,7 +13,6 @@ import type { PlacementStore } from "../cluster/placement-store.ts";
 import { hostsOf } from "../../runtime/placement.ts";
 import { ShardReplica } from "./replica.ts";
 import type { ReplicaDeps, ReplicaRole } from "./types.ts";
-import type { CheckpointRef } from "./checkpoints.ts";
 import { shardKey } from "../../runtime/subjects.ts";
 import { Mutex } from "../../runtime/mutex.ts";
 
@@ -90,11 +89,6 @@ export class ReplicaHost {
     const scratch = await checkpoints.scratchFile(config.uid, shard);
     await copyFile(file, scratch, fsConstants.COPYFILE_FICLONE);
     await checkpoints.commit(config.uid, shard, scratch, seq);
-  }
-
-  /** A hard link, in `dir`, to this node's newest checkpoint of the shard (a backup reads it; the caller removes it). */
-  pinCheckpoint(config: CollectionConfig, shard: number, dir: string): Promise<CheckpointRef | undefined> {
-    return this.#deps.checkpoints.pin(config.uid, shard, dir);
   }
 
   /** Drops the seeded checkpoints of the collection's shards that no replica here hosts. */
