@@ -272,7 +272,9 @@ export class JadeClient {
     let timer: NodeJS.Timeout | undefined;
     const due = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.min(readHedgeMsMax, attemptMs / 2))));
     const early = await Promise.race([first, due]).finally(() => clearTimeout(timer));
-    if (early !== undefined || this.#nodes.candidates(tried).length === 0 || !this.#hedges.take()) return early ?? first;
+    // With no other live node known (the node list is stale, or every one was tried) the hedge goes
+    // to the queue group, where another node most likely takes it.
+    if (early !== undefined || !this.#hedges.take()) return early ?? first;
     return firstAnswer([first, ask()]);
   }
 
