@@ -5,7 +5,7 @@
  * hung node was asked too (so the hedge, not luck, answered).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { HedgeBudget, JadeClient } from "../src/client/client.ts";
 import { encodeBody, Encoding } from "../src/runtime/encoding.ts";
@@ -20,7 +20,7 @@ const asked = { hung: 0, answering: 0 };
 
 beforeAll(async () => {
   const nats = await harness.nats();
-  nc = await connect({ servers: nats.url });
+  nc = await harness.connect(nats.url);
   const nodes = await new Kvm(nc).create(names.nodesBucket, { history: 1 });
   const beat = () => Promise.all(["hung", "answering"].map((nodeId) => nodes.put(nodeId, JSON.stringify({ nodeId }))));
   await beat();
@@ -45,7 +45,6 @@ beforeAll(async () => {
 afterAll(async () => {
   clearInterval(beating);
   await client?.close();
-  await nc?.close();
   await harness.close();
 });
 

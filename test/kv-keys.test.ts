@@ -4,7 +4,7 @@
  * bucket up to a revision, nothing written later with them.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { listedKv, type ListedKv } from "../src/nats/kv-keys.ts";
@@ -15,14 +15,9 @@ let nc: NatsConnection;
 let bucketCount = 0;
 
 beforeAll(async () => {
-  const nats = await harness.nats();
-  nc = await connect({ servers: nats.url });
+  nc = await harness.connect((await harness.nats()).url);
 });
-
-afterAll(async () => {
-  await nc?.close();
-  await harness.close();
-});
+afterAll(() => harness.close());
 
 async function bucket(): Promise<ListedKv> {
   const name = `kv_keys_${++bucketCount}`;

@@ -3,7 +3,7 @@
  * hear, and that it never steps back to an older revision.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { pino } from "pino";
@@ -19,14 +19,9 @@ let nc: NatsConnection;
 let bucketCount = 0;
 
 beforeAll(async () => {
-  const nats = await harness.nats();
-  nc = await connect({ servers: nats.url });
+  nc = await harness.connect((await harness.nats()).url);
 });
-
-afterAll(async () => {
-  await nc?.close();
-  await harness.close();
-});
+afterAll(() => harness.close());
 
 async function bucket(history = 5): Promise<KV> {
   return new Kvm(nc).create(`kv_view_${++bucketCount}`, { history });

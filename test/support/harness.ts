@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { JadeClient } from "../../src/client/client.ts";
 import { startEmbeddedNats, type EmbeddedNats, type EmbeddedNatsOptions } from "../../src/nats/embedded.ts";
 import { JadeNode, type NodeOptions } from "../../src/node.ts";
@@ -106,6 +107,13 @@ export class Harness {
       }),
     );
     return servers;
+  }
+
+  /** A plain NATS connection (a test's own KV, subscriptions, raw requests), closed with the harness. */
+  async connect(url: string): Promise<NatsConnection> {
+    const nc = await connect({ servers: url });
+    this.#cleanups.push(() => nc.close());
+    return nc;
   }
 
   async node(servers: string[], options: Partial<NodeOptions> = {}): Promise<JadeNode> {
