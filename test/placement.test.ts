@@ -1,13 +1,16 @@
 import { describe, expect, it } from "vitest";
 import {
   isBalanced,
+  learnersByShard,
   loadOf,
   placementDiff,
   placementProblems,
   planPlacement,
   replicasOf,
+  withInFlight,
   type Placement,
 } from "../src/runtime/placement.ts";
+import { transferPhase } from "../src/runtime/transfer.ts";
 import { seededRng } from "../src/runtime/random.ts";
 
 const nodesN = (n: number) => Array.from({ length: n }, (_, i) => `n${i + 1}`);
@@ -168,6 +171,47 @@ describe("planPlacement: changes with minimal movement", () => {
     expect(placementProblems(q, { shards: 2, replicas: 2, nodes })).toEqual([]);
     expect(q.shards[0]!.replicas[0]).toBe("n1");
     expect(q.shards[1]!.replicas).toEqual(["n2", "n3"]);
+  });
+});
+
+describe("planPlacement: migrations in flight", () => {
+  // A move n2 → n1 of an RF 1 shard is catching up when n2 dies; n3 holds nothing, n1 the most.
+  const stored: Placement = {
+    collection: "c",
+    epoch: 7,
+    shards: [
+      { shard: 0, replicas: ["n2"], learners: ["n1"] },
+      { shard: 1, replicas: ["n1"], draining: ["n3"] },
+    ],
+  };
+  const serving: Placement = { ...stored, shards: stored.shards.map((s) => ({ shard: s.shard, replicas: s.replicas })) };
+
+  it("fills a dead replica's place with the shard's live learner, however loaded", () => {
+    const p = planPlacement({ collection: "c", shards: 2, replicas: 1, nodes: ["n1", "n3"], current: serving, load: { n1: 10 }, learners: learnersByShard(stored) });
+    expect(p.shards.map((s) => s.replicas)).toEqual([["n1"], ["n1"]]);
+    // Without the learner, the least loaded node.
+    const blind = planPlacement({ collection: "c", shards: 2, replicas: 1, nodes: ["n1", "n3"], current: serving, load: { n1: 10 } });
+    expect(blind.shards[0]!.replicas).toEqual(["n3"]);
+  });
+
+  it("a dead learner is not a candidate", () => {
+    const p = planPlacement({ collection: "c", shards: 2, replicas: 1, nodes: ["n3"], current: serving, learners: learnersByShard(stored) });
+    expect(p.shards[0]!.replicas).toEqual(["n3"]);
+  });
+
+  it("keeps learners and draining replicas, except where the plan made them replicas; the move then reads as cut over", () => {
+    const p = planPlacement({ collection: "c", shards: 2, replicas: 1, nodes: ["n1", "n3"], current: serving, learners: learnersByShard(stored) });
+    const shards = withInFlight(p.shards, stored.shards);
+    expect(shards).toEqual([
+      { shard: 0, replicas: ["n1"] },
+      { shard: 1, replicas: ["n1"], draining: ["n3"] },
+    ]);
+    const move = { collection: "c", uid: "u", shard: 0, from: "n2", to: "n1" };
+    expect(transferPhase({ ...p, shards }, move)).toBe("cutOver");
+    // Kept as a learner beside its own replica, the move could neither cut over nor roll back.
+    expect(transferPhase({ ...p, shards: [{ shard: 0, replicas: ["n1"], learners: ["n1"] }] }, move)).toBe("invalid");
+    // A draining node the plan made a replica again is a replica only.
+    expect(withInFlight([{ shard: 1, replicas: ["n3"] }], stored.shards)).toEqual([{ shard: 1, replicas: ["n3"] }]);
   });
 });
 

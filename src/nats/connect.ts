@@ -15,7 +15,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
 } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import { Kvm, type KvOptions } from "@nats-io/kv";
 import { Objm, setSha256Backend } from "@nats-io/obj";
 import { nanos } from "@nats-io/nats-core";
 import { limits } from "../runtime/limits.ts";
@@ -31,16 +31,16 @@ export interface NatsContext {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
-  collections: KV;
-  nodes: KV;
-  leases: KV;
-  placement: KV;
-  migrations: KV;
-  config: KV;
-  retention: KV;
-  backups: KV;
-  restores: KV;
-  keys: KV;
+  collections: ListedKv;
+  nodes: ListedKv;
+  leases: ListedKv;
+  placement: ListedKv;
+  migrations: ListedKv;
+  config: ListedKv;
+  retention: ListedKv;
+  backups: ListedKv;
+  restores: ListedKv;
+  keys: ListedKv;
   locks: ListedKv;
   txns: ListedKv;
   /** Object stores: shard snapshots are one bucket each (nats/snapshots.ts). */
@@ -171,20 +171,22 @@ async function setUp(
   options: ConnectOptions,
 ): Promise<Omit<NatsContext, "connected" | "events">> {
   const kvm = new Kvm(js);
-  const collections = await kvm.create(names.collectionsBucket, { history: 10, replicas });
-  const nodes = await kvm.create(names.nodesBucket, { history: 1, replicas, ttl: 60_000 });
-  const leases = await kvm.create(names.leasesBucket, { history: 1, replicas, ttl: options.leaseTtlMs });
-  const placement = await kvm.create(names.placementBucket, { history: 5, replicas });
-  const migrations = await kvm.create(names.migrationsBucket, { history: 5, replicas });
+  // Every bucket lists its keys from its stream (nats/kv-keys.ts), never with `kv.keys()`.
+  const bucket = async (name: string, options: Partial<KvOptions>): Promise<ListedKv> => listedKv(await kvm.create(name, { replicas, ...options }), jsm, name);
+  const collections = await bucket(names.collectionsBucket, { history: 10 });
+  const nodes = await bucket(names.nodesBucket, { history: 1, ttl: 60_000 });
+  const leases = await bucket(names.leasesBucket, { history: 1, ttl: options.leaseTtlMs });
+  const placement = await bucket(names.placementBucket, { history: 5 });
+  const migrations = await bucket(names.migrationsBucket, { history: 5 });
   // KV keeps at most 64 revisions of a key: the settings history (`jade config history`) is that long.
-  const config = await kvm.create(names.configBucket, { history: 64, replicas });
-  const retention = await kvm.create(names.retentionBucket, { history: 1, replicas });
-  const backups = await kvm.create(names.backupsBucket, { history: 1, replicas });
-  const restores = await kvm.create(names.restoresBucket, { history: 1, replicas });
-  const keys = await kvm.create(names.keysBucket, { history: 1, replicas });
-  const locks = listedKv(await kvm.create(names.locksBucket, { history: 1, replicas }), jsm, names.locksBucket);
+  const config = await bucket(names.configBucket, { history: 64 });
+  const retention = await bucket(names.retentionBucket, { history: 1 });
+  const backups = await bucket(names.backupsBucket, { history: 1 });
+  const restores = await bucket(names.restoresBucket, { history: 1 });
+  const keys = await bucket(names.keysBucket, { history: 1 });
+  const locks = await bucket(names.locksBucket, { history: 1 });
   // A decided record is kept a day (`jade txns get`), then expires: recovery needs only the undecided ones.
-  const txns = listedKv(await kvm.create(names.txnsBucket, { history: 1, replicas, ttl: txnRecordsKeptMs }), jsm, names.txnsBucket);
+  const txns = await bucket(names.txnsBucket, { history: 1, ttl: txnRecordsKeptMs });
   await ensureStream(jsm, {
     name: names.ingestStream,
     subjects: [subjects.ingestWildcard],

@@ -1,13 +1,19 @@
 /**
  * A KV bucket whose keys are listed from its stream's subjects, and whose deleted keys can be
- * dropped from it for good: the transaction records and point locks (actors/txn/) are keyed by
- * ids that come and go by the thousand, and recovery lists the live ones every second.
+ * dropped from it for good: every bucket of ours is one (nats/connect.ts). The transaction
+ * records and point locks (actors/txn/) are keyed by ids that come and go by the thousand, and
+ * recovery lists the live ones every second.
  *
  * Why not `kv.keys()`: measured here (nats.js 3.4, nats-server 2.9.10), a loop of `keys()`
  * beside a writer creating and deleting keys hung on its 14th call for good (over 100 s): its
  * push consumer ends on a message with nothing pending or on an idle heartbeat, and neither
  * came. Recovery's sweep waited on it and never ran again. Stream info with a subject filter
- * is one bounded request per 100,000 subjects (3,000 listed in 9 ms).
+ * is one bounded request per 100,000 subjects (3,000 listed in 9 ms). Also, `keys()` creates a
+ * consumer, and nats-server 2.9.10 places a one-replica consumer on a random peer of the
+ * stream, a dead one included (`createGroupForConsumer`): with one server of three down, a
+ * third of them never answer. A coordinator elected so could not list its migrations to
+ * resume them, and one stayed half done for good (CI, 2026-12-06). Stream info is answered by
+ * the stream's leader, which is alive whenever the stream is.
  *
  * Why drop deleted keys: a KV delete leaves a marker, which `keys()` and the subject listing
  * both walk, one per transaction for a day and one per point ever locked for good. A purge of

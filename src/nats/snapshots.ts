@@ -1,9 +1,16 @@
 /**
  * Shard snapshots in the object store, one bucket per snapshot, named
  * `jadesnap_<collection>_<shard>_<seq>` and described with the collection's uid so a
- * re-created collection never restores its predecessor. A bucket is sealed once its upload
- * completed: only sealed buckets are snapshots; an unsealed one is an upload in progress or
- * one a crash interrupted (the retention pass deletes those a newer snapshot replaced).
+ * re-created collection never restores its predecessor. Once its upload completed, the
+ * bucket's description says so (`<uid> complete`): only such buckets are snapshots; another is
+ * an upload in progress or one a crash interrupted (the retention pass deletes those a newer
+ * snapshot replaced).
+ *
+ * Why not seal the bucket, as object stores are meant to be: nats-server 2.9.10 then panics
+ * on restart. Replaying its metadata log, it applies the bucket's creation (unsealed) to the
+ * sealed stream it recovered from disk, the update fails ("can not unseal a sealed stream"),
+ * and the error path dereferences a nil assignment (jetstream_cluster.go:3067). In CI a server
+ * so crashed on each of six restarts in a row, for good. A description change never fails.
  * Files move through disk on both sides: the index worker writes/reads a file, and we stream
  * it to/from JetStream without holding it in memory.
  */
@@ -33,7 +40,7 @@ export interface StoredSnapshot extends SnapshotRef {
   shard: number;
   /** The collection incarnation it belongs to. */
   uid: string;
-  /** Its upload completed (the bucket is sealed). */
+  /** Its upload completed (see `completeDescription`). */
   complete: boolean;
   /** When its upload completed (or, while incomplete, when the bucket was made). */
   savedAtMs: number;
@@ -71,29 +78,31 @@ export class SnapshotStore {
       const parsed = parseSnapshotBucket(status.bucket);
       if (!parsed) continue;
       const { state, created } = status.streamInfo;
-      const savedAtMs = Date.parse(status.sealed ? (state.last_ts ?? created) : created);
-      out.push({ ...parsed, name: status.bucket, uid: status.description, complete: status.sealed, savedAtMs });
+      const { uid, complete } = parseDescription(status.description, status.sealed);
+      const savedAtMs = Date.parse(complete ? (state.last_ts ?? created) : created);
+      out.push({ ...parsed, name: status.bucket, uid, complete, savedAtMs });
     }
     return out;
   }
 
   /**
    * Streams `file` into a new bucket, paced by `throttle` so an upload never takes the node's
-   * whole CPU and disk, then seals it. A failed upload deletes its bucket.
+   * whole CPU and disk, then marks it complete. A failed upload deletes its bucket.
    */
   async upload(collection: string, uid: string, shard: number, seq: number, file: string, throttle?: Throttle): Promise<SnapshotRef> {
     const name = names.snapshotBucket(collection, shard, seq, Date.now());
     const store = await this.#objm.create(name, { description: uid, replicas: this.#replicas, storage: StorageType.File });
     // `create` opens a bucket that exists: never write into (or, failing, delete) another upload's.
-    const { streamInfo, sealed } = await store.status();
-    if (sealed || streamInfo.state.messages > 0) throw new Error(`snapshot bucket ${name} is another upload's`);
+    const { streamInfo, sealed, description } = await store.status();
+    if (sealed || description !== uid || streamInfo.state.messages > 0) throw new Error(`snapshot bucket ${name} is another upload's`);
     try {
       const source = createReadStream(file);
       // A file deleted under the upload (a replica restarting discards a checkpoint) fails it.
       const paced = throttle ? pipeInto(source, pace(throttle)) : source;
       const body = Readable.toWeb(paced) as unknown as ReadableStream<Uint8Array>;
       await store.put({ name: names.snapshotObject }, body);
-      await store.seal();
+      const jsm = await this.#js.jetstreamManager(false);
+      await jsm.streams.update(streamInfo.config.name, { description: completeDescription(uid) });
     } catch (err) {
       await store.destroy().catch(() => undefined);
       throw err;
@@ -155,6 +164,19 @@ export class SnapshotStore {
     const store = await this.#objm.open(name, false);
     await store.destroy();
   }
+}
+
+const completeSuffix = " complete";
+
+/** The description of a bucket whose upload completed. */
+function completeDescription(uid: string): string {
+  return `${uid}${completeSuffix}`;
+}
+
+/** A bucket's collection uid and whether its upload completed (buckets of earlier builds were sealed instead). */
+function parseDescription(description: string, sealed: boolean): { uid: string; complete: boolean } {
+  if (description.endsWith(completeSuffix)) return { uid: description.slice(0, -completeSuffix.length), complete: true };
+  return { uid: description, complete: sealed };
 }
 
 /** Passes chunks on once `throttle` lets their bytes through, telling `onBytes` of each. */

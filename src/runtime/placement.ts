@@ -13,8 +13,9 @@
  * - minimal movement: replicas on live nodes stay (in their order); replicas on dead/absent
  *   nodes are dropped; missing replicas are added; extras above the RF are removed (from the
  *   most loaded nodes). A node joining moves nothing (rebalancing is a separate step);
- * - a new replica goes to the candidate node with the fewest replicas in total (`load` of
- *   the other collections + this collection's), then fewest of this collection, then the
+ * - a new replica goes to a live learner of the shard if it has one (a migration's target,
+ *   already catching up), else to the candidate node with the fewest replicas in total (`load`
+ *   of the other collections + this collection's), then fewest of this collection, then the
  *   smallest node id — so it is deterministic and spreads evenly across collections;
  * - nothing changed → the very `current` object is returned (same epoch); otherwise
  *   epoch = (current?.epoch ?? 0) + 1.
@@ -74,6 +75,8 @@ export interface PlanInput {
   current?: Placement;
   /** replicas per node held by the OTHER collections (see `loadOf(placements, collection)`) */
   load?: Readonly<Record<string, number>>;
+  /** per shard, the nodes a migration in flight is building a replica on (`learners` of the stored placement) */
+  learners?: ReadonlyMap<number, readonly string[]>;
 }
 
 export interface ShardDiff {
@@ -140,18 +143,26 @@ export function planPlacement(input: PlanInput): Placement {
     }
   }
 
-  // 3. fill missing replicas, shard by shard, on the least loaded candidate nodes
-  for (const replicas of planned) {
+  // 3. fill missing replicas, shard by shard: a live learner of the shard first (it is catching
+  //    up already; placed anywhere else, it would end a replica beside the new one, its migration
+  //    unable to finish), else the least loaded candidate node
+  for (const [shard, replicas] of planned.entries()) {
+    const learners = (input.learners?.get(shard) ?? []).filter((n) => liveSet.has(n));
     while (replicas.length < rf) {
-      let best: string | undefined;
-      for (const n of live) {
-        if (replicas.includes(n)) continue;
-        if (best === undefined || lessLoaded(n, best)) best = n;
-      }
+      const best = leastLoaded(learners, replicas) ?? leastLoaded(live, replicas);
       if (best === undefined) break; // unreachable: rf <= live.length
       replicas.push(best);
       bump(best, 1);
     }
+  }
+
+  function leastLoaded(candidates: readonly string[], taken: readonly string[]): string | undefined {
+    let best: string | undefined;
+    for (const n of candidates) {
+      if (taken.includes(n)) continue;
+      if (best === undefined || lessLoaded(n, best)) best = n;
+    }
+    return best;
   }
 
   function lessLoaded(a: string, b: string): boolean {
@@ -167,6 +178,26 @@ export function planPlacement(input: PlanInput): Placement {
   const shards: ShardPlacement[] = planned.map((replicas, shard) => ({ shard, replicas }));
   if (current && sameShards(current.shards, shards)) return current;
   return { collection, epoch: (current?.epoch ?? 0) + 1, shards };
+}
+
+/**
+ * The planned shards with the stored placement's migrations in flight kept (their learners and
+ * draining replicas), less a node the plan made a replica: it then is one and nothing else, and
+ * its migration finds itself cut over and ends. Kept both, a learner and a replica, it stopped a
+ * migration for good (seen in chaos runs).
+ */
+export function withInFlight(planned: readonly ShardPlacement[], stored: readonly ShardPlacement[]): ShardPlacement[] {
+  return planned.map((s) => {
+    const inFlight = stored.find((x) => x.shard === s.shard);
+    const learners = (inFlight?.learners ?? []).filter((n) => !s.replicas.includes(n));
+    const draining = (inFlight?.draining ?? []).filter((n) => !s.replicas.includes(n));
+    return { shard: s.shard, replicas: s.replicas, ...(learners.length ? { learners } : {}), ...(draining.length ? { draining } : {}) };
+  });
+}
+
+/** Per shard, the nodes learning it (what `PlanInput.learners` takes). */
+export function learnersByShard(placement: Placement): Map<number, readonly string[]> {
+  return new Map(placement.shards.filter((s) => s.learners?.length).map((s) => [s.shard, s.learners!]));
 }
 
 function sameShards(a: readonly ShardPlacement[], b: readonly ShardPlacement[]): boolean {

@@ -13,7 +13,7 @@ import {
   type MigrationInput,
   type PersistedMigration,
 } from "../../src/machines/migration.ts";
-import { planPlacement, type Placement } from "../../src/runtime/placement.ts";
+import { learnersByShard, planPlacement, type Placement } from "../../src/runtime/placement.ts";
 import { makeTransfer, type Transfer } from "../../src/runtime/transfer.ts";
 import { COLLECTION, TIMING } from "./config.ts";
 import { migrationBindings, simMigrationMachine } from "./machines.ts";
@@ -144,6 +144,7 @@ export class LeaderTerm {
       replicas: sim.rf,
       nodes: members,
       current: current ? { collection: current.collection, epoch: current.epoch, shards: current.shards.map((s) => ({ shard: s.shard, replicas: s.replicas })) } : undefined,
+      ...(current ? { learners: learnersByShard(current) } : {}),
     });
     // keep the learners of live migrations (not replicas); drop orphans. A learner belongs to
     // its migration, which removes it (rollback) or promotes it (cutover): like the real

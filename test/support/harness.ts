@@ -71,6 +71,8 @@ export class Harness {
   readonly #cleanups: (() => Promise<unknown>)[] = [];
 
   readonly #dirs: string[] = [];
+  /** How each server of `natsCluster` was started: `natsKillAndRestart` starts it again so. */
+  readonly #clusterOptions = new Map<EmbeddedNats, EmbeddedNatsOptions>();
 
   async tempDir(prefix = "jade-test-"): Promise<string> {
     const dir = await mkdtemp(path.join(tmpdir(), prefix));
@@ -96,17 +98,29 @@ export class Harness {
     const routes = clusterPorts.map((p) => `nats://127.0.0.1:${p}`);
     const servers = await Promise.all(
       clusterPorts.map(async (port, i) => {
-        const server = await startEmbeddedNats({
-          dataDir: await this.tempDir(`jade-nats${i + 1}-`),
-          serverName: `s${i + 1}`,
-          cluster: { name: "jade", port, routes },
-          ...secure,
-        });
+        const options = { dataDir: await this.tempDir(`jade-nats${i + 1}-`), serverName: `s${i + 1}`, cluster: { name: "jade", port, routes }, ...secure };
+        const server = await startEmbeddedNats(options);
+        this.#clusterOptions.set(server, options);
         this.#cleanups.push(() => server.kill());
         return server;
       }),
     );
     return servers;
+  }
+
+  /**
+   * Kills a server of `natsCluster` with -9 and starts it again on its data and cluster port
+   * (on a new client port); `onLog` hears every line the new process logs. Resolves once it
+   * says it is ready: JetStream may still be replaying its metadata.
+   */
+  async natsKillAndRestart(server: EmbeddedNats, onLog?: (line: string) => void): Promise<EmbeddedNats> {
+    const options = this.#clusterOptions.get(server);
+    if (!options) throw new Error("bug: natsKillAndRestart takes a server natsCluster started");
+    await server.kill();
+    const again = await startEmbeddedNats({ ...options, ...(onLog ? { onLog } : {}) });
+    this.#clusterOptions.set(again, options);
+    this.#cleanups.push(() => again.kill());
+    return again;
   }
 
   /** A plain NATS connection (a test's own KV, subscriptions, raw requests), closed with the harness. */

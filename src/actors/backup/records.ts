@@ -4,7 +4,7 @@
  * with its progress; one whose heartbeat stops (its node died) is failed by the leader's
  * sweep, so `list` never shows a dead job as running, nor a half-written backup as complete.
  */
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import type { z } from "zod";
 import { KvView } from "../../nats/kv-view.ts";
 import { errorMessage } from "../../runtime/errors.ts";
@@ -17,7 +17,7 @@ export const heartbeatStaleMs = 15_000;
 const encoder = new TextEncoder();
 
 export class JobRecords<T extends { id: string; state: string; heartbeatAtMs: number }> {
-  readonly #kv: KV;
+  readonly #kv: ListedKv;
   readonly #schema: z.ZodType<T>;
   /**
    * The records as a watch keeps them, for what runs often and must not wait on KV: the status
@@ -26,7 +26,7 @@ export class JobRecords<T extends { id: string; state: string; heartbeatAtMs: nu
    */
   readonly #view: KvView<T>;
 
-  constructor(kv: KV, schema: z.ZodType<T>, log: Logger) {
+  constructor(kv: ListedKv, schema: z.ZodType<T>, log: Logger) {
     this.#kv = kv;
     this.#schema = schema;
     this.#view = new KvView(kv, { decode: (entry) => schema.parse(entry.json()), log });
@@ -60,7 +60,7 @@ export class JobRecords<T extends { id: string; state: string; heartbeatAtMs: nu
   /** Every record, oldest id first (ids sort by time). */
   async list(): Promise<T[]> {
     const out: T[] = [];
-    for await (const key of await this.#kv.keys()) {
+    for (const key of await this.#kv.listKeys()) {
       const record = await this.get(key);
       if (record) out.push(record);
     }

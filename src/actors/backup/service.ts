@@ -7,7 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Objm } from "@nats-io/obj";
 import type { Catalog } from "../cluster/catalog.ts";
@@ -72,8 +72,8 @@ export interface BackupsDeps {
   jsm: JetStreamManager;
   objm: Objm;
   streamReplicas: number;
-  backupsKv: KV;
-  restoresKv: KV;
+  backupsKv: ListedKv;
+  restoresKv: ListedKv;
   catalog: Catalog;
   snapshots: SnapshotStore;
   membership: Membership;

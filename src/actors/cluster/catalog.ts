@@ -4,7 +4,7 @@
  * collection created through another node is usable before our watch sees it.
  */
 import { randomUUID } from "node:crypto";
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { ErrorCode, JadeError, notFound } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
 import type { NatsContext } from "../../nats/connect.ts";
@@ -27,7 +27,7 @@ const encoder = new TextEncoder();
 
 export class Catalog {
   readonly #ctx: NatsContext;
-  readonly #kv: KV;
+  readonly #kv: ListedKv;
   readonly #log: Logger;
   readonly #view: KvView<CollectionConfig>;
   readonly #snapshots: SnapshotStore;
@@ -146,9 +146,8 @@ export class Catalog {
   }
 
   async list(): Promise<CollectionConfig[]> {
-    const keys = await this.#kv.keys();
     const configs: CollectionConfig[] = [];
-    for await (const key of keys) {
+    for (const key of await this.#kv.listKeys()) {
       const config = await this.#view.read(key);
       if (config) configs.push(config.value);
     }

@@ -8,6 +8,7 @@
 import { createActor, fromCallback, fromPromise, type EventObject } from "xstate";
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { z } from "zod";
 import { formatsToRaise, type FormatsInUse } from "../../runtime/formats.ts";
 import { raiseFormats } from "../cluster/formats.ts";
@@ -26,7 +27,7 @@ import {
   type RenewOutput,
 } from "../../machines/coordinator.ts";
 import type { Logger } from "../../runtime/log.ts";
-import { loadOf, planPlacement } from "../../runtime/placement.ts";
+import { learnersByShard, loadOf, planPlacement, servingPlacement, withInFlight } from "../../runtime/placement.ts";
 import type { Catalog } from "../cluster/catalog.ts";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { errorMessage, ErrorCode, JadeError, type Reply } from "../../runtime/errors.ts";
@@ -35,7 +36,6 @@ import { ClusterAdmin, NodeSets } from "./admin.ts";
 import type { Membership } from "../cluster/membership.ts";
 import { defaultMigrationSettings, MigrationRunner, type MigrationSettings, type MigrationView } from "./migrations.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
-import { servingPlacement } from "../../runtime/placement.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import { KvView } from "../../nats/kv-view.ts";
 import type { SnapshotStore } from "../../nats/snapshots.ts";
@@ -92,9 +92,9 @@ interface Deps {
   nc: NatsConnection;
   jsm: JetStreamManager;
   leases: KV;
-  migrations: KV;
+  migrations: ListedKv;
   config: KV;
-  retention: KV;
+  retention: ListedKv;
   snapshots: SnapshotStore;
   backups: Backups;
   catalog: Catalog;
@@ -371,14 +371,10 @@ export class Coordinator {
       nodes: live,
       current,
       load: penalise(loadOf(others, config.name, live), cordoned),
+      ...(current ? { learners: learnersByShard(stored!.record) } : {}),
     });
     if (planned === current) return;
-    // Migrations in flight keep their learners and draining replicas.
-    const inFlight = current ? stored!.record.shards : [];
-    const shards = planned.shards.map((s) => {
-      const { learners, draining } = inFlight[s.shard] ?? {};
-      return { ...s, ...(learners?.length ? { learners } : {}), ...(draining?.length ? { draining } : {}) };
-    });
+    const shards = withInFlight(planned.shards, current ? stored!.record.shards : []);
     await placements.write({ ...planned, shards, uid: config.uid, leaderEpoch: epoch }, stored?.revision);
     this.#log.info({ collection: config.name, epoch: planned.epoch, shards: planned.shards }, "placement written");
   }

@@ -6,7 +6,7 @@
  * `concurrentMax` transfers run at once; the others wait as `planned`.
  */
 import { createActor, fromPromise } from "xstate";
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { z } from "zod";
 import {
@@ -43,6 +43,7 @@ import type { Membership } from "../cluster/membership.ts";
 import type { PlacementStore } from "../cluster/placement-store.ts";
 import type { PlacementRecord } from "../../runtime/placement.ts";
 import { KeyedMutex } from "../../runtime/mutex.ts";
+import { Backoff } from "../../runtime/async.ts";
 import { watchTarget } from "./watch-target.ts";
 
 export interface MigrationSettings {
@@ -76,7 +77,7 @@ export interface MigrationView {
 
 interface Deps {
   jsm: JetStreamManager;
-  kv: KV;
+  kv: ListedKv;
   placements: PlacementStore;
   membership: Membership;
   nodeDeadAfterMs: number;
@@ -100,6 +101,10 @@ const MigrationRecord = z
   })
   .loose();
 
+/** Between tries at listing the records to resume: a listing fails while NATS elects leaders, for seconds. */
+const resumeRetryMsMin = 500;
+const resumeRetryMsMax = 5_000;
+
 /** A placement CAS that lost this many times in a row means another writer keeps winning: the step fails and the machine retries it. */
 const placementCasAttemptsMax = 5;
 
@@ -112,18 +117,37 @@ export class MigrationRunner {
   /** Per id, one KV write at a time, so records land in state order. */
   readonly #writes = new KeyedMutex();
   #running = false;
+  /** Counts leadership terms (start and stop): a resume of an ended term stops. */
+  #term = 0;
 
   constructor(deps: Deps) {
     this.#deps = deps;
     this.#log = deps.log.child({ actor: "migrations" });
   }
 
-  /** Becoming leader: resume every unfinished transfer from its record. */
+  /**
+   * Becoming leader: resume every unfinished transfer from its record. A listing that fails
+   * (NATS busy electing, a server down) is tried again for as long as this term lasts: a
+   * transfer left unresumed keeps its learner in the placement for good.
+   */
   async start(): Promise<void> {
     this.#running = true;
-    for (const [id, { payload }] of await this.#records((id) => !this.#actors.has(id))) {
-      if (isFinal(stateOfPayload(payload))) continue;
-      this.#spawn(id, payload);
+    const term = ++this.#term;
+    const backoff = new Backoff({ initialMs: resumeRetryMsMin, maxMs: resumeRetryMsMax });
+    for (;;) {
+      try {
+        const records = await this.#records((id) => !this.#actors.has(id));
+        if (term !== this.#term) return;
+        for (const [id, { payload }] of records) {
+          if (!this.#actors.has(id) && !isFinal(stateOfPayload(payload))) this.#spawn(id, payload);
+        }
+        break;
+      } catch (err) {
+        if (term !== this.#term) return;
+        this.#log.warn({ err: errorMessage(err), retryInMs: backoff.nextMs }, "could not list the migrations to resume; trying again");
+        await backoff.wait();
+        if (term !== this.#term) return;
+      }
     }
     this.schedule();
   }
@@ -131,6 +155,7 @@ export class MigrationRunner {
   /** Stepping down: stop the actors (their records stay; the next leader resumes them). */
   stop(): void {
     this.#running = false;
+    this.#term++;
     for (const actor of this.#actors.values()) actor.stop();
     this.#actors.clear();
   }
@@ -220,7 +245,7 @@ export class MigrationRunner {
   /** The stored records (those `wanted` by id), with their KV revision. */
   async #records(wanted: (id: string) => boolean = () => true): Promise<[string, { payload: PersistedMigration; revision: number }][]> {
     const out: [string, { payload: PersistedMigration; revision: number }][] = [];
-    for await (const key of await this.#deps.kv.keys()) {
+    for (const key of await this.#deps.kv.listKeys()) {
       if (!wanted(key)) continue;
       const entry = await this.#deps.kv.get(key);
       if (entry?.operation !== "PUT") continue;

@@ -8,6 +8,7 @@
 import type { ClusterSettings } from "../config/schemas.ts";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { z } from "zod";
 import type { Logger } from "../../runtime/log.ts";
 import { errorMessage } from "../../runtime/errors.ts";
@@ -52,7 +53,7 @@ export const defaultRetentionSettings: RetentionSettings = { intervalMs: 5_000 }
 
 interface Deps {
   jsm: JetStreamManager;
-  kv: KV;
+  kv: ListedKv;
   snapshots: SnapshotStore;
   catalog: Catalog;
   membership: Membership;
@@ -171,8 +172,9 @@ export class Retention {
   /** Keys of collections that no longer exist (dropped while no pass ran, or raced with one). */
   async #forgetDropped(): Promise<void> {
     const wanted = new Set(this.#deps.catalog.stored().map((c) => c.name));
-    for await (const key of await this.#deps.kv.keys()) {
-      if (wanted.has(key)) continue;
+    for (const key of await this.#deps.kv.listKeys()) {
+      // A purged key's marker is listed too: purging it again would only add another.
+      if (wanted.has(key) || (await this.#deps.kv.get(key))?.operation !== "PUT") continue;
       await this.#deps.kv.purge(key);
       this.#written.delete(key);
     }

@@ -10,6 +10,8 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Kvm } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { listedKv } from "../../nats/kv-keys.ts";
 import { readLogLines } from "../../client/logs.ts";
 import type { Command } from "commander";
 import type { JadeClient } from "../../client/client.ts";
@@ -92,9 +94,9 @@ async function askNode<T>(client: JadeClient, node: string, op: DiagOp): Promise
 }
 
 async function readConfig(client: JadeClient): Promise<Record<string, unknown>> {
-  const kv = await new Kvm(client.nc).open(names.configBucket);
+  const kv = listedKv(await new Kvm(client.nc).open(names.configBucket), await jetstreamManager(client.nc), names.configBucket);
   const out: Record<string, unknown> = {};
-  for await (const key of await kv.keys()) {
+  for (const key of await kv.listKeys()) {
     const entry = await kv.get(key);
     if (entry?.operation === "PUT") out[key] = { value: entry.string(), revision: entry.revision, created: entry.created.toISOString() };
   }
