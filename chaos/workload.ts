@@ -233,6 +233,7 @@ export class Workload {
       if (s.hung) counts.hung++;
       counts.maxLatencyMs = Math.max(counts.maxLatencyMs, Math.round(s.endedAt - s.startedAt));
     }
-    return counts;
+    // The client's reads of every kind (searches, gets, counts, transactional reads): a slow search with no hedge sent is told apart from one whose hedge was slow too.
+    return { ...counts, client_reads: this.#client.readStats };
   }
 }

@@ -51,6 +51,7 @@ afterAll(async () => {
 describe("hedged reads", () => {
   it("answer through the other node while one takes requests and never replies", async () => {
     const hungBefore = asked.hung;
+    const statsBefore = client.readStats;
     const outcomes: string[] = [];
     // Reads go round the nodes; the hung one is skipped from its missed reply to its next heartbeat.
     await waitFor(async () => {
@@ -62,6 +63,12 @@ describe("hedged reads", () => {
       return asked.hung >= hungBefore + 3;
     }, { what: "the hung node asked three more times", timeoutMs: 60_000, intervalMs: 1 });
     expect(outcomes.filter((o) => o !== "answered")).toEqual([]);
+    // Every read the hung node took was hedged (the budget holds ten), and counted.
+    const stats = client.readStats;
+    expect(stats.attempts - statsBefore.attempts).toBeGreaterThanOrEqual(outcomes.length);
+    expect(stats.hedged - statsBefore.hedged).toBeGreaterThanOrEqual(3);
+    expect(stats.hedged - statsBefore.hedged).toBeLessThanOrEqual(asked.hung - hungBefore);
+    expect(stats.hedgesRationed).toBe(0);
   });
 });
 

@@ -159,11 +159,22 @@ function replyTimeout(requestTimeoutMs: number | undefined): number | undefined 
   return requestTimeoutMs === undefined ? undefined : requestTimeoutMs + 1_000;
 }
 
+/** What a client's reads went through since it connected (`JadeClient.readStats`). */
+export interface ReadStats {
+  /** Read attempts (a retry after a node failed to answer is another). */
+  attempts: number;
+  /** Attempts that asked a second node, the first being slow. */
+  hedged: number;
+  /** Attempts that would have, but the budget had none saved up. */
+  hedgesRationed: number;
+}
+
 export class JadeClient {
   readonly nc: NatsConnection;
   readonly #timeoutMs: number;
   readonly #nodes = new NodeTracker();
   readonly #hedges = new HedgeBudget();
+  readonly #readStats: ReadStats = { attempts: 0, hedged: 0, hedgesRationed: 0 };
 
   private constructor(nc: NatsConnection, timeoutMs: number) {
     this.nc = nc;
@@ -268,14 +279,25 @@ export class JadeClient {
   async #hedged(subject: string, data: Uint8Array, attemptMs: number, deadline: number, tried: Set<string>): Promise<Reply<unknown>> {
     const ask = () => this.requestRaw(subject, data, Math.max(1, Math.min(attemptMs, deadline - performance.now())), tried, Encoding.Msgpack);
     this.#hedges.read();
+    this.#readStats.attempts++;
     const first = ask();
     let timer: NodeJS.Timeout | undefined;
     const due = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.min(readHedgeMsMax, attemptMs / 2))));
     const early = await Promise.race([first, due]).finally(() => clearTimeout(timer));
+    if (early !== undefined) return early;
+    if (!this.#hedges.take()) {
+      this.#readStats.hedgesRationed++;
+      return first;
+    }
     // With no other live node known (the node list is stale, or every one was tried) the hedge goes
     // to the queue group, where another node most likely takes it.
-    if (early !== undefined || !this.#hedges.take()) return early ?? first;
+    this.#readStats.hedged++;
     return firstAnswer([first, ask()]);
+  }
+
+  /** Counts of this client's read attempts and hedges (a copy). */
+  get readStats(): ReadStats {
+    return { ...this.#readStats };
   }
 
   #catalog<T>(op: CatalogOp, body: unknown): Promise<T> {

@@ -172,7 +172,7 @@ async function setUp(
 ): Promise<Omit<NatsContext, "connected" | "events">> {
   const kvm = new Kvm(js);
   // Every bucket lists its keys from its stream (nats/kv-keys.ts), never with `kv.keys()`.
-  const bucket = async (name: string, options: Partial<KvOptions>): Promise<ListedKv> => listedKv(await kvm.create(name, { replicas, ...options }), jsm, name);
+  const bucket = async (name: string, settings: Partial<KvOptions>): Promise<ListedKv> => listedKv(await kvm.create(name, { replicas, ...settings }), jsm, name);
   const collections = await bucket(names.collectionsBucket, { history: 10 });
   const nodes = await bucket(names.nodesBucket, { history: 1, ttl: 60_000 });
   const leases = await bucket(names.leasesBucket, { history: 1, ttl: options.leaseTtlMs });

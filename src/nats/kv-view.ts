@@ -105,7 +105,8 @@ export class KvView<T extends NonNullable<unknown>> {
       try {
         return await this.#startOnce();
       } catch (err) {
-        if (performance.now() + watchCreateMsMax > deadline || !isNatsUnanswered(err)) throw err;
+        // Stopped meanwhile (a node shutting down as it starts): no more tries.
+        if (this.#stopped || performance.now() + watchCreateMsMax > deadline || !isNatsUnanswered(err)) throw err;
         this.#log?.warn({ attempt, err: errorMessage(err) }, "KV watch not created in time; trying again");
       }
     }
