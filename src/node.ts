@@ -329,7 +329,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, departures, retention: nats.retention, config: nats.config, txns, txnAdmin };
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();
-  const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, txns: txnStats, dataDir: options.dataDir }));
+  const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, txns: txnStats, router, dataDir: options.dataDir }));
   const tenantRates = new KeyedRateLimits(config.settings.rateLimits.natsTenant, systemClock);
   const keyRates = new KeyedRateLimits(config.settings.rateLimits.httpKey, systemClock);
   gateway = new Gateway(api, log, metrics?.requests, tenantRates);

@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { HedgeBudget, JadeClient } from "../src/client/client.ts";
+import { JadeClient } from "../src/client/client.ts";
+import { HedgeBudget } from "../src/runtime/hedge-budget.ts";
 import { encodeBody, Encoding } from "../src/runtime/encoding.ts";
 import { names, nodeApiSubject, subjects } from "../src/runtime/subjects.ts";
 import { Harness, waitFor } from "./support/harness.ts";

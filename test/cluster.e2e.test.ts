@@ -10,7 +10,7 @@ import type { JadeClient } from "../src/client/client.ts";
 import type { MigrationView } from "../src/actors/control/migrations.ts";
 import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
 import type { StoredPoint } from "../src/runtime/schemas.ts";
-import { names, subjects } from "../src/runtime/subjects.ts";
+import { names, nodeApiSubject, subjects } from "../src/runtime/subjects.ts";
 import { readIdxImages } from "../bench/datasets.ts";
 import { Harness, randomPoints, waitFor, type ChildNode } from "./support/harness.ts";
 import { errorMessage } from "../src/runtime/errors.ts";
@@ -34,7 +34,8 @@ beforeAll(async () => {
       const order = [...urls.slice(i), ...urls.slice(0, i)].join(",");
       const data = await harness.tempDir(`jade-${id}-`);
       // Replicas move off a silent node only after 30 s here, so the hung-node test sees reads route around it.
-      const args = ["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3", "--node-dead-after-ms", "30000"];
+      // HTTP for the metrics a test reads.
+      const args = ["start", "--nats", order, "--node-id", id, "--data", data, "--stream-replicas", "3", "--node-dead-after-ms", "30000", "--http-port", "0"];
       nodes.set(id, await harness.spawnJade(args));
     }),
   );
@@ -189,7 +190,53 @@ describe("recall on a real data set", () => {
   });
 });
 
+/** A counter of one node's /metrics. */
+async function counter(node: string, name: string): Promise<number> {
+  const text = await (await fetch(`${nodes.get(node)!.httpUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  if (!line) throw new Error(`${node} has no ${name}`);
+  return Number(line.split(" ").at(-1));
+}
+
 describe("failures", () => {
+  it("a router asks a shard's next replica when the first has not answered in 250 ms, not after half the deadline", async () => {
+    // A shard on two nodes, read through the third: its router asks the smaller id first
+    // (nothing in flight anywhere: least-loaded breaks the tie by id).
+    await client.createCollection({ name: "hedged", dimension: 8, metric: "l2", shards: 2, replicas: 2 });
+    const placed = await placementOf("hedged");
+    const all = ["n1", "n2", "n3"];
+    const shard = placed.shards[0]!;
+    const [victim] = shard.replicas.map((r) => r.node).sort();
+    const entry = all.find((n) => !shard.replicas.some((r) => r.node === n))!;
+    const vectors = randomPoints(40, 8, 5);
+    await client.upsert("hedged", { points: vectors.map((vector, i) => ({ id: `r${i}`, vector })), consistency: "all" });
+    // Least-loaded ranks by requests in flight at the last heartbeat: both at 0, the id decides.
+    await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => shard.replicas.some((r) => r.node === n.id)).every((n) => n.load === 0), {
+      what: "no request in flight on the shard's replicas",
+    });
+    const hedgesBefore = await counter(entry, "jade_router_hedges_total");
+    nodes.get(victim!)!.pause();
+    try {
+      // Within the 3 s its heartbeats take to go stale, the router still counts the victim live.
+      for (let i = 0; i < 4; i++) {
+        const started = performance.now();
+        const msg = await client.nc.request(nodeApiSubject(entry, subjects.collection("hedged", "search")), JSON.stringify({ vector: vectors[i], k: 1, timeoutMs: 2_000 }), { timeout: 5_000 });
+        const tookMs = performance.now() - started;
+        const reply = msg.json<{ ok: boolean; result: { partial: boolean; hits: { id: string }[] } }>();
+        expect(reply.ok).toBe(true);
+        expect(reply.result.partial).toBe(false);
+        expect(reply.result.hits[0]!.id).toBe(`r${i}`);
+        // Waiting out the victim would take half the 2 s deadline.
+        expect(tookMs).toBeLessThan(900);
+      }
+      expect(await counter(entry, "jade_router_hedges_total")).toBeGreaterThan(hedgesBefore);
+    } finally {
+      nodes.get(victim!)!.resume();
+    }
+    await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 3, { what: "victim back" });
+    await client.dropCollection("hedged");
+  });
+
   it("keeps answering completely with one node hung (RF=2), and partially with RF=1", async () => {
     await client.createCollection({ name: "rf1", dimension: 8, metric: "l2", shards: 3, replicas: 1 });
     const rf1 = await placementOf("rf1");

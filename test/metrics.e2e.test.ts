@@ -200,6 +200,7 @@ describe("scrape-time figures", () => {
     disk: async () => ({ freeBytes: 10, totalBytes: 100 }),
     txns: () => ({ running: 1, committed: 9, conflicts: 2, aborted: 1, inDoubt: 0, recovered: { committed: 0, aborted: 3 } }),
     onTxnEnded: () => undefined,
+    routerHedges: () => ({ attempts: 40, hedged: 3, hedgesRationed: 1 }),
   };
 
   it("reports migrations, jobs, NATS events and replicas as the actors give them, and forgets what is gone", async () => {
@@ -220,6 +221,9 @@ describe("scrape-time figures", () => {
     expect(value(samples, "jade_nats_slow_consumer_events_total")).toBe(3);
     expect(value(samples, "jade_coordinator_epoch")).toBe(7);
     expect(value(samples, "jade_transactions_total", { outcome: "committed" })).toBe(9);
+    expect(value(samples, "jade_router_shard_reads_total")).toBe(40);
+    expect(value(samples, "jade_router_hedges_total")).toBe(3);
+    expect(value(samples, "jade_router_hedges_rationed_total")).toBe(1);
     expect(value(samples, "jade_transactions_total", { outcome: "conflict" })).toBe(2);
     expect(value(samples, "jade_transactions_recovered_total", { outcome: "aborted" })).toBe(3);
     expect(value(samples, "jade_transactions_running")).toBe(1);

@@ -32,6 +32,7 @@ import type { BackupCreateRequest, BackupRecord, BackupVerifyRequest, RestoreRec
 import type { TransactionRequest, TxnList, TxnListRequest, TxnRecord } from "../runtime/txn-schemas.ts";
 import { ChangeFeed, type ChangesOptions } from "./changes.ts";
 import { connectionOptions, type NatsAuth } from "../nats/auth.ts";
+import { HedgeBudget, type HedgeStats } from "../runtime/hedge-budget.ts";
 
 export interface JadeClientOptions {
   servers: string | string[];
@@ -117,30 +118,6 @@ function readAttemptMs(requestTimeoutMs: number | undefined): number {
  */
 const readHedgeMsMax = 1_000;
 
-/**
- * At most about one hedge per ten reads, over time, with ten saved up (gRPC's retry throttling):
- * when replies are slow because the cluster is overloaded, hedging every read would double its
- * load; a hung node among healthy ones needs few.
- */
-const hedgesSavedMax = 10;
-const readsPerHedge = 10;
-
-export class HedgeBudget {
-  /** In reads: a hedge costs `readsPerHedge` of them (integers, so ten reads make exactly one). */
-  #saved = hedgesSavedMax * readsPerHedge;
-
-  read(): void {
-    this.#saved = Math.min(hedgesSavedMax * readsPerHedge, this.#saved + 1);
-  }
-
-  /** Spends a hedge if one is saved up. */
-  take(): boolean {
-    if (this.#saved < readsPerHedge) return false;
-    this.#saved -= readsPerHedge;
-    return true;
-  }
-}
-
 /** The first reply that is an answer (or the server's refusal), not a transport failure; the last when all failed. */
 function firstAnswer(replies: Promise<Reply<unknown>>[]): Promise<Reply<unknown>> {
   return new Promise((resolve, reject) => {
@@ -159,22 +136,12 @@ function replyTimeout(requestTimeoutMs: number | undefined): number | undefined 
   return requestTimeoutMs === undefined ? undefined : requestTimeoutMs + 1_000;
 }
 
-/** What a client's reads went through since it connected (`JadeClient.readStats`). */
-export interface ReadStats {
-  /** Read attempts (a retry after a node failed to answer is another). */
-  attempts: number;
-  /** Attempts that asked a second node, the first being slow. */
-  hedged: number;
-  /** Attempts that would have, but the budget had none saved up. */
-  hedgesRationed: number;
-}
-
 export class JadeClient {
   readonly nc: NatsConnection;
   readonly #timeoutMs: number;
   readonly #nodes = new NodeTracker();
   readonly #hedges = new HedgeBudget();
-  readonly #readStats: ReadStats = { attempts: 0, hedged: 0, hedgesRationed: 0 };
+  readonly #readStats: HedgeStats = { attempts: 0, hedged: 0, hedgesRationed: 0 };
 
   private constructor(nc: NatsConnection, timeoutMs: number) {
     this.nc = nc;
@@ -296,7 +263,7 @@ export class JadeClient {
   }
 
   /** Counts of this client's read attempts and hedges (a copy). */
-  get readStats(): ReadStats {
+  get readStats(): HedgeStats {
     return { ...this.#readStats };
   }
 

@@ -12,6 +12,7 @@ import type { ShardReplica } from "../actors/replica/replica.ts";
 import type { TxnStats } from "../actors/txn/stats.ts";
 import type { IndexPool } from "../actors/vector-index/pool.ts";
 import type { Writer } from "../actors/write/writer.ts";
+import type { ReadRouter } from "../actors/read/router.ts";
 import type { NatsContext } from "../nats/connect.ts";
 
 /** The figures the metrics read at scrape time (actors/metrics/node-metrics.ts). */
@@ -26,11 +27,13 @@ export function metricSources(parts: {
   pool: IndexPool;
   logs: LogShipper;
   txns: TxnStats;
+  router: ReadRouter;
   dataDir: string;
 }): MetricSources {
-  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, logs, txns, dataDir } = parts;
+  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, logs, txns, router, dataDir } = parts;
   return {
     nodeId,
+    routerHedges: () => router.hedgeStats,
     replicas: () =>
       Promise.all(
         host.all().map(async (r) => ({

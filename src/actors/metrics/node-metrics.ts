@@ -12,6 +12,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import { ReplicaState } from "../../machines/replica.ts";
 import { TxnOutcome, type TxnFigures } from "../../runtime/status.ts";
 import { RequestMetrics, requestSecondsBuckets } from "./requests.ts";
+import type { HedgeStats } from "../../runtime/hedge-budget.ts";
 
 export interface ReplicaSample {
   collection: string;
@@ -76,6 +77,8 @@ export interface MetricSources {
   disk(): Promise<{ freeBytes: number; totalBytes: number }>;
   /** Transactions this node's gateway ran and its recovery finished. */
   txns(): TxnFigures;
+  /** The read router's shard reads and hedges. */
+  routerHedges(): HedgeStats;
   /** Calls `observe` as each transaction ends: the one figure handed over as it happens, as a histogram cannot be rebuilt from totals. */
   onTxnEnded(observe: (outcome: TxnOutcome, seconds: number) => void): void;
 }
@@ -127,6 +130,13 @@ export class NodeMetrics {
     this.#coordinator(sources);
     this.#workers(sources);
     this.#txns(sources);
+    this.#router(sources);
+  }
+
+  #router(sources: MetricSources): void {
+    this.#counterFrom("jade_router_shard_reads_total", "Shard reads the router made (each may ask more than one replica)", () => sources.routerHedges().attempts);
+    this.#counterFrom("jade_router_hedges_total", "Shard reads that also asked the next replica, the first silent for 250 ms", () => sources.routerHedges().hedged);
+    this.#counterFrom("jade_router_hedges_rationed_total", "Shard reads that waited on a silent replica because the hedge budget was spent", () => sources.routerHedges().hedgesRationed);
   }
 
   /**
