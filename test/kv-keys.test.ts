@@ -19,12 +19,29 @@ beforeAll(async () => {
 });
 afterAll(() => harness.close());
 
-async function bucket(): Promise<ListedKv> {
+async function bucket(history = 1): Promise<ListedKv> {
   const name = `kv_keys_${++bucketCount}`;
-  return listedKv(await new Kvm(nc).create(name, { history: 1 }), await jetstreamManager(nc), name);
+  return listedKv(await new Kvm(nc).create(name, { history }), await jetstreamManager(nc), name);
 }
 
 describe("listed KV", () => {
+  it("reads a key's kept revisions, oldest first, deletes included, other keys' left out", async () => {
+    const kv = await bucket(64);
+    const written: number[] = [];
+    for (let i = 0; i < 70; i++) {
+      written.push(await kv.put("settings", `v${i}`));
+      await kv.put("other", `o${i}`);
+    }
+    await kv.delete("settings");
+    const revisions = await kv.revisions("settings");
+    // The bucket keeps 64 entries of a key, the delete marker one of them: the seven oldest values are gone.
+    expect(revisions.map((r) => r.revision)).toEqual([...written.slice(7), revisions.at(-1)!.revision]);
+    expect(revisions.slice(0, -1).map((r) => new TextDecoder().decode(r.value))).toEqual(written.slice(7).map((_, i) => `v${i + 7}`));
+    expect(revisions.slice(0, -1).every((r) => r.operation === "PUT")).toBe(true);
+    expect(revisions.at(-1)!.operation).toBe("DEL");
+    expect(await kv.revisions("never")).toEqual([]);
+  });
+
   it("lists the keys under a filter, a deleted key's marker too, until its history is dropped", async () => {
     const kv = await bucket();
     for (const key of ["open.a", "open.b", "open.c", "done.a"]) await kv.put(key, "x");

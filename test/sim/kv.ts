@@ -103,6 +103,8 @@ export function kvClient(w: World, ep: Endpoint, bucket: SimBucket, onWrite: () 
   const get = (key: string) => call(() => entryOf(bucket.get(key)));
   const client = {
     get,
+    // The simulated bucket has one copy: its reads are the leader's.
+    latest: get,
     /** The library's: a write expecting no entry; failing that (any error), one at a delete marker's revision. */
     async create(key: string, value: string): Promise<number> {
       try {

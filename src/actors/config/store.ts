@@ -8,7 +8,7 @@
  * a node whose own settings the new revision contradicts keeps the one it runs and says why.
  * Any gateway serves `admin.config.*`: writes are compare-and-set on the key's revision.
  */
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { z } from "zod";
 import { KvView } from "../../nats/kv-view.ts";
 import { parse } from "../../runtime/checks.ts";
@@ -24,7 +24,7 @@ type Stored = { record: ConfigRecord } | { other: true };
 
 export interface ClusterConfigDeps {
   nodeId: string;
-  kv: KV;
+  kv: ListedKv;
   /** This node's own settings: its flags, or the defaults. */
   own: ClusterSettings;
   bounds: NodeBounds;
@@ -154,8 +154,7 @@ export class ClusterConfig {
   /** Every kept revision, newest first. */
   async #history(): Promise<ConfigRevision[]> {
     const out: ConfigRevision[] = [];
-    // Ends by itself once it delivered what was stored when it began.
-    for await (const entry of await this.#deps.kv.history({ key: names.settingsKey })) {
+    for (const entry of await this.#deps.kv.revisions(names.settingsKey)) {
       if (entry.operation === "PUT") out.push(revisionOf({ record: ConfigRecord.parse(entry.json()), revision: entry.revision }));
     }
     return out.reverse();

@@ -10,7 +10,8 @@
  * 10 points' locks took 4.7 ms in order. If any is held, what was taken is let go and they are
  * taken in order, waiting: the try never waits, so it cannot join a cycle of waiters either.
  * Locks are released by key, read first (a create whose reply was lost took its lock all the
- * same); the seeded simulation (test/sim) runs this table on its own clock and faults.
+ * same); the seeded simulation (test/sim) runs this table on its own clock and faults. Every
+ * read is the stream leader's (`ListedKv.latest`): a direct get may be a replica's, behind.
  */
 import { createHash } from "node:crypto";
 import type { KvEntry } from "@nats-io/kv";
@@ -74,10 +75,10 @@ export class LockTable {
   async release(keys: readonly string[], txn: string): Promise<void> {
     await Promise.all(
       keys.map(async (key) => {
-        const entry = await this.#kv.get(key);
+        const entry = await this.#kv.latest(key);
         if (lockOf(entry)?.txn !== txn) return;
         await this.#kv.delete(key, { previousSeq: entry!.revision }).catch(() => undefined);
-        const after = await this.#kv.get(key);
+        const after = await this.#kv.latest(key);
         if (lockOf(after)?.txn === txn) throw new Error(`lock ${key} of transaction ${txn} is still held`);
         // The marker goes up to its revision (a lock taken since stays): kept, every point ever
         // locked would leave one for good. Left behind, it costs listings only.
@@ -94,7 +95,7 @@ export class LockTable {
   /** Takes the lock if it is free (never taken, released, or expired) or already `txn`'s; false when another holds it. */
   async #tryTake(key: string, txn: string, value: string): Promise<boolean> {
     if (await this.#kv.create(key, value).then(() => true, () => false)) return true;
-    const entry = await this.#kv.get(key);
+    const entry = await this.#kv.latest(key);
     // No such key, though the create failed: it failed in transit (it may land yet); try again later.
     if (entry === null) return false;
     const held = lockOf(entry);
@@ -109,7 +110,7 @@ export class LockTable {
     for (let wait = retryDelayMinMs; ; wait = Math.min(retryDelayMaxMs, wait * 2)) {
       if (await this.#tryTake(key, txn, value)) return;
       if (this.#now() + wait > deadlineAtMs) {
-        const holder = lockOf(await this.#kv.get(key).catch(() => null))?.txn ?? "another transaction";
+        const holder = lockOf(await this.#kv.latest(key).catch(() => null))?.txn ?? "another transaction";
         throw new JadeError(ErrorCode.Conflict, `a point is locked by transaction ${holder}`, { details: { lockedBy: holder } });
       }
       await this.#sleep(wait);

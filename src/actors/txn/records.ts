@@ -7,7 +7,8 @@
  * A record lives under `open.<id>` until its markers are appended and its locks released, then
  * under `done.<id>` (kept a day, for `jade txns get`): recovery, which runs every second on the
  * coordinator, lists the open ones only, so a done record's `open.` key leaves no delete marker
- * behind (nats/kv-keys.ts).
+ * behind (nats/kv-keys.ts). Records are read from the stream's leader (`ListedKv.latest`): a
+ * direct get may be a replica's, one write behind (a lock table so read its own delete undone).
  */
 import type { ListedKv } from "../../nats/kv-keys.ts";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
@@ -53,7 +54,7 @@ export class TxnRecords {
 
   async get(id: string): Promise<TxnRecord | undefined> {
     for (const key of [openKey(id), doneKey(id)]) {
-      const entry = await this.#kv.get(key);
+      const entry = await this.#kv.latest(key);
       if (entry?.operation === "PUT") return TxnRecord.parse(entry.json());
     }
     return undefined;
@@ -112,7 +113,7 @@ export class TxnRecords {
   }
 
   async #readOpen(id: string): Promise<Revised | undefined> {
-    const entry = await this.#kv.get(openKey(id));
+    const entry = await this.#kv.latest(openKey(id));
     return entry?.operation === "PUT" ? { record: TxnRecord.parse(entry.json()), revision: entry.revision } : undefined;
   }
 
@@ -154,7 +155,7 @@ export class TxnRecords {
     const keys = await this.#kv.listKeys(filter);
     const out: TxnRecord[] = [];
     for (let i = 0; i < keys.length; i += listReadsAtOnce) {
-      const entries = await Promise.all(keys.slice(i, i + listReadsAtOnce).map((key) => this.#kv.get(key).catch(() => null)));
+      const entries = await Promise.all(keys.slice(i, i + listReadsAtOnce).map((key) => this.#kv.latest(key).catch(() => null)));
       for (const entry of entries) {
         const record = entry?.operation === "PUT" ? TxnRecord.safeParse(entry.json()).data : undefined;
         if (record) out.push(record);
