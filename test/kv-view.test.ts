@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Kvm, type KV } from "@nats-io/kv";
+import { Kvm } from "@nats-io/kv";
+import { listedKv, type ListedKv } from "../src/nats/kv-keys.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { pino } from "pino";
 import { z } from "zod";
@@ -23,12 +24,13 @@ beforeAll(async () => {
 });
 afterAll(() => harness.close());
 
-async function bucket(history = 5): Promise<KV> {
-  return new Kvm(nc).create(`kv_view_${++bucketCount}`, { history });
+async function bucket(history = 5): Promise<ListedKv> {
+  const name = `kv_view_${++bucketCount}`;
+  return listedKv(await new Kvm(nc).create(name, { history }), await jetstreamManager(nc), name);
 }
 
 /** A started view, its listener's changes, and its warnings. */
-async function view(kv: KV, before: (v: KvView<Counter>) => void = () => undefined) {
+async function view(kv: ListedKv, before: (v: KvView<Counter>) => void = () => undefined) {
   const warnings: { key?: string; msg: string }[] = [];
   const log = pino({ level: "warn" }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
   const v = new KvView(kv, { decode: (e) => Counter.parse(e.json()), log });
@@ -39,7 +41,7 @@ async function view(kv: KV, before: (v: KvView<Counter>) => void = () => undefin
   return { v, changes, warnings };
 }
 
-const put = (kv: KV, key: string, n: number) => kv.put(key, JSON.stringify({ n }));
+const put = (kv: ListedKv, key: string, n: number) => kv.put(key, JSON.stringify({ n }));
 
 describe("KvView", () => {
   it("is ready at once on an empty bucket", async () => {

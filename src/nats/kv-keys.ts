@@ -24,22 +24,26 @@ import type { KV } from "@nats-io/kv";
 
 /** One stored entry of a key, as `ListedKv.revisions` and `latest` read it. */
 export interface KvRevision {
+  key: string;
   revision: number;
   operation: "PUT" | "DEL" | "PURGE";
   value: Uint8Array;
   json<T>(): T;
+  string(): string;
 }
 
 const decoder = new TextDecoder();
 
-function revisionOf(stored: StoredMsg): KvRevision {
+function revisionOf(key: string, stored: StoredMsg): KvRevision {
   const operation = stored.header?.get("KV-Operation");
   const value = stored.data;
   return {
+    key,
     revision: stored.seq,
     operation: operation === "DEL" || operation === "PURGE" ? operation : "PUT",
     value,
     json: <T>() => JSON.parse(decoder.decode(value)) as T,
+    string: () => decoder.decode(value),
   };
 }
 
@@ -61,7 +65,7 @@ export interface ListedKv extends KV {
   latest(key: string): Promise<KvRevision | null>;
 }
 
-/** `kv` (bucket `bucket`) with the two calls above; every other call is the library's own. */
+/** `kv` (bucket `bucket`) with the calls above; every other call is the library's own. */
 export function listedKv(kv: KV, jsm: JetStreamManager, bucket: string): ListedKv {
   const stream = `KV_${bucket}`;
   const prefix = `$KV.${bucket}.`;
@@ -78,14 +82,14 @@ export function listedKv(kv: KV, jsm: JetStreamManager, bucket: string): ListedK
       for (let seq = 1; out.length <= revisionsKeptMax; ) {
         const stored = await jsm.direct.getMessage(stream, { seq, next_by_subj: `${prefix}${key}` });
         if (!stored) break;
-        out.push(revisionOf(stored));
+        out.push(revisionOf(key, stored));
         seq = stored.seq + 1;
       }
       return out;
     },
     async latest(key: string): Promise<KvRevision | null> {
       const stored = await jsm.streams.getMessage(stream, { last_by_subj: `${prefix}${key}` });
-      return stored && revisionOf(stored);
+      return stored && revisionOf(key, stored);
     },
   });
 }

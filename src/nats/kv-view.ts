@@ -4,7 +4,8 @@
  * the placements, membership, the client's node tracker and the coordinator's
  * lease all read their bucket through it, so the hot path never waits on KV.
  */
-import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
+import type { KvEntry, KvWatchEntry } from "@nats-io/kv";
+import type { ListedKv } from "./kv-keys.ts";
 import { TimeoutError } from "@nats-io/nats-core";
 import { deferred, withDeadline } from "../runtime/async.ts";
 import { errorMessage, isNatsUnanswered } from "../runtime/errors.ts";
@@ -46,16 +47,19 @@ export interface KvChange<T> {
   previous: T | undefined;
 }
 
+/** What a decoder reads of an entry: a watch's, or `ListedKv.latest`'s. */
+export type KvEntryData = Pick<KvEntry, "key" | "json" | "string">;
+
 export interface KvViewOptions<T> {
   /** Turns a PUT entry into a value, throwing when it cannot: typically `Schema.parse(entry.json())`. */
-  decode: (entry: KvEntry) => T;
+  decode: (entry: KvEntryData) => T;
   /** Where undecodable entries and a dying watch are reported; without it they pass silently. */
   log?: Logger;
 }
 
 export class KvView<T extends NonNullable<unknown>> {
-  readonly #kv: KV;
-  readonly #decode: (entry: KvEntry) => T;
+  readonly #kv: ListedKv;
+  readonly #decode: (entry: KvEntryData) => T;
   readonly #log: Logger | undefined;
   readonly #entries = new Map<string, Versioned<T>>();
   /** Every key's newest revision seen, deleted keys included: nothing older is ever applied. */
@@ -72,7 +76,7 @@ export class KvView<T extends NonNullable<unknown>> {
   #checking = false;
   #stopped = false;
 
-  constructor(kv: KV, options: KvViewOptions<T>) {
+  constructor(kv: ListedKv, options: KvViewOptions<T>) {
     this.#kv = kv;
     this.#decode = options.decode;
     this.#log = options.log;
@@ -203,7 +207,8 @@ export class KvView<T extends NonNullable<unknown>> {
 
   /** The key's value straight from KV, bypassing the cache: for a write the watch has not delivered yet. */
   async read(key: string): Promise<Versioned<T> | undefined> {
-    const entry = await this.#kv.get(key);
+    // The leader's: a direct get (`kv.get`) may be answered by a replica still without the write.
+    const entry = await this.#kv.latest(key);
     if (entry === null || entry.operation !== "PUT") return undefined;
     try {
       return { value: this.#decode(entry), revision: entry.revision };

@@ -12,7 +12,7 @@
  * the monotonic time since this process first saw it: a clock ahead or behind on either side
  * only makes the wait longer, never cuts it short.
  */
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { z } from "zod";
 import { KvView } from "../../nats/kv-view.ts";
 import { limits } from "../../runtime/limits.ts";
@@ -33,12 +33,12 @@ export type Departure = z.infer<typeof Departure>;
 type Stored = { departure: Departure } | { other: true };
 
 export class Departures {
-  readonly #kv: KV;
+  readonly #kv: ListedKv;
   readonly #view: KvView<Stored>;
   /** node → performance.now() when this process first saw its current record. */
   readonly #seenAtMs = new Map<string, number>();
 
-  constructor(kv: KV, log: Logger) {
+  constructor(kv: ListedKv, log: Logger) {
     this.#kv = kv;
     this.#view = new KvView(kv, {
       decode: (entry) => (names.isDepartedKey(entry.key) ? { departure: Departure.parse(entry.json()) } : { other: true }),

@@ -6,7 +6,7 @@
  * dead or alive.
  */
 import { EventEmitter } from "node:events";
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { z } from "zod";
 import { ReplicaState } from "../../machines/replica.ts";
 import { KvView } from "../../nats/kv-view.ts";
@@ -79,7 +79,7 @@ export interface Member {
 
 export class Membership {
   readonly nodeId: string;
-  readonly #kv: KV;
+  readonly #kv: ListedKv;
   readonly #log: Logger;
   #settings: MembershipSettings;
   readonly #describe: () => Pick<NodeHeartbeat, "replicas" | "load" | "configRevision" | "txns">;
@@ -91,7 +91,7 @@ export class Membership {
   #timer: NodeJS.Timeout | undefined;
   #live = new Set<string>();
 
-  constructor(kv: KV, nodeId: string, describe: () => Pick<NodeHeartbeat, "replicas" | "load" | "configRevision" | "txns">, log: Logger, settings = defaultMembershipSettings) {
+  constructor(kv: ListedKv, nodeId: string, describe: () => Pick<NodeHeartbeat, "replicas" | "load" | "configRevision" | "txns">, log: Logger, settings = defaultMembershipSettings) {
     this.#kv = kv;
     this.nodeId = nodeId;
     this.#describe = describe;

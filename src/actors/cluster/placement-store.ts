@@ -3,7 +3,7 @@
  * Only the coordinator writes them, always by CAS on the entry's revision; every
  * node watches them to know which replicas to host and where to route reads.
  */
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { KvView, type Versioned } from "../../nats/kv-view.ts";
 import type { Logger } from "../../runtime/log.ts";
 import { PlacementRecord } from "../../runtime/placement.ts";
@@ -19,12 +19,12 @@ function toStored({ value, revision }: Versioned<PlacementRecord>): StoredPlacem
 }
 
 export class PlacementStore {
-  readonly #kv: KV;
+  readonly #kv: ListedKv;
   /** Per collection: this process's read-modify-write sections (see `exclusive`). */
   readonly #locks = new KeyedMutex();
   readonly #view: KvView<PlacementRecord>;
 
-  constructor(kv: KV, log: Logger) {
+  constructor(kv: ListedKv, log: Logger) {
     this.#kv = kv;
     this.#view = new KvView(kv, { decode: (entry) => PlacementRecord.parse(entry.json()), log: log.child({ actor: "placement" }) });
   }

@@ -7,7 +7,6 @@
  */
 import { createActor, fromCallback, fromPromise, type EventObject } from "xstate";
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
 import type { ListedKv } from "../../nats/kv-keys.ts";
 import { z } from "zod";
 import { formatsToRaise, type FormatsInUse } from "../../runtime/formats.ts";
@@ -91,9 +90,9 @@ interface Deps {
   nodeId: string;
   nc: NatsConnection;
   jsm: JetStreamManager;
-  leases: KV;
+  leases: ListedKv;
   migrations: ListedKv;
-  config: KV;
+  config: ListedKv;
   retention: ListedKv;
   snapshots: SnapshotStore;
   backups: Backups;

@@ -6,7 +6,7 @@
  * secret proves it; 32 random bytes leave nothing to guess, so a fast hash is the right one.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import type { KV } from "@nats-io/kv";
+import type { ListedKv } from "../../nats/kv-keys.ts";
 import { z } from "zod";
 import { KvView } from "../../nats/kv-view.ts";
 import { parse } from "../../runtime/checks.ts";
@@ -26,11 +26,11 @@ function parseKey(presented: string): { id: string; secret: string } | undefined
 }
 
 export class KeyStore {
-  readonly #kv: KV;
+  readonly #kv: ListedKv;
   readonly #view: KvView<KeyRecord>;
   #missReadsInFlight = 0;
 
-  constructor(kv: KV, log: Logger) {
+  constructor(kv: ListedKv, log: Logger) {
     this.#kv = kv;
     this.#view = new KvView(kv, { decode: (entry) => KeyRecord.parse(entry.json()), log });
   }
