@@ -40,8 +40,12 @@ describe("snapshots on a NATS cluster", () => {
     expect(lines.filter((l) => /panic|SIGSEGV/.test(l))).toEqual([]);
     expect(again.process.exitCode).toBeNull();
 
-    let bytes = 0;
-    for await (const chunk of snapshots.read(ref.name)) bytes += chunk.byteLength;
+    // JetStream may still be electing its meta leader after the restart (CI saw a request time out then).
+    const bytes = await waitFor(async () => {
+      let read = 0;
+      for await (const chunk of snapshots.read(ref.name)) read += chunk.byteLength;
+      return read;
+    }, { what: "the snapshot read back", timeoutMs: 60_000 });
     expect(bytes).toBe(200_000);
   });
 });
