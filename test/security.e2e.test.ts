@@ -11,9 +11,9 @@ import https from "node:https";
 import http from "node:http";
 import path from "node:path";
 import { connect, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { listedKv } from "../src/nats/kv-keys.ts";
+import { openListedKv } from "../src/nats/kv-keys.ts";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JadeClient } from "../src/client/client.ts";
@@ -338,7 +338,7 @@ describe("API keys for HTTP", () => {
     // its read of KV on a miss can know the key.
     const nc = await connect({ servers: natsUrl });
     try {
-      const behind = new KeyStore(listedKv(await new Kvm(jetstream(nc)).open(names.keysBucket), await jetstreamManager(nc), names.keysBucket), pino({ level: "silent" }));
+      const behind = new KeyStore(await openListedKv(nc, names.keysBucket), pino({ level: "silent" }));
       const { id, key } = await createKey("just made", [{ collection: "docs", access: "read" }]);
       expect(await behind.authenticate(`Bearer ${key}`)).toMatchObject({ id, name: "just made" });
       await expect(behind.authenticate(`Bearer ${key.slice(0, -1)}${key.endsWith("A") ? "B" : "A"}`)).rejects.toMatchObject({ code: ErrorCode.Unauthorized });

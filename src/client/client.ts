@@ -32,7 +32,7 @@ import type { BackupCreateRequest, BackupRecord, BackupVerifyRequest, RestoreRec
 import type { TransactionRequest, TxnList, TxnListRequest, TxnRecord } from "../runtime/txn-schemas.ts";
 import { ChangeFeed, type ChangesOptions } from "./changes.ts";
 import { connectionOptions, type NatsAuth } from "../nats/auth.ts";
-import { HedgeBudget, type HedgeStats } from "../runtime/hedge-budget.ts";
+import { Hedger, type HedgeStats } from "../runtime/hedge-budget.ts";
 
 export interface JadeClientOptions {
   servers: string | string[];
@@ -140,8 +140,7 @@ export class JadeClient {
   readonly nc: NatsConnection;
   readonly #timeoutMs: number;
   readonly #nodes = new NodeTracker();
-  readonly #hedges = new HedgeBudget();
-  readonly #readStats: HedgeStats = { attempts: 0, hedged: 0, hedgesRationed: 0 };
+  readonly #hedger = new Hedger();
 
   private constructor(nc: NatsConnection, timeoutMs: number) {
     this.nc = nc;
@@ -245,26 +244,15 @@ export class JadeClient {
    */
   async #hedged(subject: string, data: Uint8Array, attemptMs: number, deadline: number, tried: Set<string>): Promise<Reply<unknown>> {
     const ask = () => this.requestRaw(subject, data, Math.max(1, Math.min(attemptMs, deadline - performance.now())), tried, Encoding.Msgpack);
-    this.#hedges.read();
-    this.#readStats.attempts++;
-    const first = ask();
-    let timer: NodeJS.Timeout | undefined;
-    const due = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.min(readHedgeMsMax, attemptMs / 2))));
-    const early = await Promise.race([first, due]).finally(() => clearTimeout(timer));
-    if (early !== undefined) return early;
-    if (!this.#hedges.take()) {
-      this.#readStats.hedgesRationed++;
-      return first;
-    }
+    this.#hedger.read();
     // With no other live node known (the node list is stale, or every one was tried) the hedge goes
     // to the queue group, where another node most likely takes it.
-    this.#readStats.hedged++;
-    return firstAnswer([first, ask()]);
+    return this.#hedger.race(ask(), ask, Math.min(readHedgeMsMax, attemptMs / 2), (first, second) => firstAnswer([first, second]));
   }
 
   /** Counts of this client's read attempts and hedges (a copy). */
   get readStats(): HedgeStats {
-    return { ...this.#readStats };
+    return this.#hedger.stats;
   }
 
   #catalog<T>(op: CatalogOp, body: unknown): Promise<T> {

@@ -5,9 +5,7 @@
  * addresses live nodes directly and moves on from one that does not answer.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { Kvm } from "@nats-io/kv";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { listedKv } from "../nats/kv-keys.ts";
+import { openListedKv } from "../nats/kv-keys.ts";
 import { z } from "zod";
 import { KvView } from "../nats/kv-view.ts";
 import { names } from "../runtime/subjects.ts";
@@ -29,8 +27,7 @@ export class NodeTracker {
   /** Starts watching; if the bucket does not exist yet, the tracker stays empty (callers fall back to the queue group). */
   async start(nc: NatsConnection): Promise<void> {
     try {
-      const kv = listedKv(await new Kvm(nc).open(names.nodesBucket), await jetstreamManager(nc, { checkAPI: false }), names.nodesBucket);
-      const nodes = new KvView(kv, {
+      const nodes = new KvView(await openListedKv(nc, names.nodesBucket), {
         decode: (entry) => ({ ...TrackedBeat.parse(entry.json()), seenAtMs: performance.now() }),
       });
       await nodes.start();

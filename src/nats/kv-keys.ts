@@ -19,8 +19,9 @@
  * both walk, one per transaction for a day and one per point ever locked for good. A purge of
  * the key's subject up to a revision removes the marker, and nothing written after it.
  */
-import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
+import { jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
 
 /** One stored entry of a key, as `ListedKv.revisions` and `latest` read it. */
 export interface KvRevision {
@@ -63,6 +64,11 @@ export interface ListedKv extends KV {
    * right after its own acknowledged delete still saw the lock in 7 of 233 transactions.
    */
   latest(key: string): Promise<KvRevision | null>;
+}
+
+/** An existing bucket, opened as a `ListedKv` (a client's, a CLI command's: nodes make theirs in connect.ts). */
+export async function openListedKv(nc: NatsConnection, bucket: string): Promise<ListedKv> {
+  return listedKv(await new Kvm(nc).open(bucket), await jetstreamManager(nc, { checkAPI: false }), bucket);
 }
 
 /** `kv` (bucket `bucket`) with the calls above; every other call is the library's own. */

@@ -32,3 +32,39 @@ export interface HedgeStats {
   /** Reads that would have, but the budget had none saved up. */
   hedgesRationed: number;
 }
+
+/**
+ * A reader's hedging: its budget and its counts. `read()` counts a read; `race` waits on the
+ * first request up to `afterMs`, then, with a hedge saved up, sends `hedge()` too and lets
+ * `either` pick between the two (the first answer, by the reader's own rule).
+ */
+export class Hedger {
+  readonly #budget = new HedgeBudget();
+  readonly #stats: HedgeStats = { attempts: 0, hedged: 0, hedgesRationed: 0 };
+
+  read(): void {
+    this.#budget.read();
+    this.#stats.attempts++;
+  }
+
+  async race<T>(first: Promise<T>, hedge: () => Promise<T>, afterMs: number, either: (first: Promise<T>, second: Promise<T>) => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const due = new Promise<"due">((resolve) => (timer = setTimeout(() => resolve("due"), afterMs)));
+    const settled = first.then(
+      () => "settled" as const,
+      () => "settled" as const,
+    );
+    if ((await Promise.race([settled, due]).finally(() => clearTimeout(timer))) === "settled") return first;
+    if (!this.#budget.take()) {
+      this.#stats.hedgesRationed++;
+      return first;
+    }
+    this.#stats.hedged++;
+    return either(first, hedge());
+  }
+
+  /** The counts so far (a copy). */
+  get stats(): HedgeStats {
+    return { ...this.#stats };
+  }
+}

@@ -26,7 +26,7 @@ import type { ShardReplica } from "../replica/replica.ts";
 import { mergeTopK } from "./merge.ts";
 import { resolveSelection, type ReplicaSelection, type SelectionName } from "./selection/index.ts";
 import { withDeadline } from "../../runtime/async.ts";
-import { HedgeBudget, type HedgeStats } from "../../runtime/hedge-budget.ts";
+import { Hedger, type HedgeStats } from "../../runtime/hedge-budget.ts";
 import { SpanKind, traced, tracingEnabled } from "../../runtime/tracing.ts";
 
 export interface ReadOptions {
@@ -67,8 +67,7 @@ export class ReadRouter {
   readonly #deps: RouterDeps;
   readonly #nc: NatsConnection;
   readonly #selection: ReplicaSelection;
-  readonly #hedges = new HedgeBudget();
-  readonly #hedgeStats: HedgeStats = { attempts: 0, hedged: 0, hedgesRationed: 0 };
+  readonly #hedger = new Hedger();
   /** Transaction records that cannot change any more, oldest first: decided ones, and null for one that is gone (txn-reads.ts). */
   readonly #settled = new Map<string, TxnRecord | null>();
 
@@ -205,8 +204,7 @@ export class ReadRouter {
   async #readShard<T>(config: CollectionConfig, shard: number, minSeq: number, assume: string[] | undefined, deadline: number, read: ReadOp<T>): Promise<ShardRead<T>> {
     const candidates = this.#candidates(config, shard);
     if (candidates.length === 0) throw new JadeError(ErrorCode.Unavailable, `no live replica of shard ${shard}`);
-    this.#hedges.read();
-    this.#hedgeStats.attempts++;
+    this.#hedger.read();
     const ask = (node: string, timeoutMs: number) => this.#readOn(node, config, shard, minSeq, assume, timeoutMs, read);
     let lastError: JadeError | undefined;
     let i = 0;
@@ -222,7 +220,7 @@ export class ReadRouter {
         return ask(next!, Math.max(1, deadline - performance.now()));
       };
       try {
-        return await (next === undefined ? first : this.#hedged(first, hedge));
+        return await (next === undefined ? first : this.#hedger.race(first, hedge, shardHedgeMs, firstFulfilled));
       } catch (err) {
         lastError = err instanceof JadeError ? err : new JadeError(ErrorCode.Unavailable, errorMessage(err));
       }
@@ -230,28 +228,9 @@ export class ReadRouter {
     throw lastError ?? new JadeError(ErrorCode.Timeout, `shard ${shard} did not answer in time`);
   }
 
-  /** `first`; or, unsettled after `shardHedgeMs` and with a hedge saved up, whichever of it and `hedge()` answers first. */
-  async #hedged<T>(first: Promise<T>, hedge: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const due = new Promise<"due">((resolve) => (timer = setTimeout(() => resolve("due"), shardHedgeMs)));
-    const settled = first.then(
-      () => "settled" as const,
-      () => "settled" as const,
-    );
-    if ((await Promise.race([settled, due]).finally(() => clearTimeout(timer))) === "settled") return first;
-    if (!this.#hedges.take()) {
-      this.#hedgeStats.hedgesRationed++;
-      return first;
-    }
-    this.#hedgeStats.hedged++;
-    return Promise.any([first, hedge()]).catch((err: AggregateError) => {
-      throw err.errors[0];
-    });
-  }
-
   /** Counts of this router's shard reads and hedges (a copy). */
   get hedgeStats(): HedgeStats {
-    return { ...this.#hedgeStats };
+    return this.#hedger.stats;
   }
 
   #readOn<T>(node: string, config: CollectionConfig, shard: number, minSeq: number, assume: string[] | undefined, timeoutMs: number, read: ReadOp<T>): Promise<ShardRead<T>> {
@@ -353,6 +332,13 @@ export class ReadRouter {
  * about a second for a 2 s search.
  */
 const shardHedgeMs = 250;
+
+/** The first of two reads to succeed; the first one's error when both fail. */
+function firstFulfilled<T>(first: Promise<T>, second: Promise<T>): Promise<T> {
+  return Promise.any([first, second]).catch((err: AggregateError) => {
+    throw err.errors[0];
+  });
+}
 
 /** Settled transaction records a router keeps: more than a read window's worth of transactions at any rate measured here. */
 const settledRecordsKept = 4_096;

@@ -9,9 +9,7 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Kvm } from "@nats-io/kv";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { listedKv } from "../../nats/kv-keys.ts";
+import { openListedKv } from "../../nats/kv-keys.ts";
 import { readLogLines } from "../../client/logs.ts";
 import type { Command } from "commander";
 import type { JadeClient } from "../../client/client.ts";
@@ -94,7 +92,7 @@ async function askNode<T>(client: JadeClient, node: string, op: DiagOp): Promise
 }
 
 async function readConfig(client: JadeClient): Promise<Record<string, unknown>> {
-  const kv = listedKv(await new Kvm(client.nc).open(names.configBucket), await jetstreamManager(client.nc), names.configBucket);
+  const kv = await openListedKv(client.nc, names.configBucket);
   const out: Record<string, unknown> = {};
   for (const key of await kv.listKeys()) {
     const entry = await kv.get(key);
