@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- --suite backup`: backup and restore throughput against rebuilding by
- * re-importing the same data (decision 008), on `jade dev` (one node and its nats-server):
+ * re-importing the same data (decision 008), on one node (`jade start`) and its nats-server:
  *
  *   re-import   the data set upserted through the API until every shard's graph absorbed it;
  *   backup      a full backup to a directory (the collection's logs compacted to its snapshots
@@ -28,6 +28,7 @@ import { clusteredDefaults, clusteredQueries, clusteredVectors } from "./dataset
 import type { VectorSet } from "./datasets.ts";
 import { barChart, writeReport } from "./plot.ts";
 import { withTicker } from "./progress.ts";
+import { startEmbeddedNats } from "../src/nats/embedded.ts";
 
 export interface BackupBenchOptions {
   /** Clustered 128-d vectors of the second data set. */
@@ -44,8 +45,9 @@ interface DatasetRun {
   restore: { seconds: number; vectorsPerSecond: number; mibPerSecond: number };
   restoreSpeedup: number;
   /** Searches per second before, during and after the backup; the drop is against the mean of before and after (the machine's speed drifts by a few % between windows). */
-  qps: { before: number; during: number; after: number; drop: number };
-  disk: { beforeCompaction: number; afterCompaction: number };
+  qps: { before: number; during: number; after: number; drop: number; copy: PhaseQps; digest: PhaseQps };
+  /** Bytes per vector: the cluster's store (nats-server's directory) before and after compaction, and the node's checkpoints. */
+  disk: { beforeCompaction: number; afterCompaction: number; checkpoints: number };
 }
 
 interface PitrPoint {
@@ -73,7 +75,7 @@ async function dataBytes(dir: string): Promise<number> {
 }
 
 /** Searches cycled over `bodies` at concurrency 8 until `until` resolves (or for `forMs`); returns QPS. */
-async function qpsWhile(client: JadeClient, collection: string, bodies: readonly Uint8Array[], stop: { until?: Promise<unknown>; forMs?: number }): Promise<number> {
+async function qpsWhile(client: JadeClient, collection: string, bodies: readonly Uint8Array[], stop: { until?: Promise<unknown>; forMs?: number }, onQuery?: () => void): Promise<number> {
   const subject = `jade.v1.${collection}.search`;
   let done = false;
   const ended = stop.until ?? new Promise((r) => setTimeout(r, stop.forMs));
@@ -89,10 +91,55 @@ async function qpsWhile(client: JadeClient, collection: string, bodies: readonly
       const reply = await client.requestRaw(subject, bodies[next++ % bodies.length]!, 30_000, undefined, Encoding.Msgpack);
       if (!reply.ok) throw new Error(`search failed: ${reply.error.code}: ${reply.error.message}`);
       queries++;
+      onQuery?.();
     }
   };
   await Promise.all([...Array.from({ length: concurrency }, loop), ended]);
   return queries / ((performance.now() - started) / 1000);
+}
+
+interface PhaseQps {
+  qps: number;
+  seconds: number;
+}
+
+/**
+ * Splits the searches made during a backup by its phase: copying (until every shard's files are
+ * written) or digesting (reading them back), from the job's progress polled twice a second.
+ */
+class BackupPhases {
+  readonly #counts = { copy: 0, digest: 0 };
+  readonly #ms = { copy: 0, digest: 0 };
+  #phase: "copy" | "digest" = "copy";
+  #since = performance.now();
+  readonly #poll: NodeJS.Timeout;
+
+  constructor(client: JadeClient, id: string) {
+    this.#poll = setInterval(() => {
+      void client.listBackups().then((records) => {
+        const progress = records.find((r) => r.id === id)?.progress;
+        if (this.#phase === "copy" && progress && progress.shardsTotal > 0 && progress.shardsDone >= progress.shardsTotal) this.#switch();
+      }, () => undefined);
+    }, 500);
+  }
+
+  query(): void {
+    this.#counts[this.#phase]++;
+  }
+
+  #switch(): void {
+    const now = performance.now();
+    this.#ms.copy += now - this.#since;
+    this.#since = now;
+    this.#phase = "digest";
+  }
+
+  end(): { copy: PhaseQps; digest: PhaseQps } {
+    clearInterval(this.#poll);
+    this.#ms[this.#phase] += performance.now() - this.#since;
+    const of = (phase: "copy" | "digest"): PhaseQps => ({ qps: this.#ms[phase] > 0 ? (1000 * this.#counts[phase]) / this.#ms[phase] : 0, seconds: this.#ms[phase] / 1000 });
+    return { copy: of("copy"), digest: of("digest") };
+  }
 }
 
 function shardsOf(status: ClusterStatus, name: string) {
@@ -120,29 +167,37 @@ async function runDataset(client: JadeClient, dataDir: string, backupDir: string
   await client.createCollection({ name, dimension: train.dimension, metric: "l2", shards, index, snapshot: { everyEntries: 1_000_000, intervalMs: 5_000 } });
   const imported = await ingest(client, train, { collection: name, batch: 1_000, concurrency: 4, consistency: "log", label: `${name} ` });
   kv("re-import (to fully indexed)", `${fmt(imported.indexedSeconds, 1)} s = ${fmt(train.count / imported.indexedSeconds)} vectors/s`);
-  const beforeCompaction = await dataBytes(dataDir);
+  // The cluster's store (logs and shared snapshots); the node's own checkpoints are counted apart.
+  const store = path.join(dataDir, "nats");
+  const beforeCompaction = await dataBytes(store);
   await withTicker("compacting to snapshots", () => compacted(client, name));
   // Replaced snapshots go one grace period (a snapshot interval) after the purge: one per shard left.
   await waitFor(async () => (await readdir(path.join(dataDir, "nats"), { recursive: true })).filter((f) => /streams\/OBJ_jadesnap_[^/]+$/.test(String(f))).length === shards, {
     what: "one snapshot per shard",
     timeoutMs: 120_000,
   });
-  const afterCompaction = await dataBytes(dataDir);
-  kv("disk per vector", `${fmt(beforeCompaction / train.count)} B with the whole log, ${fmt(afterCompaction / train.count)} B compacted`);
+  const afterCompaction = await dataBytes(store);
+  const checkpoints = await dataBytes(path.join(dataDir, "node", "checkpoints"));
+  kv("store per vector", `${fmt(beforeCompaction / train.count)} B with the whole log, ${fmt(afterCompaction / train.count)} B compacted; the node's checkpoints ${fmt(checkpoints / train.count)} B`);
 
   const bodies = searchBodies(queries);
   const before = await qpsWhile(client, name, bodies, { forMs: qpsBaselineMs });
   const backupStarted = performance.now();
   const started = await client.createBackup({ collections: [name], to: { dir: backupDir } });
   const finished = client.waitForBackup(started.id, { timeoutMs: 3_600_000 });
-  const during = await qpsWhile(client, name, bodies, { until: finished });
+  const phases = new BackupPhases(client, started.id);
+  const during = await qpsWhile(client, name, bodies, { until: finished }, () => phases.query());
   const backup = await finished;
+  // Before the after-window (it was taken after it, and counted 60 s too many).
+  const backupSeconds = (performance.now() - backupStarted) / 1000;
+  const byPhase = phases.end();
   const after = await qpsWhile(client, name, bodies, { forMs: qpsBaselineMs });
   const drop = 1 - during / ((before + after) / 2);
-  const backupSeconds = (performance.now() - backupStarted) / 1000;
   const bytes = backup.bytes ?? 0;
   kv("backup", `${fmt(backupSeconds, 1)} s, ${fmt(mib(bytes), 1)} MiB = ${fmt(mib(bytes) / backupSeconds, 1)} MiB/s, ${fmt(train.count / backupSeconds)} vectors/s`);
   kv("search QPS (c=8)", `${fmt(before)} before, ${fmt(during)} during the backup, ${fmt(after)} after (${fmt(100 * drop, 1)} % lower)`);
+  const phaseDrop = (qps: number) => 1 - qps / ((before + after) / 2);
+  kv("  by phase", `copy ${fmt(byPhase.copy.qps)} (${fmt(100 * phaseDrop(byPhase.copy.qps), 1)} % lower, ${fmt(byPhase.copy.seconds, 1)} s), digest ${fmt(byPhase.digest.qps)} (${fmt(100 * phaseDrop(byPhase.digest.qps), 1)} % lower, ${fmt(byPhase.digest.seconds, 1)} s)`);
 
   const restoreStarted = performance.now();
   const restore = await client.restore({ backup: backup.id, as: `${name}-restored` });
@@ -158,8 +213,15 @@ async function runDataset(client: JadeClient, dataDir: string, backupDir: string
     backup: { seconds: round(backupSeconds, 2), bytes, vectorsPerSecond: Math.round(train.count / backupSeconds), mibPerSecond: round(mib(bytes) / backupSeconds, 1) },
     restore: { seconds: round(restoreSeconds, 2), vectorsPerSecond: Math.round(train.count / restoreSeconds), mibPerSecond: round(mib(bytes) / restoreSeconds, 1) },
     restoreSpeedup: round(imported.indexedSeconds / restoreSeconds, 2),
-    qps: { before: Math.round(before), during: Math.round(during), after: Math.round(after), drop: round(drop, 3) },
-    disk: { beforeCompaction: Math.round(beforeCompaction / train.count), afterCompaction: Math.round(afterCompaction / train.count) },
+    qps: {
+      before: Math.round(before),
+      during: Math.round(during),
+      after: Math.round(after),
+      drop: round(drop, 3),
+      copy: { qps: Math.round(byPhase.copy.qps), seconds: round(byPhase.copy.seconds, 1) },
+      digest: { qps: Math.round(byPhase.digest.qps), seconds: round(byPhase.digest.seconds, 1) },
+    },
+    disk: { beforeCompaction: Math.round(beforeCompaction / train.count), afterCompaction: Math.round(afterCompaction / train.count), checkpoints: Math.round(checkpoints / train.count) },
   };
 }
 
@@ -188,18 +250,24 @@ export async function runBackupBench(opts: BackupBenchOptions): Promise<void> {
   const startedAt = new Date();
   const harness = new Harness();
   onCleanup(() => harness.close());
-  const dataDir = await harness.tempDir("jade-bench-dev-");
+  const dataDir = await harness.tempDir("jade-bench-node-");
   const backupDir = await harness.tempDir("jade-bench-backups-");
-  const dev = await harness.spawnJade(["dev", "--data", dataDir, "--nats-port", "0", "--http-port", "0"]);
+  // A node as deployed (`jade start` beside its nats-server), not `jade dev`: a node keeps its
+  // checkpoints, which a backup copies without going through nats-server. `jade dev` drops a
+  // checkpoint once it is uploaded (node and store share a disk), so its backups read every
+  // snapshot out of the object store (decision 008).
+  const nats = await startEmbeddedNats({ dataDir: path.join(dataDir, "nats"), serverName: "jade-bench-backup" });
+  onCleanup(() => nats.stop());
+  const dev = await harness.spawnJade(["start", "--nats", nats.url, "--data", path.join(dataDir, "node"), "--http-port", "0"]);
   let stopping = false;
   onCleanup(async () => void (stopping = true));
   // A node that dies mid-run would leave the benchmark waiting on it: say why, and stop.
   dev.process.once("exit", (code, signal) => {
     if (stopping) return;
-    log(`jade dev exited (${code ?? signal}); its last output:\n${dev.output.slice(-40).join("\n")}`);
+    log(`jade start exited (${code ?? signal}); its last output:\n${dev.output.slice(-40).join("\n")}`);
     process.exit(1);
   });
-  const client = await JadeClient.connect({ servers: dev.natsUrl, name: "jade-bench-backup", timeoutMs: 120_000 });
+  const client = await JadeClient.connect({ servers: nats.url, name: "jade-bench-backup", timeoutMs: 120_000 });
   onCleanup(once(() => client.close()));
 
   const fashion = await loadDataset(60_000, 1_000);
@@ -212,7 +280,7 @@ export async function runBackupBench(opts: BackupBenchOptions): Promise<void> {
   runs.push(await runDataset(client, dataDir, backupDir, "clustered", clustered, clusteredQueries(spec, { count: 1_000, seed: 2 }), opts.shards));
 
   table(
-    ["data set", "vectors", "re-import s", "backup s", "backup MiB/s", "restore s", "restore vectors/s", "restore ×", "QPS before", "QPS during", "QPS after", "drop", "B/vector kept", "B/vector compacted"],
+    ["data set", "vectors", "re-import s", "backup s", "backup MiB/s", "restore s", "restore vectors/s", "restore ×", "QPS before", "QPS during", "QPS after", "drop", "store B/vector kept", "store B/vector compacted", "checkpoints B/vector"],
     runs.map((r) => [
       r.dataset,
       fmt(r.vectors),
@@ -228,18 +296,19 @@ export async function runBackupBench(opts: BackupBenchOptions): Promise<void> {
       `${fmt(100 * r.qps.drop, 1)} %`,
       fmt(r.disk.beforeCompaction),
       fmt(r.disk.afterCompaction),
+      fmt(r.disk.checkpoints),
     ]),
   );
   const result = { suite: "backup", at: startedAt.toISOString(), options: opts, runs, pitr };
   for (const f of await writeResults("backup", startedAt, result)) log(`  ${f}`);
   const markdown = [
-    `\`jade dev\` (one node, its nats-server), ${opts.shards} shards, backups to a directory on the same disk; QPS at concurrency ${concurrency}.`,
+    `One node (\`jade start\`, keeping its checkpoints) and its nats-server, ${opts.shards} shards, backups to a directory on the same disk; QPS at concurrency ${concurrency}.`,
     "",
-    "| data set | vectors | re-import to indexed (s) | backup (s) | backup MiB/s | restore to serving (s) | restore vectors/s | restore vs re-import | QPS before | QPS during backup | QPS after | B/vector with log | B/vector compacted |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| data set | vectors | re-import to indexed (s) | backup (s) | backup MiB/s | restore to serving (s) | restore vectors/s | restore vs re-import | QPS before | QPS during backup | QPS after | store B/vector with log | store B/vector compacted | node checkpoints B/vector |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...runs.map(
       (r) =>
-        `| ${r.dataset} | ${fmt(r.vectors)} | ${fmt(r.reimportSeconds, 1)} | ${fmt(r.backup.seconds, 1)} | ${fmt(r.backup.mibPerSecond, 1)} | ${fmt(r.restore.seconds, 1)} | ${fmt(r.restore.vectorsPerSecond)} | ${fmt(r.restoreSpeedup, 1)} × | ${fmt(r.qps.before)} | ${fmt(r.qps.during)} (${fmt(100 * r.qps.drop, 1)} % lower) | ${fmt(r.qps.after)} | ${fmt(r.disk.beforeCompaction)} | ${fmt(r.disk.afterCompaction)} |`,
+        `| ${r.dataset} | ${fmt(r.vectors)} | ${fmt(r.reimportSeconds, 1)} | ${fmt(r.backup.seconds, 1)} | ${fmt(r.backup.mibPerSecond, 1)} | ${fmt(r.restore.seconds, 1)} | ${fmt(r.restore.vectorsPerSecond)} | ${fmt(r.restoreSpeedup, 1)} × | ${fmt(r.qps.before)} | ${fmt(r.qps.during)} (${fmt(100 * r.qps.drop, 1)} % lower; copying ${fmt(r.qps.copy.qps)}, digesting ${fmt(r.qps.digest.qps)}) | ${fmt(r.qps.after)} | ${fmt(r.disk.beforeCompaction)} | ${fmt(r.disk.afterCompaction)} | ${fmt(r.disk.checkpoints)} |`,
     ),
     "",
     "Point-in-time restore from the live log of a collection without snapshots (Fashion-MNIST, 1 shard): every replayed entry is indexed again.",

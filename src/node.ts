@@ -281,6 +281,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
     ...(options.auth ? { auth: options.auth } : {}),
     seedCheckpoint: (config, shard, seq, file) => host.seedCheckpoint(config, shard, seq, file),
     unseedCheckpoints: (config) => host.unseedCheckpoints(config),
+    pinCheckpoint: (uid, shard, dir, accept) => host.pinCheckpoint(uid, shard, dir, accept),
     nc: nats.nc,
     js: bulk.js,
     jsm: bulk.jsm,

@@ -10,6 +10,7 @@ import { execFile } from "node:child_process";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import path from "node:path";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackupManifest } from "../src/runtime/backup-schemas.ts";
 import type { JadeClient } from "../src/client/client.ts";
@@ -64,10 +65,19 @@ let client: JadeClient;
 let backupDir: string;
 let natsUrl: string;
 
+/** What the nodes logged (info and up), parsed. */
+const nodeLogs: Record<string, unknown>[] = [];
+const nodeDataDirs: string[] = [];
+
 beforeAll(async () => {
   const nats = await harness.nats();
   natsUrl = nats.url;
-  for (const nodeId of ["n1", "n2", "n3"]) await harness.node([nats.url], { nodeId, coordinator: { retention: { intervalMs: 300 } } });
+  const log = pino({ level: "info" }, { write: (line: string) => void nodeLogs.push(JSON.parse(line) as Record<string, unknown>) });
+  for (const nodeId of ["n1", "n2", "n3"]) {
+    const dataDir = await harness.tempDir("jade-node-");
+    nodeDataDirs.push(dataDir);
+    await harness.node([nats.url], { nodeId, dataDir, coordinator: { retention: { intervalMs: 300 } }, log });
+  }
   client = await harness.client(nats.url);
   await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => n.live).length === 3, { what: "3 live nodes" });
   backupDir = await harness.tempDir("jade-backups-");
@@ -85,10 +95,17 @@ describe("backup and restore", () => {
     const started = await client.createBackup({ collections: ["orig"], to: { dir: backupDir } });
     const done = await client.waitForBackup(started.id);
     expect(done.points).toBe(expected.size);
-    // Each shard as its snapshot and the log after it (snapshots every 4 entries, 7 entries per shard).
+    // Each shard as a snapshot and the log after it up to the cut (snapshots every 4 entries, 7 entries per shard).
     const { manifest } = JSON.parse(await readFile(path.join(backupDir, started.id, "manifest.json"), "utf8")) as { manifest: BackupManifest };
     const shards = manifest.collections[0]!.shards;
-    expect(shards.map((s) => [s.snapshot !== undefined, s.log?.toSeq === s.seq])).toEqual([[true, true], [true, true], [true, true]]);
+    expect(shards.map((s) => [s.snapshot !== undefined, (s.log?.toSeq ?? s.snapshot?.seq) === s.seq])).toEqual([[true, true], [true, true], [true, true]]);
+    // The shards the backup's node holds were copied from its own checkpoints, not through nats-server.
+    const planned = nodeLogs.find((line) => line.msg === "backup planned" && line.backup === started.id);
+    expect(planned).toMatchObject({ shards: 3 });
+    expect(planned!.fromCheckpoints).toBeGreaterThan(0);
+    expect(Number(planned!.fromCheckpoints) + Number(planned!.fromStore)).toBe(3);
+    // Their hard links went with the backup (a snapshot's worth of disk each).
+    for (const dir of nodeDataDirs) expect(await readdir(path.join(dir, "scratch", "backups", "pinned")).catch(() => [])).toEqual([]);
     expect(shards.reduce((n, s) => n + s.digest.count, 0)).toBe(expected.size);
     // Writes and deletes after the backup are not in it.
     await client.upsert("orig", { points: batch(0, 50, "later"), consistency: "all" });

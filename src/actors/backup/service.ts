@@ -6,6 +6,8 @@
  * cleans up what they left: a backup's files, a restore's half-built collection.
  */
 import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import path from "node:path";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { ListedKv } from "../../nats/kv-keys.ts";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -67,6 +69,8 @@ export interface BackupsDeps {
   /** This node's replicas take a restored shard's snapshot as their local checkpoint (restore.ts). */
   seedCheckpoint: RestoreDeps["seedCheckpoint"];
   unseedCheckpoints: RestoreDeps["unseedCheckpoints"];
+  /** Pins this node's newest checkpoint of a shard into `dir` for a backup to copy (LocalCheckpoints.pin). */
+  pinCheckpoint: (uid: string, shard: number, dir: string, accept: (seq: number) => boolean) => Promise<{ file: string; seq: number } | undefined>;
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
@@ -103,7 +107,14 @@ export class Backups {
 
   /** Starts watching the job records; resolves once the current ones are cached. */
   async start(): Promise<void> {
+    // Checkpoints pinned by backups this node ran before it stopped: none runs yet.
+    await rm(this.#pinnedDir(), { recursive: true, force: true });
     await Promise.all([this.backups.start(), this.restores.start()]);
+  }
+
+  /** Where a backup's pinned checkpoints are linked (removed when it ends). */
+  #pinnedDir(id?: string): string {
+    return path.join(this.#deps.scratchDir, "pinned", ...(id ? [id] : []));
   }
 
   async stop(): Promise<void> {
@@ -188,7 +199,10 @@ export class Backups {
     log.info({ collections: record.collections, location: describeLocation(record.location), base: record.base }, "backup started");
     try {
       const base = chain.map((link) => link.manifest);
-      const plan = await planBackup(deps, configs, base);
+      const pinned = this.#pinnedDir(record.id);
+      const plan = await planBackup({ ...deps, pinCheckpoint: (uid, shard, accept) => deps.pinCheckpoint(uid, shard, pinned, accept) }, configs, base);
+      const fromCheckpoints = plan.copies.filter((c) => c.snapshot && "file" in c.snapshot).length;
+      log.info({ shards: plan.copies.length, fromCheckpoints, fromStore: plan.copies.filter((c) => c.snapshot && "name" in c.snapshot).length }, "backup planned");
       // Held before the first byte is copied: retention keeps what the plan reads.
       current = { ...current, holds: holdsOf(plan, record.id) };
       await this.backups.put({ ...current, heartbeatAtMs: Date.now() });
@@ -209,6 +223,7 @@ export class Backups {
       current = { ...current, state: "failed", finishedAt: new Date().toISOString(), error: jobErrorOf(err), holds: [] };
     } finally {
       await stopBeat();
+      await rm(this.#pinnedDir(record.id), { recursive: true, force: true }).catch((err: unknown) => log.warn({ err: errorMessage(err) }, "could not unpin the checkpoints the backup copied; the node's next start does"));
       await this.backups.put({ ...current, heartbeatAtMs: Date.now() }).catch((err: unknown) => log.error({ err: errorMessage(err) }, "could not record how the backup ended"));
     }
   }

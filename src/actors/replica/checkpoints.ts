@@ -68,6 +68,25 @@ export class LocalCheckpoints {
     return { file, seq: latest.seq };
   }
 
+  /**
+   * Hard-links the shard's newest checkpoint into `dir` for a reader that must not lose it
+   * halfway (a backup), if `accept` takes its sequence: a newer checkpoint deletes the
+   * original, not the link. Undefined when there is none, it is refused, or no link can be
+   * made (replaced meanwhile, or `dir` on another filesystem): the caller reads elsewhere.
+   */
+  async pin(uid: string, shard: number, dir: string, accept: (seq: number) => boolean): Promise<CheckpointRef | undefined> {
+    const latest = await this.latest(uid, shard);
+    if (!latest || !accept(latest.seq)) return undefined;
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, `${uid}-${shard}-${latest.seq}.snap`);
+    try {
+      await link(latest.file, file);
+    } catch {
+      return undefined;
+    }
+    return { file, seq: latest.seq };
+  }
+
   /** The offered checkpoint at `seq`, if it is still there. */
   async offered(uid: string, shard: number, seq: number): Promise<string | undefined> {
     return (await this.#list(uid, shard, offerName)).find((ref) => ref.seq === seq)?.file;

@@ -13,6 +13,7 @@ import type { PlacementStore } from "../cluster/placement-store.ts";
 import { hostsOf } from "../../runtime/placement.ts";
 import { ShardReplica } from "./replica.ts";
 import type { ReplicaDeps, ReplicaRole } from "./types.ts";
+import type { CheckpointRef } from "./checkpoints.ts";
 import { shardKey } from "../../runtime/subjects.ts";
 import { Mutex } from "../../runtime/mutex.ts";
 
@@ -98,6 +99,11 @@ export class ReplicaHost {
     for (let shard = 0; shard < config.shards; shard++) {
       if (!hostsOf(placed.shards[shard]!).includes(this.#deps.nodeId)) await this.#deps.checkpoints.drop(config.uid, shard);
     }
+  }
+
+  /** Pins this node's newest checkpoint of a shard for a backup to copy (LocalCheckpoints.pin). */
+  pinCheckpoint(uid: string, shard: number, dir: string, accept: (seq: number) => boolean): Promise<CheckpointRef | undefined> {
+    return this.#deps.checkpoints.pin(uid, shard, dir, accept);
   }
 
   /** How this node holds the shard: designated snapshot writer (first replica), or a throttled learner. */
