@@ -10,6 +10,7 @@
  * proves the files readable), and the manifest is written last.
  */
 import { createReadStream } from "node:fs";
+import type { CheckpointRef } from "../replica/checkpoints.ts";
 import { stat } from "node:fs/promises";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { lastSeqAtOrBefore, readLogRange, type LogMessage } from "../../nats/log-range.ts";
@@ -72,7 +73,7 @@ const localReadBytes = 1024 * 1024;
 const shardsInParallel = 2;
 
 /** Pins this node's newest checkpoint of a shard if `accept` takes its sequence (LocalCheckpoints.pin). */
-export type PinCheckpoint = (uid: string, shard: number, accept: (seq: number) => boolean) => Promise<{ file: string; seq: number } | undefined>;
+export type PinCheckpoint = (uid: string, shard: number, accept: (seq: number) => boolean) => Promise<CheckpointRef | undefined>;
 
 export interface PlanDeps {
   jsm: JetStreamManager;
@@ -165,17 +166,14 @@ async function copyShard(deps: BackupDeps, job: BackupJob, copy: ShardCopy, file
   const { config, shard } = copy;
   const dir = `${config.name}/${shard}`;
   const out: Omit<ShardBackup, "digest"> = { shard, seq: copy.cutSeq };
-  const onBytes = (bytes: number) => (job.progress.bytesDone += bytes);
+  const pace = pacer(deps.throttle, job.progress);
   if (copy.snapshot) {
     const file = `${dir}/snapshot-${copy.snapshot.seq}.snap`;
     const { snapshot } = copy;
     const chunks =
       "file" in snapshot
-        ? paced(createReadStream(snapshot.file, { highWaterMark: localReadBytes }), async (bytes) => {
-            await deps.throttle(bytes);
-            onBytes(bytes);
-          })
-        : deps.snapshots.read(snapshot.name, { throttle: deps.throttle, onBytes });
+        ? paced(createReadStream(snapshot.file, { highWaterMark: localReadBytes }), pace)
+        : deps.snapshots.read(snapshot.name, { throttle: deps.throttle, onBytes: (bytes) => (job.progress.bytesDone += bytes) });
     const result = await job.files.write(file, chunks);
     files.push({ path: file, ...result });
     out.snapshot = { seq: copy.snapshot.seq, file };
@@ -187,8 +185,7 @@ async function copyShard(deps: BackupDeps, job: BackupJob, copy: ShardCopy, file
     const entries = async function* (): AsyncGenerator<LogMessage> {
       for await (const entry of readLogRange(deps.js, names.logStream(config.name, shard), fromSeq, toSeq)) {
         firstTimeMs ??= Number(entry.timeNs / 1_000_000n);
-        await deps.throttle(entry.data.byteLength);
-        onBytes(entry.data.byteLength);
+        await pace(entry.data.byteLength);
         yield entry;
       }
     };
@@ -207,10 +204,7 @@ async function copyShard(deps: BackupDeps, job: BackupJob, copy: ShardCopy, file
  */
 async function digestShards(deps: BackupDeps, chain: ChainLink[], progress: Progress): Promise<void> {
   const { manifest } = chain.at(-1)!;
-  const pace = async (bytes: number) => {
-    await deps.throttle(bytes);
-    progress.bytesDone += bytes;
-  };
+  const pace = pacer(deps.throttle, progress);
   for (const collection of manifest.collections) {
     const { sources } = chainSources(chain, collection.config.name, { kind: "latest" });
     for (const source of sources) {
@@ -242,6 +236,14 @@ async function closeStaged(deps: BackupDeps, config: CollectionConfig, shard: Sh
   const committed = await outcomesAfter(readLogRange(deps.js, stream, shard.seq + 1, state.last_seq), staged, cutAtMs);
   closingMarkers(staged, committed).forEach((data) => replay.apply(replay.seq + 1, data));
   shard.closing = staged.map(({ txn, prepareSeq }) => ({ txn, prepareSeq, ...(committed.has(txn) ? { committedAtMs: committed.get(txn)! } : {}) }));
+}
+
+/** Lets `bytes` through the backup's budget, then counts them done. */
+function pacer(throttle: Throttle, progress: Progress): (bytes: number) => Promise<void> {
+  return async (bytes) => {
+    await throttle(bytes);
+    progress.bytesDone += bytes;
+  };
 }
 
 async function* paced(chunks: AsyncIterable<Uint8Array>, pace: (bytes: number) => Promise<void>): AsyncGenerator<Uint8Array> {

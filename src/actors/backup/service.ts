@@ -23,6 +23,7 @@ import { EmptyRequest, type CollectionConfig } from "../../runtime/schemas.ts";
 import { AdminOp, type BackupOp } from "../../runtime/subjects.ts";
 import { BackupCreateRequest, BackupDeleteRequest, BackupListRequest, BackupVerifyRequest, RestoreRequest } from "../../runtime/backup-schemas.ts";
 import { holdsOf, planBackup } from "./create.ts";
+import type { CheckpointRef } from "../replica/checkpoints.ts";
 import { takeBackupOnThread } from "./thread.ts";
 import {
   BackupManifest,
@@ -70,7 +71,7 @@ export interface BackupsDeps {
   seedCheckpoint: RestoreDeps["seedCheckpoint"];
   unseedCheckpoints: RestoreDeps["unseedCheckpoints"];
   /** Pins this node's newest checkpoint of a shard into `dir` for a backup to copy (LocalCheckpoints.pin). */
-  pinCheckpoint: (uid: string, shard: number, dir: string, accept: (seq: number) => boolean) => Promise<{ file: string; seq: number } | undefined>;
+  pinCheckpoint: (uid: string, shard: number, dir: string, accept: (seq: number) => boolean) => Promise<CheckpointRef | undefined>;
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
