@@ -5,8 +5,8 @@
  *   re-import   the data set upserted through the API until every shard's graph absorbed it;
  *   backup      a full backup to a directory (the collection's logs compacted to its snapshots
  *               first, as they are once the point-in-time window has passed), with the search
- *               QPS at concurrency 8 measured before, while and after it runs (the cost is
- *               against the mean of before and after);
+ *               QPS at concurrency 8 measured while it runs, three times, each backup between
+ *               idle windows (its cost is against the mean of the two around it);
  *   restore     that backup restored under a new name, until every replica serves it and its
  *               digests match;
  *   PITR        (Fashion-MNIST) a collection without snapshots restored from its own log to 25,
@@ -21,6 +21,7 @@ import path from "node:path";
 import { JadeClient } from "../src/client/client.ts";
 import { Encoding } from "../src/runtime/encoding.ts";
 import type { ClusterStatus } from "../src/runtime/status.ts";
+import type { BackupRecord } from "../src/runtime/backup-schemas.ts";
 import { Harness, waitFor } from "../test/support/harness.ts";
 import { worthResaving } from "../src/machines/replica-snapshots.ts";
 import { fmt, ingest, index, kv, loadDataset, log, onCleanup, once, resultsDir, round, searchBodies, section, table, writeResults } from "./common.ts";
@@ -41,11 +42,15 @@ interface DatasetRun {
   vectors: number;
   dimension: number;
   reimportSeconds: number;
-  backup: { seconds: number; bytes: number; vectorsPerSecond: number; mibPerSecond: number };
+  backup: { seconds: number; bytes: number; vectorsPerSecond: number; mibPerSecond: number; snapshots: number; linkedSnapshots: number };
   restore: { seconds: number; vectorsPerSecond: number; mibPerSecond: number };
   restoreSpeedup: number;
-  /** Searches per second before, during and after the backup; the drop is against the mean of before and after (the machine's speed drifts by a few % between windows). */
-  qps: { before: number; during: number; after: number; drop: number; copy: PhaseQps; digest: PhaseQps };
+  /**
+   * Searches per second in the idle windows and during each backup between them; each drop is
+   * against the mean of the idle windows on either side (the machine's speed drifts between
+   * windows), `drop` their mean, `copyDrop` and `digestDrop` the same for each phase.
+   */
+  qps: { idle: number[]; during: number[]; drops: number[]; drop: number; copyDrop: number; digestDrop: number };
   /** Bytes per vector: the cluster's store (nats-server's directory) before and after compaction, and the node's checkpoints. */
   disk: { beforeCompaction: number; afterCompaction: number; checkpoints: number };
 }
@@ -64,6 +69,9 @@ const concurrency = 8;
  * by several % between minute-long means: 10 s windows could not tell a 10 % cost from noise.
  */
 const qpsBaselineMs = 60_000;
+/** Backups measured per data set: single backups of 1M × 128-d cost 4 % to 17 % across runs. */
+const backupsPerDataset = 3;
+const mean = (values: readonly number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 const mib = (bytes: number) => bytes / 2 ** 20;
 
 async function dataBytes(dir: string): Promise<number> {
@@ -72,6 +80,17 @@ async function dataBytes(dir: string): Promise<number> {
     if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name)).catch(() => ({ size: 0 }))).size;
   }
   return total;
+}
+
+/**
+ * How many of a backup's snapshot files are hard links to the node's checkpoints (a backup to a
+ * directory on the node's filesystem links them; decision 008). Read right after the backup:
+ * nothing is written meanwhile, so no newer checkpoint has replaced (unlinked) the original.
+ */
+async function linkedSnapshots(dir: string): Promise<{ snapshots: number; linked: number }> {
+  const files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith(".snap"));
+  const links = await Promise.all(files.map(async (f) => (await stat(path.join(dir, f))).nlink));
+  return { snapshots: files.length, linked: links.filter((n) => n > 1).length };
 }
 
 /** Searches cycled over `bodies` at concurrency 8 until `until` resolves (or for `forMs`); returns QPS. */
@@ -142,6 +161,23 @@ class BackupPhases {
   }
 }
 
+interface TimedBackup {
+  record: BackupRecord;
+  seconds: number;
+  during: number;
+  phases: { copy: PhaseQps; digest: PhaseQps };
+}
+
+/** One full backup of `name` to `dir`, searched at c = 8 throughout. */
+async function timedBackup(client: JadeClient, name: string, bodies: readonly Uint8Array[], dir: string): Promise<TimedBackup> {
+  const startedAt = performance.now();
+  const started = await client.createBackup({ collections: [name], to: { dir } });
+  const finished = client.waitForBackup(started.id, { timeoutMs: 3_600_000 });
+  const phases = new BackupPhases(client, started.id);
+  const during = await qpsWhile(client, name, bodies, { until: finished }, () => phases.query());
+  return { record: await finished, seconds: (performance.now() - startedAt) / 1000, during, phases: phases.end() };
+}
+
 function shardsOf(status: ClusterStatus, name: string) {
   return status.collections.find((c) => c.name === name)?.shards ?? [];
 }
@@ -181,23 +217,27 @@ async function runDataset(client: JadeClient, dataDir: string, backupDir: string
   kv("store per vector", `${fmt(beforeCompaction / train.count)} B with the whole log, ${fmt(afterCompaction / train.count)} B compacted; the node's checkpoints ${fmt(checkpoints / train.count)} B`);
 
   const bodies = searchBodies(queries);
-  const before = await qpsWhile(client, name, bodies, { forMs: qpsBaselineMs });
-  const backupStarted = performance.now();
-  const started = await client.createBackup({ collections: [name], to: { dir: backupDir } });
-  const finished = client.waitForBackup(started.id, { timeoutMs: 3_600_000 });
-  const phases = new BackupPhases(client, started.id);
-  const during = await qpsWhile(client, name, bodies, { until: finished }, () => phases.query());
-  const backup = await finished;
-  // Before the after-window (it was taken after it, and counted 60 s too many).
-  const backupSeconds = (performance.now() - backupStarted) / 1000;
-  const byPhase = phases.end();
-  const after = await qpsWhile(client, name, bodies, { forMs: qpsBaselineMs });
-  const drop = 1 - during / ((before + after) / 2);
+  // Idle, backup, idle, backup, …, idle: each backup's cost is against the idle windows on either side.
+  const idle = [await qpsWhile(client, name, bodies, { forMs: qpsBaselineMs })];
+  const backups: TimedBackup[] = [];
+  for (let rep = 0; rep < backupsPerDataset; rep++) {
+    backups.push(await timedBackup(client, name, bodies, backupDir));
+    idle.push(await qpsWhile(client, name, bodies, { forMs: qpsBaselineMs }));
+  }
+  const backup = backups.at(-1)!.record;
   const bytes = backup.bytes ?? 0;
-  kv("backup", `${fmt(backupSeconds, 1)} s, ${fmt(mib(bytes), 1)} MiB = ${fmt(mib(bytes) / backupSeconds, 1)} MiB/s, ${fmt(train.count / backupSeconds)} vectors/s`);
-  kv("search QPS (c=8)", `${fmt(before)} before, ${fmt(during)} during the backup, ${fmt(after)} after (${fmt(100 * drop, 1)} % lower)`);
-  const phaseDrop = (qps: number) => 1 - qps / ((before + after) / 2);
-  kv("  by phase", `copy ${fmt(byPhase.copy.qps)} (${fmt(100 * phaseDrop(byPhase.copy.qps), 1)} % lower, ${fmt(byPhase.copy.seconds, 1)} s), digest ${fmt(byPhase.digest.qps)} (${fmt(100 * phaseDrop(byPhase.digest.qps), 1)} % lower, ${fmt(byPhase.digest.seconds, 1)} s)`);
+  const { snapshots, linked } = await linkedSnapshots(path.join(backupDir, backup.id));
+  kv("snapshot files", `${snapshots}, ${linked} of them hard links to the node's checkpoints (the rest copied)`);
+  const backupSeconds = mean(backups.map((b) => b.seconds));
+  kv("backup", `${fmt(backupSeconds, 1)} s (mean of ${backups.length}), ${fmt(mib(bytes), 1)} MiB = ${fmt(mib(bytes) / backupSeconds, 1)} MiB/s, ${fmt(train.count / backupSeconds)} vectors/s`);
+  const costs = backups.map((b, i) => {
+    const around = (idle[i]! + idle[i + 1]!) / 2;
+    return { total: 1 - b.during / around, copy: 1 - b.phases.copy.qps / around, digest: 1 - b.phases.digest.qps / around };
+  });
+  const drop = mean(costs.map((c) => c.total));
+  kv("search QPS (c=8), idle", idle.map((q) => fmt(q)).join(", "));
+  kv("  during each backup", backups.map((b, i) => `${fmt(b.during)} (${fmt(100 * costs[i]!.total, 1)} % lower; copy ${fmt(100 * costs[i]!.copy, 1)} %, digest ${fmt(100 * costs[i]!.digest, 1)} %)`).join(", "));
+  kv("  cost", `${fmt(100 * drop, 1)} % (mean), ${fmt(100 * Math.min(...costs.map((c) => c.total)), 1)}–${fmt(100 * Math.max(...costs.map((c) => c.total)), 1)} %`);
 
   const restoreStarted = performance.now();
   const restore = await client.restore({ backup: backup.id, as: `${name}-restored` });
@@ -210,16 +250,16 @@ async function runDataset(client: JadeClient, dataDir: string, backupDir: string
     vectors: train.count,
     dimension: train.dimension,
     reimportSeconds: round(imported.indexedSeconds, 2),
-    backup: { seconds: round(backupSeconds, 2), bytes, vectorsPerSecond: Math.round(train.count / backupSeconds), mibPerSecond: round(mib(bytes) / backupSeconds, 1) },
+    backup: { seconds: round(backupSeconds, 2), bytes, vectorsPerSecond: Math.round(train.count / backupSeconds), mibPerSecond: round(mib(bytes) / backupSeconds, 1), snapshots, linkedSnapshots: linked },
     restore: { seconds: round(restoreSeconds, 2), vectorsPerSecond: Math.round(train.count / restoreSeconds), mibPerSecond: round(mib(bytes) / restoreSeconds, 1) },
     restoreSpeedup: round(imported.indexedSeconds / restoreSeconds, 2),
     qps: {
-      before: Math.round(before),
-      during: Math.round(during),
-      after: Math.round(after),
+      idle: idle.map(Math.round),
+      during: backups.map((b) => Math.round(b.during)),
+      drops: costs.map((c) => round(c.total, 3)),
       drop: round(drop, 3),
-      copy: { qps: Math.round(byPhase.copy.qps), seconds: round(byPhase.copy.seconds, 1) },
-      digest: { qps: Math.round(byPhase.digest.qps), seconds: round(byPhase.digest.seconds, 1) },
+      copyDrop: round(mean(costs.map((c) => c.copy)), 3),
+      digestDrop: round(mean(costs.map((c) => c.digest)), 3),
     },
     disk: { beforeCompaction: Math.round(beforeCompaction / train.count), afterCompaction: Math.round(afterCompaction / train.count), checkpoints: Math.round(checkpoints / train.count) },
   };
@@ -280,20 +320,22 @@ export async function runBackupBench(opts: BackupBenchOptions): Promise<void> {
   runs.push(await runDataset(client, dataDir, backupDir, "clustered", clustered, clusteredQueries(spec, { count: 1_000, seed: 2 }), opts.shards));
 
   table(
-    ["data set", "vectors", "re-import s", "backup s", "backup MiB/s", "restore s", "restore vectors/s", "restore ×", "QPS before", "QPS during", "QPS after", "drop", "store B/vector kept", "store B/vector compacted", "checkpoints B/vector"],
+    ["data set", "vectors", "re-import s", "backup s", "backup MiB/s", "snapshots linked", "restore s", "restore vectors/s", "restore ×", "QPS idle", "QPS during", "drop (mean)", "copy", "digest", "store B/vector kept", "store B/vector compacted", "checkpoints B/vector"],
     runs.map((r) => [
       r.dataset,
       fmt(r.vectors),
       fmt(r.reimportSeconds, 1),
       fmt(r.backup.seconds, 1),
       fmt(r.backup.mibPerSecond, 1),
+      `${r.backup.linkedSnapshots} / ${r.backup.snapshots}`,
       fmt(r.restore.seconds, 1),
       fmt(r.restore.vectorsPerSecond),
       fmt(r.restoreSpeedup, 1),
-      fmt(r.qps.before),
-      fmt(r.qps.during),
-      fmt(r.qps.after),
+      r.qps.idle.map((q) => fmt(q)).join(" "),
+      r.qps.during.map((q) => fmt(q)).join(" "),
       `${fmt(100 * r.qps.drop, 1)} %`,
+      `${fmt(100 * r.qps.copyDrop, 1)} %`,
+      `${fmt(100 * r.qps.digestDrop, 1)} %`,
       fmt(r.disk.beforeCompaction),
       fmt(r.disk.afterCompaction),
       fmt(r.disk.checkpoints),
@@ -302,13 +344,13 @@ export async function runBackupBench(opts: BackupBenchOptions): Promise<void> {
   const result = { suite: "backup", at: startedAt.toISOString(), options: opts, runs, pitr };
   for (const f of await writeResults("backup", startedAt, result)) log(`  ${f}`);
   const markdown = [
-    `One node (\`jade start\`, keeping its checkpoints) and its nats-server, ${opts.shards} shards, backups to a directory on the same disk; QPS at concurrency ${concurrency}.`,
+    `One node (\`jade start\`, keeping its checkpoints) and its nats-server, ${opts.shards} shards, backups to a directory on the same disk (so the snapshot files the node holds are hard-linked, not copied); QPS at concurrency ${concurrency}.`,
     "",
-    "| data set | vectors | re-import to indexed (s) | backup (s) | backup MiB/s | restore to serving (s) | restore vectors/s | restore vs re-import | QPS before | QPS during backup | QPS after | store B/vector with log | store B/vector compacted | node checkpoints B/vector |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| data set | vectors | re-import to indexed (s) | backup (s) | backup MiB/s | snapshots hard-linked | restore to serving (s) | restore vectors/s | restore vs re-import | QPS idle (between backups) | QPS during each backup | cost (mean; range) | copying | digesting | store B/vector with log | store B/vector compacted | node checkpoints B/vector |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...runs.map(
       (r) =>
-        `| ${r.dataset} | ${fmt(r.vectors)} | ${fmt(r.reimportSeconds, 1)} | ${fmt(r.backup.seconds, 1)} | ${fmt(r.backup.mibPerSecond, 1)} | ${fmt(r.restore.seconds, 1)} | ${fmt(r.restore.vectorsPerSecond)} | ${fmt(r.restoreSpeedup, 1)} × | ${fmt(r.qps.before)} | ${fmt(r.qps.during)} (${fmt(100 * r.qps.drop, 1)} % lower; copying ${fmt(r.qps.copy.qps)}, digesting ${fmt(r.qps.digest.qps)}) | ${fmt(r.qps.after)} | ${fmt(r.disk.beforeCompaction)} | ${fmt(r.disk.afterCompaction)} | ${fmt(r.disk.checkpoints)} |`,
+        `| ${r.dataset} | ${fmt(r.vectors)} | ${fmt(r.reimportSeconds, 1)} | ${fmt(r.backup.seconds, 1)} | ${fmt(r.backup.mibPerSecond, 1)} | ${r.backup.linkedSnapshots} / ${r.backup.snapshots} | ${fmt(r.restore.seconds, 1)} | ${fmt(r.restore.vectorsPerSecond)} | ${fmt(r.restoreSpeedup, 1)} × | ${r.qps.idle.map((q) => fmt(q)).join(", ")} | ${r.qps.during.map((q) => fmt(q)).join(", ")} | ${fmt(100 * r.qps.drop, 1)} %; ${r.qps.drops.map((d) => fmt(100 * d, 1)).join(", ")} % | ${fmt(100 * r.qps.copyDrop, 1)} % | ${fmt(100 * r.qps.digestDrop, 1)} % | ${fmt(r.disk.beforeCompaction)} | ${fmt(r.disk.afterCompaction)} | ${fmt(r.disk.checkpoints)} |`,
     ),
     "",
     "Point-in-time restore from the live log of a collection without snapshots (Fashion-MNIST, 1 shard): every replayed entry is indexed again.",

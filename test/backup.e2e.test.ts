@@ -104,7 +104,10 @@ describe("backup and restore", () => {
     expect(planned).toMatchObject({ shards: 3 });
     expect(planned!.fromCheckpoints).toBeGreaterThan(0);
     expect(Number(planned!.fromCheckpoints) + Number(planned!.fromStore)).toBe(3);
-    // Their hard links went with the backup (a snapshot's worth of disk each).
+    // On the nodes' filesystem those are hard links to the checkpoints, not copies.
+    const completed = nodeLogs.find((line) => line.msg === "backup complete" && line.backup === started.id);
+    expect(completed?.linkedFiles).toBe(planned!.fromCheckpoints);
+    // The pins are gone once the backup ends.
     for (const dir of nodeDataDirs) expect(await readdir(path.join(dir, "scratch", "backups", "pinned")).catch(() => [])).toEqual([]);
     expect(shards.reduce((n, s) => n + s.digest.count, 0)).toBe(expected.size);
     // Writes and deletes after the backup are not in it.

@@ -5,7 +5,8 @@
  * ids included); a chain of backups is planned from the right snapshot for each target.
  */
 import { createReadStream } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import fc from "fast-check";
@@ -13,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeLogFile, encodeLogFile, LogFileError } from "../src/actors/backup/log-file.ts";
 import { ShardReplay } from "../src/actors/backup/replay.ts";
 import { chainSources, type ChainLink } from "../src/actors/backup/sources.ts";
-import type { BackupFiles } from "../src/actors/backup/store.ts";
+import { backupFiles, type BackupFiles } from "../src/actors/backup/store.ts";
 import type { LogRecord, ShardIndexConfig } from "../src/actors/vector-index/api.ts";
 import { ShardIndex } from "../src/actors/vector-index/shard-index.ts";
 import type { LogMessage } from "../src/nats/log-range.ts";
@@ -47,6 +48,38 @@ async function encoded(entries: LogMessage[]): Promise<Uint8Array> {
   const parts = await collect(encodeLogFile((async function* () { yield* entries; })()));
   return Buffer.concat(parts);
 }
+
+describe("a directory keeping a checkpoint", () => {
+  const content = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251));
+  const sha256 = createHash("sha256").update(content).digest("hex");
+  const readPath = (file: string) => createReadStream(file);
+
+  it("hard-links it on the same filesystem, and the backup outlives the checkpoint", async () => {
+    const source = path.join(dir, "keep-source.snap");
+    await writeFile(source, content);
+    const files = backupFiles({ dir: path.join(dir, "keep-same") }, "b1", undefined as never, 1);
+    expect(await files.keep("c/0/snapshot-7.snap", source, readPath)).toEqual({ bytes: content.byteLength, sha256, linked: true });
+    const kept = path.join(dir, "keep-same", "b1", "c/0/snapshot-7.snap");
+    expect((await stat(kept)).ino).toBe((await stat(source)).ino);
+    await rm(source);
+    expect(Buffer.concat(await collect(files.read("c/0/snapshot-7.snap")))).toEqual(content);
+  });
+
+  it("copies it from another filesystem", async () => {
+    // /dev/shm is a tmpfs: link(2) across filesystems fails with EXDEV.
+    expect((await stat("/dev/shm")).dev).not.toBe((await stat(dir)).dev);
+    const shm = await mkdtemp("/dev/shm/jade-backup-unit-");
+    try {
+      const source = path.join(shm, "keep-source.snap");
+      await writeFile(source, content);
+      const files = backupFiles({ dir: path.join(dir, "keep-other") }, "b1", undefined as never, 1);
+      expect(await files.keep("c/0/snapshot-7.snap", source, readPath)).toEqual({ bytes: content.byteLength, sha256, linked: false });
+      expect((await stat(path.join(dir, "keep-other", "b1", "c/0/snapshot-7.snap"))).ino).not.toBe((await stat(source)).ino);
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
+  });
+});
 
 describe("log files", () => {
   it("round-trip entries whatever the chunks they are read in", async () => {
@@ -167,6 +200,7 @@ describe("planning a restore from a chain", () => {
   const files: BackupFiles = {
     where: "memory",
     write: () => Promise.reject(new Error("read only")),
+    keep: () => Promise.reject(new Error("read only")),
     read: () => (async function* () {})(),
     local: () => Promise.reject(new Error("not used")),
     exists: () => Promise.resolve(true),

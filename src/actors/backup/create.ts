@@ -1,8 +1,9 @@
 /**
  * Taking a backup (decision 008). The cut is one instant: per shard, the last entry appended at
  * or before it. Per shard the backup copies the newest shared snapshot at or below the cut (or
- * this node's own checkpoint of the shard, when that moves fewer bytes through nats-server) and
- * the log from there to the cut; an incremental backup copies only the log after its base's
+ * this node's own checkpoint of the shard, when that moves fewer bytes through nats-server:
+ * hard-linked into a directory on the same filesystem, see BackupFiles.keep) and the log from
+ * there to the cut; an incremental backup copies only the log after its base's
  * cut, or a newer snapshot when the log no longer reaches back that far. What it reads is held
  * (retention keeps it) from before the first byte is copied. Copies are paced by the backup
  * budget, so searches go on at full speed. Then each shard's content digest at the cut is
@@ -103,16 +104,23 @@ export function holdsOf(plan: BackupPlan, id: string): Hold[] {
   }));
 }
 
-/** Copies what `plan` names (held already), then digests what was written; returns the manifest. */
-export async function takeBackup(deps: BackupDeps, job: BackupJob, plan: BackupPlan): Promise<BackupManifest> {
+/** A backup taken: its manifest, and how many of its files are hard links to the node's checkpoints (BackupFiles.keep). */
+export interface TakenBackup {
+  manifest: BackupManifest;
+  linkedFiles: number;
+}
+
+/** Copies what `plan` names (held already), then digests what was written. */
+export async function takeBackup(deps: BackupDeps, job: BackupJob, plan: BackupPlan): Promise<TakenBackup> {
   const { cutAtMs, copies } = plan;
   // Copied, then read back for the digests (the base's files too, for an incremental backup: an estimate).
   job.progress.bytesTotal = 2 * copies.reduce((sum, c) => sum + c.bytes, 0);
   job.progress.shardsTotal = copies.length;
   const files: BackupFile[] = [];
+  const linked = new Set<string>();
   const written = new Map<ShardCopy, Omit<ShardBackup, "digest">>();
   await eachLimited(copies, shardsInParallel, async (copy) => {
-    written.set(copy, await copyShard(deps, job, copy, files));
+    written.set(copy, await copyShard(deps, job, copy, files, linked));
   });
   const collections: CollectionBackup[] = job.configs.map((config) => ({
     config,
@@ -129,7 +137,7 @@ export async function takeBackup(deps: BackupDeps, job: BackupJob, plan: BackupP
     files,
   };
   await digestShards(deps, [...job.base, { manifest, files: job.files }], job.progress);
-  return manifest;
+  return { manifest, linkedFiles: linked.size };
 }
 
 /**
@@ -162,7 +170,8 @@ async function planCopy(deps: PlanDeps, baseManifest: BackupManifest | undefined
   throw new JadeError(ErrorCode.Unavailable, `shard ${shard} of ${config.name}: its log starts at ${state.first_seq} and no snapshot covers what comes before; retry once a snapshot was saved`);
 }
 
-async function copyShard(deps: BackupDeps, job: BackupJob, copy: ShardCopy, files: BackupFile[]): Promise<Omit<ShardBackup, "digest">> {
+/** Copies one shard's files, adding them to `files` (and to `linked`, those kept as hard links). */
+async function copyShard(deps: BackupDeps, job: BackupJob, copy: ShardCopy, files: BackupFile[], linked: Set<string>): Promise<Omit<ShardBackup, "digest">> {
   const { config, shard } = copy;
   const dir = `${config.name}/${shard}`;
   const out: Omit<ShardBackup, "digest"> = { shard, seq: copy.cutSeq };
@@ -170,12 +179,14 @@ async function copyShard(deps: BackupDeps, job: BackupJob, copy: ShardCopy, file
   if (copy.snapshot) {
     const file = `${dir}/snapshot-${copy.snapshot.seq}.snap`;
     const { snapshot } = copy;
-    const chunks =
-      "file" in snapshot
-        ? paced(createReadStream(snapshot.file, { highWaterMark: localReadBytes }), pace)
-        : deps.snapshots.read(snapshot.name, { throttle: deps.throttle, onBytes: (bytes) => (job.progress.bytesDone += bytes) });
-    const result = await job.files.write(file, chunks);
-    files.push({ path: file, ...result });
+    if ("file" in snapshot) {
+      const { linked: kept, ...result } = await job.files.keep(file, snapshot.file, (local) => paced(createReadStream(local, { highWaterMark: localReadBytes }), pace));
+      files.push({ path: file, ...result });
+      if (kept) linked.add(file);
+    } else {
+      const result = await job.files.write(file, deps.snapshots.read(snapshot.name, { throttle: deps.throttle, onBytes: (bytes) => (job.progress.bytesDone += bytes) }));
+      files.push({ path: file, ...result });
+    }
     out.snapshot = { seq: copy.snapshot.seq, file };
   }
   if (copy.log) {

@@ -207,7 +207,7 @@ export class Backups {
       // Held before the first byte is copied: retention keeps what the plan reads.
       current = { ...current, holds: holdsOf(plan, record.id) };
       await this.backups.put({ ...current, heartbeatAtMs: Date.now() });
-      const manifest = await takeBackupOnThread(
+      const { manifest, linkedFiles } = await takeBackupOnThread(
         { servers: deps.servers, ...(deps.auth ? { auth: deps.auth } : {}), streamReplicas: deps.streamReplicas, id: record.id, configs, plan, location: record.location, base, bytesPerSec, scratchDir: deps.scratchDir },
         { progress: (progress) => void Object.assign(current.progress, progress) },
         this.#stopping.signal,
@@ -217,7 +217,7 @@ export class Backups {
       const bytes = manifest.files.reduce((sum, f) => sum + f.bytes, 0);
       const points = manifest.collections.reduce((sum, c) => sum + c.shards.reduce((n, s) => n + s.digest.count, 0), 0);
       current = { ...current, state: "complete", finishedAt: new Date().toISOString(), cutAtMs: manifest.cutAtMs, manifestSha256: sha256, bytes, points, holds: [] };
-      log.info({ bytes, points, ms: Date.now() - Date.parse(record.startedAt) }, "backup complete");
+      log.info({ bytes, points, linkedFiles, ms: Date.now() - Date.parse(record.startedAt) }, "backup complete");
     } catch (err) {
       log.warn({ err: errorMessage(err) }, "backup failed; removing its files");
       await files.remove().catch((removeErr: unknown) => log.warn({ err: errorMessage(removeErr) }, "could not remove a failed backup's files"));

@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -26,6 +26,12 @@ export interface BackupFiles {
   /** Where, for messages. */
   readonly where: string;
   write(file: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<WrittenFile>;
+  /**
+   * Keeps the file at `source`, which is never written again (a pinned checkpoint), as `file`:
+   * a directory on the same filesystem hard-links it and reads it once for its sha256; anywhere
+   * else it is copied. `read` reads a path (paced by the caller).
+   */
+  keep(file: string, source: string, read: (path: string) => AsyncIterable<Uint8Array>): Promise<WrittenFile & { linked: boolean }>;
   /** The file's bytes, or a not_found error. */
   read(file: string): AsyncIterable<Uint8Array>;
   /** The file on this machine's disk (a bucket's is downloaded to `scratch` first); `release` cleans up. */
@@ -48,6 +54,9 @@ function hashing(result: WrittenFile): { transform: Transform; finish: () => Wri
   return { transform, finish: () => ({ bytes: result.bytes, sha256: hash.digest("hex") }) };
 }
 
+/** Why link(2) refuses where a copy would work: another filesystem, or one without hard links (or with too many). */
+const cannotLink = new Set(["EXDEV", "EPERM", "ENOTSUP", "EOPNOTSUPP", "EMLINK"]);
+
 class DirFiles implements BackupFiles {
   readonly where: string;
   readonly #root: string;
@@ -69,6 +78,42 @@ class DirFiles implements BackupFiles {
     await pipeline(Readable.from(chunks), transform, createWriteStream(tmp, { flush: true }));
     await rename(tmp, target);
     return finish();
+  }
+
+  /**
+   * Hard-links an immutable file rather than copy it (as RocksDB checkpoints and Prometheus
+   * snapshots do): at 500,000 × 128-d, c = 8, another process writing 48 MiB/s to a new file
+   * cost searches 15–24 % of their QPS, reading 48 MiB/s from the page cache 5–6 % (25 s
+   * windows against the idle ones around them). The link shares the disk with the node's
+   * checkpoint, as any directory on that disk does; a copy that outlives the disk belongs on
+   * another one (or in a bucket), and there the file is copied.
+   */
+  async keep(file: string, source: string, read: (path: string) => AsyncIterable<Uint8Array>): Promise<WrittenFile & { linked: boolean }> {
+    const target = this.#path(file);
+    await mkdir(path.dirname(target), { recursive: true });
+    const tmp = `${target}.tmp`;
+    await rm(tmp, { force: true });
+    const linked = await link(source, tmp).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== undefined && cannotLink.has(err.code)) return false;
+        throw err;
+      },
+    );
+    if (!linked) return { ...(await this.write(file, read(source))), linked };
+    try {
+      const hash = createHash("sha256");
+      let bytes = 0;
+      for await (const chunk of read(tmp)) {
+        hash.update(chunk);
+        bytes += chunk.byteLength;
+      }
+      await rename(tmp, target);
+      return { bytes, sha256: hash.digest("hex"), linked };
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
   }
 
   async *read(file: string): AsyncIterable<Uint8Array> {
@@ -124,6 +169,10 @@ class BucketFiles implements BackupFiles {
     const body = Readable.toWeb(pipeInto(Readable.from(chunks), transform)) as unknown as ReadableStream<Uint8Array>;
     await store.put({ name: this.#prefix + file }, body);
     return finish();
+  }
+
+  async keep(file: string, source: string, read: (path: string) => AsyncIterable<Uint8Array>): Promise<WrittenFile & { linked: boolean }> {
+    return { ...(await this.write(file, read(source))), linked: false };
   }
 
   async *read(file: string): AsyncIterable<Uint8Array> {

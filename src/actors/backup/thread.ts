@@ -13,7 +13,7 @@ import nodeEndpoint from "comlink/dist/umd/node-adapter.js";
 import { ErrorCode, JadeError, type Reply } from "../../runtime/errors.ts";
 import type { CollectionConfig } from "../../runtime/schemas.ts";
 import type { BackupLocation, BackupManifest, Progress } from "../../runtime/backup-schemas.ts";
-import type { BackupPlan } from "./create.ts";
+import type { BackupPlan, TakenBackup } from "./create.ts";
 import { workerModule } from "../../runtime/worker-module.ts";
 import type { NatsAuth } from "../../nats/auth.ts";
 
@@ -39,8 +39,8 @@ export interface BackupThreadEvents {
 }
 
 export interface BackupThreadApi {
-  /** The manifest of the backup taken (every file written and checked), or why not: an error as a value, with its code. */
-  take(request: BackupThreadRequest, events: BackupThreadEvents): Promise<Reply<BackupManifest>>;
+  /** The backup taken (every file written and checked), or why not: an error as a value, with its code. */
+  take(request: BackupThreadRequest, events: BackupThreadEvents): Promise<Reply<TakenBackup>>;
 }
 
 /**
@@ -48,7 +48,7 @@ export interface BackupThreadApi {
  * kept). `signal` ends the thread (the node is stopping): the job fails, and the next leader's
  * sweep removes what it wrote.
  */
-export async function takeBackupOnThread(request: BackupThreadRequest, events: BackupThreadEvents, signal: AbortSignal): Promise<BackupManifest> {
+export async function takeBackupOnThread(request: BackupThreadRequest, events: BackupThreadEvents, signal: AbortSignal): Promise<TakenBackup> {
   signal.throwIfAborted();
   const { url, execArgv } = workerModule(import.meta.url, { ts: "./worker.ts", built: "./worker.js" });
   const worker = new Worker(url, { execArgv, name: `jade-backup-${request.id}` });

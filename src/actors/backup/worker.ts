@@ -11,8 +11,8 @@ import { SnapshotStore } from "../../nats/snapshots.ts";
 import { errorMessage, ErrorCode, JadeError, ok, type Reply } from "../../runtime/errors.ts";
 import { childLogger } from "../../runtime/log.ts";
 import { RateLimiter, systemClock } from "../../runtime/rate-limit.ts";
-import type { BackupManifest, Progress } from "../../runtime/backup-schemas.ts";
-import { takeBackup } from "./create.ts";
+import type { Progress } from "../../runtime/backup-schemas.ts";
+import { takeBackup, type TakenBackup } from "./create.ts";
 import { backupFiles } from "./store.ts";
 import type { BackupThreadApi, BackupThreadEvents, BackupThreadRequest } from "./thread.ts";
 
@@ -34,7 +34,7 @@ try {
 const progressEveryMs = 250;
 
 const api: BackupThreadApi = {
-  async take(request: BackupThreadRequest, events: BackupThreadEvents): Promise<Reply<BackupManifest>> {
+  async take(request: BackupThreadRequest, events: BackupThreadEvents): Promise<Reply<TakenBackup>> {
     const log = childLogger({ actor: "backup-thread", backup: request.id });
     const progress: Progress = { bytesDone: 0, bytesTotal: 0, shardsDone: 0, shardsTotal: 0 };
     // Not awaited: progress is advisory, and a lost report is followed by the next.
@@ -45,12 +45,12 @@ const api: BackupThreadApi = {
       bulk = await connectBulk(request.servers, `jade-backup-${request.id}`, { auth: request.auth });
       const budget = new RateLimiter(request.bytesPerSec, request.bytesPerSec, systemClock);
       const filesOf = (id: string) => backupFiles(request.location, id, bulk!.objm, request.streamReplicas);
-      const manifest = await takeBackup(
+      const taken = await takeBackup(
         { js: bulk.js, jsm: bulk.jsm, snapshots: new SnapshotStore(bulk.js, request.streamReplicas), throttle: (bytes) => budget.take(bytes), scratchDir: request.scratchDir, log },
         { id: request.id, configs: request.configs, base: request.base.map((manifest) => ({ manifest, files: filesOf(manifest.id) })), files: filesOf(request.id), progress },
         request.plan,
       );
-      return ok(manifest);
+      return ok(taken);
     } catch (err) {
       // What the job's record says: a JadeError keeps its code; anything else (a lost connection, a full disk) is unavailable.
       const error = err instanceof JadeError ? err : new JadeError(ErrorCode.Unavailable, errorMessage(err));
