@@ -191,17 +191,21 @@ describe("backup and restore", () => {
   });
 
   it("a flipped byte in any backup file is caught by verify and refused by restore, before anything is created", async () => {
-    await client.createCollection({ name: "fragile", dimension, metric: "l2", shards: 2, replicas: 2, snapshot });
-    for (let i = 0; i < 4; i++) await client.upsert("fragile", { points: batch(i * 50, 50, "f"), consistency: "all" });
-    const { id } = await client.createBackup({ collections: ["fragile"], to: { dir: backupDir } });
-    await client.waitForBackup(id);
+    // Five entries per shard: a snapshot at the fourth (by count, none by time) and the fifth in the log.
+    await client.createCollection({ name: "fragile", dimension, metric: "l2", shards: 2, replicas: 2, snapshot: { everyEntries: 4, intervalMs: 3_600_000 } });
+    for (let i = 0; i < 5; i++) await client.upsert("fragile", { points: batch(i * 50, 50, "f"), consistency: "all" });
+    // A backup taken before a shard's snapshot was saved holds its log alone: taken again until it holds both kinds of file.
+    const { id, root, files } = await waitFor(async () => {
+      const { id } = await client.createBackup({ collections: ["fragile"], to: { dir: backupDir } });
+      await client.waitForBackup(id);
+      const root = path.join(backupDir, id);
+      const files = (await readdir(root, { recursive: true })).map(String).filter((f) => f.endsWith(".snap") || f.endsWith(".jlog") || f === "manifest.json");
+      return files.some((f) => f.endsWith(".snap")) && files.some((f) => f.endsWith(".jlog")) ? { id, root, files } : undefined;
+    }, { what: "a backup with both snapshots and logs" });
     expect(await client.verifyBackup({ id })).toMatchObject({ id, files: expect.any(Number) });
     const deep = await client.verifyBackup({ id, deep: true });
-    expect(deep.deep).toEqual([{ collection: "fragile", points: 200 }]);
+    expect(deep.deep).toEqual([{ collection: "fragile", points: 250 }]);
 
-    const root = path.join(backupDir, id);
-    const files = (await readdir(root, { recursive: true })).map(String).filter((f) => f.endsWith(".snap") || f.endsWith(".jlog") || f === "manifest.json");
-    expect(files.some((f) => f.endsWith(".jlog"))).toBe(true);
     for (const file of files) {
       const full = path.join(root, file);
       const original = await readFile(full);
