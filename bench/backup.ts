@@ -24,7 +24,7 @@ import type { ClusterStatus } from "../src/runtime/status.ts";
 import type { BackupRecord } from "../src/runtime/backup-schemas.ts";
 import { Harness, waitFor } from "../test/support/harness.ts";
 import { worthResaving } from "../src/machines/replica-snapshots.ts";
-import { fmt, ingest, index, kv, loadDataset, log, onCleanup, once, resultsDir, round, searchBodies, section, table, writeResults } from "./common.ts";
+import { fmt, ingest, index, kv, loadDataset, log, mean, onCleanup, once, resultsDir, round, searchBodies, section, table, writeResults } from "./common.ts";
 import { clusteredDefaults, clusteredQueries, clusteredVectors } from "./datasets-clustered.ts";
 import type { VectorSet } from "./datasets.ts";
 import { barChart, writeReport } from "./plot.ts";
@@ -71,7 +71,6 @@ const concurrency = 8;
 const qpsBaselineMs = 60_000;
 /** Backups measured per data set: single backups of 1M × 128-d cost 4 % to 17 % across runs. */
 const backupsPerDataset = 3;
-const mean = (values: readonly number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 const mib = (bytes: number) => bytes / 2 ** 20;
 
 async function dataBytes(dir: string): Promise<number> {
@@ -298,13 +297,13 @@ export async function runBackupBench(opts: BackupBenchOptions): Promise<void> {
   // snapshot out of the object store (decision 008).
   const nats = await startEmbeddedNats({ dataDir: path.join(dataDir, "nats"), serverName: "jade-bench-backup" });
   onCleanup(() => nats.stop());
-  const dev = await harness.spawnJade(["start", "--nats", nats.url, "--data", path.join(dataDir, "node"), "--http-port", "0"]);
+  const node = await harness.spawnJade(["start", "--nats", nats.url, "--data", path.join(dataDir, "node"), "--http-port", "0"]);
   let stopping = false;
   onCleanup(async () => void (stopping = true));
   // A node that dies mid-run would leave the benchmark waiting on it: say why, and stop.
-  dev.process.once("exit", (code, signal) => {
+  node.process.once("exit", (code, signal) => {
     if (stopping) return;
-    log(`jade start exited (${code ?? signal}); its last output:\n${dev.output.slice(-40).join("\n")}`);
+    log(`jade start exited (${code ?? signal}); its last output:\n${node.output.slice(-40).join("\n")}`);
     process.exit(1);
   });
   const client = await JadeClient.connect({ servers: nats.url, name: "jade-bench-backup", timeoutMs: 120_000 });

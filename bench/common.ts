@@ -79,6 +79,10 @@ export function fmt(n: number, digits = 0): string {
   return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
+export function mean(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
+}
+
 export function round(n: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;

@@ -24,6 +24,7 @@ import {
   loadDataset,
   log,
   machineInfo,
+  mean,
   onCleanup,
   rawUsearch,
   round,
@@ -60,10 +61,6 @@ export interface ObservabilityOptions {
   limit: number;
   queries: number;
   rounds: number;
-}
-
-function mean(values: readonly number[]): number {
-  return values.reduce((a, b) => a + b, 0) / values.length;
 }
 
 export async function runObservability(opts: ObservabilityOptions): Promise<void> {

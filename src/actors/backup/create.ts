@@ -11,7 +11,6 @@
  * proves the files readable), and the manifest is written last.
  */
 import { createReadStream } from "node:fs";
-import type { CheckpointRef } from "../replica/checkpoints.ts";
 import { stat } from "node:fs/promises";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { lastSeqAtOrBefore, readLogRange, type LogMessage } from "../../nats/log-range.ts";
@@ -26,6 +25,7 @@ import { ShardReplay } from "./replay.ts";
 import { chainSources, type ChainLink } from "./sources.ts";
 import { asOfInstant, closingMarkers, outcomesAfter } from "./txn-cut.ts";
 import type { BackupFiles } from "./store.ts";
+import type { CheckpointRef } from "../replica/checkpoints.ts";
 
 export interface BackupDeps {
   js: JetStreamClient;

@@ -41,17 +41,29 @@ export interface BackupFiles {
   remove(): Promise<void>;
 }
 
-/** Streams chunks through sha256 and a byte count on their way to `sink`. */
-function hashing(result: WrittenFile): { transform: Transform; finish: () => WrittenFile } {
+/** The sha256 and byte count of the chunks added. */
+function fileHash(): { add: (chunk: Uint8Array) => void; finish: () => WrittenFile } {
   const hash = createHash("sha256");
+  let bytes = 0;
+  return {
+    add: (chunk) => {
+      hash.update(chunk);
+      bytes += chunk.byteLength;
+    },
+    finish: () => ({ bytes, sha256: hash.digest("hex") }),
+  };
+}
+
+/** Streams chunks through a fileHash on their way to a sink. */
+function hashing(): { transform: Transform; finish: () => WrittenFile } {
+  const { add, finish } = fileHash();
   const transform = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      result.bytes += chunk.byteLength;
+      add(chunk);
       done(null, chunk);
     },
   });
-  return { transform, finish: () => ({ bytes: result.bytes, sha256: hash.digest("hex") }) };
+  return { transform, finish };
 }
 
 /** Why link(2) refuses where a copy would work: another filesystem, or one without hard links (or with too many). */
@@ -74,7 +86,7 @@ class DirFiles implements BackupFiles {
     const target = this.#path(file);
     await mkdir(path.dirname(target), { recursive: true });
     const tmp = `${target}.tmp`;
-    const { transform, finish } = hashing({ bytes: 0, sha256: "" });
+    const { transform, finish } = hashing();
     await pipeline(Readable.from(chunks), transform, createWriteStream(tmp, { flush: true }));
     await rename(tmp, target);
     return finish();
@@ -102,14 +114,10 @@ class DirFiles implements BackupFiles {
     );
     if (!linked) return { ...(await this.write(file, read(source))), linked };
     try {
-      const hash = createHash("sha256");
-      let bytes = 0;
-      for await (const chunk of read(tmp)) {
-        hash.update(chunk);
-        bytes += chunk.byteLength;
-      }
+      const { add, finish } = fileHash();
+      for await (const chunk of read(tmp)) add(chunk);
       await rename(tmp, target);
-      return { bytes, sha256: hash.digest("hex"), linked };
+      return { ...finish(), linked };
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
@@ -164,7 +172,7 @@ class BucketFiles implements BackupFiles {
 
   async write(file: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<WrittenFile> {
     const store = await this.#store(true);
-    const { transform, finish } = hashing({ bytes: 0, sha256: "" });
+    const { transform, finish } = hashing();
     // A source that fails (its log dropped meanwhile) fails the put.
     const body = Readable.toWeb(pipeInto(Readable.from(chunks), transform)) as unknown as ReadableStream<Uint8Array>;
     await store.put({ name: this.#prefix + file }, body);
