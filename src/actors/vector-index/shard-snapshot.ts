@@ -161,7 +161,8 @@ export async function scanSnapshotPoints(
   visit: (id: string, payload: Payload | null, vector: Uint8Array, version: number) => void,
 ): Promise<{ appliedSeq: number; dimension: number; metric: Metric; quantization: Quantization; count: number; txns?: SequencerState }> {
   let meta: SnapshotMeta | undefined;
-  let pointOfRow = new Map<number, number>();
+  /** Version 2's row → point; undefined for version 3, whose rows are its points in order. */
+  let pointOfRow: Map<number, number> | undefined;
   let versions = new Float64Array(0);
   let row = Buffer.alloc(0);
   let filled = 0;
@@ -170,7 +171,7 @@ export async function scanSnapshotPoints(
     meta: (value, version) => {
       meta = value as SnapshotMeta;
       // Version 2 held a row for every slot up to slotCount; version 3 only the live ones, in order.
-      pointOfRow = new Map(meta.slots.map((slot, i) => [version === 2 ? slot : i, i]));
+      if (version === 2) pointOfRow = new Map(meta.slots.map((slot, i) => [slot, i]));
       versions = new Float64Array(new Uint8Array(meta.versions).buffer);
       row = Buffer.alloc(meta.dimension * 4);
     },
@@ -181,7 +182,8 @@ export async function scanSnapshotPoints(
         filled += take;
         at += take;
         if (filled < row.byteLength) break;
-        const point = pointOfRow.get(rowIndex++);
+        const point = pointOfRow ? pointOfRow.get(rowIndex) : rowIndex < meta!.slots.length ? rowIndex : undefined;
+        rowIndex++;
         if (point !== undefined) visit(meta!.ids[point]!, meta!.payloads[point] ?? null, row, versions[point]!);
         filled = 0;
       }
