@@ -10,6 +10,7 @@ import type { JadeClient } from "../src/client/client.ts";
 import type { MigrationView } from "../src/actors/control/migrations.ts";
 import { decodeReplicaMessage, encodeReplicaMessage, type ReplicaReadReply } from "../src/actors/replica/protocol.ts";
 import type { StoredPoint } from "../src/runtime/schemas.ts";
+import type { ClusterStatus } from "../src/runtime/status.ts";
 import { names, nodeApiSubject, subjects } from "../src/runtime/subjects.ts";
 import { readIdxImages } from "../bench/datasets.ts";
 import { Harness, randomPoints, waitFor, type ChildNode } from "./support/harness.ts";
@@ -198,6 +199,14 @@ async function counter(node: string, name: string): Promise<number> {
   return Number(line.split(" ").at(-1));
 }
 
+/** The cluster as `node` sees it: its own membership, which its router ranks replicas by. */
+async function statusSeenBy(node: string): Promise<ClusterStatus> {
+  const msg = await client.nc.request(nodeApiSubject(node, subjects.clusterStatus), "{}", { timeout: 5_000 });
+  const reply = msg.json<{ ok: true; result: ClusterStatus } | { ok: false; error: { code: string; message: string } }>();
+  if (!reply.ok) throw new Error(`${node}: cluster status: ${reply.error.code}: ${reply.error.message}`);
+  return reply.result;
+}
+
 describe("failures", () => {
   it("a router asks a shard's next replica when the first has not answered in 250 ms, not after half the deadline", async () => {
     // A shard on two nodes, read through the third: its router asks the smaller id first
@@ -210,10 +219,19 @@ describe("failures", () => {
     const entry = all.find((n) => !shard.replicas.some((r) => r.node === n))!;
     const vectors = randomPoints(40, 8, 5);
     await client.upsert("hedged", { points: vectors.map((vector, i) => ({ id: `r${i}`, vector })), consistency: "all" });
-    // Least-loaded ranks by requests in flight at the last heartbeat: both at 0, the id decides.
-    await waitFor(async () => (await client.clusterStatus()).nodes.filter((n) => shard.replicas.some((r) => r.node === n.id)).every((n) => n.load === 0), {
-      what: "no request in flight on the shard's replicas",
-    });
+    // Least-loaded ranks the readable replicas by requests in flight at the last heartbeat: both
+    // at 0, the id decides. Seen by the entry node itself, whose router ranks them: the view of
+    // whichever node answers `clusterStatus` may be a heartbeat ahead (the router asked the
+    // live replica first once in CI, and nothing was hedged).
+    await waitFor(
+      async () => {
+        const seen = await statusSeenBy(entry);
+        const replicas = seen.collections.find((c) => c.name === "hedged")?.shards[0]?.replicas ?? [];
+        const loads = seen.nodes.filter((n) => shard.replicas.some((r) => r.node === n.id)).map((n) => n.load);
+        return replicas.length === 2 && replicas.every((r) => r.state === "serving") && loads.length === 2 && loads.every((load) => load === 0);
+      },
+      { what: `${entry} to see both replicas of shard 0 serving, with no request in flight` },
+    );
     const hedgesBefore = await counter(entry, "jade_router_hedges_total");
     nodes.get(victim!)!.pause();
     try {
