@@ -23,6 +23,7 @@ import { createInterface } from "node:readline";
 import { Index, MetricKind, ScalarKind } from "usearch";
 import { JadeClient } from "../src/client/client.ts";
 import { delay } from "../src/runtime/async.ts";
+import { trimIntervalMsDefault } from "../src/runtime/native-memory.ts";
 import { clusteredDefaults, clusteredQueries, clusteredStream, groundTruthCached, writeFvecs, type ClusteredSpec } from "./datasets-clustered.ts";
 import { readFvecs, type VectorSet } from "./datasets.ts";
 import { fmt, kv, latencyStats, log, percentile, repoRoot, resultsDir, round, section, type LatencyStats } from "./common.ts";
@@ -453,6 +454,9 @@ async function settledPhase(client: JadeClient, node: DevNode, dataDir: string, 
   }
   const qpsC1 = queries.count / ((performance.now() - started) / 1000);
   const recall = recallAt(found, truth);
+  // The node hands freed native memory back to the OS on a timer (runtime/native-memory.ts):
+  // settled memory is what it holds once a trim ran after the import's last frees.
+  await delay(trimIntervalMsDefault + 1_000);
   const rssBytes = await rssOf(node.pid);
   const windows = await snapshotWindow(client, node, queries, shards);
   const result: SettledResult = { baseRssBytes, latency: latencyStats(ms), qpsC1, recall, ...windows, rssBytes, dataDirBytes: await duBytes(dataDir) };

@@ -42,6 +42,7 @@ import { KeyStore } from "./actors/keys/store.ts";
 import { HttpAccess } from "./actors/http/access.ts";
 import { ownSettings, resolveSettings, type NodeSettings } from "./node/settings.ts";
 import { metricSources, replicaBeatOf } from "./node/sources.ts";
+import { startMemoryTrimmer, trimIntervalMsDefault, type MemoryTrimmer } from "./runtime/native-memory.ts";
 import { joinFormats } from "./actors/cluster/formats.ts";
 import { Departures } from "./actors/cluster/departures.ts";
 import { ClusterConfig } from "./actors/config/store.ts";
@@ -68,6 +69,8 @@ export interface NodeOptions {
   freshBytesMax?: number;
   /** Bytes of this node's writes per shard that may wait unapplied before writes slow down (write/pace.ts). */
   backlogBytesMax?: number;
+  /** How often freed native memory is handed back to the OS (runtime/native-memory.ts); 0: never. */
+  memoryTrimIntervalMs?: number;
   replica?: Partial<ReplicaSettings>;
   membership?: Partial<MembershipSettings>;
   coordinator?: Partial<CoordinatorSettings>;
@@ -101,6 +104,8 @@ interface NodeParts {
   diag: DiagResponder;
   config: ClusterConfig;
   departures: Departures;
+  /** Undefined where libc cannot trim, or when trimming is off. */
+  trimmer: MemoryTrimmer | undefined;
 }
 
 export class JadeNode {
@@ -173,7 +178,7 @@ export class JadeNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag, keys, config, departures } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag, keys, config, departures, trimmer } = this.#parts;
     await http?.stop().catch((err) => this.#log.warn({ err }, "http stop"));
     host.freeze();
     // Before the goodbye: the coordinator keeps this node's replicas for the restart delay, and
@@ -198,6 +203,7 @@ export class JadeNode {
     await config.stop();
     await departures.stop();
     await pool.close();
+    await trimmer?.stop();
     logs.stop();
     await this.nats.nc.drain().catch(() => this.nats.nc.close());
     this.#log.info("node stopped");
@@ -219,7 +225,7 @@ interface StartContext {
 }
 
 /** The index workers, the replicas this node hosts, and the server peers read them through. */
-async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter }> {
+async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter; trimmer: MemoryTrimmer | undefined }> {
   const { nodeId, nats, options, settings, config, departures, log } = ctx;
   let host: ReplicaHost | undefined;
   // Read once, before the replicas start: the record is cleared once this node is back.
@@ -249,11 +255,12 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
     downloads: new Mutex(),
   });
   host.start(ctx.catalog, ctx.placements);
-  return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log), transfer };
+  const trimmer = await startMemoryTrimmer(options.memoryTrimIntervalMs ?? trimIntervalMsDefault, log.child({ actor: "native-memory" }));
+  return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log), transfer, trimmer };
 }
 
 /** Heartbeats, the coordinator, and the API: the write and read paths, the gateway and ingestion. */
-async function startServing(ctx: StartContext & { pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter }): Promise<NodeParts> {
+async function startServing(ctx: StartContext & { pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter; trimmer: MemoryTrimmer | undefined }): Promise<NodeParts> {
   const { nodeId, nats, catalog, placements, host, replicaServer, options, settings, config, departures, log } = ctx;
   const tracker = new AppliedTracker();
   tracker.start(nats.nc);
@@ -330,7 +337,7 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   const api = { nodeId, catalog, writer, router, host, membership, placements, coordinator, backups, keys, settings: config, departures, retention: nats.retention, config: nats.config, txns, txnAdmin };
   const logs = new LogShipper(nats.nc, nodeId, nats.connected);
   logs.start();
-  const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, txns: txnStats, router, dataDir: options.dataDir }));
+  const metrics = options.metrics === false ? undefined : new NodeMetrics(metricSources({ nodeId, nats, host, writer, coordinator, catalog, backups, pool: ctx.pool, logs, txns: txnStats, router, trimmer: ctx.trimmer, dataDir: options.dataDir }));
   const tenantRates = new KeyedRateLimits(config.settings.rateLimits.natsTenant, systemClock);
   const keyRates = new KeyedRateLimits(config.settings.rateLimits.httpKey, systemClock);
   gateway = new Gateway(api, log, metrics?.requests, tenantRates);
@@ -357,5 +364,5 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   };
   config.onChange(apply);
   apply(config.settings);
-  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag, keys, config, departures };
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag, keys, config, departures, trimmer: ctx.trimmer };
 }

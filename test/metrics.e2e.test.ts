@@ -55,7 +55,7 @@ async function scrape(url = node.httpUrl!): Promise<Sample[]> {
 
 beforeAll(async () => {
   const nats = await harness.nats();
-  node = await harness.node([nats.url], { http: { port: 0, host: "127.0.0.1" }, workers: 2 });
+  node = await harness.node([nats.url], { http: { port: 0, host: "127.0.0.1" }, workers: 2, memoryTrimIntervalMs: 200 });
   client = await harness.client(nats.url);
 });
 afterAll(() => harness.close());
@@ -112,6 +112,13 @@ describe("a node's /metrics", () => {
     expect(value(samples, "nodejs_eventloop_lag_seconds")).toBeGreaterThanOrEqual(0);
     expect(value(samples, "jade_disk_free_bytes")).toBeGreaterThan(0);
     expect(value(samples, "jade_disk_size_bytes")).toBeGreaterThanOrEqual(value(samples, "jade_disk_free_bytes")!);
+    // The node hands freed native memory back (glibc here: CI and the machine are Debian).
+    const trims = await waitFor(async () => {
+      const s = await scrape();
+      return value(s, "jade_native_memory_trims_total")! >= 2 && s;
+    });
+    expect(value(trims, "jade_native_memory_trim_seconds_total")).toBeGreaterThan(0);
+    expect(value(trims, "jade_native_memory_trimmed_bytes_total")).toBeGreaterThanOrEqual(0);
     // A dropped collection's series are gone at the next scrape.
     await client.dropCollection("m");
     await waitFor(async () => pick(await scrape(), "jade_replica_points", { collection: "m" }).length === 0);
@@ -201,6 +208,7 @@ describe("scrape-time figures", () => {
     txns: () => ({ running: 1, committed: 9, conflicts: 2, aborted: 1, inDoubt: 0, recovered: { committed: 0, aborted: 3 } }),
     onTxnEnded: () => undefined,
     routerHedges: () => ({ attempts: 40, hedged: 3, hedgesRationed: 1 }),
+    memoryTrims: () => ({ trims: 6, releasedBytes: 3_145_728, seconds: 0.25 }),
   };
 
   it("reports migrations, jobs, NATS events and replicas as the actors give them, and forgets what is gone", async () => {
@@ -224,6 +232,9 @@ describe("scrape-time figures", () => {
     expect(value(samples, "jade_router_shard_reads_total")).toBe(40);
     expect(value(samples, "jade_router_hedges_total")).toBe(3);
     expect(value(samples, "jade_router_hedges_rationed_total")).toBe(1);
+    expect(value(samples, "jade_native_memory_trims_total")).toBe(6);
+    expect(value(samples, "jade_native_memory_trimmed_bytes_total")).toBe(3_145_728);
+    expect(value(samples, "jade_native_memory_trim_seconds_total")).toBe(0.25);
     expect(value(samples, "jade_transactions_total", { outcome: "conflict" })).toBe(2);
     expect(value(samples, "jade_transactions_recovered_total", { outcome: "aborted" })).toBe(3);
     expect(value(samples, "jade_transactions_running")).toBe(1);

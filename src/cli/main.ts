@@ -11,6 +11,7 @@ import type { TracingOptions } from "../runtime/tracing-sdk.ts";
 import type { ServerTls } from "../nats/embedded.ts";
 import { natsAuthOf } from "./commands/shared.ts";
 import { errorMessage } from "../runtime/errors.ts";
+import { trimIntervalMsDefault } from "../runtime/native-memory.ts";
 
 function nonNegative(value: string): number {
   const n = Number(value);
@@ -104,6 +105,7 @@ withRateOptions(program.command("dev"))
   .option("--nats-port <port>", "client port of the embedded nats-server", int, 4222)
   .option("--node-id <id>", "node identity")
   .option("--workers <n>", "index worker threads (default: one per core)", int)
+  .option("--memory-trim-interval-ms <ms>", "hand freed native memory back to the OS this often (glibc malloc_trim; 0 = never)", nonNegative, trimIntervalMsDefault)
   .option("--http-port <port>", "HTTP port: REST API, OpenAPI, health (0 = any free port, -1 = no HTTP)", httpPort, httpPortDev)
   .option("--http-host <address>", "address HTTP listens on", "127.0.0.1")
   .option("--no-metrics", "serve no /metrics (to measure what the metrics cost)")
@@ -121,6 +123,7 @@ withRateOptions(program.command("dev"))
       natsPort: o.natsPort,
       nodeId: o.nodeId,
       workers: o.workers,
+      memoryTrimIntervalMs: o.memoryTrimIntervalMs,
       http: httpOf(o),
       metrics: o.metrics,
       tracing: tracingOf(o),
@@ -136,6 +139,7 @@ withRateOptions(program.command("start"))
   .option("--data <dir>", "scratch directory", "./data")
   .option("--node-id <id>", "node identity")
   .option("--workers <n>", "index worker threads (default: one per core)", int)
+  .option("--memory-trim-interval-ms <ms>", "hand freed native memory back to the OS this often (glibc malloc_trim; 0 = never)", nonNegative, trimIntervalMsDefault)
   .option("--stream-replicas <n>", "replicas of the streams and buckets created (3 on a NATS cluster)", int, 1)
   .addOption(new Option("--selection <name>", "replica selection for reads").choices(Object.values(SelectionName)).default(selectionDefault))
   .option("--node-dead-after-ms <ms>", "a node silent this long loses its replicas to other nodes", int, defaultCoordinatorSettings.nodeDeadAfterMs)
@@ -166,6 +170,7 @@ withRateOptions(program.command("start"))
       data: o.data,
       nodeId: o.nodeId,
       workers: o.workers,
+      memoryTrimIntervalMs: o.memoryTrimIntervalMs,
       streamReplicas: o.streamReplicas,
       selection: o.selection,
       nodeDeadAfterMs: o.nodeDeadAfterMs,

@@ -28,6 +28,8 @@ export interface ServeOptions {
   data: string;
   nodeId?: string;
   workers?: number;
+  /** `NodeOptions.memoryTrimIntervalMs`. */
+  memoryTrimIntervalMs?: number;
   streamReplicas?: number;
   selection?: SelectionName;
   nodeDeadAfterMs?: number;
@@ -150,6 +152,7 @@ async function serve(
       nodeId: await stableNodeId(dataDir, options.nodeId),
       dataDir,
       workers: options.workers,
+      ...(options.memoryTrimIntervalMs === undefined ? {} : { memoryTrimIntervalMs: options.memoryTrimIntervalMs }),
       streamReplicas: options.streamReplicas,
       selection: options.selection,
       coordinator: coordinatorOptions(options),

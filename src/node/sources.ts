@@ -14,6 +14,7 @@ import type { IndexPool } from "../actors/vector-index/pool.ts";
 import type { Writer } from "../actors/write/writer.ts";
 import type { ReadRouter } from "../actors/read/router.ts";
 import type { NatsContext } from "../nats/connect.ts";
+import type { MemoryTrimmer } from "../runtime/native-memory.ts";
 
 /** The figures the metrics read at scrape time (actors/metrics/node-metrics.ts). */
 export function metricSources(parts: {
@@ -28,11 +29,13 @@ export function metricSources(parts: {
   logs: LogShipper;
   txns: TxnStats;
   router: ReadRouter;
+  trimmer: MemoryTrimmer | undefined;
   dataDir: string;
 }): MetricSources {
-  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, logs, txns, router, dataDir } = parts;
+  const { nodeId, nats, host, writer, coordinator, catalog, backups, pool, logs, txns, router, trimmer, dataDir } = parts;
   return {
     nodeId,
+    memoryTrims: () => trimmer?.stats ?? { trims: 0, releasedBytes: 0, seconds: 0 },
     routerHedges: () => router.hedgeStats,
     replicas: () =>
       Promise.all(

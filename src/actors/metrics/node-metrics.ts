@@ -13,6 +13,7 @@ import { ReplicaState } from "../../machines/replica.ts";
 import { TxnOutcome, type TxnFigures } from "../../runtime/status.ts";
 import { RequestMetrics, requestSecondsBuckets } from "./requests.ts";
 import type { HedgeStats } from "../../runtime/hedge-budget.ts";
+import type { TrimStats } from "../../runtime/native-memory.ts";
 
 export interface ReplicaSample {
   collection: string;
@@ -79,6 +80,8 @@ export interface MetricSources {
   txns(): TxnFigures;
   /** The read router's shard reads and hedges. */
   routerHedges(): HedgeStats;
+  /** Freed native memory handed back to the OS (runtime/native-memory.ts). */
+  memoryTrims(): TrimStats;
   /** Calls `observe` as each transaction ends: the one figure handed over as it happens, as a histogram cannot be rebuilt from totals. */
   onTxnEnded(observe: (outcome: TxnOutcome, seconds: number) => void): void;
 }
@@ -131,12 +134,19 @@ export class NodeMetrics {
     this.#workers(sources);
     this.#txns(sources);
     this.#router(sources);
+    this.#memoryTrims(sources);
   }
 
   #router(sources: MetricSources): void {
     this.#counterFrom("jade_router_shard_reads_total", "Shard reads the router made (each may ask more than one replica)", () => sources.routerHedges().attempts);
     this.#counterFrom("jade_router_hedges_total", "Shard reads that also asked the next replica, the first silent for 250 ms", () => sources.routerHedges().hedged);
     this.#counterFrom("jade_router_hedges_rationed_total", "Shard reads that waited on a silent replica because the hedge budget was spent", () => sources.routerHedges().hedgesRationed);
+  }
+
+  #memoryTrims(sources: MetricSources): void {
+    this.#counterFrom("jade_native_memory_trims_total", "Times freed native memory was handed back to the OS (glibc malloc_trim)", () => sources.memoryTrims().trims);
+    this.#counterFrom("jade_native_memory_trimmed_bytes_total", "Resident bytes those trims gave back", () => sources.memoryTrims().releasedBytes);
+    this.#counterFrom("jade_native_memory_trim_seconds_total", "Time spent trimming, on the thread pool (not the event loop)", () => sources.memoryTrims().seconds);
   }
 
   /**
