@@ -4,11 +4,11 @@
  * glibc returns to the OS only the free top of each arena; free pages inside an arena stay
  * resident until `malloc_trim`. An import frees a great deal in an order that leaves such
  * holes (the fresh buffers' 1 MiB chunks, decoded batches and log entries, on the main thread
- * and the index workers): a node that took 300,000 × 128-d vectors in 4 shards held 402 MB
- * more than when empty, and one `malloc_trim(0)` took that to 264 MB (raw usearch holds
- * 218 MB for the same shards). Trimming every 5 s through that import cost 1–27 ms a call
- * and left the settled growth at 248 MB. `MALLOC_MMAP_THRESHOLD_=131072` got 66 MB of the
- * 138 MB back and needs the environment set before the process starts; this needs nothing.
+ * and the index workers): a node that took 300,000 × 128-d vectors in 4 shards held 412 MB
+ * more than when empty, and one `malloc_trim(0)` took that to 271 MB (raw usearch holds
+ * 218 MB for the same shards). Trimming every 10 s left 248 MB; a trial at 5 s measured
+ * 1–27 ms a call during the import. `MALLOC_MMAP_THRESHOLD_=131072` got 68 MB of the
+ * 141 MB back, and needs the environment set before the process starts; this needs nothing.
  *
  * Node has no binding for it: koffi (FFI, prebuilt) calls libc's, asynchronously, so the
  * walk over the arenas runs on libuv's thread pool, not on the event loop. jemalloc and
@@ -18,7 +18,7 @@
 import type { Logger } from "pino";
 import { errorMessage } from "./errors.ts";
 
-/** Between trims: jemalloc's default decay. A trim of a settled 1M-vector node walks its arenas in ~10 ms, off the event loop. */
+/** Between trims: jemalloc's default decay. A trim of a settled 300,000-vector node took 1–12 ms, off the event loop. */
 export const trimIntervalMsDefault = 10_000;
 
 /** Releases free memory of every arena; resolves when done. */
