@@ -98,6 +98,42 @@ export class TimeSlicer {
 }
 
 /**
+ * A task run every `intervalMs`, and at once on `runOnce`: never two runs at once (a run asked
+ * for while one is under way joins it), and `stop` waits for the run in flight. `unref`: the
+ * timer does not keep the process alive.
+ */
+export class Periodic {
+  readonly #run: () => Promise<void>;
+  readonly #intervalMs: number;
+  readonly #unref: boolean;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+
+  constructor(run: () => Promise<void>, intervalMs: number, options: { unref?: boolean } = {}) {
+    this.#run = run;
+    this.#intervalMs = intervalMs;
+    this.#unref = options.unref ?? false;
+  }
+
+  start(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setInterval(() => void this.runOnce(), this.#intervalMs);
+    if (this.#unref) this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+
+  runOnce(): Promise<void> {
+    this.#running ??= this.#run().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+}
+
+/**
  * Lets its waiters go one per event-loop turn, in arrival order, each after that turn's I/O:
  * work that holds the thread for milliseconds (decoding a bulk write) queued here cannot
  * delay the I/O callbacks (a search's request or its worker's answer) by more than one item.

@@ -16,6 +16,7 @@
  * `malloc_trim` is missing, the trimmer is not started and the node says why, once.
  */
 import type { Logger } from "pino";
+import { Periodic } from "./async.ts";
 import { errorMessage } from "./errors.ts";
 
 /** Between trims: jemalloc's default decay. A trim of a settled 300,000-vector node took 1–12 ms, off the event loop. */
@@ -58,12 +59,12 @@ export interface TrimmerDeps {
 export class MemoryTrimmer {
   readonly #deps: TrimmerDeps;
   readonly #stats: TrimStats = { trims: 0, releasedBytes: 0, seconds: 0 };
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  readonly #trims: Periodic;
 
   constructor(deps: TrimmerDeps) {
     if (!(deps.intervalMs > 0)) throw new Error(`trim interval must be positive, got ${deps.intervalMs}`);
     this.#deps = deps;
+    this.#trims = new Periodic(() => this.#trim(), deps.intervalMs, { unref: true });
   }
 
   get stats(): Readonly<TrimStats> {
@@ -71,20 +72,17 @@ export class MemoryTrimmer {
   }
 
   start(): void {
-    this.#timer ??= setInterval(() => void this.trimOnce(), this.#deps.intervalMs).unref();
+    this.#trims.start();
   }
 
   /** Stops the timer and waits for a trim in flight. */
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+  stop(): Promise<void> {
+    return this.#trims.stop();
   }
 
   /** One trim, unless one is running (then that one). */
   trimOnce(): Promise<void> {
-    this.#running ??= this.#trim().finally(() => (this.#running = undefined));
-    return this.#running;
+    return this.#trims.runOnce();
   }
 
   async #trim(): Promise<void> {

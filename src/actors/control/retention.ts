@@ -11,6 +11,7 @@ import type { KV } from "@nats-io/kv";
 import type { ListedKv } from "../../nats/kv-keys.ts";
 import { z } from "zod";
 import type { Logger } from "../../runtime/log.ts";
+import { Periodic } from "../../runtime/async.ts";
 import { errorMessage } from "../../runtime/errors.ts";
 import { hostsOf } from "../../runtime/placement.ts";
 import { replicaNeedSeq, shardFloor, type LogNeed } from "../../runtime/retention.ts";
@@ -83,30 +84,27 @@ export async function readLogState(kv: KV, collection: string, uid: string): Pro
 export class Retention {
   readonly #deps: Deps;
   readonly #log: Logger;
-  #timer: NodeJS.Timeout | undefined;
   /** What was last written per collection (without its time), to skip writing it again. */
   readonly #written = new Map<string, string>();
-  #running: Promise<void> | undefined;
+  readonly #passes: Periodic;
 
   constructor(deps: Deps) {
     this.#deps = deps;
     this.#log = deps.log.child({ actor: "retention" });
+    this.#passes = new Periodic(() => this.#pass(), deps.settings.intervalMs);
   }
 
   start(): void {
-    this.#timer ??= setInterval(() => void this.runOnce(), this.#deps.settings.intervalMs);
+    this.#passes.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+  stop(): Promise<void> {
+    return this.#passes.stop();
   }
 
   /** One pass over every collection; a pass already running is joined, not doubled. */
   runOnce(): Promise<void> {
-    this.#running ??= this.#pass().finally(() => (this.#running = undefined));
-    return this.#running;
+    return this.#passes.runOnce();
   }
 
   async #pass(): Promise<void> {
