@@ -126,7 +126,8 @@ export class FreshBuffer {
   }
 
   /**
-   * The `k` nearest live rows of every chunk to `query` (a whole-buffer array), unsorted and
+   * Candidates for the `k` nearest live rows to `query` (a whole-buffer array): the `k` nearest
+   * of each chunk still filling and of the full chunks' shortlists together; unsorted, and
    * possibly with a slot twice (see the header).
    */
   search(query: Float32Array, k: number, isLive: IsLive): Scored[] {
