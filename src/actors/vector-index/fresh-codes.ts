@@ -5,10 +5,11 @@
  *
  * Why: under a sustained import the fresh buffers sit at their bound (16 MiB a shard, the
  * writers paced to the graphs), and every search scanned all of it exactly: 64 MiB over 4
- * shards, ~15 ms of CPU a search, a seventh of the index workers' time at 20 searches a
- * second, and a scan that evicts the graphs' nodes from the cache under the inserts. usearch's
- * exactSearch over 131,072 rows of 128-d took 2.8 ms of CPU on these codes against 7.0 ms on
- * float32 (1 MiB chunks, this machine).
+ * shards, 7–15 ms of CPU a search in two profiles, 8–15 % of the index workers' time at 20
+ * searches a second. usearch's exactSearch over 131,072 rows of 128-d took 2.8 ms of CPU on
+ * these codes against 7.0 ms on float32 (1 MiB chunks, warm cache, this machine); in the
+ * middle of an import, where both are cold, a search's scans took ~5.7 ms against ~7.1 ms
+ * (performance.md).
  *
  * Each metric keeps its order under the coding (usearch's int8 kernels compute the same
  * l2sq, 1 − cos and 1 − dot as the float32 ones, on the codes):
