@@ -29,7 +29,7 @@ const chunkRowsMin = 64;
  * search of a 16 MiB buffer, cold cache: 128-d 1.2–1.7 ms with 2 (2.0–2.5 ms scanning the
  * float32 rows), 784-d 2.9–3.9 ms (5.9–6.1 ms); 4 gave back half the gain.
  */
-export const shortlistPerHit = 2;
+const shortlistPerHit = 2;
 
 const metricKinds: Readonly<Record<Metric, MetricKind>> = { cosine: MetricKind.Cos, l2: MetricKind.L2sq, ip: MetricKind.IP };
 
