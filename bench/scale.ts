@@ -233,6 +233,28 @@ async function rssOf(pid: number, field = "VmRSS"): Promise<number> {
   return kb * 1024;
 }
 
+/** Settled memory: a reading within this share of the one before it, or the last one read by the deadline. */
+const rssSettledShare = 0.01;
+const rssSettleMsMax = 60_000;
+
+/**
+ * The node's RSS once it holds still, read one trim interval apart (runtime/native-memory.ts)
+ * until two readings in a row agree. Memory the import freed leaves in two steps: V8
+ * collects a dropped buffer when its heap next needs room, then a trim hands the pages back.
+ * A single reading one interval after the import could come before the first step.
+ */
+async function settledRss(pid: number): Promise<{ bytes: number; readings: number[] }> {
+  const deadline = performance.now() + rssSettleMsMax;
+  const readings = [await rssOf(pid)];
+  for (;;) {
+    await delay(trimIntervalMsDefault + 1_000);
+    const last = await rssOf(pid);
+    const before = readings[readings.length - 1]!;
+    readings.push(last);
+    if (Math.abs(last - before) <= rssSettledShare * before || performance.now() >= deadline) return { bytes: last, readings };
+  }
+}
+
 /** Waits until every replica of `collection` holds `count` points with none pending; returns when. */
 async function waitState(client: JadeClient, collection: string, count: number, indexed: boolean): Promise<number> {
   for (;;) {
@@ -454,15 +476,12 @@ async function settledPhase(client: JadeClient, node: DevNode, dataDir: string, 
   }
   const qpsC1 = queries.count / ((performance.now() - started) / 1000);
   const recall = recallAt(found, truth);
-  // The node hands freed native memory back to the OS on a timer (runtime/native-memory.ts):
-  // settled memory is what it holds once a trim ran after the import's last frees.
-  await delay(trimIntervalMsDefault + 1_000);
-  const rssBytes = await rssOf(node.pid);
+  const { bytes: rssBytes, readings } = await settledRss(node.pid);
   const windows = await snapshotWindow(client, node, queries, shards);
   const result: SettledResult = { baseRssBytes, latency: latencyStats(ms), qpsC1, recall, ...windows, rssBytes, dataDirBytes: await duBytes(dataDir) };
   kv("search c=1", `p50 ${fmt(result.latency.p50, 2)} ms, p95 ${fmt(result.latency.p95, 2)} ms, ${fmt(qpsC1)} QPS, recall@10 ${fmt(recall, 4)}`);
   kv("while saving", `p95 ${fmt(result.duringSaves.p95, 2)} ms over ${result.saves} saves; peak RSS +${fmt((100 * (result.peakRssDuringSavesBytes - rssBytes)) / rssBytes, 1)} %`);
-  kv("memory", `RSS ${fmt(rssBytes / 2 ** 20)} MiB (${fmt(baseRssBytes / 2 ** 20)} MiB before any collection); data dir ${fmt(result.dataDirBytes / 2 ** 20)} MiB`);
+  kv("memory", `RSS ${fmt(rssBytes / 2 ** 20)} MiB (${fmt(baseRssBytes / 2 ** 20)} MiB before any collection; read ${readings.map((r) => fmt(r / 2 ** 20)).join(" → ")} MiB); data dir ${fmt(result.dataDirBytes / 2 ** 20)} MiB`);
   return result;
 }
 
