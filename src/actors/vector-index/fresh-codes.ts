@@ -26,10 +26,8 @@ const codeMax = 127;
 export interface ChunkCodes {
   /** rows × dimension, from offset 0 of its own buffer (exactSearch ignores byteOffset). */
   readonly codes: Int8Array;
-  /** l2 only: the value that codes to 0, per dimension. */
-  readonly offsets?: Float32Array;
-  /** l2 and ip: codes per unit. */
-  readonly scale: number;
+  /** l2 only: how the chunk was coded, which its queries must follow. */
+  readonly l2?: { readonly offsets: Float32Array; readonly scale: number };
 }
 
 export interface Quantizer {
@@ -64,11 +62,11 @@ function l2(dimension: number): Quantizer {
       const scale = halfRange > 0 ? codeMax / halfRange : 1;
       const codes = new Int8Array(rows * dimension);
       for (let i = 0; i < codes.length; i++) codes[i] = code((vectors[i]! - offsets[i % dimension]!) * scale);
-      return { codes, offsets, scale };
+      return { codes, l2: { offsets, scale } };
     },
     query(query, chunk, out) {
-      const offsets = chunk.offsets!;
-      for (let j = 0; j < dimension; j++) out[j] = code((query[j]! - offsets[j]!) * chunk.scale);
+      const { offsets, scale } = chunk.l2!;
+      for (let j = 0; j < dimension; j++) out[j] = code((query[j]! - offsets[j]!) * scale);
     },
   };
 }
@@ -87,7 +85,7 @@ function cosine(dimension: number): Quantizer {
         const scale = unitScale(vectors, at, dimension);
         for (let j = 0; j < dimension; j++) codes[at + j] = code(vectors[at + j]! * scale);
       }
-      return { codes, scale: 1 };
+      return { codes };
     },
     query(query, _chunk, out) {
       const scale = unitScale(query, 0, dimension);
@@ -109,7 +107,7 @@ function ip(dimension: number): Quantizer {
       const scale = max > 0 ? codeMax / max : 1;
       const codes = new Int8Array(rows * dimension);
       for (let i = 0; i < codes.length; i++) codes[i] = code(vectors[i]! * scale);
-      return { codes, scale };
+      return { codes };
     },
     query(query, _chunk, out) {
       const max = largest(query, dimension);
