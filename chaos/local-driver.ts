@@ -62,6 +62,8 @@ interface NodeProc {
   child: ChildProcess | undefined;
   log: WriteStream;
   paused: boolean;
+  /** Set when the driver kills or stops the process: any other exit is a crash. */
+  exitRequested: boolean;
 }
 
 interface NatsProc {
@@ -79,6 +81,15 @@ export interface NatsCrash {
   signal: string | null;
 }
 
+/** A jade node that exited without the driver asking it to: a bug (a native abort, an unhandled error), never a fault's doing. */
+export interface NodeCrash {
+  node: string;
+  at: string;
+  code: number | null;
+  signal: string | null;
+  log: string;
+}
+
 export class LocalDriver implements FaultDriver {
   readonly name = "local";
   readonly #options: LocalDriverOptions;
@@ -88,6 +99,7 @@ export class LocalDriver implements FaultDriver {
   readonly #nodes = new Map<string, NodeProc>();
   readonly #hogs = new Set<ChildProcess>();
   readonly #natsCrashes: NatsCrash[] = [];
+  readonly #nodeCrashes: NodeCrash[] = [];
   #stopped = false;
 
   constructor(options: LocalDriverOptions = {}) {
@@ -102,6 +114,17 @@ export class LocalDriver implements FaultDriver {
   /** nats-servers that died on their own during the run (and were restarted). */
   get natsCrashes(): readonly NatsCrash[] {
     return this.#natsCrashes;
+  }
+
+  /** jade nodes that exited on their own (they are left down: the run fails). */
+  get nodeCrashes(): readonly NodeCrash[] {
+    return this.#nodeCrashes;
+  }
+
+  /** The process id of node `id` while it runs. */
+  nodePid(id: string): number | undefined {
+    const child = this.#node(id).child;
+    return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
   }
 
   /** Child pids (for the last-resort synchronous kill on process exit). */
@@ -155,7 +178,7 @@ export class LocalDriver implements FaultDriver {
       if (this.#options.nodeDeadAfterMs !== undefined) args.push("--node-dead-after-ms", String(this.#options.nodeDeadAfterMs));
       const log = createWriteStream(path.join(this.#logDir, `${id}.log`), { flags: "a" });
       log.on("error", () => undefined);
-      this.#nodes.set(id, { id, dataDir, args, proxies, child: undefined, log, paused: false });
+      this.#nodes.set(id, { id, dataDir, args, proxies, child: undefined, log, paused: false, exitRequested: false });
     }
     await Promise.all(ids.map((id) => this.#spawnNode(this.#nodes.get(id)!)));
     progress(`jade nodes ready: ${ids.join(", ")}`);
@@ -175,6 +198,7 @@ export class LocalDriver implements FaultDriver {
     });
     node.child = child;
     node.paused = false;
+    node.exitRequested = false;
     node.log.write(`--- chaos: spawned ${node.id} pid ${child.pid} at ${new Date().toISOString()}\n`);
     createInterface({ input: child.stderr! }).on("line", (l) => node.log.write(l + "\n"));
     const timeoutMs = this.#options.readyTimeoutMs ?? 90_000;
@@ -189,7 +213,13 @@ export class LocalDriver implements FaultDriver {
       });
       child.once("exit", (code, signal) => {
         clearTimeout(timer);
-        node.log.write(`--- chaos: ${node.id} pid ${child.pid} exited code ${code} signal ${signal} at ${new Date().toISOString()}\n`);
+        const at = new Date().toISOString();
+        node.log.write(`--- chaos: ${node.id} pid ${child.pid} exited code ${code} signal ${signal} at ${at}\n`);
+        if (!node.exitRequested && !this.#stopped) {
+          const log = `${this.#logDir}/${node.id}.log`;
+          this.#nodeCrashes.push({ node: node.id, at, code, signal, log });
+          progress(`node ${node.id} exited on its own (code ${code}, signal ${signal}; log ${log})`);
+        }
         reject(new Error(`node ${node.id} exited (code ${code}, signal ${signal}) before ready (log: ${this.#logDir}/${node.id}.log)`));
       });
     });
@@ -199,6 +229,7 @@ export class LocalDriver implements FaultDriver {
     const child = node.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    node.exitRequested = true;
     child.kill("SIGKILL");
     await withTimeout(exited, 10_000, `exit of ${node.id}`).catch(() => undefined);
   }
@@ -208,6 +239,7 @@ export class LocalDriver implements FaultDriver {
     const child = node.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    node.exitRequested = true;
     child.kill("SIGTERM");
     await withTimeout(exited, 60_000, `clean exit of ${node.id}`);
   }

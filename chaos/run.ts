@@ -131,6 +131,8 @@ async function main(): Promise<number> {
   progress(final.ok ? `settled in ${final.tookMs} ms; checking` : `final settle failed: ${final.reason}; checking anyway`);
   const sabotaged = opts.verifyChecker ? await sabotage(client, workload) : undefined;
   const verdict = await check(client, workload, txns, run, sabotaged);
+  const crashes = driver.nodeCrashes;
+  const ok = verdict.ok && crashes.length === 0;
   const summary = {
     seed,
     mode: long ? "soak" : "ci",
@@ -140,14 +142,17 @@ async function main(): Promise<number> {
     faults: run.faults,
     // Not jade's doing, but worth knowing: a nats-server that died on its own was started again (local-driver.ts).
     nats_server_crashes: driver.natsCrashes,
+    // jade's doing: a node that exited with no fault asking it to (2026-12-07: usearch's load aborted two).
+    node_crashes: crashes,
     ops: { ...opsOf(workload), transactions: { told: verdict.txns.told, reads: verdict.txns.reads, errors: verdict.txns.errors } },
     ...verdict.report,
-    logs: verdict.ok && !opts.keepLogs ? null : driver.logDir,
-    ok: verdict.ok,
+    problems: { ...verdict.problems, nodeCrashes: crashes.length },
+    logs: ok && !opts.keepLogs ? null : driver.logDir,
+    ok,
   };
   await writeResults(summary, run.windows, workload, monitor);
-  if (verdict.ok && !opts.keepLogs) await driver.removeLogs();
-  return verdict.ok ? 0 : 1;
+  if (ok && !opts.keepLogs) await driver.removeLogs();
+  return ok ? 0 : 1;
 }
 
 /** Waits for a coordinator and every node, creates the collections, starts the workload and the status monitor. */
