@@ -68,21 +68,35 @@ describe("log retention", () => {
     const ids = Array.from({ length: 20_000 }, (_, i) => `id-${i}`);
     const random = seededRandom(3);
     const diskAfter: number[] = [];
+    const settleMs: Record<string, number> = {};
     const settle = async (what: string) => {
+      const t0 = performance.now();
       // Settled: every shard applied everything, saved a snapshot of it, and purged its log to there
       // (the retention state is the last pass's: it must have seen the log's current end); its graph
       // absorbed everything and no re-save of it is due (or one came, and the snapshot it replaced is gone).
+      // The last state seen, for the message if it never settles.
+      let last = "";
       await waitFor(
         async () => {
           const shards = shardsOf(await client.clusterStatus(), "churn");
           const purged = shards.length === 2 && shards.every((s) => s.log && s.log.lastSeq > 0 && s.log.lastSeq === s.replicas[0]?.lastSeq && s.log.floor === s.log.lastSeq && s.log.messages === 0);
           const absorbed = shards.every((s) => s.replicas.every((r) => r.pending === 0 && !worthResaving(r.snapshotUnabsorbed ?? 0, r.count ?? 0)));
-          const single = (await new SnapshotStore(node.nats.js, 1).all()).filter((o) => o.collection === "churn").length === 2;
+          const snapshots = (await new SnapshotStore(node.nats.js, 1).all()).filter((o) => o.collection === "churn");
           // …and no checkpoint is left beside its uploaded snapshot (it is deleted right after the upload).
-          return purged && absorbed && single && (await readdir(nodeDir, { recursive: true })).every((f) => !String(f).endsWith(".snap"));
+          const checkpoints = (await readdir(nodeDir, { recursive: true })).filter((f) => String(f).endsWith(".snap"));
+          last = JSON.stringify({
+            log: shards.map((s) => s.log),
+            replicas: shards.map((s) => s.replicas.map((r) => ({ lastSeq: r.lastSeq, pending: r.pending, count: r.count, snapshotUnabsorbed: r.snapshotUnabsorbed }))),
+            snapshots: snapshots.map((o) => [o.shard, o.seq, o.complete]),
+            checkpoints,
+          });
+          return purged && absorbed && snapshots.length === 2 && checkpoints.length === 0;
         },
         { what, timeoutMs: 60_000 },
-      );
+      ).catch((err: unknown) => {
+        throw new Error(`${String(err)}; last seen: ${last}`);
+      });
+      settleMs[what] = Math.round(performance.now() - t0);
       return (await bytesUnder(natsDir)) + (await bytesUnder(nodeDir));
     };
     for (let round = 0; round < 10; round++) {
@@ -140,7 +154,7 @@ describe("log retention", () => {
     await waitFor(async () => (await node.nats.retention.get("churn"))?.operation !== "PUT", { what: "the retention state purged" });
     await expect(node.nats.jsm.streams.info("jade-log-churn-0")).rejects.toThrow();
     process.stdout.write(
-      `retention: data directory ${diskAfter[1]} bytes after the overwrites = ${(diskAfter[1]! / liveBytes(20_000)).toFixed(2)} ×, ${final} after deleting half = ${(final / liveBytes(10_000)).toFixed(2)} × the live vectors and payloads\n`,
+      `retention: data directory ${diskAfter[1]} bytes after the overwrites = ${(diskAfter[1]! / liveBytes(20_000)).toFixed(2)} ×, ${final} after deleting half = ${(final / liveBytes(10_000)).toFixed(2)} × the live vectors and payloads; settled in ${JSON.stringify(settleMs)} ms\n`,
     );
   }, 240_000);
 });

@@ -107,6 +107,8 @@ export interface SavedSnapshot {
   /** Live points saved, and how many of them the saved graph did not hold (a load indexes those again). */
   points: number;
   unabsorbed: number;
+  /** How long of the save went to rebuilding the graph first (compaction.ts), 0 when it did not. */
+  compactionMs: number;
 }
 
 export interface IndexWorkerApi {

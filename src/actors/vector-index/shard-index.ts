@@ -418,9 +418,13 @@ export class ShardIndex {
    * the live tables and vector file afterwards, so `apply` must not run until the returned
    * promise settles (the worker waits for that part: saveSettled).
    */
-  save(path: string, options: { threads?: number } = {}): Promise<SavedSnapshot> {
+  async save(path: string, options: { threads?: number } = {}): Promise<SavedSnapshot> {
     const compaction = compactGraph(this, options);
-    return compaction ? compaction.then(() => saveShard(this, path)) : saveShard(this, path);
+    if (!compaction) return { ...(await saveShard(this, path)), compactionMs: 0 };
+    const startedMs = performance.now();
+    await compaction;
+    const compactionMs = performance.now() - startedMs;
+    return { ...(await saveShard(this, path)), compactionMs };
   }
 
   /** True once closed: work under way on it (a compaction) stops. */

@@ -53,8 +53,11 @@ export function saveSettled(shard: ShardIndex): Promise<unknown> | undefined {
   return saving.get(shard);
 }
 
+/** What a save wrote (ShardIndex.save adds the time of the compaction before it). */
+type WrittenSnapshot = Omit<SavedSnapshot, "compactionMs">;
+
 /** Captures the shard now (or, if a save is still writing, right after it) and writes it to `path`. */
-export function saveShard(shard: ShardIndex, path: string): Promise<SavedSnapshot> {
+export function saveShard(shard: ShardIndex, path: string): Promise<WrittenSnapshot> {
   const previous = saving.get(shard);
   const run = previous ? previous.then(() => writeShard(shard, path)) : writeShard(shard, path);
   const settled = run.catch(() => undefined);
@@ -65,7 +68,7 @@ export function saveShard(shard: ShardIndex, path: string): Promise<SavedSnapsho
   return run;
 }
 
-async function writeShard(shard: ShardIndex, path: string): Promise<SavedSnapshot> {
+async function writeShard(shard: ShardIndex, path: string): Promise<WrittenSnapshot> {
   const indexFile = `${path}.${randomUUID()}.usearch`;
   try {
     shard.graph.save(indexFile);
