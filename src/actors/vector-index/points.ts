@@ -3,13 +3,15 @@
  * VectorFile: usearch's JS binding cannot read vectors back), plus where the point's current
  * vector is being indexed: in the HNSW graph (`inGraph`) or still in the fresh buffer
  * (`freshChunk`). A slot's usearch key is the slot number itself, so no key → slot
- * map is needed (a BigInt-keyed Map cost ~100 bytes per point).
+ * map is needed (a BigInt-keyed Map cost ~100 bytes per point); ids and their slots are in
+ * an IdTable (id-table.ts), not in JS objects.
  *
  * The lowest free slot is always allocated first (a min-heap of freed slots), so slot numbers
  * are a function of the set of live points: replicas that apply the same log, and a replica
  * restored from a snapshot of it, allocate the same slots from then on.
  */
 import type { Payload } from "../../runtime/schemas.ts";
+import { IdTable } from "./id-table.ts";
 import { VectorFile } from "./vector-file.ts";
 
 /** Slots reserved at first growth; the tables double from there. */
@@ -22,8 +24,7 @@ export function versionOf(seq: number, position: number): number {
 
 export class PointTable {
   readonly dimension: number;
-  readonly #slotById = new Map<string, number>();
-  readonly ids: (string | undefined)[] = [];
+  readonly #ids = new IdTable();
   readonly payloads: (Payload | undefined)[] = [];
   /** Encoded size of each slot's id and payload (rounded), for the memory estimate. */
   #metaBytes: Uint32Array = new Uint32Array(0);
@@ -47,7 +48,12 @@ export class PointTable {
   }
 
   get size(): number {
-    return this.#slotById.size;
+    return this.#ids.size;
+  }
+
+  /** Bytes of the id table (for the shard's memory estimate). */
+  get idBytes(): number {
+    return this.#ids.bytes;
   }
 
   get metaBytes(): number {
@@ -55,18 +61,18 @@ export class PointTable {
   }
 
   slotOf(id: string): number | undefined {
-    return this.#slotById.get(id);
+    return this.#ids.slotOf(id);
   }
 
-  /** Live ids (insertion order of the map; callers sort when order matters). */
-  liveIds(): IterableIterator<string> {
-    return this.#slotById.keys();
+  /** The id of the point in `slot`, if it holds one. */
+  idOf(slot: number): string | undefined {
+    return this.#ids.idOf(slot);
   }
 
   /** Live slots in ascending order (a scan of the slot table: ~1 ms for 250,000 slots). */
   liveSlots(): number[] {
     const slots: number[] = [];
-    for (let slot = 0; slot < this.slotCount; slot++) if (this.ids[slot] !== undefined) slots.push(slot);
+    for (let slot = 0; slot < this.slotCount; slot++) if (this.#ids.has(slot)) slots.push(slot);
     return slots;
   }
 
@@ -76,11 +82,10 @@ export class PointTable {
 
   /** Writes a point; returns its slot and whether it replaced an existing point (whose old vector the caller unindexes first). */
   write(id: string, version: number, payload: Payload | null | undefined, vectors: Float32Array, offset: number, metaBytes: number): number {
-    let slot = this.#slotById.get(id);
+    let slot = this.#ids.slotOf(id);
     if (slot === undefined) {
       slot = this.#allocate();
-      this.#slotById.set(id, slot);
-      this.ids[slot] = id;
+      this.#ids.set(id, slot);
     }
     this.versions[slot] = version;
     this.payloads[slot] = payload ?? undefined;
@@ -89,10 +94,9 @@ export class PointTable {
     return slot;
   }
 
-  /** Frees the slot of `id`; the caller has unindexed its vector. */
-  free(id: string, slot: number): void {
-    this.#slotById.delete(id);
-    this.ids[slot] = undefined;
+  /** Frees `slot` and its id; the caller has unindexed its vector. */
+  free(slot: number): void {
+    this.#ids.delete(slot);
     this.payloads[slot] = undefined;
     this.#setMetaBytes(slot, 0);
     this.versions[slot] = 0;
@@ -111,14 +115,13 @@ export class PointTable {
     slots.forEach((slot, i) => {
       const id = ids[i]!;
       const payload = payloads[i] ?? undefined;
-      this.ids[slot] = id;
+      this.#ids.set(id, slot);
       this.versions[slot] = versions[i]!;
       this.payloads[slot] = payload;
-      this.#slotById.set(id, slot);
       this.#setMetaBytes(slot, id.length + (payload ? JSON.stringify(payload).length : 0));
     });
     for (let slot = 0; slot < slotCount; slot++) {
-      if (this.ids[slot] === undefined) this.#free.push(slot);
+      if (!this.#ids.has(slot)) this.#free.push(slot);
     }
   }
 
@@ -143,6 +146,7 @@ export class PointTable {
     const metaBytes = new Uint32Array(capacity);
     metaBytes.set(this.#metaBytes);
     this.#metaBytes = metaBytes;
+    this.#ids.reserve(capacity);
   }
 
   #setMetaBytes(slot: number, bytes: number): void {

@@ -66,7 +66,7 @@ export class ShardIndex {
   readonly txns = new TxnSequencer();
   readonly #txnViews = new TxnViews(this.txns);
   readonly #order = (a: Scored, b: Scored): number =>
-    a.distance - b.distance || compareIds(this.points.ids[a.slot]!, this.points.ids[b.slot]!);
+    a.distance - b.distance || compareIds(this.points.idOf(a.slot)!, this.points.idOf(b.slot)!);
   readonly #isLive = (slot: number, version: number): boolean => this.points.isLive(slot, version);
 
   constructor(config: ShardIndexConfig, options: ShardIndexOptions = {}) {
@@ -203,7 +203,7 @@ export class ShardIndex {
       const slot = this.points.slotOf(id);
       if (slot === undefined) continue;
       this.#unindex(slot);
-      this.points.free(id, slot);
+      this.points.free(slot);
     }
   }
 
@@ -252,7 +252,7 @@ export class ShardIndex {
 
   #hits(scored: readonly Scored[], request: ShardSearchRequest): ShardHit[] {
     return scored.map(({ slot, distance }) => {
-      const hit: ShardHit = { id: this.points.ids[slot]!, distance };
+      const hit: ShardHit = { id: this.points.idOf(slot)!, distance };
       const payload = this.points.payloads[slot];
       if (request.withPayload && payload !== undefined) hit.payload = payload;
       if (request.withVectors) hit.vector = Array.from(this.points.vector(slot));
@@ -343,10 +343,11 @@ export class ShardIndex {
 
   #matchingSlots(filter: Filter): number[] {
     const predicate = compileFilter(filter);
-    const { ids, payloads, slotCount } = this.points;
+    const { versions, payloads, slotCount } = this.points;
     const slots: number[] = [];
     for (let slot = 0; slot < slotCount; slot++) {
-      if (ids[slot] !== undefined && predicate(payloads[slot])) slots.push(slot);
+      // (a free slot's version is 0)
+      if (versions[slot] !== 0 && predicate(payloads[slot])) slots.push(slot);
     }
     return slots;
   }
@@ -390,9 +391,10 @@ export class ShardIndex {
 
   stats(): ShardStats {
     const { points } = this;
-    const perSlot = 8 + 1 + 4; // version, inGraph, freshChunk
-    // The vectors are in the page cache (vector-file.ts), not counted here.
-    const memoryBytes = points.versions.length * perSlot + points.metaBytes * 2 + this.size * 64 + this.graph.memoryBytes + this.fresh.bytes;
+    const perSlot = 8 + 1 + 4 + 4; // version, inGraph, freshChunk, metaBytes
+    // The vectors are in the page cache (vector-file.ts), not counted here; payloads are
+    // JS objects, estimated at twice their encoded size (metaBytes also counts the ids once).
+    const memoryBytes = points.versions.length * perSlot + points.idBytes + points.metaBytes * 2 + this.graph.memoryBytes + this.fresh.bytes;
     return { count: this.size, appliedSeq: this.#lastSeq, memoryBytes: Math.round(memoryBytes), pendingRows: this.fresh.pending };
   }
 
@@ -400,10 +402,9 @@ export class ShardIndex {
   contentDigest(): ContentDigest {
     const { points } = this;
     const hashes = function* () {
-      for (const id of points.liveIds()) {
-        const slot = points.slotOf(id)!;
+      for (const slot of points.liveSlots()) {
         const vector = points.vector(slot);
-        yield pointHash(id, points.payloads[slot], new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength));
+        yield pointHash(points.idOf(slot)!, points.payloads[slot], new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength));
       }
     };
     return digestOf(hashes());

@@ -101,7 +101,7 @@ async function captureMeta(shard: ShardIndex, inGraph: Uint8Array, slicer: TimeS
   for (let i = 0; i < slots.length; i++) {
     const slot = slots[i]!;
     versions[i] = points.versions[slot]!;
-    ids[i] = points.ids[slot]!;
+    ids[i] = points.idOf(slot)!;
     payloads[i] = points.payloads[slot] ?? null;
     if (i % captureSliceSlots === 0) await slicer.pause();
   }
