@@ -24,7 +24,7 @@ try {
   const heapBefore = process.memoryUsage().heapUsed;
   const table = new PointTable(dimension, dir);
   const vectors = new Float32Array(block * dimension);
-  for (let i = 0; i < count; i++) table.write(`id-${i}`, i + 1, null, vectors, (i % block) * dimension, 10);
+  for (let i = 0; i < count; i++) table.write(`id-${i}`, undefined, i + 1, null, vectors, (i % block) * dimension, 10);
   const native = (await settledNativeBytes()) - nativeBefore;
   const heap = process.memoryUsage().heapUsed - heapBefore;
   const per = (bytes: number) => (bytes / count).toFixed(1);

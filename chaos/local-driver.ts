@@ -121,6 +121,11 @@ export class LocalDriver implements FaultDriver {
     return this.#nodeCrashes;
   }
 
+  /** Where process `name` (a node or a nats-server) writes its output. */
+  #logFile(name: string): string {
+    return path.join(this.#logDir, `${name}.log`);
+  }
+
   /** The process id of node `id` while it runs. */
   nodePid(id: string): number | undefined {
     const child = this.#node(id).child;
@@ -154,7 +159,7 @@ export class LocalDriver implements FaultDriver {
         port: clientPorts[i]!,
         clusterPort: clusterPorts[i]!,
         routes,
-        logFile: path.join(this.#logDir, `${name}.log`),
+        logFile: this.#logFile(name),
       };
       this.#nats.push({ options: natsOptions, server: undefined, down: false });
     }
@@ -176,7 +181,7 @@ export class LocalDriver implements FaultDriver {
       const args = ["start", "--nats", proxies.map((p) => p.url).join(","), "--node-id", id, "--data", dataDir, "--stream-replicas", "3"];
       args.push("--workers", String(this.#options.workers ?? 1));
       if (this.#options.nodeDeadAfterMs !== undefined) args.push("--node-dead-after-ms", String(this.#options.nodeDeadAfterMs));
-      const log = createWriteStream(path.join(this.#logDir, `${id}.log`), { flags: "a" });
+      const log = createWriteStream(this.#logFile(id), { flags: "a" });
       log.on("error", () => undefined);
       this.#nodes.set(id, { id, dataDir, args, proxies, child: undefined, log, paused: false, exitRequested: false });
     }
@@ -203,7 +208,7 @@ export class LocalDriver implements FaultDriver {
     createInterface({ input: child.stderr! }).on("line", (l) => node.log.write(l + "\n"));
     const timeoutMs = this.#options.readyTimeoutMs ?? 90_000;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`node ${node.id} not ready after ${timeoutMs} ms (log: ${this.#logDir}/${node.id}.log)`)), timeoutMs);
+      const timer = setTimeout(() => reject(new Error(`node ${node.id} not ready after ${timeoutMs} ms (log: ${this.#logFile(node.id)})`)), timeoutMs);
       createInterface({ input: child.stdout! }).on("line", (line) => {
         node.log.write(line + "\n");
         if (line.includes("ready")) {
@@ -216,11 +221,11 @@ export class LocalDriver implements FaultDriver {
         const at = new Date().toISOString();
         node.log.write(`--- chaos: ${node.id} pid ${child.pid} exited code ${code} signal ${signal} at ${at}\n`);
         if (!node.exitRequested && !this.#stopped) {
-          const log = `${this.#logDir}/${node.id}.log`;
+          const log = this.#logFile(node.id);
           this.#nodeCrashes.push({ node: node.id, at, code, signal, log });
           progress(`node ${node.id} exited on its own (code ${code}, signal ${signal}; log ${log})`);
         }
-        reject(new Error(`node ${node.id} exited (code ${code}, signal ${signal}) before ready (log: ${this.#logDir}/${node.id}.log)`));
+        reject(new Error(`node ${node.id} exited (code ${code}, signal ${signal}) before ready (log: ${this.#logFile(node.id)})`));
       });
     });
   }

@@ -80,9 +80,12 @@ export class PointTable {
     return this.versions[slot] === version;
   }
 
-  /** Writes a point; returns its slot and whether it replaced an existing point (whose old vector the caller unindexes first). */
-  write(id: string, version: number, payload: Payload | null | undefined, vectors: Float32Array, offset: number, metaBytes: number): number {
-    let slot = this.#ids.slotOf(id);
+  /**
+   * Writes a point into `existing`, the slot the caller found for its id (`slotOf`; it
+   * unindexed that slot's old vector first), or into a new slot; returns the slot.
+   */
+  write(id: string, existing: number | undefined, version: number, payload: Payload | null | undefined, vectors: Float32Array, offset: number, metaBytes: number): number {
+    let slot = existing;
     if (slot === undefined) {
       slot = this.#allocate();
       this.#ids.set(id, slot);

@@ -193,7 +193,7 @@ export class ShardIndex {
       const existing = this.points.slotOf(id);
       if (existing !== undefined) this.#unindex(existing);
       const version = versionOf(seq, p);
-      const slot = this.points.write(id, version, entry.payloads?.[p], entry.vectors, p * dim, bytesEach);
+      const slot = this.points.write(id, existing, version, entry.payloads?.[p], entry.vectors, p * dim, bytesEach);
       this.points.freshChunk[slot] = this.fresh.push(slot, version, entry.vectors, p * dim);
     }
   }
