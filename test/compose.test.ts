@@ -104,9 +104,12 @@ describe("compose.yml", () => {
 
   it("builds the image from files that exist", () => {
     const dockerfile = readFileSync(path.join(repoRoot, "Dockerfile"), "utf8");
-    const copied = [...dockerfile.matchAll(/^COPY (.+) \.\/?\S*$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+    // Copies from the build stage (--from) take what that stage made, not files of the repository.
+    const copied = [...dockerfile.matchAll(/^COPY (?!--from=)(.+) \.\/?\S*$/gm)].flatMap((m) => m[1]!.split(/\s+/));
     expect(copied.length).toBeGreaterThan(0);
     for (const file of copied) expect(existsSync(path.join(repoRoot, file)), file).toBe(true);
+    // The graphs' usearch binding, built in the first stage, where usearch-native.ts loads it.
+    expect(dockerfile).toMatch(/^COPY --from=build \/app\/native\/usearch\/build\/Release\/jade_usearch\.node \.\/native\/usearch\/build\/Release\/$/m);
   });
 });
 

@@ -4,7 +4,8 @@
  * pending, yielding to the worker's message queue between slices (setImmediate). A search
  * therefore waits for at most one slice, never for a whole batch of adds (before this, one
  * 1,000-point entry held the worker for ~300 ms). Applies that found the fresh buffer full
- * wait here until a slice makes room: the back-pressure that reaches the writers.
+ * wait here until a slice makes room: the back-pressure that reaches the writers. A shard
+ * whose graph is being saved leaves the round until the save ends (Graph.saving).
  */
 import type { ShardIndex } from "./shard-index.ts";
 
@@ -48,6 +49,8 @@ export class Absorber {
   readonly #workers: AbsorbingWorkers | undefined;
   readonly #shards = new Set<ShardIndex>();
   readonly #roomWaiters = new Map<ShardIndex, (() => void)[]>();
+  /** Shards out of the round until their graph's save ends. */
+  readonly #waitingForSave = new Set<ShardIndex>();
   #order: ShardIndex[] = [];
   #next = 0;
   #scheduled = false;
@@ -71,7 +74,18 @@ export class Absorber {
 
   /** `shard` has rows to absorb. */
   wake(shard: ShardIndex): void {
-    if (shard.pendingRows === 0) return;
+    if (shard.pendingRows === 0 || this.#waitingForSave.has(shard)) return;
+    const saving = shard.graph.saving;
+    if (saving) {
+      this.#waitingForSave.add(shard);
+      // A failed save is the saver's to report; the rows are absorbed either way.
+      const resume = (): void => {
+        this.#waitingForSave.delete(shard);
+        if (!shard.closed) this.wake(shard);
+      };
+      void saving.then(resume, resume);
+      return;
+    }
     if (!this.#shards.has(shard)) {
       this.#shards.add(shard);
       this.#order = [...this.#shards];
@@ -93,12 +107,14 @@ export class Absorber {
   readonly #slice = (): void => {
     if (this.#order.length > 0) {
       const shard = this.#order[this.#next++ % this.#order.length]!;
-      const more = shard.absorb(performance.now() + this.#sliceMs, this.#workers?.threads() ?? 1);
+      const saving = shard.graph.saving !== undefined;
+      const more = !saving && shard.absorb(performance.now() + this.#sliceMs, this.#workers?.threads() ?? 1);
       if (shard.hasRoom) this.#release(shard);
       if (!more) {
         this.#shards.delete(shard);
         this.#order = [...this.#shards];
       }
+      if (saving) this.wake(shard);
     }
     if (this.#order.length > 0) {
       setImmediate(this.#slice);

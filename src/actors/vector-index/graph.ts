@@ -7,15 +7,16 @@
  * that last reserved memory, and refuses a search with more threads than that ("Reserve
  * capacity ahead of searches!"). So an add that will make the index grow always passes
  * `contexts` (the machine's cores); others pass 1 for a sequential insert, or `threads`.
+ *
+ * Saves run off the worker's thread (usearch-native.ts): the graph answers searches meanwhile,
+ * and nothing may add to it or remove from it until the save ends (`saving`).
  */
 import { openSync, readSync, closeSync } from "node:fs";
 import os from "node:os";
-import { Index, MetricKind, ScalarKind, type BatchMatches } from "usearch";
-import type { Metric, Quantization } from "../../runtime/schemas.ts";
+import type { Quantization } from "../../runtime/schemas.ts";
 import type { ShardIndexConfig } from "./api.ts";
+import { createNativeIndex, type BatchMatches, type NativeIndex } from "./usearch-native.ts";
 
-const metricKinds: Readonly<Record<Metric, MetricKind>> = { cosine: MetricKind.Cos, l2: MetricKind.L2sq, ip: MetricKind.IP };
-const scalarKinds: Readonly<Record<Quantization, ScalarKind>> = { f32: ScalarKind.F32, f16: ScalarKind.F16, i8: ScalarKind.I8 };
 const scalarBytes: Readonly<Record<Quantization, number>> = { f32: 4, f16: 2, i8: 1 };
 
 /** Rows added to usearch in one call: the absorber checks its time slice between calls. */
@@ -34,24 +35,24 @@ export function whole(vector: Float32Array): Float32Array {
 }
 
 export class Graph {
-  readonly #index: Index;
+  readonly #index: NativeIndex;
   readonly #config: ShardIndexConfig;
   readonly #scratch: Float32Array;
   readonly #keys = new BigUint64Array(addRowsPerCallMax);
   readonly #contexts = Math.max(1, os.availableParallelism());
   #staged = 0;
   #removed = 0;
+  #saving: Promise<void> | undefined;
 
   constructor(config: ShardIndexConfig) {
     this.#config = config;
-    this.#index = new Index({
+    this.#index = createNativeIndex({
       dimensions: config.dimension,
-      metric: metricKinds[config.metric],
-      quantization: scalarKinds[config.index.quantization],
+      metric: config.metric,
+      quantization: config.index.quantization,
       connectivity: config.index.connectivity,
-      expansion_add: config.index.expansionAdd,
-      expansion_search: config.index.expansionSearch,
-      multi: false,
+      expansionAdd: config.index.expansionAdd,
+      expansionSearch: config.index.expansionSearch,
     });
     this.#scratch = new Float32Array(addRowsPerCallMax * config.dimension);
   }
@@ -118,27 +119,44 @@ export class Graph {
     if (count < 2) throw new Error(`searchBatch needs at least 2 queries, got ${count}`);
     if (k <= 0 || this.#index.size() === 0) return undefined;
     const wanted = Math.min(k, this.#index.size());
-    return this.#index.search(queries, wanted, Math.max(1, Math.min(threads, count, this.#contexts))) as BatchMatches;
+    const [keys, distances, counts] = this.#index.search(queries, wanted, Math.max(1, Math.min(threads, count, this.#contexts)));
+    return { keys, distances, counts, k: wanted };
   }
 
   /** Holds `slot` (added and not removed): exact, unlike a search. */
   contains(slot: number): boolean {
-    return this.#index.contains(BigInt(slot)) as boolean;
+    return this.#index.contains(BigUint64Array.of(BigInt(slot)))[0]!;
   }
 
   remove(slot: number): void {
-    this.#removed += this.#index.remove(BigInt(slot)) as number;
+    this.#removed += this.#index.remove(BigUint64Array.of(BigInt(slot)))[0]!;
   }
 
   /** The `k` nearest slots to `query` (a whole-buffer array), one thread. */
   search(query: Float32Array, k: number): { keys: BigUint64Array; distances: Float32Array } {
     if (k <= 0 || this.#index.size() === 0) return { keys: new BigUint64Array(0), distances: new Float32Array(0) };
-    return this.#index.search(query, Math.min(k, this.#index.size()), 1) as { keys: BigUint64Array; distances: Float32Array };
+    const [keys, distances, counts] = this.#index.search(query, Math.min(k, this.#index.size()), 1);
+    const found = Number(counts[0]!);
+    return found === keys.length ? { keys, distances } : { keys: keys.subarray(0, found), distances: distances.subarray(0, found) };
   }
 
-  save(path: string): void {
+  /**
+   * Writes the graph to `path` off this thread. Until the promise settles the graph still
+   * answers searches, and adding or removing is a bug (usearch throws): see `saving`.
+   */
+  save(path: string): Promise<void> {
+    if (this.#saving) throw new Error("Graph.save: a save of this graph is running");
     this.flush();
-    this.#index.save(path);
+    const saving = this.#index.saveAsync(path).finally(() => {
+      this.#saving = undefined;
+    });
+    this.#saving = saving;
+    return saving;
+  }
+
+  /** While a save runs: settles when it ends (the absorber waits for it before adding). */
+  get saving(): Promise<void> | undefined {
+    return this.#saving;
   }
 
   /** Whether a file saved now would load (`loadFits`): a save compacts a graph that would not. */

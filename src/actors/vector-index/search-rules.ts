@@ -2,7 +2,7 @@
  * When a shard search scans exactly and when it asks the graph, and the small pieces the search
  * paths share (shard-index.ts).
  */
-import type { BatchMatches } from "usearch";
+import type { BatchMatches } from "./usearch-native.ts";
 import type { ShardSearchRequest } from "./api.ts";
 import type { Scored } from "./distance.ts";
 

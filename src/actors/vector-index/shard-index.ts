@@ -160,10 +160,12 @@ export class ShardIndex {
   /**
    * Moves fresh rows into the graph, oldest first, until `deadlineMs` (performance.now()
    * time) passes or none are left; `threads` > 1 inserts a step's rows concurrently (see
-   * Graph.flush). Returns true while rows remain.
+   * Graph.flush). Returns true while rows remain. Moves none while the graph is being saved
+   * (the absorber waits for `graph.saving`).
    */
   absorb(deadlineMs: number, threads = 1): boolean {
     const { points, graph } = this;
+    if (graph.saving) return this.fresh.pending > 0;
     const take = (slot: number, version: number, vectors: Float32Array, offset: number): void => {
       if (!points.isLive(slot, version)) return;
       graph.stage(slot, vectors, offset);

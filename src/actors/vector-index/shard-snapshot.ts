@@ -1,13 +1,14 @@
 /**
  * Saving and loading a ShardIndex (the container is snapshot-file.ts).
  *
- * Save: the graph is written by usearch together with the record of which slots it holds,
- * synchronously (a native call that holds the worker ~0.65 µs per point, 162 ms at 250,000
- * × 128-d: usearch has no other way out); the absorber changes both. Everything else changes
- * only with applies, which wait for the save (worker.ts): the rest of the metadata is captured
- * and packed in 4 ms slices (it took 130 ms more in one piece), and the live points' vectors
- * (only theirs: `LiveRows`) are streamed from the shard's vector file with async I/O, so the
- * worker serves searches meanwhile and memory never holds a second copy.
+ * Save: usearch writes the graph on a thread of its own (usearch-native.ts: ~0.65 µs per point,
+ * 162 ms at 250,000 × 128-d, which the worker's thread spent before) while the worker serves
+ * searches; the record of which slots the graph holds is copied as the save starts. Only the
+ * absorber and applies change either: the absorber waits for the graph's save (Graph.saving),
+ * applies for the whole of it (worker.ts). The rest of the metadata is captured and packed in
+ * 4 ms slices (it took 130 ms more in one piece), and the live points' vectors (only theirs:
+ * `LiveRows`) are streamed from the shard's vector file with async I/O, so memory never holds
+ * a second copy.
  *
  * Load: the checksum is verified streaming, the vectors are copied slice by slice into the new
  * shard's vector file, the usearch section is extracted to a temporary file and loaded. Live points the
@@ -17,7 +18,7 @@
 import { randomUUID } from "node:crypto";
 import { rm } from "node:fs/promises";
 import type { Metric, Payload, Quantization } from "../../runtime/schemas.ts";
-import { nextTurn, TimeSlicer } from "../../runtime/async.ts";
+import { TimeSlicer } from "../../runtime/async.ts";
 import { absorbSliceMsDefault } from "./absorber.ts";
 import type { SavedSnapshot } from "./api.ts";
 import { extractSection, openSnapshotFile, readSection, scanSnapshotStream, writeSnapshotFile } from "./snapshot-file.ts";
@@ -71,9 +72,9 @@ export function saveShard(shard: ShardIndex, path: string): Promise<WrittenSnaps
 async function writeShard(shard: ShardIndex, path: string): Promise<WrittenSnapshot> {
   const indexFile = `${path}.${randomUUID()}.usearch`;
   try {
-    shard.graph.save(indexFile);
+    const graphSaved = shard.graph.save(indexFile);
     const inGraph = shard.points.inGraph.slice(0, shard.points.slotCount);
-    await nextTurn();
+    await graphSaved;
     const slicer = new TimeSlicer(absorbSliceMsDefault);
     const meta = await captureMeta(shard, inGraph, slicer);
     const { vectors: file, dimension } = shard.points;
