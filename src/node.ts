@@ -95,7 +95,7 @@ interface NodeParts {
   gateway: Gateway;
   replicaServer: ReplicaServer;
   ingestion: Ingestion;
-  /** Backups' and restores' own connection (nats/connect.ts, connectBulk). */
+  /** The connection of snapshot uploads and downloads, backups and restores (nats/connect.ts, connectBulk). */
   bulk: BulkConnection;
   backups: Backups;
   http: HttpServer | undefined;
@@ -189,12 +189,12 @@ export class JadeNode {
     await membership.beat(true).catch(() => undefined);
     await coordinator.stop().catch((err) => this.#log.warn({ err }, "coordinator stop"));
     await backups.stop().catch(() => undefined);
-    await bulk.nc.close().catch(() => undefined);
     await gateway.stop().catch((err) => this.#log.warn({ err }, "gateway stop"));
     await diag.stop();
     await ingestion.stop().catch((err) => this.#log.warn({ err }, "ingestion stop"));
     await replicaServer.stop().catch((err) => this.#log.warn({ err }, "replica server stop"));
     await host.stop();
+    await bulk.nc.close().catch(() => undefined);
     await membership.stop();
     tracker.stop();
     catalog.stop();
@@ -225,9 +225,12 @@ interface StartContext {
 }
 
 /** The index workers, the replicas this node hosts, and the server peers read them through. */
-async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter; trimmer: MemoryTrimmer | undefined }> {
+async function startDataPlane(ctx: StartContext): Promise<DataPlane> {
   const { nodeId, nats, options, settings, config, departures, log } = ctx;
   let host: ReplicaHost | undefined;
+  // Snapshots move on the bulk connection, as backups and restores do: on the node's own one,
+  // a 300 MB upload (or a new replica's download) shares the socket with every API reply.
+  const bulk = await connectBulk(options.servers, `jade-${nodeId}-bulk`, { auth: options.auth });
   // Read once, before the replicas start: the record is cleared once this node is back.
   const departed = departures.of(nodeId);
   const pool = await IndexPool.start({
@@ -242,7 +245,7 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
   host = new ReplicaHost({
     nats,
     pool,
-    snapshots: new SnapshotStore(nats.js, nats.streamReplicas),
+    snapshots: new SnapshotStore(bulk.js, nats.streamReplicas),
     nodeId,
     scratchDir: path.join(options.dataDir, "scratch"),
     checkpoints: new LocalCheckpoints(path.join(options.dataDir, "checkpoints")),
@@ -256,12 +259,22 @@ async function startDataPlane(ctx: StartContext): Promise<{ pool: IndexPool; hos
   });
   host.start(ctx.catalog, ctx.placements);
   const trimmer = await startMemoryTrimmer(options.memoryTrimIntervalMs ?? trimIntervalMsDefault, log.child({ actor: "native-memory" }));
-  return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log), transfer, trimmer };
+  return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log), transfer, trimmer, bulk };
+}
+
+interface DataPlane {
+  pool: IndexPool;
+  host: ReplicaHost;
+  replicaServer: ReplicaServer;
+  transfer: RateLimiter;
+  trimmer: MemoryTrimmer | undefined;
+  /** The connection snapshots and backups move on (connectBulk). */
+  bulk: BulkConnection;
 }
 
 /** Heartbeats, the coordinator, and the API: the write and read paths, the gateway and ingestion. */
-async function startServing(ctx: StartContext & { pool: IndexPool; host: ReplicaHost; replicaServer: ReplicaServer; transfer: RateLimiter; trimmer: MemoryTrimmer | undefined }): Promise<NodeParts> {
-  const { nodeId, nats, catalog, placements, host, replicaServer, options, settings, config, departures, log } = ctx;
+async function startServing(ctx: StartContext & DataPlane): Promise<NodeParts> {
+  const { nodeId, nats, catalog, placements, host, replicaServer, bulk, options, settings, config, departures, log } = ctx;
   const tracker = new AppliedTracker();
   tracker.start(nats.nc);
   catalog.onChange((change) => {
@@ -281,7 +294,6 @@ async function startServing(ctx: StartContext & { pool: IndexPool; host: Replica
   // Back (or new): whatever this node said when it last left no longer holds.
   await departures.clear(nodeId);
   const snapshots = new SnapshotStore(nats.js, nats.streamReplicas);
-  const bulk = await connectBulk(options.servers, `jade-${nodeId}-bulk`, { auth: options.auth });
   const backups = new Backups({
     nodeId,
     servers: options.servers,

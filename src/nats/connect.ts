@@ -128,7 +128,7 @@ export async function connectNats(options: ConnectOptions, log: Logger): Promise
   return { ...handles, connected, events };
 }
 
-/** A connection for moving bulk data (backups, restores), with the JetStream handles on it. */
+/** A connection for moving bulk data (replicas' snapshots, backups, restores), with the JetStream handles on it. */
 export interface BulkConnection {
   nc: NatsConnection;
   js: JetStreamClient;

@@ -28,6 +28,8 @@ export interface EmbeddedNatsOptions {
    * told to reload it (`reloadEmbeddedNats`).
    */
   authorizationFile?: string;
+  /** nats-server's HTTP monitoring port (/connz, /varz) on `host`; none by default. */
+  monitorPort?: number;
   startTimeoutMs?: number;
   /** Called with each line the server logs (for debugging). */
   onLog?: (line: string) => void;
@@ -92,6 +94,7 @@ function configText(options: EmbeddedNatsOptions, storeDir: string): string {
     `  store_dir: ${JSON.stringify(storeDir)}`,
     `}`,
   ];
+  if (options.monitorPort !== undefined) lines.push(`http: ${JSON.stringify(`${host}:${options.monitorPort}`)}`);
   const { tls } = options;
   if (tls) lines.push(`tls ${tlsBlock(tls, tls.verifyClients ?? false)}`);
   // nats-server reads an include relative to the configuration's directory, even an absolute path.

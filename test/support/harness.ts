@@ -81,9 +81,9 @@ export class Harness {
     return dir;
   }
 
-  /** A nats-server with JetStream; `secure`: TLS and an authorization file (test/security.e2e.test.ts). */
-  async nats(dataDir?: string, secure: Pick<EmbeddedNatsOptions, "tls" | "authorizationFile"> = {}): Promise<EmbeddedNats> {
-    const server = await startEmbeddedNats({ dataDir: dataDir ?? (await this.tempDir("jade-nats-")), ...secure });
+  /** A nats-server with JetStream; `options`: TLS and an authorization file (test/security.e2e.test.ts), a monitoring port. */
+  async nats(dataDir?: string, options: Pick<EmbeddedNatsOptions, "tls" | "authorizationFile" | "monitorPort"> = {}): Promise<EmbeddedNats> {
+    const server = await startEmbeddedNats({ dataDir: dataDir ?? (await this.tempDir("jade-nats-")), ...options });
     this.#cleanups.push(() => server.kill());
     return server;
   }
