@@ -497,6 +497,7 @@ async function settledPhase(client: JadeClient, node: DevNode, dataDir: string, 
   const samples: SearchSample[] = [];
   let qpsC1 = 0;
   let quiet: SearchSample[] = [];
+  let busy: SearchSample[] = [];
   for (let round = 0; round < settledRoundsMax && quiet.length < queries.count; round++) {
     const started = performance.now();
     for (let q = 0; q < queries.count; q++) {
@@ -507,9 +508,11 @@ async function settledPhase(client: JadeClient, node: DevNode, dataDir: string, 
     }
     if (round === 0) qpsC1 = queries.count / ((performance.now() - started) / 1000);
     await delay(settledGraceMs);
-    quiet = samples.filter((sample) => !overlaps(sample, snapshotWork(node)));
+    const work = snapshotWork(node);
+    quiet = [];
+    busy = [];
+    for (const sample of samples) (overlaps(sample, work) ? busy : quiet).push(sample);
   }
-  const busy = samples.filter((sample) => overlaps(sample, snapshotWork(node)));
   const recall = recallAt(found, truth);
   const { bytes: rssBytes, readings } = await settledRss(node.pid);
   const windows = await snapshotWindow(client, node, queries, shards);
