@@ -26,6 +26,7 @@ import { Mutex } from "./runtime/mutex.ts";
 import { ReplicaHost } from "./actors/replica/host.ts";
 import type { ReplicaSettings } from "./actors/replica/types.ts";
 import { SnapshotStore } from "./nats/snapshots.ts";
+import { UploadThread } from "./actors/replica/upload-thread.ts";
 import { ReadRouter } from "./actors/read/router.ts";
 import { Writer } from "./actors/write/writer.ts";
 import { rootLogger, setLogLevel, type Logger } from "./runtime/log.ts";
@@ -95,8 +96,10 @@ interface NodeParts {
   gateway: Gateway;
   replicaServer: ReplicaServer;
   ingestion: Ingestion;
-  /** The connection of snapshot uploads and downloads, backups and restores (nats/connect.ts, connectBulk). */
+  /** The connection of snapshot downloads and restores (nats/connect.ts, connectBulk). */
   bulk: BulkConnection;
+  /** Snapshot uploads, on a thread and a connection of their own (actors/replica/upload-thread.ts). */
+  uploader: UploadThread;
   backups: Backups;
   http: HttpServer | undefined;
   logs: LogShipper;
@@ -178,7 +181,7 @@ export class JadeNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, backups, http, logs, diag, keys, config, departures, trimmer } = this.#parts;
+    const { gateway, replicaServer, ingestion, host, membership, coordinator, tracker, catalog, placements, pool, bulk, uploader, backups, http, logs, diag, keys, config, departures, trimmer } = this.#parts;
     await http?.stop().catch((err) => this.#log.warn({ err }, "http stop"));
     host.freeze();
     // Before the goodbye: the coordinator keeps this node's replicas for the restart delay, and
@@ -194,6 +197,7 @@ export class JadeNode {
     await ingestion.stop().catch((err) => this.#log.warn({ err }, "ingestion stop"));
     await replicaServer.stop().catch((err) => this.#log.warn({ err }, "replica server stop"));
     await host.stop();
+    await uploader.close();
     await bulk.nc.close().catch(() => undefined);
     await membership.stop();
     tracker.stop();
@@ -228,8 +232,9 @@ interface StartContext {
 async function startDataPlane(ctx: StartContext): Promise<DataPlane> {
   const { nodeId, nats, options, settings, config, departures, log } = ctx;
   let host: ReplicaHost | undefined;
-  // Snapshots move on the bulk connection, as backups and restores do: on the node's own one,
-  // a 300 MB upload (or a new replica's download) shares the socket with every API reply.
+  // Snapshots move on the bulk connection, as restores do: on the node's own one, a 300 MB
+  // download for a new replica shares the socket with every API reply. Uploads, which come
+  // with every save, run on a thread of their own (upload-thread.ts says why).
   const bulk = await connectBulk(options.servers, `jade-${nodeId}-bulk`, { auth: options.auth });
   // Read once, before the replicas start: the record is cleared once this node is back.
   const departed = departures.of(nodeId);
@@ -242,6 +247,14 @@ async function startDataPlane(ctx: StartContext): Promise<DataPlane> {
   const { transferBytesPerSecMax } = config.settings.replica;
   // A one-second burst: a small shard moves without waiting at all.
   const transfer = new RateLimiter(transferBytesPerSecMax, transferBytesPerSecMax, systemClock);
+  const uploader = new UploadThread({
+    servers: options.servers,
+    auth: options.auth,
+    name: `jade-${nodeId}-uploads`,
+    streamReplicas: nats.streamReplicas,
+    bytesPerSec: settings.replica.snapshotUploadBytesPerSecMax,
+  });
+  uploader.start();
   host = new ReplicaHost({
     nats,
     pool,
@@ -254,12 +267,12 @@ async function startDataPlane(ctx: StartContext): Promise<DataPlane> {
     snapshotIntervalMs: () => config.settings.snapshot.intervalMs,
     departedAt: (uid, shard) => departed?.replicas.find((r) => r.uid === uid && r.shard === shard)?.seq,
     transfer,
-    uploads: new RateLimiter(settings.replica.snapshotUploadBytesPerSecMax, settings.replica.snapshotUploadBytesPerSecMax, systemClock),
+    uploader,
     downloads: new Mutex(),
   });
   host.start(ctx.catalog, ctx.placements);
   const trimmer = await startMemoryTrimmer(options.memoryTrimIntervalMs ?? trimIntervalMsDefault, log.child({ actor: "native-memory" }));
-  return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log), transfer, trimmer, bulk };
+  return { pool, host, replicaServer: new ReplicaServer(host, nodeId, log), transfer, trimmer, bulk, uploader };
 }
 
 interface DataPlane {
@@ -270,6 +283,8 @@ interface DataPlane {
   trimmer: MemoryTrimmer | undefined;
   /** The connection snapshots and backups move on (connectBulk). */
   bulk: BulkConnection;
+  /** The thread snapshot uploads run on, with a connection of its own. */
+  uploader: UploadThread;
 }
 
 /** Heartbeats, the coordinator, and the API: the write and read paths, the gateway and ingestion. */
@@ -376,5 +391,5 @@ async function startServing(ctx: StartContext & DataPlane): Promise<NodeParts> {
   };
   config.onChange(apply);
   apply(config.settings);
-  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, backups, http, logs, diag, keys, config, departures, trimmer: ctx.trimmer };
+  return { pool: ctx.pool, catalog, placements, host, membership, coordinator, tracker, gateway, replicaServer, ingestion, bulk, uploader: ctx.uploader, backups, http, logs, diag, keys, config, departures, trimmer: ctx.trimmer };
 }

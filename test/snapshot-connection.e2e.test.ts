@@ -1,7 +1,8 @@
 /**
- * A replica's snapshot moves on the node's bulk connection, never on the one its API answers on
- * (a 300 MB upload would share that socket with every reply), in 1 MiB messages (decision 006).
- * Read from nats-server's own count of each connection's bytes (/connz).
+ * A replica's snapshot is uploaded by the node's upload thread on its own connection, never on
+ * the one its API answers on (a 300 MB upload would share that socket with every reply, and
+ * its buffers the main thread's heap), in 1 MiB messages (decision 006). Read from
+ * nats-server's own count of each connection's bytes (/connz).
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { Harness, freePort, waitFor } from "./support/harness.ts";
@@ -18,7 +19,7 @@ interface Connz {
 }
 
 describe("snapshot uploads", () => {
-  it("go over the node's bulk connection, not the one its API answers on, in 1 MiB messages", async () => {
+  it("go over the upload thread's connection, not the one the node's API answers on, in 1 MiB messages", async () => {
     const monitorPort = await freePort();
     const nats = await harness.nats(undefined, { monitorPort });
     const node = await harness.node([nats.url], { nodeId: "snap1" });
@@ -46,7 +47,7 @@ describe("snapshot uploads", () => {
     const info = await (await new Objm(js).open(last.name)).info(names.snapshotObject);
     expect(info!.size).toBeGreaterThan(vectorBytes);
     expect(info!.chunks).toBe(Math.ceil(info!.size / uploadChunkBytes));
-    // Before snapshots took the bulk connection it carried nothing here (no backup ran).
-    expect(await bytesIn(`jade-${node.nodeId}-bulk`)).toBeGreaterThan(vectorBytes);
+    // Uploaded from the main thread (as before the upload thread), this connection does not exist.
+    expect(await bytesIn(`jade-${node.nodeId}-uploads`)).toBeGreaterThan(vectorBytes);
   });
 });

@@ -57,7 +57,7 @@ export async function saveSnapshot(replica: ReplicaParts, options: { upload: "if
   );
   if (options.upload === "ifDesignated" && replica.role().designated) {
     // Older snapshots are deleted by the coordinator's retention pass, which knows what point-in-time restores still need.
-    const ref = await deps.snapshots.upload(config.name, config.uid, shard, saved.appliedSeq, checkpoint.file, (bytes) => deps.uploads.take(bytes));
+    const ref = await deps.uploader.upload({ collection: config.name, uid: config.uid, shard, seq: saved.appliedSeq, file: checkpoint.file });
     replica.log.info({ snapshot: ref.name, bytes: saved.bytes, ms: Math.round(performance.now() - startedMs) }, "snapshot saved");
     if (!deps.settings.keepUploadedCheckpoint) {
       await deps.checkpoints.discard(config.uid, shard, saved.appliedSeq);

@@ -13,6 +13,7 @@ import type { IndexPool, ShardIndexClient } from "../vector-index/pool.ts";
 import type { ShardIndexConfig } from "../vector-index/api.ts";
 import type { LocalCheckpoints } from "./checkpoints.ts";
 import type { SnapshotStore } from "../../nats/snapshots.ts";
+import type { SnapshotUploader } from "./upload-thread.ts";
 
 export interface ReplicaSettings {
   lagThresholdEntries: number;
@@ -85,8 +86,8 @@ export interface ReplicaDeps {
   departedAt: (uid: string, shard: number) => number | undefined;
   /** The node's transfer budget (see `transferBytesPerSecMax`). */
   transfer: RateLimiter;
-  /** The node's snapshot upload budget (see `snapshotUploadBytesPerSecMax`). */
-  uploads: RateLimiter;
+  /** Uploads shared snapshots, off the main thread, within the node's budget (see `snapshotUploadBytesPerSecMax`). */
+  uploader: SnapshotUploader;
   /**
    * One shared-snapshot download at a time per node. Four at once (a restored collection's
    * shards starting together) overran the node's NATS connection: nats-server dropped it as a
