@@ -18,6 +18,7 @@ import { ErrorCode, JadeError } from "../src/runtime/errors.ts";
 import type { StoredPoint } from "../src/runtime/schemas.ts";
 import { backupFiles } from "../src/actors/backup/store.ts";
 import { connectBulk } from "../src/nats/connect.ts";
+import { SnapshotStore } from "../src/nats/snapshots.ts";
 import { Harness, jadeBin, repoRoot, waitFor, type ChildNode } from "./support/harness.ts";
 
 const harness = new Harness();
@@ -91,6 +92,18 @@ describe("backup and restore", () => {
     await client.delete("orig", { ids: ["p3", "p4", "p5"], consistency: "all" });
     const expected = apply(new Map(), first, ["p3", "p4", "p5"]);
     const expectedTopK = await topK(client, "orig");
+    // Shared snapshots are uploaded by each node's upload thread, which may lag the writes on a
+    // loaded machine: this backup is to start every shard from one.
+    const bulk = await connectBulk([natsUrl], "test-snapshots");
+    try {
+      const store = new SnapshotStore(bulk.js, 1);
+      await waitFor(async () => {
+        const all = await store.all();
+        return [0, 1, 2].every((shard) => all.some((s) => s.complete && s.collection === "orig" && s.shard === shard));
+      }, { what: "a shared snapshot of every shard" });
+    } finally {
+      await bulk.nc.close();
+    }
 
     const started = await client.createBackup({ collections: ["orig"], to: { dir: backupDir } });
     const done = await client.waitForBackup(started.id);

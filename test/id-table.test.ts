@@ -22,9 +22,18 @@ function check(table: IdTable, model: Map<string, number>, slots: number): void 
   for (const [id, slot] of model) {
     expect(table.slotOf(id)).toBe(slot);
     expect(table.idOf(slot)).toBe(id);
+    // Its UTF-8 bytes, as snapshots pack them, between two others' so a wrong offset shows.
+    const utf8 = Buffer.from(id, "utf8");
+    expect(table.utf8Length(slot)).toBe(utf8.byteLength);
+    const into = Buffer.alloc(utf8.byteLength + 2, 0xff);
+    expect(table.copyUtf8(slot, into, 1)).toBe(utf8.byteLength);
+    expect(into).toEqual(Buffer.concat([Buffer.of(0xff), utf8, Buffer.of(0xff)]));
   }
   const held = new Set(model.values());
-  for (let slot = 0; slot < slots; slot++) expect(table.has(slot)).toBe(held.has(slot));
+  for (let slot = 0; slot < slots; slot++) {
+    expect(table.has(slot)).toBe(held.has(slot));
+    if (!held.has(slot)) expect(table.utf8Length(slot)).toBe(0);
+  }
 }
 
 describe("IdTable", () => {

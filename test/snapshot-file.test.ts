@@ -6,7 +6,7 @@
 import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { packInSlices } from "../src/actors/vector-index/snapshot-file.ts";
+import { packInSlices, packUtf8Strings } from "../src/actors/vector-index/snapshot-file.ts";
 import { LiveRows } from "../src/actors/vector-index/shard-snapshot.ts";
 import { TimeSlicer } from "../src/runtime/async.ts";
 
@@ -39,6 +39,34 @@ describe("packInSlices", () => {
     };
     setImmediate(count);
     await packInSlices({ ids: Array.from({ length: 100_000 }, (_, i) => `p${i}`) }, new TimeSlicer(0));
+    packing = false;
+    expect(turns).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe("packUtf8Strings", () => {
+  it("packs strings from their UTF-8 bytes that unpack to those strings, whatever their length (fixstr, str8, str16)", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.string({ unit: "grapheme", maxLength: 400 }), { maxLength: 40 }), async (strings) => {
+        const bytes = strings.map((s) => Buffer.from(s, "utf8"));
+        const ids = await packUtf8Strings(strings.length, { length: (i) => bytes[i]!.byteLength, copy: (i, into, at) => bytes[i]!.copy(into, at) }, new TimeSlicer(4));
+        const packed = await packInSlices({ seq: 7, ids, after: [1] }, new TimeSlicer(4));
+        expect(packr.unpack(packed)).toEqual({ seq: 7, ids: strings, after: [1] });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("yields to the event loop between slices", async () => {
+    let turns = 0;
+    let packing = true;
+    const count = (): void => {
+      turns++;
+      if (packing) setImmediate(count);
+    };
+    setImmediate(count);
+    const id = Buffer.from("p-12345");
+    await packUtf8Strings(100_000, { length: () => id.byteLength, copy: (_, into, at) => id.copy(into, at) }, new TimeSlicer(0));
     packing = false;
     expect(turns).toBeGreaterThanOrEqual(5);
   });

@@ -20,12 +20,20 @@ if (parentPort === null) throw new Error("upload-worker.ts must run in a worker 
  * and an upload both want a core, searches mostly get it. Not backups' 19: uploads come with
  * every save during a long import, when both cores are busy, and at 19 (1.5 % of a busy core's
  * time) a 300 MB snapshot would take minutes and hold its shard's next save back that long.
+ * Lowered with the first upload, not at start: starting (loading its modules, connecting) at
+ * the node's priority, the thread is ready by the time the first save is.
  */
 const uploadNice = 10;
-try {
-  os.setPriority(uploadNice);
-} catch {
-  // Not permitted here (some containers): uploads run at normal priority.
+let niced = false;
+
+function lowerPriority(): void {
+  if (niced) return;
+  niced = true;
+  try {
+    os.setPriority(uploadNice);
+  } catch {
+    // Not permitted here (some containers): uploads run at normal priority.
+  }
 }
 
 const options = workerData as UploadThreadOptions;
@@ -46,6 +54,7 @@ connection().catch(() => undefined);
 
 const api: UploadThreadApi = {
   async upload(request) {
+    lowerPriority();
     try {
       const bulk = await connection();
       const store = new SnapshotStore(bulk.js, options.streamReplicas);

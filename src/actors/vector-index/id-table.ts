@@ -78,6 +78,18 @@ export class IdTable {
     return this.#arenaText.toString("utf8", start, start + this.#length[slot]! - 1);
   }
 
+  /** How many UTF-8 bytes the id in `slot` takes (0 when it holds none). */
+  utf8Length(slot: number): number {
+    return this.has(slot) ? this.#length[slot]! - 1 : 0;
+  }
+
+  /** Copies the UTF-8 bytes of the id in `slot` into `into` from `at`, without a string; returns how many. */
+  copyUtf8(slot: number, into: Buffer, at: number): number {
+    if (!this.has(slot)) return 0;
+    const start = this.#start[slot]!;
+    return this.#arenaText.copy(into, at, start, start + this.#length[slot]! - 1);
+  }
+
   slotOf(id: string): number | undefined {
     const length = this.#encode(id);
     const hash = hashOf(this.#scratch, length);

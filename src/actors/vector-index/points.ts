@@ -69,6 +69,15 @@ export class PointTable {
     return this.#ids.idOf(slot);
   }
 
+  /** How many UTF-8 bytes the id in `slot` takes, and a copy of them (snapshots pack ids without a string each). */
+  idUtf8Length(slot: number): number {
+    return this.#ids.utf8Length(slot);
+  }
+
+  copyIdUtf8(slot: number, into: Buffer, at: number): number {
+    return this.#ids.copyUtf8(slot, into, at);
+  }
+
   /** Live slots in ascending order (a scan of the slot table: ~1 ms for 250,000 slots). */
   liveSlots(): number[] {
     const slots: number[] = [];

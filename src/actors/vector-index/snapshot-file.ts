@@ -92,15 +92,62 @@ export async function writeSnapshotFile(path: string, source: SnapshotSource): P
   return total;
 }
 
+/** An array whose items are packed already (msgpack, the array's header aside): `packInSlices` writes them as they are. */
+export class PackedArray {
+  constructor(
+    readonly length: number,
+    readonly items: Uint8Array,
+  ) {}
+}
+
+/** Strings packed between pauses of `slicer`: `count` of them, the i-th given as its UTF-8 length and a copy of its bytes. */
+export async function packUtf8Strings(
+  count: number,
+  utf8: { length(i: number): number; copy(i: number, into: Buffer, at: number): number },
+  slicer: TimeSlicer,
+): Promise<PackedArray> {
+  let bytes = 0;
+  for (let i = 0; i < count; i++) bytes += strHeaderBytes(utf8.length(i)) + utf8.length(i);
+  const items = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const length = utf8.length(i);
+    at = writeStrHeader(items, at, length);
+    at += utf8.copy(i, items, at);
+    if (i % packSliceItems === packSliceItems - 1) await slicer.pause();
+  }
+  if (at !== bytes) throw new Error(`bug: packed ${at} bytes of strings, ${bytes} expected`);
+  return new PackedArray(count, items);
+}
+
+/** msgpack str headers: fixstr up to 31 bytes, str8, str16 (ids are shorter than 64 KiB: id-table.ts). */
+function strHeaderBytes(length: number): number {
+  if (length <= 31) return 1;
+  if (length <= 0xff) return 2;
+  if (length <= 0xffff) return 3;
+  throw new Error(`bug: a string of ${length} bytes in a snapshot`);
+}
+
+function writeStrHeader(into: Buffer, at: number, length: number): number {
+  if (length <= 31) return into.writeUInt8(0xa0 | length, at);
+  if (length <= 0xff) return into.writeUInt8(length, into.writeUInt8(0xd9, at));
+  return into.writeUInt16BE(length, into.writeUInt8(0xda, at));
+}
+
 /**
  * msgpack of the map `meta`, its long arrays packed a slice at a time with the slicer's
- * pauses in between; unpacks to what `packr.pack(meta)` would.
+ * pauses in between; unpacks to what `packr.pack(meta)` would (a `PackedArray` to the array
+ * its items are).
  */
 export async function packInSlices(meta: object, slicer: TimeSlicer): Promise<Buffer> {
   const entries: [string, unknown][] = Object.entries(meta);
   const parts: Uint8Array[] = [collectionHeader(entries.length, 0x80, 0xde)];
   for (const [key, value] of entries) {
     parts.push(packr.pack(key));
+    if (value instanceof PackedArray) {
+      parts.push(collectionHeader(value.length, 0x90, 0xdc), value.items);
+      continue;
+    }
     if (!Array.isArray(value) || value.length <= packSliceItems) {
       parts.push(packr.pack(value));
       continue;
