@@ -4,7 +4,7 @@
  * searches more than its CPU: every 1 MiB chunk allocates a few MiB of buffers (the file read,
  * nats.js's object store and its outbound copy), and V8 counts those young buffers against the
  * old generation's limit. At 32 MiB/s the main isolate (34 MB of heap) ran a full mark-compact
- * every ~100 ms for as long as an upload lasted: 203 of them in 19 s of uploads at 300,000 × 128
+ * every ~90 ms for as long as an upload lasted: 203 of them in 19 s of uploads at 300,000 × 128
  * (1.3 s of pauses, 8–20 ms each, and marking on the helper threads), and the searches that
  * overlapped an upload read p95 27–33 ms against 5.6–7.2 ms between them. The thread's isolate
  * holds a few MB, so its collections are short and hold up no search.
