@@ -281,7 +281,7 @@ interface DataPlane {
   replicaServer: ReplicaServer;
   transfer: RateLimiter;
   trimmer: MemoryTrimmer | undefined;
-  /** The connection snapshots and backups move on (connectBulk). */
+  /** The connection snapshot downloads and restores move on (connectBulk). */
   bulk: BulkConnection;
   /** The thread snapshot uploads run on, with a connection of its own. */
   uploader: UploadThread;
