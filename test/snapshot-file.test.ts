@@ -12,6 +12,20 @@ import { TimeSlicer } from "../src/runtime/async.ts";
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
+/** How many event-loop turns ran while `work` did: work that never yields lets none run. */
+async function turnsDuring(work: () => Promise<unknown>): Promise<number> {
+  let turns = 0;
+  let working = true;
+  const count = (): void => {
+    turns++;
+    if (working) setImmediate(count);
+  };
+  setImmediate(count);
+  await work();
+  working = false;
+  return turns;
+}
+
 describe("packInSlices", () => {
   it("unpacks to the same map as one pack, for short, 16-bit and 32-bit long arrays", async () => {
     const ids = Array.from({ length: 70_000 }, (_, i) => `id-${i}-${"é".repeat(i % 3)}`);
@@ -31,15 +45,7 @@ describe("packInSlices", () => {
   });
 
   it("yields to the event loop between slices", async () => {
-    let turns = 0;
-    let packing = true;
-    const count = (): void => {
-      turns++;
-      if (packing) setImmediate(count);
-    };
-    setImmediate(count);
-    await packInSlices({ ids: Array.from({ length: 100_000 }, (_, i) => `p${i}`) }, new TimeSlicer(0));
-    packing = false;
+    const turns = await turnsDuring(() => packInSlices({ ids: Array.from({ length: 100_000 }, (_, i) => `p${i}`) }, new TimeSlicer(0)));
     expect(turns).toBeGreaterThanOrEqual(5);
   });
 });
@@ -58,16 +64,8 @@ describe("packUtf8Strings", () => {
   });
 
   it("yields to the event loop between slices", async () => {
-    let turns = 0;
-    let packing = true;
-    const count = (): void => {
-      turns++;
-      if (packing) setImmediate(count);
-    };
-    setImmediate(count);
     const id = Buffer.from("p-12345");
-    await packUtf8Strings(100_000, { length: () => id.byteLength, copy: (_, into, at) => id.copy(into, at) }, new TimeSlicer(0));
-    packing = false;
+    const turns = await turnsDuring(() => packUtf8Strings(100_000, { length: () => id.byteLength, copy: (_, into, at) => id.copy(into, at) }, new TimeSlicer(0)));
     expect(turns).toBeGreaterThanOrEqual(5);
   });
 });
