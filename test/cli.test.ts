@@ -139,15 +139,20 @@ describe.skipIf(!available)("jade CLI", { timeout: 120_000 }, () => {
     expect(JSON.parse(out)).toMatchObject({ upserted: 1, skipped: 0 });
   });
 
-  it("imports an .fvecs file and finds a stored vector first", async () => {
+  it("imports an .fvecs file, skipping a row the collection refuses by its number, and finds a stored vector first", async () => {
     const random = seededRandom(7);
-    const vectors = Array.from({ length: 250 }, () => Array.from({ length: 8 }, () => Math.fround(random() * 2 - 1)));
+    const vectors = Array.from({ length: 251 }, () => Array.from({ length: 8 }, () => Math.fround(random() * 2 - 1)));
+    vectors[200]![3] = Number.NaN;
     await writeFile(file("vecs.fvecs"), encodeFvecs(vectors));
-    const out = await ok([
+    const run = await jade([
       "import", "vecs", file("vecs.fvecs"), "--batch", "40", "--concurrency", "3", "--consistency", "all", "--id-prefix", "v",
     ]);
-    expect(out).toMatch(/^imported 250 vectors in [\d.]+ s \([\d,]+ vectors\/s\)$/m);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/warning: row 200 skipped: vector\[3\]: NaN is not a finite float32/);
+    expect(run.stdout).toMatch(/^imported 250 vectors in [\d.]+ s \([\d,]+ vectors\/s\); skipped 1 row$/m);
     expect((await ok(["count", "vecs", "--consistency", "strong"])).trim()).toBe("250");
+    const { points } = await client!.get("vecs", { ids: ["v199", "v200", "v201"], consistency: "strong" });
+    expect(points.map((p) => p.id)).toEqual(["v199", "v201"]);
 
     const result = JSON.parse(
       await ok(["search", "vecs", "--vector", JSON.stringify(vectors[17]), "-k", "3", "--with-vectors", "--json"]),

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeFvecs, FvecsFormatError, fvecsInfo, readFvecs } from "../src/cli/fvecs.ts";
+import { encodeFvecs, FvecsFormatError, fvecsInfo, readFvecs, readFvecsChunks } from "../src/cli/fvecs.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -36,6 +36,20 @@ describe(".fvecs files", () => {
       ),
       { numRuns: 60 },
     );
+  });
+
+  it("reads rows of another dimension as a chunk of their own, every row in order", async () => {
+    const vectors = [[1, 2], [3, 4], [5, 6, 7], [8, 9, 10], [11, 12]];
+    const file = path.join(dir, "mixed.fvecs");
+    await writeFile(file, encodeFvecs(vectors));
+    const chunks: { firstRow: number; rows: number; dimension: number; values: number[] }[] = [];
+    for await (const c of readFvecsChunks(file)) chunks.push({ ...c, values: Array.from(c.values) });
+    expect(chunks).toEqual([
+      { firstRow: 0, rows: 2, dimension: 2, values: [1, 2, 3, 4] },
+      { firstRow: 2, rows: 2, dimension: 3, values: [5, 6, 7, 8, 9, 10] },
+      { firstRow: 4, rows: 1, dimension: 2, values: [11, 12] },
+    ]);
+    expect(await readAll(file, 7)).toEqual(vectors.map((vector, row) => ({ row, vector })));
   });
 
   it("refuses a truncated last row and a header that is no dimension", async () => {

@@ -3,7 +3,9 @@
  * placement, the auto rule, create-request validation, and the log entry's
  * `deleteIds` as a shard applies it.
  */
+import fc from "fast-check";
 import { Packr } from "msgpackr";
+import murmur from "murmurhash3js-revisited";
 import { describe, expect, it } from "vitest";
 import { ShardIndex } from "../src/actors/vector-index/shard-index.ts";
 import { JadeError } from "../src/runtime/errors.ts";
@@ -88,6 +90,20 @@ describe("hash", () => {
       const mean = 10_000 / shards;
       for (const count of counts) expect(Math.abs(count - mean) / mean).toBeLessThanOrEqual(0.15);
     }
+  });
+
+  it("hashes an id's UTF-8 bytes (murmur3 x86 32-bit, seed 0): placements written before stay where they are", () => {
+    const strategy = resolveSharding(configOf({ shards: 16 }));
+    // murmur3 of each id's UTF-8 bytes, modulo 16; "é" × 200 is 400 bytes, over an id's 256.
+    const pinned: [string, number][] = [["a", 2], ["doc-42", 15], ["żółw", 0], ["🦀-7", 4], ["x".repeat(256), 2], ["é".repeat(200), 14]];
+    for (const [id, shard] of pinned) expect(strategy.shardOf(id, [], 0)).toBe(shard);
+    const encoder = new TextEncoder();
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme", maxLength: 300 }), (id) => {
+        expect(strategy.shardOf(id, [], 0)).toBe(murmur.x86.hash32(encoder.encode(id), 0) % 16);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it("is id-stable: one shard per id, every shard searched", () => {

@@ -3,6 +3,7 @@
  * token schema), the shard log's own check of entries (log-entry.ts, shard-index.ts), and
  * what ingestion does with a record that fails.
  */
+import fc from "fast-check";
 import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import { ShardIndex } from "../src/actors/vector-index/shard-index.ts";
@@ -12,6 +13,7 @@ import { limits } from "../src/runtime/limits.ts";
 import { decodeEntry, encodeEntry, EntryKind, isInvalidEntryError } from "../src/runtime/log-entry.ts";
 import { payloadIssue } from "../src/runtime/payload.ts";
 import { parse } from "../src/runtime/checks.ts";
+import { checkColumns } from "../src/runtime/columns.ts";
 import { SessionToken } from "../src/runtime/schemas.ts";
 import { quote, tokenIssue } from "../src/runtime/text.ts";
 import { f16Max, shapeIssue, vectorIssue, type VectorSpace } from "../src/runtime/vectors.ts";
@@ -58,6 +60,43 @@ describe("vector rules", () => {
 
   it("a wrong length is a dimension mismatch, whatever the values", () => {
     expect(vectorIssue([1e39], space("cosine"))).toMatchObject({ expected: 2, path: [] });
+  });
+
+  it("a bulk write's columns are checked row by row with the same rules, the first bad row named", () => {
+    const value = fc.oneof(
+      { weight: 8, arbitrary: fc.float({ min: -2, max: 2, noNaN: true }) },
+      { weight: 1, arbitrary: fc.constantFrom(Number.NaN, Infinity, -Infinity, 0, 7e4, 1e-39, 2 ** 62, 1e20) },
+    );
+    const spaces = fc.record({
+      metric: fc.constantFrom("l2" as const, "ip" as const, "cosine" as const),
+      quantization: fc.constantFrom("f32" as const, "f16" as const),
+      dimension: fc.integer({ min: 1, max: 6 }),
+    });
+    fc.assert(
+      fc.property(
+        spaces.chain((s) => fc.tuple(fc.constant(s), fc.array(fc.array(value, { minLength: s.dimension, maxLength: s.dimension }), { minLength: 1, maxLength: 8 }))),
+        ([s, rows]) => {
+          const vectors = Float32Array.from(rows.flat());
+          const expected = rows.map((_, i) => vectorIssue(vectors.subarray(i * s.dimension, (i + 1) * s.dimension), s)).findIndex((issue) => issue !== undefined);
+          const ids = rows.map((_, i) => `p${i}`);
+          let thrown: unknown;
+          try {
+            checkColumns({ ids, vectors }, s, (i) => `vectors[${i}]`);
+          } catch (err) {
+            thrown = err;
+          }
+          if (expected < 0) {
+            expect(thrown).toBeUndefined();
+            return;
+          }
+          const issue = vectorIssue(vectors.subarray(expected * s.dimension, (expected + 1) * s.dimension), s)!;
+          expect(thrown).toBeInstanceOf(JadeError);
+          expect((thrown as JadeError).code).toBe(ErrorCode.InvalidArgument);
+          expect((thrown as JadeError).message).toBe(`vectors[${expected}]${issue.path.map((i) => `[${i}]`).join("")}: ${issue.message}`);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 

@@ -4,6 +4,9 @@
  * Human output goes to stdout; warnings, notes and errors go to stderr.
  */
 
+/** The CLI speaks MiB/s; the settings count bytes. */
+export const bytesPerMib = 1024 * 1024;
+
 export type Cell = string | number | boolean | null | undefined;
 
 export interface TableOptions {

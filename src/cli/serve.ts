@@ -20,9 +20,7 @@ import { defaultMigrationSettings } from "../actors/control/migrations.ts";
 import type { ReplicaSettings } from "../actors/replica/types.ts";
 import type { HttpOptions } from "../actors/http/server.ts";
 import { startTracing, type TracingOptions } from "../runtime/tracing-sdk.ts";
-
-/** The CLI speaks MiB/s; the settings count bytes. */
-export const bytesPerMib = 1024 * 1024;
+import { bytesPerMib } from "./format.ts";
 
 export interface ServeOptions {
   data: string;

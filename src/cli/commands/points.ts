@@ -12,8 +12,8 @@ import { errorMessage, ErrorCode, JadeError } from "../../runtime/errors.ts";
 import { checkVector, formatPath, parse } from "../../runtime/checks.ts";
 import { float32Of } from "../../runtime/columns.ts";
 import { Point, type Payload } from "../../runtime/schemas.ts";
-import { vectorIssue, type VectorSpace } from "../../runtime/vectors.ts";
-import { readFvecsRows } from "../fvecs.ts";
+import { rowIssue, type VectorSpace } from "../../runtime/vectors.ts";
+import { readFvecsChunks, type FvecsChunk } from "../fvecs.ts";
 
 /** A checked point, its vector as float32 values: what the batch sender packs into columns. */
 export interface CheckedPoint {
@@ -65,23 +65,21 @@ export function openPointFile(file: string): Readable {
   return createReadStream(file, { encoding: "utf8", highWaterMark: 1 << 20 });
 }
 
-/** The rows of an .fvecs file as points with ids `<prefix><row>`, their float32 values as read. */
-export async function* readFvecsPoints(
-  file: string,
-  space: VectorSpace,
-  idPrefix: string,
-): AsyncGenerator<{ row: number; ok: true; point: CheckedPoint } | { row: number; ok: false; reason: string }> {
-  for await (const rows of readFvecsRows(file)) {
-    for (const { row, vector } of rows) {
-      if (vector.length !== space.dimension) {
-        throw new JadeError(
-          ErrorCode.DimensionMismatch,
-          `${file} row ${row}: the collection has dimension ${space.dimension}, the file's vector has ${vector.length}`,
-        );
-      }
-      const issue = vectorIssue(vector, space);
-      if (issue) yield { row, ok: false, reason: `vector${formatPath(issue.path)}: ${issue.message}` };
-      else yield { row, ok: true, point: { id: `${idPrefix}${row}`, vector } };
+/** The chunks of an .fvecs file (fvecs.ts), refused when their dimension is not the collection's. */
+export async function* readFvecsFor(file: string, space: VectorSpace): AsyncGenerator<FvecsChunk> {
+  for await (const chunk of readFvecsChunks(file)) {
+    if (chunk.dimension !== space.dimension) {
+      throw new JadeError(
+        ErrorCode.DimensionMismatch,
+        `${file} row ${chunk.firstRow}: the collection has dimension ${space.dimension}, the file's vector has ${chunk.dimension}`,
+      );
     }
+    yield chunk;
   }
+}
+
+/** Why row `r` of `chunk` is not a valid point of the collection, or undefined when it is. */
+export function fvecsRowIssue(chunk: FvecsChunk, r: number, space: VectorSpace): string | undefined {
+  const issue = rowIssue(chunk.values, r * chunk.dimension, space);
+  return issue && `vector${formatPath(issue.path)}: ${issue.message}`;
 }

@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import type { JadeClient } from "../../client/client.ts";
 import { ColumnsBuilder } from "../../runtime/columns.ts";
 import { ErrorCode, JadeError } from "../../runtime/errors.ts";
-import type { WriteConsistency } from "../../runtime/schemas.ts";
+import type { Payload, WriteConsistency } from "../../runtime/schemas.ts";
 import { delay } from "../../runtime/async.ts";
 import type { CheckedPoint } from "./points.ts";
 
@@ -63,14 +63,22 @@ export class BatchSender {
   }
 
   /** Queues one checked point; waits while `concurrency` batches are in flight. Throws the first batch failure. */
-  async add(point: CheckedPoint, weight = 0): Promise<void> {
+  add(point: CheckedPoint, weight = 0): Promise<void> {
+    return this.#queue(point.id, point.vector, 0, point.payload, pointBytes(point), weight);
+  }
+
+  /** Queues the checked point `id` without a payload whose vector is `values[offset … offset + dimension)`, as `add`. */
+  addRow(id: string, values: Float32Array, offset: number): Promise<void> {
+    return this.#queue(id, values, offset, undefined, idBytes(id) + this.#options.dimension * 4 + 1, 0);
+  }
+
+  async #queue(id: string, values: Float32Array, offset: number, payload: Payload | undefined, bytes: number, weight: number): Promise<void> {
     this.#throwIfFailed();
-    const bytes = pointBytes(point);
     if (bytes > this.#maxBytes) {
       throw new JadeError(ErrorCode.PayloadTooLarge, `a point of ${bytes} bytes does not fit in one request (max ${this.#maxBytes})`);
     }
     if (this.#points.length > 0 && this.#bytes + bytes > this.#maxBytes) await this.#flush();
-    this.#points.add(point.id, point.vector, 0, point.payload);
+    this.#points.add(id, values, offset, payload);
     this.#bytes += bytes;
     this.#weight += weight;
     if (this.#points.length >= this.#options.batch) await this.#flush();
@@ -147,5 +155,10 @@ export class BatchSender {
 
 /** What a point adds to a request: its id, its float32 values and its payload's JSON (an upper bound of its msgpack). */
 function pointBytes(point: CheckedPoint): number {
-  return Buffer.byteLength(point.id) + 5 + point.vector.length * 4 + (point.payload === undefined ? 1 : Buffer.byteLength(JSON.stringify(point.payload)) + 1);
+  return idBytes(point.id) + point.vector.length * 4 + (point.payload === undefined ? 1 : Buffer.byteLength(JSON.stringify(point.payload)) + 1);
+}
+
+/** An id in msgpack: its UTF-8 bytes and at most 5 of framing. */
+function idBytes(id: string): number {
+  return Buffer.byteLength(id) + 5;
 }

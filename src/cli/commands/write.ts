@@ -12,7 +12,7 @@ import { WriteConsistency, writeConsistencyDefault } from "../../runtime/schemas
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { fvecsInfo } from "../fvecs.ts";
 import { formatCount, formatSeconds, plural, printJson, printLine, printNote, printWarning } from "../format.ts";
-import { openPointFile, readFvecsPoints, readPointLines } from "./points.ts";
+import { fvecsRowIssue, openPointFile, readFvecsFor, readPointLines } from "./points.ts";
 import { BatchSender } from "./sender.ts";
 import { choice, CliError, exitCodes, integer, runWithClient, withClientOptions, type ClientOptions } from "./shared.ts";
 
@@ -212,9 +212,12 @@ async function importFile(
   try {
     await sendAll(sender, undefined, async () => {
       if (format === "fvecs") {
-        for await (const p of readFvecsPoints(file, space, o.idPrefix)) {
-          if (p.ok) await sender.add(p.point);
-          else skipped.report(`row ${p.row}`, p.reason);
+        for await (const chunk of readFvecsFor(file, space)) {
+          for (let r = 0; r < chunk.rows; r++) {
+            const issue = fvecsRowIssue(chunk, r, space);
+            if (issue) skipped.report(`row ${chunk.firstRow + r}`, issue);
+            else await sender.addRow(`${o.idPrefix}${chunk.firstRow + r}`, chunk.values, r * chunk.dimension);
+          }
         }
       } else {
         input = openPointFile(file);
