@@ -8,7 +8,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Absorber } from "../src/actors/vector-index/absorber.ts";
 import type { LogRecord, ShardIndexConfig } from "../src/actors/vector-index/api.ts";
 import { distanceFn } from "../src/actors/vector-index/distance.ts";
@@ -292,6 +292,33 @@ describe("absorber", () => {
     await room;
     expect(shard.hasRoom).toBe(true);
     expect(shard.pendingRows).toBe(0);
+  });
+
+  it("lets reads run between the steps of a slice, where every point is in the graph or the fresh buffer", async () => {
+    const random = seededRandom(11);
+    const count = 3000;
+    const vectors = randomVectors(random, count, dim);
+    const shard = new ShardIndex(config);
+    shard.apply(entries(vectors, 500));
+    let reads = 0;
+    const seenPending = new Set<number>();
+    // One slice long enough for every row: without `between`, nothing could read until it ended.
+    const absorber = new Absorber(60_000, undefined, () => {
+      reads++;
+      seenPending.add(shard.pendingRows);
+      // The rows moved last are in the graph already, not only marked so.
+      const moved = count - shard.pendingRows;
+      for (let p = Math.max(0, moved - 8); p < moved; p++) expect(shard.graph.contains(shard.points.slotOf(`p${p}`)!)).toBe(true);
+      for (let n = 0; n < 5; n++) {
+        const p = Math.floor(random() * count);
+        expect(ids(shard, vectors.subarray(p * dim, (p + 1) * dim), 1)).toEqual([`p${p}`]);
+      }
+    });
+    absorber.wake(shard);
+    await vi.waitFor(() => expect(shard.pendingRows).toBe(0), { timeout: 60_000, interval: 5 });
+    expect(reads).toBeGreaterThan(100);
+    // Reads saw the graph part-way: some rows still fresh, some absorbed.
+    expect([...seenPending].some((pending) => pending > 0 && pending < count)).toBe(true);
   });
 
   it("yields to other work between slices", async () => {

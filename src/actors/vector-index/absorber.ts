@@ -47,6 +47,7 @@ export class AbsorbingWorkers {
 export class Absorber {
   readonly #sliceMs: number;
   readonly #workers: AbsorbingWorkers | undefined;
+  readonly #between: (() => void) | undefined;
   readonly #shards = new Set<ShardIndex>();
   readonly #roomWaiters = new Map<ShardIndex, (() => void)[]>();
   /** Shards out of the round until their graph's save ends. */
@@ -55,10 +56,15 @@ export class Absorber {
   #next = 0;
   #scheduled = false;
 
-  /** Without `workers` (tests), one insertion thread. */
-  constructor(sliceMs = absorbSliceMsDefault, workers?: AbsorbingWorkers) {
+  /**
+   * Without `workers` (tests), one insertion thread. `between` runs between the steps of a
+   * slice (a few rows each), where the graph and the fresh buffer agree: the worker answers the
+   * searches that arrived meanwhile there.
+   */
+  constructor(sliceMs = absorbSliceMsDefault, workers?: AbsorbingWorkers, between?: () => void) {
     this.#sliceMs = sliceMs;
     this.#workers = workers;
+    this.#between = between;
   }
 
   /** Resolves once `shard` has room in its fresh buffer (at once if it has). */
@@ -108,7 +114,7 @@ export class Absorber {
     if (this.#order.length > 0) {
       const shard = this.#order[this.#next++ % this.#order.length]!;
       const saving = shard.graph.saving !== undefined;
-      const more = !saving && shard.absorb(performance.now() + this.#sliceMs, this.#workers?.threads() ?? 1);
+      const more = !saving && shard.absorb(performance.now() + this.#sliceMs, this.#workers?.threads() ?? 1, this.#between);
       if (shard.hasRoom) this.#release(shard);
       if (!more) {
         this.#shards.delete(shard);

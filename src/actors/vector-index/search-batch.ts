@@ -123,16 +123,22 @@ export class SearchLane {
  * together: requests that arrived one at a time while the worker was busy searching become
  * one multi-threaded usearch call (at c=8 on one shard, every batch was a single query
  * before: concurrent requests reach a node one per socket read).
+ *
+ * Returns `answerWaiting`, which answers the batches queued now, at once: the worker calls it
+ * between the steps of long work (absorbing, applying), so a search waits for a step, not for
+ * the rest of a slice.
  */
-export function serveSearchLane(port: MessagePort, answer: (items: ShardSearchItem[]) => ShardSearchOutcome[]): void {
-  port.on("message", (first: LaneRequest) => {
-    const requests = [first];
+export function serveSearchLane(port: MessagePort, answer: (items: ShardSearchItem[]) => ShardSearchOutcome[]): () => void {
+  const serve = (requests: LaneRequest[]): void => {
     for (let next = receiveMessageOnPort(port); next !== undefined; next = receiveMessageOnPort(port)) requests.push(next.message as LaneRequest);
-    const outcomes = answer(requests.length === 1 ? first.items : requests.flatMap((r) => r.items));
+    if (requests.length === 0) return;
+    const outcomes = answer(requests.length === 1 ? requests[0]!.items : requests.flatMap((r) => r.items));
     let at = 0;
     for (const request of requests) {
       port.postMessage({ id: request.id, outcomes: outcomes.slice(at, at + request.items.length) } satisfies LaneReply);
       at += request.items.length;
     }
-  });
+  };
+  port.on("message", (first: LaneRequest) => serve([first]));
+  return () => serve([]);
 }

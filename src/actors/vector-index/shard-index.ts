@@ -161,9 +161,10 @@ export class ShardIndex {
    * Moves fresh rows into the graph, oldest first, until `deadlineMs` (performance.now()
    * time) passes or none are left; `threads` > 1 inserts a step's rows concurrently (see
    * Graph.flush). Returns true while rows remain. Moves none while the graph is being saved
-   * (the absorber waits for `graph.saving`).
+   * (the absorber waits for `graph.saving`). `between` runs after each step that leaves time in
+   * the slice, every moved row in the graph: reads may run there.
    */
-  absorb(deadlineMs: number, threads = 1): boolean {
+  absorb(deadlineMs: number, threads = 1, between?: () => void): boolean {
     const { points, graph } = this;
     if (graph.saving) return this.fresh.pending > 0;
     const take = (slot: number, version: number, vectors: Float32Array, offset: number): void => {
@@ -175,6 +176,7 @@ export class ShardIndex {
     while (this.fresh.absorb(rowsPerStep, take) > 0) {
       graph.flush(threads);
       if (performance.now() >= deadlineMs) break;
+      between?.();
     }
     graph.flush(threads);
     return this.fresh.pending > 0;

@@ -4,6 +4,8 @@
  * them the absorber moves fresh points into the graphs in short slices. save and load
  * await their file I/O: other calls (searches of other shards above all) run meanwhile.
  * An apply waits while its shard's fresh buffer is full or a save is writing its vectors.
+ * Searches come on a lane of their own (search-batch.ts) and are also answered between the
+ * steps of an absorbing slice and the records of an apply.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import * as Comlink from "comlink";
@@ -24,7 +26,8 @@ const options: ShardIndexOptions = data.shardIndex;
 const cores = data.cores;
 const shards = new Map<string, ShardIndex>();
 const absorbing = new AbsorbingWorkers(data.absorbing, cores);
-const absorber = new Absorber(absorbSliceMsDefault, absorbing);
+// Searches that arrive while a slice runs are answered between its steps (search-batch.ts).
+const absorber = new Absorber(absorbSliceMsDefault, absorbing, () => answerWaitingSearches());
 
 function shard(shardKey: string): ShardIndex {
   const found = shards.get(shardKey);
@@ -76,6 +79,7 @@ const api: IndexWorkerApi = {
       const index = await writable(shardKey);
       rejected.push(...(index.apply([record]).rejected ?? []));
       absorber.wake(index);
+      answerWaitingSearches();
     }
     const result = shard(shardKey).result();
     return rejected.length > 0 ? { ...result, rejected } : result;
@@ -137,4 +141,4 @@ function searchMany(items: ShardSearchItem[]): ShardSearchOutcome[] {
 }
 
 Comlink.expose(api, nodeEndpoint(parentPort));
-serveSearchLane(data.searches, searchMany);
+const answerWaitingSearches = serveSearchLane(data.searches, searchMany);
