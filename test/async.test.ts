@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MessageChannel } from "node:worker_threads";
-import { Backoff, deferred, TurnQueue, withDeadline } from "../src/runtime/async.ts";
+import { Backoff, deferred, TurnQueue, urgent, withDeadline } from "../src/runtime/async.ts";
 
 describe("withDeadline", () => {
   it("passes the promise's value through when it settles in time", async () => {
@@ -47,5 +47,32 @@ describe("TurnQueue", () => {
     await Promise.all(waiters);
     expect(seen).toEqual(["a", "io", "b", "c"]);
     port1.close();
+  });
+
+  it("lets urgent work of a turn go before the item released in that turn, even one scheduled earlier", async () => {
+    const queue = new TurnQueue();
+    const seen: string[] = [];
+    const { port1, port2 } = new MessageChannel();
+    port2.on("message", (m: string) => {
+      seen.push(m);
+      // What a search's request does when it arrives: its hand-off to the workers is urgent.
+      urgent(() => seen.push(`urgent after ${m}`));
+    });
+    const waiters = ["a", "b"].map((name) =>
+      queue.turn().then(() => {
+        seen.push(name);
+        // b's release is already scheduled when this message arrives in the next turn's I/O.
+        if (name === "a") port1.postMessage("io");
+      }),
+    );
+    await Promise.all(waiters);
+    expect(seen).toEqual(["a", "io", "urgent after io", "b"]);
+    port1.close();
+  });
+
+  it("runs urgent work on its own turn when no item is waiting", async () => {
+    const done = deferred();
+    urgent(done.resolve);
+    await done.promise;
   });
 });

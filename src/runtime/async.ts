@@ -1,7 +1,8 @@
 /**
  * The waiting primitives, once: a delay, a deferred promise, a deadline race, an exponential
- * backoff, the next event-loop turn, a slicer for long synchronous work, and a queue that
- * lets one waiter go per turn. Node 20 has no `Promise.withResolvers`, hence `deferred`.
+ * backoff, the next event-loop turn, a slicer for long synchronous work, a queue that lets
+ * one waiter go per turn, and the urgent work that goes before it. Node 20 has no
+ * `Promise.withResolvers`, hence `deferred`.
  */
 
 /** Resolves after `ms` milliseconds. */
@@ -133,10 +134,28 @@ export class Periodic {
   }
 }
 
+/** `urgent` work not run yet, in arrival order. */
+const urgentWork: (() => void)[] = [];
+
 /**
- * Lets its waiters go one per event-loop turn, in arrival order, each after that turn's I/O:
- * work that holds the thread for milliseconds (decoding a bulk write) queued here cannot
- * delay the I/O callbacks (a search's request or its worker's answer) by more than one item.
+ * Runs `work` in this turn's check phase, and ahead of any TurnQueue item released there: the
+ * searches a turn's I/O brought are handed to the index workers before a bulk write holds the
+ * thread for milliseconds, not after it (both wait for the check phase, and a release
+ * scheduled in the turn before comes first in it).
+ */
+export function urgent(work: () => void): void {
+  if (urgentWork.push(work) === 1) setImmediate(runUrgentWork);
+}
+
+function runUrgentWork(): void {
+  for (const work of urgentWork.splice(0)) work();
+}
+
+/**
+ * Lets its waiters go one per event-loop turn, in arrival order, each after that turn's I/O
+ * and its `urgent` work: work that holds the thread for milliseconds (decoding a bulk write)
+ * queued here cannot delay the I/O callbacks (a search's request or its worker's answer) by
+ * more than one item.
  */
 export class TurnQueue {
   readonly #waiting: (() => void)[] = [];
@@ -154,6 +173,7 @@ export class TurnQueue {
   }
 
   readonly #release = (): void => {
+    runUrgentWork();
     this.#waiting.shift()?.();
     // Scheduled from the check phase, the next release runs on the next turn, after its I/O.
     if (this.#waiting.length > 0) setImmediate(this.#release);

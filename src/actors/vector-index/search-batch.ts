@@ -10,6 +10,7 @@
  * thread time where a bare postMessage pair cost 61–64 µs, on every query's critical path.
  */
 import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
+import { urgent } from "../../runtime/async.ts";
 import type { ShardHit, ShardRead, ShardSearchItem, ShardSearchOutcome, ShardSearchRequest } from "./api.ts";
 
 interface Pending {
@@ -34,7 +35,8 @@ export class SearchBatches {
       let queue = this.#queues.get(position);
       if (!queue) {
         this.#queues.set(position, (queue = []));
-        setImmediate(() => this.#flush(position));
+        // In the check phase with the turn's other searches, ahead of a bulk write (TurnQueue).
+        urgent(() => this.#flush(position));
       }
       queue.push({ item: { shardKey, request }, resolve, reject });
     });
