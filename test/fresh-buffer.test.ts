@@ -283,7 +283,7 @@ describe("absorber", () => {
     const vectors = randomVectors(random, 4000, dim);
     // One chunk of fresh rows at 16-d is 16,384 rows (1 MiB); a bound of one chunk fills at once.
     const shard = new ShardIndex(config, { freshBytesMax: 64 * 1024 });
-    const absorber = new Absorber(2);
+    const absorber = new Absorber({ sliceMs: 2 });
     shard.apply(entries(vectors, 4000));
     expect(shard.hasRoom).toBe(false);
     let released = false;
@@ -303,7 +303,7 @@ describe("absorber", () => {
     let reads = 0;
     const seenPending = new Set<number>();
     // One slice long enough for every row: without `between`, nothing could read until it ended.
-    const absorber = new Absorber(60_000, undefined, () => {
+    const absorber = new Absorber({ sliceMs: 60_000, between: () => {
       reads++;
       seenPending.add(shard.pendingRows);
       // The rows moved last are in the graph already, not only marked so.
@@ -313,7 +313,7 @@ describe("absorber", () => {
         const p = Math.floor(random() * count);
         expect(ids(shard, vectors.subarray(p * dim, (p + 1) * dim), 1)).toEqual([`p${p}`]);
       }
-    });
+    } });
     absorber.wake(shard);
     await vi.waitFor(() => expect(shard.pendingRows).toBe(0), { timeout: 60_000, interval: 5 });
     expect(reads).toBeGreaterThan(100);
@@ -321,11 +321,36 @@ describe("absorber", () => {
     expect([...seenPending].some((pending) => pending > 0 && pending < count)).toBe(true);
   });
 
+  it("lets one shard absorb for a turn of many slices before the next, and rotates every slice without turns", async () => {
+    const random = seededRandom(12);
+    const rows = 2000;
+    /** Absorbs two loaded shards; returns both shards' pending rows, seen between the steps of every slice. */
+    const absorbBoth = async (turnMs: number): Promise<[number, number][]> => {
+      const shards = [0, 1].map(() => {
+        const shard = new ShardIndex(config);
+        shard.apply(entries(randomVectors(random, rows, dim), 500));
+        return shard;
+      });
+      const seen: [number, number][] = [];
+      const absorber = new Absorber({ sliceMs: 1, turnMs, between: () => seen.push([shards[0]!.pendingRows, shards[1]!.pendingRows]) });
+      for (const shard of shards) absorber.wake(shard);
+      await vi.waitFor(() => expect(shards.every((s) => s.pendingRows === 0)).toBe(true), { timeout: 60_000, interval: 5 });
+      return seen;
+    };
+    // Turns longer than the test: the first shard woken is drained before the second starts.
+    const long = await absorbBoth(600_000);
+    expect(long.some(([first, second]) => first === 0 && second > 0 && second < rows)).toBe(true);
+    expect(long.filter(([first, second]) => first > 0 && second < rows)).toEqual([]);
+    // No turns: the shards alternate slice by slice, both part-way at once.
+    const none = await absorbBoth(0);
+    expect(none.some(([first, second]) => first > 0 && first < rows && second > 0 && second < rows)).toBe(true);
+  });
+
   it("yields to other work between slices", async () => {
     const random = seededRandom(10);
     const shard = new ShardIndex(config);
     shard.apply(entries(randomVectors(random, 3000, dim), 3000));
-    const absorber = new Absorber(1);
+    const absorber = new Absorber({ sliceMs: 1 });
     absorber.wake(shard);
     // Timers run between slices: the worker's message queue does too.
     let ticks = 0;

@@ -1,16 +1,39 @@
 /**
  * The graph absorber of one index worker: moves fresh rows into the HNSW graphs of the
- * worker's shards in time slices of `sliceMs`, round-robin over the shards with rows
- * pending, yielding to the worker's message queue between slices (setImmediate). A search
- * therefore waits for at most one slice, never for a whole batch of adds (before this, one
- * 1,000-point entry held the worker for ~300 ms). Applies that found the fresh buffer full
- * wait here until a slice makes room: the back-pressure that reaches the writers. A shard
- * whose graph is being saved leaves the round until the save ends (Graph.saving).
+ * worker's shards in time slices of `sliceMs`, yielding to the worker's message queue between
+ * slices (setImmediate). A search therefore waits for at most one slice, never for a whole
+ * batch of adds (before this, one 1,000-point entry held the worker for ~300 ms). The shards
+ * with rows pending take turns of `turnMs`, many slices each. Applies that found the fresh
+ * buffer full wait here until a slice makes room: the back-pressure that reaches the writers.
+ * A shard whose graph is being saved leaves the round until the save ends (Graph.saving).
  */
 import type { ShardIndex } from "./shard-index.ts";
 
 /** Graph work per slice: a search arriving meanwhile waits at most about this long. */
 export const absorbSliceMsDefault = 4;
+
+/**
+ * How long one shard absorbs before the next with rows pending. An insert walks its graph's
+ * upper layers and hot vectors; a worker that switched graphs every 4 ms slice found them
+ * evicted by the other graph's. Two threads building two 250,000 × 128-d graphs each took
+ * 417 µs of CPU a vector switching every 4 ms, 374 µs switching every second; the index
+ * workers of a 1M import into 4 shards 424–470 µs, and 365–403 µs in turns of a second
+ * (docs/performance.md, "Shards absorb in turns"). A shard whose fresh buffer is full waits
+ * for room at most a turn longer.
+ */
+export const absorbTurnMsDefault = 1_000;
+
+export interface AbsorberOptions {
+  sliceMs?: number;
+  turnMs?: number;
+  /** Without it (tests), one insertion thread. */
+  workers?: AbsorbingWorkers;
+  /**
+   * Runs between the steps of a slice (a few rows each), where the graph and the fresh buffer
+   * agree: the worker answers the searches that arrived meanwhile there.
+   */
+  between?: () => void;
+}
 
 /**
  * How many of the pool's workers are absorbing right now, shared by all of them (one Int32 in
@@ -46,6 +69,7 @@ export class AbsorbingWorkers {
 
 export class Absorber {
   readonly #sliceMs: number;
+  readonly #turnMs: number;
   readonly #workers: AbsorbingWorkers | undefined;
   readonly #between: (() => void) | undefined;
   readonly #shards = new Set<ShardIndex>();
@@ -54,17 +78,14 @@ export class Absorber {
   readonly #waitingForSave = new Set<ShardIndex>();
   #order: ShardIndex[] = [];
   #next = 0;
+  #turn: { shard: ShardIndex; endsAtMs: number } | undefined;
   #scheduled = false;
 
-  /**
-   * Without `workers` (tests), one insertion thread. `between` runs between the steps of a
-   * slice (a few rows each), where the graph and the fresh buffer agree: the worker answers the
-   * searches that arrived meanwhile there.
-   */
-  constructor(sliceMs = absorbSliceMsDefault, workers?: AbsorbingWorkers, between?: () => void) {
-    this.#sliceMs = sliceMs;
-    this.#workers = workers;
-    this.#between = between;
+  constructor(options: AbsorberOptions = {}) {
+    this.#sliceMs = options.sliceMs ?? absorbSliceMsDefault;
+    this.#turnMs = options.turnMs ?? absorbTurnMsDefault;
+    this.#workers = options.workers;
+    this.#between = options.between;
   }
 
   /** Resolves once `shard` has room in its fresh buffer (at once if it has). */
@@ -105,21 +126,17 @@ export class Absorber {
 
   /** Forgets a closed shard; its room waiters are released (their apply then fails: the shard is gone). */
   forget(shard: ShardIndex): void {
-    this.#shards.delete(shard);
-    this.#order = [...this.#shards];
+    this.#leave(shard);
     this.#release(shard);
   }
 
   readonly #slice = (): void => {
-    if (this.#order.length > 0) {
-      const shard = this.#order[this.#next++ % this.#order.length]!;
+    const shard = this.#turnShard();
+    if (shard) {
       const saving = shard.graph.saving !== undefined;
       const more = !saving && shard.absorb(performance.now() + this.#sliceMs, this.#workers?.threads() ?? 1, this.#between);
       if (shard.hasRoom) this.#release(shard);
-      if (!more) {
-        this.#shards.delete(shard);
-        this.#order = [...this.#shards];
-      }
+      if (!more) this.#leave(shard);
       if (saving) this.wake(shard);
     }
     if (this.#order.length > 0) {
@@ -129,6 +146,24 @@ export class Absorber {
     this.#scheduled = false;
     this.#workers?.leave();
   };
+
+  /** Takes `shard` out of the round, ending its turn (a closed shard is not held here). */
+  #leave(shard: ShardIndex): void {
+    this.#shards.delete(shard);
+    this.#order = [...this.#shards];
+    if (this.#turn?.shard === shard) this.#turn = undefined;
+  }
+
+  /** The shard whose turn it is: the current one until its turn ends or it leaves the round. */
+  #turnShard(): ShardIndex | undefined {
+    const now = performance.now();
+    const turn = this.#turn;
+    if (turn && now < turn.endsAtMs) return turn.shard;
+    if (this.#order.length === 0) return undefined;
+    const shard = this.#order[this.#next++ % this.#order.length]!;
+    this.#turn = { shard, endsAtMs: now + this.#turnMs };
+    return shard;
+  }
 
   #release(shard: ShardIndex): void {
     const waiters = this.#roomWaiters.get(shard);

@@ -27,7 +27,7 @@ const cores = data.cores;
 const shards = new Map<string, ShardIndex>();
 const absorbing = new AbsorbingWorkers(data.absorbing, cores);
 // Searches that arrive while a slice runs are answered between its steps (search-batch.ts).
-const absorber = new Absorber(absorbSliceMsDefault, absorbing, () => answerWaitingSearches());
+const absorber = new Absorber({ workers: absorbing, between: () => answerWaitingSearches() });
 
 function shard(shardKey: string): ShardIndex {
   const found = shards.get(shardKey);
