@@ -16,10 +16,10 @@ export const absorbSliceMsDefault = 4;
  * How long one shard absorbs before the next with rows pending. An insert walks its graph's
  * upper layers and hot vectors; a worker that switched graphs every 4 ms slice found them
  * evicted by the other graph's. Two threads building two 250,000 × 128-d graphs each took
- * 417 µs of CPU a vector switching every 4 ms, 374 µs switching every second; the index
- * workers of a 1M import into 4 shards 424–470 µs, and 365–403 µs in turns of a second
- * (docs/performance.md, "Shards absorb in turns"). A shard whose fresh buffer is full waits
- * for room at most a turn longer.
+ * 417–454 µs of CPU a vector switching every 4 ms, 374–399 µs switching every second (and
+ * 418 µs every 5 s: longer turns gained nothing); the index workers of a 1M import into 4
+ * shards 424–470 µs, and 365–403 µs in turns of a second (docs/performance.md, "Shards absorb
+ * in turns"). A shard whose fresh buffer is full waits for room at most a turn longer.
  */
 export const absorbTurnMsDefault = 1_000;
 
