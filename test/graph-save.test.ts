@@ -58,7 +58,7 @@ describe("Graph.save", () => {
     expect(graph.saving).toBeUndefined();
     expect((await stat(file)).size).toBeGreaterThan(count * dimension * 4);
     const loaded = new Graph(config);
-    expect(loaded.load(file)).toBe(true);
+    loaded.load(file);
     expect(loaded.size).toBe(count);
     expect(Number(loaded.search(query, 1).keys[0])).toBe(7);
     // Once the save is over the graph changes again.

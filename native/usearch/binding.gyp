@@ -1,4 +1,4 @@
-# usearch 2.25.3's Node binding (index.cpp, from the package's javascript/lib.cpp) with one
+# usearch 2.26.2's Node binding (index.cpp, from the package's javascript/lib.cpp) with one
 # addition: saveAsync, a save that runs off the calling thread. Built from the sources the npm
 # package ships (node_modules/usearch: headers and NumKong), with the package's own flags.
 {

@@ -8,7 +8,7 @@
  *
  *  @see NodeJS docs: https://nodejs.org/api/addons.html#hello-world
  *
- *  JadeVectorDB: usearch 2.25.3's `javascript/lib.cpp` (Apache 2.0), changed only to add
+ *  JadeVectorDB: usearch 2.26.2's `javascript/lib.cpp` (Apache 2.0), changed only to add
  *  `saveAsync(path)`: the same save, run on libuv's thread pool, resolving a promise. The
  *  index is held by a `shared_ptr` the pending save shares, so it outlives a collected or
  *  torn-down wrapper. While a save runs, calls that change the index (add, remove, load,

@@ -9,8 +9,7 @@
  * graph then catches up with what changed meanwhile (it records the version of every slot it
  * took, and passes over the slots until few differ), and takes over in one synchronous step.
  * Saves compact first (ShardIndex.save), so the snapshot written after a large delete is
- * compact too, and so is one whose graph usearch could not load safely (graph.ts `loadFits`:
- * a small graph after many deletes).
+ * compact too.
  */
 import { TimeSlicer } from "../../runtime/async.ts";
 import { absorbSliceMsDefault } from "./absorber.ts";
@@ -31,11 +30,10 @@ const rowsPerStep = 16;
 /**
  * True when the graph holds enough removed nodes to be worth rebuilding. Rows the graph has
  * still to absorb will reuse removed nodes (an overwrite removes the old vector before its new
- * one is absorbed), so they do not count. Also true when a file saved now would not load.
+ * one is absorbed), so they do not count.
  */
 export function wantsCompaction(shard: ShardIndex): boolean {
   const { graph } = shard;
-  if (!graph.loadable) return true;
   const idle = graph.removed - shard.pendingRows;
   return idle >= compactRemovedMin && idle >= compactRemovedShare * (graph.size + graph.removed);
 }

@@ -159,80 +159,36 @@ export class Graph {
     return this.#saving;
   }
 
-  /** Whether a file saved now would load (`loadFits`): a save compacts a graph that would not. */
-  get loadable(): boolean {
-    const present = this.#index.size();
-    return loadFits(present + this.#removed, present);
-  }
-
   /**
-   * Loads a saved graph into this empty one; false, leaving it empty, when usearch would
-   * overrun its own memory loading it (`loadFits`): the caller then rebuilds it from the points.
+   * Loads a saved graph into this empty one. usearch 2.25's JS `load` wrote past a heap block
+   * when the file held more removed nodes than the key table reserved for its live ones (valgrind:
+   * an invalid write in try_reserve; in the chaos run of 2026-12-07, two nodes aborted with
+   * "corrupted size vs. prev_size"), so a guard once kept such files from loading; 2.26's
+   * try_reserve never shrinks the vector lookup it copies, and test/graph-churn.test.ts loads
+   * such files under glibc's heap checks.
    */
-  load(path: string): boolean {
-    const { nodes, present, removed } = savedGraphOf(path);
-    if (!loadFits(nodes, present)) return false;
+  load(path: string): void {
     this.#index.load(path);
-    this.#removed = removed;
-    return true;
+    this.#removed = removedNodesOf(path);
   }
 }
 
-/** usearch's key table is a flat hash set of buckets of 64 slots, filled to two thirds at most. */
-const keySlotsPerBucket = 64;
-
-/** Capacity of usearch's key table after `try_reserve(wanted)` from `capacity` (index_plugins.hpp flat_hash_multi_set_gt). */
-function keyTableReserve(capacity: number, wanted: number): number {
-  if (wanted <= capacity) return capacity;
-  const slots = Math.max(keySlotsPerBucket, ceil2(Math.ceil((wanted * 3) / 2)));
-  return Math.floor((slots * 2) / 3);
-}
-
-/** usearch's ceil2: the least power of two ≥ v, and 0 for 0. */
-function ceil2(v: number): number {
-  return v <= 0 ? 0 : 2 ** Math.ceil(Math.log2(v));
-}
-
 /**
- * Whether usearch 2.25's JS `load` can take a saved graph of `nodes` nodes, `present` of them
- * not removed, without writing past a heap block. Loading, index_dense reserves its key table
- * for the present keys, then the binding calls `try_reserve(ceil2(size()))`, which resizes the
- * vector lookup to the key table's capacity and copies all `nodes` pointers into it: when
- * removed nodes make `nodes` larger than that capacity, the copy runs past the block's end
- * (valgrind: invalid write in try_reserve under CompiledIndex::Load; in the chaos run of
- * 2026-12-07, two nodes aborted with "corrupted size vs. prev_size" as they restored churned
- * shards). The capacity is a lower bound (a larger table only makes room); a loaded index's
- * `capacity()` shows it (test/shard-index.test.ts).
+ * How many removed nodes a saved usearch file holds, from its own bytes. usearch 2.25 and 2.26
+ * write `[u32 rows][u32 bytes per row]`, the rows (one per node, removed ones included), then a
+ * 64-byte header: "usearch", three u16 of version, four u8 kinds, then u64 count_present
+ * (offset 17) and u64 count_deleted (offset 25).
  */
-export function loadFits(nodes: number, present: number): boolean {
-  return nodes <= loadedKeyCapacity(present);
-}
-
-/** The key table's capacity once usearch's JS `load` of a file with `present` keys has reserved it (see loadFits). */
-export function loadedKeyCapacity(present: number): number {
-  return keyTableReserve(keyTableReserve(0, present), ceil2(present));
-}
-
-/**
- * What a saved usearch file holds, from its own bytes. usearch 2.25 writes `[u32 rows][u32
- * bytes per row]`, the rows (one per node, removed ones included), then a 64-byte header:
- * "usearch", three u16 of version, four u8 kinds, then u64 count_present (offset 17) and u64
- * count_deleted (offset 25). `present` is the smaller of the two readings, so a file whose
- * counts disagree is judged as the worse case.
- */
-function savedGraphOf(path: string): { nodes: number; present: number; removed: number } {
+function removedNodesOf(path: string): number {
   const fd = openSync(path, "r");
   try {
     const head = Buffer.alloc(64);
     readSync(fd, head, 0, 8, 0);
-    const nodes = head.readUInt32LE(0);
-    const headerAt = 8 + nodes * head.readUInt32LE(4);
+    const headerAt = 8 + head.readUInt32LE(0) * head.readUInt32LE(4);
     if (readSync(fd, head, 0, 64, headerAt) !== 64 || head.toString("latin1", 0, 7) !== "usearch") {
       throw new Error(`${path}: no usearch header at byte ${headerAt}`);
     }
-    const removed = Number(head.readBigUInt64LE(25));
-    const present = Math.max(0, Math.min(Number(head.readBigUInt64LE(17)), nodes - removed));
-    return { nodes, present, removed };
+    return Number(head.readBigUInt64LE(25));
   } finally {
     closeSync(fd);
   }

@@ -416,7 +416,7 @@ export class ShardIndex {
 
   /**
    * Writes the whole shard to one file (see shard-snapshot.ts), atomically. A graph holding
-   * many removed nodes (or too many to load: graph.ts `loadFits`) is rebuilt first
+   * many removed nodes is rebuilt first
    * (compaction.ts; on up to `threads` threads), while applies go on, and the save captures
    * the shard as it is once that is done; otherwise it captures the shard as it is when
    * called. The graph is captured synchronously; the points' metadata and vectors are read from

@@ -12,8 +12,7 @@
  *
  * Load: the checksum is verified streaming, the vectors are copied slice by slice into the new
  * shard's vector file, the usearch section is extracted to a temporary file and loaded. Live points the
- * saved graph did not hold go to the fresh buffer and are absorbed from there: all of them when
- * usearch cannot load the saved graph safely (graph.ts `loadFits`; saves avoid writing one).
+ * saved graph did not hold go to the fresh buffer and are absorbed from there.
  */
 import { randomUUID } from "node:crypto";
 import { rm } from "node:fs/promises";
@@ -148,17 +147,16 @@ export async function loadShard(shard: ShardIndex, path: string): Promise<ShardI
     rows.each(position, chunk.byteLength, (at, filePosition, length) => file.writeBytes(chunk.subarray(at, at + length), filePosition));
   });
   const indexFile = `${path}.${randomUUID()}.usearch`;
-  let graphLoaded: boolean;
   try {
     await extractSection(path, layout.indexOffset, layout.indexBytes, indexFile);
-    graphLoaded = shard.graph.load(indexFile);
+    shard.graph.load(indexFile);
   } finally {
     await rm(indexFile, { force: true });
   }
   // Copies: msgpack hands out views whose offsets need not be multiples of 8.
   const versions = new Float64Array(new Uint8Array(meta.versions).buffer);
   shard.points.restore(meta.slotCount, meta.slots, meta.ids, versions, meta.payloads);
-  restoreIndexing(shard, graphLoaded ? meta.inGraph : undefined, meta.slots);
+  restoreIndexing(shard, meta.inGraph, meta.slots);
   if (meta.txns) shard.txns.restore(meta.txns, decodeStaged);
   shard.appliedSeq = meta.appliedSeq;
   return shard;
@@ -243,15 +241,12 @@ export class LiveRows {
   }
 }
 
-/**
- * Marks what the loaded graph holds; live points it does not hold go to the fresh buffer, all
- * of them when the saved graph could not be loaded (`savedInGraph` undefined: Graph.load).
- */
-function restoreIndexing(shard: ShardIndex, savedInGraph: Uint8Array | undefined, slots: readonly number[]): void {
+/** Marks what the loaded graph holds; live points it does not hold go to the fresh buffer. */
+function restoreIndexing(shard: ShardIndex, savedInGraph: Uint8Array, slots: readonly number[]): void {
   const { points, fresh, graph } = shard;
   let inGraph = 0;
   for (const slot of slots) {
-    if (savedInGraph?.[slot] === 1) {
+    if (savedInGraph[slot] === 1) {
       points.inGraph[slot] = 1;
       inGraph++;
     } else {

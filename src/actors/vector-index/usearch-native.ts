@@ -1,5 +1,5 @@
 /**
- * The usearch binding the graphs run on: usearch 2.25.3's own Node binding, built here from the
+ * The usearch binding the graphs run on: usearch 2.26.2's own Node binding, built here from the
  * sources its npm package ships, with one addition, `saveAsync` (native/usearch/index.cpp).
  * The package's prebuilt binding can only save on the calling thread: 160 ms at 250,000 ×
  * 128-d, during which every search of the worker's shards waited (451–544 ms p95 while 1M
