@@ -29,6 +29,7 @@ import { SnapshotStore } from "./nats/snapshots.ts";
 import { UploadThread } from "./actors/replica/upload-thread.ts";
 import { ReadRouter } from "./actors/read/router.ts";
 import { Writer } from "./actors/write/writer.ts";
+import { paceDefaults, type PaceSettings } from "./actors/write/pace.ts";
 import { rootLogger, setLogLevel, type Logger } from "./runtime/log.ts";
 import { connectBulk, connectNats, type BulkConnection, type NatsContext } from "./nats/connect.ts";
 import { nodeIdPattern } from "./runtime/subjects.ts";
@@ -68,8 +69,8 @@ export interface NodeOptions {
   selection?: SelectionName;
   /** Bytes of vectors a shard's fresh buffer holds before applies wait for its graph (shard-index.ts). */
   freshBytesMax?: number;
-  /** Bytes of this node's writes per shard that may wait unapplied before writes slow down (write/pace.ts). */
-  backlogBytesMax?: number;
+  /** How far this node's writes may run ahead of a shard's graph before they slow down (write/pace.ts). */
+  pace?: Partial<PaceSettings>;
   /** How often freed native memory is handed back to the OS (runtime/native-memory.ts); 0: never. */
   memoryTrimIntervalMs?: number;
   replica?: Partial<ReplicaSettings>;
@@ -354,7 +355,7 @@ async function startServing(ctx: StartContext & DataPlane): Promise<NodeParts> {
     txnRecovery,
   });
   await coordinator.start();
-  const writer = new Writer(nats, tracker, options.backlogBytesMax);
+  const writer = new Writer(nats, tracker, { ...paceDefaults, ...options.pace });
   const router = new ReadRouter({ nodeId, nats, host, placements, membership, selection: options.selection ?? selectionDefault, records: txnRecords });
   replicaServer.start(nats.nc);
   const keys = new KeyStore(nats.keys, log.child({ actor: "keys" }));

@@ -105,7 +105,7 @@ describe("back-pressure", () => {
     // A node whose fresh buffer holds 256 vectors of 64-d and whose writers may be 16 KiB ahead.
     const paced = new Harness();
     try {
-      const pacedClient = await paced.singleNode({ freshBytesMax: 64 * 1024, backlogBytesMax: 16 * 1024 });
+      const pacedClient = await paced.singleNode({ freshBytesMax: 64 * 1024, pace: { sustainedBytesMax: 16 * 1024, burstBytesMax: 16 * 1024 } });
       await pacedClient.createCollection({ name: "slow", dimension: 64, metric: "l2", shards: 1, index: { expansionAdd: 256 } });
       const vectors = randomPoints(6_000, 64, 3);
       let refused = 0;
@@ -135,12 +135,50 @@ describe("back-pressure", () => {
     }
   });
 
+  it("holds the writers to what the graph absorbed, so the fresh buffer never fills and applies never wait", async () => {
+    // The fresh buffer holds 1,024 vectors of 64-d, and the writers may be 32 KiB ahead of the
+    // graph: less than one write (500 × 64-d, 125 KiB), which therefore waits until the graph
+    // absorbed the one before. Paced on the log alone, they would fill the buffer to its bound.
+    const paced = new Harness();
+    try {
+      const pacedClient = await paced.singleNode({ freshBytesMax: 256 * 1024, pace: { sustainedBytesMax: 32 * 1024, burstBytesMax: 32 * 1024 } });
+      await pacedClient.createCollection({ name: "steady", dimension: 64, metric: "l2", shards: 1, index: { expansionAdd: 256 } });
+      const vectors = randomPoints(12_000, 64, 5);
+      let pendingMax = 0;
+      let writing = true;
+      const watching = (async () => {
+        while (writing) {
+          const replicas = (await pacedClient.clusterStatus()).collections.find((c) => c.name === "steady")?.shards[0]?.replicas ?? [];
+          for (const r of replicas) pendingMax = Math.max(pendingMax, r.pending ?? 0);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      })();
+      const send = async (from: number): Promise<void> => {
+        const points = vectors.slice(from, from + 500).map((vector, i) => ({ id: `p${from + i}`, vector }));
+        for (;;) {
+          try {
+            return void (await pacedClient.upsert("steady", { points, requestId: `steady-${from}`, timeoutMs: 2_000 }));
+          } catch (err) {
+            if (!(err instanceof JadeError) || err.code !== "rate_limited") throw err;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 24 }, (_, i) => send(i * 500))).finally(() => (writing = false));
+      await watching;
+      expect(pendingMax).toBeGreaterThan(0);
+      expect(pendingMax).toBeLessThanOrEqual(500);
+      expect((await pacedClient.count("steady", { consistency: "strong" })).count).toBe(12_000);
+    } finally {
+      await paced.close();
+    }
+  });
+
   it("refuses writes past the node's in-flight bound at once, and keeps serving reads", async () => {
     // Each write waits for the index (16 KiB of backlog is less than one write): more than
     // writesInFlightMax of them waiting must not take the gateway's request slots.
     const paced = new Harness();
     try {
-      const pacedClient = await paced.singleNode({ freshBytesMax: 64 * 1024, backlogBytesMax: 16 * 1024 });
+      const pacedClient = await paced.singleNode({ freshBytesMax: 64 * 1024, pace: { sustainedBytesMax: 16 * 1024, burstBytesMax: 16 * 1024 } });
       await pacedClient.createCollection({ name: "crowd", dimension: 64, metric: "l2", shards: 1, index: { expansionAdd: 256 } });
       const vectors = randomPoints(writesInFlightMax * 2 * 40, 64, 4);
       const writes = Promise.all(

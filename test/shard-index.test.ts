@@ -112,6 +112,7 @@ describe("ShardIndex writes", () => {
       appliedSeq: 1,
       count: 2,
       pendingRows: 2,
+      freshBytes: 2 * dim * 4,
     });
     // Each point's version is its entry's sequence × 2^16 + its place in the entry.
     expect(shard.get(["b", "zz", "a"], true)).toEqual([
@@ -129,7 +130,7 @@ describe("ShardIndex writes", () => {
       { id: "b", distance: 2 },
     ]);
 
-    expect(shard.apply([remove(3, ["a", "unknown"])])).toEqual({ appliedSeq: 3, count: 1, pendingRows: 3 });
+    expect(shard.apply([remove(3, ["a", "unknown"])])).toEqual({ appliedSeq: 3, count: 1, pendingRows: 3, freshBytes: 3 * dim * 4 });
     expect(shard.get(["a"], false)).toEqual([]);
     expect(ids(shard.search({ vector: new Float32Array(a), k: 10, withPayload: false, withVectors: false }))).toEqual(["b"]);
 
@@ -153,16 +154,16 @@ describe("ShardIndex writes", () => {
     const batch = [upsert(1, dim, [{ id: "a", vector: a }]), upsert(2, dim, [{ id: "b", vector: b }]), remove(3, ["a"])];
     shard.apply(batch);
     const digest = shard.contentDigest();
-    expect(shard.apply(batch)).toEqual({ appliedSeq: 3, count: 1, pendingRows: 2 });
-    expect(shard.apply([upsert(2, dim, [{ id: "z", vector: c }])])).toEqual({ appliedSeq: 3, count: 1, pendingRows: 2 });
+    expect(shard.apply(batch)).toEqual({ appliedSeq: 3, count: 1, pendingRows: 2, freshBytes: 2 * dim * 4 });
+    expect(shard.apply([upsert(2, dim, [{ id: "z", vector: c }])])).toEqual({ appliedSeq: 3, count: 1, pendingRows: 2, freshBytes: 2 * dim * 4 });
     expect(shard.contentDigest()).toEqual(digest);
     // A batch straddling the applied sequence applies only the new part.
-    expect(shard.apply([remove(3, ["b"]), upsert(4, dim, [{ id: "c", vector: c }])])).toEqual({ appliedSeq: 4, count: 2, pendingRows: 3 });
+    expect(shard.apply([remove(3, ["b"]), upsert(4, dim, [{ id: "c", vector: c }])])).toEqual({ appliedSeq: 4, count: 2, pendingRows: 3, freshBytes: 3 * dim * 4 });
   });
 
   it("skips an entry of the wrong dimension, reporting it", () => {
     const shard = new ShardIndex(config(dim));
-    expect(shard.apply([upsert(1, 3, [{ id: "a", vector: [1, 2, 3] }])])).toEqual({ appliedSeq: 1, count: 0, pendingRows: 0, rejected: [{ seq: 1, reason: `dimension 3, the shard has ${dim}` }] });
+    expect(shard.apply([upsert(1, 3, [{ id: "a", vector: [1, 2, 3] }])])).toEqual({ appliedSeq: 1, count: 0, pendingRows: 0, freshBytes: 0, rejected: [{ seq: 1, reason: `dimension 3, the shard has ${dim}` }] });
     expect(shard.count()).toBe(0);
   });
 

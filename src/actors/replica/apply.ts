@@ -1,6 +1,6 @@
 /** Applying shard-log records to a replica's index; a throttled catch-up goes in budgeted chunks. */
 import type { ApplyResult, LogRecord } from "../vector-index/api.ts";
-import type { ReplicaParts } from "./types.ts";
+import type { ReplicaParts, ReplicaProgress } from "./types.ts";
 
 /** Applies log records (see `transferBytesPerSecMax` for when they are throttled). */
 export async function applyRecords(replica: ReplicaParts, records: LogRecord[], signal: AbortSignal): Promise<ApplyResult> {
@@ -15,11 +15,17 @@ export async function applyRecords(replica: ReplicaParts, records: LogRecord[], 
       replica.log.error({ seq: entry.seq, reason: entry.reason }, "skipped a shard-log entry that no writer could have made");
     }
     progress.transferredBytes += bytes;
-    progress.count = result.count;
     progress.consumedSeq = result.appliedSeq;
-    progress.pendingRows = result.pendingRows ?? 0;
+    noteIndex(progress, result);
   }
   return result!;
+}
+
+/** What the index answered an apply, load or stats with: its points, and what its graph has still to absorb. */
+export function noteIndex(progress: ReplicaProgress, index: { count: number; pendingRows?: number; freshBytes?: number }): void {
+  progress.count = index.count;
+  progress.pendingRows = index.pendingRows ?? 0;
+  progress.freshBytes = index.freshBytes ?? 0;
 }
 
 /** Splits records into runs of at most `bytesMax` (a record larger than that is a run of its own). */

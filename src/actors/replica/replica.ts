@@ -5,6 +5,7 @@
  * replica is readable.
  */
 import { createActor, fromCallback, fromPromise, type EventObject, type Subscription } from "xstate";
+import { encodeAppliedNotice } from "../../runtime/applied-notice.ts";
 import { errorMessage, ErrorCode, JadeError, unavailable } from "../../runtime/errors.ts";
 import type { Filter } from "../../runtime/filter.ts";
 import { Mutex } from "../../runtime/mutex.ts";
@@ -33,8 +34,12 @@ import { offerCheckpoint, saveSnapshot, shutdownCheckpoint } from "./saving.ts";
 import type { ReplicaDeps, ReplicaParts, ReplicaRole } from "./types.ts";
 import { AppliedWaiters } from "./waiters.ts";
 
-/** How often a replica whose graph is still absorbing asks its index how far it got (heartbeats carry it). */
-const pendingRefreshMs = 1_000;
+/**
+ * How often a replica whose graph is still absorbing asks its index how far it got: heartbeats
+ * carry it, and the writers, held back while its fresh buffer is full, learn of the room from it
+ * (write/pace.ts). A shard's graph absorbs ~250 KiB of 128-d vectors in that time at 1M × 128-d.
+ */
+const pendingRefreshMs = 250;
 
 export class ShardReplica {
   readonly config: CollectionConfig;
@@ -62,7 +67,7 @@ export class ShardReplica {
       role,
       index: deps.pool.pin(shardKey(config.uid, shard)),
       log: deps.log.child({ actor: "replica", collection: config.name, shard }),
-      progress: { count: 0, checkpointSeq: 0, transferredBytes: 0, copyGoalBytes: 0, restored: undefined, pendingRows: 0, consumedSeq: 0 },
+      progress: { count: 0, checkpointSeq: 0, transferredBytes: 0, copyGoalBytes: 0, restored: undefined, pendingRows: 0, freshBytes: 0, consumedSeq: 0 },
     };
     this.#actor = createActor(this.#machine(), {
       input: {
@@ -88,8 +93,9 @@ export class ShardReplica {
   }
 
   /**
-   * The graph absorbs between applies: while it has rows left, ask the index how many; once
-   * none are left, tell the machine (a snapshot saved meanwhile may be worth saving again).
+   * The graph absorbs between applies: while it has rows left, ask the index how many (and tell
+   * the writers); once none are left, tell the machine (a snapshot saved meanwhile may be worth
+   * saving again).
    */
   #refreshPending(): void {
     const { index, progress } = this.#parts;
@@ -98,9 +104,21 @@ export class ShardReplica {
     this.#wasAbsorbing = absorbing;
     if (!absorbing || !isReadable(this.#state)) return;
     index.stats().then(
-      (stats) => (progress.pendingRows = stats.pendingRows),
+      (stats) => {
+        progress.pendingRows = stats.pendingRows;
+        progress.freshBytes = stats.freshBytes;
+        // Also when nothing changed (a save holds the graph): a report the writers stop hearing goes stale.
+        this.#publishApplied(this.appliedSeq);
+      },
       () => undefined,
     );
+  }
+
+  /** Tells the writers how far this replica applied the log, and how full its fresh buffer is. */
+  #publishApplied(seq: number): void {
+    const { deps, progress } = this.#parts;
+    const notice = encodeAppliedNotice({ node: deps.nodeId, seq, freshBytes: progress.freshBytes });
+    deps.nats.nc.publish(subjects.applied(this.config.name, this.shard), notice);
   }
 
   get state(): ReplicaState {
@@ -308,7 +326,7 @@ export class ShardReplica {
         notifyState: (_, params) => parts.log.info({ state: params.state, appliedSeq: this.appliedSeq }, "replica state"),
         notifyProgress: (_, params) => {
           this.#waiters.progress(params.appliedSeq);
-          nats.nc.publish(subjects.applied(name, shard), JSON.stringify({ node: nodeId, seq: params.appliedSeq }));
+          this.#publishApplied(params.appliedSeq);
         },
         reportFailure: (_, params) => parts.log.warn({ error: params.error, retries: params.retries }, "replica failed; will retry"),
         reportSnapshotError: (_, params) => parts.log.warn({ error: params.error }, "snapshot failed; will retry"),

@@ -8,6 +8,7 @@ import path from "node:path";
 import { errorMessage } from "../../runtime/errors.ts";
 import { RestoreSource } from "../../runtime/status.ts";
 import { names } from "../../runtime/subjects.ts";
+import { noteIndex } from "./apply.ts";
 import { copyCheckpoint } from "./peer-copy.ts";
 import type { Throttle } from "../../nats/snapshots.ts";
 import { indexConfigOf, type ReplicaParts } from "./types.ts";
@@ -23,8 +24,7 @@ import type { ApplyResult } from "../vector-index/api.ts";
 export async function restoreReplica(replica: ReplicaParts): Promise<number> {
   const { config, shard, deps, index, progress } = replica;
   await index.open(indexConfigOf(config));
-  progress.count = 0;
-  progress.pendingRows = 0;
+  noteIndex(progress, { count: 0 });
   // Set again only if the local checkpoint is what this restore starts from (retention reads it).
   progress.checkpointSeq = 0;
   const shared = await deps.snapshots.list(config.name, config.uid, shard);
@@ -60,8 +60,7 @@ export async function restoreReplica(replica: ReplicaParts): Promise<number> {
       };
       await deps.downloads.run(() => deps.snapshots.download(ref.name, file, reading));
       const loaded = await index.load(indexConfigOf(config), file);
-      progress.count = loaded.count;
-      progress.pendingRows = loaded.pendingRows ?? 0;
+      noteIndex(progress, loaded);
       replica.log.info({ snapshot: ref.name, appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows }, "restored snapshot");
       return restoredFrom(replica, RestoreSource.Snapshot, loadedAt(replica, loaded));
     } catch (err) {
@@ -90,8 +89,7 @@ async function loadCheckpoint(replica: ReplicaParts, file: string, seq: number):
   }
   try {
     const loaded = await index.load(indexConfigOf(config), file);
-    progress.count = loaded.count;
-    progress.pendingRows = loaded.pendingRows ?? 0;
+    noteIndex(progress, loaded);
     progress.checkpointSeq = loaded.appliedSeq;
     progress.transferredBytes += (await stat(file)).size;
     log.info({ appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows, deltaEntries: lastSeq - loaded.appliedSeq }, "restored local checkpoint");
@@ -128,8 +126,7 @@ async function copyFromPeer(replica: ReplicaParts): Promise<number | undefined> 
         file,
       );
       const loaded = await index.load(indexConfigOf(config), file);
-      progress.count = loaded.count;
-      progress.pendingRows = loaded.pendingRows ?? 0;
+      noteIndex(progress, loaded);
       log.info({ peer, appliedSeq: loaded.appliedSeq, count: loaded.count, unabsorbed: loaded.pendingRows, bytes: offer.bytes, wireBytes: offer.wireBytes }, "copied the shard from a serving replica");
       return loadedAt(replica, loaded);
     } catch (err) {

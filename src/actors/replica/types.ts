@@ -114,6 +114,8 @@ export interface ReplicaProgress {
   restored: RestoreInfo | undefined;
   /** Points applied (and searched exactly) that the graph has not absorbed yet. */
   pendingRows: number;
+  /** Bytes of vectors the fresh buffer holds: in the applied notices, which the writers pace on. */
+  freshBytes: number;
   /**
    * The last log entry the index has read, beyond the machine's `appliedSeq` while a write waits
    * for a transaction (decision 013): a transaction's vote is known once its prepare is read.

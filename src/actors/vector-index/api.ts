@@ -32,6 +32,8 @@ export interface ApplyResult {
   rejected?: RejectedEntry[];
   /** Applied points the graph has not absorbed yet (set by the index worker). */
   pendingRows?: number;
+  /** Bytes of vectors the fresh buffer holds (set by the index worker): the writers pace on it (write/pace.ts). */
+  freshBytes?: number;
 }
 
 export interface RejectedEntry {
@@ -95,6 +97,8 @@ export interface ShardStats {
   memoryBytes: number;
   /** Applied points the graph has not absorbed yet (searched exactly meanwhile). */
   pendingRows: number;
+  /** Bytes of vectors the fresh buffer holds. */
+  freshBytes: number;
 }
 
 export interface ShardDigest extends ContentDigest {

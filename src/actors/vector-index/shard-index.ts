@@ -128,7 +128,7 @@ export class ShardIndex {
 
   /** Where the shard stands, as apply and load answer it. */
   result(): ApplyResult {
-    const result: ApplyResult = { appliedSeq: this.#lastSeq, count: this.size, pendingRows: this.pendingRows };
+    const result: ApplyResult = { appliedSeq: this.#lastSeq, count: this.size, pendingRows: this.pendingRows, freshBytes: this.fresh.bytes };
     if (!this.txns.idle) result.visibleSeq = this.visibleSeq;
     return result;
   }
@@ -399,7 +399,7 @@ export class ShardIndex {
     // The vectors are in the page cache (vector-file.ts), not counted here; payloads are
     // JS objects, estimated at twice their encoded size (metaBytes also counts the ids once).
     const memoryBytes = points.versions.length * perSlot + points.idBytes + points.metaBytes * 2 + this.graph.memoryBytes + this.fresh.bytes;
-    return { count: this.size, appliedSeq: this.#lastSeq, memoryBytes: Math.round(memoryBytes), pendingRows: this.fresh.pending };
+    return { count: this.size, appliedSeq: this.#lastSeq, memoryBytes: Math.round(memoryBytes), pendingRows: this.fresh.pending, freshBytes: this.fresh.bytes };
   }
 
   /** The order-independent digest of the live points (runtime/content-digest.ts): equal on converged replicas, and to a backup's. */

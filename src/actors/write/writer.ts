@@ -5,7 +5,7 @@
  * replicas applied it.
  *
  * Back-pressure (pace.ts): before appending, a write waits while this node's entries not yet
- * applied by any replica of the shard exceed the shard's backlog bound, so an ingest faster
+ * applied and the leading replica's fresh buffer exceed the shard's bound, so an ingest faster
  * than the index slows down instead of leaving acknowledged points unsearchable for long.
  */
 import { randomUUID } from "node:crypto";
@@ -21,7 +21,7 @@ import { resolveSharding } from "../../runtime/sharding/index.ts";
 import { subjects } from "../../runtime/subjects.ts";
 import { injectTrace, traced, tracingEnabled } from "../../runtime/tracing.ts";
 import type { AppliedTracker } from "./applied-tracker.ts";
-import { ShardBacklog } from "./pace.ts";
+import { paceDefaults, ShardBacklog, type PaceSettings } from "./pace.ts";
 
 export interface WriteOptions {
   consistency: WriteConsistency;
@@ -50,10 +50,10 @@ export class Writer {
   /** Points whose upsert or delete this node made durable (metrics: the ingest rate). */
   readonly written = { upserted: 0, deleted: 0 };
 
-  constructor(nats: NatsContext, tracker: AppliedTracker, backlogBytesMax?: number) {
+  constructor(nats: NatsContext, tracker: AppliedTracker, pace: PaceSettings = paceDefaults) {
     this.#nats = nats;
     this.#tracker = tracker;
-    this.#backlog = new ShardBacklog(tracker, backlogBytesMax);
+    this.#backlog = new ShardBacklog(tracker, pace);
   }
 
   /** `points` were checked against the collection's space by the caller (the gateway, or ingestion). */
