@@ -147,6 +147,27 @@ describe("IndexPool", () => {
     pool.unpin("copy/1");
   });
 
+  it("lets an apply of new points through while a save runs; one that rewrites points waits for the save", async () => {
+    const shard = pool.pin("col/0");
+    const file = path.join(dir, "adding.snap");
+    const before = await shard.stats();
+    const settled: string[] = [];
+    const saving = shard.save(file).finally(() => settled.push("save"));
+    const adding = shard.apply(upsertRecords(randomVectors(random, 20, dim), 20, before.appliedSeq + 1, "new")).finally(() => settled.push("add"));
+    const rewriting = shard.apply(upsertRecords(randomVectors(random, 20, dim), 20, before.appliedSeq + 2, "p")).finally(() => settled.push("rewrite"));
+    const [saved, added, rewritten] = await Promise.all([saving, adding, rewriting]);
+    expect(settled.indexOf("add")).toBeLessThan(settled.indexOf("save"));
+    expect(settled.indexOf("add")).toBeLessThan(settled.indexOf("rewrite"));
+    expect(saved.appliedSeq).toBe(before.appliedSeq);
+    expect(added).toMatchObject({ appliedSeq: before.appliedSeq + 1, count: before.count + 20 });
+    expect(rewritten).toMatchObject({ appliedSeq: before.appliedSeq + 2, count: before.count + 20 });
+    const copy = pool.pin("copy/2");
+    expect(await copy.load(config, file)).toMatchObject({ appliedSeq: before.appliedSeq, count: before.count });
+    expect((await copy.get(["new0"], false)).value).toEqual([]);
+    await copy.close();
+    pool.unpin("copy/2");
+  });
+
   it("gathers the searches of one tick into one batch per worker, each answered or refused alone", async () => {
     const a = pool.pin("batch/0");
     const b = pool.pin("batch/2");

@@ -387,6 +387,33 @@ describe("ShardIndex snapshots", () => {
     expect(unversioned(loaded.get(["a"], true))).toEqual([{ id: "a", vector: [1, 2, 3, 4, 5, 6, 7, 8] }]);
   });
 
+  it("lets a record that only adds points apply while a save runs: the snapshot is still the moment save was called", async () => {
+    const cfg = config(8);
+    const shard = new ShardIndex(cfg);
+    const point = (id: string, v: number) => ({ id, vector: Array.from({ length: 8 }, (_, j) => v + j) });
+    shard.apply([upsert(1, 8, Array.from({ length: 50 }, (_, i) => point(`p${i}`, i)))]);
+    shard.apply([remove(2, ["p7"])]);
+    const before = shard.contentDigest();
+    const saving = shard.save(path.join(dir, "adding.snap"));
+    expect(saveSettled(shard)).toBeDefined();
+    // New ids, one of them in the slot p7 freed: they may go in now.
+    const adding = upsert(3, 8, [point("n1", 100), point("n2", 101)]);
+    expect(shard.addsOnly(adding)).toBe(true);
+    expect(shard.addsOnly(upsert(3, 8, [point("n3", 102), point("p1", 103)]))).toBe(false);
+    expect(shard.addsOnly(remove(3, ["n9"]))).toBe(false);
+    expect(shard.addsOnly(upsert(2, 8, [point("p1", 104)]))).toBe(true); // applied already: skipped
+    shard.apply([adding]);
+    expect(saveSettled(shard)).toBeDefined();
+    const saved = await saving;
+    expect({ appliedSeq: saved.appliedSeq, points: saved.points }).toEqual({ appliedSeq: 2, points: 49 });
+    const loaded = await ShardIndex.load(cfg, path.join(dir, "adding.snap"));
+    expect(loaded.contentDigest()).toEqual(before);
+    expect(loaded.get(["n1", "n2"], false)).toEqual([]);
+    // The shard itself goes on with them, and a replay from the snapshot reaches the same state.
+    loaded.apply([adding]);
+    expect(loaded.contentDigest()).toEqual(shard.contentDigest());
+  });
+
   it("stores only the live points' vectors; a version 2 file (every slot) still loads, and a backup's replay of either reads the same points", async () => {
     const dim = 16;
     const random = seededRandom(8);

@@ -126,6 +126,27 @@ export class ShardIndex {
     return rejected.length > 0 ? { ...result, rejected } : result;
   }
 
+  /**
+   * Whether `record` only adds points the shard does not hold (or is one it applied already).
+   * Such a record may be applied while a save writes the shard (worker.ts): it takes new or free
+   * slots, which the save did not capture, and changes no point or graph node the save reads.
+   * Anything else waits for the save (saveSettled): an overwrite or a delete changes a captured
+   * point's row and removes from the graph being written, and a transaction's entries go
+   * through the sequencer, whose state the save captures too.
+   */
+  addsOnly(record: LogRecord): boolean {
+    if (record.seq <= this.#lastSeq) return true;
+    if (!this.txns.idle) return false;
+    let entry: ReturnType<typeof decodeEntry>;
+    try {
+      entry = decodeEntry(record.data);
+    } catch {
+      return false; // apply rejects it, after the save
+    }
+    if (entry.kind !== EntryKind.Upsert || entry.deleteIds !== undefined) return false;
+    return entry.ids.every((id) => this.points.slotOf(id) === undefined);
+  }
+
   /** Where the shard stands, as apply and load answer it. */
   result(): ApplyResult {
     const result: ApplyResult = { appliedSeq: this.#lastSeq, count: this.size, pendingRows: this.pendingRows, freshBytes: this.fresh.bytes };

@@ -3,12 +3,15 @@
  *
  * Save: usearch writes the graph on a thread of its own (usearch-native.ts: ~0.65 µs per point,
  * 162 ms at 250,000 × 128-d, which the worker's thread spent before) while the worker serves
- * searches; the record of which slots the graph holds is copied as the save starts. Only the
- * absorber and applies change either: the absorber waits for the graph's save (Graph.saving),
- * applies for the whole of it (worker.ts). The rest of the metadata is captured and packed in
- * 4 ms slices (it took 130 ms more in one piece), and the live points' vectors (only theirs:
- * `LiveRows`) are streamed from the shard's vector file with async I/O, so memory never holds
- * a second copy.
+ * searches; the live slots, the applied sequence and the record of which slots the graph holds
+ * are copied as the save starts (`captureMoment`). Only the absorber and applies change them:
+ * the absorber waits for the graph's save (Graph.saving), and applies that change a point wait
+ * for the whole save (worker.ts), but those that only add points go on (ShardIndex.addsOnly):
+ * they take slots the save left out. In a 1M import, four saves held every apply 1–5 s, the
+ * longest wait from acknowledgement to searchable. The rest of the metadata is captured and
+ * packed in 4 ms slices (it took 130 ms more in one piece), and the live points' vectors (only
+ * theirs: `LiveRows`) are streamed from the shard's vector file with async I/O, so memory never
+ * holds a second copy.
  *
  * Load: the checksum is verified streaming, the vectors are copied slice by slice into the new
  * shard's vector file, the usearch section is extracted to a temporary file and loaded. Live points the
@@ -45,10 +48,10 @@ interface SnapshotMeta {
   txns?: SequencerState;
 }
 
-/** Saves are serialized per shard, and applies wait for them: see the header. */
+/** Saves are serialized per shard, and applies that change captured points wait for them: see the header. */
 const saving = new WeakMap<ShardIndex, Promise<unknown>>();
 
-/** Resolves when no save of `shard` is writing its vectors (applies must wait for this). */
+/** Resolves when no save of `shard` is writing it (applies other than ShardIndex.addsOnly ones must wait for this). */
 export function saveSettled(shard: ShardIndex): Promise<unknown> | undefined {
   return saving.get(shard);
 }
@@ -72,10 +75,13 @@ async function writeShard(shard: ShardIndex, path: string): Promise<WrittenSnaps
   const indexFile = `${path}.${randomUUID()}.usearch`;
   try {
     const graphSaved = shard.graph.save(indexFile);
-    const inGraph = shard.points.inGraph.slice(0, shard.points.slotCount);
+    // The moment saved, taken with the graph: records that only add points may be applied from
+    // here on (ShardIndex.addsOnly), into slots this leaves out.
+    const moment = captureMoment(shard);
     await graphSaved;
     const slicer = new TimeSlicer(absorbSliceMsDefault);
-    const meta = await captureMeta(shard, inGraph, slicer);
+    const meta = await captureMeta(shard, moment, slicer);
+    const { inGraph } = moment;
     const { vectors: file, dimension } = shard.points;
     const rows = new LiveRows(meta.slots, dimension * 4);
     const vectors = { byteLength: rows.byteLength, read: (into: Uint8Array, position: number) => rows.each(position, into.byteLength, (at, filePosition, length) => file.readBytes(into.subarray(at, at + length), filePosition)) };
@@ -94,15 +100,36 @@ const captureSliceSlots = 4096;
 /** What a save packs: the metadata, its ids packed already (they unpack to `SnapshotMeta.ids`). */
 type CapturedMeta = Omit<SnapshotMeta, "ids"> & { ids: PackedArray };
 
+/** What a save holds, fixed as it starts; the rest of its metadata is the same slots' (captureMeta). */
+interface Moment {
+  appliedSeq: number;
+  slotCount: number;
+  /** The live slots, ascending. */
+  slots: number[];
+  inGraph: Uint8Array;
+  txns?: SequencerState;
+}
+
+function captureMoment(shard: ShardIndex): Moment {
+  const { points, txns } = shard;
+  return {
+    appliedSeq: shard.appliedSeq,
+    slotCount: points.slotCount,
+    slots: points.liveSlots(),
+    inGraph: points.inGraph.slice(0, points.slotCount),
+    ...(txns.empty ? {} : { txns: txns.state() }),
+  };
+}
+
 /**
- * The points' metadata beside `inGraph` (captured with the graph), copied in slices: applies
- * wait meanwhile. The ids go from the id table's bytes straight into msgpack: as a string each,
+ * The metadata of the moment's points, copied in slices: applies that would change them wait
+ * meanwhile, those that only add points do not (they take other slots). The ids go from the id table's bytes straight into msgpack: as a string each,
  * the 75,000 of a shard survived in the worker's young generation until packed, and its
  * scavenges during a save took up to 29 ms, every search of the worker waiting.
  */
-async function captureMeta(shard: ShardIndex, inGraph: Uint8Array, slicer: TimeSlicer): Promise<CapturedMeta> {
+async function captureMeta(shard: ShardIndex, moment: Moment, slicer: TimeSlicer): Promise<CapturedMeta> {
   const { points, config } = shard;
-  const slots = points.liveSlots();
+  const { slots } = moment;
   const versions = new Float64Array(slots.length);
   const payloads = new Array<Payload | null>(slots.length);
   for (let i = 0; i < slots.length; i++) {
@@ -113,17 +140,17 @@ async function captureMeta(shard: ShardIndex, inGraph: Uint8Array, slicer: TimeS
   }
   const ids = await packUtf8Strings(slots.length, { length: (i) => points.idUtf8Length(slots[i]!), copy: (i, into, at) => points.copyIdUtf8(slots[i]!, into, at) }, slicer);
   return {
-    appliedSeq: shard.appliedSeq,
+    appliedSeq: moment.appliedSeq,
     dimension: config.dimension,
     metric: config.metric,
     quantization: config.index.quantization,
-    slotCount: points.slotCount,
+    slotCount: moment.slotCount,
     slots,
     ids,
     versions: new Uint8Array(versions.buffer),
     payloads,
-    inGraph,
-    ...(shard.txns.empty ? {} : { txns: shard.txns.state() }),
+    inGraph: moment.inGraph,
+    ...(moment.txns ? { txns: moment.txns } : {}),
   };
 }
 

@@ -3,7 +3,8 @@
  * exposes IndexWorkerApi over comlink. Calls run one at a time in message order; between
  * them the absorber moves fresh points into the graphs in short slices. save and load
  * await their file I/O: other calls (searches of other shards above all) run meanwhile.
- * An apply waits while its shard's fresh buffer is full or a save is writing its vectors.
+ * An apply waits while its shard's fresh buffer is full, or while a save is writing the shard
+ * unless it only adds points (ShardIndex.addsOnly).
  * Searches come on a lane of their own (search-batch.ts) and are also answered between the
  * steps of an absorbing slice and the records of an apply.
  */
@@ -35,11 +36,11 @@ function shard(shardKey: string): ShardIndex {
   return found;
 }
 
-/** The shard once no save is writing its vectors and its fresh buffer has room (it may have been replaced meanwhile). */
-async function writable(shardKey: string): Promise<ShardIndex> {
+/** The shard once `record` may be applied: its fresh buffer has room, and no save is writing it or the record only adds points (it may have been replaced meanwhile). */
+async function writable(shardKey: string, record: LogRecord): Promise<ShardIndex> {
   for (;;) {
     const index = shard(shardKey);
-    if (saveSettled(index) === undefined && index.hasRoom) return index;
+    if (index.hasRoom && (saveSettled(index) === undefined || index.addsOnly(record))) return index;
     await saveSettled(index);
     await absorber.room(index);
   }
@@ -76,7 +77,7 @@ const api: IndexWorkerApi = {
     const slicer = new TimeSlicer(absorbSliceMsDefault);
     for (const record of records) {
       await slicer.pause();
-      const index = await writable(shardKey);
+      const index = await writable(shardKey, record);
       rejected.push(...(index.apply([record]).rejected ?? []));
       absorber.wake(index);
       answerWaitingSearches();
