@@ -123,9 +123,10 @@ function captureMoment(shard: ShardIndex): Moment {
 
 /**
  * The metadata of the moment's points, copied in slices: applies that would change them wait
- * meanwhile, those that only add points do not (they take other slots). The ids go from the id table's bytes straight into msgpack: as a string each,
- * the 75,000 of a shard survived in the worker's young generation until packed, and its
- * scavenges during a save took up to 29 ms, every search of the worker waiting.
+ * meanwhile, those that only add points do not (they take other slots). The ids go from the id
+ * table's bytes straight into msgpack: as a string each, the 75,000 of a shard survived in the
+ * worker's young generation until packed, and its scavenges during a save took up to 29 ms,
+ * every search of the worker waiting.
  */
 async function captureMeta(shard: ShardIndex, moment: Moment, slicer: TimeSlicer): Promise<CapturedMeta> {
   const { points, config } = shard;
