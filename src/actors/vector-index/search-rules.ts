@@ -1,6 +1,6 @@
 /**
  * When a shard search scans exactly and when it asks the graph, and the small pieces the search
- * paths share (shard-index.ts).
+ * paths share (shard-search.ts).
  */
 import type { BatchMatches } from "./usearch-native.ts";
 import type { ShardSearchRequest } from "./api.ts";

@@ -11,26 +11,24 @@
  * absorbed may differ, which changes no point and at most the last digits of an
  * approximate ranking.
  *
- * Distances are usearch's: l2 → squared euclidean, cosine → 1 − cos, ip → 1 − dot.
- * Lower is closer; ties are broken by id so every replica orders hits the same way.
+ * Searches are shard-search.ts's.
  */
 import os from "node:os";
-import { compileFilter, type Filter } from "../../runtime/filter.ts";
+import type { Filter } from "../../runtime/filter.ts";
 import { checkEntryValues, decodeEntry, EntryKind, isInvalidEntryError, type DeleteEntry, type UpsertEntry } from "../../runtime/log-entry.ts";
 import { spaceOf, type VectorSpace } from "../../runtime/vectors.ts";
 import { digestOf, pointHash, type ContentDigest } from "../../runtime/content-digest.ts";
 import type { StoredPoint } from "../../runtime/schemas.ts";
 import type { ApplyResult, LogRecord, RejectedEntry, SavedSnapshot, ShardHit, ShardIndexConfig, ShardSearchRequest, ShardStats, TxnReadView } from "./api.ts";
-import { distanceFn, exactTopK, type DistanceFn, type Scored } from "./distance.ts";
 import { FreshBuffer } from "./fresh.ts";
-import { Graph, whole } from "./graph.ts";
+import { Graph } from "./graph.ts";
 import { PointTable, versionOf } from "./points.ts";
 import { loadShard, saveShard } from "./shard-snapshot.ts";
 import { TxnSequencer, type Effect } from "../../runtime/txn-sequencer.ts";
 import { TxnOverlay } from "./txn-overlay.ts";
 import { TxnViews } from "./txn-view.ts";
 import { compactGraph } from "./compaction.ts";
-import { batchRow, compareIds, exactScanMax, exactScanShare, isUnfiltered } from "./search-rules.ts";
+import { ShardSearch } from "./shard-search.ts";
 
 /**
  * Bytes of vectors the fresh buffer may hold before applies wait for the graph: bounds both
@@ -52,7 +50,6 @@ export interface ShardIndexOptions {
 export class ShardIndex {
   readonly config: ShardIndexConfig;
   readonly #space: VectorSpace;
-  readonly #distance: DistanceFn;
   readonly #freshBytesMax: number;
   /** @internal for shard-snapshot.ts */
   readonly points: PointTable;
@@ -65,18 +62,16 @@ export class ShardIndex {
   /** @internal for shard-snapshot.ts: staged transactions and the writes waiting for them. */
   readonly txns = new TxnSequencer();
   readonly #txnViews = new TxnViews(this.txns);
-  readonly #order = (a: Scored, b: Scored): number =>
-    a.distance - b.distance || compareIds(this.points.idOf(a.slot)!, this.points.idOf(b.slot)!);
-  readonly #isLive = (slot: number, version: number): boolean => this.points.isLive(slot, version);
+  readonly #searcher: ShardSearch;
 
   constructor(config: ShardIndexConfig, options: ShardIndexOptions = {}) {
     this.config = config;
     this.#space = spaceOf(config);
-    this.#distance = distanceFn(config.metric);
     this.#freshBytesMax = options.freshBytesMax ?? freshBytesMaxDefault;
     this.points = new PointTable(config.dimension, options.vectorDir ?? os.tmpdir());
     this.graph = new Graph(config);
     this.fresh = new FreshBuffer(config.dimension, config.metric);
+    this.#searcher = new ShardSearch(this);
   }
 
   get size(): number {
@@ -248,41 +243,7 @@ export class ShardIndex {
 
   /** The k nearest points; `request.assume`: staged transactions to read as committed (txn-overlay.ts). */
   search(request: ShardSearchRequest): ShardHit[] {
-    const overlay = request.assume?.length ? TxnOverlay.of(this.txns, request.assume) : undefined;
-    if (!overlay) return this.#search(request);
-    // Asked for as many more as the overlay hides, so k remain once they are taken out.
-    const hidden = [...overlay.masked].filter((id) => this.points.slotOf(id) !== undefined).length;
-    return overlay.search(request, this.#search({ ...request, k: request.k + hidden }), this.#distance);
-  }
-
-  #search(request: ShardSearchRequest): ShardHit[] {
-    const { k, filter } = request;
-    if (request.vector.length !== this.config.dimension) {
-      throw new Error(`query has dimension ${request.vector.length}, the shard has ${this.config.dimension}`);
-    }
-    if (this.size === 0 || k <= 0) return [];
-    const query = whole(request.vector);
-    if (filter !== undefined && !isUnfiltered(request)) return this.#hits(this.#filteredSearch(query, k, filter), request);
-    if (this.#scansExactly(k)) return this.#hits(this.#exactTopK(query, this.points.liveSlots(), Math.min(k, this.size)), request);
-    return this.#hits(this.#nearest(query, Math.min(k, this.size)), request);
-  }
-
-  #scansExactly(k: number): boolean {
-    return k >= this.size * exactScanShare;
-  }
-
-  #exactTopK(query: Float32Array, slots: number[], k: number): Scored[] {
-    return exactTopK(query, this.points.vectors.gather(slots), slots, k, this.#distance, this.#order);
-  }
-
-  #hits(scored: readonly Scored[], request: ShardSearchRequest): ShardHit[] {
-    return scored.map(({ slot, distance }) => {
-      const hit: ShardHit = { id: this.points.idOf(slot)!, distance };
-      const payload = this.points.payloads[slot];
-      if (request.withPayload && payload !== undefined) hit.payload = payload;
-      if (request.withVectors) hit.vector = Array.from(this.points.vector(slot));
-      return hit;
-    });
+    return this.#searcher.search(request);
   }
 
   /**
@@ -290,91 +251,7 @@ export class ShardIndex {
    * unfiltered ones go to the graph as one batched search on up to `threads` threads.
    */
   searchMany(requests: readonly ShardSearchRequest[], threads: number): ShardHit[][] {
-    const dim = this.config.dimension;
-    const batched = requests.flatMap((r, i) => (isUnfiltered(r) && !r.assume?.length && r.vector.length === dim && r.k > 0 && !this.#scansExactly(r.k) ? [i] : []));
-    const out = new Array<ShardHit[]>(requests.length);
-    if (batched.length >= 2 && this.size > 0) {
-      const k = Math.min(this.size, Math.max(...batched.map((i) => requests[i]!.k)));
-      const queries = new Float32Array(batched.length * dim);
-      batched.forEach((i, row) => queries.set(requests[i]!.vector, row * dim));
-      const matches = this.graph.searchBatch(queries, batched.length, k, threads);
-      batched.forEach((i, row) => {
-        const request = requests[i]!;
-        const wanted = Math.min(request.k, this.size);
-        const query = queries.slice(row * dim, (row + 1) * dim);
-        const fromGraph = matches ? batchRow(matches, row, wanted) : [];
-        out[i] = this.#hits(this.#merge(fromGraph, this.fresh.search(query, wanted, this.#isLive), wanted), request);
-      });
-    }
-    requests.forEach((request, i) => {
-      out[i] ??= this.search(request);
-    });
-    return out;
-  }
-
-  /** The k nearest points: the graph's and the fresh buffer's candidates, merged. */
-  #nearest(query: Float32Array, k: number): Scored[] {
-    return this.#merge(this.#graphCandidates(query, k), this.fresh.search(query, k, this.#isLive), k);
-  }
-
-  #graphCandidates(query: Float32Array, k: number): Scored[] {
-    const { keys, distances } = this.graph.search(query, k);
-    const scored: Scored[] = new Array(keys.length);
-    for (let i = 0; i < keys.length; i++) scored[i] = { slot: Number(keys[i]!), distance: distances[i]! };
-    return scored;
-  }
-
-  /** The best `k` of two candidate lists, each slot once (a freshly absorbed point can be in both). */
-  #merge(a: Scored[], b: Scored[], k: number): Scored[] {
-    if (b.length === 0) return a.length <= k ? a.sort(this.#order) : a.sort(this.#order).slice(0, k);
-    const seen = new Set<number>();
-    const all = a.concat(b).sort(this.#order);
-    const out: Scored[] = [];
-    for (const s of all) {
-      if (seen.has(s.slot)) continue;
-      seen.add(s.slot);
-      out.push(s);
-      if (out.length === k) break;
-    }
-    return out;
-  }
-
-  /** Exact with respect to the filter: every hit matches, and min(k, matching) hits come back. */
-  #filteredSearch(query: Float32Array, k: number, filter: Filter): Scored[] {
-    const matching = this.#matchingSlots(filter);
-    if (matching.length === 0) return [];
-    const wanted = Math.min(k, matching.length);
-    const { inGraph } = this.points;
-    const exact = (slots: number[]): Scored[] => this.#exactTopK(query, slots, wanted);
-    if (matching.length <= exactScanMax || matching.length <= this.size * exactScanShare) return exact(matching);
-
-    const isMatch = new Uint8Array(this.points.slotCount);
-    for (const slot of matching) isMatch[slot] = 1;
-    // Matches the graph has not absorbed are few (the fresh buffer is bounded): scanned exactly.
-    const freshMatching = matching.filter((slot) => inGraph[slot] === 0);
-    const freshHits = exact(freshMatching);
-    const graphSize = this.graph.size;
-    const inGraphMatching = matching.length - freshMatching.length;
-    if (inGraphMatching === 0 || graphSize === 0) return freshHits;
-    // Oversample so that, if matches are spread evenly, about 2k of the candidates match.
-    let candidates = Math.min(graphSize, k * Math.ceil(graphSize / inGraphMatching) * 2);
-    for (;;) {
-      const hits = this.#graphCandidates(query, candidates).filter((s) => isMatch[s.slot] === 1);
-      if (hits.length >= Math.min(wanted, inGraphMatching)) return this.#merge(hits, freshHits, wanted);
-      if (candidates >= graphSize) return exact(matching);
-      candidates = Math.min(graphSize, candidates * 2);
-    }
-  }
-
-  #matchingSlots(filter: Filter): number[] {
-    const predicate = compileFilter(filter);
-    const { versions, payloads, slotCount } = this.points;
-    const slots: number[] = [];
-    for (let slot = 0; slot < slotCount; slot++) {
-      // (a free slot's version is 0)
-      if (versions[slot] !== 0 && predicate(payloads[slot])) slots.push(slot);
-    }
-    return slots;
+    return this.#searcher.searchMany(requests, threads);
   }
 
   /** The points among `ids` that exist, in request order; `assume` as for search. */
@@ -400,7 +277,7 @@ export class ShardIndex {
   }
 
   count(filter?: Filter, assume?: readonly string[]): number {
-    const own = filter === undefined ? this.size : this.#matchingSlots(filter).length;
+    const own = filter === undefined ? this.size : this.#searcher.matchingSlots(filter).length;
     const overlay = assume?.length ? TxnOverlay.of(this.txns, assume) : undefined;
     if (!overlay) return own;
     return own + overlay.countDelta(filter, (id) => {
