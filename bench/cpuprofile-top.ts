@@ -2,7 +2,10 @@
  * Summarises a V8 `.cpuprofile` (from `node --cpu-prof`): self time by function and by
  * module (package, src/ file, node internals), and inclusive time of chosen functions.
  *
- *   npx tsx bench/cpuprofile-top.ts PROFILE.cpuprofile [--top 30] [--inclusive name,name…]
+ *   npx tsx bench/cpuprofile-top.ts PROFILE.cpuprofile [--top 30] [--inclusive name,name…] [--from s] [--to s]
+ *
+ * --from/--to keep the samples of a window (seconds from the profile's start), e.g. only a
+ * benchmark's search phase of a profile that also holds its ingest.
  */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
@@ -30,17 +33,25 @@ const program = new Command()
   .argument("<profile>")
   .option("--top <n>", "rows", (v) => Number(v), 30)
   .option("--inclusive <names>", "comma-separated function names to report inclusive time for", "")
+  .option("--from <s>", "first second of the window, from the profile's start", (v) => Number(v), 0)
+  .option("--to <s>", "last second of the window", (v) => Number(v), Number.POSITIVE_INFINITY)
   .parse(process.argv);
-const opts = program.opts<{ top: number; inclusive: string }>();
+const opts = program.opts<{ top: number; inclusive: string; from: number; to: number }>();
 const profile = JSON.parse(readFileSync(program.args[0]!, "utf8")) as Profile;
 
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 const parent = new Map<number, number>();
 for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
-// Self time per node from samples × time deltas (µs).
+// Self time per node from samples × time deltas (µs), within the window.
 const selfUs = new Map<number, number>();
-profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+let atUs = 0;
+profile.samples.forEach((id, i) => {
+  const deltaUs = profile.timeDeltas[i] ?? 0;
+  atUs += deltaUs;
+  if (atUs < opts.from * 1e6 || atUs > opts.to * 1e6) return;
+  selfUs.set(id, (selfUs.get(id) ?? 0) + deltaUs);
+});
 const totalUs = [...selfUs.values()].reduce((a, b) => a + b, 0);
 
 function moduleOf(url: string, name: string): string {

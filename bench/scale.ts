@@ -404,6 +404,9 @@ interface SustainedResult {
   indexedVps: number;
   probeMs: LatencyStats;
   searchDuring: LatencyStats;
+  /** The same searches split: those that overlapped a snapshot save or upload, and the rest. */
+  searchDuringSnapshots: LatencyStats & { count: number };
+  searchDuringNoSnapshot: LatencyStats & { count: number };
   /** From the import's start until every point is in the graphs. */
   cpu: CpuSplit;
   timeline: Row[];
@@ -431,6 +434,9 @@ async function sustainedPhase(client: JadeClient, node: DevNode, opts: ScaleOpti
     await samples.stop();
   }
   const during = searches.samples.filter((s) => s.atMs >= imported.startedMs && s.atMs <= imported.endedMs);
+  const snapshots = snapshotWork(node);
+  const overlapping = during.filter((sample) => overlaps(sample, snapshots));
+  const clear = during.filter((sample) => !overlaps(sample, snapshots));
   const s = (ms: number) => (ms - started) / 1000;
   const result: SustainedResult = {
     ackedVps: imported.vectorsPerSecond,
@@ -440,6 +446,8 @@ async function sustainedPhase(client: JadeClient, node: DevNode, opts: ScaleOpti
     indexedVps: opts.n / s(indexedAt),
     probeMs: latencyStats(probes.delaysMs),
     searchDuring: latencyStats(finite(during)),
+    searchDuringSnapshots: { ...latencyStats(finite(overlapping)), count: overlapping.length },
+    searchDuringNoSnapshot: { ...latencyStats(finite(clear)), count: clear.length },
     cpu,
     timeline: ingestRows(samples.points, started, opts.n, imported),
     latencyTimeline: latencyRows(searches.samples, started),
@@ -449,6 +457,9 @@ async function sustainedPhase(client: JadeClient, node: DevNode, opts: ScaleOpti
   kv("all indexed", `${fmt(result.indexedSeconds, 1)} s → ${fmt(result.indexedVps)} vec/s`);
   kv("ack → searchable", `p50 ${fmt(result.probeMs.p50)} ms, p99 ${fmt(result.probeMs.p99)} ms, max ${fmt(result.probeMs.max)} ms`);
   kv("search during import", `p50 ${fmt(result.searchDuring.p50, 2)} ms, p95 ${fmt(result.searchDuring.p95, 2)} ms`);
+  const split = (l: LatencyStats & { count: number }) => `p50 ${fmt(l.p50, 2)} ms, p95 ${fmt(l.p95, 2)} ms (${fmt(l.count)})`;
+  kv("  … overlapping a save or upload", split(result.searchDuringSnapshots));
+  kv("  … the rest", split(result.searchDuringNoSnapshot));
   kv("CPU, import start → all indexed", cpuLine(cpu));
   return result;
 }

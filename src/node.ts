@@ -270,6 +270,7 @@ async function startDataPlane(ctx: StartContext): Promise<DataPlane> {
     transfer,
     uploader,
     downloads: new Mutex(),
+    saves: new Mutex(),
   });
   host.start(ctx.catalog, ctx.placements);
   const trimmer = await startMemoryTrimmer(options.memoryTrimIntervalMs ?? trimIntervalMsDefault, log.child({ actor: "native-memory" }));

@@ -34,30 +34,35 @@ export interface SavedSnapshot {
  * Saves the index as this replica's local checkpoint; if this is the shard's designated
  * replica (and `upload` allows it) it then uploads that file as the shared snapshot new
  * replicas start from. Local first, so a crash in between never leaves this node's
- * checkpoint older than the shared snapshot.
+ * checkpoint older than the shared snapshot. The local save waits its turn among the node's
+ * (`deps.saves`); `timeoutMs` bounds the save once it has its turn, not the wait.
  */
-export async function saveSnapshot(replica: ReplicaParts, options: { upload: "ifDesignated" | "never" }): Promise<SavedSnapshot> {
-  const { config, shard, deps, index, progress } = replica;
-  const startedMs = performance.now();
-  const file = await deps.checkpoints.scratchFile(config.uid, shard);
-  let saved: SavedShard;
-  try {
-    saved = await index.save(file);
-  } catch (err) {
-    await rm(file, { force: true });
-    throw err;
-  }
-  const checkpoint = await deps.checkpoints.commit(config.uid, shard, file, saved.appliedSeq);
+export async function saveSnapshot(replica: ReplicaParts, options: { upload: "ifDesignated" | "never"; timeoutMs?: number }): Promise<SavedSnapshot> {
+  const { config, shard, deps, progress } = replica;
+  const queuedMs = performance.now();
+  const local = await deps.saves.run(() => {
+    const saving = saveLocal(replica);
+    if (options.timeoutMs === undefined) return saving;
+    return withDeadline(saving, options.timeoutMs, () => new Error(`save took over ${options.timeoutMs} ms`));
+  });
+  const { saved, file, startedMs, tookMs } = local;
   progress.checkpointSeq = Math.max(progress.checkpointSeq, saved.appliedSeq);
-  const tookMs = performance.now() - startedMs;
   const saveMs = Math.max(0, tookMs - saved.compactionMs);
   replica.log.info(
-    { appliedSeq: saved.appliedSeq, bytes: saved.bytes, points: saved.points, unabsorbed: saved.unabsorbed, ms: Math.round(tookMs), compactionMs: Math.round(saved.compactionMs) },
+    {
+      appliedSeq: saved.appliedSeq,
+      bytes: saved.bytes,
+      points: saved.points,
+      unabsorbed: saved.unabsorbed,
+      ms: Math.round(tookMs),
+      compactionMs: Math.round(saved.compactionMs),
+      waitedMs: Math.round(startedMs - queuedMs),
+    },
     "checkpoint saved",
   );
   if (options.upload === "ifDesignated" && replica.role().designated) {
     // Older snapshots are deleted by the coordinator's retention pass, which knows what point-in-time restores still need.
-    const ref = await deps.uploader.upload({ collection: config.name, uid: config.uid, shard, seq: saved.appliedSeq, file: checkpoint.file });
+    const ref = await deps.uploader.upload({ collection: config.name, uid: config.uid, shard, seq: saved.appliedSeq, file });
     replica.log.info({ snapshot: ref.name, bytes: saved.bytes, ms: Math.round(performance.now() - startedMs) }, "snapshot saved");
     if (!deps.settings.keepUploadedCheckpoint) {
       await deps.checkpoints.discard(config.uid, shard, saved.appliedSeq);
@@ -67,14 +72,27 @@ export async function saveSnapshot(replica: ReplicaParts, options: { upload: "if
   return { seq: saved.appliedSeq, saveMs, points: saved.points, unabsorbed: saved.unabsorbed };
 }
 
+/** The local save, in its turn: the index written to a scratch file, committed as the checkpoint. */
+async function saveLocal(replica: ReplicaParts): Promise<{ saved: SavedShard; file: string; startedMs: number; tookMs: number }> {
+  const { config, shard, deps, index } = replica;
+  const startedMs = performance.now();
+  const scratch = await deps.checkpoints.scratchFile(config.uid, shard);
+  let saved: SavedShard;
+  try {
+    saved = await index.save(scratch);
+  } catch (err) {
+    await rm(scratch, { force: true });
+    throw err;
+  }
+  const checkpoint = await deps.checkpoints.commit(config.uid, shard, scratch, saved.appliedSeq);
+  return { saved, file: checkpoint.file, startedMs, tookMs: performance.now() - startedMs };
+}
+
 /** The node is stopping and keeps the shard: save a checkpoint so the restart replays only the delta. Never throws. */
 export async function shutdownCheckpoint(replica: ReplicaParts): Promise<void> {
   try {
-    const { seq } = await withDeadline(
-      saveSnapshot(replica, { upload: "never" }),
-      shutdownCheckpointTimeoutMs,
-      () => new Error(`save took over ${shutdownCheckpointTimeoutMs} ms`),
-    );
+    // The node's shards stop together and save in turns: each gets the whole timeout once its turn comes.
+    const { seq } = await saveSnapshot(replica, { upload: "never", timeoutMs: shutdownCheckpointTimeoutMs });
     replica.log.info({ appliedSeq: seq }, "checkpoint saved at shutdown");
   } catch (err) {
     replica.log.warn({ err }, "no checkpoint at shutdown; the restart restores from the shared snapshot");
