@@ -40,12 +40,11 @@ export interface SavedSnapshot {
 export async function saveSnapshot(replica: ReplicaParts, options: { upload: "ifDesignated" | "never"; timeoutMs?: number }): Promise<SavedSnapshot> {
   const { config, shard, deps, progress } = replica;
   const queuedMs = performance.now();
-  const local = await deps.saves.run(() => {
+  const { saved, file, startedMs, tookMs } = await deps.saves.run(() => {
     const saving = saveLocal(replica);
     if (options.timeoutMs === undefined) return saving;
     return withDeadline(saving, options.timeoutMs, () => new Error(`save took over ${options.timeoutMs} ms`));
   });
-  const { saved, file, startedMs, tookMs } = local;
   progress.checkpointSeq = Math.max(progress.checkpointSeq, saved.appliedSeq);
   const saveMs = Math.max(0, tookMs - saved.compactionMs);
   replica.log.info(
